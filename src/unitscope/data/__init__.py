@@ -1,0 +1,1 @@
+"""Probe sets: the images (and, where known, per-pixel concept labels) that units are shown."""

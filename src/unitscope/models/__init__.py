@@ -1,0 +1,1 @@
+"""Models: the SceneWorld networks, torchvision architectures, checkpoints, layer names."""
