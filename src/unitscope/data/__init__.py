@@ -1,1 +1,38 @@
 """Probe sets: the images (and, where known, per-pixel concept labels) that units are shown."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from unitscope.data.probe import ProbeSet
+from unitscope.errors import UsageError
+
+SCENEWORLD_SPECS: dict[str, dict[str, object]] = {
+    "sceneworld": {"kind": "scenes"},
+    "sceneworld-objects": {"kind": "objects"},
+    "sceneworld-background": {"kind": "scenes", "remove_objects": True},
+}
+
+
+def open_probe(spec: str, n: int = 500, seed: int = 0, size: int = 112) -> ProbeSet:
+    """Resolve ``--data``: a SceneWorld name, a Broden-format directory or a plain image folder."""
+    if n <= 0:
+        raise UsageError(f"--n must be positive, got {n}")
+    if spec in SCENEWORLD_SPECS:
+        from unitscope.data.sceneworld import SceneWorldProbe
+
+        return SceneWorldProbe(n=n, seed=seed, size=size, **SCENEWORLD_SPECS[spec])  # type: ignore[arg-type]
+    path = Path(spec)
+    if not path.exists():
+        raise UsageError(
+            f"--data {spec!r} is neither {', '.join(SCENEWORLD_SPECS)} nor an existing directory"
+        )
+    if not path.is_dir():
+        raise UsageError(f"--data {spec} is a file; give a Broden directory or an image folder")
+    from unitscope.data.broden import BrodenProbe, is_broden_dir
+
+    if is_broden_dir(path):
+        return BrodenProbe(path)
+    from unitscope.data.image_folder import ImageFolderProbe
+
+    return ImageFolderProbe(path)

@@ -1,0 +1,70 @@
+"""Forward hooks that capture layer outputs, always unhook, and stop the pass early.
+
+In the style of baukit's ``Trace``/``StopForward``: the forward pass is abandoned (by a private
+exception) as soon as every requested layer has produced its output, so layers after the deepest one
+requested cost nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from types import TracebackType
+
+import torch
+from torch import nn
+
+
+class _StopForward(Exception):
+    """Raised inside a hook once all requested layers have fired."""
+
+
+class LayerCapture:
+    """Context manager capturing the outputs of ``layers`` (module paths) during ``run``."""
+
+    def __init__(self, module: nn.Module, layers: Sequence[str], stop_after_last: bool = True,
+                 clone: bool = True) -> None:
+        modules = dict(module.named_modules())
+        missing = [name for name in layers if name not in modules]
+        if missing:
+            raise ValueError(f"no such module paths: {missing}")
+        self.module = module
+        self.layers = list(dict.fromkeys(layers))
+        self.stop_after_last = stop_after_last
+        self.clone = clone
+        self._targets = {name: modules[name] for name in self.layers}
+        self._handles: list[torch.utils.hooks.RemovableHandle] = []
+        self._outputs: dict[str, torch.Tensor] = {}
+
+    def __enter__(self) -> LayerCapture:
+        for name, target in self._targets.items():
+            self._handles.append(target.register_forward_hook(self._make_hook(name)))
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+    def _make_hook(self, name: str):
+        def hook(_module: nn.Module, _inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+            # Clone: an in-place ReLU after this module would otherwise rewrite what we captured.
+            self._outputs[name] = output.detach().clone() if self.clone else output.detach()
+            if self.stop_after_last and len(self._outputs) == len(self.layers):
+                raise _StopForward
+
+        return hook
+
+    def run(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One forward pass; returns {layer path: output}."""
+        self._outputs = {}
+        with torch.no_grad():
+            with contextlib.suppress(_StopForward):
+                self.module(x)
+        missing = [name for name in self.layers if name not in self._outputs]
+        if missing:
+            raise RuntimeError(f"layers {missing} did not run in the forward pass")
+        outputs, self._outputs = self._outputs, {}
+        return outputs

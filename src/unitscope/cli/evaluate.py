@@ -1,0 +1,35 @@
+"""``unitscope evaluate``: accuracy of a classifier (and, with --transfer, of a linear probe)."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from unitscope.cli.options import check_positive, model_options, open_model
+
+
+@click.command("evaluate")
+@model_options
+@click.option("--data", default="sceneworld", show_default=True,
+              help="sceneworld, sceneworld-objects, sceneworld-background, or a folder of class sub-folders.")
+@click.option("--n", "n", type=int, default=1000, show_default=True, help="Images to generate (SceneWorld).")
+@click.option("--seed", type=int, default=12345, show_default=True, help="SceneWorld seed (fresh by default).")
+@click.option("--batch-size", type=int, default=64, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object with top1 and top5.")
+def command(model_spec: str, weights: str | None, num_classes: int | None, device: str, data: str, n: int,
+            seed: int, batch_size: int, as_json: bool) -> None:
+    """Top-1 and top-5 accuracy of --model on --data."""
+    check_positive(n=n, batch_size=batch_size)
+    from unitscope.data.classification import open_classification
+    from unitscope.evaluation import evaluate_accuracy
+
+    model = open_model(model_spec, weights, num_classes, device)
+    size = model.preprocess.input_size[0] if model.preprocess.input_size else 112
+    dataset = open_classification(data, model.class_names, n=n, seed=seed, size=size)
+    accuracy = evaluate_accuracy(model, dataset, batch_size=batch_size, progress=not as_json)
+    if as_json:
+        click.echo(json.dumps({"model": model.name, "data": dataset.name, **accuracy.to_dict()}))
+        return
+    click.echo(f"{'model':<22}{'data':<26}{'n':>7}{'top-1':>8}{'top-5':>8}")
+    click.echo(f"{model.name:<22}{dataset.name:<26}{accuracy.n:>7}{accuracy.top1:>8.3f}{accuracy.top5:>8.3f}")

@@ -1,0 +1,90 @@
+"""The two networks shipped inside the package, trained on SceneWorld by ``unitscope train``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import torch
+
+from unitscope.errors import UsageError
+from unitscope.models.preprocessing import Preprocessing
+from unitscope.models.sceneworld_net import SceneWorldNet, SceneWorldNetConfig
+
+BUILTIN_MODELS: dict[str, str] = {
+    "sceneworld-scene": "sceneworld-scene.pt",
+    "sceneworld-object": "sceneworld-object.pt",
+}
+
+
+@dataclass(frozen=True)
+class SceneWorldCheckpoint:
+    """What ``unitscope train`` saves: weights plus everything needed to use them."""
+
+    config: SceneWorldNetConfig
+    state_dict: dict[str, torch.Tensor]
+    class_names: tuple[str, ...]
+    task: str
+    preprocess: Preprocessing
+    info: dict[str, object]
+
+    def save(self, path: str | Path) -> None:
+        torch.save(
+            {
+                "format": "unitscope-sceneworld-net/1",
+                "config": self.config.to_dict(),
+                "state_dict": self.state_dict,
+                "class_names": list(self.class_names),
+                "task": self.task,
+                "input_size": list(self.preprocess.input_size or ()),
+                "mean": list(self.preprocess.mean),
+                "std": list(self.preprocess.std),
+                "info": self.info,
+            },
+            path,
+        )
+
+    @classmethod
+    def load(cls, path: str | Path) -> SceneWorldCheckpoint:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(data, dict) or data.get("format") != "unitscope-sceneworld-net/1":
+            raise UsageError(f"{path} is not a SceneWorld network saved by `unitscope train`")
+        size = data["input_size"]
+        return cls(
+            config=SceneWorldNetConfig.from_dict(data["config"]),
+            state_dict=data["state_dict"],
+            class_names=tuple(data["class_names"]),
+            task=str(data["task"]),
+            preprocess=Preprocessing(
+                input_size=(int(size[0]), int(size[1])) if size else None,
+                mean=tuple(data["mean"]),
+                std=tuple(data["std"]),
+            ),
+            info=dict(data["info"]),
+        )
+
+    def build(self) -> SceneWorldNet:
+        net = SceneWorldNet(self.config)
+        net.load_state_dict(self.state_dict)
+        return net.eval()
+
+
+def builtin_weights_path(name: str) -> Path:
+    """Where the shipped weights of a built-in model live inside the installed package."""
+    path = Path(str(resources.files("unitscope.models") / "weights" / BUILTIN_MODELS[name]))
+    if not path.is_file():
+        raise UsageError(
+            f"the built-in weights for {name} are missing ({path}); "
+            f"recreate them with `unitscope train --task {name.split('-')[1]} --out {path}`"
+        )
+    return path
+
+
+def is_sceneworld_checkpoint(path: Path) -> bool:
+    """Whether a file was written by ``unitscope train`` (so it carries its own architecture)."""
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # not a torch file or not tensor-only: certainly not ours
+        return False
+    return isinstance(data, dict) and data.get("format") == "unitscope-sceneworld-net/1"

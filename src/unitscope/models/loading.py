@@ -1,0 +1,144 @@
+"""Resolve a model spec (torchvision name, built-in, ``file.py:callable``) and its weights."""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torchvision
+from torch import nn
+
+from unitscope.errors import UsageError
+from unitscope.models.builtin import (
+    BUILTIN_MODELS,
+    SceneWorldCheckpoint,
+    builtin_weights_path,
+    is_sceneworld_checkpoint,
+)
+from unitscope.models.checkpoint import load_into, read_checkpoint
+from unitscope.models.preprocessing import Preprocessing
+
+
+@dataclass
+class LoadedModel:
+    """A network ready for analysis: eval mode, on its device, with its preprocessing and class names."""
+
+    module: nn.Module
+    name: str
+    preprocess: Preprocessing
+    class_names: list[str] | None = None
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+
+def resolve_device(device: str) -> torch.device:
+    """``cpu``, ``cuda``, ``cuda:N`` or ``auto``; a missing GPU is a usage error, not a crash."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError as err:
+        raise UsageError(f"unknown device {device!r}; use cpu, cuda, cuda:N or auto") from err
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"--device {device} asked for CUDA but no GPU is visible; use --device cpu")
+    return dev
+
+
+def load_model(
+    spec: str,
+    weights: str | None = None,
+    num_classes: int | None = None,
+    device: str | torch.device = "cpu",
+) -> LoadedModel:
+    """Build the network named by ``spec`` and load ``weights`` into it."""
+    dev = device if isinstance(device, torch.device) else resolve_device(device)
+    if spec in BUILTIN_MODELS:
+        loaded = _load_sceneworld(builtin_weights_path(spec), spec)
+        if weights:
+            load_into(loaded.module, read_checkpoint(weights), weights)
+    elif spec.endswith(".pt") and Path(spec).is_file() and is_sceneworld_checkpoint(Path(spec)):
+        loaded = _load_sceneworld(Path(spec), Path(spec).stem)
+    elif ":" in spec and spec.split(":", 1)[0].endswith(".py"):
+        loaded = _load_callable(spec, weights, num_classes)
+    else:
+        loaded = _load_torchvision(spec, weights, num_classes)
+    loaded.module.to(dev).eval()
+    loaded.device = dev
+    return loaded
+
+
+def _load_sceneworld(path: Path, name: str) -> LoadedModel:
+    ckpt = SceneWorldCheckpoint.load(path)
+    return LoadedModel(ckpt.build(), name, ckpt.preprocess, list(ckpt.class_names))
+
+
+def _load_callable(spec: str, weights: str | None, num_classes: int | None) -> LoadedModel:
+    file_part, func_name = spec.rsplit(":", 1)
+    path = Path(file_part)
+    if not path.is_file():
+        raise UsageError(f"model file {path} does not exist; give --model path/file.py:callable")
+    module_spec = importlib.util.spec_from_file_location(f"unitscope_user_model_{path.stem}", path)
+    if module_spec is None or module_spec.loader is None:
+        raise UsageError(f"cannot import {path} as Python; give --model path/file.py:callable")
+    user_module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(user_module)
+    factory = getattr(user_module, func_name, None)
+    if not callable(factory):
+        raise UsageError(f"{path} has no callable {func_name!r}; give --model path/file.py:callable")
+    kwargs = {}
+    if num_classes is not None and "num_classes" in inspect.signature(factory).parameters:
+        kwargs["num_classes"] = num_classes
+    net = factory(**kwargs)
+    if not isinstance(net, nn.Module):
+        raise UsageError(f"{spec} returned {type(net).__name__}, not a torch.nn.Module")
+    if weights:
+        load_into(net, read_checkpoint(weights), weights)
+    class_names = getattr(net, "class_names", None)
+    return LoadedModel(net, path.stem, Preprocessing(), list(class_names) if class_names else None)
+
+
+def _load_torchvision(spec: str, weights: str | None, num_classes: int | None) -> LoadedModel:
+    available = torchvision.models.list_models(module=torchvision.models)
+    if spec not in available:
+        from difflib import get_close_matches
+
+        close = get_close_matches(spec, [*available, *BUILTIN_MODELS], n=4)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise UsageError(
+            f"unknown model {spec!r}{hint}; give a torchvision name, sceneworld-scene, sceneworld-object "
+            "or path/file.py:callable"
+        )
+    if weights and not Path(weights).exists() and not weights.endswith((".pth", ".pt", ".tar")):
+        return _load_torchvision_named_weights(spec, weights)
+    kwargs = {"num_classes": num_classes} if num_classes else {}
+    net = torchvision.models.get_model(spec, weights=None, **kwargs)
+    if weights:
+        load_into(net, read_checkpoint(weights), weights)
+    return LoadedModel(net, spec, Preprocessing())
+
+
+def _load_torchvision_named_weights(spec: str, weights: str) -> LoadedModel:
+    """torchvision weights by name (``IMAGENET1K_V1`` or ``AlexNet_Weights.IMAGENET1K_V1``): downloads."""
+    enum = torchvision.models.get_model_weights(spec)
+    member = weights.split(".")[-1]
+    if member == "DEFAULT" or member in enum.__members__:
+        chosen = enum[member]
+    else:
+        raise UsageError(
+            f"unknown weights {weights!r} for {spec}; choose one of {', '.join(enum.__members__)} or a file path"
+        )
+    try:
+        net = torchvision.models.get_model(spec, weights=chosen)
+    except (OSError, RuntimeError) as err:
+        raise UsageError(
+            f"could not download torchvision weights {chosen} ({err.__class__.__name__}); without internet, "
+            f"download {chosen.url} elsewhere and pass the file with --weights PATH"
+        ) from err
+    transforms = chosen.transforms()
+    crop = getattr(transforms, "crop_size", None)
+    size = (int(crop[0]), int(crop[0])) if crop else None
+    preprocess = Preprocessing(size, tuple(transforms.mean), tuple(transforms.std))
+    categories = chosen.meta.get("categories")
+    return LoadedModel(net, spec, preprocess, list(categories) if categories else None)

@@ -1,0 +1,53 @@
+"""How images become network input: size, mean and standard deviation."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """Resize (only when ``input_size`` is set and differs) and normalise uint8 RGB images.
+
+    ``input_size`` None means "feed images at the probe set's native size", the Network Dissection
+    convention; torchvision weights and our built-in networks set it explicitly.
+    """
+
+    input_size: tuple[int, int] | None = None
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+
+    def to_tensor(self, images: torch.Tensor, device: torch.device | str = "cpu") -> torch.Tensor:
+        """uint8 [B,3,H,W] (any device) → normalised float [B,3,h,w] on ``device``."""
+        x = images.to(device=device, non_blocking=True).float().div_(255.0)
+        if self.input_size is not None and tuple(x.shape[-2:]) != tuple(self.input_size):
+            x = F.interpolate(x, size=self.input_size, mode="bilinear", align_corners=False, antialias=True)
+        mean = torch.tensor(self.mean, device=x.device).view(1, 3, 1, 1)
+        std = torch.tensor(self.std, device=x.device).view(1, 3, 1, 1)
+        return (x - mean) / std
+
+    def batch(self, images: Sequence[np.ndarray], device: torch.device | str = "cpu") -> torch.Tensor:
+        """A list of uint8 HxWx3 arrays of one size → normalised float batch [B,3,h,w]."""
+        stacked = torch.from_numpy(np.stack([np.ascontiguousarray(im) for im in images])).permute(0, 3, 1, 2)
+        return self.to_tensor(stacked, device)
+
+    def with_overrides(
+        self,
+        input_size: int | None = None,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+    ) -> Preprocessing:
+        """A copy with the user's --input-size/--mean/--std applied."""
+        return Preprocessing(
+            input_size=(input_size, input_size) if input_size else self.input_size,
+            mean=tuple(mean) if mean else self.mean,  # type: ignore[arg-type]
+            std=tuple(std) if std else self.std,  # type: ignore[arg-type]
+        )
