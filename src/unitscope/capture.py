@@ -60,9 +60,8 @@ class LayerCapture:
     def run(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """One forward pass; returns {layer path: output}."""
         self._outputs = {}
-        with torch.no_grad():
-            with contextlib.suppress(_StopForward):
-                self.module(x)
+        with torch.no_grad(), contextlib.suppress(_StopForward):
+            self.module(x)
         missing = [name for name in self.layers if name not in self._outputs]
         if missing:
             raise RuntimeError(f"layers {missing} did not run in the forward pass")
