@@ -1,0 +1,273 @@
+"""The streaming dissection engine: one forward pass over the probe set, then IoU from cached maps.
+
+Pass 1 runs the network once per image, capturing every requested layer in the same forward pass
+(stopping after the deepest), feeds the exact quantile and top-k statistics, and appends each layer's
+activations to an on-disk cache (float32 memmap, so memory does not grow with the probe set).
+Pass 2 needs the thresholds, so it replays the cached maps — no second forward pass — upsamples them to
+the label resolution and accumulates intersections and unions with the labels, all layers per batch.
+Both passes checkpoint their statistics every few seconds; a killed run resumes from the last checkpoint
+and, because every statistic is exact and order-independent, ends with identical results.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from unitscope.capture import LayerCapture
+from unitscope.data.probe import ProbeSample, ProbeSet, has_labels
+from unitscope.dissect.loader import LoadedBatch, iterate_batches
+from unitscope.dissect.settings import DissectSettings
+from unitscope.dissect.upsample import Upsampler
+from unitscope.errors import UsageError
+from unitscope.models.loading import LoadedModel
+from unitscope.stats import ConceptOverlap, LabelBatch, TopImages, TopQuantile
+
+
+@dataclass
+class LayerStatistics:
+    """What the engine knows about one layer when both passes are done."""
+
+    name: str
+    path: str
+    shape: tuple[int, int, int]  # units, h, w
+    thresholds: torch.Tensor  # [U] float64
+    top_indices: torch.Tensor  # [U, k]
+    top_scores: torch.Tensor  # [U, k]
+    top_peaks: torch.Tensor  # [U, k] flat index into h*w
+    iou: torch.Tensor | None  # [U, L] float64 (column = label number), None without labels
+    overlap: ConceptOverlap | None
+
+
+@dataclass
+class EngineOutcome:
+    layers: list[LayerStatistics]
+    skipped: dict[int, str]
+    seconds: float
+
+
+def _atomic_save(obj: object, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+class DissectionEngine:
+    """Runs both passes for a set of layers of one model on one probe set, in ``workdir``."""
+
+    def __init__(
+        self,
+        model: LoadedModel,
+        layers: dict[str, str],
+        probe: ProbeSet,
+        settings: DissectSettings,
+        workdir: Path,
+        geometry: Callable[[str], tuple[float, float] | None],
+        progress: bool = True,
+    ) -> None:
+        self.model = model
+        self.layers = layers  # display name -> module path
+        self.probe = probe
+        self.settings = settings
+        self.workdir = workdir
+        self.geometry = geometry
+        self.progress = progress
+        self.device = model.device
+
+    # ------------------------------------------------------------------ pass 1
+    def _cache_path(self, name: str) -> Path:
+        return self.workdir / f"activations-{name.replace('/', '_')}.f32"
+
+    def _open_cache(self, name: str, shape: tuple[int, int, int], fresh: bool) -> np.memmap:
+        n = len(self.probe)
+        return np.memmap(self._cache_path(name), dtype=np.float32, mode="w+" if fresh else "r+",
+                         shape=(n, *shape))
+
+    def _input_batch(self, samples: list[ProbeSample]) -> torch.Tensor:
+        images = [s.image for s in samples]
+        first = images[0].shape
+        odd = [s.index for s in samples if s.image.shape != first]
+        if odd:
+            raise UsageError(
+                f"image {odd[0]} is {samples[0].image.shape[:2]} but others are {first[:2]}; "
+                "give probe images of one size or pass --input-size"
+            )
+        return self.model.preprocess.batch(images, self.device)
+
+    def _pass_one(self) -> tuple[dict[str, dict[str, object]], dict[int, str]]:
+        state_path = self.workdir / "pass1.pt"
+        state: dict[str, object] = torch.load(state_path, weights_only=False) if state_path.exists() else {}
+        start = int(state.get("next_index", 0))
+        skipped: dict[int, str] = dict(state.get("skipped", {}))  # type: ignore[arg-type]
+        per_layer: dict[str, dict[str, object]] = dict(state.get("layers", {}))  # type: ignore[arg-type]
+        stats: dict[str, tuple[TopQuantile, TopImages, np.memmap]] = {}
+        for name, saved in per_layer.items():
+            shape = tuple(saved["shape"])  # type: ignore[arg-type]
+            q = TopQuantile(shape[0], self.settings.quantile, len(self.probe) * shape[1] * shape[2])
+            q.load_state_dict(saved["quantile"])  # type: ignore[arg-type]
+            t = TopImages(shape[0], self.settings.topk)
+            t.load_state_dict(saved["topk"])  # type: ignore[arg-type]
+            stats[name] = (q, t, self._open_cache(name, shape, fresh=False))  # type: ignore[arg-type]
+        n = len(self.probe)
+        if start >= n:
+            return per_layer, skipped
+
+        def checkpoint(next_index: int) -> None:
+            for _, _, cache in stats.values():
+                cache.flush()
+            saved_layers = {
+                name: {"shape": per_layer[name]["shape"], "quantile": q.state_dict(), "topk": t.state_dict()}
+                for name, (q, t, _) in stats.items()
+            }
+            per_layer.update(saved_layers)
+            _atomic_save({"next_index": next_index, "skipped": skipped, "layers": saved_layers}, state_path)
+
+        bar = tqdm(total=n, initial=start, desc="pass 1/2: activations", unit="img", disable=not self.progress)
+        last_save = time.monotonic()
+        with LayerCapture(self.model.module, list(self.layers.values())) as capture:
+            for batch in iterate_batches(self.probe, start, self.settings.batch_size, self.settings.workers):
+                good = self._accept(batch, skipped)
+                if good:
+                    outputs = capture.run(self._input_batch([s for _, s in good]))
+                    indices = torch.tensor([i for i, _ in good], dtype=torch.int64)
+                    for name, path in self.layers.items():
+                        acts = outputs[path]
+                        if acts.dim() != 4:
+                            raise UsageError(
+                                f"layer {name} has output shape {tuple(acts.shape)}, not [batch, units, h, w]; "
+                                "dissect a convolutional or pooling layer"
+                            )
+                        if not torch.isfinite(acts).all():
+                            raise UsageError(
+                                f"layer {name} produced NaN or infinite activations on image {int(indices[0])}…; "
+                                "check the weights and the --mean/--std normalisation"
+                            )
+                        if name not in stats:
+                            shape = tuple(acts.shape[1:])
+                            per_layer[name] = {"shape": shape}
+                            stats[name] = (
+                                TopQuantile(shape[0], self.settings.quantile, n * shape[1] * shape[2]),
+                                TopImages(shape[0], self.settings.topk),
+                                self._open_cache(name, shape, fresh=True),  # type: ignore[arg-type]
+                            )
+                        quantile, topk, cache = stats[name]
+                        units = acts.shape[1]
+                        quantile.update(acts.transpose(0, 1).reshape(units, -1))
+                        flat = acts.flatten(2)
+                        scores, peaks = flat.max(dim=2)
+                        topk.update(scores, indices.to(acts.device), peaks)
+                        cache[indices.numpy()] = acts.float().cpu().numpy()
+                bar.update(len(batch.indices))
+                if time.monotonic() - last_save > self.settings.checkpoint_seconds:
+                    checkpoint(batch.indices[-1] + 1)
+                    last_save = time.monotonic()
+        bar.close()
+        if not stats:
+            raise UsageError("every probe image was unreadable; check --data")
+        checkpoint(n)
+        return per_layer, skipped
+
+    def _accept(self, batch: LoadedBatch, skipped: dict[int, str]) -> list[tuple[int, ProbeSample]]:
+        """The batch's readable samples; unreadable ones are fatal unless --skip-bad."""
+        if batch.errors and not self.settings.skip_bad:
+            index, message = next(iter(batch.errors.items()))
+            raise UsageError(f"{message} (pass --skip-bad to skip unreadable probe images)")
+        skipped.update(batch.errors)
+        return [(i, s) for i, s in zip(batch.indices, batch.samples, strict=True) if s is not None]
+
+    # ------------------------------------------------------------------ pass 2
+    def _pass_two(
+        self, per_layer: dict[str, dict[str, object]], thresholds: dict[str, torch.Tensor],
+        skipped: dict[int, str],
+    ) -> dict[str, ConceptOverlap]:
+        state_path = self.workdir / "pass2.pt"
+        state: dict[str, object] = torch.load(state_path, weights_only=False) if state_path.exists() else {}
+        start = int(state.get("next_index", 0))
+        overlaps: dict[str, ConceptOverlap] = {}
+        upsamplers: dict[str, Upsampler] = {}
+        caches: dict[str, np.memmap] = {}
+        label_size = self.probe.label_size
+        input_size = self.model.preprocess.input_size or self.probe.image_size
+        for name in self.layers:
+            shape = tuple(per_layer[name]["shape"])  # type: ignore[arg-type]
+            overlap = ConceptOverlap(shape[0], self.probe.concepts)
+            saved = state.get("layers", {}).get(name)  # type: ignore[union-attr]
+            if saved is not None:
+                overlap.load_state_dict(saved)
+            overlaps[name] = overlap
+            field = self.geometry(self.layers[name])
+            stride, begin = field if field is not None else (None, None)
+            upsamplers[name] = Upsampler.build(
+                self.settings.upsample, shape[1:], label_size, input_size, stride, begin  # type: ignore[arg-type]
+            ).to(self.device)
+            caches[name] = np.memmap(self._cache_path(name), dtype=np.float32, mode="r",
+                                     shape=(len(self.probe), *shape))
+        n = len(self.probe)
+        if start >= n:
+            return overlaps
+
+        def checkpoint(next_index: int) -> None:
+            _atomic_save(
+                {"next_index": next_index, "layers": {k: o.state_dict() for k, o in overlaps.items()}}, state_path
+            )
+
+        bar = tqdm(total=n, initial=start, desc="pass 2/2: IoU", unit="img", disable=not self.progress)
+        last_save = time.monotonic()
+        for batch in iterate_batches(self.probe, start, self.settings.batch_size, self.settings.workers,
+                                     labels_only=True):
+            good = [(i, s) for i, s in zip(batch.indices, batch.samples, strict=True)
+                    if s is not None and i not in skipped]
+            if good:
+                labels = LabelBatch.from_samples([s for _, s in good], self.probe.concepts, label_size,
+                                                 device=self.device)
+                rows = np.array([i for i, _ in good])
+                for name, overlap in overlaps.items():
+                    acts = torch.from_numpy(np.ascontiguousarray(caches[name][rows])).to(self.device)
+                    upsampled = upsamplers[name](acts)
+                    masks = upsampled > thresholds[name].to(self.device, torch.float32)[None, :, None, None]
+                    overlap.update(masks, labels)
+            bar.update(len(batch.indices))
+            if time.monotonic() - last_save > self.settings.checkpoint_seconds:
+                checkpoint(batch.indices[-1] + 1)
+                last_save = time.monotonic()
+        bar.close()
+        checkpoint(n)
+        return overlaps
+
+    # ------------------------------------------------------------------ both
+    def run(self) -> EngineOutcome:
+        started = time.perf_counter()
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        per_layer, skipped = self._pass_one()
+        counted = len(self.probe) - len(skipped)
+        results: dict[str, LayerStatistics] = {}
+        thresholds: dict[str, torch.Tensor] = {}
+        for name, path in self.layers.items():
+            saved = per_layer[name]
+            shape = tuple(saved["shape"])  # type: ignore[arg-type]
+            quantile = TopQuantile(shape[0], self.settings.quantile, len(self.probe) * shape[1] * shape[2])
+            quantile.load_state_dict(saved["quantile"])  # type: ignore[arg-type]
+            thresholds[name] = quantile.thresholds(count=counted * shape[1] * shape[2])
+            topk = TopImages(shape[0], self.settings.topk)
+            topk.load_state_dict(saved["topk"])  # type: ignore[arg-type]
+            indices, scores, peaks = topk.result()
+            results[name] = LayerStatistics(name, path, shape, thresholds[name].cpu(), indices.cpu(),  # type: ignore[arg-type]
+                                            scores.cpu(), peaks.cpu(), None, None)
+        if has_labels(self.probe):
+            overlaps = self._pass_two(per_layer, thresholds, skipped)
+            for name, overlap in overlaps.items():
+                results[name].iou = overlap.iou().cpu()
+                results[name].overlap = overlap
+        return EngineOutcome(list(results.values()), skipped, time.perf_counter() - started)
+
+    def remove_caches(self) -> None:
+        """Drop the activation caches (large) once results are written."""
+        for name in self.layers:
+            self._cache_path(name).unlink(missing_ok=True)

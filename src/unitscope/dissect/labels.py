@@ -1,0 +1,61 @@
+"""From IoU matrices to unit labels and Network Dissection's per-layer detector table."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+
+from unitscope.data.probe import ConceptTable
+
+
+def label_units(
+    iou: torch.Tensor | None, concepts: ConceptTable, thresholds: torch.Tensor, iou_threshold: float
+) -> pd.DataFrame:
+    """One row per unit: its best concept overall and per category, with IoU.
+
+    ``iou`` is [units, max_label + 1] with column = label number. Ties go to the lower label number.
+    Without labels (plain image folders) the label columns are empty.
+    """
+    units = len(thresholds)
+    table = pd.DataFrame({"unit": np.arange(units)})
+    if iou is None or len(concepts) == 0:
+        table["label"] = ""
+        table["category"] = ""
+        table["iou"] = np.nan
+        table["detector"] = False
+        table["threshold"] = thresholds.double().numpy()
+        return table
+    matrix = iou.double().numpy()
+    numbers = np.array([c.number for c in concepts.concepts])
+    names = np.array([c.name for c in concepts.concepts], dtype=object)
+    cats = np.array([c.category for c in concepts.concepts], dtype=object)
+    order = np.argsort(numbers, kind="stable")
+    numbers, names, cats = numbers[order], names[order], cats[order]
+    values = matrix[:, numbers]  # [U, C] in label-number order: argmax picks the lowest number on ties
+    best = values.argmax(axis=1)
+    table["label"] = names[best]
+    table["category"] = cats[best]
+    table["iou"] = values[np.arange(units), best]
+    table["detector"] = table["iou"] >= iou_threshold
+    for category in concepts.categories:
+        columns = np.flatnonzero(cats == category)
+        if len(columns) == 0:
+            continue
+        sub = values[:, columns]
+        pick = sub.argmax(axis=1)
+        table[f"{category}_label"] = names[columns][pick]
+        table[f"{category}_iou"] = sub[np.arange(units), pick]
+    table["threshold"] = thresholds.double().numpy()
+    return table
+
+
+def detector_table(units: pd.DataFrame, categories: tuple[str, ...]) -> pd.DataFrame:
+    """Per category: detector units and unique detected concepts (Network Dissection's Table 2)."""
+    detectors = units[units["detector"]]
+    rows = []
+    for category in categories:
+        in_cat = detectors[detectors["category"] == category]
+        rows.append({"category": category, "detectors": len(in_cat), "unique": in_cat["label"].nunique()})
+    rows.append({"category": "total", "detectors": len(detectors), "unique": detectors["label"].nunique()})
+    return pd.DataFrame(rows)

@@ -1,0 +1,112 @@
+"""The result of a dissection: pandas tables in memory, and their files in a run directory."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from unitscope.data.probe import Concept, ConceptTable
+from unitscope.errors import UsageError
+
+RUN_FORMAT = "unitscope-dissection/1"
+
+
+@dataclass
+class LayerResult:
+    """One dissected layer: unit labels, top images, and the full IoU matrix (None without labels)."""
+
+    name: str
+    path: str
+    shape: tuple[int, int, int]
+    units: pd.DataFrame
+    table: pd.DataFrame
+    top_images: pd.DataFrame
+    iou: np.ndarray | None = None
+
+
+@dataclass
+class DissectionResult:
+    """Everything a dissection found; ``summary`` stacks every layer's detector table."""
+
+    layers: dict[str, LayerResult]
+    concepts: ConceptTable
+    info: dict[str, object] = field(default_factory=dict)
+    run_dir: Path | None = None
+
+    @property
+    def units(self) -> dict[str, pd.DataFrame]:
+        return {name: layer.units for name, layer in self.layers.items()}
+
+    @property
+    def summary(self) -> pd.DataFrame:
+        frames = [layer.table.assign(layer=name) for name, layer in self.layers.items()]
+        table = pd.concat(frames, ignore_index=True)
+        return table[["layer", "category", "detectors", "unique"]]
+
+    def write(self, directory: Path) -> None:
+        """Write units.csv, top_images.csv, iou.npy per layer, concepts.csv and summary.json."""
+        directory.mkdir(parents=True, exist_ok=True)
+        concept_rows = [{"number": c.number, "name": c.name, "category": c.category} for c in self.concepts.concepts]
+        pd.DataFrame(concept_rows, columns=["number", "name", "category"]).to_csv(
+            directory / "concepts.csv", index=False
+        )
+        layers_info = {}
+        for name, layer in self.layers.items():
+            layer_dir = directory / layer_dirname(name)
+            layer_dir.mkdir(exist_ok=True)
+            layer.units.to_csv(layer_dir / "units.csv", index=False, float_format="%.6g")
+            layer.top_images.to_csv(layer_dir / "top_images.csv", index=False, float_format="%.6g")
+            if layer.iou is not None:
+                np.save(layer_dir / "iou.npy", layer.iou.astype(np.float32))
+            layers_info[name] = {
+                "path": layer.path,
+                "units": layer.shape[0],
+                "map_size": list(layer.shape[1:]),
+                "directory": layer_dirname(name),
+                "table": layer.table.to_dict(orient="records"),
+            }
+        summary = {"format": RUN_FORMAT, **self.info, "categories": list(self.concepts.categories),
+                   "layers": layers_info}
+        (directory / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+
+    @classmethod
+    def load(cls, directory: str | Path) -> DissectionResult:
+        """Read a finished run directory back."""
+        directory = Path(directory)
+        summary_path = directory / "summary.json"
+        if not summary_path.is_file():
+            raise UsageError(f"{directory} is not a finished dissection run (no summary.json); run dissect first")
+        summary = json.loads(summary_path.read_text())
+        if summary.get("format") != RUN_FORMAT:
+            raise UsageError(f"{directory} was not written by unitscope dissect ({RUN_FORMAT})")
+        frame = pd.read_csv(directory / "concepts.csv", keep_default_na=False)
+        concepts = ConceptTable(
+            tuple(Concept(int(r.number), str(r.name), str(r.category)) for r in frame.itertuples()),
+            tuple(summary.get("categories", [])),
+        )
+        layers = {}
+        for name, info in summary["layers"].items():
+            layer_dir = directory / info["directory"]
+            iou_path = layer_dir / "iou.npy"
+            units = pd.read_csv(layer_dir / "units.csv", keep_default_na=False,
+                                na_values={"iou": ["", "nan"]})
+            layers[name] = LayerResult(
+                name=name,
+                path=info["path"],
+                shape=(info["units"], *info["map_size"]),
+                units=units,
+                table=pd.DataFrame(info["table"]),
+                top_images=pd.read_csv(layer_dir / "top_images.csv"),
+                iou=np.load(iou_path) if iou_path.exists() else None,
+            )
+        info = {k: v for k, v in summary.items() if k not in ("layers", "format", "categories")}
+        return cls(layers, concepts, info, directory)
+
+
+def layer_dirname(name: str) -> str:
+    """A file-system-safe directory name for a layer name or module path."""
+    return "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in name)

@@ -1,0 +1,196 @@
+"""``dissect()``: model + layers + probe set → labelled units, in a run directory that is never half-written.
+
+The work happens in a staging directory ``RUN.partial`` next to ``RUN``; only a complete result is renamed
+to ``RUN``. Running the same command again resumes from the staging directory's last checkpoint, or, if
+``RUN`` is already complete for the same command, returns it without recomputing. Bad input detected
+mid-run removes the staging directory, so nothing half-written is left behind.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from unitscope.data import open_probe
+from unitscope.data.probe import ProbeSet
+from unitscope.dissect.engine import DissectionEngine, EngineOutcome
+from unitscope.dissect.labels import detector_table, label_units
+from unitscope.dissect.result import DissectionResult, LayerResult
+from unitscope.dissect.settings import DissectSettings
+from unitscope.errors import UsageError
+from unitscope.models.layers import resolve_layer
+from unitscope.models.loading import LoadedModel, load_model
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """How the command line named the model (part of a run's identity)."""
+
+    model: str
+    weights: str | None = None
+    num_classes: int | None = None
+    input_size: int | None = None
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    data: str = "sceneworld"
+    n: int = 500
+    seed: int = 0
+    size: int = 112
+
+
+def field_geometry(model: LoadedModel, input_size: tuple[int, int]) -> dict[str, tuple[float, float]]:
+    """(stride, start) of each module's theoretical receptive field, for RF-aligned upsampling."""
+    from unitscope.receptive.theory import theoretical_fields
+
+    fields = theoretical_fields(model.module, input_size)
+    return {path: (float(f.stride), float(f.start)) for path, f in fields.items()}
+
+
+def _identity(model: ModelSpec, data: DataSpec, layers: Sequence[str], settings: DissectSettings) -> dict:
+    return json.loads(json.dumps({
+        "model": model.__dict__, "data": data.__dict__, "layers": list(layers), "settings": settings.identity(),
+    }, default=list))
+
+
+def _layer_result(stats, probe: ProbeSet, settings: DissectSettings) -> LayerResult:  # noqa: ANN001
+    units = label_units(stats.iou, probe.concepts, stats.thresholds, settings.iou_threshold)
+    units.insert(len(units.columns), "max_activation", stats.top_scores[:, 0].double().numpy()
+                 if stats.top_scores.numel() else 0.0)
+    k = stats.top_indices.shape[1]
+    h, w = stats.shape[1:]
+    rows = {
+        "unit": torch.arange(stats.shape[0]).repeat_interleave(k).numpy(),
+        "rank": torch.arange(k).repeat(stats.shape[0]).numpy(),
+        "image": stats.top_indices.reshape(-1).numpy(),
+        "score": stats.top_scores.reshape(-1).double().numpy(),
+        "peak_y": (stats.top_peaks // w).reshape(-1).numpy(),
+        "peak_x": (stats.top_peaks % w).reshape(-1).numpy(),
+    }
+    del h
+    table = detector_table(units, probe.concepts.categories)
+    iou = stats.iou.float().numpy() if stats.iou is not None else None
+    return LayerResult(stats.name, stats.path, stats.shape, units, table, pd.DataFrame(rows), iou)
+
+
+def dissect(
+    model: str | LoadedModel = "sceneworld-scene",
+    layers: Sequence[str] = ("conv5",),
+    data: str | ProbeSet = "sceneworld",
+    out: str | Path | None = None,
+    *,
+    weights: str | None = None,
+    num_classes: int | None = None,
+    n: int = 500,
+    seed: int = 0,
+    size: int = 112,
+    input_size: int | None = None,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    settings: DissectSettings | None = None,
+    device: str = "cpu",
+    overwrite: bool = False,
+    report: bool = True,
+    progress: bool = True,
+) -> DissectionResult:
+    """Label every unit of ``layers`` with the concept it detects (Network Dissection, exact)."""
+    settings = settings or DissectSettings()
+    settings.validate()
+    if not layers:
+        raise UsageError("no layer given; pass --layer NAME (e.g. conv5 or features.10)")
+    model_spec = ModelSpec(model if isinstance(model, str) else model.name, weights, num_classes, input_size,
+                           tuple(mean) if mean else None, tuple(std) if std else None)
+    data_spec = DataSpec(data if isinstance(data, str) else data.name, n, seed, size)
+    identity = _identity(model_spec, data_spec, layers, settings)
+    out_path = Path(out) if out is not None else None
+    if out_path is not None and (out_path / "summary.json").is_file() and not overwrite:
+        finished = DissectionResult.load(out_path)
+        if finished.info.get("identity") == identity:
+            if progress:
+                print(f"{out_path} is already complete for this command; nothing to recompute")
+            return finished
+        raise UsageError(f"{out_path} holds a different finished run; choose another --out or pass --overwrite")
+    if out_path is not None and out_path.exists() and not (out_path / "summary.json").is_file():
+        if any(out_path.iterdir()) and not overwrite:
+            raise UsageError(f"{out_path} exists and is not a dissection run; choose another --out")
+
+    loaded = model if isinstance(model, LoadedModel) else load_model(model, weights, num_classes, device)
+    loaded.preprocess = loaded.preprocess.with_overrides(input_size, mean, std)
+    paths = {name: resolve_layer(loaded.module, name) for name in layers}
+    probe = data if not isinstance(data, str) else open_probe(data, n=n, seed=seed, size=size)
+    if len(probe) == 0:
+        raise UsageError(f"the probe set {probe.name} is empty; check --data")
+    model_input = loaded.preprocess.input_size or probe.image_size
+    geometry = field_geometry(loaded, model_input) if settings.upsample == "rf" else {}
+
+    if out_path is None:
+        with tempfile.TemporaryDirectory(prefix="unitscope-") as tmp:
+            outcome = DissectionEngine(loaded, paths, probe, settings, Path(tmp), geometry.get, progress).run()
+            return _assemble(outcome, probe, settings, identity, loaded, None)
+
+    staging = out_path.with_name(out_path.name + ".partial")
+    config_path = staging / "config.json"
+    if staging.exists():
+        previous = json.loads(config_path.read_text()) if config_path.is_file() else None
+        if previous != identity:
+            if not overwrite:
+                raise UsageError(
+                    f"{staging} holds an interrupted run of a different command; rerun that command, "
+                    "or pass --overwrite to discard it"
+                )
+            shutil.rmtree(staging)
+        elif progress:
+            print(f"resuming the interrupted run in {staging}")
+    staging.mkdir(parents=True, exist_ok=True)
+    config_path.write_text(json.dumps(identity, indent=2))
+    engine = DissectionEngine(loaded, paths, probe, settings, staging / "work", geometry.get, progress)
+    try:
+        outcome = engine.run()
+        result = _assemble(outcome, probe, settings, identity, loaded, out_path)
+        result_dir = staging / "result"
+        if result_dir.exists():
+            shutil.rmtree(result_dir)
+        result.write(result_dir)
+        if report:
+            from unitscope.report.dissection import write_dissection_report
+
+            write_dissection_report(result, probe, result_dir, loaded)
+    except UsageError:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if out_path.exists():
+        shutil.rmtree(out_path)
+    result_dir.rename(out_path)
+    shutil.rmtree(staging)
+    result.run_dir = out_path
+    return result
+
+
+def _assemble(outcome: EngineOutcome, probe: ProbeSet, settings: DissectSettings, identity: dict,
+              model: LoadedModel, run_dir: Path | None) -> DissectionResult:
+    layers = {stats.name: _layer_result(stats, probe, settings) for stats in outcome.layers}
+    info = {
+        "identity": identity,
+        "model": model.name,
+        "data": probe.name,
+        "n_images": len(probe),
+        "image_size": list(probe.image_size),
+        "label_size": list(probe.label_size),
+        "input_size": list(model.preprocess.input_size or probe.image_size),
+        "settings": settings.identity(),
+        "skipped_images": len(outcome.skipped),
+        "skipped": {str(k): v for k, v in sorted(outcome.skipped.items())},
+        "seconds": round(outcome.seconds, 2),
+        "class_names": model.class_names,
+    }
+    return DissectionResult(layers, probe.concepts, info, run_dir)

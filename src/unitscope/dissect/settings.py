@@ -1,0 +1,43 @@
+"""The knobs of a dissection; together with model and data they identify a run for resuming."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from unitscope.dissect.upsample import UPSAMPLE_MODES
+from unitscope.errors import UsageError
+
+
+@dataclass(frozen=True)
+class DissectSettings:
+    """Network Dissection's rules (quantile 0.005, IoU 0.04) and how the work is batched."""
+
+    quantile: float = 0.005
+    topk: int = 20
+    iou_threshold: float = 0.04
+    upsample: str = "rf"
+    batch_size: int = 32
+    skip_bad: bool = False
+    workers: int = 1
+    checkpoint_seconds: float = 20.0
+
+    def validate(self) -> None:
+        if not 0 < self.quantile < 1:
+            raise UsageError(f"--quantile must be in (0, 1), got {self.quantile}")
+        if self.topk <= 0:
+            raise UsageError(f"--topk must be positive, got {self.topk}")
+        if not 0 <= self.iou_threshold <= 1:
+            raise UsageError(f"--iou must be in [0, 1], got {self.iou_threshold}")
+        if self.upsample not in UPSAMPLE_MODES:
+            raise UsageError(f"--upsample must be one of {', '.join(UPSAMPLE_MODES)}, got {self.upsample}")
+        if self.batch_size <= 0:
+            raise UsageError(f"--batch-size must be positive, got {self.batch_size}")
+        if self.workers < 0:
+            raise UsageError(f"--workers must be 0 or more, got {self.workers}")
+
+    def identity(self) -> dict[str, object]:
+        """The settings that change results (batching and checkpoint cadence do not)."""
+        data = asdict(self)
+        for key in ("batch_size", "workers", "checkpoint_seconds"):
+            data.pop(key)
+        return data
