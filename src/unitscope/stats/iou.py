@@ -1,0 +1,191 @@
+"""Per unit × concept overlap counts over the probe set, and Network Dissection's IoU from them.
+
+Counts, summed over images (NetDissect-Lite's rule):
+  intersection[u, l] = pixels where unit u is active and label l is present;
+  label_area[l]      = pixels where label l is present;
+  unit_area[u, c]    = pixels where unit u is active, in images where category c is annotated;
+  IoU[u, l] = intersection / (unit_area[u, category(l)] + label_area[l] - intersection).
+So a unit's activity counts against a concept only in images where the concept's category was
+annotated. Counts are int64, hence exact, and sums, hence independent of batching and merge order.
+Columns are label numbers 0..max_number; column 0 (unlabeled) and numbers that are no concept of the
+table stay 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+
+from unitscope.data.probe import ConceptTable
+from unitscope.stats._state import (
+    StateValue,
+    StatsError,
+    as_int,
+    as_tensor,
+    check_kind,
+    check_same_args,
+    require_keys,
+)
+from unitscope.stats.labels import LabelBatch, table_fingerprint
+
+__all__ = ["ConceptOverlap", "LabelBatch"]
+
+_KIND = "ConceptOverlap"
+_COUNTS: tuple[str, ...] = ("intersection", "label_area", "unit_area")
+
+
+def category_of_labels(concepts: ConceptTable) -> torch.Tensor:
+    """[max_number + 1] int64: index in ``concepts.categories`` of each label's category, -1 if none."""
+    index = {name: i for i, name in enumerate(concepts.categories)}
+    unknown = sorted({c.category for c in concepts.concepts} - set(index))
+    if unknown:
+        raise StatsError(
+            f"concepts use categories {unknown} missing from the table's categories "
+            f"{list(concepts.categories)}; list every category in ConceptTable.categories"
+        )
+    table = torch.full((concepts.max_number + 1,), -1, dtype=torch.int64)
+    for concept in concepts.concepts:
+        table[concept.number] = index[concept.category]
+    return table
+
+
+class ConceptOverlap:
+    """Intersection, label area and per-category unit area of every unit with every concept.
+
+    Attributes (int64, on the device of the masks given to ``update``): ``intersection`` [U, L],
+    ``label_area`` [L], ``unit_area`` [U, C]; ``label_category`` [L] maps label numbers to category
+    indices (-1: not a concept); ``num_images`` counts images seen. L = max label number + 1.
+    """
+
+    def __init__(self, num_units: int, concepts: ConceptTable) -> None:
+        if isinstance(num_units, bool) or not isinstance(num_units, int) or num_units < 1:
+            raise StatsError(f"num_units must be a positive integer, got {num_units!r}")
+        self.num_units = num_units
+        self.categories = tuple(concepts.categories)
+        self.concepts_crc = table_fingerprint(concepts)
+        self.label_category = category_of_labels(concepts)
+        self.num_labels = int(self.label_category.shape[0])
+        self.num_images = 0
+        self.intersection = torch.zeros(num_units, self.num_labels, dtype=torch.int64)
+        self.label_area = torch.zeros(self.num_labels, dtype=torch.int64)
+        self.unit_area = torch.zeros(num_units, len(self.categories), dtype=torch.int64)
+
+    @property
+    def device(self) -> torch.device:
+        return self.intersection.device
+
+    def update(self, masks: torch.Tensor, labels: LabelBatch) -> None:
+        """Count a batch: ``masks`` bool [B, U, sh, sw] (upsampled activation > threshold)."""
+        self._check_batch(masks, labels)
+        if self.num_images == 0:
+            self._to(masks.device)
+        if labels.device != self.device:
+            labels = labels.to(self.device)
+        batch = masks.shape[0]
+        flat = masks.to(self.device).reshape(batch, self.num_units, labels.num_pixels)
+        active = flat.sum(dim=2)  # [B, U] int64
+        self.unit_area += (active.unsqueeze(2) * labels.annotated.unsqueeze(1)).sum(dim=0)
+        overlaps = [
+            torch.mm(flat[b].to(torch.float32), region.T)
+            for b, region in enumerate(labels.pixel_masks)
+            if region.shape[0] > 0
+        ]
+        if overlaps:
+            # Each entry is a sum of 0/1 products below 2**24, so float32 holds it exactly.
+            counts = torch.cat(overlaps, dim=1).round_().to(torch.int64)
+            self.intersection.index_add_(1, labels.pixel_numbers, counts)
+            self.label_area.index_add_(0, labels.pixel_numbers, labels.pixel_areas)
+        if labels.image_numbers.numel() > 0:
+            self.intersection.index_add_(1, labels.image_numbers, active[labels.image_owner].T)
+            whole = torch.full_like(labels.image_numbers, labels.num_pixels)
+            self.label_area.index_add_(0, labels.image_numbers, whole)
+        self.num_images += batch
+
+    def merge(self, other: ConceptOverlap) -> None:
+        """Fold in the counts of another part of the probe set (disjoint images)."""
+        check_kind(_KIND, other, ConceptOverlap)
+        check_same_args(_KIND, "merge", self._args(), other._args())
+        if self.num_images == 0:
+            self._to(other.device)
+        for name in _COUNTS:
+            getattr(self, name).add_(getattr(other, name).to(self.device))
+        self.num_images += other.num_images
+
+    def iou(self) -> torch.Tensor:
+        """[U, L] float64 IoU; column l is label number l; 0 where the union is empty or l is no concept."""
+        category = self.label_category.to(self.device)
+        unit_area = self.unit_area[:, category.clamp(min=0)]
+        union = unit_area + self.label_area - self.intersection
+        valid = (union > 0) & (category >= 0)
+        ratio = self.intersection.to(torch.float64) / union.clamp(min=1).to(torch.float64)
+        return torch.where(valid, ratio, torch.zeros_like(ratio))
+
+    def state_dict(self) -> dict[str, StateValue]:
+        """Arguments (the concept table as its label→category map) and the counts."""
+        return {
+            **self._args(),
+            "num_images": self.num_images,
+            **{name: getattr(self, name).clone() for name in _COUNTS},
+        }
+
+    def load_state_dict(self, state: Mapping[str, StateValue]) -> None:
+        """Restore a state written by ``state_dict`` of a ConceptOverlap built with the same arguments."""
+        require_keys(_KIND, state, [*self._args(), "num_images", *_COUNTS])
+        theirs = {
+            "num_units": as_int(_KIND, state, "num_units"),
+            "concepts_crc": as_int(_KIND, state, "concepts_crc"),
+            "label_category": as_tensor(_KIND, state, "label_category"),
+        }
+        check_same_args(_KIND, "load", self._args(), theirs)
+        counts = {name: as_tensor(_KIND, state, name) for name in _COUNTS}
+        num_images = as_int(_KIND, state, "num_images")
+        for name, tensor in counts.items():
+            expected = getattr(self, name)
+            if tensor.shape != expected.shape or tensor.dtype != torch.int64:
+                raise StatsError(
+                    f"ConceptOverlap state entry {name!r} is {tensor.dtype} {tuple(tensor.shape)}, expected "
+                    f"int64 {tuple(expected.shape)}; load an unmodified state_dict"
+                )
+        if num_images < 0:
+            raise StatsError(f"ConceptOverlap state has {num_images} images; load an unmodified state_dict")
+        self.intersection, self.label_area, self.unit_area = (counts[name] for name in _COUNTS)
+        self.label_category = self.label_category.to(self.device)
+        self.num_images = num_images
+
+    def _args(self) -> dict[str, StateValue]:
+        return {
+            "num_units": self.num_units,
+            "concepts_crc": self.concepts_crc,
+            "label_category": self.label_category.clone(),
+        }
+
+    def _to(self, device: torch.device) -> None:
+        for name in _COUNTS:
+            setattr(self, name, getattr(self, name).to(device))
+        self.label_category = self.label_category.to(device)
+
+    def _check_batch(self, masks: torch.Tensor, labels: LabelBatch) -> None:
+        """Refuse masks or labels that do not fit this statistic, before any count changes."""
+        if not isinstance(masks, torch.Tensor) or masks.ndim != 4 or masks.dtype != torch.bool:
+            shape = tuple(masks.shape) if isinstance(masks, torch.Tensor) else type(masks).__name__
+            raise StatsError(
+                f"ConceptOverlap.update needs bool masks [B, U, sh, sw], got {shape}; "
+                "pass (upsampled activations > thresholds)"
+            )
+        batch, units, sh, sw = masks.shape
+        if units != self.num_units:
+            raise StatsError(f"masks have {units} units, this ConceptOverlap counts {self.num_units}")
+        if not isinstance(labels, LabelBatch):
+            raise StatsError("ConceptOverlap.update needs a LabelBatch; build one with LabelBatch.from_samples")
+        if (sh, sw) != labels.label_size or batch != len(labels):
+            raise StatsError(
+                f"masks are {batch} x {sh}x{sw} but labels hold {len(labels)} x "
+                f"{labels.label_size[0]}x{labels.label_size[1]}; upsample activations to the label size "
+                "and encode the labels of the same batch"
+            )
+        if labels.concepts_crc != self.concepts_crc:
+            raise StatsError(
+                "labels were encoded with another concept table; build LabelBatch and ConceptOverlap "
+                "from the same probe set's concepts"
+            )

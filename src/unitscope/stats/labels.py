@@ -1,0 +1,170 @@
+"""The labels of a batch of probe samples, encoded once so every unit of every layer reuses them.
+
+Per image we keep only the labels present (about 15 of Broden's ~1200) as 0/1 masks over the
+label-resolution pixels, ready for one matrix product with the units' masks. Whole-image labels
+(scene, texture) need no mask: their region is the whole image, so their overlap with a unit is
+just the unit's active area in that image.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from unitscope.data.probe import ConceptTable, ProbeSample
+from unitscope.stats._state import StatsError
+
+# float32 counts pixels exactly while every partial sum stays below 2**24.
+MAX_EXACT_PIXELS: int = 2**24
+
+
+def table_fingerprint(concepts: ConceptTable) -> int:
+    """A checksum of a concept table (categories, numbers, names), stable across processes."""
+    rows = [repr(tuple(concepts.categories))]
+    rows += [f"{c.number}\x1f{c.name}\x1f{c.category}" for c in sorted(concepts.concepts, key=lambda c: c.number)]
+    return zlib.crc32("\x1e".join(rows).encode("utf-8"))
+
+
+def concept_lookup(concepts: ConceptTable) -> np.ndarray:
+    """[max_number + 1] bool: which label numbers are concepts of the table (0 never is)."""
+    lookup = np.zeros(concepts.max_number + 1, dtype=bool)
+    lookup[[c.number for c in concepts.concepts]] = True
+    return lookup
+
+
+@dataclass(frozen=True)
+class LabelBatch:
+    """Labels of B probe samples at label resolution (sh, sw), P = sh*sw pixels.
+
+    pixel_masks: per image, float32 [n_b, P], one 0/1 row per pixel label present (the union of
+      that label's pixels over all stacked maps of all pixel categories).
+    pixel_numbers, pixel_areas: int64 [sum n_b], the label number and pixel count of each row above.
+    image_numbers, image_owner: int64 [m], whole-image labels and the batch position carrying each.
+    annotated: bool [B, C], whether category ``categories[c]`` is annotated in image b.
+    concepts_crc: the concept table's fingerprint, so labels of another table are refused.
+    Label numbers outside the concept table are ignored; a label given both as a whole-image
+    label and in a map counts once, as the whole image.
+    """
+
+    label_size: tuple[int, int]
+    categories: tuple[str, ...]
+    num_labels: int
+    concepts_crc: int
+    pixel_masks: tuple[torch.Tensor, ...]
+    pixel_numbers: torch.Tensor
+    pixel_areas: torch.Tensor
+    image_numbers: torch.Tensor
+    image_owner: torch.Tensor
+    annotated: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.annotated.shape[0])
+
+    @property
+    def num_pixels(self) -> int:
+        return self.label_size[0] * self.label_size[1]
+
+    @property
+    def device(self) -> torch.device:
+        return self.annotated.device
+
+    def to(self, device: torch.device | str) -> LabelBatch:
+        """The same labels on another device."""
+        return LabelBatch(
+            label_size=self.label_size,
+            categories=self.categories,
+            num_labels=self.num_labels,
+            concepts_crc=self.concepts_crc,
+            pixel_masks=tuple(m.to(device) for m in self.pixel_masks),
+            pixel_numbers=self.pixel_numbers.to(device),
+            pixel_areas=self.pixel_areas.to(device),
+            image_numbers=self.image_numbers.to(device),
+            image_owner=self.image_owner.to(device),
+            annotated=self.annotated.to(device),
+        )
+
+    @classmethod
+    def from_samples(
+        cls,
+        samples: Sequence[ProbeSample],
+        concepts: ConceptTable,
+        label_size: tuple[int, int],
+        device: torch.device | str = "cpu",
+    ) -> LabelBatch:
+        """Encode the labels of ``samples`` (pixel maps must be [k, sh, sw] at ``label_size``)."""
+        sh, sw = (int(s) for s in label_size)
+        if sh < 1 or sw < 1 or sh * sw >= MAX_EXACT_PIXELS:
+            raise StatsError(f"label_size must be positive and below 2**24 pixels, got {label_size!r}")
+        lookup = concept_lookup(concepts)
+        masks: list[torch.Tensor] = []
+        numbers: list[np.ndarray] = []
+        areas: list[np.ndarray] = []
+        image_numbers: list[int] = []
+        image_owner: list[int] = []
+        annotated = np.zeros((len(samples), len(concepts.categories)), dtype=bool)
+        for b, sample in enumerate(samples):
+            present = sample.annotated_categories
+            annotated[b] = [c in present for c in concepts.categories]
+            whole = sorted(
+                {int(n) for labels in sample.image_labels.values() for n in labels if _known(lookup, int(n))}
+            )
+            image_numbers.extend(whole)
+            image_owner.extend([b] * len(whole))
+            nums, mask = _pixel_labels(sample, (sh, sw), lookup, whole)
+            masks.append(torch.from_numpy(mask).to(device=device, dtype=torch.float32))
+            numbers.append(nums)
+            areas.append(mask.sum(axis=1, dtype=np.int64))
+        return cls(
+            label_size=(sh, sw),
+            categories=tuple(concepts.categories),
+            num_labels=concepts.max_number + 1,
+            concepts_crc=table_fingerprint(concepts),
+            pixel_masks=tuple(masks),
+            pixel_numbers=_long(np.concatenate([np.zeros(0, np.int64), *numbers]), device),
+            pixel_areas=_long(np.concatenate([np.zeros(0, np.int64), *areas]), device),
+            image_numbers=_long(np.asarray(image_numbers, dtype=np.int64), device),
+            image_owner=_long(np.asarray(image_owner, dtype=np.int64), device),
+            annotated=torch.from_numpy(annotated).to(device),
+        )
+
+
+def _known(lookup: np.ndarray, number: int) -> bool:
+    return 0 < number < len(lookup) and bool(lookup[number])
+
+
+def _long(values: np.ndarray, device: torch.device | str) -> torch.Tensor:
+    return torch.from_numpy(values.astype(np.int64, copy=False)).to(device)
+
+
+def _pixel_labels(
+    sample: ProbeSample, size: tuple[int, int], lookup: np.ndarray, whole: Sequence[int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Present pixel label numbers [n] and their masks bool [n, P] for one sample."""
+    pixels = size[0] * size[1]
+    stacks = []
+    for category, maps in sample.pixel_labels.items():
+        arr = np.asarray(maps)
+        if arr.ndim == 2:
+            arr = arr[None]
+        if arr.ndim != 3 or tuple(arr.shape[1:]) != size:
+            raise StatsError(
+                f"sample {sample.index}: {category} label maps have shape {arr.shape}, expected "
+                f"[k, {size[0]}, {size[1]}]; give labels at the probe set's label_size"
+            )
+        stacks.append(arr.reshape(arr.shape[0], pixels).astype(np.int64, copy=False))
+    if not stacks:
+        return np.zeros(0, np.int64), np.zeros((0, pixels), dtype=bool)
+    flat = np.concatenate(stacks, axis=0)
+    inside = (flat > 0) & (flat < len(lookup))
+    valid = inside & lookup[np.where(inside, flat, 0)]
+    if whole:
+        valid &= ~np.isin(flat, whole)
+    _, pix = np.nonzero(valid)
+    nums, inverse = np.unique(flat[valid], return_inverse=True)
+    mask = np.zeros((len(nums), pixels), dtype=bool)
+    mask[inverse, pix] = True
+    return nums.astype(np.int64), mask

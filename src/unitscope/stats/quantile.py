@@ -1,0 +1,225 @@
+"""Exact per-unit upper quantile of activations, streamed: Network Dissection's unit threshold.
+
+numpy's default ('linear') quantile at level p of N values interpolates between the sorted values at
+ranks floor((N-1)p) and floor((N-1)p)+1. For an upper quantile (p = 1-q, q small) both lie among the
+ceil(qN)+2 largest values, so keeping only those per unit gives the exact answer in bounded memory.
+A multiset of largest values does not depend on the order of arrival, so the state is the same for any
+batch size and any order of merged parts.
+
+Memory: ``num_units * keep * itemsize`` bytes at rest, ``keep = min(N, ceil(q*N)+2)``; new values are
+buffered and cut back to ``keep`` once the buffer exceeds ``keep``, so a reduction briefly holds about
+three times that plus one batch (and ``torch.topk``'s int64 indices). The constructor refuses a
+resting size above ``max_bytes``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import torch
+
+from unitscope.stats._state import (
+    StateValue,
+    StatsError,
+    as_int,
+    as_tensor,
+    check_kind,
+    check_same_args,
+    require_keys,
+)
+
+DEFAULT_MAX_BYTES: int = 2 * 1024**3
+_KIND = "TopQuantile"
+
+
+def interpolation_ranks(quantile: float, total: int) -> tuple[int, int, float]:
+    """numpy's linear method for the (1 - quantile) level: ascending ranks (lo, hi) and weight gamma."""
+    virtual = (total - 1) * (1.0 - quantile)
+    if virtual >= total - 1:
+        return total - 1, total - 1, 0.0
+    lo = math.floor(virtual)
+    return lo, lo + 1, virtual - lo
+
+
+def keep_count(quantile: float, total: int) -> int:
+    """How many of the largest values per unit the exact threshold needs: ceil(q*N)+2, at most N."""
+    lo, _, _ = interpolation_ranks(quantile, total)
+    return min(total, max(math.ceil(quantile * total) + 2, total - lo))
+
+
+def numpy_lerp(low: torch.Tensor, high: torch.Tensor, gamma: float) -> torch.Tensor:
+    """numpy's ``_lerp``, operation for operation, so results agree with ``np.quantile`` to the bit."""
+    diff = high - low
+    if gamma >= 0.5:
+        return high - diff * (1.0 - gamma)
+    return low + diff * gamma
+
+
+class TopQuantile:
+    """Exact per-unit upper quantile: keeps the ceil(q*N)+2 largest values of each unit.
+
+    ``quantile`` q = 0.005 gives the threshold above which 0.5% of a unit's values lie, equal to
+    ``np.quantile(values, 1 - q)``. ``total_per_unit`` is N, the number of values every unit will
+    see (n_images * h * w). Values are stored as ``dtype`` (float32 by default; float16/bfloat16
+    activations convert exactly). State lives on the device of the values given to ``update``.
+    """
+
+    def __init__(
+        self,
+        num_units: int,
+        quantile: float,
+        total_per_unit: int,
+        *,
+        dtype: torch.dtype = torch.float32,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+    ) -> None:
+        if isinstance(num_units, bool) or not isinstance(num_units, int) or num_units < 1:
+            raise StatsError(f"num_units must be a positive integer, got {num_units!r}")
+        if not isinstance(quantile, int | float) or not 0.0 <= float(quantile) <= 1.0:
+            raise StatsError(f"quantile must be a fraction in [0, 1] (0.005 = top 0.5%), got {quantile!r}")
+        if isinstance(total_per_unit, bool) or not isinstance(total_per_unit, int) or total_per_unit < 1:
+            raise StatsError(f"total_per_unit must be a positive integer, got {total_per_unit!r}")
+        if not dtype.is_floating_point:
+            raise StatsError(f"dtype must be a floating-point torch dtype, got {dtype}")
+        self.num_units = num_units
+        self.quantile = float(quantile)
+        self.total_per_unit = total_per_unit
+        self.dtype = dtype
+        self.keep = keep_count(self.quantile, total_per_unit)
+        size = num_units * self.keep * torch.finfo(dtype).bits // 8
+        if size > max_bytes:
+            raise StatsError(
+                f"TopQuantile would keep {self.keep} values for each of {num_units} units "
+                f"({size / 1024**3:.2f} GiB > max_bytes {max_bytes / 1024**3:.2f} GiB); "
+                "use fewer probe images, count values at the layer's own resolution, or raise max_bytes"
+            )
+        self.count = 0
+        self._kept = torch.empty(num_units, 0, dtype=dtype)
+        self._pending: list[torch.Tensor] = []
+        self._pending_count = 0
+
+    @property
+    def device(self) -> torch.device:
+        return self._kept.device
+
+    def update(self, values: torch.Tensor) -> None:
+        """Add n more values of every unit: ``values`` is [num_units, n] float (e.g. a batch's B*h*w)."""
+        if not isinstance(values, torch.Tensor) or values.ndim != 2 or values.shape[0] != self.num_units:
+            shape = tuple(values.shape) if isinstance(values, torch.Tensor) else type(values).__name__
+            raise StatsError(
+                f"TopQuantile.update needs a [{self.num_units}, n] tensor, got {shape}; "
+                "reshape activations [B, U, h, w] with .transpose(0, 1).reshape(U, -1)"
+            )
+        if not values.is_floating_point():
+            raise StatsError(f"TopQuantile.update needs floating-point values, got {values.dtype}")
+        n = values.shape[1]
+        if self.count + n > self.total_per_unit:
+            raise StatsError(
+                f"TopQuantile got {self.count + n} values per unit but was built for {self.total_per_unit}; "
+                "pass total_per_unit = n_images * h * w and feed every image once"
+            )
+        if n == 0:
+            return
+        if bool(torch.isnan(values).any()):
+            raise StatsError("activations contain NaN; check the model's weights and input normalisation")
+        if self.count == 0:
+            self._to(values.device)
+        self._pending.append(values.detach().to(self.device, self.dtype, copy=True))
+        self._pending_count += n
+        self.count += n
+        self._reduce_if_full()
+
+    def merge(self, other: TopQuantile) -> None:
+        """Fold in the state of another part of the probe set (disjoint images)."""
+        check_kind(_KIND, other, TopQuantile)
+        check_same_args(_KIND, "merge", self._args(), other._args())
+        check_same_args(_KIND, "merge", {"dtype": self.dtype}, {"dtype": other.dtype})
+        if self.count + other.count > self.total_per_unit:
+            raise StatsError(
+                f"merged TopQuantile parts hold {self.count + other.count} values per unit, more than "
+                f"total_per_unit {self.total_per_unit}; merge parts covering disjoint images"
+            )
+        if self.count == 0:
+            self._to(other.device)
+        for part in [other._kept, *other._pending]:
+            self._pending.append(part.to(self.device))
+            self._pending_count += part.shape[1]
+        self.count += other.count
+        self._reduce_if_full()
+
+    def thresholds(self) -> torch.Tensor:
+        """[num_units] float64: ``np.quantile(all values of the unit, 1 - quantile)`` (linear method)."""
+        if self.count != self.total_per_unit:
+            raise StatsError(
+                f"TopQuantile has seen {self.count} of {self.total_per_unit} values per unit; "
+                "thresholds need every probe image (or total_per_unit set to what was fed)"
+            )
+        top = self._canonical()
+        lo, hi, gamma = interpolation_ranks(self.quantile, self.total_per_unit)
+        low = top[:, self.total_per_unit - 1 - lo].to(torch.float64)
+        high = top[:, self.total_per_unit - 1 - hi].to(torch.float64)
+        return numpy_lerp(low, high, gamma)
+
+    def state_dict(self) -> dict[str, StateValue]:
+        """Arguments, count and the kept values (sorted descending, so equal states compare equal)."""
+        return {
+            **self._args(),
+            "count": self.count,
+            "values": self._canonical().clone(),
+        }
+
+    def load_state_dict(self, state: Mapping[str, StateValue]) -> None:
+        """Restore a state written by ``state_dict`` of a TopQuantile built with the same arguments."""
+        require_keys(_KIND, state, [*self._args(), "count", "values"])
+        theirs = {
+            "num_units": as_int(_KIND, state, "num_units"),
+            "quantile": float(state["quantile"]),
+            "total_per_unit": as_int(_KIND, state, "total_per_unit"),
+        }
+        check_same_args(_KIND, "load", self._args(), theirs)
+        count = as_int(_KIND, state, "count")
+        values = as_tensor(_KIND, state, "values")
+        check_same_args(_KIND, "load", {"dtype": self.dtype}, {"dtype": values.dtype})
+        expected = (self.num_units, min(self.keep, count))
+        if not 0 <= count <= self.total_per_unit or tuple(values.shape) != expected:
+            raise StatsError(
+                f"TopQuantile state is inconsistent (count {count}, values {tuple(values.shape)}, "
+                f"expected {expected}); load an unmodified state_dict"
+            )
+        self.count = count
+        self._kept = values
+        self._pending = []
+        self._pending_count = 0
+
+    def _args(self) -> dict[str, int | float]:
+        return {
+            "num_units": self.num_units,
+            "quantile": self.quantile,
+            "total_per_unit": self.total_per_unit,
+        }
+
+    def _to(self, device: torch.device) -> None:
+        self._kept = self._kept.to(device)
+        self._pending = [p.to(device) for p in self._pending]
+
+    def _reduce_if_full(self) -> None:
+        if self._pending_count > self.keep:
+            self._reduce()
+
+    def _reduce(self) -> None:
+        """Cut kept + pending back to the ``keep`` largest values of each unit."""
+        if not self._pending:
+            return
+        merged = torch.cat([self._kept, *self._pending], dim=1)
+        if merged.shape[1] > self.keep:
+            merged = merged.topk(self.keep, dim=1, sorted=False).values
+        self._kept = merged
+        self._pending = []
+        self._pending_count = 0
+
+    def _canonical(self) -> torch.Tensor:
+        """The kept values sorted descending: the same tensor for any batching or merge order."""
+        self._reduce()
+        self._kept = self._kept.sort(dim=1, descending=True).values
+        return self._kept
