@@ -17,6 +17,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "unitscope.cli.world",
     "unitscope.cli.train",
     "unitscope.cli.evaluate",
+    "unitscope.cli.dissect",
 )
 
 

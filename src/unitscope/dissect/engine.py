@@ -177,7 +177,7 @@ class DissectionEngine:
     def _accept(self, batch: LoadedBatch, skipped: dict[int, str]) -> list[tuple[int, ProbeSample]]:
         """The batch's readable samples; unreadable ones are fatal unless --skip-bad."""
         if batch.errors and not self.settings.skip_bad:
-            index, message = next(iter(batch.errors.items()))
+            message = next(iter(batch.errors.values()))
             raise UsageError(f"{message} (pass --skip-bad to skip unreadable probe images)")
         skipped.update(batch.errors)
         return [(i, s) for i, s in zip(batch.indices, batch.samples, strict=True) if s is not None]

@@ -36,6 +36,7 @@ class DissectionResult:
     concepts: ConceptTable
     info: dict[str, object] = field(default_factory=dict)
     run_dir: Path | None = None
+    label_pixels: np.ndarray | None = None  # [max_label + 1] labelled pixels per concept over the probe set
 
     @property
     def units(self) -> dict[str, pd.DataFrame]:
@@ -50,8 +51,12 @@ class DissectionResult:
     def write(self, directory: Path) -> None:
         """Write units.csv, top_images.csv, iou.npy per layer, concepts.csv and summary.json."""
         directory.mkdir(parents=True, exist_ok=True)
-        concept_rows = [{"number": c.number, "name": c.name, "category": c.category} for c in self.concepts.concepts]
-        pd.DataFrame(concept_rows, columns=["number", "name", "category"]).to_csv(
+        concept_rows = [
+            {"number": c.number, "name": c.name, "category": c.category,
+             "pixels": float(self.label_pixels[c.number]) if self.label_pixels is not None else np.nan}
+            for c in self.concepts.concepts
+        ]
+        pd.DataFrame(concept_rows, columns=["number", "name", "category", "pixels"]).to_csv(
             directory / "concepts.csv", index=False
         )
         layers_info = {}
@@ -83,7 +88,7 @@ class DissectionResult:
         summary = json.loads(summary_path.read_text())
         if summary.get("format") != RUN_FORMAT:
             raise UsageError(f"{directory} was not written by unitscope dissect ({RUN_FORMAT})")
-        frame = pd.read_csv(directory / "concepts.csv", keep_default_na=False)
+        frame = pd.read_csv(directory / "concepts.csv", keep_default_na=False, na_values={"pixels": [""]})
         concepts = ConceptTable(
             tuple(Concept(int(r.number), str(r.name), str(r.category)) for r in frame.itertuples()),
             tuple(summary.get("categories", [])),
@@ -104,7 +109,11 @@ class DissectionResult:
                 iou=np.load(iou_path) if iou_path.exists() else None,
             )
         info = {k: v for k, v in summary.items() if k not in ("layers", "format", "categories")}
-        return cls(layers, concepts, info, directory)
+        label_pixels = None
+        if len(frame) and frame["pixels"].notna().all():
+            label_pixels = np.zeros(int(frame["number"].max()) + 1)
+            label_pixels[frame["number"].to_numpy()] = frame["pixels"].to_numpy(dtype=float)
+        return cls(layers, concepts, info, directory, label_pixels)
 
 
 def layer_dirname(name: str) -> str:

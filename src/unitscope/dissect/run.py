@@ -20,7 +20,7 @@ import torch
 
 from unitscope.data import open_probe
 from unitscope.data.probe import ProbeSet
-from unitscope.dissect.engine import DissectionEngine, EngineOutcome
+from unitscope.dissect.engine import DissectionEngine, EngineOutcome, LayerStatistics
 from unitscope.dissect.labels import detector_table, label_units
 from unitscope.dissect.result import DissectionResult, LayerResult
 from unitscope.dissect.settings import DissectSettings
@@ -63,12 +63,12 @@ def _identity(model: ModelSpec, data: DataSpec, layers: Sequence[str], settings:
     }, default=list))
 
 
-def _layer_result(stats, probe: ProbeSet, settings: DissectSettings) -> LayerResult:  # noqa: ANN001
+def _layer_result(stats: LayerStatistics, probe: ProbeSet, settings: DissectSettings) -> LayerResult:
     units = label_units(stats.iou, probe.concepts, stats.thresholds, settings.iou_threshold)
     units.insert(len(units.columns), "max_activation", stats.top_scores[:, 0].double().numpy()
                  if stats.top_scores.numel() else 0.0)
     k = stats.top_indices.shape[1]
-    h, w = stats.shape[1:]
+    w = stats.shape[2]
     rows = {
         "unit": torch.arange(stats.shape[0]).repeat_interleave(k).numpy(),
         "rank": torch.arange(k).repeat(stats.shape[0]).numpy(),
@@ -77,7 +77,6 @@ def _layer_result(stats, probe: ProbeSet, settings: DissectSettings) -> LayerRes
         "peak_y": (stats.top_peaks // w).reshape(-1).numpy(),
         "peak_x": (stats.top_peaks % w).reshape(-1).numpy(),
     }
-    del h
     table = detector_table(units, probe.concepts.categories)
     iou = stats.iou.float().numpy() if stats.iou is not None else None
     return LayerResult(stats.name, stats.path, stats.shape, units, table, pd.DataFrame(rows), iou)
@@ -120,9 +119,9 @@ def dissect(
                 print(f"{out_path} is already complete for this command; nothing to recompute")
             return finished
         raise UsageError(f"{out_path} holds a different finished run; choose another --out or pass --overwrite")
-    if out_path is not None and out_path.exists() and not (out_path / "summary.json").is_file():
-        if any(out_path.iterdir()) and not overwrite:
-            raise UsageError(f"{out_path} exists and is not a dissection run; choose another --out")
+    if (out_path is not None and out_path.exists() and not (out_path / "summary.json").is_file()
+            and any(out_path.iterdir()) and not overwrite):
+        raise UsageError(f"{out_path} exists and is not a dissection run; choose another --out")
 
     loaded = model if isinstance(model, LoadedModel) else load_model(model, weights, num_classes, device)
     loaded.preprocess = loaded.preprocess.with_overrides(input_size, mean, std)
@@ -193,4 +192,6 @@ def _assemble(outcome: EngineOutcome, probe: ProbeSet, settings: DissectSettings
         "seconds": round(outcome.seconds, 2),
         "class_names": model.class_names,
     }
-    return DissectionResult(layers, probe.concepts, info, run_dir)
+    label_pixels = next((s.overlap.label_area.double().cpu().numpy() for s in outcome.layers
+                         if s.overlap is not None), None)
+    return DissectionResult(layers, probe.concepts, info, run_dir, label_pixels)

@@ -1,0 +1,84 @@
+"""``unitscope dissect``: label every unit of one or more layers with the concept it detects."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from unitscope.cli.options import check_positive, model_options
+from unitscope.dissect.settings import DissectSettings
+from unitscope.dissect.upsample import UPSAMPLE_MODES
+from unitscope.errors import UsageError
+
+
+def parse_triple(value: str | None, option: str) -> tuple[float, float, float] | None:
+    """``0.485,0.456,0.406`` → a 3-tuple, or a usage error naming the option."""
+    if value is None:
+        return None
+    try:
+        parts = tuple(float(v) for v in value.split(","))
+    except ValueError as err:
+        raise UsageError(f"{option} takes three comma-separated numbers, got {value!r}") from err
+    if len(parts) != 3:
+        raise UsageError(f"{option} takes three comma-separated numbers (R,G,B), got {value!r}")
+    return parts  # type: ignore[return-value]
+
+
+def format_tables(result: object) -> str:
+    """The per-layer detector table as aligned text."""
+    summary = result.summary  # type: ignore[attr-defined]
+    wide = summary.pivot_table(index="category", columns="layer", values="detectors", sort=False)
+    unique = summary.pivot_table(index="category", columns="layer", values="unique", sort=False)
+    layers = list(dict.fromkeys(summary["layer"]))
+    lines = ["detector units (unique concepts) per category", f"{'category':<10}" + "".join(f"{n:>14}" for n in layers)]
+    for category in dict.fromkeys(summary["category"]):
+        cells = "".join(f"{int(wide.loc[category, n]):>8} ({int(unique.loc[category, n]):>3})" for n in layers)
+        lines.append(f"{category:<10}{cells}")
+    return "\n".join(lines)
+
+
+@click.command("dissect")
+@model_options
+@click.option("--layer", "layers", multiple=True, required=True,
+              help="Module path (features.10, layer4) or paper name (conv5); repeat for several layers.")
+@click.option("--data", default="sceneworld", show_default=True,
+              help="sceneworld, sceneworld-objects, a Broden-format directory, or a plain image folder.")
+@click.option("--n", "n", type=int, default=500, show_default=True, help="Images to generate (SceneWorld).")
+@click.option("--seed", type=int, default=0, show_default=True, help="SceneWorld seed.")
+@click.option("--size", type=int, default=112, show_default=True, help="SceneWorld image side.")
+@click.option("--input-size", type=int, default=None, help="Resize images to this side before the network.")
+@click.option("--mean", default=None, help="Normalisation mean R,G,B (default ImageNet's or the weights').")
+@click.option("--std", default=None, help="Normalisation std R,G,B.")
+@click.option("--quantile", type=float, default=0.005, show_default=True, help="Top activation quantile.")
+@click.option("--topk", type=int, default=20, show_default=True, help="Top images kept per unit.")
+@click.option("--iou", "iou_threshold", type=float, default=0.04, show_default=True,
+              help="IoU above which a unit detects a concept.")
+@click.option("--upsample", type=click.Choice(UPSAMPLE_MODES), default="rf", show_default=True,
+              help="rf: align maps to receptive-field centres; bilinear: NetDissect-Lite's plain resize.")
+@click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option("--workers", type=int, default=1, show_default=True, help="Data loading processes.")
+@click.option("--skip-bad", is_flag=True, help="Skip unreadable probe images (counted in summary.json).")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Run directory to write.")
+@click.option("--overwrite", is_flag=True, help="Replace a finished or interrupted run of another command.")
+@click.option("--no-report", is_flag=True, help="Skip report.html.")
+def command(model_spec: str, weights: str | None, num_classes: int | None, device: str, layers: tuple[str, ...],
+            data: str, n: int, seed: int, size: int, input_size: int | None, mean: str | None, std: str | None,
+            quantile: float, topk: int, iou_threshold: float, upsample: str, batch_size: int, workers: int,
+            skip_bad: bool, out: Path, overwrite: bool, no_report: bool) -> None:
+    """Label every unit of --layer with the concept it detects (Network Dissection, exact and resumable)."""
+    check_positive(n=n, size=size, input_size=input_size)
+    from unitscope.dissect.run import dissect
+
+    settings = DissectSettings(quantile=quantile, topk=topk, iou_threshold=iou_threshold, upsample=upsample,
+                               batch_size=batch_size, skip_bad=skip_bad, workers=workers)
+    result = dissect(
+        model_spec, layers, data, out, weights=weights, num_classes=num_classes, n=n, seed=seed, size=size,
+        input_size=input_size, mean=parse_triple(mean, "--mean"), std=parse_triple(std, "--std"),
+        settings=settings, device=device, overwrite=overwrite, report=not no_report,
+    )
+    click.echo(format_tables(result))
+    skipped = result.info.get("skipped_images", 0)
+    if skipped:
+        click.echo(f"skipped {skipped} unreadable images (listed in {out / 'summary.json'})")
+    click.echo(f"results in {out}/ (units.csv per layer, summary.json{'' if no_report else ', report.html'})")
