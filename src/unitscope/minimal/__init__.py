@@ -1,0 +1,18 @@
+"""Minimal image representations (Zhou et al. 2015 §2): remove regions greedily while still classified."""
+
+from unitscope.minimal.fills import FILLS, make_fill
+from unitscope.minimal.greedy import MinimalResult, RemovalStep, minimal_image
+from unitscope.minimal.poisson import GradientFill, PoissonSolver
+from unitscope.minimal.segments import Segmentation, segment_image
+
+__all__ = [
+    "FILLS",
+    "GradientFill",
+    "MinimalResult",
+    "PoissonSolver",
+    "RemovalStep",
+    "Segmentation",
+    "make_fill",
+    "minimal_image",
+    "segment_image",
+]
