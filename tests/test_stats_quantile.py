@@ -129,7 +129,7 @@ def test_mismatched_arguments_are_refused() -> None:
 def test_incomplete_or_overfull_counts_are_refused() -> None:
     stat = TopQuantile(1, 0.1, 10)
     stat.update(torch.zeros(1, 6))
-    with pytest.raises(StatsError, match="6 of 10"):
+    with pytest.raises(StatsError, match="seen 6 values per unit, expected 10"):
         stat.thresholds()
     with pytest.raises(StatsError, match="total_per_unit"):
         stat.update(torch.zeros(1, 5))
@@ -157,3 +157,19 @@ def test_memory_limit_raises_value_error_with_usage_message() -> None:
     TopQuantile(4, 0.5, 100, max_bytes=4 * 52 * 4)  # exactly at the limit is fine
     with pytest.raises(ValueError, match="max_bytes"):
         TopQuantile(4, 0.5, 100, max_bytes=4 * 52 * 4 - 1)
+
+
+@pytest.mark.parametrize("q", (0.005, 0.05, 0.5))
+def test_fewer_values_than_planned_when_count_is_given(q: float) -> None:
+    # Skipped (unreadable) images leave fewer values than total_per_unit; the quantile is then over
+    # the values fed, still exact.
+    planned, fed = 1000, 873
+    values = random_values(9, 3, fed, ties=True)
+    stat = TopQuantile(3, q, planned)
+    feed(stat, values, random_sizes(10, fed))
+    with pytest.raises(StatsError, match="expected 1000"):
+        stat.thresholds()
+    with pytest.raises(StatsError, match="expected 872"):
+        stat.thresholds(count=872)
+    expected = np.quantile(values.astype(np.float64), 1 - q, axis=1)
+    np.testing.assert_array_equal(stat.thresholds(count=fed).numpy(), expected)

@@ -148,17 +148,27 @@ class TopQuantile:
         self.count += other.count
         self._reduce_if_full()
 
-    def thresholds(self) -> torch.Tensor:
-        """[num_units] float64: ``np.quantile(all values of the unit, 1 - quantile)`` (linear method)."""
-        if self.count != self.total_per_unit:
+    def thresholds(self, count: int | None = None) -> torch.Tensor:
+        """[num_units] float64: ``np.quantile(all values of the unit, 1 - quantile)`` (linear method).
+
+        Needs all ``total_per_unit`` values, unless ``count`` says how many were really fed (images
+        skipped as unreadable): then it must match, and the quantile is over those ``count`` values.
+        """
+        expected = self.total_per_unit if count is None else count
+        if self.count != expected or self.count == 0:
             raise StatsError(
-                f"TopQuantile has seen {self.count} of {self.total_per_unit} values per unit; "
-                "thresholds need every probe image (or total_per_unit set to what was fed)"
+                f"TopQuantile has seen {self.count} values per unit, expected {expected} "
+                f"(built for {self.total_per_unit}); feed every probe image once, or pass the count fed"
+            )
+        if keep_count(self.quantile, self.count) > self.keep:
+            raise StatsError(
+                f"TopQuantile kept {self.keep} values per unit, too few for {self.count} values; "
+                "build it with total_per_unit no larger than what will be fed"
             )
         top = self._canonical()
-        lo, hi, gamma = interpolation_ranks(self.quantile, self.total_per_unit)
-        low = top[:, self.total_per_unit - 1 - lo].to(torch.float64)
-        high = top[:, self.total_per_unit - 1 - hi].to(torch.float64)
+        lo, hi, gamma = interpolation_ranks(self.quantile, self.count)
+        low = top[:, self.count - 1 - lo].to(torch.float64)
+        high = top[:, self.count - 1 - hi].to(torch.float64)
         return numpy_lerp(low, high, gamma)
 
     def state_dict(self) -> dict[str, StateValue]:
