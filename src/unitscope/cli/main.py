@@ -18,6 +18,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "unitscope.cli.train",
     "unitscope.cli.evaluate",
     "unitscope.cli.dissect",
+    "unitscope.cli.minimal",
 )
 
 

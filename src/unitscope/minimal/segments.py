@@ -26,6 +26,10 @@ CANNY_SIGMA = 2.0
 EDGE_THICKNESS = 1
 
 
+class TooFewRegionsError(UsageError):
+    """The segmentation left fewer than two regions, so there is nothing to choose between."""
+
+
 @dataclass(frozen=True)
 class Segmentation:
     """A partition of an image into K elements.
@@ -76,7 +80,7 @@ def from_labels(labels: np.ndarray, kinds: tuple[str, ...] | None = None) -> Seg
 def require_regions(seg: Segmentation) -> Segmentation:
     """Refuse a segmentation with fewer than two regions: there would be nothing to choose."""
     if seg.num_regions < 2:
-        raise UsageError(
+        raise TooFewRegionsError(
             f"the segmentation has {seg.num_regions} region(s); removing regions needs at least 2 "
             "(ask for more with --segments, or use an image with some structure)"
         )

@@ -1,0 +1,77 @@
+"""``unitscope minimal``: minimal image representations (Zhou et al. 2015 §2) of one image or a data set."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+
+from unitscope.cli.options import check_positive, model_options, open_model
+from unitscope.errors import UsageError
+
+
+def _target_index(label: str, class_names: list[str] | None) -> int:
+    """The model's index of ``--label``: a class name, or a number for models without class names."""
+    if class_names:
+        if label in class_names:
+            return class_names.index(label)
+        shown = ", ".join(class_names[:12]) + (" …" if len(class_names) > 12 else "")
+        raise UsageError(f"the model has no class {label!r}; give --label as one of its classes ({shown})")
+    if label.isdigit():
+        return int(label)
+    raise UsageError(f"the model has no class names, so --label must be a class number, not {label!r}")
+
+
+@click.command("minimal")
+@model_options
+@click.option("--image", "image_path", type=click.Path(path_type=Path), default=None,
+              help="One image to simplify (needs --label).")
+@click.option("--label", default=None, help="True class of --image (a class name of the model).")
+@click.option("--data", default=None,
+              help="sceneworld, sceneworld-objects, sceneworld-background, or a folder of class sub-folders.")
+@click.option("--n", "n", type=int, default=50, show_default=True, help="Images to take from --data.")
+@click.option("--seed", type=int, default=12345, show_default=True, help="SceneWorld seed (fresh by default).")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Output directory.")
+@click.option("--segments", type=int, default=40, show_default=True,
+              help="About how many SLIC superpixels per image (SLIC may make fewer).")
+@click.option("--edges", is_flag=True, help="Also make long Canny edges removable segments.")
+@click.option("--fill", type=click.Choice(["mean", "blur", "gradient"]), default="mean", show_default=True,
+              help="What removed regions become.")
+@click.option("--batch-size", type=int, default=64, show_default=True, help="Candidates per forward pass.")
+@click.option("--overwrite", is_flag=True, help="Replace a non-empty --out.")
+def command(model_spec: str, weights: str | None, num_classes: int | None, device: str, image_path: Path | None,
+            label: str | None, data: str | None, n: int, seed: int, out: Path, segments: int, edges: bool,
+            fill: str, batch_size: int, overwrite: bool) -> None:
+    """Remove image regions greedily while --model still classifies the image correctly; write the minimal
+    images under OUT/images/<class>/, removal sequences, strips and summary tables."""
+    if (image_path is None) == (data is None):
+        raise UsageError("give either --image PATH --label CLASS, or --data D (with --n and --seed)")
+    if image_path is not None and label is None:
+        raise UsageError("--image needs --label CLASS, the image's true class")
+    check_positive(n=n, batch_size=batch_size)
+    if segments < 2:
+        raise UsageError(f"--segments is {segments}; it must be at least 2 so there is something to remove")
+    from unitscope.minimal.run import MinimalSettings, run_minimal
+    from unitscope.minimal.sources import SingleImage, open_source
+
+    model = open_model(model_spec, weights, num_classes, device)
+    settings = MinimalSettings(n_segments=segments, edges=edges, fill=fill, batch_size=batch_size)
+    if image_path is not None:
+        from unitscope.data.image_folder import read_rgb
+
+        source = SingleImage(read_rgb(image_path), _target_index(str(label), model.class_names), image_path.stem)
+        identity: dict[str, object] = {"image": str(image_path), "label": label}
+    else:
+        size = model.preprocess.input_size[0] if model.preprocess.input_size else 112
+        source = open_source(str(data), model.class_names, n=n, seed=seed, size=size)
+        identity = {"seed": seed}
+    start = time.perf_counter()
+    summary = run_minimal(model, source, out, settings, overwrite=overwrite, identity=identity,
+                          strict=image_path is not None)
+    minutes = (time.perf_counter() - start) / 60
+    done = summary["processed"]
+    skipped = ", ".join(f"{v} {k}" for k, v in summary["skipped"].items()) or "none"  # type: ignore[union-attr]
+    click.echo(f"{done} minimal images in {out}/images (skipped: {skipped}); "
+               f"mean pixels kept {summary['mean_pixel_fraction'] or 0:.1%}, "
+               f"{summary['images'] / max(minutes, 1e-9):.1f} images/min")
