@@ -11,6 +11,7 @@ import torch
 
 from unitscope.data.probe import Concept, ConceptTable, ProbeSample
 from unitscope.stats import ConceptOverlap, LabelBatch, StatsError
+from unitscope.stats.iou import count_overlaps
 
 CATEGORIES = ("object", "part", "scene")
 TABLE = ConceptTable(
@@ -84,7 +85,8 @@ def test_label_encoding_unions_stacked_maps_and_skips_unknown_numbers() -> None:
     labels = LabelBatch.from_samples([sample], table, (4, 4))
     assert labels.pixel_numbers.tolist() == [1, 4]
     assert labels.pixel_areas.tolist() == [3, 2]
-    assert labels.pixel_masks[0][0].reshape(4, 4)[0].tolist() == [1.0, 1.0, 1.0, 0.0]
+    assert labels.regions[0][0].all()
+    assert labels.regions[0][1].reshape(4, 4)[0].tolist() == [True, True, True, False]
     assert labels.annotated.tolist() == [[True, True]]
     assert labels.image_numbers.numel() == 0
 
@@ -197,3 +199,14 @@ def test_mismatches_are_refused() -> None:
         LabelBatch.from_samples(samples, TABLE, (8, 8))
     assert overlap.num_images == 0
     assert int(overlap.intersection.sum()) == 0
+
+
+@pytest.mark.parametrize("integer", [True, False])
+def test_both_product_paths_count_exactly(integer: bool) -> None:
+    # The int8 path (CPU) and the float32 path (CUDA) against numpy, on odd sizes.
+    rng = np.random.default_rng(11)
+    units, regions = rng.random((5, 37)) < 0.4, rng.random((3, 37)) < 0.5
+    expected = (units[:, None, :] & regions[None, :, :]).sum(axis=2)
+    got = count_overlaps(torch.from_numpy(units), torch.from_numpy(regions), integer=integer)
+    assert got.dtype == torch.int64
+    np.testing.assert_array_equal(got.numpy(), expected)

@@ -1,9 +1,9 @@
 """The labels of a batch of probe samples, encoded once so every unit of every layer reuses them.
 
-Per image we keep only the labels present (about 15 of Broden's ~1200) as 0/1 masks over the
-label-resolution pixels, ready for one matrix product with the units' masks. Whole-image labels
-(scene, texture) need no mask: their region is the whole image, so their overlap with a unit is
-just the unit's active area in that image.
+Per image we keep only the labels present (about 15 of Broden's ~1200) as boolean masks over the
+label-resolution pixels, ready for one matrix product with the units' masks. Row 0 of each image's
+regions is the whole image, so the same product also yields every unit's active area, which is the
+overlap with any whole-image label (scene, texture); those need no mask of their own.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import torch
 from unitscope.data.probe import ConceptTable, ProbeSample
 from unitscope.stats._state import StatsError
 
-# float32 counts pixels exactly while every partial sum stays below 2**24.
+# float32 (the GPU path of ConceptOverlap) counts pixels exactly while sums stay below 2**24.
 MAX_EXACT_PIXELS: int = 2**24
 
 
@@ -40,9 +40,9 @@ def concept_lookup(concepts: ConceptTable) -> np.ndarray:
 class LabelBatch:
     """Labels of B probe samples at label resolution (sh, sw), P = sh*sw pixels.
 
-    pixel_masks: per image, float32 [n_b, P], one 0/1 row per pixel label present (the union of
-      that label's pixels over all stacked maps of all pixel categories).
-    pixel_numbers, pixel_areas: int64 [sum n_b], the label number and pixel count of each row above.
+    regions: per image, bool [1 + n_b, P]: row 0 all True (the whole image), then one row per pixel
+      label present (the union of that label's pixels over all stacked maps of all pixel categories).
+    pixel_numbers, pixel_areas: int64 [sum n_b], label number and pixel count of each row after row 0.
     image_numbers, image_owner: int64 [m], whole-image labels and the batch position carrying each.
     annotated: bool [B, C], whether category ``categories[c]`` is annotated in image b.
     concepts_crc: the concept table's fingerprint, so labels of another table are refused.
@@ -54,7 +54,7 @@ class LabelBatch:
     categories: tuple[str, ...]
     num_labels: int
     concepts_crc: int
-    pixel_masks: tuple[torch.Tensor, ...]
+    regions: tuple[torch.Tensor, ...]
     pixel_numbers: torch.Tensor
     pixel_areas: torch.Tensor
     image_numbers: torch.Tensor
@@ -79,7 +79,7 @@ class LabelBatch:
             categories=self.categories,
             num_labels=self.num_labels,
             concepts_crc=self.concepts_crc,
-            pixel_masks=tuple(m.to(device) for m in self.pixel_masks),
+            regions=tuple(r.to(device) for r in self.regions),
             pixel_numbers=self.pixel_numbers.to(device),
             pixel_areas=self.pixel_areas.to(device),
             image_numbers=self.image_numbers.to(device),
@@ -100,7 +100,7 @@ class LabelBatch:
         if sh < 1 or sw < 1 or sh * sw >= MAX_EXACT_PIXELS:
             raise StatsError(f"label_size must be positive and below 2**24 pixels, got {label_size!r}")
         lookup = concept_lookup(concepts)
-        masks: list[torch.Tensor] = []
+        regions: list[torch.Tensor] = []
         numbers: list[np.ndarray] = []
         areas: list[np.ndarray] = []
         image_numbers: list[int] = []
@@ -115,7 +115,8 @@ class LabelBatch:
             image_numbers.extend(whole)
             image_owner.extend([b] * len(whole))
             nums, mask = _pixel_labels(sample, (sh, sw), lookup, whole)
-            masks.append(torch.from_numpy(mask).to(device=device, dtype=torch.float32))
+            whole_image = np.ones((1, sh * sw), dtype=bool)
+            regions.append(torch.from_numpy(np.concatenate([whole_image, mask])).to(device))
             numbers.append(nums)
             areas.append(mask.sum(axis=1, dtype=np.int64))
         return cls(
@@ -123,7 +124,7 @@ class LabelBatch:
             categories=tuple(concepts.categories),
             num_labels=concepts.max_number + 1,
             concepts_crc=table_fingerprint(concepts),
-            pixel_masks=tuple(masks),
+            regions=tuple(regions),
             pixel_numbers=_long(np.concatenate([np.zeros(0, np.int64), *numbers]), device),
             pixel_areas=_long(np.concatenate([np.zeros(0, np.int64), *areas]), device),
             image_numbers=_long(np.asarray(image_numbers, dtype=np.int64), device),
