@@ -62,16 +62,19 @@ def format_tables(result: object) -> str:
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Run directory to write.")
 @click.option("--overwrite", is_flag=True, help="Replace a finished or interrupted run of another command.")
 @click.option("--no-report", is_flag=True, help="Skip report.html.")
+@click.option("--checkpoint-seconds", type=float, default=20.0, show_default=True,
+              help="How often the resumable state is saved.")
 def command(model_spec: str, weights: str | None, num_classes: int | None, device: str, layers: tuple[str, ...],
             data: str, n: int, seed: int, size: int, input_size: int | None, mean: str | None, std: str | None,
             quantile: float, topk: int, iou_threshold: float, upsample: str, batch_size: int, workers: int,
-            skip_bad: bool, out: Path, overwrite: bool, no_report: bool) -> None:
+            skip_bad: bool, out: Path, overwrite: bool, no_report: bool, checkpoint_seconds: float) -> None:
     """Label every unit of --layer with the concept it detects (Network Dissection, exact and resumable)."""
     check_positive(n=n, size=size, input_size=input_size)
     from unitscope.dissect.run import dissect
 
     settings = DissectSettings(quantile=quantile, topk=topk, iou_threshold=iou_threshold, upsample=upsample,
-                               batch_size=batch_size, skip_bad=skip_bad, workers=workers)
+                               batch_size=batch_size, skip_bad=skip_bad, workers=workers,
+                               checkpoint_seconds=checkpoint_seconds)
     result = dissect(
         model_spec, layers, data, out, weights=weights, num_classes=num_classes, n=n, seed=seed, size=size,
         input_size=input_size, mean=parse_triple(mean, "--mean"), std=parse_triple(std, "--std"),

@@ -1,0 +1,172 @@
+"""Dissection with known answers: planted detectors, hand-computed IoU, batch-size independence, resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from planted import PlantedProbe, write_model
+from unitscope.data.broden_export import write_broden
+from unitscope.dissect.run import dissect
+from unitscope.dissect.settings import DissectSettings
+from unitscope.errors import UsageError
+
+UNIT_MEAN = (0.0, 0.0, 0.0)
+UNIT_STD = (1.0, 1.0, 1.0)
+
+
+def run_planted(tmp_path: Path, n: int = 24, batch_size: int = 5, out: Path | None = None, **kw: object):
+    settings = DissectSettings(quantile=0.3, batch_size=batch_size, workers=0, **kw)  # type: ignore[arg-type]
+    return dissect(write_model(tmp_path), ["0"], PlantedProbe(n), out, mean=UNIT_MEAN, std=UNIT_STD,
+                   settings=settings, report=False, progress=False)
+
+
+@pytest.mark.parametrize("upsample", ["rf", "bilinear"])
+def test_planted_detectors_are_labelled_exactly(tmp_path: Path, upsample: str) -> None:
+    result = run_planted(tmp_path, upsample=upsample)
+    units = result.units["0"].set_index("unit")
+    # The red channel is exactly the square (object) and the red colour: IoU 1 for both, ties → lower number.
+    assert units.loc[0, "label"] == "square" and units.loc[0, "iou"] == pytest.approx(1.0)
+    assert units.loc[0, "color_label"] == "red" and units.loc[0, "color_iou"] == pytest.approx(1.0)
+    assert units.loc[1, "label"] == "bar" and units.loc[1, "iou"] == pytest.approx(1.0)
+    assert units.loc[1, "color_label"] == "green"
+    assert units.loc[2, "iou"] < 0.5  # blue noise detects nothing well
+    table = result.layers["0"].table.set_index("category")
+    assert table.loc["object", "detectors"] >= 2 and table.loc["object", "unique"] >= 2
+
+
+def test_iou_by_hand_with_unannotated_category(tmp_path: Path) -> None:
+    """Unit 0 (the square) against the part 'corner', annotated in even images only."""
+    n = 6
+    probe = PlantedProbe(n)
+    result = run_planted(tmp_path, n=n)
+    threshold = result.units["0"].loc[0, "threshold"]
+    inter = union = 0
+    for i in range(n):
+        sample = probe[i]
+        active = sample.image[..., 0].astype(float) / 255 > threshold
+        if "part" not in sample.pixel_labels:
+            continue  # not annotated: the unit's pixels in this image do not count
+        corner = sample.pixel_labels["part"][0] == 5
+        inter += int((active & corner).sum())
+        union += int((active | corner).sum())
+    assert result.units["0"].loc[0, "part_iou"] == pytest.approx(inter / union)
+    assert inter / union == pytest.approx(1 / 16)
+
+
+def test_results_do_not_depend_on_batch_size(tmp_path: Path) -> None:
+    a = run_planted(tmp_path, n=30, batch_size=1).units["0"]
+    b = run_planted(tmp_path, n=30, batch_size=7).units["0"]
+    c = run_planted(tmp_path, n=30, batch_size=64).units["0"]
+    pd.testing.assert_frame_equal(a, b)
+    pd.testing.assert_frame_equal(a, c)
+
+
+def test_threshold_is_numpy_quantile(tmp_path: Path) -> None:
+    n = 20
+    probe = PlantedProbe(n)
+    result = run_planted(tmp_path, n=n)
+    blue = np.concatenate([probe[i].image[..., 2].ravel() / 255.0 for i in range(n)]).astype(np.float32)
+    expected = np.quantile(blue.astype(np.float64), 1 - 0.3)
+    assert result.units["0"].loc[2, "threshold"] == pytest.approx(expected, rel=1e-6)
+
+
+def test_run_directory_files_and_finished_run_not_recomputed(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    first = run_planted(tmp_path, out=out)
+    assert (out / "0" / "units.csv").is_file() and (out / "summary.json").is_file()
+    assert not (tmp_path / "run.partial").exists()
+    units = pd.read_csv(out / "0" / "units.csv")
+    assert {"unit", "label", "category", "iou", "object_label", "object_iou"} <= set(units.columns)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["layers"]["0"]["units"] == 3
+    stamp = (out / "summary.json").stat().st_mtime_ns
+    again = run_planted(tmp_path, out=out)
+    assert (out / "summary.json").stat().st_mtime_ns == stamp
+    pd.testing.assert_frame_equal(first.units["0"], again.units["0"], check_dtype=False)
+
+
+def test_interrupted_run_resumes_to_identical_results(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    reference = run_planted(tmp_path, n=40, batch_size=4).units["0"]
+    out = tmp_path / "run"
+    from unitscope.dissect import engine
+
+    real_update = engine.ConceptOverlap.update
+    calls = {"n": 0}
+
+    def interrupting_update(self: object, *args: object) -> None:
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt
+        real_update(self, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(engine.ConceptOverlap, "update", interrupting_update)
+    with pytest.raises(KeyboardInterrupt):
+        run_planted(tmp_path, n=40, batch_size=4, out=out, checkpoint_seconds=0.0)
+    assert (tmp_path / "run.partial" / "work" / "pass2.pt").exists() and not out.exists()
+    monkeypatch.setattr(engine.ConceptOverlap, "update", real_update)
+    resumed = run_planted(tmp_path, n=40, batch_size=4, out=out, checkpoint_seconds=0.0)
+    pd.testing.assert_frame_equal(reference, resumed.units["0"])
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "unitscope.cli", *args]
+
+
+def test_kill_minus_nine_then_rerun_gives_identical_units(tmp_path: Path) -> None:
+    data = tmp_path / "broden"
+    write_broden(data, PlantedProbe(600), progress=False)
+    model = write_model(tmp_path)
+    common = ["dissect", "--model", model, "--layer", "0", "--data", str(data), "--quantile", "0.3",
+              "--mean", "0,0,0", "--std", "1,1,1", "--batch-size", "1", "--workers", "0", "--no-report"]
+    subprocess.run(_cli(*common, "--out", str(tmp_path / "whole")), check=True, capture_output=True)
+    out = tmp_path / "killed"
+    proc = subprocess.Popen(_cli(*common, "--out", str(out), "--checkpoint-seconds", "0"),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    marker = tmp_path / "killed.partial" / "work" / "pass1.pt"
+    deadline = time.monotonic() + 60
+    while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (out / "summary.json").exists(), "the run finished before it could be killed; make it longer"
+    subprocess.run(_cli(*common, "--out", str(out)), check=True, capture_output=True)
+    whole = (tmp_path / "whole" / "0" / "units.csv").read_text()
+    assert (out / "0" / "units.csv").read_text() == whole
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--layer", "nope"], "unknown layer 'nope'"),
+        (["--layer", "0", "--n", "0"], "--n must be positive"),
+        (["--layer", "0", "--quantile", "1.5"], "--quantile must be in"),
+        (["--layer", "0", "--data", "/no/such/dir"], "neither"),
+    ],
+)
+def test_bad_input_one_line_exit_2(tmp_path: Path, args: list[str], message: str) -> None:
+    proc = subprocess.run(_cli("dissect", "--model", write_model(tmp_path), *args, "--out", str(tmp_path / "r")),
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert message in proc.stderr and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    assert not (tmp_path / "r").exists() and not (tmp_path / "r.partial").exists()
+
+
+def test_nan_activations_refused_without_leftovers(tmp_path: Path) -> None:
+    source = tmp_path / "nan_net.py"
+    source.write_text("import torch\nfrom torch import nn\nclass N(nn.Module):\n"
+                      "    def forward(self, x):\n        return x * float('nan')\n"
+                      "def build():\n    return nn.Sequential(N())\n")
+    with pytest.raises(UsageError, match="NaN"):
+        dissect(f"{source}:build", ["0"], PlantedProbe(4), tmp_path / "r", report=False, progress=False,
+                settings=DissectSettings(workers=0))
+    assert not (tmp_path / "r").exists() and not (tmp_path / "r.partial").exists()
