@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from planted import PlantedProbe, write_model
+
 from unitscope.data.broden_export import write_broden
 from unitscope.dissect.run import dissect
 from unitscope.dissect.settings import DissectSettings
@@ -124,13 +124,14 @@ def _cli(*args: str) -> list[str]:
 
 def test_kill_minus_nine_then_rerun_gives_identical_units(tmp_path: Path) -> None:
     data = tmp_path / "broden"
-    write_broden(data, PlantedProbe(600), progress=False)
+    write_broden(data, PlantedProbe(300), progress=False)
     model = write_model(tmp_path)
     common = ["dissect", "--model", model, "--layer", "0", "--data", str(data), "--quantile", "0.3",
-              "--mean", "0,0,0", "--std", "1,1,1", "--batch-size", "1", "--workers", "0", "--no-report"]
+              "--mean", "0,0,0", "--std", "1,1,1", "--workers", "0", "--no-report"]
     subprocess.run(_cli(*common, "--out", str(tmp_path / "whole")), check=True, capture_output=True)
     out = tmp_path / "killed"
-    proc = subprocess.Popen(_cli(*common, "--out", str(out), "--checkpoint-seconds", "0"),
+    # One image per batch and a checkpoint after each: slow enough to be killed in the middle.
+    proc = subprocess.Popen(_cli(*common, "--out", str(out), "--batch-size", "1", "--checkpoint-seconds", "0"),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     marker = tmp_path / "killed.partial" / "work" / "pass1.pt"
     deadline = time.monotonic() + 60
