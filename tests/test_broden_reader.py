@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -176,6 +177,12 @@ def test_reads_are_repeatable_and_index_checked(broden: Path) -> None:
     with pytest.raises(IndexError):
         probe[3]
     assert [s.index for s in probe] == [0, 1, 2]
+
+
+def test_probe_survives_pickling_for_worker_processes(broden: Path) -> None:
+    probe = pickle.loads(pickle.dumps(BrodenProbe(broden)))
+    np.testing.assert_array_equal(probe[2].pixel_labels["object"], OBJECT2[None])
+    assert probe.concepts[3].name == "wood"
 
 
 def test_primary_category_tie_goes_to_first_listed() -> None:

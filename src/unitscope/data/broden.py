@@ -29,8 +29,8 @@ from __future__ import annotations
 import csv
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image
@@ -47,17 +47,16 @@ _CATEGORY_COUNT = re.compile(r"^\s*([^();]+?)\s*\(\s*(\d+)\s*\)\s*$")
 _LAYOUT_HINT = "a Broden directory holds index.csv, label.csv and images/"
 
 
-@dataclass(frozen=True, slots=True)
-class _Cell:
-    """One annotated category cell: PNG names / constant labels (pixel) or label numbers (image)."""
-
-    pixel: bool
-    items: tuple[str | int, ...]
+LabelInfo = tuple[str, tuple[tuple[str, int], ...]]
 
 
-@dataclass(frozen=True, slots=True)
-class _Row:
-    """One validated line of index.csv; ``cells`` aligns with the categories being read."""
+class _Row(NamedTuple):
+    """One validated line of index.csv; ``cells`` aligns with the categories being read.
+
+    A cell is None (not annotated), a tuple of concept numbers (image labels, 0 dropped), or, for a
+    cell with label maps, its validated text (split again when read: a string costs far less memory
+    than a tuple of names, which matters for 63,305 rows).
+    """
 
     line: int
     image: str
@@ -66,7 +65,7 @@ class _Row:
     iw: int
     sh: int
     sw: int
-    cells: tuple[_Cell | None, ...]
+    cells: tuple[str | tuple[int, ...] | None, ...]
 
 
 def is_broden_dir(path: str | Path) -> bool:
@@ -98,9 +97,9 @@ def primary_category(counts: Sequence[tuple[str, int]], allowed: Sequence[str]) 
     return None if best is None else best[0]
 
 
-def read_label_csv(path: Path) -> dict[int, tuple[str, tuple[tuple[str, int], ...]]]:
+def read_label_csv(path: Path) -> dict[int, LabelInfo]:
     """label number -> (name, category counts), without label 0."""
-    labels: dict[int, tuple[str, tuple[tuple[str, int], ...]]] = {}
+    labels: dict[int, LabelInfo] = {}
     with path.open(newline="", encoding="utf-8-sig") as f:
         reader = csv.DictReader(f)
         missing = [c for c in LABEL_COLUMNS if c not in (reader.fieldnames or [])]
@@ -112,7 +111,7 @@ def read_label_csv(path: Path) -> dict[int, tuple[str, tuple[tuple[str, int], ..
         for row in reader:
             where = f"{path} line {reader.line_num}"
             number_text = (row["number"] or "").strip()
-            if not number_text.isdigit():
+            if not (number_text.isascii() and number_text.isdigit()):
                 raise UsageError(f"{where}: label number {number_text!r} is not a non-negative integer")
             number = int(number_text)
             if number in labels:
@@ -123,100 +122,121 @@ def read_label_csv(path: Path) -> dict[int, tuple[str, tuple[tuple[str, int], ..
     return labels
 
 
-def _int_field(text: str, column: str, where: str) -> int:
-    value = text.strip()
-    if not value.isdigit() or int(value) <= 0:
-        raise UsageError(f"{where}: {column} is {text!r}; it must be a positive integer (pixels)")
-    return int(value)
+def concept_table(labels: dict[int, LabelInfo], wanted: Sequence[str]) -> ConceptTable:
+    """Concepts of the categories being read, each with its primary category among them."""
+    concepts = []
+    for number in sorted(labels):
+        name, counts = labels[number]
+        category = primary_category(counts, wanted)
+        if category is not None:
+            concepts.append(Concept(number, name, category))
+    return ConceptTable(tuple(concepts), tuple(wanted))
+
+
+def label_lut(labels: dict[int, LabelInfo], concepts: ConceptTable) -> np.ndarray:
+    """raw label -> concept number; 0 for label 0 and labels not read; -1 for numbers label.csv lacks."""
+    lut = np.full(max(labels, default=0) + 1, -1, dtype=np.int32)
+    lut[0] = 0
+    lut[list(labels)] = 0
+    for concept in concepts.concepts:
+        lut[concept.number] = concept.number
+    return lut
+
+
+def _category_columns(path: Path, header: list[str], categories: Sequence[str] | None) -> list[str]:
+    """Validate the header; the category columns to read, in file order."""
+    missing = [c for c in META_COLUMNS if c not in header]
+    if missing:
+        raise UsageError(
+            f"{path} lacks column(s) {', '.join(missing)}; its header must start "
+            "image,split,ih,iw,sh,sw followed by category columns"
+        )
+    if len(set(header)) != len(header):
+        raise UsageError(f"{path} repeats a column name in its header; keep each column once")
+    present = [h for h in header if h not in META_COLUMNS]
+    if categories is None:
+        return present
+    unknown = [c for c in categories if c not in present]
+    if unknown:
+        raise UsageError(
+            f"categories {', '.join(unknown)} are not columns of {path}; choose from {', '.join(present) or '(none)'}"
+        )
+    return [h for h in present if h in categories]
 
 
 class _IndexParser:
-    """Validates index.csv lines against the header and the label numbers label.csv knows."""
+    """Validates index.csv lines and maps their label numbers to concept numbers in the same pass."""
 
-    def __init__(self, path: Path, header: list[str], wanted: Sequence[str], known: set[int]) -> None:
+    def __init__(self, path: Path, header: list[str], wanted: Sequence[str], lut: np.ndarray) -> None:
         self.path = path
         self.width = len(header)
         self.meta = [header.index(c) for c in META_COLUMNS]
-        self.category_columns = [header.index(c) for c in wanted]
-        self.wanted = list(wanted)
-        self.known = known
+        self.columns = [(header.index(c), c) for c in wanted]
+        self.lut: list[int] = lut.tolist()
 
     def row(self, fields: list[str], line: int) -> _Row:
-        where = f"{self.path} line {line}"
         if len(fields) != self.width:
             raise UsageError(
-                f"{where} has {len(fields)} fields but the header has {self.width}; "
+                f"{self.path} line {line} has {len(fields)} fields but the header has {self.width}; "
                 "fix the row (a cell with a comma must be quoted)"
             )
         image, split, ih, iw, sh, sw = (fields[k] for k in self.meta)
-        if not image.strip():
-            raise UsageError(f"{where}: the image column is empty; give a path under images/")
-        cells = tuple(
-            self._cell(fields[k], cat, where) for k, cat in zip(self.category_columns, self.wanted, strict=True)
-        )
-        return _Row(
-            line=line,
-            image=image.strip(),
-            split=split.strip(),
-            ih=_int_field(ih, "ih", where),
-            iw=_int_field(iw, "iw", where),
-            sh=_int_field(sh, "sh", where),
-            sw=_int_field(sw, "sw", where),
-            cells=cells,
-        )
+        image = image.strip()
+        if not image:
+            raise UsageError(f"{self.path} line {line}: the image column is empty; give a path under images/")
+        sizes = [self._size(text, column, line) for text, column in ((ih, "ih"), (iw, "iw"), (sh, "sh"), (sw, "sw"))]
+        cells = tuple(self._cell(fields[k], category, line) for k, category in self.columns)
+        return _Row(line, image, split.strip(), *sizes, cells)
 
-    def _cell(self, text: str, category: str, where: str) -> _Cell | None:
-        raw = [s.strip() for s in text.split(";") if s.strip()]
-        if not raw:
+    def _size(self, text: str, column: str, line: int) -> int:
+        value = text.strip()
+        if not (value.isascii() and value.isdigit()) or int(value) <= 0:
+            raise UsageError(f"{self.path} line {line}: {column} is {text!r}; it must be a positive integer (pixels)")
+        return int(value)
+
+    def _cell(self, text: str, category: str, line: int) -> str | tuple[int, ...] | None:
+        if not text:
             return None
-        items: list[str | int] = []
-        for item in raw:
-            if item.isdigit():
+        numbers: list[int] = []
+        pixel = False
+        for part in text.split(";"):
+            item = part.strip()
+            if not item:
+                continue
+            if item.isascii() and item.isdigit():
                 number = int(item)
-                if number != 0 and number not in self.known:
+                mapped = self.lut[number] if number < len(self.lut) else -1
+                if mapped < 0:
                     raise UsageError(
-                        f"{where}: {category} label {number} is not in label.csv; add it there or fix the cell"
+                        f"{self.path} line {line}: {category} label {number} is not in label.csv; "
+                        "add it there or fix the cell"
                     )
-                items.append(number)
-            elif item.lower().endswith(".png"):
-                items.append(item)
+                numbers.append(mapped)
+            elif item[-4:].lower() == ".png":
+                pixel = True
             else:
                 raise UsageError(
-                    f"{where}: {category} cell holds {item!r}; cells hold ;-separated label numbers "
-                    "or PNG names under images/"
+                    f"{self.path} line {line}: {category} cell holds {item!r}; cells hold ;-separated label "
+                    "numbers or PNG names under images/"
                 )
-        return _Cell(pixel=any(isinstance(x, str) for x in items), items=tuple(items))
+        if pixel:
+            return text
+        return tuple(n for n in numbers if n) if numbers else None
 
 
 def _read_index(
-    path: Path, categories: Sequence[str] | None, known: set[int]
-) -> tuple[list[str], list[_Row]]:
-    """Validated rows of index.csv and the category columns being read (in file order)."""
+    path: Path, categories: Sequence[str] | None, labels: dict[int, LabelInfo]
+) -> tuple[ConceptTable, np.ndarray, list[_Row]]:
+    """The concepts being read, the raw-label lookup table, and every validated row of index.csv."""
     with path.open(newline="", encoding="utf-8-sig") as f:
         reader = csv.reader(f)
         header = [h.strip() for h in next(reader, [])]
-        missing = [c for c in META_COLUMNS if c not in header]
-        if missing:
-            raise UsageError(
-                f"{path} lacks column(s) {', '.join(missing)}; its header must start "
-                "image,split,ih,iw,sh,sw followed by category columns"
-            )
-        if len(set(header)) != len(header):
-            raise UsageError(f"{path} repeats a column name in its header; keep each column once")
-        present = [h for h in header if h not in META_COLUMNS]
-        if categories is None:
-            wanted = present
-        else:
-            unknown = [c for c in categories if c not in present]
-            if unknown:
-                raise UsageError(
-                    f"categories {', '.join(unknown)} are not columns of {path}; "
-                    f"choose from {', '.join(present) or '(none)'}"
-                )
-            wanted = [h for h in present if h in categories]
-        parser = _IndexParser(path, header, wanted, known)
+        wanted = _category_columns(path, header, categories)
+        concepts = concept_table(labels, wanted)
+        lut = label_lut(labels, concepts)
+        parser = _IndexParser(path, header, wanted, lut)
         rows = [parser.row(fields, reader.line_num) for fields in reader if fields]
-    return wanted, rows
+    return concepts, lut, rows
 
 
 class BrodenProbe:
@@ -245,7 +265,9 @@ class BrodenProbe:
         if max_images is not None and max_images <= 0:
             raise UsageError(f"max_images must be positive, got {max_images}")
         labels = read_label_csv(self.root / "label.csv")
-        wanted, rows = _read_index(self.root / "index.csv", categories, set(labels))
+        self.concepts: ConceptTable
+        self.concepts, self._lut, rows = _read_index(self.root / "index.csv", categories, labels)
+        self._categories: tuple[str, ...] = self.concepts.categories
         self.splits: tuple[str, ...] = tuple(sorted({r.split for r in rows}))
         if split is not None:
             rows = [r for r in rows if r.split == split]
@@ -267,44 +289,6 @@ class BrodenProbe:
         self.name: str = self.root.resolve().name
         self.image_size: tuple[int, int] = (first.ih, first.iw)
         self.label_size: tuple[int, int] = (first.sh, first.sw)
-        self.concepts: ConceptTable = self._concept_table(labels, wanted)
-        self._categories: tuple[str, ...] = tuple(wanted)
-        self._lut = self._label_lut(labels)
-        self._rows = [self._resolve_numbers(r) for r in self._rows]
-
-    def _concept_table(
-        self, labels: dict[int, tuple[str, tuple[tuple[str, int], ...]]], wanted: Sequence[str]
-    ) -> ConceptTable:
-        concepts = []
-        for number in sorted(labels):
-            name, counts = labels[number]
-            category = primary_category(counts, wanted)
-            if category is not None:
-                concepts.append(Concept(number, name, category))
-        return ConceptTable(tuple(concepts), tuple(wanted))
-
-    def _label_lut(self, labels: dict[int, tuple[str, tuple[tuple[str, int], ...]]]) -> np.ndarray:
-        """raw label -> concept number; 0 for label 0 and labels not read; -1 for numbers label.csv lacks."""
-        lut = np.full(max(labels, default=0) + 1, -1, dtype=np.int32)
-        lut[0] = 0
-        lut[list(labels)] = 0
-        for concept in self.concepts.concepts:
-            lut[concept.number] = concept.number
-        return lut
-
-    def _resolve_numbers(self, row: _Row) -> _Row:
-        """Map number items through the lookup table once, so samples need not do it again."""
-        cells: list[_Cell | None] = []
-        for cell in row.cells:
-            if cell is None:
-                cells.append(None)
-            elif cell.pixel:
-                items = tuple(x if isinstance(x, str) else int(self._lut[x]) for x in cell.items)
-                cells.append(_Cell(True, items))
-            else:
-                numbers = tuple(int(self._lut[x]) for x in cell.items)
-                cells.append(_Cell(False, tuple(n for n in numbers if n != 0)))
-        return _Row(row.line, row.image, row.split, row.ih, row.iw, row.sh, row.sw, tuple(cells))
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -337,18 +321,19 @@ class BrodenProbe:
         for category, cell in zip(self._categories, row.cells, strict=True):
             if cell is None:
                 continue
-            if cell.pixel:
-                pixel[category] = self._label_stack(cell.items, row)
+            if isinstance(cell, str):
+                pixel[category] = self._label_stack(cell, row)
             else:
-                whole[category] = cell.items  # type: ignore[assignment]
+                whole[category] = cell
         return ProbeSample(index=i, image=image, pixel_labels=pixel, image_labels=whole)
 
-    def _label_stack(self, items: tuple[str | int, ...], row: _Row) -> np.ndarray:
+    def _label_stack(self, cell: str, row: _Row) -> np.ndarray:
         """Decode the label layers of one cell into int32 [k, sh, sw] of concept numbers."""
+        items = [item for item in (part.strip() for part in cell.split(";")) if item]
         raw = np.empty((len(items), row.sh, row.sw), dtype=np.int32)
         for k, item in enumerate(items):
-            if isinstance(item, int):
-                raw[k] = item
+            if item.isdigit():
+                raw[k] = int(item)  # a whole-image label as a constant layer (checked against label.csv)
             else:
                 self._decode_png(self.images_dir / item, raw[k], row)
         if raw.size and int(raw.max()) >= self._lut.size:
