@@ -279,11 +279,14 @@ def test_label_map_of_wrong_size_is_a_bad_sample(broden: Path) -> None:
 
 def test_label_map_with_unknown_number_is_a_bad_sample(broden: Path) -> None:
     save_label_png(broden / "images/dtd/banded_0001_color.png", np.full((4, 4), 8))
-    with pytest.raises(BadSampleError, match=r"holds label 8, which label\.csv lacks"):
+    with pytest.raises(BadSampleError, match=r"banded_0001_color\.png \(index\.csv line 3\) holds label 8, which"):
         BrodenProbe(broden)[1]
     save_label_png(broden / "images/dtd/banded_0001_color.png", np.full((4, 4), 200))
     with pytest.raises(BadSampleError, match="holds label 200"):
         BrodenProbe(broden)[1]
+    save_label_png(broden / "images/ade20k/ADE_train_00000001_part_2.png", np.full((4, 4), 9))
+    with pytest.raises(BadSampleError, match=r"_part_2\.png \(index\.csv line 2\) holds label 9"):
+        BrodenProbe(broden)[0]
 
 
 def test_grayscale_or_missing_label_png_is_a_bad_sample(broden: Path) -> None:

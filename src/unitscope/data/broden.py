@@ -337,19 +337,22 @@ class BrodenProbe:
             else:
                 self._decode_png(self.images_dir / item, raw[k], row)
         if raw.size and int(raw.max()) >= self._lut.size:
-            bad = int(raw.max())
-            raise BadSampleError(
-                f"a label map of index.csv line {row.line} holds label {bad}, which label.csv lacks; "
-                "add the label to label.csv or fix the PNG"
-            )
+            self._unknown_label(raw, raw >= self._lut.size, items, row)
         labels = self._lut[raw]
         if labels.size and int(labels.min()) < 0:
-            bad = int(np.unique(raw[labels < 0])[0])
-            raise BadSampleError(
-                f"a label map of index.csv line {row.line} holds label {bad}, which label.csv lacks; "
-                "add the label to label.csv or fix the PNG"
-            )
+            self._unknown_label(raw, labels < 0, items, row)
         return labels
+
+    def _unknown_label(self, raw: np.ndarray, bad: np.ndarray, items: list[str], row: _Row) -> None:
+        """Raise for the first layer holding a label number that label.csv lacks, naming its PNG."""
+        k = int(np.flatnonzero(bad.reshape(len(items), -1).any(axis=1))[0])
+        number = int(raw[k][bad[k]].min())
+        path = self.images_dir / items[k]
+        raise BadSampleError(
+            f"label map {path} (index.csv line {row.line}) holds label {number}, which label.csv lacks; "
+            "add the label to label.csv or fix the PNG",
+            path,
+        )
 
     def _decode_png(self, path: Path, out: np.ndarray, row: _Row) -> None:
         """label = R + 256·G, written into ``out`` (sh x sw)."""
