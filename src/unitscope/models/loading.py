@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-import torchvision
 from torch import nn
 
 from unitscope.errors import UsageError
@@ -100,6 +99,8 @@ def _load_callable(spec: str, weights: str | None, num_classes: int | None) -> L
 
 
 def _load_torchvision(spec: str, weights: str | None, num_classes: int | None) -> LoadedModel:
+    import torchvision  # imported here: it costs seconds and the built-in models do not need it
+
     available = torchvision.models.list_models(module=torchvision.models)
     if spec not in available:
         from difflib import get_close_matches
@@ -121,6 +122,8 @@ def _load_torchvision(spec: str, weights: str | None, num_classes: int | None) -
 
 def _load_torchvision_named_weights(spec: str, weights: str) -> LoadedModel:
     """torchvision weights by name (``IMAGENET1K_V1`` or ``AlexNet_Weights.IMAGENET1K_V1``): downloads."""
+    import torchvision
+
     enum = torchvision.models.get_model_weights(spec)
     member = weights.split(".")[-1]
     if member == "DEFAULT" or member in enum.__members__:
