@@ -3,7 +3,9 @@
 The files follow NetDissect's ``unify`` writer, so NetDissect-Lite and :class:`BrodenProbe` read them:
 
 - ``images/<name>/<index>.png`` (or ``.jpg``); pixel labels in ``images/<name>/<index>_<category>.png``
-  (``_<category>_<j>.png``, j = 1…k, when a category has k > 1 layers), label = R + 256·G.
+  (``_<category>_<j>.png``, j = 1…k, when a category has k > 1 layers), label = R + 256·G. ``<name>``
+  is the probe's name with characters other than letters, digits, ``_.-`` replaced by ``_``;
+  ``<index>`` is zero-padded to six digits.
 - ``index.csv``: ``image,split,ih,iw,sh,sw`` then one column per category, in the order of the probe's
   ``concepts.categories``; image categories hold ``;``-separated label numbers (0 omitted). A category
   missing from a sample's dicts is written as an empty cell (not annotated). ``split`` is ``train``.
@@ -13,7 +15,7 @@ The files follow NetDissect's ``unify`` writer, so NetDissect-Lite and :class:`B
 - ``c_<category>.csv``: ``code,number,name,frequency,coverage``; ``code`` 1… dense within the category,
   by decreasing frequency (then coverage, then number); like real Broden, no row for code 0.
 - ``category.csv``: ``name,first,last,count,frequency``: smallest and largest label number of the
-  category, number of labels in it, and the sum of their frequencies.
+  category, number of labels in it, and the sum of their frequencies; rows in index.csv's column order.
 
 Statistics mean what they mean in real Broden: ``frequency`` is the number of images in which the label
 occurs (per category in ``c_*.csv`` and in ``category``'s counts; summed over categories in
@@ -202,7 +204,7 @@ class _Writer:
             warnings.warn(
                 "these labels occur more often in another category than their own, so a Broden reader "
                 f"will give them that category: {', '.join(demoted[:5])}",
-                stacklevel=3,
+                stacklevel=4,
             )
         return counts
 
