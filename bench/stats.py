@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from unitscope.data.probe import Concept, ConceptTable, ProbeSample
-from unitscope.stats import ConceptOverlap, LabelBatch
+from unitscope.stats import ConceptOverlap, LabelBatch, TopQuantile
 from unitscope.stats.iou import count_overlaps
 
 UNITS, BATCH, SIDE, LABELS, PIXEL_LABELS_PER_IMAGE = 256, 32, 112, 1200, 14
@@ -64,6 +64,28 @@ def naive_update(masks: torch.Tensor, batch: list[ProbeSample], inter: np.ndarra
     return triples
 
 
+def bench_quantile() -> None:
+    """Steady-state TopQuantile.update time: 256 units, batches of 32 images at 14x14, q = 0.005."""
+    units, per_batch, batches = 256, 32 * 14 * 14, 60
+    generator = torch.Generator().manual_seed(0)
+    stat = TopQuantile(units, 0.005, per_batch * batches)
+    spent = []
+    for _ in range(batches):
+        values = torch.randn(units, per_batch, generator=generator).relu_()
+        start = time.perf_counter()
+        stat.update(values)
+        spent.append(time.perf_counter() - start)
+    start = time.perf_counter()
+    stat.thresholds()
+    final = time.perf_counter() - start
+    steady = sum(spent[batches // 2 :]) / (batches - batches // 2)
+    print(
+        f"TopQuantile.update U={units}, {per_batch} values per unit per batch, keep={stat.keep}: "
+        f"first batch {spent[0] * 1e3:.1f} ms, steady state {steady * 1e3:.1f} ms per batch; "
+        f"thresholds() {final * 1e3:.1f} ms"
+    )
+
+
 def main() -> None:
     torch.set_num_threads(1)
     rng = np.random.default_rng(0)
@@ -108,6 +130,7 @@ def main() -> None:
     if not np.array_equal(check.intersection[:, object_columns].numpy(), inter[:, 1:1101]):
         raise SystemExit("ConceptOverlap disagrees with the naive loop")
     print("slice check: ConceptOverlap intersection equals the naive loop's")
+    bench_quantile()
 
 
 if __name__ == "__main__":

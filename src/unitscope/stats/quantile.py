@@ -125,10 +125,33 @@ class TopQuantile:
             raise StatsError("activations contain NaN; check the model's weights and input normalisation")
         if self.count == 0:
             self._to(values.device)
-        self._pending.append(values.detach().to(self.device, self.dtype, copy=True))
-        self._pending_count += n
+        candidates = self._candidates(values.detach().to(self.device, self.dtype))
+        self._pending.append(candidates)
+        self._pending_count += candidates.shape[1]
         self.count += n
         self._reduce_if_full()
+
+    def _candidates(self, values: torch.Tensor) -> torch.Tensor:
+        """The new values that may still enter the top ``keep``, as a new [U, m] tensor, m <= n.
+
+        Once ``keep`` values are kept, a new value at or below a unit's smallest kept value (its
+        floor) cannot change that unit's multiset of largest values. So only values above the floor
+        are buffered, each unit's row padded with copies of its floor, which are equally inert.
+        """
+        if self._kept.shape[1] < self.keep:
+            return values.clone()
+        floor = self._kept.min(dim=1, keepdim=True).values
+        above = values > floor
+        counts = above.sum(dim=1)
+        most = int(counts.max())
+        if most * 2 > values.shape[1]:
+            return values.clone()
+        picked = values[above]  # row-major: unit 0's values first
+        unit = torch.repeat_interleave(torch.arange(self.num_units, device=values.device), counts)
+        column = torch.arange(picked.shape[0], device=values.device) - (counts.cumsum(0) - counts)[unit]
+        rows = floor.expand(self.num_units, most).clone()
+        rows[unit, column] = picked
+        return rows
 
     def merge(self, other: TopQuantile) -> None:
         """Fold in the state of another part of the probe set (disjoint images)."""
