@@ -68,7 +68,7 @@ def command(model_spec: str, weights: str | None, num_classes: int | None, devic
         identity = {"seed": seed}
     start = time.perf_counter()
     summary = run_minimal(model, source, out, settings, overwrite=overwrite, identity=identity,
-                          strict=image_path is not None)
+                          strict=image_path is not None, progress=image_path is None)
     minutes = (time.perf_counter() - start) / 60
     done = summary["processed"]
     skipped = ", ".join(f"{v} {k}" for k, v in summary["skipped"].items()) or "none"  # type: ignore[union-attr]

@@ -49,7 +49,7 @@ OK = "ok"
 
 @dataclass(frozen=True)
 class MinimalSettings:
-    """The options that decide a run's results (recorded, and checked on resume)."""
+    """The run's options; all but ``batch_size`` decide its results (recorded, and checked on resume)."""
 
     n_segments: int = 40
     edges: bool = False
@@ -157,7 +157,11 @@ class _Runner:
             )
         except MisclassifiedImageError as err:
             if self.strict:
-                raise
+                said = _class_name(self.class_names, err.predicted)
+                raise UsageError(
+                    f"the model classifies {ident} as {said!r}, not {class_name!r}; minimal images start from a "
+                    "correctly classified image (check --label, the image, or the model)"
+                ) from err
             return ImageRecord(ident, sample.index, class_name, "misclassified", initial_score=err.score)
         except TooFewRegionsError:
             if self.strict:
@@ -271,8 +275,9 @@ def run_minimal(
     staging directory, so nothing half-written is left behind.
     """
     out = Path(out)
-    identity = {"model": model.name, "data": source.name, "images": len(source), **asdict(settings),
-                **(identity or {})}
+    # The batch size changes speed, never results, so a run may resume with another one.
+    decisive = {k: v for k, v in asdict(settings).items() if k != "batch_size"}
+    identity = {"model": model.name, "data": source.name, "images": len(source), **decisive, **(identity or {})}
     stage = _prepare_stage(out, identity, overwrite)
     try:
         records = _process_all(_Runner(model, stage, settings, strict), source, progress)
