@@ -2,7 +2,7 @@
 
 Pass 1 runs the network once per image, capturing every requested layer in the same forward pass
 (stopping after the deepest), feeds the exact quantile and top-k statistics, and appends each layer's
-activations to an on-disk cache (float32 memmap, so memory does not grow with the probe set).
+activations to an on-disk cache (float32 rows, so memory does not grow with the probe set).
 Pass 2 needs the thresholds, so it replays the cached maps — no second forward pass — upsamples them to
 the label resolution and accumulates intersections and unions with the labels, all layers per batch.
 Both passes checkpoint their statistics every few seconds; a killed run resumes from the last checkpoint
@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from unitscope.capture import LayerCapture
 from unitscope.data.probe import ProbeSample, ProbeSet, has_labels
+from unitscope.dissect.cache import ActivationCache
 from unitscope.dissect.loader import LoadedBatch, iterate_batches
 from unitscope.dissect.settings import DissectSettings
 from unitscope.dissect.upsample import Upsampler
@@ -85,10 +86,8 @@ class DissectionEngine:
     def _cache_path(self, name: str) -> Path:
         return self.workdir / f"activations-{name.replace('/', '_')}.f32"
 
-    def _open_cache(self, name: str, shape: tuple[int, int, int], fresh: bool) -> np.memmap:
-        n = len(self.probe)
-        return np.memmap(self._cache_path(name), dtype=np.float32, mode="w+" if fresh else "r+",
-                         shape=(n, *shape))
+    def _open_cache(self, name: str, shape: tuple[int, int, int], fresh: bool) -> ActivationCache:
+        return ActivationCache(self._cache_path(name), shape, len(self.probe), fresh)
 
     def _input_batch(self, samples: list[ProbeSample]) -> torch.Tensor:
         images = [s.image for s in samples]
@@ -107,7 +106,7 @@ class DissectionEngine:
         start = int(state.get("next_index", 0))
         skipped: dict[int, str] = dict(state.get("skipped", {}))  # type: ignore[arg-type]
         per_layer: dict[str, dict[str, object]] = dict(state.get("layers", {}))  # type: ignore[arg-type]
-        stats: dict[str, tuple[TopQuantile, TopImages, np.memmap]] = {}
+        stats: dict[str, tuple[TopQuantile, TopImages, ActivationCache]] = {}
         for name, saved in per_layer.items():
             shape = tuple(saved["shape"])  # type: ignore[arg-type]
             q = TopQuantile(shape[0], self.settings.quantile, len(self.probe) * shape[1] * shape[2])
@@ -163,7 +162,7 @@ class DissectionEngine:
                         flat = acts.flatten(2)
                         scores, peaks = flat.max(dim=2)
                         topk.update(scores, indices.to(acts.device), peaks)
-                        cache[indices.numpy()] = acts.float().cpu().numpy()
+                        cache.write(indices.numpy(), acts.float().cpu().numpy())
                 bar.update(len(batch.indices))
                 if time.monotonic() - last_save > self.settings.checkpoint_seconds:
                     checkpoint(batch.indices[-1] + 1)
@@ -172,6 +171,8 @@ class DissectionEngine:
         if not stats:
             raise UsageError("every probe image was unreadable; check --data")
         checkpoint(n)
+        for _, _, cache in stats.values():
+            cache.close()
         return per_layer, skipped
 
     def _accept(self, batch: LoadedBatch, skipped: dict[int, str]) -> list[tuple[int, ProbeSample]]:
@@ -192,7 +193,7 @@ class DissectionEngine:
         start = int(state.get("next_index", 0))
         overlaps: dict[str, ConceptOverlap] = {}
         upsamplers: dict[str, Upsampler] = {}
-        caches: dict[str, np.memmap] = {}
+        caches: dict[str, ActivationCache] = {}
         label_size = self.probe.label_size
         input_size = self.model.preprocess.input_size or self.probe.image_size
         for name in self.layers:
@@ -207,8 +208,7 @@ class DissectionEngine:
             upsamplers[name] = Upsampler.build(
                 self.settings.upsample, shape[1:], label_size, input_size, stride, begin  # type: ignore[arg-type]
             ).to(self.device)
-            caches[name] = np.memmap(self._cache_path(name), dtype=np.float32, mode="r",
-                                     shape=(len(self.probe), *shape))
+            caches[name] = self._open_cache(name, shape, fresh=False)  # type: ignore[arg-type]
         n = len(self.probe)
         if start >= n:
             return overlaps
@@ -229,7 +229,7 @@ class DissectionEngine:
                                                  device=self.device)
                 rows = np.array([i for i, _ in good])
                 for name, overlap in overlaps.items():
-                    acts = torch.from_numpy(np.ascontiguousarray(caches[name][rows])).to(self.device)
+                    acts = torch.from_numpy(caches[name].read(rows)).to(self.device)
                     upsampled = upsamplers[name](acts)
                     masks = upsampled > thresholds[name].to(self.device, torch.float32)[None, :, None, None]
                     overlap.update(masks, labels)
@@ -239,6 +239,8 @@ class DissectionEngine:
                 last_save = time.monotonic()
         bar.close()
         checkpoint(n)
+        for cache in caches.values():
+            cache.close()
         return overlaps
 
     # ------------------------------------------------------------------ both
