@@ -86,3 +86,10 @@ def test_mismatches_and_bad_batches_are_refused() -> None:
     with pytest.raises(StatsError, match="merge two TopImages"):
         stat.merge(object())  # type: ignore[arg-type]
     assert stat.count == 0
+
+
+def test_merging_into_itself_is_refused() -> None:
+    stat = fed(3, 5)
+    with pytest.raises(StatsError, match="into itself"):
+        stat.merge(stat)
+    assert stat.count == 5

@@ -49,10 +49,12 @@ def check_same_args(kind: str, action: str, mine: Mapping[str, object], theirs: 
             raise StatsError(f"cannot {action} {kind}: its {name} {detail}; build both with the same arguments")
 
 
-def check_kind(kind: str, other: object, expected: type) -> None:
-    """Refuse to merge a statistic of another type."""
+def check_kind(kind: str, other: object, expected: type, mine: object) -> None:
+    """Refuse to merge a statistic of another type, or a statistic into itself."""
     if not isinstance(other, expected):
         raise StatsError(f"cannot merge {type(other).__name__} into {kind}; merge two {kind} objects")
+    if other is mine:
+        raise StatsError(f"cannot merge a {kind} into itself; merge parts built from disjoint images")
 
 
 def as_int(kind: str, state: Mapping[str, StateValue], key: str) -> int:

@@ -94,12 +94,12 @@ class ConceptOverlap:
     def update(self, masks: torch.Tensor, labels: LabelBatch) -> None:
         """Count a batch: ``masks`` bool [B, U, sh, sw] (upsampled activation > threshold)."""
         self._check_batch(masks, labels)
-        if self.num_images == 0:
-            self._to(masks.device)
+        if masks.device != self.device:
+            self._to(masks.device)  # state follows the input (e.g. a CPU checkpoint resumed on GPU)
         if labels.device != self.device:
             labels = labels.to(self.device)
         batch = masks.shape[0]
-        flat = masks.to(self.device).reshape(batch, self.num_units, labels.num_pixels)
+        flat = masks.reshape(batch, self.num_units, labels.num_pixels)
         # Per image, [U, 1 + n_b] counts: column 0 is the unit's active area, then one per label.
         counts = [count_overlaps(flat[b], region) for b, region in enumerate(labels.regions)]
         active = torch.stack([c[:, 0] for c in counts])  # [B, U]
@@ -116,7 +116,7 @@ class ConceptOverlap:
 
     def merge(self, other: ConceptOverlap) -> None:
         """Fold in the counts of another part of the probe set (disjoint images)."""
-        check_kind(_KIND, other, ConceptOverlap)
+        check_kind(_KIND, other, ConceptOverlap, self)
         check_same_args(_KIND, "merge", self._args(), other._args())
         if self.num_images == 0:
             self._to(other.device)

@@ -123,11 +123,12 @@ class TopQuantile:
             return
         if bool(torch.isnan(values).any()):
             raise StatsError("activations contain NaN; check the model's weights and input normalisation")
-        if self.count == 0:
-            self._to(values.device)
+        if values.device != self.device:
+            self._to(values.device)  # state follows the input (e.g. a CPU checkpoint resumed on GPU)
         candidates = self._candidates(values.detach().to(self.device, self.dtype))
-        self._pending.append(candidates)
-        self._pending_count += candidates.shape[1]
+        if candidates.shape[1] > 0:
+            self._pending.append(candidates)
+            self._pending_count += candidates.shape[1]
         self.count += n
         self._reduce_if_full()
 
@@ -155,7 +156,7 @@ class TopQuantile:
 
     def merge(self, other: TopQuantile) -> None:
         """Fold in the state of another part of the probe set (disjoint images)."""
-        check_kind(_KIND, other, TopQuantile)
+        check_kind(_KIND, other, TopQuantile, self)
         check_same_args(_KIND, "merge", self._args(), other._args())
         check_same_args(_KIND, "merge", {"dtype": self.dtype}, {"dtype": other.dtype})
         if self.count + other.count > self.total_per_unit:

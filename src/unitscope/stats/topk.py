@@ -62,8 +62,8 @@ class TopImages:
         self._check_batch(scores, image_indices, peaks)
         if scores.shape[0] == 0:
             return
-        if self.count == 0:
-            self._to(scores.device)
+        if scores.device != self.device:
+            self._to(scores.device)  # state follows the input (e.g. a CPU checkpoint resumed on GPU)
         batch = scores.shape[0]
         device = self.device
         self._combine(
@@ -75,7 +75,7 @@ class TopImages:
 
     def merge(self, other: TopImages) -> None:
         """Fold in the top images of another part of the probe set (disjoint images)."""
-        check_kind(_KIND, other, TopImages)
+        check_kind(_KIND, other, TopImages, self)
         check_same_args(_KIND, "merge", self._args(), other._args())
         if self.count == 0:
             self._to(other.device)
