@@ -1,0 +1,23 @@
+"""``unitscope demo``: the paper's story on SceneWorld (what ``make demo`` runs)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from unitscope.cli.options import check_positive
+
+
+@click.command("demo")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("demo-out"), show_default=True)
+@click.option("--n", "n_probe", type=int, default=800, show_default=True, help="Probe images to dissect.")
+@click.option("--n-eval", type=int, default=600, show_default=True, help="Images per accuracy measurement.")
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--workers", type=int, default=1, show_default=True)
+def command(out: Path, n_probe: int, n_eval: int, device: str, workers: int) -> None:
+    """Evaluate and dissect both SceneWorld networks; print the tables and write the reports."""
+    check_positive(n=n_probe, n_eval=n_eval)
+    from unitscope.demo import DemoConfig, run_demo
+
+    run_demo(DemoConfig(out=out, n_probe=n_probe, n_eval=n_eval, device=device, workers=workers))
