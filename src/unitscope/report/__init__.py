@@ -1,0 +1,16 @@
+"""Reports of analyses: self-contained HTML pages and the figures and unit images they embed."""
+
+from unitscope.report.dissection import ReportOptions, build_report, write_dissection_report
+from unitscope.report.figures import category_colors, plot_detector_counts
+from unitscope.report.unit_images import OutlineStyle, outline_region, unit_card_image
+
+__all__ = [
+    "OutlineStyle",
+    "ReportOptions",
+    "build_report",
+    "category_colors",
+    "outline_region",
+    "plot_detector_counts",
+    "unit_card_image",
+    "write_dissection_report",
+]

@@ -1,0 +1,203 @@
+"""The dissection report: one self-contained HTML page per run (``RUN/report.html``).
+
+Header with the run's settings, an overview of all layers, then per layer Network Dissection's
+category table, the detectors-per-concept chart and a gallery of unit cards (detectors first, by IoU;
+by peak activation when the probe set has no labels), each showing where the unit fires in its top images.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from unitscope.data.probe import ProbeSet
+from unitscope.dissect.result import DissectionResult, LayerResult
+from unitscope.errors import UsageError
+from unitscope.models.loading import LoadedModel
+from unitscope.report.figures import UNKNOWN_COLOR, category_colors, plot_detector_counts
+from unitscope.report.html import figure_css_width, figure_data_uri, image_data_uri, render_template, write_html
+from unitscope.report.unit_images import LayerRequest, OutlineStyle, layer_request, renderer_for, tile_images
+
+TEMPLATE = "dissection.html"
+MAX_SKIPPED_LISTED = 20
+
+
+@dataclass(frozen=True)
+class ReportOptions:
+    """How much the page shows: units per layer, images per unit, thumbnail side, concepts in the chart."""
+
+    max_units: int = 64
+    images_per_unit: int = 4
+    thumbnail: int = 128
+    max_concepts: int = 40
+    batch_size: int = 32
+
+    def validate(self) -> None:
+        for name in ("max_units", "images_per_unit", "max_concepts", "batch_size"):
+            if getattr(self, name) < 1:
+                raise UsageError(f"report option {name} must be at least 1, got {getattr(self, name)}")
+        if self.thumbnail < 8:
+            raise UsageError(f"report thumbnail must be at least 8 pixels, got {self.thumbnail}")
+
+
+def is_labelled(units: pd.DataFrame) -> bool:
+    """Whether units carry concept labels (a run on a plain image folder has none)."""
+    if "iou" not in units or "label" not in units:
+        return False
+    return bool(units["iou"].notna().any() and (units["label"].astype(str) != "").any())
+
+
+def peak_activations(layer: LayerResult) -> pd.Series:
+    """Each unit's largest activation over the probe set (``max_activation``, else its best top image)."""
+    if "max_activation" in layer.units:
+        return pd.Series(layer.units["max_activation"].to_numpy(float), index=layer.units["unit"])
+    best = layer.top_images[layer.top_images["rank"] == 0].set_index("unit")["score"]
+    return best.reindex(layer.units["unit"]).fillna(0.0)
+
+
+def gallery_units(layer: LayerResult, max_units: int) -> list[int]:
+    """Units to show: detectors first by IoU, then the rest by IoU; by peak activation when unlabelled."""
+    units = layer.units
+    if is_labelled(units):
+        frame = pd.DataFrame({"unit": units["unit"], "detector": units["detector"].astype(bool),
+                              "iou": units["iou"].fillna(-1.0)})
+        frame = frame.sort_values(["detector", "iou", "unit"], ascending=[False, False, True], kind="stable")
+    else:
+        peaks = peak_activations(layer)
+        frame = pd.DataFrame({"unit": peaks.index, "peak": peaks.to_numpy()})
+        frame = frame.sort_values(["peak", "unit"], ascending=[False, True], kind="stable")
+    return [int(u) for u in frame["unit"].head(max_units)]
+
+
+def _number(value: object, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "–"
+    return f"{float(value):.{digits}f}"
+
+
+def _card(row: pd.Series, unit: int, image: np.ndarray, colors: dict[str, str], categories: tuple[str, ...],
+          peak: float, labelled: bool) -> dict[str, object]:
+    label = str(row.get("label", "") or "")
+    category = str(row.get("category", "") or "")
+    iou = float(row["iou"]) if labelled and pd.notna(row.get("iou")) else float("nan")
+    alternatives = [
+        f"{c}: {row[f'{c}_label']} ({float(row[f'{c}_iou']):.3f})"
+        for c in categories if f"{c}_label" in row.index and str(row[f"{c}_label"])
+    ]
+    return {
+        "unit": unit,
+        "label": label if labelled else "",
+        "category": category if labelled else "",
+        "color": colors.get(category, UNKNOWN_COLOR),
+        "iou": iou if math.isfinite(iou) else -1.0,
+        "iou_text": _number(iou),
+        "detector": bool(row.get("detector", False)) and labelled,
+        "peak": peak,
+        "peak_text": f"{peak:.3g}",
+        "threshold_text": f"{float(row['threshold']):.3g}",
+        "alternatives": "\n".join(alternatives),
+        "image": image_data_uri(image, "jpeg", quality=90),
+    }
+
+
+def _layer_section(result: DissectionResult, name: str, cards: list[dict[str, object]],
+                   options: ReportOptions) -> dict[str, object]:
+    layer = result.layers[name]
+    labelled = is_labelled(layer.units)
+    rows = layer.table.to_dict(orient="records") if labelled else []
+    chart = None
+    if labelled:
+        figure = plot_detector_counts(result, name, max_concepts=options.max_concepts, titles=False)
+        chart = {"uri": figure_data_uri(figure), "width": figure_css_width(figure)}
+    detectors = int(layer.units["detector"].astype(bool).sum()) if labelled else 0
+    return {
+        "name": name,
+        "anchor": "layer-" + "".join(ch if ch.isalnum() else "-" for ch in name),
+        "path": layer.path,
+        "units": layer.shape[0],
+        "map_size": f"{layer.shape[1]}×{layer.shape[2]}",
+        "labelled": labelled,
+        "detectors": detectors,
+        "unique": int(layer.units.loc[layer.units["detector"].astype(bool), "label"].nunique()) if labelled else 0,
+        "table": [{"category": str(r["category"]), "detectors": int(r["detectors"]), "unique": int(r["unique"]),
+                   "total": r["category"] == "total"} for r in rows],
+        "chart": chart,
+        "cards": cards,
+        "shown": len(cards),
+        "categories": sorted({str(c["category"]) for c in cards if c["category"]}),
+    }
+
+
+def _header(result: DissectionResult, model: LoadedModel, probe: ProbeSet) -> dict[str, object]:
+    info = result.info
+    settings = info.get("settings", {}) if isinstance(info.get("settings"), dict) else {}
+    skipped = info.get("skipped", {}) if isinstance(info.get("skipped"), dict) else {}
+    size = info.get("image_size", list(probe.image_size))
+    label = info.get("label_size", list(probe.label_size))
+    model_input = info.get("input_size", size)
+    return {
+        "model": str(info.get("model", model.name)),
+        "data": str(info.get("data", probe.name)),
+        "n_images": int(info.get("n_images", len(probe))),  # type: ignore[arg-type]
+        "image_size": "×".join(str(s) for s in size),  # type: ignore[union-attr]
+        "label_size": "×".join(str(s) for s in label),  # type: ignore[union-attr]
+        "input_size": "×".join(str(s) for s in model_input),  # type: ignore[union-attr]
+        "quantile": settings.get("quantile", "–"),
+        "iou_threshold": settings.get("iou_threshold", "–"),
+        "upsample": settings.get("upsample", "–"),
+        "topk": settings.get("topk", "–"),
+        "seconds": info.get("seconds"),
+        "skipped_count": int(info.get("skipped_images", len(skipped))),  # type: ignore[arg-type]
+        "skipped": [{"index": k, "message": v} for k, v in list(skipped.items())[:MAX_SKIPPED_LISTED]],
+        "skipped_more": max(0, len(skipped) - MAX_SKIPPED_LISTED),
+    }
+
+
+def build_report(result: DissectionResult, probe: ProbeSet, model: LoadedModel,
+                 options: ReportOptions | None = None) -> str:
+    """The whole page as an HTML string."""
+    started = time.perf_counter()
+    options = options or ReportOptions()
+    options.validate()
+    if not result.layers:
+        raise UsageError("the dissection holds no layers; nothing to report")
+    categories = tuple(result.concepts.categories)
+    colors = category_colors(categories)
+    shown = {name: gallery_units(layer, options.max_units) for name, layer in result.layers.items()}
+    requests: dict[str, LayerRequest] = {
+        name: layer_request(result, name, units, options.images_per_unit) for name, units in shown.items()
+    }
+    style = OutlineStyle(max_side=options.thumbnail)
+    tiles = renderer_for(result, model, probe, options.batch_size, style).render(requests)
+    sections = []
+    for name, units in shown.items():
+        layer = result.layers[name]
+        labelled = is_labelled(layer.units)
+        peaks = peak_activations(layer)
+        rows = layer.units.set_index("unit")
+        cards = [_card(rows.loc[u], u, tile_images(tiles[(name, u)]), colors, categories, float(peaks.loc[u]),
+                       labelled) for u in units if tiles[(name, u)]]
+        sections.append(_layer_section(result, name, cards, options))
+    legend = [{"name": c, "color": colors[c]} for c in categories]
+    return render_template(
+        TEMPLATE,
+        header=_header(result, model, probe),
+        layers=sections,
+        legend=legend,
+        colors=colors,
+        options=options,
+        written=datetime.now().strftime("%Y-%m-%d %H:%M"),
+        report_seconds=f"{time.perf_counter() - started:.1f}",
+    )
+
+
+def write_dissection_report(result: DissectionResult, probe: ProbeSet, directory: Path, model: LoadedModel,
+                            options: ReportOptions | None = None) -> Path:
+    """Write ``directory/report.html`` for a finished dissection and return its path."""
+    return write_html(build_report(result, probe, model, options), Path(directory) / "report.html")

@@ -1,0 +1,272 @@
+"""Where a unit fires in its top images: the thresholded activation region, outlined on the image.
+
+The dissection keeps only each unit's threshold and top image indices, so the maps are recomputed here:
+one forward pass per batch of distinct images captures every layer shown, and each requested unit's map
+is upsampled with the run's own geometry (:class:`~unitscope.dissect.upsample.Upsampler`, same mode) to
+the size the image is shown at, then cut at the unit's threshold — the same region that entered its IoU.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+from scipy import ndimage
+
+from unitscope.capture import LayerCapture
+from unitscope.data.errors import BadSampleError
+from unitscope.data.probe import ProbeSet
+from unitscope.dissect.result import DissectionResult
+from unitscope.dissect.upsample import Upsampler
+from unitscope.errors import UsageError
+from unitscope.models.loading import LoadedModel
+
+Geometry = Callable[[str, tuple[int, int]], tuple[float, float] | None]
+UnitKey = tuple[str, int]  # (layer name, unit)
+
+
+@dataclass(frozen=True)
+class OutlineStyle:
+    """How a region is drawn: outline colour, how much the outside is darkened, largest thumbnail side."""
+
+    color: tuple[int, int, int] = (255, 214, 10)
+    dim: float = 0.5
+    shade: tuple[int, int, int] = (16, 20, 28)
+    max_side: int = 128
+
+    def validate(self) -> None:
+        if not 0 <= self.dim <= 1:
+            raise UsageError(f"outline dim must be in [0, 1], got {self.dim}")
+        if self.max_side < 8:
+            raise UsageError(f"thumbnail side must be at least 8 pixels, got {self.max_side}")
+
+
+@dataclass(frozen=True)
+class LayerRequest:
+    """The units of one layer to draw: module path, per-unit thresholds and image indices (in order)."""
+
+    path: str
+    thresholds: Mapping[int, float]
+    images: Mapping[int, Sequence[int]]
+
+
+def region_boundaries(masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(inner, outer) one-pixel boundary rings of a stack of boolean masks [..., H, W].
+
+    The same rings as ``skimage.segmentation.find_boundaries(mask, mode="inner"/"outer")`` (4-connected;
+    the image border is not a boundary), computed for the whole stack in two morphology calls.
+    """
+    cross = ndimage.generate_binary_structure(2, 1)
+    footprint = cross.reshape((1,) * (masks.ndim - 2) + cross.shape)
+    inner = masks & ~ndimage.binary_erosion(masks, footprint, border_value=1)
+    outer = ndimage.binary_dilation(masks, footprint) & ~masks
+    return inner, outer
+
+
+def outline_regions(images: np.ndarray, masks: np.ndarray, style: OutlineStyle | None = None) -> np.ndarray:
+    """uint8 [..., H, W, 3] images with the outside of ``masks`` [..., H, W] darkened and the boundary drawn.
+
+    The inner pixel ring takes ``style.color`` and the outer ring ``style.shade``, so the outline stands out
+    on light and dark images alike.
+    """
+    style = style or OutlineStyle()
+    if images.shape[:-1] != masks.shape or images.shape[-1] != 3:
+        raise UsageError(f"masks {masks.shape} do not match images {images.shape}; upsample them to the image size")
+    masks = masks.astype(bool)
+    shade = np.asarray(style.shade, np.float32)
+    dimmed = (images.astype(np.float32) * (1 - style.dim) + shade * style.dim).round().clip(0, 255).astype(np.uint8)
+    out = np.where(masks[..., None], images, dimmed)
+    inner, outer = region_boundaries(masks)
+    out[outer] = style.shade
+    out[inner] = style.color
+    return out
+
+
+def outline_region(image: np.ndarray, mask: np.ndarray, style: OutlineStyle | None = None) -> np.ndarray:
+    """One image [H, W, 3] with its region ``mask`` [H, W] outlined (see :func:`outline_regions`)."""
+    return outline_regions(image, mask, style)
+
+
+def display_size(image_size: tuple[int, int], max_side: int) -> tuple[int, int]:
+    """The (h, w) an image is shown at: its own size, or scaled down so its longer side is ``max_side``."""
+    h, w = image_size
+    scale = min(1.0, max_side / max(h, w))
+    return max(1, round(h * scale)), max(1, round(w * scale))
+
+
+def tile_images(images: Sequence[np.ndarray], gap: int = 3, background: int = 255) -> np.ndarray:
+    """Images side by side (top-aligned, ``gap`` pixels apart) in one uint8 strip."""
+    if not images:
+        raise UsageError("nothing to tile; give at least one image")
+    height = max(im.shape[0] for im in images)
+    width = sum(im.shape[1] for im in images) + gap * (len(images) - 1)
+    strip = np.full((height, width, 3), background, dtype=np.uint8)
+    x = 0
+    for im in images:
+        strip[: im.shape[0], x: x + im.shape[1]] = im
+        x += im.shape[1] + gap
+    return strip
+
+
+def placeholder(size: tuple[int, int]) -> np.ndarray:
+    """A grey tile for an image that could not be read."""
+    return np.full((*size, 3), 200, dtype=np.uint8)
+
+
+class RegionRenderer:
+    """Draws units' top-image regions for several layers at once, one forward pass per image batch."""
+
+    def __init__(self, model: LoadedModel, probe: ProbeSet, upsample: str, geometry: Geometry | None = None,
+                 batch_size: int = 32, style: OutlineStyle | None = None) -> None:
+        if batch_size < 1:
+            raise UsageError(f"batch size must be positive, got {batch_size}")
+        self.model = model
+        self.probe = probe
+        self.upsample = upsample
+        self.geometry = geometry
+        self.batch_size = batch_size
+        self.style = style or OutlineStyle()
+        self.style.validate()
+        self._upsamplers: dict[tuple[object, ...], Upsampler] = {}
+        self._fields: dict[tuple[str, tuple[int, int]], tuple[float, float] | None] = {}
+
+    def render(self, requests: Mapping[str, LayerRequest]) -> dict[UnitKey, list[np.ndarray]]:
+        """For each (layer name, unit): its outlined images, in the order requested."""
+        wanted: dict[int, list[tuple[str, int, int]]] = defaultdict(list)  # image -> (layer, unit, slot)
+        out: dict[UnitKey, list[np.ndarray | None]] = {}
+        for name, request in requests.items():
+            for unit, images in request.images.items():
+                out[(name, unit)] = [None] * len(images)
+                for slot, index in enumerate(images):
+                    wanted[int(index)].append((name, int(unit), slot))
+        order = sorted(wanted)
+        for start in range(0, len(order), self.batch_size):
+            self._render_batch(order[start: start + self.batch_size], requests, wanted, out)
+        fallback = display_size(self.probe.image_size, self.style.max_side)
+        return {key: [im if im is not None else placeholder(fallback) for im in ims] for key, ims in out.items()}
+
+    def _render_batch(self, indices: list[int], requests: Mapping[str, LayerRequest],
+                      wanted: Mapping[int, list[tuple[str, int, int]]],
+                      out: dict[UnitKey, list[np.ndarray | None]]) -> None:
+        images: dict[int, np.ndarray] = {}
+        for index in indices:
+            try:
+                images[index] = self.probe[index].image
+            except BadSampleError:
+                continue  # the run skipped it too; its tile stays a placeholder
+        by_shape: dict[tuple[int, ...], list[int]] = defaultdict(list)
+        for index, image in images.items():
+            by_shape[image.shape].append(index)
+        paths = sorted({r.path for r in requests.values()})
+        for group in by_shape.values():
+            batch = self.model.preprocess.batch([images[i] for i in group], self.model.device)
+            size = images[group[0]].shape[:2]
+            shown = display_size(size, self.style.max_side)
+            for path in paths:  # before hooking: the geometry tracer runs the model itself
+                self._field(path, tuple(batch.shape[-2:]))
+            with LayerCapture(self.model.module, paths) as capture:
+                outputs = capture.run(batch)
+            thumbs = np.stack([_thumbnail(images[i], shown) for i in group])
+            for name, request in requests.items():
+                pairs = [(b, unit, slot) for b, i in enumerate(group) for (n, unit, slot) in wanted[i] if n == name]
+                if not pairs:
+                    continue
+                acts = outputs[request.path]
+                masks = self._masks(acts, request, pairs, tuple(batch.shape[-2:]), shown)
+                drawn = outline_regions(thumbs[[b for b, _, _ in pairs]], masks, self.style)
+                for (_, unit, slot), tile in zip(pairs, drawn, strict=True):
+                    out[(name, unit)][slot] = tile
+
+    def _masks(self, acts: torch.Tensor, request: LayerRequest, pairs: list[tuple[int, int, int]],
+               input_size: tuple[int, int], shown: tuple[int, int]) -> np.ndarray:
+        """[P, H, W] bool: each (image, unit) map upsampled to the shown size and cut at the unit's threshold."""
+        if acts.dim() != 4:
+            raise UsageError(f"layer {request.path} outputs {tuple(acts.shape)}, not [batch, units, h, w]; "
+                             "only convolutional layers have regions to draw")
+        rows = torch.tensor([b for b, _, _ in pairs], device=acts.device)
+        units = torch.tensor([u for _, u, _ in pairs], device=acts.device)
+        maps = acts[rows, units]  # [P, h, w]
+        upsampler = self._upsampler(request.path, tuple(acts.shape[-2:]), shown, input_size)
+        thresholds = torch.tensor([request.thresholds[u] for _, u, _ in pairs], dtype=torch.float32,
+                                  device=acts.device)
+        return (upsampler(maps) > thresholds[:, None, None]).cpu().numpy()
+
+    def _field(self, path: str, input_size: tuple[int, int]) -> tuple[float, float] | None:
+        """The layer's receptive-field (stride, start), or None for plain bilinear upsampling."""
+        key = (path, input_size)
+        if key not in self._fields:
+            self._fields[key] = self.geometry(path, input_size) if self.geometry is not None else None
+        return self._fields[key]
+
+    def _upsampler(self, path: str, feature: tuple[int, int], shown: tuple[int, int],
+                   input_size: tuple[int, int]) -> Upsampler:
+        key = (path, feature, shown, input_size)
+        if key not in self._upsamplers:
+            field = self._field(path, input_size)
+            stride, start = field if field is not None else (None, None)
+            self._upsamplers[key] = Upsampler.build(self.upsample, feature, shown, input_size, stride, start).to(
+                self.model.device)
+        return self._upsamplers[key]
+
+
+def _thumbnail(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    if image.shape[:2] == size:
+        return image
+    return np.asarray(Image.fromarray(image).resize((size[1], size[0]), Image.Resampling.LANCZOS))
+
+
+def run_geometry(model: LoadedModel) -> Geometry:
+    """Receptive-field (stride, start) per module path and input size, as the ``rf`` upsampling uses."""
+    from unitscope.dissect.run import field_geometry
+
+    cache: dict[tuple[int, int], dict[str, tuple[float, float]]] = {}
+
+    def lookup(path: str, input_size: tuple[int, int]) -> tuple[float, float] | None:
+        if input_size not in cache:
+            cache[input_size] = field_geometry(model, input_size)
+        return cache[input_size].get(path)
+
+    return lookup
+
+
+def renderer_for(result: DissectionResult, model: LoadedModel, probe: ProbeSet, batch_size: int = 32,
+                 style: OutlineStyle | None = None) -> RegionRenderer:
+    """A renderer that upsamples exactly as the run did (its ``upsample`` setting and geometry)."""
+    settings = result.info.get("settings", {})
+    mode = str(settings.get("upsample", "bilinear")) if isinstance(settings, dict) else "bilinear"
+    geometry = run_geometry(model) if mode == "rf" else None
+    return RegionRenderer(model, probe, mode, geometry, batch_size, style)
+
+
+def layer_request(result: DissectionResult, layer: str, units: Sequence[int], n_images: int) -> LayerRequest:
+    """What to draw for ``units`` of ``layer``: their thresholds and first ``n_images`` top images."""
+    if layer not in result.layers:
+        raise UsageError(f"no layer {layer!r} in this dissection; choose one of {', '.join(result.layers)}")
+    if n_images < 1:
+        raise UsageError(f"images per unit must be at least 1, got {n_images}")
+    found = result.layers[layer]
+    table = found.units.set_index("unit")
+    top = found.top_images[found.top_images["rank"] < n_images].sort_values(["unit", "rank"])
+    per_unit = {int(u): [int(i) for i in g["image"]] for u, g in top.groupby("unit")}
+    missing = [u for u in units if u not in table.index]
+    if missing:
+        raise UsageError(f"layer {layer} has no unit {missing[0]}; units run from 0 to {len(table) - 1}")
+    return LayerRequest(
+        path=found.path,
+        thresholds={int(u): float(table.at[u, "threshold"]) for u in units},
+        images={int(u): per_unit.get(int(u), []) for u in units},
+    )
+
+
+def unit_card_image(result: DissectionResult, model: LoadedModel, probe: ProbeSet, layer: str, unit: int,
+                    n_images: int = 4, style: OutlineStyle | None = None) -> np.ndarray:
+    """One unit's top ``n_images`` with its region outlined, side by side (for compare/demo reports)."""
+    renderer = renderer_for(result, model, probe, style=style)
+    tiles = renderer.render({layer: layer_request(result, layer, [unit], n_images)})[(layer, unit)]
+    if not tiles:
+        raise UsageError(f"unit {unit} of {layer} has no top images; the run kept none (check --topk)")
+    return tile_images(tiles)
