@@ -1,0 +1,100 @@
+"""SceneWorld as a probe set (labels for dissection) and as a torch dataset (for training).
+
+Sample i depends only on (seed, i), so both are random access and safe to split across workers. Label
+maps are rendered at the image size and exposed at ``size // label_scale`` (Broden's 224/112 ratio by
+default) by taking the centre sample of every ``label_scale`` x ``label_scale`` block — pixel
+(s//2, s//2) of the block, i.e. ``map[s//2::s, s//2::s]`` — which keeps labels exact (no blending).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from unitscope.data.probe import ConceptTable, ProbeSample
+from unitscope.data.sceneworld.compose import KINDS, compose, target_index
+from unitscope.data.sceneworld.raster import RenderedImage, render_layout
+from unitscope.data.sceneworld.vocabulary import OBJECT_CLASSES, SCENE_CLASSES, sceneworld_concepts
+from unitscope.errors import UsageError
+
+MIN_SIZE = 32
+
+
+class SceneWorldProbe:
+    """N SceneWorld images with exact object, part, material, colour, texture and scene labels."""
+
+    def __init__(self, n: int, seed: int = 0, size: int = 112, kind: str = "scenes",
+                 label_scale: int = 2, remove_objects: bool = False) -> None:
+        if not isinstance(n, int) or n <= 0:
+            raise UsageError(f"SceneWorld needs a positive number of images, got n={n!r}")
+        if kind not in KINDS:
+            raise UsageError(f"unknown SceneWorld kind {kind!r}; use 'scenes' or 'objects'")
+        if not isinstance(size, int) or size < MIN_SIZE:
+            raise UsageError(f"SceneWorld image size must be an integer >= {MIN_SIZE}, got {size!r}")
+        if not isinstance(label_scale, int) or label_scale < 1 or size % label_scale:
+            raise UsageError(f"label_scale must be a positive integer dividing the size {size}, got {label_scale!r}")
+        self.n, self.seed, self.kind = n, seed, kind
+        self.label_scale, self.remove_objects = label_scale, remove_objects
+        base = "sceneworld" if kind == "scenes" else "sceneworld-objects"
+        self.name = base + ("-background" if remove_objects else "")
+        self.concepts: ConceptTable = sceneworld_concepts()
+        self.image_size = (size, size)
+        self.label_size = (size // label_scale, size // label_scale)
+        self.class_names: tuple[str, ...] = SCENE_CLASSES if kind == "scenes" else OBJECT_CLASSES
+        self._last: tuple[int, RenderedImage] | None = None
+
+    def __len__(self) -> int:
+        return self.n
+
+    def _check(self, i: int) -> int:
+        index = int(i)
+        if index < 0:
+            index += self.n
+        if not 0 <= index < self.n:
+            raise IndexError(f"sample {i} out of range for {self.n} images")
+        return index
+
+    def class_index(self, i: int) -> int:
+        """Classification target of sample i (the first random draw; nothing is rendered)."""
+        return target_index(self.seed, self._check(i), self.kind)
+
+    def render(self, i: int) -> RenderedImage:
+        """Full-resolution image and label maps of sample i (the last render is cached)."""
+        index = self._check(i)
+        if self._last is not None and self._last[0] == index:
+            return self._last[1]
+        rendered = render_layout(compose(self.seed, index, self.kind), self.image_size[0], self.remove_objects)
+        self._last = (index, rendered)
+        return rendered
+
+    def __getitem__(self, i: int) -> ProbeSample:
+        index = self._check(i)
+        r = self.render(index)
+        s = self.label_scale
+        c = s // 2
+
+        def down(m: np.ndarray) -> np.ndarray:
+            return np.ascontiguousarray(m[c::s, c::s])[None]
+
+        pixel = {"object": down(r.object_map), "part": down(r.part_map), "material": down(r.material_map),
+                 "color": down(r.color_map)}
+        image_labels: dict[str, tuple[int, ...]] = {"texture": (r.texture,)}
+        if r.scene is not None:
+            image_labels["scene"] = (r.scene,)
+        return ProbeSample(index, r.image, pixel, image_labels)
+
+
+class SceneWorldClassification(Dataset):
+    """(uint8 image tensor [3, H, W], class index) pairs for training and evaluating classifiers."""
+
+    def __init__(self, n: int, seed: int, size: int = 112, kind: str = "scenes", remove_objects: bool = False) -> None:
+        self.probe = SceneWorldProbe(n, seed=seed, size=size, kind=kind, remove_objects=remove_objects)
+        self.class_names = self.probe.class_names
+
+    def __len__(self) -> int:
+        return len(self.probe)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        r = self.probe.render(i)
+        return torch.from_numpy(np.ascontiguousarray(r.image.transpose(2, 0, 1))), r.class_index
