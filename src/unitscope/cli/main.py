@@ -18,7 +18,10 @@ COMMAND_MODULES: tuple[str, ...] = (
     "unitscope.cli.train",
     "unitscope.cli.evaluate",
     "unitscope.cli.dissect",
+    "unitscope.cli.demo",
     "unitscope.cli.minimal",
+    "unitscope.cli.segment",
+    "unitscope.cli.cam",
 )
 
 

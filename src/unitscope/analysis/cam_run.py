@@ -1,0 +1,134 @@
+"""``cam`` end to end: heatmaps for a set of images, overlays, and the localisation score when labelled."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection
+from dataclasses import dataclass
+from difflib import get_close_matches
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from unitscope.analysis.cam import CAM, ChannelWeightedCAM, GradCAM
+from unitscope.analysis.cam_site import find_cam_site
+from unitscope.analysis.inputs import InputImage, InputSource
+from unitscope.analysis.localisation import LocalisationMeter, LocalisationScore, object_mask
+from unitscope.analysis.overlay import blend_heatmap, save_panels
+from unitscope.data.probe import ConceptTable
+from unitscope.errors import UsageError
+from unitscope.models.loading import LoadedModel
+
+
+@dataclass(frozen=True)
+class CamSummary:
+    """What ``run_cam`` did: method, layer, one row per image, and the localisation score (if labelled)."""
+
+    method: str
+    layer: str
+    rows: list[dict[str, object]]
+    localisation: LocalisationScore | None
+
+    def to_dict(self) -> dict[str, object]:
+        return {"method": self.method, "layer": self.layer, "images": self.rows,
+                "localisation": self.localisation.to_dict() if self.localisation else None}
+
+
+def class_index(model: LoadedModel, name: str | None) -> int | None:
+    """The index of ``--class NAME`` among the model's classes (a number works without class names)."""
+    if name is None:
+        return None
+    names = model.class_names or []
+    if name in names:
+        return names.index(name)
+    if not names and name.isdigit():
+        return int(name)
+    close = get_close_matches(name, names, n=4)
+    hint = f" (did you mean {', '.join(close)}?)" if close else ""
+    shown = ", ".join(names[:12]) + (" …" if len(names) > 12 else "")
+    raise UsageError(f"--class {name!r} is not a class of {model.name}{hint}; classes: {shown or 'unnamed'}")
+
+
+def build_cam(model: LoadedModel, example: torch.Tensor, layer: str | None, method: str) -> ChannelWeightedCAM:
+    """CAM where the network allows it (feature map → GAP → linear), Grad-CAM otherwise or on request."""
+    site = find_cam_site(model.module, example, layer, method)
+    if site.classifier is not None:
+        return CAM(model.module, site.layer, site.classifier)
+    return GradCAM(model.module, site.layer)
+
+
+def relevant_objects(concepts: ConceptTable, class_name: str | None, foreground: Collection[str] | None) -> set[int]:
+    """Label numbers of the objects a heatmap should point at.
+
+    When the explained class is itself an object concept (an object network), its own pixels; otherwise
+    every foreground object (``foreground`` names, e.g. SceneWorld's object classes, which leaves out
+    background regions such as sky or wall), or every object concept when no foreground list is known.
+    """
+    objects = concepts.in_category("object")
+    own = {c.number for c in objects if c.name == class_name}
+    if own:
+        return own
+    if foreground is not None:
+        return {c.number for c in objects if c.name in set(foreground)}
+    return {c.number for c in objects}
+
+
+def run_cam(
+    model: LoadedModel,
+    source: InputSource,
+    out: Path,
+    class_name: str | None = None,
+    layer: str | None = None,
+    method: str = "auto",
+    batch_size: int = 16,
+    foreground: Collection[str] | None = None,
+    top_fraction: float = 0.2,
+) -> CamSummary:
+    """Heatmap overlays ``out/cam_<key>.png`` and ``out/cam.json``; a localisation score when labelled."""
+    target = class_index(model, class_name)
+    meter = LocalisationMeter(top_fraction) if source.labelled else None
+    cam: ChannelWeightedCAM | None = None
+    rows: list[dict[str, object]] = []
+    for start in range(0, len(source), batch_size):
+        items = [source[i] for i in range(start, min(start + batch_size, len(source)))]
+        sizes = {item.image.shape[:2] for item in items}
+        if len(sizes) > 1:
+            raise UsageError("the images differ in size; give images of one size or one --image at a time")
+        x = model.preprocess.batch([item.image for item in items], model.device)
+        if cam is None:
+            cam = build_cam(model, x, layer, method)
+            out.mkdir(parents=True, exist_ok=True)
+        size = items[0].image.shape[:2]
+        result = cam(x, None if target is None else [target] * len(items), size=size)
+        for j, item in enumerate(items):
+            rows.append(_one_image(model, item, result.heatmaps[j].cpu().numpy(), int(result.targets[j]),
+                                   result.logits[j], source, meter, foreground, out))
+    if cam is None:
+        raise UsageError("no images to explain; check --image or --data/--n")
+    summary = CamSummary(cam.name, cam.layer, rows, meter.result() if meter else None)
+    (out / "cam.json").write_text(json.dumps({"model": model.name, **summary.to_dict()}, indent=2))
+    return summary
+
+
+def _one_image(
+    model: LoadedModel, item: InputImage, heat: np.ndarray, target: int, logits: torch.Tensor,
+    source: InputSource, meter: LocalisationMeter | None, foreground: Collection[str] | None, out: Path,
+) -> dict[str, object]:
+    names = model.class_names
+    label = names[target] if names and target < len(names) else str(target)
+    probability = float(torch.softmax(logits.double(), dim=0)[target])
+    row: dict[str, object] = {"image": item.key, "class": label, "probability": probability}
+    panels = [("image", item.image), (f"{label} ({probability:.2f})", blend_heatmap(item.image, heat))]
+    if meter is not None and item.sample is not None and "object" in item.sample.pixel_labels:
+        maps = item.sample.pixel_labels["object"]
+        relevant = relevant_objects(source.probe.concepts, label, foreground)  # type: ignore[union-attr]
+        mask = object_mask(maps, relevant)
+        pooled = F.adaptive_avg_pool2d(torch.from_numpy(heat)[None, None].double(), mask.shape)[0, 0].numpy()
+        hit = meter.update(pooled, mask)
+        row["top_hit_rate"] = hit
+        row["object_share"] = float(mask.mean())
+        panels.append(("relevant objects", (mask * 255).astype(np.uint8)[..., None].repeat(3, axis=2)))
+    save_panels(out / f"cam_{item.key}.png", panels, title=f"{model.name}: {label}")
+    return row

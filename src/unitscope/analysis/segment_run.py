@@ -1,0 +1,155 @@
+"""``segment`` end to end: a run's detectors + the dissected model → predictions, overlays, metrics."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from unitscope.analysis.inputs import InputImage, InputSource
+from unitscope.analysis.overlay import blend_labels, concept_colours, save_panels
+from unitscope.analysis.segment import DetectorSet, UnitSegmenter, detector_set
+from unitscope.analysis.segment_metrics import SegmentationMeter
+from unitscope.dissect.result import DissectionResult
+from unitscope.dissect.upsample import Upsampler
+from unitscope.errors import UsageError
+from unitscope.models.loading import LoadedModel
+
+TOP_K = 3
+
+
+@dataclass(frozen=True)
+class SegmentSummary:
+    """Per-image predictions and, on a labelled probe set, the metrics."""
+
+    predictions: pd.DataFrame
+    metrics: dict[str, object] | None
+
+
+def _sizes(run: DissectionResult) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
+    info = run.info
+    try:
+        image, label, model_input = (tuple(int(v) for v in info[k]) for k in ("image_size", "label_size", "input_size"))
+    except KeyError as err:
+        raise UsageError(f"the run lacks {err.args[0]} in summary.json; rerun dissect with this version") from err
+    return image, label, model_input  # type: ignore[return-value]
+
+
+def prepare_model(model: LoadedModel, run: DissectionResult) -> LoadedModel:
+    """Check that ``model`` is the dissected one and give it the run's preprocessing overrides."""
+    if run.info.get("model") not in (None, model.name):
+        raise UsageError(f"the run dissected {run.info['model']}, not {model.name}; pass the same --model as dissect")
+    spec = (run.info.get("identity") or {}).get("model", {})  # type: ignore[union-attr]
+    model.preprocess = model.preprocess.with_overrides(spec.get("input_size"), spec.get("mean"), spec.get("std"))
+    return model
+
+
+def build_segmenter(model: LoadedModel, run: DissectionResult, layer: str | None, category: str) -> UnitSegmenter:
+    """The segmenter for ``layer`` of ``run``, upsampling as the dissection did."""
+    detectors: DetectorSet = detector_set(run, layer, category)
+    _, label_size, input_size = _sizes(run)
+    settings = run.info.get("settings") or {}
+    mode = str(settings.get("upsample", "bilinear"))  # type: ignore[union-attr]
+    stride = start = None
+    if mode == "rf":
+        from unitscope.dissect.run import field_geometry
+
+        field = field_geometry(model, input_size).get(detectors.path)
+        stride, start = field if field is not None else (None, None)
+    upsampler = Upsampler.build(mode, detectors.shape[1:], label_size, input_size, stride, start)
+    return UnitSegmenter(model, detectors, upsampler)
+
+
+def run_segment(
+    model: LoadedModel,
+    run: DissectionResult,
+    source: InputSource,
+    out: Path,
+    layer: str | None = None,
+    category: str = "object",
+    batch_size: int = 8,
+) -> SegmentSummary:
+    """Write ``predictions.csv``, ``segment_<key>.png``, ``labels_<key>.png`` and (if labelled) ``metrics.json``."""
+    model = prepare_model(model, run)
+    segmenter = build_segmenter(model, run, layer, category)
+    image_size, _, _ = _sizes(run)
+    vocabulary = sorted(set(segmenter.detectors.numbers))
+    truth_classes = [c.number for c in run.concepts.in_category(category)]
+    colours = concept_colours([*vocabulary, *truth_classes])
+    meter = SegmentationMeter(vocabulary) if source.labelled else None
+    rows: list[dict[str, object]] = []
+    for start in range(0, len(source), batch_size):
+        items = [source[i] for i in range(start, min(start + batch_size, len(source)))]
+        for item in items:
+            _check_size(item, image_size)
+        out.mkdir(parents=True, exist_ok=True)
+        result = segmenter([item.image for item in items])
+        for j, item in enumerate(items):
+            labels = result.labels[j].numpy()
+            rows.append(_prediction_row(model, item, result.probabilities[j].numpy(), labels))
+            truth = item.sample.pixel_labels.get(category) if item.sample is not None else None
+            if meter is not None and truth is not None:
+                meter.update(labels, truth)
+            _write_pictures(out, item, labels, truth, colours, run, rows[-1])
+    predictions = pd.DataFrame(rows)
+    predictions.to_csv(out / "predictions.csv", index=False, float_format="%.6g")
+    metrics = _metrics(meter, run, segmenter, category) if meter is not None else None
+    if metrics is not None:
+        (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    return SegmentSummary(predictions, metrics)
+
+
+def _check_size(item: InputImage, image_size: tuple[int, int]) -> None:
+    if item.image.shape[:2] != image_size:
+        raise UsageError(f"image {item.key} is {item.image.shape[1]}x{item.image.shape[0]} but the run was "
+                         f"dissected at {image_size[1]}x{image_size[0]}; resize it to that size")
+
+
+def _prediction_row(model: LoadedModel, item: InputImage, probabilities: np.ndarray, labels: np.ndarray) -> dict:
+    names = model.class_names or [str(i) for i in range(len(probabilities))]
+    order = np.argsort(-probabilities, kind="stable")[:TOP_K]
+    row: dict[str, object] = {"image": item.key}
+    for rank, k in enumerate(order, start=1):
+        row[f"class{rank}"] = names[k] if k < len(names) else str(k)
+        row[f"p{rank}"] = float(probabilities[k])
+    row["segmented_share"] = float((labels != 0).mean())
+    return row
+
+
+def _write_pictures(out: Path, item: InputImage, labels: np.ndarray, truth: np.ndarray | None,
+                    colours: dict, run: DissectionResult, row: dict) -> None:
+    encoded = np.zeros((*labels.shape, 3), np.uint8)
+    encoded[..., 0] = labels % 256
+    encoded[..., 1] = labels // 256
+    Image.fromarray(encoded).save(out / f"labels_{item.key}.png")
+    panels = [("image", item.image), ("units' segmentation", blend_labels(item.image, labels, colours))]
+    shown = set(np.unique(labels).tolist())
+    if truth is not None:
+        panels.append(("ground truth", blend_labels(item.image, truth[0], colours)))
+        shown |= set(np.unique(truth[0]).tolist())
+    legend = [(run.concepts[n].name, colours[n]) for n in sorted(shown) if n in colours and n in run.concepts]
+    top = ", ".join(f"{row[f'class{r}']} {row[f'p{r}']:.2f}" for r in range(1, TOP_K + 1) if f"class{r}" in row)
+    save_panels(out / f"segment_{item.key}.png", panels, title=top, legend=legend)
+
+
+def _metrics(meter: SegmentationMeter, run: DissectionResult, segmenter: UnitSegmenter, category: str) -> dict:
+    scores: dict[str, object] = dict(meter.result())
+    baseline = scores.get("baseline_class")
+    if isinstance(baseline, int) and baseline in run.concepts:
+        scores["baseline_class"] = run.concepts[baseline].name
+    units_per: dict[int, int] = {}
+    for number in segmenter.detectors.numbers:
+        units_per[number] = units_per.get(number, 0) + 1
+    scores["per_class"] = {
+        run.concepts[c].name if c in run.concepts else str(c): {
+            "iou": iou, "truth_pixels": meter.truth[c], "predicted_pixels": meter.predicted.get(c, 0),
+            "units": units_per.get(c, 0)}
+        for c, iou in meter.class_iou().items()
+    }
+    scores.update({"layer": segmenter.detectors.layer, "category": category,
+                   "detector_units": len(segmenter.detectors.units)})
+    return scores

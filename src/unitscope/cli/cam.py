@@ -1,0 +1,58 @@
+"""``unitscope cam``: where in the image is the evidence for a class (CAM, or Grad-CAM without GAP)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from unitscope.cli.options import check_output_dir, check_positive, model_options, open_model
+
+
+@click.command("cam")
+@model_options
+@click.option("--image", default=None, help="One image file to explain.")
+@click.option("--data", default=None, help="sceneworld, sceneworld-objects, a Broden directory or an image folder.")
+@click.option("--n", "n", type=int, default=None, help="Images to take from --data (default 8).")
+@click.option("--seed", type=int, default=1, show_default=True, help="SceneWorld seed.")
+@click.option("--out", "out", type=click.Path(path_type=Path), required=True, help="Output directory.")
+@click.option("--class", "class_name", default=None, help="Class to explain (default: each image's top-1).")
+@click.option("--layer", default=None, help="Layer to explain (default: the GAP feature map, or conv5).")
+@click.option("--method", type=click.Choice(["auto", "cam", "gradcam"]), default="auto", show_default=True,
+              help="auto: CAM when the network ends in global average pooling + linear, else Grad-CAM.")
+@click.option("--top-fraction", type=float, default=0.2, show_default=True,
+              help="Share of hottest pixels scored against the object masks.")
+@click.option("--batch-size", type=int, default=16, show_default=True)
+@click.option("--overwrite", is_flag=True, help="Write into a non-empty --out.")
+def command(model_spec: str, weights: str | None, num_classes: int | None, device: str, image: str | None,
+            data: str | None, n: int | None, seed: int, out: Path, class_name: str | None, layer: str | None,
+            method: str, top_fraction: float, batch_size: int, overwrite: bool) -> None:
+    """Class activation maps over images, and how much of their heat lies on objects (SceneWorld)."""
+    from unitscope.analysis.cam_run import run_cam
+    from unitscope.analysis.inputs import open_inputs
+    from unitscope.errors import UsageError
+
+    check_positive(batch_size=batch_size)
+    if not 0 < top_fraction <= 1:
+        raise UsageError(f"--top-fraction must be in (0, 1], got {top_fraction}")
+    check_output_dir(out, overwrite)
+    model = open_model(model_spec, weights, num_classes, device)
+    size = model.preprocess.input_size[0] if model.preprocess.input_size else 112
+    source = open_inputs(image, data, n, seed, size)
+    summary = run_cam(model, source, out, class_name, layer, method, batch_size, _foreground(data), top_fraction)
+    click.echo(f"{summary.method} at {summary.layer}: {len(summary.rows)} image(s) → {out}")
+    score = summary.localisation
+    if score is not None and score.n_images:
+        click.echo(f"top {score.top_fraction:.0%} heat on objects: {score.hit_rate:.3f} "
+                   f"(object pixel share {score.object_share:.3f}, lift {score.lift:.2f}, n={score.n_images})")
+
+
+def _foreground(data: str | None) -> tuple[str, ...] | None:
+    """SceneWorld's foreground object names (background regions like sky or wall are object concepts too)."""
+    from unitscope.data import SCENEWORLD_SPECS
+
+    if data not in SCENEWORLD_SPECS:
+        return None
+    from unitscope.data.sceneworld import OBJECT_CLASSES
+
+    return tuple(OBJECT_CLASSES)

@@ -1,0 +1,46 @@
+"""``unitscope segment``: scene prediction and object segmentation by detector units, in one forward pass."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from unitscope.cli.options import check_output_dir, check_positive, model_options, open_model
+
+
+@click.command("segment")
+@model_options
+@click.option("--run", "run_dir", type=click.Path(path_type=Path), required=True,
+              help="A finished dissection run of this model (unitscope dissect --out RUN).")
+@click.option("--layer", default=None, help="Dissected layer whose detectors segment (default: the run's last).")
+@click.option("--category", default="object", show_default=True, help="Concept category to segment.")
+@click.option("--image", default=None, help="One image file, at the size the run was dissected at.")
+@click.option("--data", default=None, help="sceneworld, sceneworld-objects, a Broden directory or an image folder.")
+@click.option("--n", "n", type=int, default=None, help="Images to take from --data (default 8).")
+@click.option("--seed", type=int, default=1, show_default=True,
+              help="SceneWorld seed (dissect uses 0 by default, so 1 gives images the thresholds never saw).")
+@click.option("--out", "out", type=click.Path(path_type=Path), required=True, help="Output directory.")
+@click.option("--batch-size", type=int, default=8, show_default=True)
+@click.option("--overwrite", is_flag=True, help="Write into a non-empty --out.")
+def command(model_spec: str, weights: str | None, num_classes: int | None, device: str, run_dir: Path,
+            layer: str | None, category: str, image: str | None, data: str | None, n: int | None, seed: int,
+            out: Path, batch_size: int, overwrite: bool) -> None:
+    """Segment images with the detector units of a dissected layer, beside the model's top-3 classes."""
+    from unitscope.analysis.inputs import open_inputs
+    from unitscope.analysis.segment_run import run_segment
+    from unitscope.dissect.result import DissectionResult
+
+    check_positive(batch_size=batch_size)
+    run = DissectionResult.load(run_dir)
+    check_output_dir(out, overwrite)
+    model = open_model(model_spec, weights, num_classes, device)
+    image_size = run.info.get("image_size") or [112, 112]
+    source = open_inputs(image, data, n, seed, int(image_size[0]))  # type: ignore[index]
+    summary = run_segment(model, run, source, out, layer, category, batch_size)
+    click.echo(f"segmented {len(summary.predictions)} image(s) → {out}")
+    if summary.metrics is not None and summary.metrics["pixel_accuracy"] is not None:
+        m = summary.metrics
+        click.echo(f"pixel accuracy {m['pixel_accuracy']:.3f}, mean IoU {m['mean_iou']:.3f} "
+                   f"(baseline: most frequent class everywhere {m['baseline_mean_iou']:.3f}; "
+                   f"per-image majority {m['majority_mean_iou']:.3f})")
