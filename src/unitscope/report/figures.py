@@ -111,6 +111,8 @@ def plot_detector_counts(
         _draw_counts(ax, shown, colors, title, len(counts) - len(shown))
         present = list(dict.fromkeys([*present, *shown["category"]]))
     if present:
+        order = {c: i for i, c in enumerate(colors)}
+        present.sort(key=lambda c: order.get(c, len(order)))
         handles = [Patch(color=colors.get(c, UNKNOWN_COLOR), label=c) for c in present]
         figure.legend(handles=handles, loc="outside upper right", ncols=len(handles), frameon=False, fontsize=8)
     return figure
