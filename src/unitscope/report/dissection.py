@@ -102,7 +102,7 @@ def _card(row: pd.Series, unit: int, image: np.ndarray, colors: dict[str, str], 
         "peak_text": f"{peak:.3g}",
         "threshold_text": f"{float(row['threshold']):.3g}",
         "alternatives": "\n".join(alternatives),
-        "image": image_data_uri(image, "jpeg", quality=90),
+        "image": image_data_uri(image, "jpeg", quality=85),
     }
 
 

@@ -250,8 +250,10 @@ def layer_request(result: DissectionResult, layer: str, units: Sequence[int], n_
         raise UsageError(f"images per unit must be at least 1, got {n_images}")
     found = result.layers[layer]
     table = found.units.set_index("unit")
-    top = found.top_images[found.top_images["rank"] < n_images].sort_values(["unit", "rank"])
-    per_unit = {int(u): [int(i) for i in g["image"]] for u, g in top.groupby("unit")}
+    per_unit: dict[int, list[int]] = {}
+    if {"unit", "rank", "image"} <= set(found.top_images.columns):
+        top = found.top_images[found.top_images["rank"] < n_images].sort_values(["unit", "rank"])
+        per_unit = {int(u): [int(i) for i in g["image"]] for u, g in top.groupby("unit")}
     missing = [u for u in units if u not in table.index]
     if missing:
         raise UsageError(f"layer {layer} has no unit {missing[0]}; units run from 0 to {len(table) - 1}")
