@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from unitscope.data.sceneworld import colors as C
 from unitscope.data.sceneworld.layout import Item, Stage
-from unitscope.data.sceneworld.primitives import Dice, Look, Prim, look, oval, rect, shade, trap
+from unitscope.data.sceneworld.primitives import Dice, Look, Prim, look, oval, rect, shade, subtle, trap
 from unitscope.data.sceneworld.scenes import GROUND_TYPES, Outdoor
 
 GROUND_LOOKS: dict[str, tuple[str, tuple[C.RGB, ...]]] = {
@@ -33,6 +33,8 @@ def indoor_background(d: Dice) -> tuple[list[Item], Stage]:
     kind = d.weighted(("paint", "wallpaper", "tile", "brick"), (6, 2, 1, 1))
     wall_pool = {"paint": C.WALL, "wallpaper": C.WALL, "tile": C.TILE, "brick": C.BRICK}[kind]
     wall = look(d, kind, wall_pool)
+    if kind in ("wallpaper", "tile"):
+        wall = wall._replace(color2=subtle(d, wall.color))
     walls = [rect(0.0, 0.0, 1.0, 1.0, None, wall)]
     if left > 0:
         walls.append(rect(0.0, 0.0, left, 1.0, None, shade(wall, 0.85)))

@@ -99,7 +99,7 @@ class _Placer:
             cy = d.u(top + 0.03 + height / 2, stage.horizon - 0.05 - height / 2)
             x0 = self._free_x(width, cy - height / 2, height, left + 0.02, right - 0.02)
             return self._add(spec.name, prims, (x0, cy - height / 2, width, height), _WALL_DEPTH + cy, scale)
-        lo, hi = -0.2 * width, 1.0 - 0.8 * width
+        lo, hi = (-0.05 * width, 1.0 - 0.95 * width) if big else (-0.2 * width, 1.0 - 0.8 * width)
         if spec.name == "car" and stage.road is not None:
             cxr, top_half, bottom_half, top = stage.road
             t = min(max((base - top) / max(1.0 - top, 1e-6), 0.0), 1.0)
@@ -127,7 +127,7 @@ class _Placer:
             hi = 1.1
             lo = lo + 0.4 * (hi - lo) if big else lo
         base = d.u(lo, hi)
-        return base, min(max((base - stage.horizon) / (1.0 - stage.horizon), 0.08), 1.3)
+        return base, min(max((base - stage.horizon) / (1.0 - stage.horizon), 0.6 if big else 0.08), 1.3)
 
     def _free_x(self, width: float, top: float, height: float, lo: float, hi: float) -> float:
         """Left edge in [lo, hi - width]: the best of three draws by overlap with placed objects."""

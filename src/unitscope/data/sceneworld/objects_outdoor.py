@@ -166,20 +166,26 @@ def build_fence(d: Dice, placement: str) -> Built:
 
 
 def build_cow(d: Dice, placement: str) -> Built:
-    """Side view: torso (sometimes spotted), head with horns, four legs, tail."""
-    hide = look(d, "fur", C.HIDE)
-    dark = look(d, "fur", ((0.12, 0.1, 0.1), (0.45, 0.25, 0.12)))
-    p = [rect(0.08, 0.32, 0.11, 0.72, "tail", hide), oval(0.095, 0.74, 0.025, 0.05, "tail", dark),
-         rect(0.3, 0.6, 0.37, 0.96, "leg", shade(hide, 0.8)), rect(0.74, 0.6, 0.81, 0.96, "leg", shade(hide, 0.8)),
-         rect(0.19, 0.6, 0.27, 1.0, "leg", hide), rect(0.65, 0.6, 0.73, 1.0, "leg", hide),
-         rect(0.19, 0.95, 0.27, 1.0, "leg", dark), rect(0.65, 0.95, 0.73, 1.0, "leg", dark),
-         oval(0.48, 0.45, 0.36, 0.22, "torso", hide), rect(0.16, 0.3, 0.8, 0.64, "torso", hide)]
-    if hide.color[0] > 0.8 and d.chance(0.8):
+    """Side view: torso (often black and white), udder, four legs with hooves, long head with horns, tail."""
+    coat = d.weighted((0, 1, 2, 3), (4.5, 3, 1, 1.5))
+    hide = look(d, "fur", ((C.HIDE[0], C.HIDE[4], C.HIDE[2], C.HIDE[3])[coat],), pattern="plain")
+    dark = look(d, "fur", ((0.1, 0.09, 0.09),), pattern="plain")
+    pink = look(d, "skin", ((0.9, 0.65, 0.65),))
+    p = [rect(0.07, 0.32, 0.1, 0.74, "tail", hide), oval(0.085, 0.76, 0.025, 0.05, "tail", dark),
+         rect(0.3, 0.6, 0.37, 0.96, "leg", shade(hide, 0.8)), rect(0.72, 0.6, 0.79, 0.96, "leg", shade(hide, 0.8)),
+         rect(0.17, 0.6, 0.25, 1.0, "leg", hide), rect(0.62, 0.6, 0.7, 1.0, "leg", hide),
+         rect(0.17, 0.95, 0.25, 1.0, "leg", dark), rect(0.62, 0.95, 0.7, 1.0, "leg", dark),
+         rect(0.11, 0.28, 0.8, 0.66, "torso", hide), oval(0.12, 0.46, 0.06, 0.18, "torso", hide),
+         oval(0.79, 0.46, 0.07, 0.19, "torso", hide), oval(0.52, 0.67, 0.06, 0.05, "torso", pink)]
+    if coat == 0:
         for _ in range(d.int(2, 4)):
-            p.append(oval(d.u(0.25, 0.72), d.u(0.35, 0.55), d.u(0.05, 0.1), d.u(0.06, 0.12), "torso", dark))
-    p += [trap(0.2, 0.3, 0.82, 0.85, 0.8, 0.84, "horn", look(d, "ceramic", C.PALE)),
-          trap(0.22, 0.58, 0.78, 0.92, 0.85, 1.0, "head", hide),
-          oval(0.92, 0.56, 0.08, 0.06, "head", look(d, "skin", ((0.85, 0.6, 0.6), (0.2, 0.15, 0.15))))]
+            p.append(oval(d.u(0.2, 0.72), d.u(0.35, 0.55), d.u(0.06, 0.11), d.u(0.08, 0.14), "torso", dark))
+    p += [trap(0.3, 0.56, 0.76, 0.86, 0.76, 0.9, "torso", hide),
+          trap(0.14, 0.26, 0.86, 0.88, 0.84, 0.9, "horn", look(d, "ceramic", C.PALE)),
+          oval(0.8, 0.29, 0.05, 0.03, "head", shade(hide, 0.85)),
+          trap(0.24, 0.62, 0.84, 0.97, 0.87, 1.0, "head", hide),
+          oval(0.935, 0.6, 0.065, 0.06, "head", pink if coat != 2 else dark),
+          oval(0.9, 0.36, 0.015, 0.02, "head", dark)]
     return d.u(1.3, 1.6), p
 
 

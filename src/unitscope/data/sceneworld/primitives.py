@@ -113,6 +113,15 @@ def second_color(d: Dice, color: RGB) -> RGB:
     return (color[0] * 0.55, color[1] * 0.55, color[2] * 0.55)
 
 
+def subtle(d: Dice, color: RGB) -> RGB:
+    """A second colour close to ``color`` (a little darker or lighter), for quiet wallpaper and tiles."""
+    if d.chance(0.5):
+        f = d.u(0.75, 0.88)
+        return (color[0] * f, color[1] * f, color[2] * f)
+    w = d.u(0.3, 0.5)
+    return (color[0] + (1 - color[0]) * w, color[1] + (1 - color[1]) * w, color[2] + (1 - color[2]) * w)
+
+
 def shade(lk: Look, factor: float) -> Look:
     """The same look, lighter (factor > 1) or darker (factor < 1)."""
     c = lk.color

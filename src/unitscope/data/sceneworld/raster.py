@@ -86,7 +86,7 @@ class _Canvas:
         x_off, flip = (bx + bw, -bw) if item.mirror else (bx, bw)
         shift_y = int(item.texture_shift[0] * self.size)
         shift_x = int(item.texture_shift[1] * self.size)
-        for k, prim in enumerate(item.prims):
+        for prim in item.prims:
             g = prim.geo
             pid = len(self.rows)
             if prim.shape == RECT:
@@ -105,7 +105,7 @@ class _Canvas:
             lk = prim.look
             tile = tile_of[(lk.pattern, lk.variant)]
             self.rows.append((item.label, prim.part, lk.material, lk.color, lk.color2 or lk.color, tile,
-                              (shift_y + 37 * k) % self.size, (shift_x + 53 * k) % self.size, top, bottom, instance))
+                              shift_y, shift_x, top, bottom, instance))
 
     def _rect(self, pid: int, x0: float, y0: float, x1: float, y1: float) -> None:
         c0, r0 = round(x0), round(y0)
