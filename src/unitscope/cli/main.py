@@ -20,6 +20,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "unitscope.cli.dissect",
     "unitscope.cli.demo",
     "unitscope.cli.minimal",
+    "unitscope.cli.compare",
     "unitscope.cli.segment",
     "unitscope.cli.cam",
 )

@@ -1,0 +1,180 @@
+"""Two dissections side by side: detectors per layer and category, objects detected, and what predicts them.
+
+The paper's claims, as numbers: a scene network has more object detectors (and more unique objects)
+than an object network of the same architecture; and the number of units detecting an object follows
+how frequent the object is in the probe set and how discriminative it is for scenes. For each run and
+layer, Spearman's ρ (scipy) between units per object class and each of ``pixel_share``,
+``image_frequency`` and ``scene_mi_bits`` (see :mod:`unitscope.analysis.label_stats`), over every object
+class that occurs in the probe set, undetected ones (0 units) included.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from scipy import stats as scipy_stats
+
+from unitscope.dissect.result import DissectionResult
+from unitscope.errors import UsageError
+
+MEASURES: tuple[str, ...] = ("pixel_share", "image_frequency", "scene_mi_bits")
+SIDES: tuple[str, ...] = ("a", "b")
+
+
+@dataclass(frozen=True)
+class LayerPair:
+    """A layer of run A compared with a layer of run B (the same name unless --force paired others)."""
+
+    a: str
+    b: str
+
+    @property
+    def label(self) -> str:
+        return self.a if self.a == self.b else f"{self.a} ↔ {self.b}"
+
+
+@dataclass
+class Comparison:
+    """Tables of a comparison: ``categories``, ``objects``, ``correlations``; ``notes`` explain caveats."""
+
+    names: tuple[str, str]
+    runs: tuple[DissectionResult, DissectionResult]
+    pairs: list[LayerPair]
+    categories: pd.DataFrame
+    objects: pd.DataFrame
+    correlations: pd.DataFrame
+    category: str = "object"
+    notes: list[str] = field(default_factory=list)
+
+
+def pair_layers(a: DissectionResult, b: DissectionResult, force: bool) -> list[LayerPair]:
+    """Same-named layers; with ``force``, the common ones, or (none in common) the layers in order."""
+    la, lb = list(a.layers), list(b.layers)
+    if la == lb or (set(la) == set(lb)):
+        return [LayerPair(name, name) for name in la]
+    if not force:
+        raise UsageError(f"the runs dissected different layers ({', '.join(la)} vs {', '.join(lb)}); "
+                         "compare runs of the same layers, or pass --force")
+    common = [name for name in la if name in lb]
+    if common:
+        return [LayerPair(name, name) for name in common]
+    return [LayerPair(x, y) for x, y in zip(la, lb, strict=False)]
+
+
+def probe_identity(run: DissectionResult) -> dict[str, object]:
+    """What makes two runs' numbers comparable: the probe set and the dissection rules."""
+    identity = run.info.get("identity") or {}
+    return {"data": identity.get("data", run.info.get("data")),  # type: ignore[union-attr]
+            "settings": run.info.get("settings")}
+
+
+def check_same_probe(a: DissectionResult, b: DissectionResult, force: bool) -> list[str]:
+    """Refuse runs on different probe sets or rules unless ``force``; then return a note saying so."""
+    ia, ib = probe_identity(a), probe_identity(b)
+    differ = [key for key in ia if ia[key] != ib[key]]
+    if not differ:
+        return []
+    what = " and ".join("probe sets" if k == "data" else "dissection settings" for k in differ)
+    if not force:
+        raise UsageError(f"the runs used different {what} ({ia[differ[0]]} vs {ib[differ[0]]}); "
+                         "dissect both on the same probe set, or pass --force")
+    return [f"The runs used different {what}; counts are not strictly comparable (compared with --force)."]
+
+
+def display_names(a: DissectionResult, b: DissectionResult) -> tuple[str, str]:
+    """Model names, or run directory names when the models share a name."""
+    names = (str(a.info.get("model") or "A"), str(b.info.get("model") or "B"))
+    if names[0] == names[1]:
+        names = (a.run_dir.name if a.run_dir else "A", b.run_dir.name if b.run_dir else "B")
+    return names if names[0] != names[1] else ("A", "B")
+
+
+def detector_counts(run: DissectionResult, layer: str, category: str) -> pd.Series:
+    """Units of ``layer`` detecting each concept of ``category`` (label name → count)."""
+    units = run.layers[layer].units
+    chosen = units[units["detector"].astype(bool) & (units["category"] == category)]
+    return chosen["label"].astype(str).value_counts()
+
+
+def category_table(runs: tuple[DissectionResult, DissectionResult], pairs: list[LayerPair]) -> pd.DataFrame:
+    """Per layer and category: units, detector units and unique concepts of both runs, plus totals."""
+    categories = list(dict.fromkeys([*runs[0].concepts.categories, *runs[1].concepts.categories]))
+    rows = []
+    for pair in pairs:
+        for category in [*categories, "total"]:
+            row: dict[str, object] = {"layer": pair.label, "category": category}
+            for side, run, layer in zip(SIDES, runs, (pair.a, pair.b), strict=True):
+                units = run.layers[layer].units
+                detectors = units[units["detector"].astype(bool)]
+                if category != "total":
+                    detectors = detectors[detectors["category"] == category]
+                row[f"units_{side}"] = int(run.layers[layer].shape[0])
+                row[f"detectors_{side}"] = len(detectors)
+                row[f"unique_{side}"] = int(detectors["label"].nunique())
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def object_table(runs: tuple[DissectionResult, DissectionResult], pairs: list[LayerPair],
+                 label_stats: pd.DataFrame | None, category: str) -> pd.DataFrame:
+    """Per layer and object class: units of each run and the class's probe statistics."""
+    frames = []
+    stats = label_stats.set_index("name") if label_stats is not None else pd.DataFrame()
+    for pair in pairs:
+        counts = [detector_counts(run, layer, category) for run, layer in zip(runs, (pair.a, pair.b), strict=True)]
+        names = list(stats.index) + [n for c in counts for n in c.index if n not in stats.index]
+        frame = pd.DataFrame({"layer": pair.label, "name": list(dict.fromkeys(names))})
+        for side, count in zip(SIDES, counts, strict=True):
+            frame[f"units_{side}"] = frame["name"].map(count).fillna(0).astype(int)
+        for column in ("number", "pixel_area", *MEASURES, "image_count"):
+            frame[column] = frame["name"].map(stats[column]) if column in stats.columns else np.nan
+        frames.append(frame)
+    columns = ["layer", "name", "number", "units_a", "units_b", "pixel_area", "pixel_share", "image_count",
+               "image_frequency", "scene_mi_bits"]
+    return pd.concat(frames, ignore_index=True)[columns]
+
+
+def spearman(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Spearman's ρ and its p-value; NaN for fewer than 3 points or a constant input."""
+    if len(x) < 3:
+        return math.nan, math.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", scipy_stats.ConstantInputWarning)
+        result = scipy_stats.spearmanr(x, y)
+    return float(result.statistic), float(result.pvalue)
+
+
+def correlation_table(objects: pd.DataFrame, names: tuple[str, str]) -> pd.DataFrame:
+    """ρ between units per object class and each measure, per run and layer, over classes in the probe."""
+    rows = []
+    for layer, frame in objects.groupby("layer", sort=False):
+        occurring = frame[~(frame["image_count"] == 0)]
+        for side, name in zip(SIDES, names, strict=True):
+            for measure in MEASURES:
+                valid = occurring[occurring[measure].notna()]
+                rho, p = spearman(valid[f"units_{side}"].to_numpy(float), valid[measure].to_numpy(float))
+                rows.append({"run": name, "side": side, "layer": layer, "measure": measure, "rho": rho,
+                             "p_value": p, "classes": len(valid)})
+    return pd.DataFrame(rows, columns=["run", "side", "layer", "measure", "rho", "p_value", "classes"])
+
+
+def compare_runs(
+    a: DissectionResult, b: DissectionResult, label_stats: pd.DataFrame | None = None,
+    force: bool = False, category: str = "object",
+) -> Comparison:
+    """Compare two finished runs; ``label_stats`` (from :mod:`label_stats`) adds frequency and ρ."""
+    pairs = pair_layers(a, b, force)
+    notes = check_same_probe(a, b, force)
+    runs = (a, b)
+    objects = object_table(runs, pairs, label_stats, category)
+    names = display_names(a, b)
+    if label_stats is None:
+        notes.append("No probe statistics: frequencies, discriminativeness and ρ are not available.")
+    elif label_stats["scene_mi_bits"].isna().all():
+        notes.append("The probe set has no scene labels (or none were readable): discriminativeness not computed.")
+    return Comparison(names, runs, pairs, category_table(runs, pairs), objects, correlation_table(objects, names),
+                      category, notes)

@@ -1,0 +1,72 @@
+"""Writing a comparison: compare.csv, objects.csv, compare.json, PNG figures and report.html."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from unitscope.analysis.compare import Comparison
+from unitscope.analysis.compare_plots import categories_figure, objects_figure, scatter_figure
+from unitscope.analysis.compare_report import render_report
+from unitscope.dissect.result import layer_dirname
+
+DEFINITIONS: dict[str, str] = {
+    "detectors": "units whose best concept (IoU >= the run's threshold) is in the category",
+    "unique": "distinct concepts among those detectors",
+    "pixel_share": "pixels carrying the class / pixels of annotated probe images",
+    "image_frequency": "annotated probe images containing the class / annotated images",
+    "scene_mi_bits": "mutual information (bits) between the class's presence in an image and its scene label",
+    "rho": "Spearman rank correlation (scipy) of units per class with the measure, over classes in the probe",
+}
+
+
+def _clean(value: object) -> object:
+    """JSON has no NaN: write null instead."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    return value
+
+
+def comparison_json(comparison: Comparison) -> dict[str, object]:
+    """Everything of the comparison as plain JSON-ready data."""
+    runs = {}
+    for side, name, run in zip(("a", "b"), comparison.names, comparison.runs, strict=True):
+        runs[side] = {"name": name, "directory": str(run.run_dir or ""), "model": run.info.get("model"),
+                      "data": run.info.get("data"), "n_images": run.info.get("n_images"), "layers": list(run.layers)}
+    return _clean({
+        "runs": runs,
+        "layers": [{"label": p.label, "a": p.a, "b": p.b} for p in comparison.pairs],
+        "category": comparison.category,
+        "categories": comparison.categories.to_dict(orient="records"),
+        "objects": comparison.objects.to_dict(orient="records"),
+        "correlations": comparison.correlations.to_dict(orient="records"),
+        "definitions": DEFINITIONS,
+        "notes": comparison.notes,
+    })  # type: ignore[return-value]
+
+
+def write_comparison(comparison: Comparison, out: Path) -> dict[str, Path]:
+    """Write every output into ``out``; returns the figure files by key."""
+    out.mkdir(parents=True, exist_ok=True)
+    comparison.categories.to_csv(out / "compare.csv", index=False)
+    comparison.objects.to_csv(out / "objects.csv", index=False, float_format="%.6g")
+    comparison.correlations.to_csv(out / "correlations.csv", index=False, float_format="%.6g")
+    (out / "compare.json").write_text(json.dumps(comparison_json(comparison), indent=2, default=str))
+    figures = {"categories": out / "categories.png"}
+    categories_figure(comparison).savefig(figures["categories"])
+    layer_figures: dict[str, tuple[str, str]] = {}
+    for pair in comparison.pairs:
+        stem = layer_dirname(pair.a if pair.a == pair.b else f"{pair.a}-{pair.b}")
+        keys = (f"objects_{stem}", f"emergence_{stem}")
+        figures[keys[0]] = out / f"{keys[0]}.png"
+        figures[keys[1]] = out / f"{keys[1]}.png"
+        objects_figure(comparison, pair.label).savefig(figures[keys[0]])
+        scatter_figure(comparison, pair.label).savefig(figures[keys[1]])
+        layer_figures[pair.label] = keys
+    render_report(comparison, figures, layer_figures, out / "report.html")
+    return figures

@@ -1,0 +1,106 @@
+"""Figures of a comparison (matplotlib ``Figure``, no pyplot): categories per layer, objects, ρ scatters."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from unitscope.analysis.compare import SIDES, Comparison
+
+SIDE_COLOURS: dict[str, str] = {"a": "#3b6fb6", "b": "#e08a2c"}
+MEASURE_TITLES: dict[str, str] = {
+    "pixel_share": "pixel coverage in the probe set (log)",
+    "image_frequency": "share of probe images containing it (log)",
+    "scene_mi_bits": "mutual information with the scene (bits)",
+}
+
+
+def categories_figure(comparison: Comparison) -> Figure:
+    """Detector units and unique concepts per (layer, category), both runs side by side."""
+    table = comparison.categories[comparison.categories["category"] != "total"]
+    fig = Figure(figsize=(max(6.0, 0.9 * len(table) + 2), 5.2), dpi=110, layout="constrained")
+    axes = fig.subplots(2, 1, sharex=True)
+    x = np.arange(len(table))
+    ticks = [f"{row.category}" if len(comparison.pairs) == 1 else f"{row.layer}\n{row.category}"
+             for row in table.itertuples()]
+    for ax, (what, title) in zip(axes, [("detectors", "detector units"), ("unique", "unique concepts")],
+                                 strict=True):
+        for k, (side, name) in enumerate(zip(SIDES, comparison.names, strict=True)):
+            bars = ax.bar(x + (k - 0.5) * 0.4, table[f"{what}_{side}"], width=0.4, color=SIDE_COLOURS[side],
+                          label=name)
+            ax.bar_label(bars, fontsize=7, padding=1)
+        ax.set_ylabel(title)
+        ax.margins(y=0.15)
+        ax.spines[["top", "right"]].set_visible(False)
+    axes[0].legend(frameon=False, fontsize=8)
+    axes[1].set_xticks(x, ticks, fontsize=8)
+    layers = ", ".join(p.label for p in comparison.pairs)
+    fig.suptitle(f"Semantic categories of detector units ({layers})", fontsize=10)
+    return fig
+
+
+def objects_figure(comparison: Comparison, layer: str, limit: int = 40) -> Figure:
+    """Units per detected object class (histogram like the paper's), classes sorted by total units."""
+    frame = comparison.objects[comparison.objects["layer"] == layer]
+    frame = frame[(frame["units_a"] + frame["units_b"]) > 0]
+    frame = frame.assign(total=frame["units_a"] + frame["units_b"]).sort_values(
+        ["total", "units_a", "name"], ascending=[False, False, True]).head(limit)
+    fig = Figure(figsize=(max(6.0, 0.32 * len(frame) + 2), 4.2), dpi=110, layout="constrained")
+    ax = fig.subplots()
+    x = np.arange(len(frame))
+    for k, (side, name) in enumerate(zip(SIDES, comparison.names, strict=True)):
+        ax.bar(x + (k - 0.5) * 0.4, frame[f"units_{side}"], width=0.4, color=SIDE_COLOURS[side],
+               label=f"{name} ({int(frame[f'units_{side}'].astype(bool).sum())} classes)")
+    ax.set_xticks(x, frame["name"], rotation=70, ha="right", fontsize=8)
+    ax.set_ylabel(f"units detecting the {comparison.category}")
+    ax.spines[["top", "right"]].set_visible(False)
+    ax.legend(frameon=False, fontsize=8)
+    if frame.empty:
+        ax.text(0.5, 0.5, f"no {comparison.category} detectors in {layer}", ha="center", transform=ax.transAxes)
+    ax.set_title(f"{comparison.category.capitalize()} classes detected at {layer}", fontsize=10)
+    return fig
+
+
+def _rho_text(comparison: Comparison, layer: str, side: str, measure: str) -> str:
+    rows = comparison.correlations
+    row = rows[(rows["layer"] == layer) & (rows["side"] == side) & (rows["measure"] == measure)]
+    if row.empty or math.isnan(float(row["rho"].iloc[0])):
+        return "ρ n/a"
+    return f"ρ = {float(row['rho'].iloc[0]):.2f} (p = {float(row['p_value'].iloc[0]):.2g})"
+
+
+def scatter_figure(comparison: Comparison, layer: str) -> Figure:
+    """Units per object class against frequency (pixel, image) and scene discriminativeness, with ρ."""
+    frame = comparison.objects[comparison.objects["layer"] == layer]
+    frame = frame[~(frame["image_count"] == 0)]
+    fig = Figure(figsize=(13.5, 4.2), dpi=110, layout="constrained")
+    axes = fig.subplots(1, len(comparison.correlations["measure"].unique()) or 3)
+    for ax, measure in zip(np.atleast_1d(axes), ("pixel_share", "image_frequency", "scene_mi_bits"), strict=False):
+        valid = frame[frame[measure].notna() & (frame[measure] > 0 if measure != "scene_mi_bits" else True)]
+        for k, (side, name) in enumerate(zip(SIDES, comparison.names, strict=True)):
+            jitter = (k - 0.5) * 0.12
+            ax.scatter(valid[measure], valid[f"units_{side}"] + jitter, s=22, alpha=0.75,
+                       color=SIDE_COLOURS[side], label=f"{name}: {_rho_text(comparison, layer, side, measure)}")
+        if measure != "scene_mi_bits" and not valid.empty:
+            ax.set_xscale("log")
+        _label_top(ax, valid, measure)
+        ax.set_xlabel(MEASURE_TITLES[measure], fontsize=9)
+        ax.set_ylabel(f"units detecting the {comparison.category}", fontsize=9)
+        ax.legend(frameon=False, fontsize=7, loc="upper left")
+        ax.spines[["top", "right"]].set_visible(False)
+        if valid.empty:
+            ax.text(0.5, 0.5, "not available", ha="center", transform=ax.transAxes)
+    fig.suptitle(f"What predicts the number of {comparison.category} detectors at {layer}?", fontsize=10)
+    return fig
+
+
+def _label_top(ax: object, frame: pd.DataFrame, measure: str, count: int = 6) -> None:
+    """Name the classes with the most units, so the scatter can be read."""
+    top = frame.assign(total=frame["units_a"] + frame["units_b"]).nlargest(count, "total")
+    for row in top.itertuples():
+        if row.total > 0:
+            ax.annotate(row.name, (getattr(row, measure), max(row.units_a, row.units_b)), fontsize=7,  # type: ignore[attr-defined]
+                        xytext=(3, 3), textcoords="offset points", color="#444")

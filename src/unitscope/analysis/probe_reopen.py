@@ -1,0 +1,40 @@
+"""Finding the probe statistics of a run: reopen its probe set, or read what the run stored."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from unitscope.analysis.label_stats import probe_label_stats, run_label_stats
+from unitscope.dissect.result import DissectionResult, layer_dirname
+from unitscope.errors import UsageError
+
+
+def run_statistics(
+    run: DissectionResult, data: str | None = None, category: str = "object", max_images: int | None = None,
+    progress: bool = False,
+) -> tuple[pd.DataFrame, str]:
+    """Label statistics for the probe set a run was dissected on, and where they came from.
+
+    The probe named in the run (``summary.json``: data, n, seed, size) is reopened, or ``data`` instead.
+    When that fails, per-label areas stored in the run (``label_stats.csv``) serve for frequency alone.
+    """
+    from unitscope.data import open_probe
+
+    spec = dict((run.info.get("identity") or {}).get("data") or {})  # type: ignore[union-attr]
+    name = data or str(spec.get("data") or run.info.get("data") or "")
+    try:
+        probe = open_probe(name, n=int(spec.get("n", run.info.get("n_images", 500))),  # type: ignore[arg-type]
+                           seed=int(spec.get("seed", 0)), size=int(spec.get("size", 112)))  # type: ignore[arg-type]
+    except UsageError as err:
+        if run.run_dir is not None:
+            for layer in run.layers:
+                stored = run_label_stats(run.run_dir, layer_dirname(layer), run.concepts, category)
+                if stored is not None:
+                    return stored, f"{run.run_dir / layer_dirname(layer) / 'label_stats.csv'}"
+        raise UsageError(f"cannot reopen the probe set {name!r} of run {run.run_dir} ({err}); "
+                         "pass --data with its location") from err
+    if max_images is not None and max_images <= 0:
+        raise UsageError(f"--max-images must be positive, got {max_images}")
+    stats = probe_label_stats(probe, category, max_images=max_images, progress=progress)
+    used = len(probe) if max_images is None else min(max_images, len(probe))
+    return stats, f"{probe.name} ({used} images)"

@@ -1,0 +1,46 @@
+"""``unitscope compare``: two dissections side by side (the paper's scene-vs-object network comparison)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import click
+
+from unitscope.cli.options import check_output_dir
+
+
+@click.command("compare")
+@click.argument("run_a", type=click.Path(path_type=Path))
+@click.argument("run_b", type=click.Path(path_type=Path))
+@click.option("--out", "out", type=click.Path(path_type=Path), required=True, help="Output directory.")
+@click.option("--force", is_flag=True, help="Compare runs of different layers, probe sets or settings anyway.")
+@click.option("--data", default=None, help="Where the runs' probe set is now, if it moved (for frequencies).")
+@click.option("--max-images", type=int, default=None, help="Use only the first N probe images for statistics.")
+@click.option("--category", default="object", show_default=True, help="Concept category whose classes to count.")
+@click.option("--overwrite", is_flag=True, help="Write into a non-empty --out.")
+def command(run_a: Path, run_b: Path, out: Path, force: bool, data: str | None, max_images: int | None,
+            category: str, overwrite: bool) -> None:
+    """Detectors per layer and category of RUN_A and RUN_B, the objects they detect, and why (ρ)."""
+    from unitscope.analysis.compare import check_same_probe, compare_runs, pair_layers
+    from unitscope.analysis.compare_output import write_comparison
+    from unitscope.analysis.probe_reopen import run_statistics
+    from unitscope.dissect.result import DissectionResult
+
+    a, b = DissectionResult.load(run_a), DissectionResult.load(run_b)
+    pair_layers(a, b, force)
+    check_same_probe(a, b, force)
+    check_output_dir(out, overwrite)
+    stats, source = run_statistics(a, data, category, max_images, progress=True)
+    comparison = compare_runs(a, b, stats, force, category)
+    comparison.notes.insert(0, f"Probe statistics from {source}.")
+    write_comparison(comparison, out)
+    table = comparison.categories
+    for pair in comparison.pairs:
+        row = table[(table["layer"] == pair.label) & (table["category"] == category)].iloc[0]
+        click.echo(f"{pair.label}: {category} detectors {comparison.names[0]} {row.detectors_a} "
+                   f"({row.unique_a} unique) vs {comparison.names[1]} {row.detectors_b} ({row.unique_b} unique)")
+    for row in comparison.correlations.itertuples():
+        if not math.isnan(row.rho):
+            click.echo(f"  {row.run} {row.layer}: ρ(units, {row.measure}) = {row.rho:.2f} (p={row.p_value:.2g})")
+    click.echo(f"wrote {out / 'report.html'}")

@@ -1,0 +1,164 @@
+"""compare: two hand-written tiny runs over a hand-made probe give the expected counts, MI and ρ."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from unitscope.analysis.compare import compare_runs
+from unitscope.analysis.discriminative import presence_mutual_information
+from unitscope.analysis.label_stats import probe_label_stats
+from unitscope.cli.main import main
+from unitscope.data.broden_export import write_broden
+from unitscope.data.probe import Concept, ConceptTable, ProbeSample
+from unitscope.dissect.labels import detector_table
+from unitscope.dissect.result import DissectionResult, LayerResult
+
+CONCEPTS = ConceptTable(
+    (Concept(1, "sky", "object"), Concept(2, "bed", "object"), Concept(3, "boat", "object"),
+     Concept(4, "lamp", "object"), Concept(10, "bedroom", "scene"), Concept(11, "harbor", "scene")),
+    ("object", "scene"),
+)
+# 2x2 label maps. Areas: sky 7, bed 5, boat 3, lamp 1 (of 16); images: sky 4, bed 2, boat 2, lamp 1.
+MAPS = ([[1, 2], [2, 4]], [[1, 2], [2, 2]], [[1, 1], [3, 3]], [[1, 1], [1, 3]])
+SCENES = (10, 10, 11, 11)
+LAMP_MI = 1 - 0.75 * (-(1 / 3) * math.log2(1 / 3) - (2 / 3) * math.log2(2 / 3))  # H(S) - H(S | lamp)
+
+
+class TinyProbe:
+    """Four images: two bedrooms (bed, one lamp) and two harbors (boat), sky everywhere."""
+
+    name = "tiny"
+    concepts = CONCEPTS
+    image_size = (4, 4)
+    label_size = (2, 2)
+
+    def __len__(self) -> int:
+        return len(MAPS)
+
+    def __getitem__(self, i: int) -> ProbeSample:
+        if not 0 <= i < len(MAPS):
+            raise IndexError(i)
+        image = np.full((4, 4, 3), 40 * i, np.uint8)
+        return ProbeSample(i, image, {"object": np.array([MAPS[i]], np.int32)}, {"scene": (SCENES[i],)})
+
+
+def _run(directory: Path, labels: list[str], layer: str = "conv5", data: str = "tiny", model: str = "net") -> Path:
+    """A finished run whose units detect ``labels`` ('' = no detector; 'bedroom' = a scene detector)."""
+    cats = {c.name: c.category for c in CONCEPTS.concepts}
+    units = pd.DataFrame({
+        "unit": range(len(labels)),
+        "label": [lab or "sky" for lab in labels],
+        "category": [cats[lab] if lab else "object" for lab in labels],
+        "iou": [0.2 if lab else 0.01 for lab in labels],
+        "detector": [bool(lab) for lab in labels],
+        "threshold": 1.0,
+    })
+    top = pd.DataFrame(columns=["unit", "rank", "image", "score", "peak_y", "peak_x"])
+    table = detector_table(units, CONCEPTS.categories)
+    layer_result = LayerResult(layer, layer, (len(labels), 3, 3), units, table, top)
+    identity = {"data": {"data": data, "n": 4, "seed": 0, "size": 4}}
+    info = {"identity": identity, "model": model, "data": "tiny", "n_images": 4,
+            "settings": {"quantile": 0.005, "iou_threshold": 0.04}}
+    DissectionResult({layer: layer_result}, CONCEPTS, info).write(directory)
+    return directory
+
+
+RUN_A = ["bed", "bed", "bed", "sky", "boat", "boat", "", "bedroom"]
+RUN_B = ["sky", "sky", "bed", "", "", "", "", ""]
+
+
+def test_mutual_information_by_hand() -> None:
+    presence = np.array([[1, 1, 0, 1], [1, 1, 0, 0], [1, 0, 1, 0], [1, 0, 1, 0]], bool)
+    bits = presence_mutual_information(presence, np.array(SCENES))
+    np.testing.assert_allclose(bits, [0.0, 1.0, 1.0, LAMP_MI], atol=1e-12)
+
+
+def test_label_statistics_by_hand() -> None:
+    stats = probe_label_stats(TinyProbe()).set_index("name")
+    assert stats["pixel_area"].to_dict() == {"sky": 7, "bed": 5, "boat": 3, "lamp": 1}
+    assert stats.loc["lamp", "pixel_share"] == pytest.approx(1 / 16)
+    assert stats["image_count"].to_dict() == {"sky": 4, "bed": 2, "boat": 2, "lamp": 1}
+    assert stats.loc["boat", "image_frequency"] == 0.5
+    assert stats.loc["lamp", "scene_mi_bits"] == pytest.approx(LAMP_MI)
+
+
+def test_counts_and_spearman_by_hand(tmp_path: Path) -> None:
+    a = DissectionResult.load(_run(tmp_path / "a", RUN_A, model="scene-net"))
+    b = DissectionResult.load(_run(tmp_path / "b", RUN_B, model="object-net"))
+    comparison = compare_runs(a, b, probe_label_stats(TinyProbe()))
+    assert comparison.names == ("scene-net", "object-net")
+    cats = comparison.categories.set_index("category")
+    assert cats.loc["object", ["detectors_a", "unique_a", "detectors_b", "unique_b"]].tolist() == [6, 3, 3, 2]
+    assert cats.loc["scene", "detectors_a"] == 1 and cats.loc["total", "detectors_a"] == 7
+    objects = comparison.objects.set_index("name")
+    assert objects["units_a"].to_dict() == {"sky": 1, "bed": 3, "boat": 2, "lamp": 0}
+    assert objects["units_b"].to_dict() == {"sky": 2, "bed": 1, "boat": 0, "lamp": 0}
+    rho = comparison.correlations.set_index(["side", "measure"])["rho"]
+    # A: unit ranks (2,4,3,1) vs area ranks (4,3,2,1): 1 - 6·6/(4·15) = 0.4.
+    assert rho[("a", "pixel_share")] == pytest.approx(0.4)
+    # A vs MI (0, 1, 1, 0.31): ranks (1, 3.5, 3.5, 2) → 3.5 / sqrt(5·4.5).
+    assert rho[("a", "scene_mi_bits")] == pytest.approx(3.5 / math.sqrt(22.5))
+    # B: unit ranks (4, 3, 1.5, 1.5) vs area ranks (4, 3, 2, 1) → 4.5 / sqrt(4.5·5).
+    assert rho[("b", "pixel_share")] == pytest.approx(4.5 / math.sqrt(22.5))
+    assert rho[("b", "image_frequency")] == pytest.approx(3.75 / 4.5)
+
+
+def _cli_compare(tmp_path: Path, a: Path, b: Path, *extra: str) -> Path:
+    out = tmp_path / "cmp"
+    main(["compare", str(a), str(b), "--out", str(out), *extra])
+    return out
+
+
+def test_cli_writes_tables_figures_and_report(tmp_path: Path) -> None:
+    broden = str(write_broden(tmp_path / "probe", TinyProbe(), progress=False))
+    a = _run(tmp_path / "a", RUN_A, data=broden, model="scene-net")
+    b = _run(tmp_path / "b", RUN_B, data=broden, model="object-net")
+    out = _cli_compare(tmp_path, a, b)
+    table = pd.read_csv(out / "compare.csv").set_index("category")
+    assert table.loc["object", "detectors_a"] == 6 and table.loc["object", "unique_b"] == 2
+    report = json.loads((out / "compare.json").read_text())
+    rhos = {(r["side"], r["measure"]): r["rho"] for r in report["correlations"]}
+    assert rhos[("a", "pixel_share")] == pytest.approx(0.4)
+    for name in ("categories.png", "objects_conv5.png", "emergence_conv5.png", "report.html"):
+        assert (out / name).stat().st_size > 1000
+    html = (out / "report.html").read_text()
+    assert "data:image/png;base64," in html and "scene-net" in html and "src=\"categories.png\"" not in html
+
+
+def test_stored_label_stats_serve_when_the_probe_is_gone(tmp_path: Path) -> None:
+    a = _run(tmp_path / "a", RUN_A, data=str(tmp_path / "gone"))
+    b = _run(tmp_path / "b", RUN_B, data=str(tmp_path / "gone"))
+    pd.DataFrame({"number": [1, 2, 3, 4, 10], "label_area": [7, 5, 3, 1, 8]}).to_csv(
+        a / "conv5" / "label_stats.csv", index=False)
+    out = _cli_compare(tmp_path, a, b)
+    report = json.loads((out / "compare.json").read_text())
+    rhos = {(r["side"], r["measure"]): r["rho"] for r in report["correlations"]}
+    assert rhos[("a", "pixel_share")] == pytest.approx(0.4) and rhos[("a", "scene_mi_bits")] is None
+    assert any("label_stats.csv" in note for note in report["notes"])
+
+
+@pytest.mark.parametrize("case", ["layers", "probe", "probe-gone", "not-a-run"])
+def test_incompatible_runs_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture, case: str) -> None:
+    a = _run(tmp_path / "a", RUN_A, data=str(tmp_path / "gone"))
+    b = _run(tmp_path / "b", RUN_B, layer="pool5" if case == "layers" else "conv5",
+             data="other" if case == "probe" else str(tmp_path / "gone"))
+    with pytest.raises(SystemExit) as exit_info:
+        _cli_compare(tmp_path, a, tmp_path if case == "not-a-run" else b)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("unitscope: error:") and "\n" not in err
+    assert ("--force" in err) == (case in ("layers", "probe")) and not (tmp_path / "cmp").exists()
+
+
+def test_force_pairs_layers_in_order(tmp_path: Path) -> None:
+    a = DissectionResult.load(_run(tmp_path / "a", RUN_A))
+    b = DissectionResult.load(_run(tmp_path / "b", RUN_B, layer="layer4", data="other"))
+    comparison = compare_runs(a, b, probe_label_stats(TinyProbe()), force=True)
+    assert [p.label for p in comparison.pairs] == ["conv5 ↔ layer4"]
+    assert any("different probe sets" in note for note in comparison.notes)
