@@ -19,7 +19,6 @@ from torch import nn
 
 from unitscope.errors import UsageError
 from unitscope.minimal.fills import Fill, make_fill
-from unitscope.minimal.incremental import IncrementalForward
 from unitscope.minimal.poisson import PoissonSolver
 from unitscope.minimal.segments import Segmentation, check_image, from_labels, segment_image
 
@@ -108,7 +107,6 @@ class TargetScorer:
         target: int,
         batch_size: int = 64,
         device: torch.device | str = "cpu",
-        incremental: bool = True,
     ) -> None:
         if batch_size <= 0:
             raise UsageError(f"--batch-size must be positive, got {batch_size}")
@@ -118,48 +116,25 @@ class TargetScorer:
         self.batch_size = batch_size
         self.device = device
         self.forward_passes = 0
-        self.incremental = IncrementalForward.for_model(self.model) if incremental else None
-
-    def _read(self, logits: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        logits = logits.float()
-        if logits.ndim != 2 or not 0 <= self.target < logits.shape[1]:
-            raise UsageError(
-                f"the model gives {tuple(logits.shape)} scores per batch, so class index {self.target} "
-                "does not exist; pick a class the model has (--label) or the matching --model"
-            )
-        if not torch.isfinite(logits).all():
-            raise UsageError("the model produced NaN or infinite scores; check the weights and --mean/--std")
-        probs = torch.softmax(logits.double(), dim=1)[:, self.target].cpu().numpy()
-        return probs, logits.argmax(dim=1).cpu().numpy().astype(np.int64)
 
     def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(probability of the target float64 [C], top-1 class int64 [C]) for uint8 images [C, H, W, 3]."""
         probs, preds = [], []
         for start in range(0, len(images), self.batch_size):
+            chunk = images[start : start + self.batch_size]
             with torch.no_grad():
-                logits = self.model(self.preprocess.batch(list(images[start : start + self.batch_size]), self.device))
+                logits = self.model(self.preprocess.batch(list(chunk), self.device)).float()
             self.forward_passes += 1
-            p, c = self._read(logits)
-            probs.append(p)
-            preds.append(c)
-        return np.concatenate(probs), np.concatenate(preds)
-
-    def removals(self, current: np.ndarray, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Like calling the scorer on ``images``, each of which is ``current`` with one region filled;
-        with an incremental engine only the layers' changed boxes are recomputed."""
-        if self.incremental is None:
-            return self(images)
-        probs, preds = [], []
-        with torch.no_grad():
-            self.incremental.set_base(self.preprocess.batch([current], self.device))
-            for start in range(0, len(images), self.batch_size):
-                logits = self.incremental(self.preprocess.batch(list(images[start : start + self.batch_size]),
-                                                                self.device))
-                self.forward_passes += 1
-                p, c = self._read(logits)
-                probs.append(p)
-                preds.append(c)
-        return np.concatenate(probs), np.concatenate(preds)
+            if logits.ndim != 2 or not 0 <= self.target < logits.shape[1]:
+                raise UsageError(
+                    f"the model gives {tuple(logits.shape)} scores per batch, so class index {self.target} "
+                    "does not exist; pick a class the model has (--label) or the matching --model"
+                )
+            if not torch.isfinite(logits).all():
+                raise UsageError("the model produced NaN or infinite scores; check the weights and --mean/--std")
+            probs.append(torch.softmax(logits.double(), dim=1)[:, self.target].cpu().numpy())
+            preds.append(logits.argmax(dim=1).cpu().numpy())
+        return np.concatenate(probs), np.concatenate(preds).astype(np.int64)
 
 
 def greedy_removal(fill: Fill, scorer: TargetScorer, segmentation: Segmentation) -> MinimalResult:
@@ -183,10 +158,9 @@ def greedy_removal(fill: Fill, scorer: TargetScorer, segmentation: Segmentation)
         flags[np.arange(len(candidates)), candidates] = False
         probs = np.empty(len(candidates))
         preds = np.empty(len(candidates), dtype=np.int64)
-        current = fill.render(kept[None])[0]
         for start in range(0, len(candidates), scorer.batch_size):
             part = slice(start, start + scorer.batch_size)
-            probs[part], preds[part] = scorer.removals(current, fill.render(flags[part]))
+            probs[part], preds[part] = scorer(fill.render(flags[part]))
         best = int(np.argmax(probs))  # first maximum: lowest region number on ties
         predicted = int(preds[best])
         step = RemovalStep(int(candidates[best]), float(probs[best]), predicted, predicted == scorer.target)
@@ -210,16 +184,11 @@ def minimal_image(
     edges: bool = False,
     device: torch.device | str = "cpu",
     solver: PoissonSolver | None = None,
-    incremental: bool = True,
 ) -> MinimalResult:
     """The minimal image of ``image`` for class ``target``.
 
     ``segments`` is either about how many SLIC superpixels to make or a ready integer label map [H, W].
     ``solver`` lets many same-sized images share one Poisson factorisation (``fill="gradient"``).
-    ``incremental`` recomputes only what a removal changes in the network's leading local layers
-    (not for ``gradient``, whose every removal changes the whole image); the minimal image and the
-    step after it are then re-checked with whole forward passes, and if either disagrees the image
-    is redone with whole passes only.
     """
     image = check_image(image)
     if isinstance(segments, np.ndarray):
@@ -228,18 +197,5 @@ def minimal_image(
         segmentation = from_labels(segments)
     else:
         segmentation = segment_image(image, int(segments), edges=edges)
-    scorer = TargetScorer(model, preprocess, target, batch_size, device, incremental and fill != "gradient")
-    filler = make_fill(fill, image, segmentation, solver)
-    result = greedy_removal(filler, scorer, segmentation)
-    if scorer.incremental is not None and not confirmed(result, scorer):
-        scorer.incremental = None
-        result = greedy_removal(filler, scorer, segmentation)
-    return result
-
-
-def confirmed(result: MinimalResult, scorer: TargetScorer) -> bool:
-    """Whether whole forward passes agree: the minimal image is right and the step after it is not."""
-    applied = len(result.removed)
-    counts = [applied, applied + 1] if result.stopped == MISCLASSIFIED else [applied]
-    _, preds = scorer(result.images_at(counts))
-    return bool(preds[0] == scorer.target) and (len(preds) == 1 or bool(preds[1] != scorer.target))
+    scorer = TargetScorer(model, preprocess, target, batch_size, device)
+    return greedy_removal(make_fill(fill, image, segmentation, solver), scorer, segmentation)
