@@ -17,10 +17,20 @@ from unitscope.cli.options import check_positive, model_options, open_model
 @click.option("--seed", type=int, default=12345, show_default=True, help="SceneWorld seed (fresh by default).")
 @click.option("--batch-size", type=int, default=64, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object with top1 and top5.")
+@click.option("--transfer", "transfer_layer", default=None,
+              help="Instead: accuracy of a linear SVM on this layer's pooled features (e.g. conv5, fc7).")
+@click.option("--train-n", type=int, default=None, help="With --transfer: training images (default: --n).")
+@click.option("--train-seed", type=int, default=2015, show_default=True,
+              help="With --transfer: SceneWorld seed of the training split (--seed is the test split's).")
 def command(model_spec: str, weights: str | None, num_classes: int | None, device: str, data: str, n: int,
-            seed: int, batch_size: int, as_json: bool) -> None:
-    """Top-1 and top-5 accuracy of --model on --data."""
-    check_positive(n=n, batch_size=batch_size)
+            seed: int, batch_size: int, as_json: bool, transfer_layer: str | None, train_n: int | None,
+            train_seed: int) -> None:
+    """Top-1 and top-5 accuracy of --model on --data (or, with --transfer, of a linear probe)."""
+    check_positive(n=n, batch_size=batch_size, train_n=train_n)
+    if transfer_layer is not None:
+        _transfer(model_spec, weights, num_classes, device, data, n, seed, batch_size, as_json, transfer_layer,
+                  train_n, train_seed)
+        return
     from unitscope.data.classification import open_classification
     from unitscope.evaluation import evaluate_accuracy
 
@@ -33,3 +43,19 @@ def command(model_spec: str, weights: str | None, num_classes: int | None, devic
         return
     click.echo(f"{'model':<22}{'data':<26}{'n':>7}{'top-1':>8}{'top-5':>8}")
     click.echo(f"{model.name:<22}{dataset.name:<26}{accuracy.n:>7}{accuracy.top1:>8.3f}{accuracy.top5:>8.3f}")
+
+
+def _transfer(model_spec: str, weights: str | None, num_classes: int | None, device: str, data: str, n: int,
+              seed: int, batch_size: int, as_json: bool, layer: str, train_n: int | None, train_seed: int) -> None:
+    """``--transfer LAYER``: train a linear SVM on one split, report its accuracy on another."""
+    from unitscope.analysis.transfer import transfer_accuracy
+
+    model = open_model(model_spec, weights, num_classes, device)
+    size = model.preprocess.input_size[0] if model.preprocess.input_size else 112
+    result = transfer_accuracy(model, layer, data, n, seed, train_n, train_seed, batch_size, size)
+    if as_json:
+        click.echo(json.dumps(result.to_dict()))
+        return
+    click.echo(f"{'model':<22}{'layer':<10}{'data':<22}{'train':>7}{'test':>7}{'svm top-1':>11}{'majority':>10}")
+    click.echo(f"{result.model:<22}{result.layer:<10}{result.data:<22}{result.n_train:>7}{result.n_test:>7}"
+               f"{result.accuracy:>11.3f}{result.majority:>10.3f}")
