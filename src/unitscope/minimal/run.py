@@ -40,7 +40,7 @@ from unitscope.minimal.retention import (
     retention_rows,
 )
 from unitscope.minimal.segments import TooFewRegionsError
-from unitscope.minimal.sources import LabelledImage, MinimalSource, SingleImage
+from unitscope.minimal.sources import ImageSource, LabelledImage
 from unitscope.minimal.strip import result_strip
 from unitscope.models.loading import LoadedModel
 
@@ -244,7 +244,7 @@ def _write_tables(stage: Path, records: Sequence[ImageRecord], identity: dict[st
     (stage / "retention.md").write_text(retention_markdown(rows, title))
 
 
-def _process_all(runner: _Runner, source: MinimalSource | SingleImage, progress: bool) -> list[ImageRecord]:
+def _process_all(runner: _Runner, source: ImageSource, progress: bool) -> list[ImageRecord]:
     records = []
     name = runner.model.name
     for i in tqdm(range(len(source)), desc=f"minimal {name}", unit="img", disable=not progress):
@@ -260,7 +260,7 @@ def _process_all(runner: _Runner, source: MinimalSource | SingleImage, progress:
 
 def run_minimal(
     model: LoadedModel,
-    source: MinimalSource | SingleImage,
+    source: ImageSource,
     out: str | Path,
     settings: MinimalSettings = MinimalSettings(),
     overwrite: bool = False,

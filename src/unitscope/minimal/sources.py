@@ -2,18 +2,22 @@
 
 ``--data`` is resolved as for ``unitscope evaluate`` (SceneWorld variants or a folder of class
 sub-folders), so a minimal-image run and an accuracy check see the same images and targets. SceneWorld
-(and any probe set with pixel ``object`` labels) also gives ground-truth object maps for the retention
-table; they are brought to the image's size by nearest-neighbour sampling when stored smaller.
+also gives exact full-resolution object maps for the retention table. Its "object" label category also
+names background regions (sky, wall, floor, …); those are not objects here, so their pixels count as
+"not on an object", as the paper's question (do minimal scenes keep *objects*?) needs.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
-from unitscope.data.probe import ProbeSet
+from unitscope.data.sceneworld import OBJECT_CLASSES, REGION_CLASSES, SceneWorldProbe
+from unitscope.data.sceneworld.vocabulary import label_numbers
+from unitscope.errors import UsageError
 
 
 @dataclass(frozen=True)
@@ -32,14 +36,14 @@ class LabelledImage:
         return self.name or f"{self.index:05d}"
 
 
-def resize_nearest(maps: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Label maps [k, h, w] sampled at [k, height, width] (nearest neighbour, pixel centres)."""
-    _, h, w = maps.shape
-    if (h, w) == (height, width):
-        return maps
-    rows = np.minimum(((np.arange(height) + 0.5) * h / height).astype(np.int64), h - 1)
-    cols = np.minimum(((np.arange(width) + 0.5) * w / width).astype(np.int64), w - 1)
-    return maps[:, rows[:, None], cols[None, :]]
+class ImageSource(Protocol):
+    """What ``run_minimal`` walks through: a name and random-access labelled images."""
+
+    name: str
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, i: int) -> LabelledImage: ...
 
 
 class SingleImage:
@@ -59,39 +63,53 @@ class SingleImage:
 
 
 class MinimalSource:
-    """Labelled images from ``open_classification``, with object maps from a probe set when it has them."""
+    """Labelled images from ``open_classification`` (no object maps)."""
 
-    def __init__(self, name: str, data: Sequence[tuple[np.ndarray, int]], probe: ProbeSet | None = None) -> None:
+    def __init__(self, name: str, data: Sequence[tuple[np.ndarray, int]]) -> None:
         self.name = name
         self.data = data
-        self.probe = probe
-        self.object_names: dict[int, str] = (
-            {c.number: c.name for c in probe.concepts.in_category("object")} if probe is not None else {}
-        )
 
     def __len__(self) -> int:
         return len(self.data)
 
     def __getitem__(self, i: int) -> LabelledImage:
         image, target = self.data[i]
-        maps = None
-        if self.probe is not None:
-            sample = self.probe[i]
-            labels = sample.pixel_labels.get("object")
-            if labels is not None:
-                maps = resize_nearest(np.asarray(labels), image.shape[0], image.shape[1])
-        return LabelledImage(i, image, int(target), maps, self.object_names)
+        return LabelledImage(i, image, int(target))
+
+
+class SceneWorldSource:
+    """SceneWorld renders with their class in the model's classes and their object maps."""
+
+    def __init__(self, name: str, probe: SceneWorldProbe, remap: np.ndarray) -> None:
+        self.name = name
+        self.probe = probe
+        self.remap = remap
+        objects = label_numbers("object")
+        self.object_names = {objects[name]: name for name in OBJECT_CLASSES}
+        self.background = np.array([objects[name] for name in REGION_CLASSES])
+
+    def __len__(self) -> int:
+        return len(self.probe)
+
+    def __getitem__(self, i: int) -> LabelledImage:
+        rendered = self.probe.render(i)
+        things = np.where(np.isin(rendered.object_map, self.background), 0, rendered.object_map)
+        return LabelledImage(i, rendered.image, int(self.remap[rendered.class_index]), things[None], self.object_names)
 
 
 def open_source(
     spec: str, class_names: Sequence[str] | None, n: int, seed: int, size: int
-) -> MinimalSource:
+) -> MinimalSource | SceneWorldSource:
     """Resolve ``--data`` (see the module notes)."""
-    from unitscope.data import SCENEWORLD_SPECS, open_probe
-    from unitscope.data.classification import open_classification
+    from unitscope.data import SCENEWORLD_SPECS
+    from unitscope.data.classification import class_remap, open_classification
 
-    data = open_classification(spec, class_names, n=n, seed=seed, size=size)
-    probe = open_probe(spec, n=n, seed=seed, size=size) if spec in SCENEWORLD_SPECS else None
-    if probe is not None and len(probe) != len(data):
-        probe = None
-    return MinimalSource(data.name, data, probe)  # type: ignore[arg-type]
+    if spec not in SCENEWORLD_SPECS:
+        data = open_classification(spec, class_names, n=n, seed=seed, size=size)
+        return MinimalSource(data.name, data)  # type: ignore[arg-type]
+    if not class_names:
+        raise UsageError("the model has no class names; minimal images of SceneWorld need the model's classes")
+    if n <= 0:
+        raise UsageError(f"--n must be positive, got {n}")
+    probe = SceneWorldProbe(n=n, seed=seed, size=size, **SCENEWORLD_SPECS[spec])  # type: ignore[arg-type]
+    return SceneWorldSource(spec, probe, class_remap(probe.class_names, class_names, f"--data {spec}"))

@@ -1,0 +1,105 @@
+"""Benchmark: minimal images with all candidates of a step in batched forward passes vs one pass each.
+
+Runs the greedy loop on the same images twice, with ``batch_size`` 64 and 1, checks that both give the
+same removal sequences, and prints images per minute on the scene network. Uses the shipped
+``sceneworld-scene`` network and SceneWorld images when they exist; otherwise an untrained network of
+the same architecture on synthetic images (the cost per forward pass is the same), with the target set
+to the network's own prediction on the original image. The last line is ``speedup: X.X``.
+
+    .venv/bin/python bench/minimal.py [--images 3] [--segments 40] [--fill mean] [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+from unitscope.errors import UsageError
+from unitscope.minimal import minimal_image
+from unitscope.models.preprocessing import Preprocessing
+from unitscope.models.sceneworld_net import SceneWorldNet, SceneWorldNetConfig
+
+
+def synthetic_images(count: int, size: int = 112) -> list[np.ndarray]:
+    """Smooth random images with a few rectangles, so SLIC finds regions of several sizes."""
+    rng = np.random.default_rng(0)
+    images = []
+    for _ in range(count):
+        image = np.empty((size, size, 3), dtype=np.float64)
+        image[:] = rng.uniform(40, 200, 3)
+        for _ in range(8):
+            top, left = rng.integers(0, size - 20, 2)
+            h, w = rng.integers(10, 50, 2)
+            image[top : top + h, left : left + w] = rng.uniform(0, 255, 3)
+        images.append(image.astype(np.uint8))
+    return images
+
+
+def scene_setup(count: int) -> tuple[torch.nn.Module, Preprocessing, list[np.ndarray], list[int] | None, str]:
+    """The shipped scene net and SceneWorld images, or a stand-in with the same architecture."""
+    try:
+        from unitscope.data.sceneworld import SceneWorldProbe
+        from unitscope.models.loading import load_model
+
+        model = load_model("sceneworld-scene")
+        probe = SceneWorldProbe(n=count, seed=12345, size=112, kind="scenes")
+        rendered = [probe.render(i) for i in range(count)]
+        remap = {name: k for k, name in enumerate(model.class_names or [])}
+        targets = [remap[probe.class_names[r.class_index]] for r in rendered]
+        return model.module, model.preprocess, [r.image for r in rendered], targets, "sceneworld-scene"
+    except (ImportError, UsageError) as err:  # weights or SceneWorld not there yet: say so, use the stand-in
+        print(f"(shipped scene net or SceneWorld unavailable: {err.__class__.__name__}: {err}; using a stand-in)")
+    torch.manual_seed(0)
+    net = SceneWorldNet(SceneWorldNetConfig(num_classes=10)).eval()
+    return net, Preprocessing(input_size=(112, 112)), synthetic_images(count), None, "untrained SceneWorldNet"
+
+
+def run(model: torch.nn.Module, preprocess: Preprocessing, images: list[np.ndarray], targets: list[int],
+        args: argparse.Namespace, batch_size: int) -> tuple[float, list[tuple[int, ...]], int]:
+    """Seconds, removal sequences, and steps for all images."""
+    start = time.perf_counter()
+    sequences, steps = [], 0
+    for image, target in zip(images, targets, strict=True):
+        result = minimal_image(model, image, target, preprocess, segments=args.segments, fill=args.fill,
+                               batch_size=batch_size)
+        sequences.append(tuple(s.region for s in result.steps))
+        steps += len(result.steps)
+    return time.perf_counter() - start, sequences, steps
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=3)
+    parser.add_argument("--segments", type=int, default=40)
+    parser.add_argument("--fill", default="mean", choices=["mean", "blur", "gradient"])
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    model, preprocess, images, targets, name = scene_setup(args.images)
+    model = model.to(args.device)
+    if targets is None:
+        with torch.no_grad():
+            targets = model(preprocess.batch(images, args.device)).argmax(1).tolist()
+    else:  # keep the images the network gets right: only those have minimal images
+        with torch.no_grad():
+            predicted = model(preprocess.batch(images, args.device)).argmax(1).tolist()
+        keep = [i for i, (p, t) in enumerate(zip(predicted, targets, strict=True)) if p == t]
+        images, targets = [images[i] for i in keep], [targets[i] for i in keep]
+    run(model, preprocess, images[:1], targets[:1], args, 64)  # warm-up
+    batched, seq_batched, steps = run(model, preprocess, images, targets, args, 64)
+    single, seq_single, _ = run(model, preprocess, images, targets, args, 1)
+    if seq_batched != seq_single:
+        raise SystemExit("batched and one-at-a-time runs disagree; scoring depends on batch size")
+    print(f"network: {name}; {len(images)} images, {args.segments} segments asked, fill {args.fill}, "
+          f"{args.threads} thread(s), device {args.device}; {steps} greedy steps")
+    print(f"batched (64 candidates per pass): {batched:.2f} s = {len(images) / batched * 60:.1f} images/min")
+    print(f"one forward pass per candidate:   {single:.2f} s = {len(images) / single * 60:.1f} images/min")
+    print(f"speedup: {single / batched:.1f}")
+
+
+if __name__ == "__main__":
+    main()
