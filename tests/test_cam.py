@@ -139,3 +139,25 @@ def test_bad_input_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture, case: 
     err = capsys.readouterr().err.strip()
     assert err.startswith("unitscope: error:") and "\n" not in err
     assert not (tmp_path / "o").exists()
+
+
+def test_relevant_objects_on_sceneworld() -> None:
+    from unitscope.analysis.cam_run import relevant_objects
+    from unitscope.data.sceneworld import OBJECT_CLASSES, sceneworld_concepts
+
+    concepts = sceneworld_concepts()
+    scene_view = relevant_objects(concepts, "kitchen", OBJECT_CLASSES)
+    assert concepts.number_of("stove", "object") in scene_view
+    assert concepts.number_of("sky", "object") not in scene_view  # background regions are not "objects"
+    assert relevant_objects(concepts, "bed", OBJECT_CLASSES) == {concepts.number_of("bed", "object")}
+
+
+def test_cli_gradcam_on_sceneworld(tmp_path: Path) -> None:
+    source = tmp_path / "small.py"
+    source.write_text("import torch\nfrom unitscope.models.sceneworld_net import SceneWorldNet, SceneWorldNetConfig\n"
+                      "def build():\n    torch.manual_seed(0)\n"
+                      "    return SceneWorldNet(SceneWorldNetConfig(10, widths=(8, 8, 8, 8, 8), fc_width=8))\n")
+    main(["cam", "--model", f"{source}:build", "--data", "sceneworld", "--n", "2", "--out", str(tmp_path / "o")])
+    report = json.loads((tmp_path / "o" / "cam.json").read_text())
+    assert report["method"] == "gradcam" and report["layer"] == "conv5"
+    assert report["localisation"]["n_images"] == 2 and 0 < report["localisation"]["object_share"] < 1

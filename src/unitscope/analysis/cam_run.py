@@ -129,6 +129,8 @@ def _one_image(
         hit = meter.update(pooled, mask)
         row["top_hit_rate"] = hit
         row["object_share"] = float(mask.mean())
-        panels.append(("relevant objects", (mask * 255).astype(np.uint8)[..., None].repeat(3, axis=2)))
+        caption = "no relevant object" if hit is None else \
+            f"objects: {hit:.2f} of top {meter.top_fraction:.0%} heat (share {mask.mean():.2f})"
+        panels.append((caption, (mask * 255).astype(np.uint8)[..., None].repeat(3, axis=2)))
     save_panels(out / f"cam_{item.key}.png", panels, title=f"{model.name}: {label}")
     return row

@@ -89,7 +89,7 @@ def scatter_figure(comparison: Comparison, layer: str) -> Figure:
         _label_top(ax, valid, measure)
         ax.set_xlabel(MEASURE_TITLES[measure], fontsize=9)
         ax.set_ylabel(f"units detecting the {comparison.category}", fontsize=9)
-        ax.legend(frameon=False, fontsize=7, loc="upper left")
+        ax.legend(frameon=False, fontsize=7, loc="best")
         ax.spines[["top", "right"]].set_visible(False)
         if valid.empty:
             ax.text(0.5, 0.5, "not available", ha="center", transform=ax.transAxes)

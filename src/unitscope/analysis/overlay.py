@@ -24,6 +24,7 @@ def concept_colours(numbers: Sequence[int]) -> dict[int, RGB]:
     # Strong shades of each palette first (even entries), then the light ones, so neighbours differ.
     order = [*range(0, 20, 2), *range(1, 20, 2)]
     pool = [tuple(float(c) for c in colormaps[name](i)[:3]) for name in PALETTES for i in order]
+    pool = [c for c in pool if max(c) - min(c) > 0.15]  # no greys: they read as "unlabelled"
     ordered = [n for n in dict.fromkeys(numbers) if n != 0]
     return {n: pool[i % len(pool)] for i, n in enumerate(ordered)}  # type: ignore[misc]
 
