@@ -23,9 +23,9 @@ class TrainConfig:
     """Everything that decides the trained weights (with the seed, training is reproducible on one device)."""
 
     task: str = "scene"
-    n_train: int = 12000
+    n_train: int = 6000
     n_val: int = 1000
-    epochs: int = 12
+    epochs: int = 6
     batch_size: int = 64
     lr: float = 3e-3
     weight_decay: float = 5e-4
@@ -111,7 +111,7 @@ def train_sceneworld_net(config: TrainConfig, progress: bool = True) -> SceneWor
             loss.backward()
             optimizer.step()
             schedule.step()
-            total_loss += float(loss)
+            total_loss += loss.item()
             bar.set_postfix(loss=f"{total_loss / (step + 1):.3f}")
         val_acc = accuracy_on(net, preprocess, val_x, val_y)
         history.append({"epoch": epoch + 1, "loss": total_loss / steps_per_epoch, "val_top1": val_acc})

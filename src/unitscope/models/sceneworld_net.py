@@ -23,7 +23,7 @@ class SceneWorldNetConfig:
     """Widths of the network; the defaults are the shipped networks'."""
 
     num_classes: int
-    widths: tuple[int, int, int, int, int] = (32, 64, 128, 128, 128)
+    widths: tuple[int, int, int, int, int] = (24, 48, 96, 96, 128)
     fc_width: int = 256
     input_size: int = 112
 
