@@ -41,14 +41,15 @@ class TrainConfig:
                 raise UsageError(f"--{field_name.replace('_', '-')} must be positive")
 
 
-def render_split(kind: str, n: int, seed: int, size: int, desc: str) -> tuple[torch.Tensor, torch.Tensor]:
+def render_split(kind: str, n: int, seed: int, size: int, desc: str, progress: bool = True
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Render ``n`` SceneWorld images into memory: uint8 [n,3,H,W] and class indices [n]."""
     from unitscope.data.sceneworld import SceneWorldProbe
 
     probe = SceneWorldProbe(n=n, seed=seed, size=size, kind=kind)
     images = torch.empty((n, 3, size, size), dtype=torch.uint8)
     labels = torch.empty(n, dtype=torch.int64)
-    for i in tqdm(range(n), desc=desc, unit="img"):
+    for i in tqdm(range(n), desc=desc, unit="img", disable=not progress):
         rendered = probe.render(i)
         images[i] = torch.from_numpy(np.ascontiguousarray(rendered.image)).permute(2, 0, 1)
         labels[i] = rendered.class_index
@@ -85,8 +86,8 @@ def train_sceneworld_net(config: TrainConfig, progress: bool = True) -> SceneWor
     kind = TASK_KINDS[config.task]
     class_names = SCENE_CLASSES if kind == "scenes" else OBJECT_CLASSES
     started = time.perf_counter()
-    train_x, train_y = render_split(kind, config.n_train, config.seed, config.size, "render train")
-    val_x, val_y = render_split(kind, config.n_val, config.seed + 1, config.size, "render val")
+    train_x, train_y = render_split(kind, config.n_train, config.seed, config.size, "render train", progress)
+    val_x, val_y = render_split(kind, config.n_val, config.seed + 1, config.size, "render val", progress)
     render_seconds = time.perf_counter() - started
 
     preprocess = Preprocessing(input_size=(config.size, config.size))
@@ -124,7 +125,7 @@ def train_sceneworld_net(config: TrainConfig, progress: bool = True) -> SceneWor
         "val_top1": history[-1]["val_top1"],
         "render_seconds": round(render_seconds, 1),
         "total_seconds": round(time.perf_counter() - started, 1),
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),
     }
     state = {k: v.detach().clone() for k, v in net.state_dict().items()}
     return SceneWorldCheckpoint(net.config, state, tuple(class_names), config.task, preprocess, info)

@@ -1,0 +1,35 @@
+"""Run the ``unitscope`` CLI in-process and capture what a user would see."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from unitscope.cli.main import main
+
+
+@dataclass
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> CliResult:
+    """``unitscope ARGS``: exit code, stdout and stderr."""
+    code = 0
+    try:
+        main(list(args))
+    except SystemExit as exit_:
+        code = int(exit_.code or 0)
+    captured = capsys.readouterr()
+    return CliResult(code, captured.out, captured.err)
+
+
+def assert_usage_error(result: CliResult, fragment: str) -> None:
+    """One line on stderr containing ``fragment``, exit status 2, no traceback."""
+    assert result.code == 2, result
+    lines = [line for line in result.err.splitlines() if line.strip()]
+    assert len(lines) == 1 and fragment in lines[0], result.err
+    assert "Traceback" not in result.err
