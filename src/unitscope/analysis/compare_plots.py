@@ -18,8 +18,14 @@ MEASURE_TITLES: dict[str, str] = {
 }
 
 
+CATEGORY_COLOURS: dict[str, str] = {"object": "#3b6fb6", "part": "#e08a2c", "scene": "#3a9a5b",
+                                    "material": "#c8463d", "texture": "#8a63b8", "color": "#8c6d4f"}
+
+
 def categories_figure(comparison: Comparison) -> Figure:
-    """Detector units and unique concepts per (layer, category), both runs side by side."""
+    """Bars for one layer; for several, the paper's per-layer curves (one line per category and run)."""
+    if len(comparison.pairs) > 1:
+        return _category_curves(comparison)
     table = comparison.categories[comparison.categories["category"] != "total"]
     fig = Figure(figsize=(max(6.0, 0.9 * len(table) + 2), 5.2), dpi=110, layout="constrained")
     axes = fig.subplots(2, 1, sharex=True)
@@ -39,6 +45,29 @@ def categories_figure(comparison: Comparison) -> Figure:
     axes[1].set_xticks(x, ticks, fontsize=8)
     layers = ", ".join(p.label for p in comparison.pairs)
     fig.suptitle(f"Semantic categories of detector units ({layers})", fontsize=10)
+    return fig
+
+
+def _category_curves(comparison: Comparison) -> Figure:
+    """Detector units and unique concepts per layer: solid lines run A, dashed run B, colour = category."""
+    table = comparison.categories[comparison.categories["category"] != "total"]
+    layers = [p.label for p in comparison.pairs]
+    fig = Figure(figsize=(9.0, 4.2), dpi=110, layout="constrained")
+    axes = fig.subplots(1, 2)
+    extra = iter(["#d16ba5", "#6b7b8c", "#b5a33a", "#2fa4a9"])
+    for ax, (what, title) in zip(axes, [("detectors", "detector units"), ("unique", "unique concepts")], strict=True):
+        for category, frame in table.groupby("category", sort=False):
+            colour = CATEGORY_COLOURS.get(str(category)) or next(extra, "#999999")
+            frame = frame.set_index("layer").reindex(layers)
+            for side, style, name in zip(SIDES, ("-", "--"), comparison.names, strict=True):
+                ax.plot(layers, frame[f"{what}_{side}"], style, marker="o", color=colour,
+                        label=f"{category} ({name})")
+        ax.set_ylabel(title)
+        ax.spines[["top", "right"]].set_visible(False)
+        ax.tick_params(axis="x", labelsize=8, rotation=30)
+    axes[1].legend(frameon=False, fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0), handlelength=3)
+    fig.suptitle(f"Detector units per layer: {comparison.names[0]} (solid) vs {comparison.names[1]} (dashed)",
+                 fontsize=10)
     return fig
 
 
