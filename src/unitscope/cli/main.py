@@ -23,6 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "unitscope.cli.compare",
     "unitscope.cli.segment",
     "unitscope.cli.cam",
+    "unitscope.cli.rf",
 )
 
 

@@ -108,5 +108,7 @@ def truncated_module(traced: TracedModel, node: fx.Node) -> fx.GraphModule:
         if original is node:
             break
     graph.output(remap[node])
-    graph.eliminate_dead_code()
-    return fx.GraphModule(traced.graph_module, graph)
+    truncated = fx.GraphModule(traced.graph_module, graph)
+    truncated.graph.eliminate_dead_code()
+    truncated.recompile()
+    return truncated
