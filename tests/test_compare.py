@@ -48,7 +48,8 @@ class TinyProbe:
         return ProbeSample(i, image, {"object": np.array([MAPS[i]], np.int32)}, {"scene": (SCENES[i],)})
 
 
-def _run(directory: Path, labels: list[str], layer: str = "conv5", data: str = "tiny", model: str = "net") -> Path:
+def _run(directory: Path, labels: list[str], layer: str = "conv5", data: str = "tiny", model: str = "net",
+         iou_threshold: float = 0.04, topk: int = 20) -> Path:
     """A finished run whose units detect ``labels`` ('' = no detector; 'bedroom' = a scene detector)."""
     cats = {c.name: c.category for c in CONCEPTS.concepts}
     units = pd.DataFrame({
@@ -64,7 +65,7 @@ def _run(directory: Path, labels: list[str], layer: str = "conv5", data: str = "
     layer_result = LayerResult(layer, layer, (len(labels), 3, 3), units, table, top)
     identity = {"data": {"data": data, "n": 4, "seed": 0, "size": 4}}
     info = {"identity": identity, "model": model, "data": "tiny", "n_images": 4,
-            "settings": {"quantile": 0.005, "iou_threshold": 0.04}}
+            "settings": {"quantile": 0.005, "iou_threshold": iou_threshold, "topk": topk}}
     DissectionResult({layer: layer_result}, CONCEPTS, info).write(directory)
     return directory
 
@@ -143,17 +144,18 @@ def test_stored_label_stats_serve_when_the_probe_is_gone(tmp_path: Path) -> None
     assert any("label_stats.csv" in note for note in report["notes"])
 
 
-@pytest.mark.parametrize("case", ["layers", "probe", "probe-gone", "not-a-run"])
+@pytest.mark.parametrize("case", ["layers", "probe", "settings", "probe-gone", "not-a-run"])
 def test_incompatible_runs_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture, case: str) -> None:
     a = _run(tmp_path / "a", RUN_A, data=str(tmp_path / "gone"))
     b = _run(tmp_path / "b", RUN_B, layer="pool5" if case == "layers" else "conv5",
-             data="other" if case == "probe" else str(tmp_path / "gone"))
+             data="other" if case == "probe" else str(tmp_path / "gone"),
+             iou_threshold=0.1 if case == "settings" else 0.04, topk=5)  # top-k size does not matter
     with pytest.raises(SystemExit) as exit_info:
         _cli_compare(tmp_path, a, tmp_path if case == "not-a-run" else b)
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("unitscope: error:") and "\n" not in err
-    assert ("--force" in err) == (case in ("layers", "probe")) and not (tmp_path / "cmp").exists()
+    assert ("--force" in err) == (case in ("layers", "probe", "settings")) and not (tmp_path / "cmp").exists()
 
 
 def test_force_pairs_layers_in_order(tmp_path: Path) -> None:

@@ -65,11 +65,15 @@ def pair_layers(a: DissectionResult, b: DissectionResult, force: bool) -> list[L
     return [LayerPair(x, y) for x, y in zip(la, lb, strict=False)]
 
 
+RULES: tuple[str, ...] = ("quantile", "iou_threshold", "upsample")
+
+
 def probe_identity(run: DissectionResult) -> dict[str, object]:
-    """What makes two runs' numbers comparable: the probe set and the dissection rules."""
+    """What makes two runs' numbers comparable: the probe set and the rules that decide detectors."""
     identity = run.info.get("identity") or {}
+    settings = run.info.get("settings") or {}
     return {"data": identity.get("data", run.info.get("data")),  # type: ignore[union-attr]
-            "settings": run.info.get("settings")}
+            "settings": {k: settings.get(k) for k in RULES}}  # type: ignore[union-attr]
 
 
 def check_same_probe(a: DissectionResult, b: DissectionResult, force: bool) -> list[str]:
