@@ -52,12 +52,14 @@ class PoissonSolver:
         laplacian = (self.difference.T @ self.difference).tocsc()
         # Pixel 0 is grounded: the right-hand sides used here sum to zero, so the grounded system has
         # the exact solution of the singular one (up to the constant we set afterwards).
-        self._lu = splu(laplacian[1:, 1:].tocsc())
+        # The Laplacian is symmetric, so order it by minimum degree on its own pattern (about half the
+        # fill-in of splu's default COLAMD on a grid).
+        self._lu = splu(laplacian[1:, 1:].tocsc(), permc_spec="MMD_AT_PLUS_A")
 
     def solve_zero_mean(self, rhs: np.ndarray) -> np.ndarray:
         """Solve L u = rhs for each column of rhs [N, M] (columns summing to 0); zero-mean u [N, M]."""
         solution = np.zeros_like(rhs, dtype=np.float64)
-        solution[1:] = self._lu.solve(np.ascontiguousarray(rhs[1:], dtype=np.float64))
+        solution[1:] = self._lu.solve(np.asfortranarray(rhs[1:], dtype=np.float64))  # SuperLU solves by column
         return solution - solution.mean(axis=0, keepdims=True)
 
 
