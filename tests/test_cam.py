@@ -161,3 +161,16 @@ def test_cli_gradcam_on_sceneworld(tmp_path: Path) -> None:
     report = json.loads((tmp_path / "o" / "cam.json").read_text())
     assert report["method"] == "gradcam" and report["layer"] == "conv5"
     assert report["localisation"]["n_images"] == 2 and 0 < report["localisation"]["object_share"] < 1
+
+
+def test_cli_on_an_image_folder_of_mixed_sizes(tmp_path: Path) -> None:
+    from PIL import Image
+
+    folder = tmp_path / "pictures"
+    folder.mkdir()
+    for k, side in enumerate((16, 24, 16)):
+        Image.fromarray(np.full((side, side, 3), 60 * k, np.uint8)).save(folder / f"{k}.png")
+    main(["cam", "--model", write_gap_model(tmp_path), "--data", str(folder), "--out", str(tmp_path / "o")])
+    report = json.loads((tmp_path / "o" / "cam.json").read_text())
+    assert sorted(row["image"] for row in report["images"]) == ["00000", "00001", "00002"]
+    assert report["localisation"] is None  # no labels, no score

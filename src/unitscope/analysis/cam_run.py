@@ -92,19 +92,17 @@ def run_cam(
     cam: ChannelWeightedCAM | None = None
     rows: list[dict[str, object]] = []
     for start in range(0, len(source), batch_size):
-        items = [source[i] for i in range(start, min(start + batch_size, len(source)))]
-        sizes = {item.image.shape[:2] for item in items}
-        if len(sizes) > 1:
-            raise UsageError("the images differ in size; give images of one size or one --image at a time")
-        x = model.preprocess.batch([item.image for item in items], model.device)
-        if cam is None:
-            cam = build_cam(model, x, layer, method)
-            out.mkdir(parents=True, exist_ok=True)
-        size = items[0].image.shape[:2]
-        result = cam(x, None if target is None else [target] * len(items), size=size)
-        for j, item in enumerate(items):
-            rows.append(_one_image(model, item, result.heatmaps[j].cpu().numpy(), int(result.targets[j]),
-                                   result.logits[j], source, meter, foreground, out))
+        batch = [source[i] for i in range(start, min(start + batch_size, len(source)))]
+        for size in dict.fromkeys(item.image.shape[:2] for item in batch):  # images of one size at a time
+            items = [item for item in batch if item.image.shape[:2] == size]
+            x = model.preprocess.batch([item.image for item in items], model.device)
+            if cam is None:
+                cam = build_cam(model, x, layer, method)
+                out.mkdir(parents=True, exist_ok=True)
+            result = cam(x, None if target is None else [target] * len(items), size=size)
+            for j, item in enumerate(items):
+                rows.append(_one_image(model, item, result.heatmaps[j].cpu().numpy(), int(result.targets[j]),
+                                       result.logits[j], source, meter, foreground, out))
     if cam is None:
         raise UsageError("no images to explain; check --image or --data/--n")
     summary = CamSummary(cam.name, cam.layer, rows, meter.result() if meter else None)
