@@ -69,9 +69,8 @@ def command(model_spec: str, weights: str | None, num_classes: int | None, devic
     start = time.perf_counter()
     summary = run_minimal(model, source, out, settings, overwrite=overwrite, identity=identity,
                           strict=image_path is not None, progress=image_path is None)
-    minutes = (time.perf_counter() - start) / 60
+    seconds = time.perf_counter() - start
     done = summary["processed"]
     skipped = ", ".join(f"{v} {k}" for k, v in summary["skipped"].items()) or "none"  # type: ignore[union-attr]
-    click.echo(f"{done} minimal images in {out}/images (skipped: {skipped}); "
-               f"mean pixels kept {summary['mean_pixel_fraction'] or 0:.1%}, "
-               f"{summary['images'] / max(minutes, 1e-9):.1f} images/min")
+    kept = f"mean pixels kept {summary['mean_pixel_fraction']:.1%}; " if done else ""
+    click.echo(f"{done} minimal images in {out}/images (skipped: {skipped}); {kept}{seconds:.1f} s")

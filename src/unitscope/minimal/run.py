@@ -78,8 +78,8 @@ class ImageRecord:
     objects: dict[str, tuple[int, int]] | None = None
 
     def summary_row(self) -> dict[str, object]:
-        row = {k: v for k, v in asdict(self).items() if k not in ("objects", "class_name")}
-        row["class"] = self.class_name
+        row: dict[str, object] = {"id": self.id, "index": self.index, "class": self.class_name}
+        row.update({k: v for k, v in asdict(self).items() if k not in ("id", "index", "class_name", "objects")})
         row["pixel_fraction"] = self.pixels_kept / self.pixels if self.pixels else float("nan")
         return row
 
