@@ -9,6 +9,7 @@ node's shape for the cost of a few Python calls, whatever the network's size. Re
 from __future__ import annotations
 
 import itertools
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +18,8 @@ import torch
 from torch import fx, nn
 
 from unitscope.errors import UsageError
+
+LOG = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -78,14 +81,20 @@ def trace_model(module: nn.Module, input_size: tuple[int, int], in_channels: int
     if not placeholders:
         raise UsageError(f"{type(module).__name__}.forward takes no input; it cannot be analysed")
     interpreter = _MetaInterpreter(graph_module, garbage_collect_values=False)
-    meta_input = torch.empty(1, in_channels, *input_size, device="meta")
+    dtype = next((p.dtype for p in module.parameters() if p.is_floating_point()), torch.float32)
+    meta_input = torch.empty(1, in_channels, *input_size, device="meta", dtype=dtype)
     try:
         interpreter.run(meta_input, *([None] * (len(placeholders) - 1)))
     except Exception as err:  # shape errors surface as RuntimeError, ValueError, IndexError, ...
-        raise UsageError(
-            f"{type(module).__name__} does not accept a {in_channels}x{input_size[0]}x{input_size[1]} input "
-            f"({type(err).__name__}: {err}); pass an input size the model supports"
-        ) from err
+        # Layers before the failing node keep their shapes (e.g. a fixed-size classifier head after the
+        # convolutions); with none at all the input itself is wrong.
+        computed = [n for n in interpreter.env if n.op != "placeholder"]
+        if not computed:
+            raise UsageError(
+                f"{type(module).__name__} does not accept a {in_channels}x{input_size[0]}x{input_size[1]} "
+                f"input ({type(err).__name__}: {str(err).splitlines()[0]}); pass an input size it supports"
+            ) from err
+        LOG.info("shapes known only up to %s at %s: %s", computed[-1], input_size, str(err).splitlines()[0])
     outputs: dict[str, fx.Node] = {}
     for node in graph_module.graph.nodes:
         for path in _module_paths(node):
