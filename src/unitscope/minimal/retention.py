@@ -12,6 +12,7 @@ exact ground truth we measure it per true class:
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -142,6 +143,10 @@ def object_rows(rows: Sequence[ClassRetention]) -> list[dict[str, object]]:
     ]
 
 
+def _percent(value: float) -> str:
+    return "–" if math.isnan(value) else f"{value:.1%}"  # NaN: no pixels to take a share of
+
+
 def retention_markdown(rows: Sequence[ClassRetention], title: str) -> str:
     """A markdown table of ``retention.csv`` for people."""
     lines = [
@@ -155,8 +160,6 @@ def retention_markdown(rows: Sequence[ClassRetention], title: str) -> str:
         "|---|---:|---:|---:|---:|---|",
     ]
     for r in rows:
-        lines.append(
-            f"| {r.class_name} | {r.images} | {r.pixel_fraction_kept:.1%} | {r.object_share_original:.1%} | "
-            f"{r.object_share_kept:.1%} | {r.surviving_text()} |"
-        )
+        shares = " | ".join(_percent(v) for v in (r.pixel_fraction_kept, r.object_share_original, r.object_share_kept))
+        lines.append(f"| {r.class_name} | {r.images} | {shares} | {r.surviving_text()} |")
     return "\n".join(lines) + "\n"
