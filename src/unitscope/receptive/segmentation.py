@@ -2,7 +2,8 @@
 
 Every position of the unit's activation map above ``threshold`` stands for a square of the input, of
 side ``field_size`` (the unit's empirical receptive field; by default the layer's theoretical one),
-centred on that position's field centre. The union of those squares is kept; the rest of the image is
+centred on that position's field centre (pixel k spans k ± 0.5, so a 3-pixel field at centre 2 keeps
+pixels 1-3). The union of those squares is kept; the rest of the image is
 dimmed. Squares are placed in network-input pixels; an image of another size is mapped proportionally.
 """
 
@@ -40,10 +41,11 @@ def segmentation_mask(
     centres = geometry.centre(ys.double(), xs.double())
     edges = []
     for d, limit in enumerate((h, w)):
-        extent = max(1, round(side * scale[d]))
-        centre = torch.floor((centres[d] + 0.5) * scale[d] - 0.5 + 0.5).long()
-        first = centre - (extent - 1) // 2
-        edges.append((first.clamp(0, limit).numpy(), (first + extent).clamp(0, limit).numpy()))
+        # The square covers input coordinates centre ± side/2 (pixel k spans k ± 0.5); map its edges to
+        # the image and keep the pixels whose centres fall inside [low, high).
+        low = (centres[d] - side / 2 + 0.5) * scale[d] - 0.5
+        high = (centres[d] + side / 2 + 0.5) * scale[d] - 0.5
+        edges.append((torch.ceil(low).long().clamp(0, limit).numpy(), torch.ceil(high).long().clamp(0, limit).numpy()))
     (top, bottom), (left, right) = edges
     keep = (top < bottom) & (left < right)
     top, bottom, left, right = top[keep], bottom[keep], left[keep], right[keep]
