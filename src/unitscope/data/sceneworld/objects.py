@@ -44,7 +44,7 @@ OBJECT_SPECS: dict[str, ObjectSpec] = {s.name: s for s in (
     _spec("lamp", F.build_lamp, 0.5, ("floor", "on"), ("ground",), "indoor"),
     _spec("window", R.build_window, 0.3, ("wall",), ("ground",), "indoor"),
     _spec("door", R.build_door, 0.55, ("back",), ("ground",), "indoor"),
-    _spec("toilet", R.build_toilet, 0.33, ("floor", "back"), ("ground",), "indoor"),
+    _spec("toilet", R.build_toilet, 0.37, ("floor", "back"), ("ground",), "indoor"),
     _spec("sink", R.build_sink, 0.32, ("back",), ("ground",), "indoor"),
     _spec("bathtub", R.build_bathtub, 0.28, ("floor", "back"), ("ground",), "indoor"),
     _spec("stove", R.build_stove, 0.4, ("back",), ("ground",), "indoor"),
@@ -66,7 +66,7 @@ OBJECT_SPECS: dict[str, ObjectSpec] = {s.name: s for s in (
     _spec("cow", O.build_cow, 0.28, ("floor",), ("ground",), "outdoor"),
     _spec("umbrella", O.build_umbrella, 0.45, ("floor",), ("ground",), "outdoor"),
     _spec("rock", O.build_rock, 0.18, ("floor",), ("ground",), "outdoor"),
-    _spec("flower", O.build_flower, 0.13, ("floor", "on"), ("ground",), "outdoor"),
+    _spec("flower", O.build_flower, 0.18, ("floor", "on"), ("ground",), "outdoor"),
 )}
 
 if tuple(OBJECT_SPECS) != OBJECT_CLASSES:

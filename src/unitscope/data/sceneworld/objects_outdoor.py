@@ -181,7 +181,7 @@ def build_cow(d: Dice, placement: str) -> Built:
         for _ in range(d.int(2, 4)):
             p.append(oval(d.u(0.2, 0.72), d.u(0.35, 0.55), d.u(0.06, 0.11), d.u(0.08, 0.14), "torso", dark))
     p += [trap(0.3, 0.56, 0.76, 0.86, 0.76, 0.9, "torso", hide),
-          trap(0.14, 0.26, 0.86, 0.88, 0.84, 0.9, "horn", look(d, "ceramic", C.PALE)),
+          trap(0.14, 0.26, 0.86, 0.88, 0.84, 0.9, "horn", look(d, "fur", C.PALE, pattern="plain")),
           oval(0.8, 0.29, 0.05, 0.03, "head", shade(hide, 0.85)),
           trap(0.24, 0.62, 0.84, 0.97, 0.87, 1.0, "head", hide),
           oval(0.935, 0.6, 0.065, 0.06, "head", pink if coat != 2 else dark),
