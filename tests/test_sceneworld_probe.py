@@ -181,10 +181,16 @@ def test_other_sizes_render_with_matching_labels() -> None:
 
 @pytest.mark.parametrize("kwargs", [
     {"n": 0}, {"n": 3, "kind": "rooms"}, {"n": 3, "size": 112, "label_scale": 3}, {"n": 3, "size": 16},
+    {"n": 3, "seed": -1}, {"n": 2.5},
 ])
 def test_bad_arguments_are_usage_errors(kwargs: dict) -> None:
     with pytest.raises(UsageError):
         SceneWorldProbe(**kwargs)
+
+
+def test_numpy_integers_are_accepted() -> None:
+    probe = SceneWorldProbe(np.int64(3), seed=np.int32(2), size=np.int64(64))
+    assert len(probe) == 3 and probe.image_size == (64, 64)
 
 
 def test_out_of_range_index_raises_index_error() -> None:

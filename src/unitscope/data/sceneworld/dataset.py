@@ -8,6 +8,8 @@ default) by taking the centre sample of every ``label_scale`` x ``label_scale`` 
 
 from __future__ import annotations
 
+import operator
+
 import numpy as np
 import torch
 from torch.utils.data import Dataset
@@ -21,19 +23,31 @@ from unitscope.errors import UsageError
 MIN_SIZE = 32
 
 
+def _integer(value: object, name: str) -> int:
+    """An integer argument (Python or numpy), or a usage error naming it."""
+    try:
+        return operator.index(value)  # type: ignore[arg-type]
+    except TypeError:
+        raise UsageError(f"SceneWorld {name} must be an integer, got {value!r}") from None
+
+
 class SceneWorldProbe:
     """N SceneWorld images with exact object, part, material, colour, texture and scene labels."""
 
     def __init__(self, n: int, seed: int = 0, size: int = 112, kind: str = "scenes",
                  label_scale: int = 2, remove_objects: bool = False) -> None:
-        if not isinstance(n, int) or n <= 0:
-            raise UsageError(f"SceneWorld needs a positive number of images, got n={n!r}")
+        n, seed, size, label_scale = (_integer(v, k) for v, k in ((n, "n"), (seed, "seed"), (size, "size"),
+                                                                  (label_scale, "label_scale")))
+        if n <= 0:
+            raise UsageError(f"SceneWorld needs a positive number of images, got n={n}")
+        if seed < 0:
+            raise UsageError(f"SceneWorld seeds are non-negative integers, got seed={seed}")
         if kind not in KINDS:
             raise UsageError(f"unknown SceneWorld kind {kind!r}; use 'scenes' or 'objects'")
-        if not isinstance(size, int) or size < MIN_SIZE:
-            raise UsageError(f"SceneWorld image size must be an integer >= {MIN_SIZE}, got {size!r}")
-        if not isinstance(label_scale, int) or label_scale < 1 or size % label_scale:
-            raise UsageError(f"label_scale must be a positive integer dividing the size {size}, got {label_scale!r}")
+        if size < MIN_SIZE:
+            raise UsageError(f"SceneWorld image size must be at least {MIN_SIZE} pixels, got {size}")
+        if label_scale < 1 or size % label_scale:
+            raise UsageError(f"label_scale must be a positive integer dividing the size {size}, got {label_scale}")
         self.n, self.seed, self.kind = n, seed, kind
         self.label_scale, self.remove_objects = label_scale, remove_objects
         base = "sceneworld" if kind == "scenes" else "sceneworld-objects"
