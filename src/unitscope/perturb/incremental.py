@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import fx, nn
@@ -33,6 +34,8 @@ POINTWISE_TYPES: tuple[type[nn.Module], ...] = (
 )
 
 Interval = tuple[torch.Tensor, torch.Tensor]  # [a, b) per occluder, int64 [N] each
+BATCH_OVERHEAD: float = 2.0  # a batch's fixed cost, in typical occluders ...
+STEP_OVERHEAD_MACS: float = 8e6  # ... and at least this many multiply-adds per layer (Python, kernel launches)
 
 
 @dataclass(frozen=True)
@@ -67,14 +70,14 @@ class Step:
         return float("-inf") if isinstance(self.module, nn.MaxPool2d) else 0.0
 
     def padded(self, clean: torch.Tensor) -> torch.Tensor:
-        """The clean input [C, H, W] padded so that every output window reads inside it."""
+        """The clean input [C, H, W] padded so that every output window reads inside it, as [Hp, Wp, C]."""
         if not self.is_window:
-            return clean
+            return clean.permute(1, 2, 0).contiguous()
         pads = []
         for d in (1, 0):
             trailing = (self.out_size[d] - 1) * self.stride[d] + self.kernel[d] - self.pad[d] - self.in_size[d]
             pads += [self.pad[d], max(0, trailing)]
-        return F.pad(clean, pads, value=self.pad_value)
+        return F.pad(clean, pads, value=self.pad_value).permute(1, 2, 0).contiguous()
 
     def apply(self, x: torch.Tensor, channels: torch.Tensor | None, sliced_input: bool) -> torch.Tensor:
         """This layer on explicitly padded windows; ``channels`` selects output channels (convolution)
@@ -187,21 +190,49 @@ class Regions:
         """[N, 2] needed rows and columns of activation i."""
         return torch.stack([self.needed[i][d][1] - self.needed[i][d][0] for d in range(2)], dim=1)
 
-    def work_order(self, steps: tuple[Step, ...], selected: int) -> torch.Tensor:
-        """Occluders sorted so that neighbours need similar windows, costliest layers first.
+    def batches(self, steps: tuple[Step, ...], selected: int, batch_size: int,
+                overhead: float = BATCH_OVERHEAD) -> list[torch.Tensor]:
+        """Occluders that reach some unit, grouped into batches of alike window shapes.
 
-        A batch's windows take the largest needed extent of its members, so grouping alike occluders
-        keeps the padding (wasted work) small. ``selected``: channels the tail computes.
+        A batch's windows take the largest needed extent of its members, so members of different shapes
+        waste work on padding. Occluders are sorted by their needed shapes (costliest layer first), then
+        cut greedily: the next occluder joins the current batch unless the extra padding it brings costs
+        more than running it alone plus a fixed per-batch cost: ``overhead`` typical occluders, and no
+        less than ``STEP_OVERHEAD_MACS`` per layer (what a batch's Python and kernel launches cost on a
+        CPU core, about 0.2 ms). Multiply-adds of convolutions are the cost model.
         """
-        split, by_conv = channel_split(steps)
-        costs = {i: step.cost_per_position for i, step in enumerate(steps) if step.cost_per_position > 1}
-        if by_conv and split in costs:
-            costs[split] = costs[split] * selected // steps[split].module.out_channels  # type: ignore[operator]
-        keys = [self.extents(i + 1).prod(dim=1) for i in sorted(costs, key=lambda i: costs[i])]
-        order = torch.arange(len(self.reach), device=self.reach.device)
-        for key in keys:  # least significant first; stable sorts make it lexicographic
-            order = order[key[order].argsort(stable=True)]
-        return order
+        costs = _layer_costs(steps, selected)
+        layers = sorted(costs, key=lambda i: costs[i])  # cheapest first: least significant sort key
+        shapes = np.stack([self.extents(i + 1).cpu().numpy() for i in layers], axis=1).astype(np.float64)
+        weights = np.array([costs[i] for i in layers], dtype=np.float64)
+        own = (shapes.prod(axis=2) * weights).sum(axis=1)
+        reachable = self.reach.any(dim=1).cpu().numpy()
+        keys = [shapes[:, k, d] for k in range(len(layers)) for d in (1, 0)]
+        order = [j for j in np.lexsort(keys).tolist() if reachable[j]] if keys else np.flatnonzero(reachable).tolist()
+        typical = float(np.median(own[reachable])) if reachable.any() and len(layers) else 0.0
+        extra = max(overhead * typical, STEP_OVERHEAD_MACS * len(steps))
+        groups: list[list[int]] = []
+        largest = np.zeros_like(shapes[0]) if len(shapes) else np.zeros((0, 2))
+        cost = 0.0
+        for j in order:
+            grown = np.maximum(largest, shapes[j])
+            grown_cost = (len(groups[-1]) + 1) * float((grown.prod(axis=1) * weights).sum()) if groups else 0.0
+            if groups and len(groups[-1]) < batch_size and grown_cost - cost <= own[j] + extra:
+                groups[-1].append(j)
+                largest, cost = grown, grown_cost
+            else:
+                groups.append([j])
+                largest, cost = shapes[j].copy(), float(own[j])
+        return [torch.tensor(g, dtype=torch.long, device=self.reach.device) for g in groups]
+
+
+def _layer_costs(steps: tuple[Step, ...], selected: int) -> dict[int, float]:
+    """Multiply-adds per output position of each convolution (the channel-sliced one scaled down)."""
+    split, by_conv = channel_split(steps)
+    costs = {i: float(step.cost_per_position) for i, step in enumerate(steps) if step.cost_per_position > 1}
+    if by_conv and split in costs:
+        costs[split] *= selected / steps[split].module.out_channels  # type: ignore[operator]
+    return costs
 
 
 def plan_regions(steps: tuple[Step, ...], corners: torch.Tensor, patch: int, peaks: torch.Tensor,
@@ -273,36 +304,47 @@ def clean_activations(steps: tuple[Step, ...], image: torch.Tensor) -> list[torc
 
 def _clean_windows(source: torch.Tensor, step: Step, origins: list[torch.Tensor], lengths: tuple[int, int]
                    ) -> torch.Tensor:
-    """Clean input windows [n, C, Lr, Lc] starting at padded position ``origin * stride`` per occluder."""
-    view = source.unfold(1, lengths[0], step.stride[0]).unfold(2, lengths[1], step.stride[1])
-    return view.permute(1, 2, 0, 3, 4)[origins[0], origins[1]]
+    """Clean input windows [n, Lr, Lc, C] starting at padded position ``origin * stride`` per occluder.
+
+    ``source`` is the padded clean input as [Hp, Wp, C]; the windows are a strided view of it, so the
+    gather copies whole runs of channels.
+    """
+    view = source.unfold(0, lengths[0], step.stride[0]).unfold(1, lengths[1], step.stride[1])
+    return view.permute(0, 1, 3, 4, 2)[origins[0], origins[1]]
 
 
 def _shifted(window: torch.Tensor, offsets: list[torch.Tensor], lengths: tuple[int, int]) -> torch.Tensor:
-    """Per occluder, ``window`` values at rows/columns ``offset + 0..L-1`` (clamped; masked by the caller)."""
-    n, c, h, w = window.shape
+    """Per occluder, [n, h, w, C] ``window`` values at rows/columns ``offset + 0..L-1`` (clamped; the caller
+    masks what lies outside)."""
+    n, h, w, _ = window.shape
     rows = (offsets[0][:, None] + torch.arange(lengths[0], device=window.device)).clamp(0, h - 1)
     cols = (offsets[1][:, None] + torch.arange(lengths[1], device=window.device)).clamp(0, w - 1)
-    picked = torch.gather(window, 2, rows[:, None, :, None].expand(n, c, lengths[0], w))
-    return torch.gather(picked, 3, cols[:, None, None, :].expand(n, c, lengths[0], lengths[1]))
+    batch = torch.arange(n, device=window.device)[:, None, None]
+    return window[batch, rows[:, :, None], cols[:, None, :]]
+
+
+def _nhwc(x: torch.Tensor) -> torch.Tensor:
+    """[n, C, h, w] (any memory format) as a contiguous [n, h, w, C] tensor (free when channels-last)."""
+    return x.permute(0, 2, 3, 1).contiguous()
 
 
 def run_windows(steps: tuple[Step, ...], padded: list[torch.Tensor], regions: Regions, index: torch.Tensor,
                 corners: torch.Tensor, patches: torch.Tensor, channels: torch.Tensor
                 ) -> tuple[torch.Tensor, Windows]:
-    """Last-layer windows [n, len(channels), h, w] for the occluders ``index`` of a call, and their layout.
+    """Last-layer windows [n, h, w, len(channels)] for the occluders ``index`` of a call, and their layout.
 
-    ``padded[i]`` is step i's clean input, padded (and already restricted to ``channels`` for steps
-    that carry only the selected channels); ``corners``/``patches`` are the occluders' [n, 2] corners and
-    [n, 3, p, p] contents.
+    ``padded[i]`` is step i's clean input, padded, as [Hp, Wp, C] (already restricted to ``channels`` for
+    steps that carry only the selected channels); ``corners``/``patches`` are the occluders' [n, 2]
+    corners and [n, 3, p, p] contents. Windows are kept channels-last ([n, h, w, C]): the gathers copy
+    runs of channels, and convolutions and max-pooling run fastest on that layout on CPUs.
     """
     layout = Windows.fit(steps, regions, index, corners, patches.shape[-1])
     split, by_conv = channel_split(steps)
-    window = patches
+    window = _nhwc(patches)
     for i, step in enumerate(steps):
         sliced_input = i > split or (i == split and not by_conv)
         if i == split and not by_conv:
-            window = window[:, channels]
+            window = window[..., channels]
         if step.is_window:
             lengths = tuple((layout.size[i + 1][d] - 1) * step.stride[d] + step.kernel[d] for d in range(2))
             clean = _clean_windows(padded[i], step, layout.origin[i + 1], lengths)  # type: ignore[arg-type]
@@ -314,9 +356,9 @@ def run_windows(steps: tuple[Step, ...], padded: list[torch.Tensor], regions: Re
                 masks.append((positions >= lo) & (positions < hi))
             offsets = [starts[d] - layout.origin[i][d] for d in range(2)]
             changed = _shifted(window, offsets, lengths)  # type: ignore[arg-type]
-            window = torch.where((masks[0][:, :, None] & masks[1][:, None, :]).unsqueeze(1), changed, clean)
+            window = torch.where((masks[0][:, :, None] & masks[1][:, None, :]).unsqueeze(3), changed, clean)
         selecting = channels if (i == split and by_conv) or sliced_input else None
-        window = step.apply(window, selecting, sliced_input)
+        window = _nhwc(step.apply(window.permute(0, 3, 1, 2), selecting, sliced_input))
     if split >= len(steps):
-        window = window[:, channels]
+        window = window[..., channels]
     return window, layout

@@ -134,8 +134,12 @@ def _paste(image: torch.Tensor, patches: torch.Tensor, corners: torch.Tensor, pa
 
 def _full_values(plan: OcclusionPlan, image: torch.Tensor, patches: torch.Tensor, corners: torch.Tensor,
                  units: torch.Tensor, peaks: torch.Tensor, patch: int) -> torch.Tensor:
-    """[n, U] unit activations at their peaks, each occluded copy run through the truncated model."""
-    out = plan.full_model(_paste(image, patches, corners, patch))
+    """[n, U] unit activations at their peaks, each occluded copy run through the truncated model.
+
+    The batch goes in channels-last, which CPU convolution and pooling kernels run fastest on (about
+    1.3x for AlexNet); the values do not change beyond float rounding.
+    """
+    out = plan.full_model(_paste(image, patches, corners, patch).contiguous(memory_format=torch.channels_last))
     return out[:, units, peaks[:, 0], peaks[:, 1]]
 
 
@@ -154,12 +158,14 @@ def occlusion_discrepancy(
     *,
     signed: bool = False,
     plan: OcclusionPlan | None = None,
+    only: torch.Tensor | None = None,
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
 ) -> torch.Tensor:
     """Discrepancy maps [U, gy, gx] of units ``units`` at ``peaks`` ([U, 2] map rows/columns).
 
     ``image`` is one normalised [3, H, W] tensor; ``mean``/``std`` only shape ``random`` fills.
+    ``only`` (bool [gy, gx]) restricts the occluders run (a region of interest; others read 0).
     See the module docstring for the sign convention and the two engines.
     """
     if image.ndim != 3 or image.shape[0] != 3:
@@ -172,7 +178,12 @@ def occlusion_discrepancy(
     grid = OccluderGrid.build(size, patch, stride)
     units, peaks = _check_units(plan, units, peaks)
     relevant = relevant_positions(plan.geometry, peaks, grid).reshape(len(units), -1)  # [U, G]
-    positions = relevant.any(dim=0).nonzero().squeeze(1)
+    wanted = relevant.any(dim=0)
+    if only is not None:
+        if tuple(only.shape) != grid.shape:
+            raise UsageError(f"only must be a bool mask of the {grid.shape[0]}x{grid.shape[1]} occluder grid")
+        wanted &= only.reshape(-1).bool().cpu()
+    positions = wanted.nonzero().squeeze(1)
     reference = next(iter(model.parameters()), image)
     device = reference.device
     dtype = reference.dtype if reference.is_floating_point() else torch.float32
@@ -235,15 +246,12 @@ def _incremental_values(steps: tuple[Step, ...], image: torch.Tensor, patches: t
         source = acts[i][channels] if i > split or (i == split and not by_conv) else acts[i]
         padded.append(step.padded(source))
     values = torch.zeros(len(positions), len(units), dtype=image.dtype)
-    order = regions.work_order(steps, len(channels))
-    order = order[regions.reach[order].any(dim=1)]
-    for start in range(0, len(order), batch_size):
-        index = order[start:start + batch_size]
+    for index in regions.batches(steps, len(channels), batch_size):
         windows, layout = run_windows(steps, padded, regions, index, corners[index],
                                       _patch_batch(patches, positions[index.cpu()], device), channels)
         height, width = layout.size[-1]
         oy = (peaks_d[None, :, 0] - layout.origin[-1][0][:, None]).clamp(0, height - 1)
         ox = (peaks_d[None, :, 1] - layout.origin[-1][1][:, None]).clamp(0, width - 1)
         rows = torch.arange(len(index), device=device)[:, None]
-        values[index.cpu()] = windows[rows, position_of[None, :], oy, ox].cpu()
+        values[index.cpu()] = windows[rows, oy, ox, position_of[None, :]].cpu()
     return values, regions.reach.cpu(), clean
