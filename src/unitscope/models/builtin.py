@@ -30,11 +30,15 @@ class SceneWorldCheckpoint:
     info: dict[str, object]
 
     def save(self, path: str | Path) -> None:
+        """Write the checkpoint; floating tensors are stored as float16 to keep shipped files small.
+
+        The accuracies we report are measured after this rounding (loading converts back to float32).
+        """
         torch.save(
             {
                 "format": "unitscope-sceneworld-net/1",
                 "config": self.config.to_dict(),
-                "state_dict": self.state_dict,
+                "state_dict": {k: v.half() if v.is_floating_point() else v for k, v in self.state_dict.items()},
                 "class_names": list(self.class_names),
                 "task": self.task,
                 "input_size": list(self.preprocess.input_size or ()),
@@ -53,7 +57,7 @@ class SceneWorldCheckpoint:
         size = data["input_size"]
         return cls(
             config=SceneWorldNetConfig.from_dict(data["config"]),
-            state_dict=data["state_dict"],
+            state_dict={k: v.float() if v.is_floating_point() else v for k, v in data["state_dict"].items()},
             class_names=tuple(data["class_names"]),
             task=str(data["task"]),
             preprocess=Preprocessing(
