@@ -7,7 +7,13 @@ import pytest
 
 from unitscope.data.sceneworld import SCENE_CLASSES
 from unitscope.errors import UsageError
-from unitscope.minimal.retention import ImageCounts, class_retention, count_objects, retention_markdown
+from unitscope.minimal.retention import (
+    ImageCounts,
+    ObjectRetention,
+    class_retention,
+    count_objects,
+    retention_markdown,
+)
 from unitscope.minimal.sources import open_source
 
 NAMES = {5: "bed", 6: "lamp"}
@@ -35,11 +41,15 @@ def test_class_retention_pools_pixels_and_counts_survivals() -> None:
     assert bedroom.pixel_fraction_kept == pytest.approx(5 / 16)
     assert bedroom.object_share_original == pytest.approx(10 / 16)
     assert bedroom.object_share_kept == pytest.approx(4 / 5)  # 3 bed px + 1 lamp px of 5 kept
-    assert bedroom.objects == (("bed", 2, 1, 3 / 8), ("lamp", 2, 1, 1 / 2))
-    assert bedroom.surviving_text() == "bed 1/2; lamp 1/2"
-    assert np.isnan(street.object_share_kept) and street.surviving_text() == "none"
+    assert bedroom.objects == (
+        ObjectRetention("bed", present=2, touched=1, survived=1, pixel_share_kept=3 / 8, share_of_kept=3 / 5),
+        ObjectRetention("lamp", present=2, touched=1, survived=1, pixel_share_kept=1 / 2, share_of_kept=1 / 5),
+    )
+    assert bedroom.kept_objects_text() == "bed 60% (1/2); lamp 20% (1/2)"
+    assert np.isnan(street.object_share_kept) and street.kept_objects_text() == "none"
     table = retention_markdown([bedroom, street], "t")
-    assert "| bedroom | 2 | 31.2% | 62.5% | 80.0% | bed 1/2; lamp 1/2 |" in table
+    assert "| bedroom | 2 | 31.2% | 62.5% | 80.0% | bed 60% (1/2); lamp 20% (1/2) |" in table
+    assert "| street | 1 | 0.0% | 0.0% | – | none |" in table
 
 
 def test_sceneworld_source_gives_renders_targets_and_object_maps_without_background() -> None:

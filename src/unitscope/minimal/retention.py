@@ -6,7 +6,8 @@ exact ground truth we measure it per true class:
 * ``object_share_original``: of all pixels of the class's original images, the share on any object;
 * ``object_share_kept``: of all pixels that minimal images of the class keep, the share on any object
   (pooled over images, so images that keep nothing do not need a special case);
-* per object class: in how many of the class's images it appears, in how many it *survives* (at least
+* per object class: its share of all kept pixels (what the minimal images keep), in how many of the
+  class's images it appears, in how many some of it is kept, in how many it *survives* (at least
   ``SURVIVAL_SHARE`` of its pixels kept), and the pooled share of its pixels kept.
 """
 
@@ -45,6 +46,18 @@ def count_objects(object_maps: np.ndarray, kept_pixels: np.ndarray, names: Mappi
 
 
 @dataclass(frozen=True)
+class ObjectRetention:
+    """How one object class fares in the minimal images of one true class."""
+
+    name: str
+    present: int  # images of the class that contain it
+    touched: int  # ... whose minimal image keeps some of its pixels
+    survived: int  # ... whose minimal image keeps at least SURVIVAL_SHARE of its pixels
+    pixel_share_kept: float  # its kept pixels / its pixels, pooled
+    share_of_kept: float  # its kept pixels / all kept pixels of the class's minimal images, pooled
+
+
+@dataclass(frozen=True)
 class ClassRetention:
     """One row of ``retention.csv``."""
 
@@ -53,12 +66,12 @@ class ClassRetention:
     pixel_fraction_kept: float
     object_share_original: float
     object_share_kept: float
-    objects: tuple[tuple[str, int, int, float], ...]  # (object, images present, images surviving, pixel share kept)
+    objects: tuple[ObjectRetention, ...]  # largest share of the kept pixels first
 
-    def surviving_text(self, top: int = TOP_OBJECTS) -> str:
-        """The most often surviving objects, e.g. ``bed 9/10; lamp 4/8``."""
-        shown = [o for o in self.objects if o[2] > 0][:top]
-        return "; ".join(f"{name} {survived}/{present}" for name, present, survived, _ in shown) or "none"
+    def kept_objects_text(self, top: int = TOP_OBJECTS) -> str:
+        """The objects that most of the kept pixels lie on, e.g. ``bed 71% (6/7); lamp 9% (2/5)``."""
+        shown = [o for o in self.objects if o.touched > 0][:top]
+        return "; ".join(f"{o.name} {o.share_of_kept:.0%} ({o.touched}/{o.present})" for o in shown) or "none"
 
 
 @dataclass(frozen=True)
@@ -75,6 +88,27 @@ def _ratio(numerator: float, denominator: float) -> float:
     return numerator / denominator if denominator else float("nan")
 
 
+def _objects(group: Sequence[ImageCounts], kept: int) -> tuple[ObjectRetention, ...]:
+    present: dict[str, int] = defaultdict(int)
+    touched: dict[str, int] = defaultdict(int)
+    survived: dict[str, int] = defaultdict(int)
+    pixels: dict[str, int] = defaultdict(int)
+    kept_pixels: dict[str, int] = defaultdict(int)
+    for image in group:
+        for name, (n_pixels, n_kept) in image.objects.per_object.items():
+            present[name] += 1
+            touched[name] += int(n_kept > 0)
+            survived[name] += int(n_kept >= SURVIVAL_SHARE * n_pixels)
+            pixels[name] += n_pixels
+            kept_pixels[name] += n_kept
+    rows = [
+        ObjectRetention(name, present[name], touched[name], survived[name], kept_pixels[name] / pixels[name],
+                        _ratio(kept_pixels[name], kept))
+        for name in present
+    ]
+    return tuple(sorted(rows, key=lambda o: (-kept_pixels[o.name], -o.present, o.name)))
+
+
 def class_retention(images: Sequence[ImageCounts]) -> list[ClassRetention]:
     """Per true class, in order of class name."""
     by_class: dict[str, list[ImageCounts]] = defaultdict(list)
@@ -85,20 +119,6 @@ def class_retention(images: Sequence[ImageCounts]) -> list[ClassRetention]:
         group = by_class[name]
         pixels = sum(g.pixels for g in group)
         kept = sum(g.pixels_kept for g in group)
-        present: dict[str, int] = defaultdict(int)
-        survived: dict[str, int] = defaultdict(int)
-        object_pixels: dict[str, int] = defaultdict(int)
-        object_kept: dict[str, int] = defaultdict(int)
-        for g in group:
-            for obj, (n_pixels, n_kept) in g.objects.per_object.items():
-                present[obj] += 1
-                survived[obj] += int(n_kept >= SURVIVAL_SHARE * n_pixels)
-                object_pixels[obj] += n_pixels
-                object_kept[obj] += n_kept
-        objects = sorted(
-            ((o, present[o], survived[o], object_kept[o] / object_pixels[o]) for o in present),
-            key=lambda row: (-row[2], -row[2] / row[1], row[0]),
-        )
         rows.append(
             ClassRetention(
                 class_name=name,
@@ -106,16 +126,10 @@ def class_retention(images: Sequence[ImageCounts]) -> list[ClassRetention]:
                 pixel_fraction_kept=_ratio(kept, pixels),
                 object_share_original=_ratio(sum(g.objects.pixels for g in group), pixels),
                 object_share_kept=_ratio(sum(g.objects.kept for g in group), kept),
-                objects=tuple(objects),
+                objects=_objects(group, kept),
             )
         )
     return rows
-
-
-RETENTION_COLUMNS: tuple[str, ...] = (
-    "class", "images", "pixel_fraction_kept", "object_share_original", "object_share_kept", "surviving_objects",
-)
-OBJECT_COLUMNS: tuple[str, ...] = ("class", "object", "images_present", "images_surviving", "pixel_share_kept")
 
 
 def retention_rows(rows: Sequence[ClassRetention]) -> list[dict[str, object]]:
@@ -127,7 +141,7 @@ def retention_rows(rows: Sequence[ClassRetention]) -> list[dict[str, object]]:
             "pixel_fraction_kept": round(r.pixel_fraction_kept, 4),
             "object_share_original": round(r.object_share_original, 4),
             "object_share_kept": round(r.object_share_kept, 4),
-            "surviving_objects": r.surviving_text(),
+            "kept_objects": r.kept_objects_text(),
         }
         for r in rows
     ]
@@ -136,10 +150,11 @@ def retention_rows(rows: Sequence[ClassRetention]) -> list[dict[str, object]]:
 def object_rows(rows: Sequence[ClassRetention]) -> list[dict[str, object]]:
     """Rows for ``retention_objects.csv``: one per (class, object)."""
     return [
-        {"class": r.class_name, "object": o, "images_present": p, "images_surviving": s,
-         "pixel_share_kept": round(k, 4)}
+        {"class": r.class_name, "object": o.name, "images_present": o.present, "images_touched": o.touched,
+         "images_surviving": o.survived, "pixel_share_kept": round(o.pixel_share_kept, 4),
+         "share_of_kept_pixels": round(o.share_of_kept, 4)}
         for r in rows
-        for o, p, s, k in r.objects
+        for o in r.objects
     ]
 
 
@@ -152,14 +167,15 @@ def retention_markdown(rows: Sequence[ClassRetention], title: str) -> str:
     lines = [
         f"# {title}",
         "",
-        "Object share = share of pixels lying on any ground-truth object; *kept* = within the pixels that the",
-        f"minimal images keep. An object survives in an image when at least {SURVIVAL_SHARE:.0%} of its pixels",
-        "are kept (survived/present images).",
+        "Object share = share of pixels lying on any ground-truth object (background regions such as sky,",
+        "wall or floor are not objects); *kept* = within the pixels that the minimal images keep. Kept objects:",
+        "the objects that the kept pixels lie on, as their share of all kept pixels, and (in how many images",
+        "some of the object is kept / in how many it appears).",
         "",
-        "| class | images | pixels kept | object share, original | object share, kept | surviving objects |",
+        "| class | images | pixels kept | object share, original | object share, kept | kept objects |",
         "|---|---:|---:|---:|---:|---|",
     ]
     for r in rows:
         shares = " | ".join(_percent(v) for v in (r.pixel_fraction_kept, r.object_share_original, r.object_share_kept))
-        lines.append(f"| {r.class_name} | {r.images} | {shares} | {r.surviving_text()} |")
+        lines.append(f"| {r.class_name} | {r.images} | {shares} | {r.kept_objects_text()} |")
     return "\n".join(lines) + "\n"
