@@ -73,7 +73,9 @@ def test_cli_on_a_broden_probe(planted_run: tuple[str, Path], tmp_path: Path, ca
     spec, run_dir = planted_run
     broden = write_broden(tmp_path / "broden", PlantedProbe(4, seed=3, blue_noise=False), progress=False)
     _cli("segment", "--model", spec, "--run", str(run_dir), "--data", str(broden), "--n", "3",
-         "--out", str(tmp_path / "out"))
+         "--out", str(tmp_path / "out"), "--pictures", "1")
+    assert len(list((tmp_path / "out").glob("segment_*.png"))) == 1  # overlays for the first image only
+    assert len(list((tmp_path / "out").glob("labels_*.png"))) == 3
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert metrics["images"] == 3 and metrics["pixel_accuracy"] == 1.0
     assert len(pd.read_csv(tmp_path / "out" / "predictions.csv")) == 3

@@ -85,8 +85,10 @@ def run_cam(
     batch_size: int = 16,
     foreground: Collection[str] | None = None,
     top_fraction: float = 0.2,
+    pictures: int | None = 16,
 ) -> CamSummary:
-    """Heatmap overlays ``out/cam_<key>.png`` and ``out/cam.json``; a localisation score when labelled."""
+    """``out/cam.json`` (a localisation score when labelled) and, for the first ``pictures`` images (all
+    when None), heatmap overlays ``out/cam_<key>.png``."""
     target = class_index(model, class_name)
     meter = LocalisationMeter(top_fraction) if source.labelled else None
     cam: ChannelWeightedCAM | None = None
@@ -101,8 +103,9 @@ def run_cam(
                 out.mkdir(parents=True, exist_ok=True)
             result = cam(x, None if target is None else [target] * len(items), size=size)
             for j, item in enumerate(items):
+                draw = pictures is None or len(rows) < pictures
                 rows.append(_one_image(model, item, result.heatmaps[j].cpu().numpy(), int(result.targets[j]),
-                                       result.logits[j], source, meter, foreground, out))
+                                       result.logits[j], source, meter, foreground, out if draw else None))
     if cam is None:
         raise UsageError("no images to explain; check --image or --data/--n")
     summary = CamSummary(cam.name, cam.layer, rows, meter.result() if meter else None)
@@ -112,7 +115,7 @@ def run_cam(
 
 def _one_image(
     model: LoadedModel, item: InputImage, heat: np.ndarray, target: int, logits: torch.Tensor,
-    source: InputSource, meter: LocalisationMeter | None, foreground: Collection[str] | None, out: Path,
+    source: InputSource, meter: LocalisationMeter | None, foreground: Collection[str] | None, out: Path | None,
 ) -> dict[str, object]:
     names = model.class_names
     label = names[target] if names and target < len(names) else str(target)
@@ -130,5 +133,6 @@ def _one_image(
         caption = "no relevant object" if hit is None else \
             f"objects: {hit:.2f} of top {meter.top_fraction:.0%} heat (share {mask.mean():.2f})"
         panels.append((caption, (mask * 255).astype(np.uint8)[..., None].repeat(3, axis=2)))
-    save_panels(out / f"cam_{item.key}.png", panels, title=f"{model.name}: {label}")
+    if out is not None:
+        save_panels(out / f"cam_{item.key}.png", panels, title=f"{model.name}: {label}")
     return row

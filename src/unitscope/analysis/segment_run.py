@@ -72,8 +72,10 @@ def run_segment(
     layer: str | None = None,
     category: str = "object",
     batch_size: int = 8,
+    pictures: int | None = 16,
 ) -> SegmentSummary:
-    """Write ``predictions.csv``, ``segment_<key>.png``, ``labels_<key>.png`` and (if labelled) ``metrics.json``."""
+    """Write ``predictions.csv``, ``labels_<key>.png``, (if labelled) ``metrics.json``, and for the first
+    ``pictures`` images (all when None) ``segment_<key>.png`` overlays, the slow part."""
     model = prepare_model(model, run)
     segmenter = build_segmenter(model, run, layer, category)
     image_size, _, _ = _sizes(run)
@@ -94,7 +96,9 @@ def run_segment(
             truth = item.sample.pixel_labels.get(category) if item.sample is not None else None
             if meter is not None and truth is not None:
                 meter.update(labels, truth)
-            _write_pictures(out, item, labels, truth, colours, run, rows[-1])
+            _write_labels(out, item, labels)
+            if pictures is None or len(rows) <= pictures:
+                _write_pictures(out, item, labels, truth, colours, run, rows[-1])
     predictions = pd.DataFrame(rows)
     predictions.to_csv(out / "predictions.csv", index=False, float_format="%.6g")
     metrics = _metrics(meter, run, segmenter, category) if meter is not None else None
@@ -120,12 +124,16 @@ def _prediction_row(model: LoadedModel, item: InputImage, probabilities: np.ndar
     return row
 
 
-def _write_pictures(out: Path, item: InputImage, labels: np.ndarray, truth: np.ndarray | None,
-                    colours: dict, run: DissectionResult, row: dict) -> None:
+def _write_labels(out: Path, item: InputImage, labels: np.ndarray) -> None:
+    """The segmentation as a Broden-style label PNG (label number = R + 256·G)."""
     encoded = np.zeros((*labels.shape, 3), np.uint8)
     encoded[..., 0] = labels % 256
     encoded[..., 1] = labels // 256
     Image.fromarray(encoded).save(out / f"labels_{item.key}.png")
+
+
+def _write_pictures(out: Path, item: InputImage, labels: np.ndarray, truth: np.ndarray | None,
+                    colours: dict, run: DissectionResult, row: dict) -> None:
     panels = [("image", item.image), ("units' segmentation", blend_labels(item.image, labels, colours))]
     shown = set(np.unique(labels).tolist())
     if truth is not None:

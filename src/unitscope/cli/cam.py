@@ -23,10 +23,12 @@ from unitscope.cli.options import check_output_dir, check_positive, model_option
 @click.option("--top-fraction", type=float, default=0.2, show_default=True,
               help="Share of hottest pixels scored against the object masks.")
 @click.option("--batch-size", type=int, default=16, show_default=True)
+@click.option("--pictures", type=int, default=16, show_default=True,
+              help="Draw overlay PNGs for the first N images only (0: none; scores use every image).")
 @click.option("--overwrite", is_flag=True, help="Write into a non-empty --out.")
 def command(model_spec: str, weights: str | None, num_classes: int | None, device: str, image: str | None,
             data: str | None, n: int | None, seed: int, out: Path, class_name: str | None, layer: str | None,
-            method: str, top_fraction: float, batch_size: int, overwrite: bool) -> None:
+            method: str, top_fraction: float, batch_size: int, pictures: int, overwrite: bool) -> None:
     """Class activation maps over images, and how much of their heat lies on objects (SceneWorld)."""
     from unitscope.analysis.cam_run import run_cam
     from unitscope.analysis.inputs import open_inputs
@@ -39,7 +41,10 @@ def command(model_spec: str, weights: str | None, num_classes: int | None, devic
     model = open_model(model_spec, weights, num_classes, device)
     size = model.preprocess.input_size[0] if model.preprocess.input_size else 112
     source = open_inputs(image, data, n, seed, size)
-    summary = run_cam(model, source, out, class_name, layer, method, batch_size, _foreground(data), top_fraction)
+    if pictures < 0:
+        raise UsageError(f"--pictures must be 0 or more, got {pictures}")
+    summary = run_cam(model, source, out, class_name, layer, method, batch_size, _foreground(data), top_fraction,
+                      pictures)
     click.echo(f"{summary.method} at {summary.layer}: {len(summary.rows)} image(s) → {out}")
     score = summary.localisation
     if score is not None and score.n_images:

@@ -22,22 +22,28 @@ from unitscope.cli.options import check_output_dir, check_positive, model_option
               help="SceneWorld seed (dissect uses 0 by default, so 1 gives images the thresholds never saw).")
 @click.option("--out", "out", type=click.Path(path_type=Path), required=True, help="Output directory.")
 @click.option("--batch-size", type=int, default=8, show_default=True)
+@click.option("--pictures", type=int, default=16, show_default=True,
+              help="Draw overlay PNGs for the first N images only (0: none; scores use every image).")
 @click.option("--overwrite", is_flag=True, help="Write into a non-empty --out.")
 def command(model_spec: str, weights: str | None, num_classes: int | None, device: str, run_dir: Path,
             layer: str | None, category: str, image: str | None, data: str | None, n: int | None, seed: int,
-            out: Path, batch_size: int, overwrite: bool) -> None:
+            out: Path, batch_size: int, pictures: int, overwrite: bool) -> None:
     """Segment images with the detector units of a dissected layer, beside the model's top-3 classes."""
     from unitscope.analysis.inputs import open_inputs
     from unitscope.analysis.segment_run import run_segment
     from unitscope.dissect.result import DissectionResult
 
     check_positive(batch_size=batch_size)
+    if pictures < 0:
+        from unitscope.errors import UsageError
+
+        raise UsageError(f"--pictures must be 0 or more, got {pictures}")
     run = DissectionResult.load(run_dir)
     check_output_dir(out, overwrite)
     model = open_model(model_spec, weights, num_classes, device)
     image_size = run.info.get("image_size") or [112, 112]
     source = open_inputs(image, data, n, seed, int(image_size[0]))  # type: ignore[index]
-    summary = run_segment(model, run, source, out, layer, category, batch_size)
+    summary = run_segment(model, run, source, out, layer, category, batch_size, pictures)
     click.echo(f"segmented {len(summary.predictions)} image(s) → {out}")
     if summary.metrics is not None and summary.metrics["pixel_accuracy"] is not None:
         m = summary.metrics
