@@ -12,21 +12,28 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib import colormaps
+from matplotlib.colors import hsv_to_rgb
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 RGB = tuple[float, float, float]
-PALETTES: tuple[str, ...] = ("tab20", "tab20b", "tab20c")
+GOLDEN = 0.6180339887498949
 
 
 def concept_colours(numbers: Sequence[int]) -> dict[int, RGB]:
-    """A distinct colour per label number, assigned in the given order (0 = unlabeled gets none)."""
-    # Strong shades of each palette first (even entries), then the light ones, so neighbours differ.
-    order = [*range(0, 20, 2), *range(1, 20, 2)]
-    pool = [tuple(float(c) for c in colormaps[name](i)[:3]) for name in PALETTES for i in order]
-    pool = [c for c in pool if max(c) - min(c) > 0.15]  # no greys: they read as "unlabelled"
+    """A distinct colour per label number, assigned in the given order (0 = unlabeled gets none).
+
+    Hues step by the golden ratio (so consecutive concepts are far apart on the colour wheel) and three
+    brightness/saturation levels alternate, which keeps some 60 concepts tellable apart; no greys.
+    """
     ordered = [n for n in dict.fromkeys(numbers) if n != 0]
-    return {n: pool[i % len(pool)] for i, n in enumerate(ordered)}  # type: ignore[misc]
+    levels = ((0.80, 0.95), (0.55, 0.80), (0.95, 0.60))  # (saturation, value)
+    colours: dict[int, RGB] = {}
+    for i, number in enumerate(ordered):
+        saturation, value = levels[(i // 7) % len(levels)]
+        hue = (0.07 + i * GOLDEN) % 1.0
+        colours[number] = tuple(float(c) for c in hsv_to_rgb((hue, saturation, value)))  # type: ignore[assignment]
+    return colours
 
 
 def resize_nearest(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
