@@ -125,7 +125,8 @@ def extract_chain(traced: TracedModel, node: fx.Node) -> tuple[tuple[Step, ...] 
     while current is not traced.input_node:
         parents = list(current.all_input_nodes)
         if current.op != "call_module":
-            return None, f"{current.format_node()} is not a module call (branching or functional code)"
+            name = getattr(current.target, "__name__", str(current.target))
+            return None, f"{current.op} {name!r} before the layer is not a module (branches merge, or functional code)"
         if len(parents) != 1:
             return None, f"{current.target} takes {len(parents)} tensor inputs (a merge of branches)"
         module = traced.graph_module.get_submodule(str(current.target))
