@@ -134,6 +134,18 @@ def test_results_do_not_depend_on_batch_size(incremental: bool) -> None:
         torch.testing.assert_close(other, maps[0], rtol=0, atol=1e-12)
 
 
+def test_chains_without_convolutions_run_incrementally() -> None:
+    model = nn.Sequential(nn.MaxPool2d(3, 2, padding=1), nn.ReLU(), nn.AvgPool2d(2))
+    image = torch.randn(3, 16, 16, generator=torch.Generator().manual_seed(8), dtype=torch.float64)
+    plan = plan_occlusion(model, "2", (16, 16))
+    assert plan.path == "incremental"
+    units, peaks = torch.tensor([2, 0]), torch.tensor([[1, 2], [3, 3]])
+    fast, full = (occlusion_discrepancy(model, "2", image, units, peaks, 3, 2, seed=1, incremental=flag, plan=plan)
+                  for flag in (True, False))
+    assert full.abs().sum() > 0
+    torch.testing.assert_close(fast, full, rtol=0, atol=1e-12)
+
+
 def test_occluders_outside_the_field_are_skipped_and_zero() -> None:
     # Field of size 5, jump 2, start 0: peak row 2 sees input rows 2..6, so 3-pixel occluders at stride 1
     # overlap it when their first row lies in 0..6; peak column 0 sees columns -2..2: first column 0..2.

@@ -103,3 +103,13 @@ def test_empirical_needs_a_layer_and_an_output(tiny_model: str, capsys: pytest.C
 def test_parse_units() -> None:
     assert parse_units("0-3,7,2") == [0, 1, 2, 3, 7]
     assert parse_units(None) is None
+
+
+def test_images_of_different_sizes_need_an_input_size(tiny_model: str, image_folder: Path, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    Image.fromarray(np.zeros((30, 20, 3), dtype=np.uint8)).save(image_folder / "9.png")
+    args = ["rf", "--model", tiny_model, "--layer", "2", "--empirical", "--data", str(image_folder),
+            "--topk", "1", "--patch", "3", "--out", str(tmp_path / "run")]
+    assert_usage_error(run_cli(capsys, *args), "differ in size")
+    result = run_cli(capsys, *args, "--input-size", "24", "--json")
+    assert result.code == 0, result.err

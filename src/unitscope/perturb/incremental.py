@@ -10,10 +10,12 @@ layer costs a convolution over a window instead of the whole map. Two intervals 
   the peaks of the units that the occluder can reach.
 
 A position in ``needed`` is computed exactly: its inputs are either needed themselves (taken from the
-window) or unchanged (taken from the clean cache). Windows have one size per layer for the whole call
-(the largest ``needed`` extent), placed to contain each occluder's ``needed`` box, so every occluder runs
-the same vectorised code and results do not depend on the batch size. After the last layer that mixes
-channels (a convolution or local response normalisation), only the requested units' channels are computed.
+window) or unchanged (taken from the clean cache). The occluders of a batch share one window size per
+layer (the largest ``needed`` extent among them), each window placed to contain its occluder's
+``needed`` box, so a batch is a handful of dense tensor operations; occluders are grouped into batches
+by the shapes of their ``needed`` boxes to keep the padding small (``Regions.batches``). A value does
+not depend on which batch computed it, beyond float rounding. After the last layer that mixes channels
+(a convolution or local response normalisation), only the requested units' channels are computed.
 """
 
 from __future__ import annotations
@@ -203,17 +205,21 @@ class Regions:
         CPU core, about 0.2 ms). Multiply-adds of convolutions are the cost model.
         """
         costs = _layer_costs(steps, selected)
+        reachable = self.reach.any(dim=1).cpu().numpy()
+        if not costs:  # no convolution: every window is cheap, keep the given order
+            order = np.flatnonzero(reachable)
+            return [torch.from_numpy(order[i:i + batch_size]).to(self.reach.device)
+                    for i in range(0, len(order), batch_size)]
         layers = sorted(costs, key=lambda i: costs[i])  # cheapest first: least significant sort key
         shapes = np.stack([self.extents(i + 1).cpu().numpy() for i in layers], axis=1).astype(np.float64)
         weights = np.array([costs[i] for i in layers], dtype=np.float64)
         own = (shapes.prod(axis=2) * weights).sum(axis=1)
-        reachable = self.reach.any(dim=1).cpu().numpy()
         keys = [shapes[:, k, d] for k in range(len(layers)) for d in (1, 0)]
-        order = [j for j in np.lexsort(keys).tolist() if reachable[j]] if keys else np.flatnonzero(reachable).tolist()
-        typical = float(np.median(own[reachable])) if reachable.any() and len(layers) else 0.0
+        order = [j for j in np.lexsort(keys).tolist() if reachable[j]]
+        typical = float(np.median(own[reachable])) if reachable.any() else 0.0
         extra = max(overhead * typical, STEP_OVERHEAD_MACS * len(steps))
         groups: list[list[int]] = []
-        largest = np.zeros_like(shapes[0]) if len(shapes) else np.zeros((0, 2))
+        largest = np.zeros((len(layers), 2))
         cost = 0.0
         for j in order:
             grown = np.maximum(largest, shapes[j])

@@ -124,6 +124,19 @@ def field_size(mean_map: torch.Tensor, fraction: float) -> float | None:
     return math.sqrt(int((mean_map >= fraction * peak).sum()))
 
 
+def prepare(preprocess: Preprocess, images: Sequence[np.ndarray], size: tuple[int, int]) -> torch.Tensor:
+    """Network input for probe images (one at a time: they may differ in size before resizing),
+    refusing images that do not come out at ``size``."""
+    tensors = [preprocess([image]) for image in images]
+    odd = next((t for t in tensors if tuple(t.shape[-2:]) != size), None)
+    if odd is not None:
+        raise UsageError(
+            f"probe images differ in size ({tuple(odd.shape[-2:])} and {size}); pass --input-size to resize "
+            "them to one size"
+        )
+    return torch.cat(tensors)
+
+
 def top_images(plan: OcclusionPlan, model: nn.Module, probe: ProbeSet, preprocess: Preprocess,
                units: torch.Tensor, k: int, batch_size: int, device: torch.device,
                progress: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
@@ -132,9 +145,9 @@ def top_images(plan: OcclusionPlan, model: nn.Module, probe: ProbeSet, preproces
     width = plan.map_size[1]
     starts = range(0, len(probe), batch_size)
     with torch.no_grad():
-        for start in tqdm(starts, desc=f"top images {plan.layer}", disable=not progress, unit="batch"):
+        for start in tqdm(starts, desc=f"top images {plan.layer}", disable=None if progress else True, unit="batch"):
             indices = list(range(start, min(start + batch_size, len(probe))))
-            batch = preprocess([probe[i].image for i in indices]).to(device)
+            batch = prepare(preprocess, [probe[i].image for i in indices], plan.input_size).to(device)
             acts = plan.full_model(batch)[:, units.to(device)].flatten(2)
             scores, flat = acts.max(dim=2)
             tops.update(scores.float().cpu(), torch.tensor(indices), flat.cpu())
@@ -205,11 +218,12 @@ def _occlude_tops(model: nn.Module, plan: OcclusionPlan, probe: ProbeSet, prepro
     for row in range(len(units)):
         for rank, image_index in enumerate(tops[row].tolist()):
             by_image.setdefault(image_index, []).append((row, rank))
-    for image_index in tqdm(sorted(by_image), desc=f"occluding {plan.layer}", disable=not progress, unit="image"):
+    bars = {"disable": None if progress else True, "unit": "image"}  # None: only on a terminal
+    for image_index in tqdm(sorted(by_image), desc=f"occluding {plan.layer}", **bars):
         members = by_image[image_index]
         rows = torch.tensor([row for row, _ in members])
         these_peaks = torch.stack([peaks[row, rank] for row, rank in members])
-        image = preprocess([probe[image_index].image])[0]
+        image = prepare(preprocess, [probe[image_index].image], plan.input_size)[0]
         grids = occlusion_discrepancy(model, plan.layer, image, units[rows], these_peaks, settings.patch,
                                       settings.stride, settings.fill, settings.seed, settings.occlusion_batch,
                                       settings.incremental, plan=plan, mean=mean, std=std)
