@@ -57,17 +57,16 @@ def scene_setup(count: int) -> tuple[torch.nn.Module, Preprocessing, list[np.nda
     return net, Preprocessing(input_size=(112, 112)), synthetic_images(count), None, "untrained SceneWorldNet"
 
 
-def run(model: torch.nn.Module, preprocess: Preprocessing, images: list[np.ndarray], targets: list[int],
-        args: argparse.Namespace, batch_size: int) -> tuple[float, list[tuple[int, ...]], int]:
-    """Seconds, removal sequences, and steps for all images."""
+def timed(model: torch.nn.Module, preprocess: Preprocessing, image: np.ndarray, target: int,
+          args: argparse.Namespace, batch_size: int) -> tuple[float, tuple[int, ...], int]:
+    """Seconds, removal sequence and number of candidates scored for one image."""
     start = time.perf_counter()
-    sequences, steps = [], 0
-    for image, target in zip(images, targets, strict=True):
-        result = minimal_image(model, image, target, preprocess, segments=args.segments, fill=args.fill,
-                               batch_size=batch_size)
-        sequences.append(tuple(s.region for s in result.steps))
-        steps += len(result.steps)
-    return time.perf_counter() - start, sequences, steps
+    result = minimal_image(model, image, target, preprocess, segments=args.segments, fill=args.fill,
+                           batch_size=batch_size, device=args.device)
+    seconds = time.perf_counter() - start
+    kept = result.segmentation.num_regions
+    candidates = sum(kept - t for t in range(len(result.steps)))
+    return seconds, tuple(s.region for s in result.steps), candidates
 
 
 def main() -> None:
@@ -77,6 +76,7 @@ def main() -> None:
     parser.add_argument("--fill", default="mean", choices=["mean", "blur", "gradient"])
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--batch-size", type=int, default=64)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     model, preprocess, images, targets, name = scene_setup(args.images)
@@ -89,15 +89,21 @@ def main() -> None:
             predicted = model(preprocess.batch(images, args.device)).argmax(1).tolist()
         keep = [i for i, (p, t) in enumerate(zip(predicted, targets, strict=True)) if p == t]
         images, targets = [images[i] for i in keep], [targets[i] for i in keep]
-    run(model, preprocess, images[:1], targets[:1], args, 64)  # warm-up
-    batched, seq_batched, steps = run(model, preprocess, images, targets, args, 64)
-    single, seq_single, _ = run(model, preprocess, images, targets, args, 1)
-    if seq_batched != seq_single:
-        raise SystemExit("batched and one-at-a-time runs disagree; scoring depends on batch size")
+    timed(model, preprocess, images[0], targets[0], args, 64)  # warm-up
+    batched = single = 0.0
+    candidates = 0
+    for image, target in zip(images, targets, strict=True):  # alternate, so load changes hit both alike
+        seconds_b, sequence_b, count = timed(model, preprocess, image, target, args, args.batch_size)
+        seconds_s, sequence_s, _ = timed(model, preprocess, image, target, args, 1)
+        if sequence_b != sequence_s:
+            raise SystemExit("batched and one-at-a-time runs disagree; scoring depends on batch size")
+        batched, single, candidates = batched + seconds_b, single + seconds_s, candidates + count
     print(f"network: {name}; {len(images)} images, {args.segments} segments asked, fill {args.fill}, "
-          f"{args.threads} thread(s), device {args.device}; {steps} greedy steps")
-    print(f"batched (64 candidates per pass): {batched:.2f} s = {len(images) / batched * 60:.1f} images/min")
-    print(f"one forward pass per candidate:   {single:.2f} s = {len(images) / single * 60:.1f} images/min")
+          f"{args.threads} thread(s), device {args.device}; {candidates} candidates scored")
+    print(f"batched ({args.batch_size} per pass): {batched:6.2f} s = {len(images) / batched * 60:6.1f} images/min, "
+          f"{batched / candidates * 1e3:.2f} ms per candidate")
+    print(f"one pass per candidate: {single:6.2f} s = {len(images) / single * 60:6.1f} images/min, "
+          f"{single / candidates * 1e3:.2f} ms per candidate")
     print(f"speedup: {single / batched:.1f}")
 
 
