@@ -100,6 +100,7 @@ def test_counts_and_spearman_by_hand(tmp_path: Path) -> None:
     objects = comparison.objects.set_index("name")
     assert objects["units_a"].to_dict() == {"sky": 1, "bed": 3, "boat": 2, "lamp": 0}
     assert objects["units_b"].to_dict() == {"sky": 2, "bed": 1, "boat": 0, "lamp": 0}
+    assert set(comparison.correlations["classes"]) == {"all"}
     rho = comparison.correlations.set_index(["side", "measure"])["rho"]
     # A: unit ranks (2,4,3,1) vs area ranks (4,3,2,1): 1 - 6·6/(4·15) = 0.4.
     assert rho[("a", "pixel_share")] == pytest.approx(0.4)
@@ -108,6 +109,18 @@ def test_counts_and_spearman_by_hand(tmp_path: Path) -> None:
     # B: unit ranks (4, 3, 1.5, 1.5) vs area ranks (4, 3, 2, 1) → 4.5 / sqrt(4.5·5).
     assert rho[("b", "pixel_share")] == pytest.approx(4.5 / math.sqrt(22.5))
     assert rho[("b", "image_frequency")] == pytest.approx(3.75 / 4.5)
+
+
+def test_foreground_correlations_leave_out_background_regions(tmp_path: Path) -> None:
+    a = DissectionResult.load(_run(tmp_path / "a", RUN_A))
+    b = DissectionResult.load(_run(tmp_path / "b", RUN_B))
+    comparison = compare_runs(a, b, probe_label_stats(TinyProbe()), foreground=["bed", "boat", "lamp"])
+    table = comparison.correlations.set_index(["classes", "side", "measure"])
+    assert table.loc[("all", "a", "pixel_share"), "rho"] == pytest.approx(0.4)
+    # Without sky: A (3, 2, 0) vs areas (5, 3, 1) is monotone; B ranks (3, 1.5, 1.5) → 1.5 / sqrt(1.5·2).
+    assert table.loc[("foreground", "a", "pixel_share"), "rho"] == pytest.approx(1.0)
+    assert table.loc[("foreground", "b", "pixel_share"), "rho"] == pytest.approx(1.5 / math.sqrt(3))
+    assert table.loc[("foreground", "a", "pixel_share"), "n"] == 3
 
 
 def _cli_compare(tmp_path: Path, a: Path, b: Path, *extra: str) -> Path:

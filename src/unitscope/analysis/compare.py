@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -49,6 +50,7 @@ class Comparison:
     correlations: pd.DataFrame
     category: str = "object"
     notes: list[str] = field(default_factory=list)
+    foreground: set[str] | None = None
 
 
 def pair_layers(a: DissectionResult, b: DissectionResult, force: bool) -> list[LayerPair]:
@@ -152,25 +154,40 @@ def spearman(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     return float(result.statistic), float(result.pvalue)
 
 
-def correlation_table(objects: pd.DataFrame, names: tuple[str, str]) -> pd.DataFrame:
-    """ρ between units per object class and each measure, per run and layer, over classes in the probe."""
+def correlation_table(objects: pd.DataFrame, names: tuple[str, str],
+                      foreground: Collection[str] | None = None) -> pd.DataFrame:
+    """ρ between units per object class and each measure, per run and layer, over classes in the probe.
+
+    ``classes`` = ``all`` (every class occurring in the probe); with ``foreground`` names also
+    ``foreground``: those classes only (SceneWorld's objects without the background regions, whose
+    huge areas no unit can cover within Network Dissection's top-0.5% activation budget).
+    """
+    subsets: dict[str, set[str] | None] = {"all": None}
+    if foreground is not None:
+        subsets["foreground"] = set(foreground)
     rows = []
     for layer, frame in objects.groupby("layer", sort=False):
         occurring = frame[~(frame["image_count"] == 0)]
-        for side, name in zip(SIDES, names, strict=True):
-            for measure in MEASURES:
-                valid = occurring[occurring[measure].notna()]
-                rho, p = spearman(valid[f"units_{side}"].to_numpy(float), valid[measure].to_numpy(float))
-                rows.append({"run": name, "side": side, "layer": layer, "measure": measure, "rho": rho,
-                             "p_value": p, "classes": len(valid)})
-    return pd.DataFrame(rows, columns=["run", "side", "layer", "measure", "rho", "p_value", "classes"])
+        for subset, keep in subsets.items():
+            chosen = occurring if keep is None else occurring[occurring["name"].isin(keep)]
+            for side, name in zip(SIDES, names, strict=True):
+                for measure in MEASURES:
+                    valid = chosen[chosen[measure].notna()]
+                    rho, p = spearman(valid[f"units_{side}"].to_numpy(float), valid[measure].to_numpy(float))
+                    rows.append({"run": name, "side": side, "layer": layer, "classes": subset, "measure": measure,
+                                 "rho": rho, "p_value": p, "n": len(valid)})
+    return pd.DataFrame(rows, columns=["run", "side", "layer", "classes", "measure", "rho", "p_value", "n"])
 
 
 def compare_runs(
     a: DissectionResult, b: DissectionResult, label_stats: pd.DataFrame | None = None,
-    force: bool = False, category: str = "object",
+    force: bool = False, category: str = "object", foreground: Collection[str] | None = None,
 ) -> Comparison:
-    """Compare two finished runs; ``label_stats`` (from :mod:`label_stats`) adds frequency and ρ."""
+    """Compare two finished runs; ``label_stats`` (from :mod:`label_stats`) adds frequency and ρ.
+
+    ``foreground``: names of the classes that are objects proper (not background regions), for a
+    second set of correlations restricted to them.
+    """
     pairs = pair_layers(a, b, force)
     notes = check_same_probe(a, b, force)
     runs = (a, b)
@@ -180,5 +197,6 @@ def compare_runs(
         notes.append("No probe statistics: frequencies, discriminativeness and ρ are not available.")
     elif label_stats["scene_mi_bits"].isna().all():
         notes.append("The probe set has no scene labels (or none were readable): discriminativeness not computed.")
-    return Comparison(names, runs, pairs, category_table(runs, pairs), objects, correlation_table(objects, names),
-                      category, notes)
+    correlations = correlation_table(objects, names, foreground)
+    return Comparison(names, runs, pairs, category_table(runs, pairs), objects, correlations, category, notes,
+                      set(foreground) if foreground is not None else None)

@@ -18,6 +18,7 @@ DEFINITIONS: dict[str, str] = {
     "image_frequency": "annotated probe images containing the class / annotated images",
     "scene_mi_bits": "mutual information (bits) between the class's presence in an image and its scene label",
     "rho": "Spearman rank correlation (scipy) of units per class with the measure, over classes in the probe",
+    "classes": "all: every class occurring in the probe; foreground: only objects proper (no background regions)",
 }
 
 

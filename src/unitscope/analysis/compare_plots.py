@@ -95,34 +95,43 @@ def objects_figure(comparison: Comparison, layer: str, limit: int = 40) -> Figur
 
 def _rho_text(comparison: Comparison, layer: str, side: str, measure: str) -> str:
     rows = comparison.correlations
-    row = rows[(rows["layer"] == layer) & (rows["side"] == side) & (rows["measure"] == measure)]
-    if row.empty or math.isnan(float(row["rho"].iloc[0])):
-        return "ρ n/a"
-    return f"ρ = {float(row['rho'].iloc[0]):.2f} (p = {float(row['p_value'].iloc[0]):.2g})"
+    parts = []
+    for subset, prefix in (("all", "ρ"), ("foreground", "foreground ρ")):
+        row = rows[(rows["layer"] == layer) & (rows["side"] == side) & (rows["measure"] == measure)
+                   & (rows["classes"] == subset)]
+        if not row.empty and not math.isnan(float(row["rho"].iloc[0])):
+            parts.append(f"{prefix} = {float(row['rho'].iloc[0]):.2f} (p = {float(row['p_value'].iloc[0]):.2g})")
+    return "\n".join(parts) or "ρ n/a"
 
 
 def scatter_figure(comparison: Comparison, layer: str) -> Figure:
     """Units per object class against frequency (pixel, image) and scene discriminativeness, with ρ."""
     frame = comparison.objects[comparison.objects["layer"] == layer]
     frame = frame[~(frame["image_count"] == 0)]
-    fig = Figure(figsize=(13.5, 4.2), dpi=110, layout="constrained")
-    axes = fig.subplots(1, len(comparison.correlations["measure"].unique()) or 3)
-    for ax, measure in zip(np.atleast_1d(axes), ("pixel_share", "image_frequency", "scene_mi_bits"), strict=False):
+    fig = Figure(figsize=(13.5, 5.0), dpi=110, layout="constrained")
+    axes = fig.subplots(1, 3)
+    for ax, measure in zip(axes, ("pixel_share", "image_frequency", "scene_mi_bits"), strict=True):
         valid = frame[frame[measure].notna() & (frame[measure] > 0 if measure != "scene_mi_bits" else True)]
+        background = ~valid["name"].isin(comparison.foreground) if comparison.foreground is not None else \
+            pd.Series(False, index=valid.index)
         for k, (side, name) in enumerate(zip(SIDES, comparison.names, strict=True)):
             jitter = (k - 0.5) * 0.12
-            ax.scatter(valid[measure], valid[f"units_{side}"] + jitter, s=22, alpha=0.75,
-                       color=SIDE_COLOURS[side], label=f"{name}: {_rho_text(comparison, layer, side, measure)}")
+            ax.scatter(valid[measure][~background], valid[f"units_{side}"][~background] + jitter, s=22, alpha=0.75,
+                       color=SIDE_COLOURS[side], label=f"{name}:\n{_rho_text(comparison, layer, side, measure)}")
+            if background.any():  # background regions (sky, wall…): hollow markers
+                ax.scatter(valid[measure][background], valid[f"units_{side}"][background] + jitter, s=22,
+                           facecolors="none", edgecolors=SIDE_COLOURS[side], alpha=0.75)
         if measure != "scene_mi_bits" and not valid.empty:
             ax.set_xscale("log")
         _label_top(ax, valid, measure)
         ax.set_xlabel(MEASURE_TITLES[measure], fontsize=9)
         ax.set_ylabel(f"units detecting the {comparison.category}", fontsize=9)
-        ax.legend(frameon=False, fontsize=7, loc="best")
+        ax.legend(frameon=False, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncols=2)
         ax.spines[["top", "right"]].set_visible(False)
         if valid.empty:
             ax.text(0.5, 0.5, "not available", ha="center", transform=ax.transAxes)
-    fig.suptitle(f"What predicts the number of {comparison.category} detectors at {layer}?", fontsize=10)
+    hollow = " (hollow: background regions)" if comparison.foreground is not None else ""
+    fig.suptitle(f"What predicts the number of {comparison.category} detectors at {layer}?{hollow}", fontsize=10)
     return fig
 
 

@@ -50,9 +50,11 @@ TEMPLATE = """<!doctype html>
 <h2>{{ category|capitalize }} classes at {{ layer.label }}</h2>
 <img alt="objects detected" src="{{ figures[layer.objects] }}">
 <h3>Frequency and discriminativeness</h3>
-<table><tr><th class="l">run</th><th class="l">measure</th><th>Spearman ρ</th><th>p</th><th>classes</th></tr>
+<table><tr><th class="l">run</th><th class="l">classes</th><th class="l">measure</th><th>Spearman ρ</th><th>p</th>
+<th>n</th></tr>
 {% for row in layer.correlations %}<tr><td class="l {{ row.side }}">{{ row.run }}</td>
-<td class="l">{{ row.measure }}</td><td>{{ row.rho }}</td><td>{{ row.p_value }}</td><td>{{ row.classes }}</td></tr>
+<td class="l">{{ row.classes }}</td><td class="l">{{ row.measure }}</td>
+<td>{{ row.rho }}</td><td>{{ row.p_value }}</td><td>{{ row.n }}</td></tr>
 {% endfor %}</table>
 <img alt="units against frequency and discriminativeness" src="{{ figures[layer.scatter] }}">
 <details><summary>{{ layer.rows|length }} {{ category }} classes (most units first)</summary>
@@ -73,7 +75,9 @@ is annotated (coverage).</dd>
 how much knowing whether the class is present tells about the scene (0: nothing; 1 bit: it splits two equally
 likely scenes).</dd>
 <dt>Spearman ρ</dt><dd>rank correlation between units per class and the measure, over every class that occurs in
-the probe set (classes with no detector count as 0 units).</dd></dl>
+the probe set (classes with no detector count as 0 units): <em>all</em> of them, and, where the probe set says
+which classes are objects proper (SceneWorld), the <em>foreground</em> ones without background regions
+such as sky or wall, whose areas are too large for any unit's top-0.5% activations to cover.</dd></dl>
 <p class="small">Written by unitscope compare.</p>
 </body></html>
 """

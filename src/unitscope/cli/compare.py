@@ -32,7 +32,7 @@ def command(run_a: Path, run_b: Path, out: Path, force: bool, data: str | None, 
     check_same_probe(a, b, force)
     check_output_dir(out, overwrite)
     stats, source = run_statistics(a, data, category, max_images, progress=True)
-    comparison = compare_runs(a, b, stats, force, category)
+    comparison = compare_runs(a, b, stats, force, category, _foreground(a, data))
     comparison.notes.insert(0, f"Probe statistics from {source}.")
     write_comparison(comparison, out)
     table = comparison.categories
@@ -42,5 +42,18 @@ def command(run_a: Path, run_b: Path, out: Path, force: bool, data: str | None, 
                    f"({row.unique_a} unique) vs {comparison.names[1]} {row.detectors_b} ({row.unique_b} unique)")
     for row in comparison.correlations.itertuples():
         if not math.isnan(row.rho):
-            click.echo(f"  {row.run} {row.layer}: ρ(units, {row.measure}) = {row.rho:.2f} (p={row.p_value:.2g})")
+            click.echo(f"  {row.run} {row.layer} ({row.classes} classes): ρ(units, {row.measure}) = {row.rho:.2f} "
+                       f"(p={row.p_value:.2g}, n={row.n})")
     click.echo(f"wrote {out / 'report.html'}")
+
+
+def _foreground(run: object, data: str | None) -> tuple[str, ...] | None:
+    """SceneWorld's objects proper (its background regions are object concepts too); None elsewhere."""
+    from unitscope.data import SCENEWORLD_SPECS
+
+    spec = (run.info.get("identity") or {}).get("data") or {}  # type: ignore[attr-defined]
+    if (data or spec.get("data")) not in SCENEWORLD_SPECS:
+        return None
+    from unitscope.data.sceneworld import OBJECT_CLASSES
+
+    return tuple(OBJECT_CLASSES)
