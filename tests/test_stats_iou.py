@@ -210,3 +210,21 @@ def test_both_product_paths_count_exactly(integer: bool) -> None:
     got = count_overlaps(torch.from_numpy(units), torch.from_numpy(regions), integer=integer)
     assert got.dtype == torch.int64
     np.testing.assert_array_equal(got.numpy(), expected)
+
+
+@pytest.mark.parametrize("batch", [1, 4, 9])
+def test_update_active_with_only_non_empty_masks_equals_dense_update(batch: int) -> None:
+    table, samples, masks = random_fixture(seed=11, n_images=9, units=5)
+    masks[:, 1] = False  # a unit that never fires
+    masks[2] = False  # an image where nothing fires
+    dense = fed(table, samples, masks, batch)
+    sparse = ConceptOverlap(masks.shape[1], table)
+    for start in range(0, len(samples), batch):
+        part = masks[start:start + batch]
+        image_of, unit_of = torch.nonzero(part.flatten(2).any(dim=2), as_tuple=True)
+        labels = LabelBatch.from_samples(samples[start:start + batch], table, (6, 5))
+        sparse.update_active(part[image_of, unit_of], image_of, unit_of, labels)
+    for key in ("intersection", "label_area", "unit_area"):
+        assert torch.equal(getattr(sparse, key), getattr(dense, key)), key
+    assert sparse.num_images == dense.num_images
+    np.testing.assert_allclose(sparse.iou().numpy(), naive_iou(table, samples, masks), rtol=1e-12, atol=0)

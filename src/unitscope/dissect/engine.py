@@ -218,6 +218,7 @@ class DissectionEngine:
                 {"next_index": next_index, "layers": {k: o.state_dict() for k, o in overlaps.items()}}, state_path
             )
 
+        limits = {name: t.to(self.device, torch.float32) for name, t in thresholds.items()}
         bar = tqdm(total=n, initial=start, desc="pass 2/2: IoU", unit="img", disable=not self.progress)
         last_save = time.monotonic()
         for batch in iterate_batches(self.probe, start, self.settings.batch_size, self.settings.workers,
@@ -230,9 +231,12 @@ class DissectionEngine:
                 rows = np.array([i for i, _ in good])
                 for name, overlap in overlaps.items():
                     acts = torch.from_numpy(caches[name].read(rows)).to(self.device)
-                    upsampled = upsamplers[name](acts)
-                    masks = upsampled > thresholds[name].to(self.device, torch.float32)[None, :, None, None]
-                    overlap.update(masks, labels)
+                    threshold = limits[name]
+                    # Upsampling interpolates (a convex combination), so a map whose maximum is at or below
+                    # the threshold has an empty mask: only the (image, unit) pairs above it need the work.
+                    image_of, unit_of = torch.nonzero(acts.amax(dim=(2, 3)) > threshold, as_tuple=True)
+                    masks = upsamplers[name](acts[image_of, unit_of]) > threshold[unit_of][:, None, None]
+                    overlap.update_active(masks, image_of, unit_of, labels)
             bar.update(len(batch.indices))
             if time.monotonic() - last_save > self.settings.checkpoint_seconds:
                 checkpoint(batch.indices[-1] + 1)

@@ -114,6 +114,51 @@ class ConceptOverlap:
             self.label_area.index_add_(0, labels.image_numbers, whole)
         self.num_images += batch
 
+    def update_active(
+        self, masks: torch.Tensor, image_of: torch.Tensor, unit_of: torch.Tensor, labels: LabelBatch
+    ) -> None:
+        """Count a batch given only its non-empty (image, unit) masks: ``masks`` bool [M, sh, sw].
+
+        ``image_of`` [M] is each mask's position in the batch, ``unit_of`` [M] its unit. Every pair not
+        listed counts as an empty mask, so passing only the units whose activation exceeds the
+        threshold somewhere in the image gives exactly the counts of ``update`` at a fraction of the work.
+        """
+        if masks.ndim != 3 or masks.dtype != torch.bool or not len(image_of) == len(unit_of) == len(masks):
+            raise StatsError("update_active needs bool masks [M, sh, sw] with one image and unit index each")
+        self._check_labels(labels, masks.shape[-2:], None)
+        if masks.device != self.device:
+            self._to(masks.device)
+        if labels.device != self.device:
+            labels = labels.to(self.device)
+        image_of = image_of.to(self.device)
+        unit_of = unit_of.to(self.device)
+        flat = masks.reshape(len(masks), labels.num_pixels)
+        offsets = [0]
+        for region in labels.regions:
+            offsets.append(offsets[-1] + region.shape[0] - 1)
+        for b, region in enumerate(labels.regions):
+            rows = torch.nonzero(image_of == b).flatten()
+            if rows.numel() == 0:
+                continue
+            units = unit_of[rows]
+            counts = count_overlaps(flat[rows], region)  # [m_b, 1 + n_b]
+            active = counts[:, 0]
+            self.unit_area.index_add_(0, units, active[:, None] * labels.annotated[b][None, :].to(torch.int64))
+            numbers = labels.pixel_numbers[offsets[b]:offsets[b + 1]]
+            if numbers.numel() > 0:
+                self.intersection.index_put_((units[:, None], numbers[None, :]), counts[:, 1:], accumulate=True)
+            whole = labels.image_numbers[labels.image_owner == b]
+            if whole.numel() > 0:
+                self.intersection.index_put_(
+                    (units[:, None], whole[None, :]), active[:, None].expand(-1, len(whole)), accumulate=True
+                )
+        if labels.pixel_numbers.numel() > 0:
+            self.label_area.index_add_(0, labels.pixel_numbers, labels.pixel_areas)
+        if labels.image_numbers.numel() > 0:
+            self.label_area.index_add_(0, labels.image_numbers, torch.full_like(labels.image_numbers,
+                                                                                labels.num_pixels))
+        self.num_images += len(labels)
+
     def merge(self, other: ConceptOverlap) -> None:
         """Fold in the counts of another part of the probe set (disjoint images)."""
         check_kind(_KIND, other, ConceptOverlap, self)
@@ -188,8 +233,14 @@ class ConceptOverlap:
         batch, units, sh, sw = masks.shape
         if units != self.num_units:
             raise StatsError(f"masks have {units} units, this ConceptOverlap counts {self.num_units}")
+        self._check_labels(labels, (sh, sw), batch)
+
+    def _check_labels(self, labels: LabelBatch, size: tuple[int, int] | torch.Size, batch: int | None) -> None:
+        """Refuse labels of another size, batch (None: any) or concept table."""
+        sh, sw = (int(v) for v in size)
         if not isinstance(labels, LabelBatch):
             raise StatsError("ConceptOverlap.update needs a LabelBatch; build one with LabelBatch.from_samples")
+        batch = len(labels) if batch is None else batch
         if (sh, sw) != labels.label_size or batch != len(labels):
             raise StatsError(
                 f"masks are {batch} x {sh}x{sw} but labels hold {len(labels)} x "

@@ -165,7 +165,11 @@ def _pixel_labels(
     if whole:
         valid &= ~np.isin(flat, whole)
     _, pix = np.nonzero(valid)
-    nums, inverse = np.unique(flat[valid], return_inverse=True)
+    values = flat[valid]
+    # bincount instead of np.unique: linear in the pixels, no sort (labels are small integers).
+    nums = np.flatnonzero(np.bincount(values, minlength=len(lookup)))
+    position = np.zeros(len(lookup), dtype=np.int64)
+    position[nums] = np.arange(len(nums))
     mask = np.zeros((len(nums), pixels), dtype=bool)
-    mask[inverse, pix] = True
+    mask[position[values], pix] = True
     return nums.astype(np.int64), mask
