@@ -106,7 +106,7 @@ def test_top_share_by_hand_with_ties() -> None:
     meter.update(heat, mask)
     meter.update(heat, np.zeros_like(mask))  # no object: skipped
     score = meter.result()
-    assert score.n_images == 1 and score.object_share == pytest.approx(2 / 12)
+    assert score.n_images == 1 and score.skipped == 1 and score.object_share == pytest.approx(2 / 12)
     assert score.mass_on_objects == pytest.approx(1.4 / heat.sum())
 
 

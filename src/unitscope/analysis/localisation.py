@@ -44,6 +44,7 @@ class LocalisationScore:
     lift: float
     above_chance: float
     n_images: int
+    skipped: int = 0  # images without any relevant object pixel (e.g. the predicted object is absent)
 
     def to_dict(self) -> dict[str, float | int | None]:
         return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in asdict(self).items()}
@@ -77,7 +78,7 @@ class LocalisationMeter:
         n = len(self.hits)
         if n == 0:
             nan = float("nan")
-            return LocalisationScore(self.top_fraction, nan, nan, nan, nan, nan, 0)
+            return LocalisationScore(self.top_fraction, nan, nan, nan, nan, nan, 0, self.skipped)
         hit, share = float(np.mean(self.hits)), float(np.mean(self.shares))
         masses = [m for m in self.masses if not math.isnan(m)]
         return LocalisationScore(
@@ -88,6 +89,7 @@ class LocalisationMeter:
             lift=hit / share if share > 0 else float("nan"),
             above_chance=float(np.mean(np.array(self.hits) > np.array(self.shares))),
             n_images=n,
+            skipped=self.skipped,
         )
 
 

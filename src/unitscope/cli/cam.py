@@ -49,7 +49,8 @@ def command(model_spec: str, weights: str | None, num_classes: int | None, devic
     score = summary.localisation
     if score is not None and score.n_images:
         click.echo(f"top {score.top_fraction:.0%} heat on objects: {score.hit_rate:.3f} "
-                   f"(object pixel share {score.object_share:.3f}, lift {score.lift:.2f}, n={score.n_images})")
+                   f"(object pixel share {score.object_share:.3f}, lift {score.lift:.2f}, n={score.n_images}; "
+                   f"{score.skipped} image(s) without the relevant objects skipped)")
 
 
 def _foreground(data: str | None) -> tuple[str, ...] | None:
