@@ -37,8 +37,8 @@ def bare_forward(model: LoadedModel, layer: str, probe: MemoryProbe) -> None:
 def compare(model: LoadedModel, layer: str, probe: MemoryProbe) -> float:
     settings = DissectSettings(batch_size=BATCH, workers=0)
     bare_forward(model, layer, probe)  # warm-up
-    bare = best_of(2, lambda: bare_forward(model, layer, probe))
-    full = best_of(2, lambda: dissect(model, [layer], probe, None, settings=settings, report=False,
+    bare = best_of(3, lambda: bare_forward(model, layer, probe))
+    full = best_of(3, lambda: dissect(model, [layer], probe, None, settings=settings, report=False,
                                       progress=False))
     print(f"{model.name:>18} {layer}: {len(probe)} images  bare forward {bare:6.2f} s  "
           f"dissection {full:6.2f} s  ratio {full / bare:.2f}")

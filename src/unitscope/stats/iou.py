@@ -132,16 +132,18 @@ class ConceptOverlap:
             labels = labels.to(self.device)
         image_of = image_of.to(self.device)
         unit_of = unit_of.to(self.device)
-        flat = masks.reshape(len(masks), labels.num_pixels)
+        order = torch.argsort(image_of, stable=True)
+        flat = masks.reshape(len(masks), labels.num_pixels)[order]
+        unit_of = unit_of[order]
+        bounds = [0, *torch.bincount(image_of, minlength=len(labels)).cumsum(0).tolist()]
         offsets = [0]
         for region in labels.regions:
             offsets.append(offsets[-1] + region.shape[0] - 1)
         for b, region in enumerate(labels.regions):
-            rows = torch.nonzero(image_of == b).flatten()
-            if rows.numel() == 0:
+            if bounds[b + 1] == bounds[b]:
                 continue
-            units = unit_of[rows]
-            counts = count_overlaps(flat[rows], region)  # [m_b, 1 + n_b]
+            units = unit_of[bounds[b]:bounds[b + 1]]
+            counts = count_overlaps(flat[bounds[b]:bounds[b + 1]], region)  # [m_b, 1 + n_b]
             active = counts[:, 0]
             self.unit_area.index_add_(0, units, active[:, None] * labels.annotated[b][None, :].to(torch.int64))
             numbers = labels.pixel_numbers[offsets[b]:offsets[b + 1]]
