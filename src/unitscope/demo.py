@@ -1,10 +1,13 @@
 """The main job: the paper's story on SceneWorld, end to end, in a few minutes on a laptop CPU.
 
 1. Accuracy of the two shipped networks (scene net on scenes and on background-only scenes; object net
-   on object-centric images).
+   on object-centric images) and the transfer table (linear SVM on each network's fc7, both tasks).
 2. A SceneWorld probe set exported in the Broden format (and read back through the Broden reader).
 3. Dissection of conv3, conv4, conv5 and pool5 of both networks; the detector tables side by side.
-Every step is skipped when its output is already complete, so an interrupted demo resumes.
+4. The comparison: object detectors per layer, which objects, and why (frequency, discriminativeness).
+5. Segmentation with the scene net's conv5 object detectors, in the same pass as the scene prediction.
+6. One page, ``index.html``, that ties the findings together.
+Every step whose output is complete is skipped, so an interrupted demo resumes.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from unitscope.dissect.settings import DissectSettings
 
 DEMO_LAYERS: tuple[str, ...] = ("conv3", "conv4", "conv5", "pool5")
 NETWORKS: dict[str, str] = {"scene-net": "sceneworld-scene", "object-net": "sceneworld-object"}
+TASKS: dict[str, str] = {"scenes": "sceneworld", "objects": "sceneworld-objects"}
+SEGMENT_LAYER = "conv5"
 
 
 @dataclass(frozen=True)
@@ -28,6 +33,8 @@ class DemoConfig:
     out: Path
     n_probe: int = 800
     n_eval: int = 600
+    n_transfer: int = 300
+    n_segment: int = 120
     seed: int = 0
     eval_seed: int = 12345
     device: str = "cpu"
@@ -50,6 +57,32 @@ def accuracy_table(config: DemoConfig) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def transfer_table(config: DemoConfig) -> pd.DataFrame:
+    """The paper's Table 1 on SceneWorld: a linear SVM on each network's fc7 features, for both tasks."""
+    from unitscope.analysis.transfer import transfer_accuracy
+    from unitscope.models.loading import load_model
+
+    rows = []
+    for model_name in NETWORKS.values():
+        model = load_model(model_name, device=config.device)
+        for task, data in TASKS.items():
+            result = transfer_accuracy(model, "fc7", data, n=config.n_transfer, seed=config.eval_seed,
+                                       train_n=config.n_transfer)
+            rows.append({"features": f"{model_name} fc7", "task": task, "accuracy": result.accuracy,
+                         "chance": result.chance, "n_train": result.n_train, "n_test": result.n_test})
+    return pd.DataFrame(rows)
+
+
+def cached_table(path: Path, build: object) -> pd.DataFrame:
+    """A table computed once: read back from ``path`` when a previous demo wrote it."""
+    if path.is_file():
+        return pd.read_csv(path)
+    table = build()  # type: ignore[operator]
+    table.to_csv(path.with_name(path.name + ".partial"), index=False)
+    path.with_name(path.name + ".partial").replace(path)
+    return table
+
+
 def export_world(config: DemoConfig) -> Path:
     """The probe set, written once in the Broden format."""
     from unitscope.data.broden_export import write_broden
@@ -70,35 +103,86 @@ def side_by_side(results: dict[str, DissectionResult]) -> str:
         frames.append(summary.pivot(index="category", columns="layer", values="cell")
                       .reindex(columns=list(result.layers)).add_prefix(f"{label}:"))
     table = pd.concat(frames, axis=1)
-    order = [c for c in results[next(iter(results))].summary["category"].drop_duplicates()]
+    order = list(results[next(iter(results))].summary["category"].drop_duplicates())
     return "detector units (unique concepts) per layer\n" + table.reindex(order).to_string()
+
+
+def compare_networks(config: DemoConfig, results: dict[str, DissectionResult], world: Path) -> dict[str, object]:
+    """`unitscope compare` of the two runs, on the exported probe set."""
+    from unitscope.analysis.compare import compare_runs
+    from unitscope.analysis.compare_output import comparison_json, write_comparison
+    from unitscope.analysis.probe_reopen import run_statistics
+    from unitscope.data.sceneworld import OBJECT_CLASSES
+
+    out = config.out / "compare"
+    if (out / "compare.json").is_file():
+        return json.loads((out / "compare.json").read_text())
+    scene, objects = results["scene-net"], results["object-net"]
+    stats, _ = run_statistics(scene, str(world), "object", None, progress=False)
+    comparison = compare_runs(scene, objects, stats, False, "object", OBJECT_CLASSES)
+    staging = out.with_name(out.name + ".partial")
+    write_comparison(comparison, staging)
+    staging.replace(out)
+    return comparison_json(comparison)
+
+
+def segment_scenes(config: DemoConfig, run: DissectionResult) -> dict[str, object]:
+    """`unitscope segment` with the scene net's detectors, on fresh labelled scenes."""
+    from unitscope.analysis.inputs import open_inputs
+    from unitscope.analysis.segment_run import run_segment
+    from unitscope.models.loading import load_model
+
+    out = config.out / "segment"
+    if (out / "metrics.json").is_file():
+        return json.loads((out / "metrics.json").read_text())
+    staging = out.with_name(out.name + ".partial")
+    source = open_inputs(None, "sceneworld", config.n_segment, config.eval_seed + 1, 112)
+    model = load_model(NETWORKS["scene-net"], device=config.device)
+    summary = run_segment(model, run, source, staging, SEGMENT_LAYER, "object", 16, 6)
+    staging.replace(out)
+    return summary.metrics or {}
 
 
 def run_demo(config: DemoConfig) -> dict[str, object]:
     """Run every step, print what a reader needs, and return the numbers."""
     started = time.perf_counter()
     config.out.mkdir(parents=True, exist_ok=True)
-    accuracy = accuracy_table(config)
-    accuracy.to_csv(config.out / "accuracy.csv", index=False)
+    accuracy = cached_table(config.out / "accuracy.csv", lambda: accuracy_table(config))
     print("accuracy of the shipped networks (fresh SceneWorld seed)")
     print(accuracy.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    transfer = cached_table(config.out / "transfer.csv", lambda: transfer_table(config))
+    print("\ntransfer: linear SVM on fc7 features (the paper's Table 1)")
+    print(transfer.pivot(index="features", columns="task", values="accuracy")
+          .to_string(float_format=lambda v: f"{v:.3f}"))
     world = export_world(config)
     from unitscope.dissect.run import dissect
 
     settings = DissectSettings(workers=config.workers)
     results = {}
     for label, model_name in NETWORKS.items():
-        print(f"dissecting {model_name}: {', '.join(DEMO_LAYERS)}")
+        print(f"\ndissecting {model_name}: {', '.join(DEMO_LAYERS)}")
         results[label] = dissect(model_name, DEMO_LAYERS, str(world), config.out / label, settings=settings,
                                  device=config.device)
-    print(side_by_side(results))
+    print("\n" + side_by_side(results))
+    comparison = compare_networks(config, results, world)
+    segmentation = segment_scenes(config, results["scene-net"])
+    print(f"\nsegmentation with {SEGMENT_LAYER} object detectors of the scene net: "
+          f"mean IoU {segmentation['mean_iou']:.3f} over object classes "
+          f"(baseline, most frequent class everywhere: {segmentation['baseline_mean_iou']:.3f}), "
+          f"pixel accuracy {segmentation['pixel_accuracy']:.3f}")
     seconds = time.perf_counter() - started
     summary = {
         "accuracy": accuracy.to_dict(orient="records"),
+        "transfer": transfer.to_dict(orient="records"),
         "detectors": {label: r.summary.to_dict(orient="records") for label, r in results.items()},
+        "correlations": comparison.get("correlations"),
+        "segmentation": segmentation,
         "seconds": round(seconds, 1),
     }
-    (config.out / "demo.json").write_text(json.dumps(summary, indent=2))
-    print(f"reports: {', '.join(str(config.out / label / 'report.html') for label in NETWORKS)}")
+    (config.out / "demo.json").write_text(json.dumps(summary, indent=2, default=str))
+    from unitscope.report.demo_page import write_demo_page
+
+    page = write_demo_page(config.out, summary, results)
+    print(f"\nthe story in one page: {page}")
     print(f"demo finished in {seconds:.0f} s")
     return summary

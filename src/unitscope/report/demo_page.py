@@ -1,0 +1,106 @@
+"""``index.html`` of the demo: the paper's findings, measured on SceneWorld, on one page.
+
+Figures are embedded (the page survives being mailed around); links lead to the detailed reports that
+the demo wrote next to it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from unitscope.dissect.result import DissectionResult
+from unitscope.report.html import image_data_uri, render_template, write_html
+
+HEADLINE_LAYER = "pool5"
+
+
+def _png(path: Path) -> str | None:
+    return image_data_uri(np.asarray(Image.open(path).convert("RGB")), fmt="png") if path.is_file() else None
+
+
+def _object_detectors(result: DissectionResult, layer: str) -> tuple[int, int]:
+    units = result.layers[layer].units
+    found = units[units["detector"] & (units["category"] == "object")]
+    return len(found), found["label"].nunique()
+
+
+def _rho(correlations: list[dict] | None, run: str, layer: str, measure: str) -> dict | None:
+    for row in correlations or []:
+        if row["run"] == run and row["layer"] == layer and row["measure"] == measure \
+                and row["classes"] == "foreground":
+            return row
+    return None
+
+
+def findings(summary: dict, results: dict[str, DissectionResult]) -> list[dict[str, str]]:
+    """The paper's claims beside what SceneWorld shows, as short sentences."""
+    accuracy = {(r["model"], r["data"]): r for r in summary["accuracy"]}
+    full = accuracy[("sceneworld-scene", "sceneworld")]["top1"]
+    empty = accuracy[("sceneworld-scene", "sceneworld-background")]["top1"]
+    scene_units, scene_classes = _object_detectors(results["scene-net"], HEADLINE_LAYER)
+    object_units, object_classes = _object_detectors(results["object-net"], HEADLINE_LAYER)
+    mi = _rho(summary.get("correlations"), "sceneworld-scene", "conv5", "scene_mi_bits")
+    freq = _rho(summary.get("correlations"), "sceneworld-scene", "conv5", "pixel_share")
+    seg = summary.get("segmentation") or {}
+    rows = [
+        {"claim": "Scene recognition relies on objects (minimal images keep a few objects).",
+         "measured": f"The scene net scores {full:.0%} top-1 on full scenes but {empty:.0%} on the same scenes "
+                     "with every object removed."},
+        {"claim": "A network trained on scenes develops object detectors, more than one trained on objects.",
+         "measured": f"At {HEADLINE_LAYER}: {scene_units} object-detector units covering {scene_classes} object "
+                     f"classes in the scene net, against {object_units} units and {object_classes} classes in "
+                     "the object net."},
+    ]
+    if mi is not None and freq is not None:
+        rows.append({
+            "claim": "The objects a scene network detects are the frequent and the discriminative ones.",
+            "measured": f"Scene net conv5, over foreground objects: Spearman ρ(units, discriminativeness) = "
+                        f"{mi['rho']:.2f} (p = {mi['p_value']:.2g}); ρ(units, pixel frequency) = {freq['rho']:.2f} "
+                        f"(p = {freq['p_value']:.2g})."})
+    if seg.get("mean_iou") is not None:
+        rows.append({
+            "claim": "The same forward pass recognises the scene and segments its objects.",
+            "measured": f"Segmentation from the scene net's conv5 detectors: mean IoU {seg['mean_iou']:.3f} over all "
+                        f"{seg.get('classes', '?')} object classes ({seg.get('mean_iou_detected', float('nan')):.3f} "
+                        f"over the {seg.get('classes_detected', '?')} classes it has detectors for), against "
+                        f"{seg['baseline_mean_iou']:.3f} for the most-frequent-class baseline."})
+    return rows
+
+
+def write_demo_page(out: Path, summary: dict, results: dict[str, DissectionResult]) -> Path:
+    """Render ``out/index.html`` from the demo's numbers and the figures its steps wrote."""
+    transfer = {}
+    for row in summary["transfer"]:
+        transfer.setdefault(row["features"], {})[row["task"]] = row["accuracy"]
+    detector_rows = []
+    layers = list(results["scene-net"].layers)
+    for category in results["scene-net"].concepts.categories:
+        cells = []
+        for label in ("scene-net", "object-net"):
+            table = results[label].summary
+            for layer in layers:
+                row = table[(table["layer"] == layer) & (table["category"] == category)].iloc[0]
+                cells.append(f"{row['detectors']} ({row['unique']})")
+        detector_rows.append({"category": category, "cells": cells})
+    overlays = sorted((out / "segment").glob("segment_*.png"))[:3]
+    html = render_template(
+        "demo.html",
+        findings=findings(summary, results),
+        accuracy=summary["accuracy"],
+        transfer=transfer,
+        tasks=("scenes", "objects"),
+        layers=layers,
+        detector_rows=detector_rows,
+        figures={
+            "categories": _png(out / "compare" / "categories.png"),
+            "objects": _png(out / "compare" / f"objects_{HEADLINE_LAYER}.png"),
+            "emergence": _png(out / "compare" / "emergence_conv5.png"),
+        },
+        overlays=[uri for uri in (_png(p) for p in overlays) if uri],
+        seconds=summary["seconds"],
+        headline_layer=HEADLINE_LAYER,
+    )
+    return write_html(html, out / "index.html")
