@@ -109,3 +109,16 @@ def test_unknown_layer_lists_closest_names() -> None:
     net = torchvision.models.resnet18()
     with pytest.raises(UsageError, match="unknown layer 'layer5'.*closest: .*layer"):
         resolve_layer(net, "layer5")
+
+
+def test_preprocessing_resizes_mixed_sizes_and_normalises() -> None:
+    import numpy as np
+
+    from unitscope.models.preprocessing import Preprocessing
+
+    images = [np.full((20, 30, 3), 255, np.uint8), np.zeros((16, 16, 3), np.uint8)]
+    batch = Preprocessing((8, 8), mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)).batch(images)
+    assert batch.shape == (2, 3, 8, 8)
+    assert torch.allclose(batch[0], torch.ones(3, 8, 8)) and torch.allclose(batch[1], -torch.ones(3, 8, 8))
+    with pytest.raises(ValueError, match="different sizes"):
+        Preprocessing().batch(images)

@@ -35,7 +35,16 @@ class Preprocessing:
         return (x - mean) / std
 
     def batch(self, images: Sequence[np.ndarray], device: torch.device | str = "cpu") -> torch.Tensor:
-        """A list of uint8 HxWx3 arrays of one size → normalised float batch [B,3,h,w]."""
+        """uint8 HxWx3 arrays → normalised float batch [B,3,h,w].
+
+        Images of different sizes are each resized to ``input_size`` first; without an input size they
+        must share one size (a batch is one tensor).
+        """
+        shapes = {im.shape for im in images}
+        if len(shapes) > 1:
+            if self.input_size is None:
+                raise ValueError(f"images of different sizes {sorted(shapes)[:3]} need an input size to batch")
+            return torch.cat([self.batch([im], device) for im in images])
         stacked = torch.from_numpy(np.stack([np.ascontiguousarray(im) for im in images])).permute(0, 3, 1, 2)
         return self.to_tensor(stacked, device)
 
