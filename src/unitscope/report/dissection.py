@@ -2,13 +2,16 @@
 
 Header with the run's settings, an overview of all layers, then per layer Network Dissection's
 category table, the detectors-per-concept chart and a gallery of unit cards (detectors first, by IoU;
-by peak activation when the probe set has no labels), each showing where the unit fires in its top images.
+by peak activation when the probe set has no labels), each showing where the unit fires in its top images:
+by default the paper's unit segmentation (the union of receptive-field squares around the positions above
+the unit's threshold), or on request the thresholded activation map itself (``ReportOptions.regions``).
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -22,7 +25,15 @@ from unitscope.errors import UsageError
 from unitscope.models.loading import LoadedModel
 from unitscope.report.figures import UNKNOWN_COLOR, category_colors, plot_detector_counts
 from unitscope.report.html import figure_css_width, figure_data_uri, image_data_uri, render_template, write_html
-from unitscope.report.unit_images import LayerRequest, OutlineStyle, layer_request, renderer_for, tile_images
+from unitscope.report.regions import check_field_sizes, check_region_rule
+from unitscope.report.unit_images import (
+    LayerRequest,
+    OutlineStyle,
+    RegionRenderer,
+    layer_request,
+    renderer_for,
+    tile_images,
+)
 
 TEMPLATE = "dissection.html"
 MAX_SKIPPED_LISTED = 20
@@ -30,13 +41,20 @@ MAX_SKIPPED_LISTED = 20
 
 @dataclass(frozen=True)
 class ReportOptions:
-    """How much the page shows: units per layer, images per unit, thumbnail side, concepts in the chart."""
+    """How much the page shows and how: units per layer, images per unit, thumbnail side, chart concepts.
+
+    ``regions``: ``"field"`` (the paper's unit segmentation through receptive fields, each layer's
+    theoretical size unless ``field_sizes`` gives an empirical side in input pixels per layer name) or
+    ``"activation"`` (the upsampled map cut at the threshold, the region that entered the IoU).
+    """
 
     max_units: int = 64
     images_per_unit: int = 4
     thumbnail: int = 128
     max_concepts: int = 40
     batch_size: int = 32
+    regions: str = "field"
+    field_sizes: Mapping[str, float] | None = None
 
     def validate(self) -> None:
         for name in ("max_units", "images_per_unit", "max_concepts", "batch_size"):
@@ -44,6 +62,8 @@ class ReportOptions:
                 raise UsageError(f"report option {name} must be at least 1, got {getattr(self, name)}")
         if self.thumbnail < 8:
             raise UsageError(f"report thumbnail must be at least 8 pixels, got {self.thumbnail}")
+        check_region_rule(self.regions)
+        check_field_sizes(self.field_sizes)
 
 
 def is_labelled(units: pd.DataFrame) -> bool:
@@ -106,8 +126,31 @@ def _card(row: pd.Series, unit: int, image: np.ndarray, colors: dict[str, str], 
     }
 
 
+def _field_text(renderer: RegionRenderer, name: str) -> str:
+    """How one layer's regions were drawn, for its heading ("" under the activation rule)."""
+    if name in renderer.fallbacks:
+        return "regions: activation map (receptive field unknown)"
+    used = renderer.fields_used.get(name)
+    return f"{used.source} field {used.side:.3g} px" if used is not None else ""
+
+
+def region_sentence(renderer: RegionRenderer, quantile: object) -> str:
+    """One sentence stating the rule behind every outlined region on the page."""
+    if renderer.regions == "activation":
+        return (f"Outlined: where the unit's activation, upsampled as in the run ({renderer.upsample}), exceeds "
+                f"its top-{quantile} threshold; the rest of each image is dimmed.")
+    sources = sorted({u.source for u in renderer.fields_used.values()}) or ["theoretical"]
+    sentence = (f"Outlined: the unit segmentation of Zhou et al. (2015) — the union of {' or '.join(sources)} "
+                f"receptive-field squares centred on the positions where the unit's activation exceeds its "
+                f"top-{quantile} threshold; the rest of each image is dimmed.")
+    if renderer.fallbacks:
+        sentence += (f" Layers {', '.join(renderer.fallbacks)} show the upsampled activation instead: "
+                     f"{next(iter(renderer.fallbacks.values()))}.")
+    return sentence
+
+
 def _layer_section(result: DissectionResult, name: str, cards: list[dict[str, object]],
-                   options: ReportOptions) -> dict[str, object]:
+                   options: ReportOptions, field_text: str = "") -> dict[str, object]:
     layer = result.layers[name]
     labelled = is_labelled(layer.units)
     rows = layer.table.to_dict(orient="records") if labelled else []
@@ -122,6 +165,7 @@ def _layer_section(result: DissectionResult, name: str, cards: list[dict[str, ob
         "path": layer.path,
         "units": layer.shape[0],
         "map_size": f"{layer.shape[1]}×{layer.shape[2]}",
+        "field": field_text,
         "labelled": labelled,
         "detectors": detectors,
         "unique": int(layer.units.loc[layer.units["detector"].astype(bool), "label"].nunique()) if labelled else 0,
@@ -174,7 +218,8 @@ def build_report(result: DissectionResult, probe: ProbeSet, model: LoadedModel,
         name: layer_request(result, name, units, options.images_per_unit) for name, units in shown.items()
     }
     style = OutlineStyle(max_side=options.thumbnail)
-    tiles = renderer_for(result, model, probe, options.batch_size, style).render(requests)
+    renderer = renderer_for(result, model, probe, options.batch_size, style, options.regions, options.field_sizes)
+    tiles = renderer.render(requests)
     sections = []
     for name, units in shown.items():
         layer = result.layers[name]
@@ -183,11 +228,13 @@ def build_report(result: DissectionResult, probe: ProbeSet, model: LoadedModel,
         rows = layer.units.set_index("unit")
         cards = [_card(rows.loc[u], u, tile_images(tiles[(name, u)]), colors, categories, float(peaks.loc[u]),
                        labelled) for u in units if tiles[(name, u)]]
-        sections.append(_layer_section(result, name, cards, options))
+        sections.append(_layer_section(result, name, cards, options, _field_text(renderer, name)))
     legend = [{"name": c, "color": colors[c]} for c in categories]
+    header = _header(result, model, probe)
+    header["regions"] = region_sentence(renderer, header["quantile"])
     return render_template(
         TEMPLATE,
-        header=_header(result, model, probe),
+        header=header,
         layers=sections,
         legend=legend,
         colors=colors,

@@ -1,13 +1,16 @@
-"""Where a unit fires in its top images: the thresholded activation region, outlined on the image.
+"""Where a unit fires in its top images: its region outlined on the image, the rest dimmed.
 
 The dissection keeps only each unit's threshold and top image indices, so the maps are recomputed here:
-one forward pass per batch of distinct images captures every layer shown, and each requested unit's map
-is upsampled with the run's own geometry (:class:`~unitscope.dissect.upsample.Upsampler`, same mode) to
-the size the image is shown at, then cut at the unit's threshold — the same region that entered its IoU.
+one forward pass per batch of distinct images captures every layer shown. The region follows one of two
+rules (:mod:`unitscope.report.regions`): ``activation`` upsamples each map with the run's own geometry
+(:class:`~unitscope.dissect.upsample.Upsampler`, same mode) to the size the image is shown at and cuts it
+at the unit's threshold — the region that entered its IoU; ``field`` (the paper's unit segmentation)
+keeps the union of the receptive-field squares of the positions above the threshold.
 """
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -24,6 +27,10 @@ from unitscope.dissect.result import DissectionResult
 from unitscope.dissect.upsample import Upsampler
 from unitscope.errors import UsageError
 from unitscope.models.loading import LoadedModel
+from unitscope.receptive.theory import FieldGeometry, theoretical_fields
+from unitscope.report.regions import FieldUsed, check_field_sizes, check_region_rule, field_masks
+
+LOG = logging.getLogger(__name__)
 
 Geometry = Callable[[str, tuple[int, int]], tuple[float, float] | None]
 UnitKey = tuple[str, int]  # (layer name, unit)
@@ -118,12 +125,27 @@ def placeholder(size: tuple[int, int]) -> np.ndarray:
 
 
 class RegionRenderer:
-    """Draws units' top-image regions for several layers at once, one forward pass per image batch."""
+    """Draws units' top-image regions for several layers at once, one forward pass per image batch.
+
+    ``regions`` picks the rule (``"activation"`` or ``"field"``); ``field_sizes`` gives empirical field
+    sides per layer name for ``"field"`` (other layers use their theoretical size). After :meth:`render`,
+    ``fields_used`` holds the square drawn per layer and ``fallbacks`` the layers drawn by the activation
+    rule instead because their receptive field is unknown, with why.
+    """
 
     def __init__(self, model: LoadedModel, probe: ProbeSet, upsample: str, geometry: Geometry | None = None,
-                 batch_size: int = 32, style: OutlineStyle | None = None) -> None:
+                 batch_size: int = 32, style: OutlineStyle | None = None, regions: str = "activation",
+                 field_sizes: Mapping[str, float] | None = None) -> None:
         if batch_size < 1:
             raise UsageError(f"batch size must be positive, got {batch_size}")
+        check_region_rule(regions)
+        check_field_sizes(field_sizes)
+        self.regions = regions
+        self.field_sizes = dict(field_sizes or {})
+        self.fields_used: dict[str, FieldUsed] = {}
+        self.fallbacks: dict[str, str] = {}
+        self._theory: dict[tuple[int, int], dict[str, FieldGeometry]] = {}
+        self._untraceable: str | None = None
         self.model = model
         self.probe = probe
         self.upsample = upsample
@@ -168,6 +190,7 @@ class RegionRenderer:
             shown = display_size(size, self.style.max_side)
             for path in paths:  # before hooking: the geometry tracer runs the model itself
                 self._field(path, tuple(batch.shape[-2:]))
+            self._theoretical(tuple(batch.shape[-2:]))
             with LayerCapture(self.model.module, paths) as capture:
                 outputs = capture.run(batch)
             thumbs = np.stack([_thumbnail(images[i], shown) for i in group])
@@ -176,24 +199,56 @@ class RegionRenderer:
                 if not pairs:
                     continue
                 acts = outputs[request.path]
-                masks = self._masks(acts, request, pairs, tuple(batch.shape[-2:]), shown)
+                masks = self._masks(name, acts, request, pairs, tuple(batch.shape[-2:]), shown)
                 drawn = outline_regions(thumbs[[b for b, _, _ in pairs]], masks, self.style)
                 for (_, unit, slot), tile in zip(pairs, drawn, strict=True):
                     out[(name, unit)][slot] = tile
 
-    def _masks(self, acts: torch.Tensor, request: LayerRequest, pairs: list[tuple[int, int, int]],
+    def _masks(self, name: str, acts: torch.Tensor, request: LayerRequest, pairs: list[tuple[int, int, int]],
                input_size: tuple[int, int], shown: tuple[int, int]) -> np.ndarray:
-        """[P, H, W] bool: each (image, unit) map upsampled to the shown size and cut at the unit's threshold."""
+        """[P, H, W] bool: each (image, unit) region at the shown size, by the renderer's rule."""
         if acts.dim() != 4:
             raise UsageError(f"layer {request.path} outputs {tuple(acts.shape)}, not [batch, units, h, w]; "
                              "only convolutional layers have regions to draw")
         rows = torch.tensor([b for b, _, _ in pairs], device=acts.device)
         units = torch.tensor([u for _, u, _ in pairs], device=acts.device)
         maps = acts[rows, units]  # [P, h, w]
-        upsampler = self._upsampler(request.path, tuple(acts.shape[-2:]), shown, input_size)
         thresholds = torch.tensor([request.thresholds[u] for _, u, _ in pairs], dtype=torch.float32,
                                   device=acts.device)
+        geometry = self._layer_field(name, request.path, input_size)
+        if geometry is not None:
+            side = self.fields_used[name].side
+            return field_masks(maps, thresholds, geometry, side, shown, input_size)
+        upsampler = self._upsampler(request.path, tuple(acts.shape[-2:]), shown, input_size)
         return (upsampler(maps) > thresholds[:, None, None]).cpu().numpy()
+
+    def _theoretical(self, input_size: tuple[int, int]) -> dict[str, FieldGeometry]:
+        """Every layer's theoretical field at this input size ("field" rule only; empty when untraceable)."""
+        if self.regions != "field":
+            return {}
+        if input_size not in self._theory:
+            try:
+                self._theory[input_size] = theoretical_fields(self.model.module, input_size)
+            except UsageError as err:
+                LOG.warning("unit regions fall back to the activation rule: %s", err)
+                self._theory[input_size] = {}
+                self._untraceable = str(err)
+        return self._theory[input_size]
+
+    def _layer_field(self, name: str, path: str, input_size: tuple[int, int]) -> FieldGeometry | None:
+        """The layer's field geometry under the "field" rule, recording the square used; None: draw activation."""
+        if self.regions != "field" or name in self.fallbacks:
+            return None
+        geometry = self._theoretical(input_size).get(path)
+        if geometry is None:
+            why = self._untraceable or f"the receptive field of {path} is unknown"
+            self.fallbacks[name] = why
+            return None
+        if name not in self.fields_used:
+            empirical = self.field_sizes.get(name)
+            self.fields_used[name] = (FieldUsed(float(geometry.size), "theoretical") if empirical is None
+                                      else FieldUsed(float(empirical), "empirical"))
+        return geometry
 
     def _field(self, path: str, input_size: tuple[int, int]) -> tuple[float, float] | None:
         """The layer's receptive-field (stride, start), or None for plain bilinear upsampling."""
@@ -234,12 +289,17 @@ def run_geometry(model: LoadedModel) -> Geometry:
 
 
 def renderer_for(result: DissectionResult, model: LoadedModel, probe: ProbeSet, batch_size: int = 32,
-                 style: OutlineStyle | None = None) -> RegionRenderer:
-    """A renderer that upsamples exactly as the run did (its ``upsample`` setting and geometry)."""
+                 style: OutlineStyle | None = None, regions: str = "activation",
+                 field_sizes: Mapping[str, float] | None = None) -> RegionRenderer:
+    """A renderer that upsamples exactly as the run did (its ``upsample`` setting and geometry).
+
+    ``regions`` and ``field_sizes`` (keyed by the dissection's layer names) as in :class:`RegionRenderer`.
+    """
+    check_field_sizes(field_sizes, result.layers)
     settings = result.info.get("settings", {})
     mode = str(settings.get("upsample", "bilinear")) if isinstance(settings, dict) else "bilinear"
     geometry = run_geometry(model) if mode == "rf" else None
-    return RegionRenderer(model, probe, mode, geometry, batch_size, style)
+    return RegionRenderer(model, probe, mode, geometry, batch_size, style, regions, field_sizes)
 
 
 def layer_request(result: DissectionResult, layer: str, units: Sequence[int], n_images: int) -> LayerRequest:
