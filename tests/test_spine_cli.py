@@ -14,7 +14,8 @@ from unitscope.data.broden import BrodenProbe
 from unitscope.data.sceneworld import SCENE_CLASSES, SceneWorldProbe
 from unitscope.models.builtin import SceneWorldCheckpoint
 from unitscope.models.sceneworld_net import SceneWorldNetConfig
-from unitscope.training import TrainConfig, train_sceneworld_net
+from unitscope.training import train_sceneworld_net
+from unitscope.training_config import TrainConfig
 
 
 def test_world_export_reads_back_exactly(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -7,8 +7,7 @@ from pathlib import Path
 import click
 
 from unitscope.cli.options import check_positive, model_options
-from unitscope.dissect.settings import DissectSettings
-from unitscope.dissect.upsample import UPSAMPLE_MODES
+from unitscope.dissect.settings import UPSAMPLE_MODES, DissectSettings
 from unitscope.errors import UsageError
 
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from unitscope.errors import UsageError
-from unitscope.models.loading import LoadedModel, load_model
+
+if TYPE_CHECKING:
+    from unitscope.models.loading import LoadedModel
 
 F = Callable[..., Any]
 
@@ -30,6 +32,8 @@ def open_model(model_spec: str, weights: str | None, num_classes: int | None, de
     """Load the model named on the command line."""
     if num_classes is not None and num_classes <= 0:
         raise UsageError(f"--num-classes must be positive, got {num_classes}")
+    from unitscope.models.loading import load_model  # torch loads only when a command needs a model
+
     return load_model(model_spec, weights=weights, num_classes=num_classes, device=device)
 
 

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from unitscope.cli.options import check_output_dir, check_positive, model_options, open_model
 from unitscope.errors import UsageError
-from unitscope.models.loading import LoadedModel
+
+if TYPE_CHECKING:
+    from unitscope.models.loading import LoadedModel
 
 DEFAULT_INPUT_SIDE: int = 224
 

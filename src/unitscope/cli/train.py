@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from unitscope.errors import UsageError
-from unitscope.training import TrainConfig, train_sceneworld_net
+from unitscope.training_config import TrainConfig
 
 
 @click.command("train")
@@ -33,6 +33,8 @@ def command(task: str, out: Path, n_train: int, n_val: int, epochs: int, batch_s
     parent = out.resolve().parent
     if not parent.is_dir() or not os.access(parent, os.W_OK):
         raise UsageError(f"cannot write {out}: {parent} is not a writable directory")
+    from unitscope.training import train_sceneworld_net
+
     checkpoint = train_sceneworld_net(config)
     partial = out.with_name(out.name + ".partial")
     checkpoint.save(partial)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from unitscope.dissect.upsample import UPSAMPLE_MODES
 from unitscope.errors import UsageError
+
+UPSAMPLE_MODES: tuple[str, ...] = ("rf", "bilinear")
 
 
 @dataclass(frozen=True)
