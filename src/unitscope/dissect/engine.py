@@ -26,6 +26,7 @@ from unitscope.data.probe import ProbeSample, ProbeSet, has_labels
 from unitscope.dissect.cache import ActivationCache
 from unitscope.dissect.loader import LoadedBatch, iterate_batches
 from unitscope.dissect.settings import DissectSettings
+from unitscope.dissect.sparse_masks import WindowedMasks
 from unitscope.dissect.upsample import Upsampler
 from unitscope.errors import UsageError
 from unitscope.models.loading import LoadedModel
@@ -192,7 +193,7 @@ class DissectionEngine:
         state: dict[str, object] = torch.load(state_path, weights_only=False) if state_path.exists() else {}
         start = int(state.get("next_index", 0))
         overlaps: dict[str, ConceptOverlap] = {}
-        upsamplers: dict[str, Upsampler] = {}
+        maskers: dict[str, WindowedMasks] = {}
         caches: dict[str, ActivationCache] = {}
         label_size = self.probe.label_size
         input_size = self.model.preprocess.input_size or self.probe.image_size
@@ -205,9 +206,9 @@ class DissectionEngine:
             overlaps[name] = overlap
             field = self.geometry(self.layers[name])
             stride, begin = field if field is not None else (None, None)
-            upsamplers[name] = Upsampler.build(
+            maskers[name] = WindowedMasks.build(Upsampler.build(
                 self.settings.upsample, shape[1:], label_size, input_size, stride, begin  # type: ignore[arg-type]
-            ).to(self.device)
+            ).to(self.device))
             caches[name] = self._open_cache(name, shape, fresh=False)  # type: ignore[arg-type]
         n = len(self.probe)
         if start >= n:
@@ -232,10 +233,11 @@ class DissectionEngine:
                 for name, overlap in overlaps.items():
                     acts = torch.from_numpy(caches[name].read(rows)).to(self.device)
                     threshold = limits[name]
-                    # Upsampling interpolates (a convex combination), so a map whose maximum is at or below
-                    # the threshold has an empty mask: only the (image, unit) pairs above it need the work.
-                    image_of, unit_of = torch.nonzero(acts.amax(dim=(2, 3)) > threshold, as_tuple=True)
-                    masks = upsamplers[name](acts[image_of, unit_of]) > threshold[unit_of][:, None, None]
+                    # Upsampling interpolates (a convex combination), so only the (image, unit) maps that
+                    # reach the threshold can have pixels on, and only near their cells that reach it;
+                    # WindowedMasks computes just those, equal bit for bit to Upsampler(maps) > threshold.
+                    image_of, unit_of = maskers[name].active_pairs(acts, threshold)
+                    masks = maskers[name](acts[image_of, unit_of], threshold[unit_of])
                     overlap.update_active(masks, image_of, unit_of, labels)
             bar.update(len(batch.indices))
             if time.monotonic() - last_save > self.settings.checkpoint_seconds:
