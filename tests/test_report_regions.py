@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -14,6 +17,7 @@ from unitscope.errors import UsageError
 from unitscope.models.loading import LoadedModel
 from unitscope.models.preprocessing import Preprocessing
 from unitscope.report.dissection import ReportOptions, build_report
+from unitscope.report.regions import field_sizes_from_rf
 from unitscope.report.unit_images import LayerRequest, OutlineStyle, RegionRenderer, outline_region
 
 STYLE = OutlineStyle(color=(255, 255, 0), dim=0.5, shade=(0, 0, 0), max_side=64)
@@ -153,9 +157,10 @@ def test_page_states_the_region_rule() -> None:
     result = dot_result()
     field = build_report(result, DotProbe(), loaded())  # type: ignore[arg-type]
     assert "unit segmentation" in field and "theoretical receptive-field squares" in field
-    assert "theoretical field 5 px" in field
+    assert "theoretical field 5 px" in field and "far larger than where units actually respond" in field
     empirical = build_report(result, DotProbe(), loaded(), ReportOptions(field_sizes={"head": 9.5}))  # type: ignore[arg-type]
     assert "empirical receptive-field squares" in empirical and "empirical field 9.5 px" in empirical
+    assert "far larger" not in empirical
     activation = build_report(result, DotProbe(), loaded(), ReportOptions(regions="activation"))  # type: ignore[arg-type]
     assert "upsampled as in the run (bilinear)" in activation and "unit segmentation" not in activation
     assert "field 5 px" not in activation
@@ -169,3 +174,16 @@ def test_page_states_the_region_rule() -> None:
 def test_bad_region_options_are_usage_errors(options: ReportOptions, message: str) -> None:
     with pytest.raises(UsageError, match=message):
         build_report(dot_result(), DotProbe(), loaded(), options)  # type: ignore[arg-type]
+
+
+def test_field_sizes_from_an_rf_run(tmp_path: Path) -> None:
+    record = {"layers": {"conv5": {"empirical": {"mean": 22.5, "std": 3.0}},
+                         "conv1": {"empirical": {"mean": None, "std": None}}}}
+    (tmp_path / "rf.json").write_text(json.dumps(record))
+    assert field_sizes_from_rf(tmp_path) == {"conv5": 22.5}
+    assert field_sizes_from_rf(tmp_path / "rf.json") == {"conv5": 22.5}
+    (tmp_path / "bad.json").write_text('{"layers": [1]}')
+    with pytest.raises(UsageError, match="unitscope rf --empirical"):
+        field_sizes_from_rf(tmp_path / "bad.json")
+    with pytest.raises(UsageError, match="cannot read"):
+        field_sizes_from_rf(tmp_path / "missing")

@@ -2,13 +2,16 @@
 
 from unitscope.report.dissection import ReportOptions, build_report, write_dissection_report
 from unitscope.report.figures import category_colors, plot_detector_counts
+from unitscope.report.regions import REGION_RULES, field_sizes_from_rf
 from unitscope.report.unit_images import OutlineStyle, outline_region, unit_card_image
 
 __all__ = [
+    "REGION_RULES",
     "OutlineStyle",
     "ReportOptions",
     "build_report",
     "category_colors",
+    "field_sizes_from_rf",
     "outline_region",
     "plot_detector_counts",
     "unit_card_image",

@@ -143,6 +143,9 @@ def region_sentence(renderer: RegionRenderer, quantile: object) -> str:
     sentence = (f"Outlined: the unit segmentation of Zhou et al. (2015) — the union of {' or '.join(sources)} "
                 f"receptive-field squares centred on the positions where the unit's activation exceeds its "
                 f"top-{quantile} threshold; the rest of each image is dimmed.")
+    if "theoretical" in sources:
+        sentence += (" Theoretical fields are far larger than where units actually respond (Zhou et al., §3.2); "
+                     "empirical sizes measured by \"unitscope rf --empirical\" give tighter regions.")
     if renderer.fallbacks:
         sentence += (f" Layers {', '.join(renderer.fallbacks)} show the upsampled activation instead: "
                      f"{next(iter(renderer.fallbacks.values()))}.")

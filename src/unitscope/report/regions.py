@@ -10,9 +10,11 @@ Two rules:
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -38,6 +40,23 @@ def check_field_sizes(field_sizes: Mapping[str, float] | None, layers: Mapping[s
                              f"use one of {', '.join(layers)}")
         if not isinstance(size, int | float) or not math.isfinite(size) or size <= 0:
             raise UsageError(f"field size of layer {layer!r} must be a positive number of pixels, got {size!r}")
+
+
+def field_sizes_from_rf(path: str | Path) -> dict[str, float]:
+    """Each layer's mean empirical field side from an ``unitscope rf --empirical`` run (its dir or rf.json).
+
+    Layers without a measured mean (all units dead) are left out and keep their theoretical size. Sizes are
+    in the rf run's network-input pixels; measure at the dissection's input size.
+    """
+    file = Path(path) / "rf.json" if Path(path).is_dir() else Path(path)
+    try:
+        record = json.loads(file.read_text())
+        layers = record["layers"]
+        sizes = {str(name): entry["empirical"]["mean"] for name, entry in layers.items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+        raise UsageError(f"cannot read empirical field sizes from {file} ({type(err).__name__}: {err}); "
+                         "pass the output of `unitscope rf --empirical`") from None
+    return {name: float(size) for name, size in sizes.items() if size is not None}
 
 
 @dataclass(frozen=True)
