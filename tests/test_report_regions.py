@@ -155,10 +155,11 @@ def dot_result() -> DissectionResult:
 
 def test_page_states_the_region_rule() -> None:
     result = dot_result()
-    field = build_report(result, DotProbe(), loaded())  # type: ignore[arg-type]
+    field = build_report(result, DotProbe(), loaded(), ReportOptions(regions="field"))  # type: ignore[arg-type]
     assert "unit segmentation" in field and "theoretical receptive-field squares" in field
     assert "theoretical field 5 px" in field and "far larger than where units actually respond" in field
-    empirical = build_report(result, DotProbe(), loaded(), ReportOptions(field_sizes={"head": 9.5}))  # type: ignore[arg-type]
+    empirical = build_report(result, DotProbe(), loaded(),  # type: ignore[arg-type]
+                             ReportOptions(regions="field", field_sizes={"head": 9.5}))  # type: ignore[arg-type]
     assert "empirical receptive-field squares" in empirical and "empirical field 9.5 px" in empirical
     assert "far larger" not in empirical
     activation = build_report(result, DotProbe(), loaded(), ReportOptions(regions="activation"))  # type: ignore[arg-type]

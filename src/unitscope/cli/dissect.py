@@ -61,15 +61,27 @@ def format_tables(result: object) -> str:
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Run directory to write.")
 @click.option("--overwrite", is_flag=True, help="Replace a finished or interrupted run of another command.")
 @click.option("--no-report", is_flag=True, help="Skip report.html.")
+@click.option("--regions", type=click.Choice(["activation", "field"]), default=None,
+              help="Report regions: the thresholded map (activation) or the paper's receptive-field segmentation "
+                   "(field; default when --field-sizes is given).")
+@click.option("--field-sizes", type=click.Path(path_type=Path), default=None,
+              help="An `unitscope rf --empirical` run whose empirical field sizes the report's field regions use.")
 @click.option("--checkpoint-seconds", type=float, default=20.0, show_default=True,
               help="How often the resumable state is saved.")
 def command(model_spec: str, weights: str | None, num_classes: int | None, device: str, layers: tuple[str, ...],
             data: str, n: int, seed: int, size: int, input_size: int | None, mean: str | None, std: str | None,
             quantile: float, topk: int, iou_threshold: float, upsample: str, batch_size: int, workers: int,
-            skip_bad: bool, out: Path, overwrite: bool, no_report: bool, checkpoint_seconds: float) -> None:
+            skip_bad: bool, out: Path, overwrite: bool, no_report: bool, regions: str | None, field_sizes: Path | None,
+            checkpoint_seconds: float) -> None:
     """Label every unit of --layer with the concept it detects (Network Dissection, exact and resumable)."""
     check_positive(n=n, size=size, input_size=input_size)
     from unitscope.dissect.run import dissect
+    from unitscope.report.dissection import ReportOptions
+    from unitscope.report.regions import field_sizes_from_rf
+
+    sizes = field_sizes_from_rf(field_sizes) if field_sizes is not None else None
+    options = ReportOptions(regions=regions or ("field" if sizes else "activation"), field_sizes=sizes)
+    options.validate()
 
     settings = DissectSettings(quantile=quantile, topk=topk, iou_threshold=iou_threshold, upsample=upsample,
                                batch_size=batch_size, skip_bad=skip_bad, workers=workers,
@@ -77,7 +89,7 @@ def command(model_spec: str, weights: str | None, num_classes: int | None, devic
     result = dissect(
         model_spec, layers, data, out, weights=weights, num_classes=num_classes, n=n, seed=seed, size=size,
         input_size=input_size, mean=parse_triple(mean, "--mean"), std=parse_triple(std, "--std"),
-        settings=settings, device=device, overwrite=overwrite, report=not no_report,
+        settings=settings, device=device, overwrite=overwrite, report=not no_report, report_options=options,
     )
     click.echo(format_tables(result))
     skipped = result.info.get("skipped_images", 0)

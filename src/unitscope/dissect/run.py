@@ -14,6 +14,7 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import torch
@@ -27,6 +28,9 @@ from unitscope.dissect.settings import DissectSettings
 from unitscope.errors import UsageError
 from unitscope.models.layers import resolve_layer
 from unitscope.models.loading import LoadedModel, load_model
+
+if TYPE_CHECKING:
+    from unitscope.report.dissection import ReportOptions
 
 
 @dataclass(frozen=True)
@@ -100,6 +104,7 @@ def dissect(
     device: str = "cpu",
     overwrite: bool = False,
     report: bool = True,
+    report_options: ReportOptions | None = None,
     progress: bool = True,
 ) -> DissectionResult:
     """Label every unit of ``layers`` with the concept it detects (Network Dissection, exact)."""
@@ -163,7 +168,7 @@ def dissect(
         if report:
             from unitscope.report.dissection import write_dissection_report
 
-            write_dissection_report(result, probe, result_dir, loaded)
+            write_dissection_report(result, probe, result_dir, loaded, report_options)
     except UsageError:
         shutil.rmtree(staging, ignore_errors=True)
         raise

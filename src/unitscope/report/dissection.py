@@ -43,9 +43,10 @@ MAX_SKIPPED_LISTED = 20
 class ReportOptions:
     """How much the page shows and how: units per layer, images per unit, thumbnail side, chart concepts.
 
-    ``regions``: ``"field"`` (the paper's unit segmentation through receptive fields, each layer's
-    theoretical size unless ``field_sizes`` gives an empirical side in input pixels per layer name) or
-    ``"activation"`` (the upsampled map cut at the threshold, the region that entered the IoU).
+    ``regions``: ``"activation"`` (default: the upsampled map cut at the threshold, the region that entered
+    the IoU) or ``"field"`` (the paper's unit segmentation through receptive fields: each layer's empirical
+    side from ``field_sizes`` — see ``unitscope rf --empirical`` — or, without it, the theoretical one,
+    which at deep layers covers most of the image).
     """
 
     max_units: int = 64
@@ -53,7 +54,7 @@ class ReportOptions:
     thumbnail: int = 128
     max_concepts: int = 40
     batch_size: int = 32
-    regions: str = "field"
+    regions: str = "activation"
     field_sizes: Mapping[str, float] | None = None
 
     def validate(self) -> None:
