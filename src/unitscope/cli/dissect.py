@@ -79,7 +79,8 @@ def command(model_spec: str, weights: str | None, num_classes: int | None, devic
     from unitscope.report.dissection import ReportOptions
     from unitscope.report.regions import field_sizes_from_rf
 
-    sizes = field_sizes_from_rf(field_sizes) if field_sizes is not None else None
+    measured = field_sizes_from_rf(field_sizes) if field_sizes is not None else {}
+    sizes = {name: side for name, side in measured.items() if name in layers} or None
     options = ReportOptions(regions=regions or ("field" if sizes else "activation"), field_sizes=sizes)
     options.validate()
 
