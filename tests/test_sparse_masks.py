@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
+from unitscope.data.probe import Concept, ConceptTable, ProbeSample
 from unitscope.dissect.sparse_masks import WindowedMasks
 from unitscope.dissect.upsample import Upsampler
+from unitscope.stats import ConceptOverlap, LabelBatch
 
 # (mode, feature size, label size, input size, stride, start): odd sizes, offsets, up- and downsampling.
 GEOMETRIES = [
@@ -125,3 +128,41 @@ def test_refuses_what_is_no_interpolation() -> None:
     masker = WindowedMasks.build(Upsampler.build("bilinear", (2, 2), (4, 4), (4, 4)))
     with pytest.raises(ValueError, match="do not fit"):
         masker(torch.zeros(1, 3, 3), torch.zeros(1))
+
+
+def _labelled_batch() -> tuple[ConceptTable, list[ProbeSample]]:
+    """4 images of 6x5 labels: stacked object maps (a repeat at one pixel), parts, a scene, one unannotated."""
+    table = ConceptTable((Concept(1, "tree", "object"), Concept(2, "car", "object"), Concept(3, "wheel", "part"),
+                          Concept(4, "street", "scene"), Concept(5, "park", "scene")), ("object", "part", "scene"))
+    gen = np.random.default_rng(2)
+    samples = []
+    for i in range(4):
+        objects = gen.integers(0, 3, size=(2, 6, 5)).astype(np.int32)
+        objects[1, 0, 0] = objects[0, 0, 0] = 1  # the same label twice at one pixel counts once
+        pixel = {"object": objects, "part": np.where(gen.random((6, 5)) < 0.3, 3, 0).astype(np.int32)}
+        image = {"scene": (4, 5)} if i % 2 == 0 else {}
+        samples.append(ProbeSample(i, np.zeros((12, 10, 3), np.uint8), pixel_labels=pixel, image_labels=image))
+    samples[3] = ProbeSample(3, samples[3].image, pixel_labels={"object": samples[3].pixel_labels["object"]})
+    return table, samples
+
+
+def test_overlap_counts_from_on_pixels_equal_the_dense_update() -> None:
+    table, samples = _labelled_batch()
+    labels = LabelBatch.from_samples(samples, table, (6, 5))
+    masker = WindowedMasks.build(Upsampler.build("bilinear", (3, 3), (6, 5), (12, 10)))
+    gen = torch.Generator().manual_seed(4)
+    acts = torch.rand(4, 7, 3, 3, generator=gen) ** 3
+    thresholds = torch.tensor([0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 2.0])
+    dense = ConceptOverlap(7, table)
+    dense.update(masker.upsampler(acts) > thresholds[None, :, None, None], labels)
+    image_of, unit_of = masker.active_pairs(acts, thresholds)
+    order = torch.randperm(len(image_of), generator=gen)  # any order of the pairs
+    image_of, unit_of = image_of[order], unit_of[order]
+    pixels = masker.pixels(acts[image_of, unit_of], thresholds[unit_of])
+    for masks in (pixels, pixels.dense()):
+        sparse = ConceptOverlap(7, table)
+        sparse.update_active(masks, image_of, unit_of, labels)
+        for key in ("intersection", "label_area", "unit_area"):
+            assert torch.equal(getattr(sparse, key), getattr(dense, key)), key
+        assert sparse.num_images == 4
+    assert int(dense.intersection[:, 4].sum()) > 0 and int(dense.intersection[:, 3].sum()) > 0

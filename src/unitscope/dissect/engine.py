@@ -235,10 +235,10 @@ class DissectionEngine:
                     threshold = limits[name]
                     # Upsampling interpolates (a convex combination), so only the (image, unit) maps that
                     # reach the threshold can have pixels on, and only near their cells that reach it;
-                    # WindowedMasks computes just those, equal bit for bit to Upsampler(maps) > threshold.
+                    # WindowedMasks finds just those on pixels, equal bit for bit to Upsampler(maps) > threshold.
                     image_of, unit_of = maskers[name].active_pairs(acts, threshold)
-                    masks = maskers[name](acts[image_of, unit_of], threshold[unit_of])
-                    overlap.update_active(masks, image_of, unit_of, labels)
+                    pixels = maskers[name].pixels(acts[image_of, unit_of], threshold[unit_of])
+                    overlap.update_active(pixels, image_of, unit_of, labels)
             bar.update(len(batch.indices))
             if time.monotonic() - last_save > self.settings.checkpoint_seconds:
                 checkpoint(batch.indices[-1] + 1)

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import torch
 
 from unitscope.dissect.upsample import Upsampler
+from unitscope.stats.iou import MaskPixels
 
 # Tolerances in float32 units in the last place; the analysis above needs about 11.
 _ULPS: float = 16.0
@@ -118,6 +119,10 @@ class WindowedMasks:
 
     def __call__(self, maps: torch.Tensor, thresholds: torch.Tensor) -> torch.Tensor:
         """bool [M, sh, sw]: ``maps`` [M, h, w] upsampled and compared with ``thresholds`` [M]."""
+        return self.pixels(maps, thresholds).dense()
+
+    def pixels(self, maps: torch.Tensor, thresholds: torch.Tensor) -> MaskPixels:
+        """The on pixels of ``Upsampler(maps) > thresholds`` for ``maps`` [M, h, w], ``thresholds`` [M]."""
         maps = maps.float()
         count, h, w = maps.shape
         sh, sw = self.label_size
@@ -125,14 +130,11 @@ class WindowedMasks:
             raise ValueError(f"maps {tuple(maps.shape)} and thresholds {tuple(thresholds.shape)} do not fit "
                              f"an upsampler of {self.feature_size[0]}x{self.feature_size[1]} maps")
         limit = thresholds.to(maps.device, torch.float32)
-        masks = torch.zeros(count * sh * sw, dtype=torch.bool, device=maps.device)
         hot = maps > (limit - _margin(maps.abs().flatten(1).amax(dim=1), limit))[:, None, None]
         rows, cols = self.rows, self.cols
         hot_rows = hot.index_select(1, rows.first) | hot.index_select(1, rows.second)  # [M, tile rows, w]
         tile_map, tile_row, tile_col = torch.nonzero(
             hot_rows.index_select(2, cols.first) | hot_rows.index_select(2, cols.second), as_tuple=True)
-        if len(tile_map) == 0:
-            return masks.view(count, sh, sw)
         # The 2x2 cells of each tile: cells[:, k, l] = map[first/second row k, first/second col l].
         cell_rows = torch.stack([rows.first[tile_row], rows.second[tile_row]], dim=1)  # [K, 2]
         cell_cols = torch.stack([cols.first[tile_col], cols.second[tile_col]], dim=1)
@@ -146,16 +148,20 @@ class WindowedMasks:
         on = values > (limit_of + slack)[:, None, None]  # surely on in the dense product too
         maybe = values > (limit_of - slack)[:, None, None]
         unsure = torch.unique(tile_map[(on != maybe).flatten(1).any(dim=1)])
-        per_tile = on[0].numel()
+        per_tile = on.shape[1] * on.shape[2]
         hit = torch.nonzero(on.view(-1))[:, 0]
-        base = (tile_map * sh + rows.start[tile_row]) * sw + cols.start[tile_col]  # [K] first pixel of each tile
+        tile = hit // per_tile
         within = (torch.arange(on.shape[1], device=maps.device)[:, None] * sw
                   + torch.arange(on.shape[2], device=maps.device)[None, :]).view(-1)
-        masks[base[hit // per_tile] + within[hit % per_tile]] = True
-        masks = masks.view(count, sh, sw)
-        if len(unsure) > 0:
-            masks[unsure] = self.upsampler(maps[unsure]) > limit[unsure][:, None, None]
-        return masks
+        index = tile_map[tile]
+        pixel = (rows.start[tile_row] * sw + cols.start[tile_col])[tile] + within[hit % per_tile]
+        if len(unsure) > 0:  # near-ties: take these maps' masks from the dense product itself
+            keep = ~torch.isin(index, unsure)
+            redo, redo_pixel = torch.nonzero((self.upsampler(maps[unsure]) > limit[unsure][:, None, None])
+                                             .flatten(1), as_tuple=True)
+            index = torch.cat([index[keep], unsure[redo]])
+            pixel = torch.cat([pixel[keep], redo_pixel])
+        return MaskPixels(index, pixel, count, (sh, sw))
 
 
 def _margin(magnitude: torch.Tensor, thresholds: torch.Tensor) -> torch.Tensor:

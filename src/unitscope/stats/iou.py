@@ -14,6 +14,7 @@ table stay 0.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import torch
 
@@ -29,7 +30,7 @@ from unitscope.stats._state import (
 )
 from unitscope.stats.labels import LabelBatch, table_fingerprint
 
-__all__ = ["ConceptOverlap", "LabelBatch"]
+__all__ = ["ConceptOverlap", "LabelBatch", "MaskPixels"]
 
 _KIND = "ConceptOverlap"
 _COUNTS: tuple[str, ...] = ("intersection", "label_area", "unit_area")
@@ -64,6 +65,27 @@ def count_overlaps(units: torch.Tensor, regions: torch.Tensor, integer: bool | N
     if integer and int_mm is not None:
         return int_mm(units.view(torch.int8), regions.view(torch.int8).T).to(torch.int64)
     return torch.mm(units.to(torch.float32), regions.to(torch.float32).T).round_().to(torch.int64)
+
+
+@dataclass(frozen=True)
+class MaskPixels:
+    """``count`` bool masks of ``size`` (sh, sw) given by their on pixels, each listed once.
+
+    ``index`` [n] int64 is the mask of each on pixel, ``pixel`` [n] int64 its flat position in sh*sw.
+    Thresholded maps are mostly off, so this is far smaller than the dense masks.
+    """
+
+    index: torch.Tensor
+    pixel: torch.Tensor
+    count: int
+    size: tuple[int, int]
+
+    def dense(self) -> torch.Tensor:
+        """The masks as bool [count, sh, sw]."""
+        sh, sw = self.size
+        masks = torch.zeros(self.count * sh * sw, dtype=torch.bool, device=self.index.device)
+        masks[self.index * (sh * sw) + self.pixel] = True
+        return masks.view(self.count, sh, sw)
 
 
 class ConceptOverlap:
@@ -115,14 +137,20 @@ class ConceptOverlap:
         self.num_images += batch
 
     def update_active(
-        self, masks: torch.Tensor, image_of: torch.Tensor, unit_of: torch.Tensor, labels: LabelBatch
+        self, masks: torch.Tensor | MaskPixels, image_of: torch.Tensor, unit_of: torch.Tensor, labels: LabelBatch
     ) -> None:
-        """Count a batch given only its non-empty (image, unit) masks: ``masks`` bool [M, sh, sw].
+        """Count a batch given only its non-empty (image, unit) masks: bool [M, sh, sw] or MaskPixels.
 
         ``image_of`` [M] is each mask's position in the batch, ``unit_of`` [M] its unit. Every pair not
         listed counts as an empty mask, so passing only the units whose activation exceeds the
         threshold somewhere in the image gives exactly the counts of ``update`` at a fraction of the work.
         """
+        if isinstance(masks, MaskPixels):
+            if not len(image_of) == len(unit_of) == masks.count:
+                raise StatsError("update_active needs one image and unit index per mask")
+            self._check_labels(labels, masks.size, None)
+            self._update_pixels(masks, image_of, unit_of, labels)
+            return
         if masks.ndim != 3 or masks.dtype != torch.bool or not len(image_of) == len(unit_of) == len(masks):
             raise StatsError("update_active needs bool masks [M, sh, sw] with one image and unit index each")
         self._check_labels(labels, masks.shape[-2:], None)
@@ -132,9 +160,10 @@ class ConceptOverlap:
             labels = labels.to(self.device)
         image_of = image_of.to(self.device)
         unit_of = unit_of.to(self.device)
-        order = torch.argsort(image_of, stable=True)
-        flat = masks.reshape(len(masks), labels.num_pixels)[order]
-        unit_of = unit_of[order]
+        flat = masks.reshape(len(masks), labels.num_pixels)
+        if bool((image_of[1:] < image_of[:-1]).any()):  # group by image; nonzero() output already is
+            order = torch.argsort(image_of, stable=True)
+            flat, unit_of = flat[order], unit_of[order]
         bounds = [0, *torch.bincount(image_of, minlength=len(labels)).cumsum(0).tolist()]
         offsets = [0]
         for region in labels.regions:
@@ -157,6 +186,41 @@ class ConceptOverlap:
         if labels.pixel_numbers.numel() > 0:
             self.label_area.index_add_(0, labels.pixel_numbers, labels.pixel_areas)
         if labels.image_numbers.numel() > 0:
+            self.label_area.index_add_(0, labels.image_numbers, torch.full_like(labels.image_numbers,
+                                                                                labels.num_pixels))
+        self.num_images += len(labels)
+
+    def _update_pixels(
+        self, masks: MaskPixels, image_of: torch.Tensor, unit_of: torch.Tensor, labels: LabelBatch
+    ) -> None:
+        """update_active from on pixels: look up each pixel's labels instead of a product with masks."""
+        if masks.index.device != self.device:
+            self._to(masks.index.device)
+        if labels.device != self.device:
+            labels = labels.to(self.device)
+        image_of, unit_of = image_of.to(self.device), unit_of.to(self.device)
+        width = self.num_labels
+        active = torch.bincount(masks.index, minlength=masks.count)  # [M] pixels on per mask
+        self.unit_area.index_add_(0, unit_of, active[:, None] * labels.annotated[image_of].to(torch.int64))
+        found = labels.pixel_table[image_of[masks.index], :, masks.pixel]  # [n, K] labels at each on pixel
+        keys = (unit_of[masks.index][:, None] * width + found)[found >= 0]
+        self.intersection += torch.bincount(keys, minlength=self.num_units * width).view(self.num_units, width)
+        table = labels.pixel_table
+        self.label_area += torch.bincount(table[table >= 0].to(torch.int64), minlength=width)
+        if labels.image_numbers.numel() > 0:
+            # Whole-image labels: as a [B, most per image] table, -1 padded, then one entry per mask.
+            order = torch.argsort(labels.image_owner, stable=True)
+            owner, numbers = labels.image_owner[order], labels.image_numbers[order]
+            per_image = torch.bincount(owner, minlength=len(labels))
+            rank = torch.arange(len(owner), device=self.device) - (per_image.cumsum(0) - per_image)[owner]
+            whole = torch.full((len(labels), int(per_image.max())), -1, dtype=torch.int64, device=self.device)
+            whole[owner, rank] = numbers
+            mine = whole[image_of]  # [M, most]
+            listed = mine >= 0
+            self.intersection.index_put_(
+                (unit_of[:, None].expand_as(mine)[listed], mine[listed]),
+                active[:, None].expand_as(mine)[listed], accumulate=True,
+            )
             self.label_area.index_add_(0, labels.image_numbers, torch.full_like(labels.image_numbers,
                                                                                 labels.num_pixels))
         self.num_images += len(labels)

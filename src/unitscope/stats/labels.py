@@ -1,9 +1,11 @@
 """The labels of a batch of probe samples, encoded once so every unit of every layer reuses them.
 
-Per image we keep only the labels present (about 15 of Broden's ~1200) as boolean masks over the
-label-resolution pixels, ready for one matrix product with the units' masks. Row 0 of each image's
-regions is the whole image, so the same product also yields every unit's active area, which is the
-overlap with any whole-image label (scene, texture); those need no mask of their own.
+Per image and pixel we keep the concept labels present there (a few of Broden's ~1200) in a small
+table, ready for looking up the pixels where a unit is on. From it, on demand, each image's labels
+present become boolean masks over the label-resolution pixels, ready for one matrix product with the
+units' masks. Row 0 of each image's regions is the whole image, so the same product also yields every
+unit's active area, which is the overlap with any whole-image label (scene, texture); those need no
+mask of their own.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import torch
@@ -40,9 +43,13 @@ def concept_lookup(concepts: ConceptTable) -> np.ndarray:
 class LabelBatch:
     """Labels of B probe samples at label resolution (sh, sw), P = sh*sw pixels.
 
-    regions: per image, bool [1 + n_b, P]: row 0 all True (the whole image), then one row per pixel
-      label present (the union of that label's pixels over all stacked maps of all pixel categories).
-    pixel_numbers, pixel_areas: int64 [sum n_b], label number and pixel count of each row after row 0.
+    pixel_table: int32 [B, K, P], the distinct concept label numbers present at each pixel (the union
+      over all stacked maps of all pixel categories), -1 where fewer than K; K is the most maps any
+      sample of the batch stacks.
+    regions (derived): per image, bool [1 + n_b, P]: row 0 all True (the whole image), then one row per
+      pixel label present, in increasing label number.
+    pixel_numbers, pixel_areas (derived): int64 [sum n_b], label number and pixel count of each row
+      after row 0.
     image_numbers, image_owner: int64 [m], whole-image labels and the batch position carrying each.
     annotated: bool [B, C], whether category ``categories[c]`` is annotated in image b.
     concepts_crc: the concept table's fingerprint, so labels of another table are refused.
@@ -54,9 +61,7 @@ class LabelBatch:
     categories: tuple[str, ...]
     num_labels: int
     concepts_crc: int
-    regions: tuple[torch.Tensor, ...]
-    pixel_numbers: torch.Tensor
-    pixel_areas: torch.Tensor
+    pixel_table: torch.Tensor
     image_numbers: torch.Tensor
     image_owner: torch.Tensor
     annotated: torch.Tensor
@@ -72,6 +77,32 @@ class LabelBatch:
     def device(self) -> torch.device:
         return self.annotated.device
 
+    @property
+    def regions(self) -> tuple[torch.Tensor, ...]:
+        return self._pixel_rows[0]
+
+    @property
+    def pixel_numbers(self) -> torch.Tensor:
+        return self._pixel_rows[1]
+
+    @property
+    def pixel_areas(self) -> torch.Tensor:
+        return self._pixel_rows[2]
+
+    @cached_property
+    def _pixel_rows(self) -> tuple[tuple[torch.Tensor, ...], torch.Tensor, torch.Tensor]:
+        """Regions, numbers and areas from the table, built only when a dense product needs them."""
+        regions, numbers, areas = [], [], []
+        whole = torch.ones(1, self.num_pixels, dtype=torch.bool, device=self.device)
+        for table in self.pixel_table:  # [K, P]
+            counts = torch.bincount(table[table >= 0].to(torch.int64), minlength=self.num_labels)
+            nums = torch.nonzero(counts)[:, 0]
+            regions.append(torch.cat([whole, (table[None, :, :] == nums[:, None, None]).any(dim=1)]))
+            numbers.append(nums)
+            areas.append(counts[nums])
+        empty = torch.zeros(0, dtype=torch.int64, device=self.device)
+        return tuple(regions), torch.cat([empty, *numbers]), torch.cat([empty, *areas])
+
     def to(self, device: torch.device | str) -> LabelBatch:
         """The same labels on another device."""
         return LabelBatch(
@@ -79,9 +110,7 @@ class LabelBatch:
             categories=self.categories,
             num_labels=self.num_labels,
             concepts_crc=self.concepts_crc,
-            regions=tuple(r.to(device) for r in self.regions),
-            pixel_numbers=self.pixel_numbers.to(device),
-            pixel_areas=self.pixel_areas.to(device),
+            pixel_table=self.pixel_table.to(device),
             image_numbers=self.image_numbers.to(device),
             image_owner=self.image_owner.to(device),
             annotated=self.annotated.to(device),
@@ -100,9 +129,7 @@ class LabelBatch:
         if sh < 1 or sw < 1 or sh * sw >= MAX_EXACT_PIXELS:
             raise StatsError(f"label_size must be positive and below 2**24 pixels, got {label_size!r}")
         lookup = concept_lookup(concepts)
-        regions: list[torch.Tensor] = []
-        numbers: list[np.ndarray] = []
-        areas: list[np.ndarray] = []
+        tables: list[np.ndarray] = []
         image_numbers: list[int] = []
         image_owner: list[int] = []
         annotated = np.zeros((len(samples), len(concepts.categories)), dtype=bool)
@@ -114,19 +141,17 @@ class LabelBatch:
             )
             image_numbers.extend(whole)
             image_owner.extend([b] * len(whole))
-            nums, mask = _pixel_labels(sample, (sh, sw), lookup, whole)
-            whole_image = np.ones((1, sh * sw), dtype=bool)
-            regions.append(torch.from_numpy(np.concatenate([whole_image, mask])).to(device))
-            numbers.append(nums)
-            areas.append(mask.sum(axis=1, dtype=np.int64))
+            tables.append(_pixel_table(sample, (sh, sw), lookup, whole))
+        depth = max((len(t) for t in tables), default=0)
+        table = np.full((len(samples), depth, sh * sw), -1, dtype=np.int32)
+        for b, rows in enumerate(tables):
+            table[b, : len(rows)] = rows
         return cls(
             label_size=(sh, sw),
             categories=tuple(concepts.categories),
             num_labels=concepts.max_number + 1,
             concepts_crc=table_fingerprint(concepts),
-            regions=tuple(regions),
-            pixel_numbers=_long(np.concatenate([np.zeros(0, np.int64), *numbers]), device),
-            pixel_areas=_long(np.concatenate([np.zeros(0, np.int64), *areas]), device),
+            pixel_table=torch.from_numpy(table).to(device),
             image_numbers=_long(np.asarray(image_numbers, dtype=np.int64), device),
             image_owner=_long(np.asarray(image_owner, dtype=np.int64), device),
             annotated=torch.from_numpy(annotated).to(device),
@@ -141,10 +166,10 @@ def _long(values: np.ndarray, device: torch.device | str) -> torch.Tensor:
     return torch.from_numpy(values.astype(np.int64, copy=False)).to(device)
 
 
-def _pixel_labels(
+def _pixel_table(
     sample: ProbeSample, size: tuple[int, int], lookup: np.ndarray, whole: Sequence[int]
-) -> tuple[np.ndarray, np.ndarray]:
-    """Present pixel label numbers [n] and their masks bool [n, P] for one sample."""
+) -> np.ndarray:
+    """int32 [k, P]: the concept labels of one sample's k stacked maps, -1 for none or a repeat."""
     pixels = size[0] * size[1]
     stacks = []
     for category, maps in sample.pixel_labels.items():
@@ -156,20 +181,14 @@ def _pixel_labels(
                 f"sample {sample.index}: {category} label maps have shape {arr.shape}, expected "
                 f"[k, {size[0]}, {size[1]}]; give labels at the probe set's label_size"
             )
-        stacks.append(arr.reshape(arr.shape[0], pixels).astype(np.int64, copy=False))
+        stacks.append(arr.reshape(arr.shape[0], pixels))
     if not stacks:
-        return np.zeros(0, np.int64), np.zeros((0, pixels), dtype=bool)
-    flat = np.concatenate(stacks, axis=0)
+        return np.zeros((0, pixels), dtype=np.int32)
+    flat = np.concatenate(stacks, axis=0).astype(np.int64, copy=False)
     inside = (flat > 0) & (flat < len(lookup))
     valid = inside & lookup[np.where(inside, flat, 0)]
     if whole:
         valid &= ~np.isin(flat, whole)
-    _, pix = np.nonzero(valid)
-    values = flat[valid]
-    # bincount instead of np.unique: linear in the pixels, no sort (labels are small integers).
-    nums = np.flatnonzero(np.bincount(values, minlength=len(lookup)))
-    position = np.zeros(len(lookup), dtype=np.int64)
-    position[nums] = np.arange(len(nums))
-    mask = np.zeros((len(nums), pixels), dtype=bool)
-    mask[position[values], pix] = True
-    return nums.astype(np.int64), mask
+    for k in range(1, len(flat)):  # a label in several maps at one pixel counts once
+        valid[k] &= ~((flat[:k] == flat[k]) & valid[:k]).any(axis=0)
+    return np.where(valid, flat, -1).astype(np.int32)
