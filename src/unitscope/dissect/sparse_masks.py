@@ -16,8 +16,8 @@ about 4 units in the last place (u = 2**-24) of the largest |cell| they use of t
   whose cells are all below that cannot round above the threshold in the dense product either. A zero
   threshold needs no margin (a sum of non-positive products stays non-positive), which keeps dead
   units (threshold 0, all-zero maps after a ReLU) free.
-- A windowed value within ``16 u max|2x2 cells|`` of the threshold is unsure; the maps holding one are
-  recomputed with the dense ``Upsampler`` itself (rare: it takes a near-tie at the threshold).
+- A windowed value within ``16 u max|2x2 cells|`` of the threshold is unsure; those pixels take the
+  dense ``Upsampler``'s own value (rare: it takes a near-tie at the threshold).
 So the masks equal the dense reference's bit for bit, and so do the overlap counts made from them.
 """
 
@@ -147,20 +147,26 @@ class WindowedMasks:
         limit_of = limit[tile_map]
         on = values > (limit_of + slack)[:, None, None]  # surely on in the dense product too
         maybe = values > (limit_of - slack)[:, None, None]
-        unsure = torch.unique(tile_map[(on != maybe).flatten(1).any(dim=1)])
         per_tile = on.shape[1] * on.shape[2]
-        hit = torch.nonzero(on.view(-1))[:, 0]
-        tile = hit // per_tile
         within = (torch.arange(on.shape[1], device=maps.device)[:, None] * sw
                   + torch.arange(on.shape[2], device=maps.device)[None, :]).view(-1)
-        index = tile_map[tile]
-        pixel = (rows.start[tile_row] * sw + cols.start[tile_col])[tile] + within[hit % per_tile]
-        if len(unsure) > 0:  # near-ties: take these maps' masks from the dense product itself
-            keep = ~torch.isin(index, unsure)
-            redo, redo_pixel = torch.nonzero((self.upsampler(maps[unsure]) > limit[unsure][:, None, None])
-                                             .flatten(1), as_tuple=True)
-            index = torch.cat([index[keep], unsure[redo]])
-            pixel = torch.cat([pixel[keep], redo_pixel])
+        first_pixel = rows.start[tile_row] * sw + cols.start[tile_col]  # [K]
+
+        def locate(flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            """Mask and pixel of positions in the flattened [K, Tr, Tc] values."""
+            tile = torch.div(flat, per_tile, rounding_mode="floor")
+            place = within.index_select(0, flat - tile * per_tile)
+            return tile_map.index_select(0, tile), first_pixel.index_select(0, tile) + place
+
+        index, pixel = locate(torch.nonzero(on.view(-1))[:, 0])
+        unsure = torch.nonzero((on ^ maybe).view(-1))[:, 0]
+        if len(unsure) > 0:  # near-ties (rare): ask the dense product itself about these pixels
+            unsure_map, unsure_pixel = locate(unsure)
+            redo, which = torch.unique(unsure_map, return_inverse=True)
+            dense = self.upsampler(maps[redo]).flatten(1)  # [R, sh*sw]
+            also = dense[which, unsure_pixel] > limit[unsure_map]
+            index = torch.cat([index, unsure_map[also]])
+            pixel = torch.cat([pixel, unsure_pixel[also]])
         return MaskPixels(index, pixel, count, (sh, sw))
 
 

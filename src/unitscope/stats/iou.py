@@ -202,11 +202,13 @@ class ConceptOverlap:
         width = self.num_labels
         active = torch.bincount(masks.index, minlength=masks.count)  # [M] pixels on per mask
         self.unit_area.index_add_(0, unit_of, active[:, None] * labels.annotated[image_of].to(torch.int64))
-        found = labels.pixel_table[image_of[masks.index], :, masks.pixel]  # [n, K] labels at each on pixel
-        keys = (unit_of[masks.index][:, None] * width + found)[found >= 0]
-        self.intersection += torch.bincount(keys, minlength=self.num_units * width).view(self.num_units, width)
-        table = labels.pixel_table
-        self.label_area += torch.bincount(table[table >= 0].to(torch.int64), minlength=width)
+        table = labels.pixel_table  # [B, P, K]
+        found = table.view(-1, table.shape[2]).index_select(0, image_of[masks.index] * labels.num_pixels + masks.pixel)
+        # Key (unit, 1 + label) so that no label (-1) falls in column 0, dropped after counting.
+        keys = unit_of[masks.index][:, None] * (width + 1) + (found + 1)  # [n, K]
+        counts = torch.bincount(keys.view(-1), minlength=self.num_units * (width + 1))
+        self.intersection += counts.view(self.num_units, width + 1)[:, 1:]
+        self.label_area += torch.bincount(table.view(-1).to(torch.int64) + 1, minlength=width + 1)[1:]
         if labels.image_numbers.numel() > 0:
             # Whole-image labels: as a [B, most per image] table, -1 padded, then one entry per mask.
             order = torch.argsort(labels.image_owner, stable=True)

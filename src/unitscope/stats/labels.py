@@ -43,7 +43,7 @@ def concept_lookup(concepts: ConceptTable) -> np.ndarray:
 class LabelBatch:
     """Labels of B probe samples at label resolution (sh, sw), P = sh*sw pixels.
 
-    pixel_table: int32 [B, K, P], the distinct concept label numbers present at each pixel (the union
+    pixel_table: int32 [B, P, K], the distinct concept label numbers present at each pixel (the union
       over all stacked maps of all pixel categories), -1 where fewer than K; K is the most maps any
       sample of the batch stacks.
     regions (derived): per image, bool [1 + n_b, P]: row 0 all True (the whole image), then one row per
@@ -94,10 +94,10 @@ class LabelBatch:
         """Regions, numbers and areas from the table, built only when a dense product needs them."""
         regions, numbers, areas = [], [], []
         whole = torch.ones(1, self.num_pixels, dtype=torch.bool, device=self.device)
-        for table in self.pixel_table:  # [K, P]
+        for table in self.pixel_table:  # [P, K]
             counts = torch.bincount(table[table >= 0].to(torch.int64), minlength=self.num_labels)
             nums = torch.nonzero(counts)[:, 0]
-            regions.append(torch.cat([whole, (table[None, :, :] == nums[:, None, None]).any(dim=1)]))
+            regions.append(torch.cat([whole, (table.T[None, :, :] == nums[:, None, None]).any(dim=1)]))
             numbers.append(nums)
             areas.append(counts[nums])
         empty = torch.zeros(0, dtype=torch.int64, device=self.device)
@@ -143,9 +143,9 @@ class LabelBatch:
             image_owner.extend([b] * len(whole))
             tables.append(_pixel_table(sample, (sh, sw), lookup, whole))
         depth = max((len(t) for t in tables), default=0)
-        table = np.full((len(samples), depth, sh * sw), -1, dtype=np.int32)
+        table = np.full((len(samples), sh * sw, depth), -1, dtype=np.int32)
         for b, rows in enumerate(tables):
-            table[b, : len(rows)] = rows
+            table[b, :, : len(rows)] = rows.T
         return cls(
             label_size=(sh, sw),
             categories=tuple(concepts.categories),
