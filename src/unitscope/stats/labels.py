@@ -184,11 +184,13 @@ def _pixel_table(
         stacks.append(arr.reshape(arr.shape[0], pixels))
     if not stacks:
         return np.zeros((0, pixels), dtype=np.int32)
-    flat = np.concatenate(stacks, axis=0).astype(np.int64, copy=False)
-    inside = (flat > 0) & (flat < len(lookup))
-    valid = inside & lookup[np.where(inside, flat, 0)]
-    if whole:
-        valid &= ~np.isin(flat, whole)
+    flat = np.concatenate(stacks, axis=0)
+    if not np.issubdtype(flat.dtype, np.integer):
+        flat = flat.astype(np.int64)
+    # Concepts of the table that are no whole-image label here; numbers out of range read the False at the end.
+    wanted = np.append(lookup, False)
+    wanted[list(whole)] = False
+    valid = wanted[np.clip(flat, 0, len(lookup))]
     for k in range(1, len(flat)):  # a label in several maps at one pixel counts once
         valid[k] &= ~((flat[:k] == flat[k]) & valid[:k]).any(axis=0)
     return np.where(valid, flat, -1).astype(np.int32)
