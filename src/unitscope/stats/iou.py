@@ -203,12 +203,13 @@ class ConceptOverlap:
         active = torch.bincount(masks.index, minlength=masks.count)  # [M] pixels on per mask
         self.unit_area.index_add_(0, unit_of, active[:, None] * labels.annotated[image_of].to(torch.int64))
         table = labels.pixel_table  # [B, P, K]
-        found = table.view(-1, table.shape[2]).index_select(0, image_of[masks.index] * labels.num_pixels + masks.pixel)
+        rows = (image_of * labels.num_pixels).index_select(0, masks.index) + masks.pixel
+        found = table.view(-1, table.shape[2]).index_select(0, rows)  # [n, K] labels at each on pixel
         # Key (unit, 1 + label) so that no label (-1) falls in column 0, dropped after counting.
-        keys = unit_of[masks.index][:, None] * (width + 1) + (found + 1)  # [n, K]
+        keys = (unit_of * (width + 1) + 1).index_select(0, masks.index)[:, None] + found  # [n, K]
         counts = torch.bincount(keys.view(-1), minlength=self.num_units * (width + 1))
         self.intersection += counts.view(self.num_units, width + 1)[:, 1:]
-        self.label_area += torch.bincount(table.view(-1).to(torch.int64) + 1, minlength=width + 1)[1:]
+        self.label_area += torch.bincount(table.view(-1) + 1, minlength=width + 1)[1:]
         if labels.image_numbers.numel() > 0:
             # Whole-image labels: as a [B, most per image] table, -1 padded, then one entry per mask.
             order = torch.argsort(labels.image_owner, stable=True)
