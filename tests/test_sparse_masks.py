@@ -166,3 +166,22 @@ def test_overlap_counts_from_on_pixels_equal_the_dense_update() -> None:
             assert torch.equal(getattr(sparse, key), getattr(dense, key)), key
         assert sparse.num_images == 4
     assert int(dense.intersection[:, 4].sum()) > 0 and int(dense.intersection[:, 3].sum()) > 0
+
+
+def test_nothing_on_and_no_pixel_maps() -> None:
+    table, samples = _labelled_batch()
+    bare = [ProbeSample(s.index, s.image, image_labels={"scene": (4,)}) for s in samples]  # no maps at all
+    masker = WindowedMasks.build(Upsampler.build("rf", (3, 3), (6, 5), (12, 10), 4.0, 1.5))
+    for batch in (samples, bare):
+        labels = LabelBatch.from_samples(batch, table, (6, 5))
+        acts = torch.full((4, 2, 3, 3), 0.25)
+        acts[1, 1, 2, 2] = 1.0  # one map on, in the corner
+        for thresholds in (torch.tensor([2.0, 2.0]), torch.tensor([0.5, 0.5])):
+            image_of, unit_of = masker.active_pairs(acts, thresholds)
+            pixels = masker.pixels(acts[image_of, unit_of], thresholds[unit_of])
+            sparse, dense = ConceptOverlap(2, table), ConceptOverlap(2, table)
+            sparse.update_active(pixels, image_of, unit_of, labels)
+            dense.update(masker.upsampler(acts) > thresholds[None, :, None, None], labels)
+            for key in ("intersection", "label_area", "unit_area"):
+                assert torch.equal(getattr(sparse, key), getattr(dense, key)), key
+            assert len(image_of) == (0 if thresholds[0] == 2.0 else 1)
