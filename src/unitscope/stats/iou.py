@@ -204,7 +204,7 @@ class ConceptOverlap:
         self.unit_area.index_add_(0, unit_of, active[:, None] * labels.annotated[image_of].to(torch.int64))
         table = labels.pixel_table  # [B, P, K]
         rows = (image_of * labels.num_pixels).index_select(0, masks.index) + masks.pixel
-        found = table.view(-1, table.shape[2]).index_select(0, rows)  # [n, K] labels at each on pixel
+        found = table.view(len(labels) * labels.num_pixels, table.shape[2]).index_select(0, rows)  # [n, K]
         # Key (unit, 1 + label) so that no label (-1) falls in column 0, dropped after counting.
         keys = (unit_of * (width + 1) + 1).index_select(0, masks.index)[:, None] + found  # [n, K]
         counts = torch.bincount(keys.view(-1), minlength=self.num_units * (width + 1))
