@@ -138,7 +138,7 @@ class WindowedMasks:
         # The 2x2 cells of each tile: cells[:, k, l] = map[first/second row k, first/second col l].
         cell_rows = torch.stack([rows.first[tile_row], rows.second[tile_row]], dim=1)  # [K, 2]
         cell_cols = torch.stack([cols.first[tile_col], cols.second[tile_col]], dim=1)
-        cells = maps.view(-1)[(tile_map[:, None, None] * h + cell_rows[:, :, None]) * w + cell_cols[:, None, :]]
+        cells = torch.take(maps, (tile_map[:, None, None] * h + cell_rows[:, :, None]) * w + cell_cols[:, None, :])
         # Same order as the dense product, rows @ (maps @ cols.T). Past a tile's end the weights are NaN,
         # so those values compare False.
         across = torch.bmm(cells, cols.weights.index_select(0, tile_col).transpose(1, 2))  # [K, 2, Tc]
@@ -159,8 +159,8 @@ class WindowedMasks:
             return tile_map.index_select(0, tile), first_pixel.index_select(0, tile) + place
 
         index, pixel = locate(torch.nonzero(on.view(-1))[:, 0])
-        unsure = torch.nonzero((on ^ maybe).view(-1))[:, 0]
-        if len(unsure) > 0:  # near-ties (rare): ask the dense product itself about these pixels
+        if not torch.equal(on, maybe):  # near-ties (rare): ask the dense product itself about these pixels
+            unsure = torch.nonzero((on ^ maybe).view(-1))[:, 0]
             unsure_map, unsure_pixel = locate(unsure)
             redo, which = torch.unique(unsure_map, return_inverse=True)
             dense = self.upsampler(maps[redo]).flatten(1)  # [R, sh*sw]
