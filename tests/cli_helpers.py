@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import pytest
 
 from unitscope.cli.main import main
+
+PROGRESS = re.compile(r"\d+%\|.*\|")
 
 
 @dataclass
@@ -30,6 +33,7 @@ def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> CliResult:
 def assert_usage_error(result: CliResult, fragment: str) -> None:
     """One line on stderr containing ``fragment``, exit status 2, no traceback."""
     assert result.code == 2, result
-    lines = [line for line in result.err.splitlines() if line.strip()]
+    # Progress bars redraw with carriage returns and are erased on error; what remains is the message.
+    lines = [line for line in result.err.splitlines() if line.strip() and not PROGRESS.search(line)]
     assert len(lines) == 1 and fragment in lines[0], result.err
     assert "Traceback" not in result.err

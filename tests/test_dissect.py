@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from cli_helpers import assert_usage_error, run_cli
+from PIL import Image
 from planted import PlantedProbe, write_model
 
 from unitscope.data.broden_export import write_broden
@@ -171,3 +172,84 @@ def test_nan_activations_refused_without_leftovers(tmp_path: Path) -> None:
         dissect(f"{source}:build", ["0"], PlantedProbe(4), tmp_path / "r", report=False, progress=False,
                 settings=DissectSettings(workers=0))
     assert not (tmp_path / "r").exists() and not (tmp_path / "r.partial").exists()
+
+
+@pytest.fixture
+def broden_dir(tmp_path: Path) -> Path:
+    data = tmp_path / "broden"
+    write_broden(data, PlantedProbe(12), progress=False)
+    return data
+
+
+def _dissect_args(tmp_path: Path, data: Path, *extra: str) -> list[str]:
+    return ["dissect", "--model", write_model(tmp_path), "--layer", "0", "--data", str(data), "--quantile", "0.3",
+            "--mean", "0,0,0", "--std", "1,1,1", "--workers", "0", "--no-report", "--out", str(tmp_path / "r"),
+            *extra]
+
+
+def _image_files(data: Path) -> list[Path]:
+    return sorted(p for p in (data / "images").rglob("*.png") if "_" not in p.stem.split("/")[-1])
+
+
+def test_corrupt_image_fails_cleanly_or_is_skipped(tmp_path: Path, broden_dir: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    rows = pd.read_csv(broden_dir / "index.csv")
+    victim = broden_dir / "images" / rows.loc[5, "image"]
+    victim.write_bytes(b"not a png")
+    assert_usage_error(run_cli(capsys, *_dissect_args(tmp_path, broden_dir)), "--skip-bad")
+    assert not (tmp_path / "r").exists() and not (tmp_path / "r.partial").exists()
+    result = run_cli(capsys, *_dissect_args(tmp_path, broden_dir, "--skip-bad"))
+    assert result.code == 0, result.err
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert summary["skipped_images"] == 1 and "5" in summary["skipped"]
+
+
+def test_missing_image_and_wrong_label_size_fail_cleanly(tmp_path: Path, broden_dir: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    rows = pd.read_csv(broden_dir / "index.csv")
+    (broden_dir / "images" / rows.loc[2, "image"]).unlink()
+    assert_usage_error(run_cli(capsys, *_dissect_args(tmp_path, broden_dir)), "missing")
+    write_broden(broden_dir, PlantedProbe(12), progress=False, overwrite=True)
+    label_png = broden_dir / "images" / str(rows.loc[3, "object"]).split(";")[0]
+    Image.new("RGB", (5, 5)).save(label_png)
+    assert_usage_error(run_cli(capsys, *_dissect_args(tmp_path, broden_dir)), "is 5x5")
+    assert not (tmp_path / "r").exists() and not (tmp_path / "r.partial").exists()
+
+
+def test_malformed_index_row_and_empty_probe_set(tmp_path: Path, broden_dir: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    index = broden_dir / "index.csv"
+    lines = index.read_text().splitlines()
+    index.write_text("\n".join([*lines[:3], "images/x.png,train,16", *lines[3:]]) + "\n")
+    assert_usage_error(run_cli(capsys, *_dissect_args(tmp_path, broden_dir)), "line 4")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert_usage_error(run_cli(capsys, *_dissect_args(tmp_path, empty)), "empty")
+    assert not (tmp_path / "r").exists()
+
+
+def test_plain_image_folder_gives_top_images_without_labels(tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    probe = PlantedProbe(6)
+    for i in range(6):
+        Image.fromarray(probe[i].image).save(folder / f"{i}.png")
+    result = run_cli(capsys, *_dissect_args(tmp_path, folder, "--topk", "3"))
+    assert result.code == 0, result.err
+    units = pd.read_csv(tmp_path / "r" / "0" / "units.csv", keep_default_na=False)
+    assert (units["label"] == "").all()
+    top = pd.read_csv(tmp_path / "r" / "0" / "top_images.csv")
+    assert len(top) == 3 * 3 and set(top["rank"]) == {0, 1, 2}
+
+
+def test_report_uses_empirical_field_sizes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rf = tmp_path / "rf.json"
+    rf.write_text(json.dumps({"layers": {"0": {"empirical": {"mean": 3.0}}, "9": {"empirical": {"mean": 7.0}}}}))
+    args = ["dissect", "--model", write_model(tmp_path), "--layer", "0", "--quantile", "0.3", "--mean", "0,0,0",
+            "--std", "1,1,1", "--workers", "0", "--data", "sceneworld", "--n", "4", "--size", "32",
+            "--field-sizes", str(rf), "--out", str(tmp_path / "r")]
+    result = run_cli(capsys, *args)
+    assert result.code == 0, result.err
+    page = (tmp_path / "r" / "report.html").read_text()
+    assert "empirical field 3 px" in page

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from unitscope.capture import LayerCapture
 from unitscope.data.probe import ProbeSample, ProbeSet, has_labels
@@ -30,6 +29,7 @@ from unitscope.dissect.sparse_masks import WindowedMasks
 from unitscope.dissect.upsample import Upsampler
 from unitscope.errors import UsageError
 from unitscope.models.loading import LoadedModel
+from unitscope.progress import progress_bar
 from unitscope.stats import ConceptOverlap, LabelBatch, TopImages, TopQuantile
 
 
@@ -129,9 +129,10 @@ class DissectionEngine:
             per_layer.update(saved_layers)
             _atomic_save({"next_index": next_index, "skipped": skipped, "layers": saved_layers}, state_path)
 
-        bar = tqdm(total=n, initial=start, desc="pass 1/2: activations", unit="img", disable=not self.progress)
         last_save = time.monotonic()
-        with LayerCapture(self.model.module, list(self.layers.values())) as capture:
+        with (progress_bar(total=n, initial=start, desc="pass 1/2: activations", unit="img",
+                           disable=not self.progress) as bar,
+              LayerCapture(self.model.module, list(self.layers.values())) as capture):
             for batch in iterate_batches(self.probe, start, self.settings.batch_size, self.settings.workers):
                 good = self._accept(batch, skipped)
                 if good:
@@ -168,7 +169,6 @@ class DissectionEngine:
                 if time.monotonic() - last_save > self.settings.checkpoint_seconds:
                     checkpoint(batch.indices[-1] + 1)
                     last_save = time.monotonic()
-        bar.close()
         if not stats:
             raise UsageError("every probe image was unreadable; check --data")
         checkpoint(n)
@@ -220,30 +220,29 @@ class DissectionEngine:
             )
 
         limits = {name: t.to(self.device, torch.float32) for name, t in thresholds.items()}
-        bar = tqdm(total=n, initial=start, desc="pass 2/2: IoU", unit="img", disable=not self.progress)
         last_save = time.monotonic()
-        for batch in iterate_batches(self.probe, start, self.settings.batch_size, self.settings.workers,
-                                     labels_only=True):
-            good = [(i, s) for i, s in zip(batch.indices, batch.samples, strict=True)
-                    if s is not None and i not in skipped]
-            if good:
-                labels = LabelBatch.from_samples([s for _, s in good], self.probe.concepts, label_size,
-                                                 device=self.device)
-                rows = np.array([i for i, _ in good])
-                for name, overlap in overlaps.items():
-                    acts = torch.from_numpy(caches[name].read(rows)).to(self.device)
-                    threshold = limits[name]
-                    # Upsampling interpolates (a convex combination), so only the (image, unit) maps that
-                    # reach the threshold can have pixels on, and only near their cells that reach it;
-                    # WindowedMasks finds just those on pixels, equal bit for bit to Upsampler(maps) > threshold.
-                    image_of, unit_of = maskers[name].active_pairs(acts, threshold)
-                    pixels = maskers[name].pixels(acts[image_of, unit_of], threshold[unit_of])
-                    overlap.update_active(pixels, image_of, unit_of, labels)
-            bar.update(len(batch.indices))
-            if time.monotonic() - last_save > self.settings.checkpoint_seconds:
-                checkpoint(batch.indices[-1] + 1)
-                last_save = time.monotonic()
-        bar.close()
+        with progress_bar(total=n, initial=start, desc="pass 2/2: IoU", unit="img", disable=not self.progress) as bar:
+            for batch in iterate_batches(self.probe, start, self.settings.batch_size, self.settings.workers,
+                                         labels_only=True):
+                good = [(i, s) for i, s in zip(batch.indices, batch.samples, strict=True)
+                        if s is not None and i not in skipped]
+                if good:
+                    labels = LabelBatch.from_samples([s for _, s in good], self.probe.concepts, label_size,
+                                                     device=self.device)
+                    rows = np.array([i for i, _ in good])
+                    for name, overlap in overlaps.items():
+                        acts = torch.from_numpy(caches[name].read(rows)).to(self.device)
+                        threshold = limits[name]
+                        # Upsampling interpolates (a convex combination), so only the (image, unit) maps that
+                        # reach the threshold can have pixels on, and only near their cells that reach it;
+                        # WindowedMasks finds just those on pixels, equal bit for bit to Upsampler(maps) > threshold.
+                        image_of, unit_of = maskers[name].active_pairs(acts, threshold)
+                        pixels = maskers[name].pixels(acts[image_of, unit_of], threshold[unit_of])
+                        overlap.update_active(pixels, image_of, unit_of, labels)
+                bar.update(len(batch.indices))
+                if time.monotonic() - last_save > self.settings.checkpoint_seconds:
+                    checkpoint(batch.indices[-1] + 1)
+                    last_save = time.monotonic()
         checkpoint(n)
         for cache in caches.values():
             cache.close()
