@@ -18,8 +18,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import MemoryProbe, best_of, render_probe
 
 from unitscope.capture import LayerCapture
-from unitscope.dissect.run import dissect
-from unitscope.dissect.settings import DissectSettings
+from unitscope.dissection.run import dissect
+from unitscope.dissection.settings import DissectSettings
 from unitscope.models.layers import resolve_layer
 from unitscope.models.loading import LoadedModel, load_model
 
@@ -48,8 +48,8 @@ def compare(model: LoadedModel, layer: str, probe: MemoryProbe) -> float:
 def peak_rss_mb(n: int) -> float:
     code = (
         "import resource, torch; torch.set_num_threads(2);"
-        "from unitscope.dissect.run import dissect;"
-        "from unitscope.dissect.settings import DissectSettings;"
+        "from unitscope.dissection.run import dissect;"
+        "from unitscope.dissection.settings import DissectSettings;"
         f"dissect('sceneworld-scene', ['conv5'], 'sceneworld', None, n={n}, report=False, progress=False,"
         " settings=DissectSettings(workers=0));"
         "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"

@@ -11,9 +11,9 @@ from pathlib import Path
 
 from planted import PlantedProbe
 
-from unitscope.dissect.result import DissectionResult
-from unitscope.dissect.run import dissect
-from unitscope.dissect.settings import DissectSettings
+from unitscope.dissection.result import DissectionResult
+from unitscope.dissection.run import dissect
+from unitscope.dissection.settings import DissectSettings
 
 FC_WEIGHT = ((2.0, -1.0, 0.0), (-1.0, 3.0, 0.5))
 FC_BIAS = (0.25, -0.5)

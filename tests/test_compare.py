@@ -16,8 +16,8 @@ from unitscope.analysis.label_stats import probe_label_stats
 from unitscope.cli.main import main
 from unitscope.data.broden_export import write_broden
 from unitscope.data.probe import Concept, ConceptTable, ProbeSample
-from unitscope.dissect.labels import detector_table
-from unitscope.dissect.result import DissectionResult, LayerResult
+from unitscope.dissection.labels import detector_table
+from unitscope.dissection.result import DissectionResult, LayerResult
 
 CONCEPTS = ConceptTable(
     (Concept(1, "sky", "object"), Concept(2, "bed", "object"), Concept(3, "boat", "object"),

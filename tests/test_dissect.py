@@ -18,8 +18,8 @@ from PIL import Image
 from planted import PlantedProbe, write_model
 
 from unitscope.data.broden_export import write_broden
-from unitscope.dissect.run import dissect
-from unitscope.dissect.settings import DissectSettings
+from unitscope.dissection.run import dissect
+from unitscope.dissection.settings import DissectSettings
 from unitscope.errors import UsageError
 
 UNIT_MEAN = (0.0, 0.0, 0.0)
@@ -100,7 +100,7 @@ def test_run_directory_files_and_finished_run_not_recomputed(tmp_path: Path) -> 
 def test_interrupted_run_resumes_to_identical_results(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     reference = run_planted(tmp_path, n=40, batch_size=4).units["0"]
     out = tmp_path / "run"
-    from unitscope.dissect import engine
+    from unitscope.dissection import engine
 
     real_update = engine.ConceptOverlap.update_active
     calls = {"n": 0}
@@ -253,3 +253,12 @@ def test_report_uses_empirical_field_sizes(tmp_path: Path, capsys: pytest.Captur
     assert result.code == 0, result.err
     page = (tmp_path / "r" / "report.html").read_text()
     assert "empirical field 3 px" in page
+
+
+def test_package_level_api_returns_dataframes(tmp_path: Path) -> None:
+    import unitscope
+
+    result = unitscope.dissect(write_model(tmp_path), ["0"], PlantedProbe(8), None, mean=UNIT_MEAN, std=UNIT_STD,
+                               settings=DissectSettings(quantile=0.3, workers=0), report=False, progress=False)
+    assert isinstance(result.units["0"], pd.DataFrame) and isinstance(result.summary, pd.DataFrame)
+    assert result.units["0"].loc[0, "label"] == "square"

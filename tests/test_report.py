@@ -13,10 +13,10 @@ import torch
 from planted import CONCEPTS, PlantedProbe
 from torch import nn
 
-from unitscope.dissect.labels import detector_table
-from unitscope.dissect.result import DissectionResult, LayerResult
-from unitscope.dissect.run import dissect
-from unitscope.dissect.settings import DissectSettings
+from unitscope.dissection.labels import detector_table
+from unitscope.dissection.result import DissectionResult, LayerResult
+from unitscope.dissection.run import dissect
+from unitscope.dissection.settings import DissectSettings
 from unitscope.errors import UsageError
 from unitscope.models.loading import LoadedModel
 from unitscope.models.preprocessing import Preprocessing

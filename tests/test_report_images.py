@@ -12,7 +12,7 @@ from torch import nn
 
 from unitscope.data.errors import BadSampleError
 from unitscope.data.probe import Concept, ConceptTable, ProbeSample
-from unitscope.dissect.result import DissectionResult, LayerResult
+from unitscope.dissection.result import DissectionResult, LayerResult
 from unitscope.errors import UsageError
 from unitscope.models.loading import LoadedModel
 from unitscope.models.preprocessing import Preprocessing

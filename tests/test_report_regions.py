@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from unitscope.data.probe import Concept, ConceptTable, ProbeSample
-from unitscope.dissect.result import DissectionResult, LayerResult
+from unitscope.dissection.result import DissectionResult, LayerResult
 from unitscope.errors import UsageError
 from unitscope.models.loading import LoadedModel
 from unitscope.models.preprocessing import Preprocessing

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from unitscope.data.probe import Concept, ConceptTable, ProbeSample
-from unitscope.dissect.sparse_masks import WindowedMasks
-from unitscope.dissect.upsample import Upsampler
+from unitscope.dissection.sparse_masks import WindowedMasks
+from unitscope.dissection.upsample import Upsampler
 from unitscope.stats import ConceptOverlap, LabelBatch
 
 # (mode, feature size, label size, input size, stride, start): odd sizes, offsets, up- and downsampling.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from unitscope.dissect.upsample import Upsampler
+from unitscope.dissection.upsample import Upsampler
 
 
 def test_bilinear_mode_equals_torch_interpolate() -> None:

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from unitscope.dissect.result import DissectionResult
-from unitscope.dissect.settings import DissectSettings
+from unitscope.dissection.result import DissectionResult
+from unitscope.dissection.settings import DissectSettings
 
 DEMO_LAYERS: tuple[str, ...] = ("conv3", "conv4", "conv5", "pool5")
 NETWORKS: dict[str, str] = {"scene-net": "sceneworld-scene", "object-net": "sceneworld-object"}
@@ -155,7 +155,7 @@ def run_demo(config: DemoConfig) -> dict[str, object]:
     print(transfer.pivot(index="features", columns="task", values="accuracy")
           .to_string(float_format=lambda v: f"{v:.3f}"))
     world = export_world(config)
-    from unitscope.dissect.run import dissect
+    from unitscope.dissection.run import dissect
 
     settings = DissectSettings(workers=config.workers)
     results = {}

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as scipy_stats
 
-from unitscope.dissect.result import DissectionResult
+from unitscope.dissection.result import DissectionResult
 from unitscope.errors import UsageError
 
 MEASURES: tuple[str, ...] = ("pixel_share", "image_frequency", "scene_mi_bits")

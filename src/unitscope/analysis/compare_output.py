@@ -9,7 +9,7 @@ from pathlib import Path
 from unitscope.analysis.compare import Comparison
 from unitscope.analysis.compare_plots import categories_figure, objects_figure, scatter_figure
 from unitscope.analysis.compare_report import render_report
-from unitscope.dissect.result import layer_dirname
+from unitscope.dissection.result import layer_dirname
 
 DEFINITIONS: dict[str, str] = {
     "detectors": "units whose best concept (IoU >= the run's threshold) is in the category",

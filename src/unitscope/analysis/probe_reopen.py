@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from unitscope.analysis.label_stats import probe_label_stats, run_label_stats
-from unitscope.dissect.result import DissectionResult, layer_dirname
+from unitscope.dissection.result import DissectionResult, layer_dirname
 from unitscope.errors import UsageError
 
 

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 
 from unitscope.analysis.recording import LayerRecorder
-from unitscope.dissect.result import DissectionResult
-from unitscope.dissect.upsample import Upsampler
+from unitscope.dissection.result import DissectionResult
+from unitscope.dissection.upsample import Upsampler
 from unitscope.errors import UsageError
 from unitscope.models.loading import LoadedModel
 

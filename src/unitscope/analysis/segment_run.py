@@ -14,8 +14,8 @@ from unitscope.analysis.inputs import InputImage, InputSource
 from unitscope.analysis.overlay import blend_labels, concept_colours, save_panels
 from unitscope.analysis.segment import DetectorSet, UnitSegmenter, detector_set
 from unitscope.analysis.segment_metrics import SegmentationMeter
-from unitscope.dissect.result import DissectionResult
-from unitscope.dissect.upsample import Upsampler
+from unitscope.dissection.result import DissectionResult
+from unitscope.dissection.upsample import Upsampler
 from unitscope.errors import UsageError
 from unitscope.models.loading import LoadedModel
 
@@ -56,7 +56,7 @@ def build_segmenter(model: LoadedModel, run: DissectionResult, layer: str | None
     mode = str(settings.get("upsample", "bilinear"))  # type: ignore[union-attr]
     stride = start = None
     if mode == "rf":
-        from unitscope.dissect.run import field_geometry
+        from unitscope.dissection.run import field_geometry
 
         field = field_geometry(model, input_size).get(detectors.path)
         stride, start = field if field is not None else (None, None)

@@ -25,7 +25,7 @@ def command(run_a: Path, run_b: Path, out: Path, force: bool, data: str | None, 
     from unitscope.analysis.compare import check_same_probe, compare_runs, pair_layers
     from unitscope.analysis.compare_output import write_comparison
     from unitscope.analysis.probe_reopen import run_statistics
-    from unitscope.dissect.result import DissectionResult
+    from unitscope.dissection.result import DissectionResult
 
     a, b = DissectionResult.load(run_a), DissectionResult.load(run_b)
     pair_layers(a, b, force)

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from unitscope.cli.options import check_positive, model_options
-from unitscope.dissect.settings import UPSAMPLE_MODES, DissectSettings
+from unitscope.dissection.settings import UPSAMPLE_MODES, DissectSettings
 from unitscope.errors import UsageError
 
 
@@ -75,7 +75,7 @@ def command(model_spec: str, weights: str | None, num_classes: int | None, devic
             checkpoint_seconds: float) -> None:
     """Label every unit of --layer with the concept it detects (Network Dissection, exact and resumable)."""
     check_positive(n=n, size=size, input_size=input_size)
-    from unitscope.dissect.run import dissect
+    from unitscope.dissection.run import dissect
     from unitscope.report.dissection import ReportOptions
     from unitscope.report.regions import field_sizes_from_rf
 

@@ -31,7 +31,7 @@ def command(model_spec: str, weights: str | None, num_classes: int | None, devic
     """Segment images with the detector units of a dissected layer, beside the model's top-3 classes."""
     from unitscope.analysis.inputs import open_inputs
     from unitscope.analysis.segment_run import run_segment
-    from unitscope.dissect.result import DissectionResult
+    from unitscope.dissection.result import DissectionResult
 
     check_positive(batch_size=batch_size)
     if pictures < 0:

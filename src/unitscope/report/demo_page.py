@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from unitscope.dissect.result import DissectionResult
+from unitscope.dissection.result import DissectionResult
 from unitscope.report.html import image_data_uri, render_template, write_html
 
 HEADLINE_LAYER = "pool5"

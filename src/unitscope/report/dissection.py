@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from unitscope.data.probe import ProbeSet
-from unitscope.dissect.result import DissectionResult, LayerResult
+from unitscope.dissection.result import DissectionResult, LayerResult
 from unitscope.errors import UsageError
 from unitscope.models.loading import LoadedModel
 from unitscope.report.figures import UNKNOWN_COLOR, category_colors, plot_detector_counts

@@ -13,7 +13,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from unitscope.dissect.result import DissectionResult
+from unitscope.dissection.result import DissectionResult
 from unitscope.errors import UsageError
 
 # Broden's six categories keep the same colours in every report; others take the remaining ones in order.

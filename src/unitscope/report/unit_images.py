@@ -3,7 +3,7 @@
 The dissection keeps only each unit's threshold and top image indices, so the maps are recomputed here:
 one forward pass per batch of distinct images captures every layer shown. The region follows one of two
 rules (:mod:`unitscope.report.regions`): ``activation`` upsamples each map with the run's own geometry
-(:class:`~unitscope.dissect.upsample.Upsampler`, same mode) to the size the image is shown at and cuts it
+(:class:`~unitscope.dissection.upsample.Upsampler`, same mode) to the size the image is shown at and cuts it
 at the unit's threshold — the region that entered its IoU; ``field`` (the paper's unit segmentation)
 keeps the union of the receptive-field squares of the positions above the threshold.
 """
@@ -23,8 +23,8 @@ from scipy import ndimage
 from unitscope.capture import LayerCapture
 from unitscope.data.errors import BadSampleError
 from unitscope.data.probe import ProbeSet
-from unitscope.dissect.result import DissectionResult
-from unitscope.dissect.upsample import Upsampler
+from unitscope.dissection.result import DissectionResult
+from unitscope.dissection.upsample import Upsampler
 from unitscope.errors import UsageError
 from unitscope.models.loading import LoadedModel
 from unitscope.receptive.theory import FieldGeometry, theoretical_fields
@@ -276,7 +276,7 @@ def _thumbnail(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 def run_geometry(model: LoadedModel) -> Geometry:
     """Receptive-field (stride, start) per module path and input size, as the ``rf`` upsampling uses."""
-    from unitscope.dissect.run import field_geometry
+    from unitscope.dissection.run import field_geometry
 
     cache: dict[tuple[int, int], dict[str, tuple[float, float]]] = {}
 

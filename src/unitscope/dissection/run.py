@@ -21,10 +21,10 @@ import torch
 
 from unitscope.data import open_probe
 from unitscope.data.probe import ProbeSet
-from unitscope.dissect.engine import DissectionEngine, EngineOutcome, LayerStatistics
-from unitscope.dissect.labels import detector_table, label_units
-from unitscope.dissect.result import DissectionResult, LayerResult
-from unitscope.dissect.settings import DissectSettings
+from unitscope.dissection.engine import DissectionEngine, EngineOutcome, LayerStatistics
+from unitscope.dissection.labels import detector_table, label_units
+from unitscope.dissection.result import DissectionResult, LayerResult
+from unitscope.dissection.settings import DissectSettings
 from unitscope.errors import UsageError
 from unitscope.models.layers import resolve_layer
 from unitscope.models.loading import LoadedModel, load_model

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import torch
 
-from unitscope.dissect.upsample import Upsampler
+from unitscope.dissection.upsample import Upsampler
 from unitscope.stats.iou import MaskPixels
 
 # Tolerances in float32 units in the last place; the analysis above needs about 11.

@@ -22,11 +22,11 @@ import torch
 
 from unitscope.capture import LayerCapture
 from unitscope.data.probe import ProbeSample, ProbeSet, has_labels
-from unitscope.dissect.cache import ActivationCache
-from unitscope.dissect.loader import LoadedBatch, iterate_batches
-from unitscope.dissect.settings import DissectSettings
-from unitscope.dissect.sparse_masks import WindowedMasks
-from unitscope.dissect.upsample import Upsampler
+from unitscope.dissection.cache import ActivationCache
+from unitscope.dissection.loader import LoadedBatch, iterate_batches
+from unitscope.dissection.settings import DissectSettings
+from unitscope.dissection.sparse_masks import WindowedMasks
+from unitscope.dissection.upsample import Upsampler
 from unitscope.errors import UsageError
 from unitscope.models.loading import LoadedModel
 from unitscope.progress import progress_bar

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
-from unitscope.dissect.settings import UPSAMPLE_MODES
+from unitscope.dissection.settings import UPSAMPLE_MODES
 
 
 def interpolation_matrix(source_positions: torch.Tensor, in_size: int) -> torch.Tensor:
