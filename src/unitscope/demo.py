@@ -21,6 +21,7 @@ import pandas as pd
 
 from unitscope.dissection.result import DissectionResult
 from unitscope.dissection.settings import DissectSettings
+from unitscope.staging import publish, staging_path
 
 DEMO_LAYERS: tuple[str, ...] = ("conv3", "conv4", "conv5", "pool5")
 NETWORKS: dict[str, str] = {"scene-net": "sceneworld-scene", "object-net": "sceneworld-object"}
@@ -120,9 +121,9 @@ def compare_networks(config: DemoConfig, results: dict[str, DissectionResult], w
     scene, objects = results["scene-net"], results["object-net"]
     stats, _ = run_statistics(scene, str(world), "object", None, progress=False)
     comparison = compare_runs(scene, objects, stats, False, "object", OBJECT_CLASSES)
-    staging = out.with_name(out.name + ".partial")
+    staging = staging_path(out)
     write_comparison(comparison, staging)
-    staging.replace(out)
+    publish(staging, out)
     return comparison_json(comparison)
 
 
@@ -135,11 +136,11 @@ def segment_scenes(config: DemoConfig, run: DissectionResult) -> dict[str, objec
     out = config.out / "segment"
     if (out / "metrics.json").is_file():
         return json.loads((out / "metrics.json").read_text())
-    staging = out.with_name(out.name + ".partial")
+    staging = staging_path(out)
     source = open_inputs(None, "sceneworld", config.n_segment, config.eval_seed + 1, 112)
     model = load_model(NETWORKS["scene-net"], device=config.device)
     summary = run_segment(model, run, source, staging, SEGMENT_LAYER, "object", 16, 6)
-    staging.replace(out)
+    publish(staging, out)
     return summary.metrics or {}
 
 

@@ -28,6 +28,7 @@ from unitscope.dissection.settings import DissectSettings
 from unitscope.errors import UsageError
 from unitscope.models.layers import resolve_layer
 from unitscope.models.loading import LoadedModel, load_model
+from unitscope.staging import publish, staging_path
 
 if TYPE_CHECKING:
     from unitscope.report.dissection import ReportOptions
@@ -142,7 +143,7 @@ def dissect(
             outcome = DissectionEngine(loaded, paths, probe, settings, Path(tmp), geometry.get, progress).run()
             return _assemble(outcome, probe, settings, identity, loaded, None)
 
-    staging = out_path.with_name(out_path.name + ".partial")
+    staging = staging_path(out_path)
     config_path = staging / "config.json"
     if staging.exists():
         previous = json.loads(config_path.read_text()) if config_path.is_file() else None
@@ -172,9 +173,7 @@ def dissect(
     except UsageError:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    if out_path.exists():
-        shutil.rmtree(out_path)
-    result_dir.rename(out_path)
+    publish(result_dir, out_path)
     shutil.rmtree(staging)
     result.run_dir = out_path
     return result

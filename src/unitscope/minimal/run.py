@@ -43,6 +43,7 @@ from unitscope.minimal.segments import TooFewRegionsError
 from unitscope.minimal.sources import ImageSource, LabelledImage
 from unitscope.minimal.strip import result_strip
 from unitscope.models.loading import LoadedModel
+from unitscope.staging import publish, staging_path
 
 OK = "ok"
 
@@ -189,7 +190,7 @@ def _prepare_stage(out: Path, identity: dict[str, object], overwrite: bool) -> P
         raise UsageError(f"{out} already exists and is not empty; choose another --out or pass --overwrite")
     if not out.resolve().parent.is_dir():
         raise UsageError(f"cannot create {out}: its parent folder does not exist")
-    stage = out.with_name(out.name + ".partial")
+    stage = staging_path(out)
     marker = stage / "run.json"
     if marker.is_file() and json.loads(marker.read_text()) != identity:
         raise UsageError(
@@ -287,11 +288,5 @@ def run_minimal(
     _write_tables(stage, records, identity)
     shutil.rmtree(stage / "records")
     (stage / "run.json").unlink()
-    if out.exists():  # --overwrite: swap in the new result before deleting the old one
-        old = out.with_name(out.name + ".old")
-        os.replace(out, old)
-        os.replace(stage, out)
-        shutil.rmtree(old)
-    else:
-        os.replace(stage, out)
+    publish(stage, out)  # --overwrite: the new result is in place before the old one is deleted
     return json.loads((out / "summary.json").read_text())

@@ -25,25 +25,39 @@ def paper_names(module: nn.Module) -> dict[str, str]:
     names: dict[str, str] = {}
     features = children.get("features")
     if isinstance(features, nn.Sequential):
-        conv_count = 0
-        items = list(features.named_children())
-        for i, (key, layer) in enumerate(items):
-            if isinstance(layer, nn.Conv2d):
-                conv_count += 1
-                follows_relu = i + 1 < len(items) and isinstance(items[i + 1][1], nn.ReLU)
-                names[f"conv{conv_count}"] = f"features.{items[i + 1][0] if follows_relu else key}"
-            elif isinstance(layer, nn.MaxPool2d) and conv_count:
-                names.setdefault(f"pool{conv_count}", f"features.{key}")
+        for count, (key, layer) in enumerate(_rectified(features, nn.Conv2d), start=1):
+            names[f"conv{count}"] = f"features.{key}"
+            pool = _next_pool(features, layer)
+            if pool is not None:
+                names.setdefault(f"pool{count}", f"features.{pool}")
     classifier = children.get("classifier")
     if isinstance(classifier, nn.Sequential) and names:
-        linear_count = 5
-        items = list(classifier.named_children())
-        for i, (key, layer) in enumerate(items):
-            if isinstance(layer, nn.Linear):
-                linear_count += 1
-                follows_relu = i + 1 < len(items) and isinstance(items[i + 1][1], nn.ReLU)
-                names[f"fc{linear_count}"] = f"classifier.{items[i + 1][0] if follows_relu else key}"
+        for count, (key, _) in enumerate(_rectified(classifier, nn.Linear), start=6):
+            names[f"fc{count}"] = f"classifier.{key}"
     return names
+
+
+def _rectified(sequence: nn.Sequential, kind: type[nn.Module]) -> list[tuple[str, nn.Module]]:
+    """Each ``kind`` layer of ``sequence`` as (key of its output, the layer): the ReLU right after it, if any."""
+    items = list(sequence.named_children())
+    found = []
+    for i, (key, layer) in enumerate(items):
+        if isinstance(layer, kind):
+            follows_relu = i + 1 < len(items) and isinstance(items[i + 1][1], nn.ReLU)
+            found.append((items[i + 1][0] if follows_relu else key, layer))
+    return found
+
+
+def _next_pool(sequence: nn.Sequential, layer: nn.Module) -> str | None:
+    """The key of the first max-pool after ``layer`` and before the next convolution, if any."""
+    items = list(sequence.named_children())
+    start = next(i for i, (_, item) in enumerate(items) if item is layer)
+    for key, item in items[start + 1:]:
+        if isinstance(item, nn.Conv2d):
+            return None
+        if isinstance(item, nn.MaxPool2d):
+            return key
+    return None
 
 
 def resolve_layer(module: nn.Module, name: str) -> str:

@@ -27,6 +27,7 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from unitscope.receptive.empirical import LayerFields
+from unitscope.staging import publish, staging_path
 
 MIN_PNG_SIDE: int = 128
 
@@ -88,7 +89,7 @@ def size_plot(table: pd.DataFrame) -> Figure:
 
 def write_run(out: Path, layers: Mapping[str, LayerFields], info: Mapping[str, Any]) -> Path:
     """Write the run to ``out`` through a staging directory renamed into place at the end."""
-    stage = out.with_name(out.name + ".partial")
+    stage = staging_path(out)
     if stage.exists():
         shutil.rmtree(stage)
     stage.mkdir(parents=True)
@@ -108,7 +109,4 @@ def write_run(out: Path, layers: Mapping[str, LayerFields], info: Mapping[str, A
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise
-    if out.exists():
-        shutil.rmtree(out)
-    stage.rename(out)
-    return out
+    return publish(stage, out)
