@@ -110,3 +110,19 @@ def test_train_refuses_existing_output(tmp_path: Path, capsys: pytest.CaptureFix
     assert_usage_error(run_cli(capsys, "train", "--task", "scene", "--out", str(out)), "--overwrite")
     assert_usage_error(run_cli(capsys, "train", "--task", "scene", "--out", str(tmp_path / "n.pt"),
                                "--epochs", "0"), "--epochs must be positive")
+
+
+def test_evaluate_corrupt_image_mid_run_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    checkpoint = train_sceneworld_net(TrainConfig(n_train=20, n_val=5, epochs=1, batch_size=10, threads=1),
+                                      progress=False)
+    model = tmp_path / "m.pt"
+    checkpoint.save(model)
+    folder = tmp_path / "images" / SCENE_CLASSES[0]
+    folder.mkdir(parents=True)
+    probe = SceneWorldProbe(n=3, seed=1)
+    for i in range(3):
+        Image.fromarray(probe.render(i).image).save(folder / f"{i}.png")
+    (folder / "2.png").write_bytes(b"broken")
+    result = run_cli(capsys, "evaluate", "--model", str(model), "--data", str(tmp_path / "images"),
+                     "--batch-size", "1")
+    assert_usage_error(result, "2.png")

@@ -6,11 +6,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from unitscope.data.classification import ClassificationData
 from unitscope.errors import UsageError
 from unitscope.models.loading import LoadedModel
+from unitscope.progress import progress_bar
 
 
 @dataclass(frozen=True)
@@ -42,15 +42,14 @@ def evaluate_accuracy(
     if len(data) == 0:
         raise UsageError("no images to evaluate; check --data and --n")
     hits1 = hits5 = 0
-    bar = tqdm(total=len(data), desc=f"evaluate {model.name}", unit="img", disable=not progress)
-    for start in range(0, len(data), batch_size):
-        samples = [data[i] for i in range(start, min(start + batch_size, len(data)))]
-        logits = predict_logits(model, [image for image, _ in samples])
-        targets = torch.tensor([target for _, target in samples])
-        k = min(5, logits.shape[1])
-        top = logits.topk(k, dim=1).indices
-        hits1 += int((top[:, 0] == targets).sum())
-        hits5 += int((top == targets[:, None]).any(dim=1).sum())
-        bar.update(len(samples))
-    bar.close()
+    with progress_bar(total=len(data), desc=f"evaluate {model.name}", unit="img", disable=not progress) as bar:
+        for start in range(0, len(data), batch_size):
+            samples = [data[i] for i in range(start, min(start + batch_size, len(data)))]
+            logits = predict_logits(model, [image for image, _ in samples])
+            targets = torch.tensor([target for _, target in samples])
+            k = min(5, logits.shape[1])
+            top = logits.topk(k, dim=1).indices
+            hits1 += int((top[:, 0] == targets).sum())
+            hits5 += int((top == targets[:, None]).any(dim=1).sum())
+            bar.update(len(samples))
     return Accuracy(hits1 / len(data), hits5 / len(data), len(data))

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from typing import TypeVar
 
 from tqdm import tqdm
+
+T = TypeVar("T")
 
 
 @contextmanager
@@ -22,3 +25,12 @@ def progress_bar(**options: object) -> Iterator[tqdm]:
         raise
     finally:
         bar.close()
+
+
+def progress_iter(iterable: Iterable[T], **options: object) -> Iterator[T]:
+    """Iterate with a progress bar that is erased if the loop ends in an error (see ``progress_bar``)."""
+    items = list(iterable) if not hasattr(iterable, "__len__") else iterable
+    with progress_bar(total=len(items), **options) as bar:  # type: ignore[arg-type]
+        for item in items:
+            yield item
+            bar.update(1)

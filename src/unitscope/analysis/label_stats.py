@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from unitscope.analysis.discriminative import presence_mutual_information
 from unitscope.data.probe import ConceptTable, ProbeSample, ProbeSet
+from unitscope.progress import progress_iter
 
 STAT_COLUMNS: tuple[str, ...] = ("pixel_area", "pixel_share", "image_count", "image_frequency", "scene_mi_bits")
 
@@ -57,7 +57,7 @@ def probe_label_stats(
     presence: list[np.ndarray] = []
     scenes: list[int] = []
     total_pixels = annotated = 0
-    for i in tqdm(range(n), desc="label statistics", unit="img", disable=not progress):
+    for i in progress_iter(range(n), desc="label statistics", unit="img", disable=not progress):
         sample = _labels(probe, i)
         maps = sample.pixel_labels.get(category)
         if maps is None:

@@ -41,11 +41,11 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from tqdm import tqdm
 
 from unitscope.data.broden import is_broden_dir
 from unitscope.data.probe import ConceptTable, ProbeSample, ProbeSet
 from unitscope.errors import UsageError
+from unitscope.progress import progress_iter
 
 IMAGE_FORMATS: dict[str, tuple[str, str]] = {"png": ("PNG", ".png"), "jpg": ("JPEG", ".jpg"), "jpeg": ("JPEG", ".jpg")}
 MAX_LABEL: int = 256 * 256 - 1
@@ -296,7 +296,7 @@ def write_broden(
     stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     try:
         writer = _Writer(stage, probe, fmt, frequency_stats)
-        for i in tqdm(range(len(probe)), desc="writing Broden", unit="img", disable=not progress):
+        for i in progress_iter(range(len(probe)), desc="writing Broden", unit="img", disable=not progress):
             writer.add(i)
         writer.finish()
         _move_into_place(stage, out)

@@ -25,7 +25,6 @@ from pathlib import Path
 
 import pandas as pd
 from PIL import Image
-from tqdm import tqdm
 
 from unitscope.errors import UsageError
 from unitscope.minimal.greedy import MinimalResult, MisclassifiedImageError, minimal_image
@@ -43,6 +42,7 @@ from unitscope.minimal.segments import TooFewRegionsError
 from unitscope.minimal.sources import ImageSource, LabelledImage
 from unitscope.minimal.strip import result_strip
 from unitscope.models.loading import LoadedModel
+from unitscope.progress import progress_iter
 from unitscope.staging import publish, staging_path
 
 OK = "ok"
@@ -248,7 +248,7 @@ def _write_tables(stage: Path, records: Sequence[ImageRecord], identity: dict[st
 def _process_all(runner: _Runner, source: ImageSource, progress: bool) -> list[ImageRecord]:
     records = []
     name = runner.model.name
-    for i in tqdm(range(len(source)), desc=f"minimal {name}", unit="img", disable=not progress):
+    for i in progress_iter(range(len(source)), desc=f"minimal {name}", unit="img", disable=not progress):
         record_path = runner.stage / "records" / f"{i:05d}.json"
         if record_path.is_file():
             records.append(_load_record(record_path))

@@ -22,12 +22,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from unitscope.data.probe import ProbeSet
 from unitscope.errors import UsageError
 from unitscope.perturb.occluders import OccluderGrid, grid_to_pixels
 from unitscope.perturb.occlusion import OcclusionPlan, occlusion_discrepancy, plan_occlusion
+from unitscope.progress import progress_iter
 from unitscope.receptive.theory import FieldGeometry
 from unitscope.stats.topk import TopImages
 
@@ -145,7 +145,8 @@ def top_images(plan: OcclusionPlan, model: nn.Module, probe: ProbeSet, preproces
     width = plan.map_size[1]
     starts = range(0, len(probe), batch_size)
     with torch.no_grad():
-        for start in tqdm(starts, desc=f"top images {plan.layer}", disable=None if progress else True, unit="batch"):
+        for start in progress_iter(starts, desc=f"top images {plan.layer}", disable=None if progress else True,
+                                   unit="batch"):
             indices = list(range(start, min(start + batch_size, len(probe))))
             batch = prepare(preprocess, [probe[i].image for i in indices], plan.input_size).to(device)
             acts = plan.full_model(batch)[:, units.to(device)].flatten(2)
@@ -219,7 +220,7 @@ def _occlude_tops(model: nn.Module, plan: OcclusionPlan, probe: ProbeSet, prepro
         for rank, image_index in enumerate(tops[row].tolist()):
             by_image.setdefault(image_index, []).append((row, rank))
     bars = {"disable": None if progress else True, "unit": "image"}  # None: only on a terminal
-    for image_index in tqdm(sorted(by_image), desc=f"occluding {plan.layer}", **bars):
+    for image_index in progress_iter(sorted(by_image), desc=f"occluding {plan.layer}", **bars):
         members = by_image[image_index]
         rows = torch.tensor([row for row, _ in members])
         these_peaks = torch.stack([peaks[row, rank] for row, rank in members])
