@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,13 +75,14 @@ def transfer_table(config: DemoConfig) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def cached_table(path: Path, build: object) -> pd.DataFrame:
+def cached_table(path: Path, build: Callable[[], pd.DataFrame]) -> pd.DataFrame:
     """A table computed once: read back from ``path`` when a previous demo wrote it."""
     if path.is_file():
         return pd.read_csv(path)
-    table = build()  # type: ignore[operator]
-    table.to_csv(path.with_name(path.name + ".partial"), index=False)
-    path.with_name(path.name + ".partial").replace(path)
+    table = build()
+    partial = staging_path(path)
+    table.to_csv(partial, index=False)
+    partial.replace(path)
     return table
 
 

@@ -8,7 +8,7 @@ A category missing from a sample's dicts means "not annotated in this image", wh
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -105,13 +105,3 @@ class ProbeSet(Protocol):
 def has_labels(probe: ProbeSet) -> bool:
     """Whether the probe set carries concept labels (IoU needs them)."""
     return len(probe.concepts) > 0
-
-
-def subset_indices(n_total: int, indices: Sequence[int] | None) -> list[int]:
-    """Validated list of sample indices (all of them when ``indices`` is None)."""
-    if indices is None:
-        return list(range(n_total))
-    bad = [i for i in indices if not 0 <= i < n_total]
-    if bad:
-        raise ValueError(f"sample indices out of range: {bad[:5]}")
-    return list(indices)

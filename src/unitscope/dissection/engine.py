@@ -32,6 +32,8 @@ from unitscope.models.loading import LoadedModel
 from unitscope.progress import progress_bar
 from unitscope.stats import ConceptOverlap, LabelBatch, TopImages, TopQuantile
 
+LayerShape = tuple[int, int, int]  # units, h, w
+
 
 @dataclass
 class LayerStatistics:
@@ -39,7 +41,7 @@ class LayerStatistics:
 
     name: str
     path: str
-    shape: tuple[int, int, int]  # units, h, w
+    shape: LayerShape
     thresholds: torch.Tensor  # [U] float64
     top_indices: torch.Tensor  # [U, k]
     top_scores: torch.Tensor  # [U, k]
@@ -101,32 +103,35 @@ class DissectionEngine:
             )
         return self.model.preprocess.batch(images, self.device)
 
-    def _pass_one(self) -> tuple[dict[str, dict[str, object]], dict[int, str]]:
+    def _new_stats(self, shape: tuple[int, int, int]) -> tuple[TopQuantile, TopImages]:
+        units, h, w = shape
+        return TopQuantile(units, self.settings.quantile, len(self.probe) * h * w), TopImages(units, self.settings.topk)
+
+    def _pass_one(self) -> tuple[dict[str, LayerShape], dict[str, tuple[TopQuantile, TopImages]], dict[int, str]]:
+        """Shapes, quantile and top-k statistics of every layer, and the skipped images."""
         state_path = self.workdir / "pass1.pt"
         state: dict[str, object] = torch.load(state_path, weights_only=False) if state_path.exists() else {}
         start = int(state.get("next_index", 0))
         skipped: dict[int, str] = dict(state.get("skipped", {}))  # type: ignore[arg-type]
-        per_layer: dict[str, dict[str, object]] = dict(state.get("layers", {}))  # type: ignore[arg-type]
-        stats: dict[str, tuple[TopQuantile, TopImages, ActivationCache]] = {}
-        for name, saved in per_layer.items():
-            shape = tuple(saved["shape"])  # type: ignore[arg-type]
-            q = TopQuantile(shape[0], self.settings.quantile, len(self.probe) * shape[1] * shape[2])
-            q.load_state_dict(saved["quantile"])  # type: ignore[arg-type]
-            t = TopImages(shape[0], self.settings.topk)
-            t.load_state_dict(saved["topk"])  # type: ignore[arg-type]
-            stats[name] = (q, t, self._open_cache(name, shape, fresh=False))  # type: ignore[arg-type]
+        shapes: dict[str, LayerShape] = {}
+        stats: dict[str, tuple[TopQuantile, TopImages]] = {}
+        for name, saved in dict(state.get("layers", {})).items():  # type: ignore[call-overload]
+            shapes[name] = tuple(saved["shape"])
+            stats[name] = self._new_stats(shapes[name])
+            stats[name][0].load_state_dict(saved["quantile"])
+            stats[name][1].load_state_dict(saved["topk"])
         n = len(self.probe)
         if start >= n:
-            return per_layer, skipped
+            return shapes, stats, skipped
+        caches = {name: self._open_cache(name, shape, fresh=False) for name, shape in shapes.items()}
 
         def checkpoint(next_index: int) -> None:
-            for _, _, cache in stats.values():
+            for cache in caches.values():
                 cache.flush()
             saved_layers = {
-                name: {"shape": per_layer[name]["shape"], "quantile": q.state_dict(), "topk": t.state_dict()}
-                for name, (q, t, _) in stats.items()
+                name: {"shape": shapes[name], "quantile": q.state_dict(), "topk": t.state_dict()}
+                for name, (q, t) in stats.items()
             }
-            per_layer.update(saved_layers)
             _atomic_save({"next_index": next_index, "skipped": skipped, "layers": saved_layers}, state_path)
 
         last_save = time.monotonic()
@@ -151,14 +156,11 @@ class DissectionEngine:
                                 "check the weights and the --mean/--std normalisation"
                             )
                         if name not in stats:
-                            shape = tuple(acts.shape[1:])
-                            per_layer[name] = {"shape": shape}
-                            stats[name] = (
-                                TopQuantile(shape[0], self.settings.quantile, n * shape[1] * shape[2]),
-                                TopImages(shape[0], self.settings.topk),
-                                self._open_cache(name, shape, fresh=True),  # type: ignore[arg-type]
-                            )
-                        quantile, topk, cache = stats[name]
+                            shapes[name] = tuple(acts.shape[1:])  # type: ignore[assignment]
+                            stats[name] = self._new_stats(shapes[name])
+                            caches[name] = self._open_cache(name, shapes[name], fresh=True)
+                        quantile, topk = stats[name]
+                        cache = caches[name]
                         units = acts.shape[1]
                         quantile.update(acts.transpose(0, 1).reshape(units, -1))
                         flat = acts.flatten(2)
@@ -172,9 +174,9 @@ class DissectionEngine:
         if not stats:
             raise UsageError("every probe image was unreadable; check --data")
         checkpoint(n)
-        for _, _, cache in stats.values():
+        for cache in caches.values():
             cache.close()
-        return per_layer, skipped
+        return shapes, stats, skipped
 
     def _accept(self, batch: LoadedBatch, skipped: dict[int, str]) -> list[tuple[int, ProbeSample]]:
         """The batch's readable samples; unreadable ones are fatal unless --skip-bad."""
@@ -186,7 +188,7 @@ class DissectionEngine:
 
     # ------------------------------------------------------------------ pass 2
     def _pass_two(
-        self, per_layer: dict[str, dict[str, object]], thresholds: dict[str, torch.Tensor],
+        self, shapes: dict[str, LayerShape], thresholds: dict[str, torch.Tensor],
         skipped: dict[int, str],
     ) -> dict[str, ConceptOverlap]:
         state_path = self.workdir / "pass2.pt"
@@ -198,7 +200,7 @@ class DissectionEngine:
         label_size = self.probe.label_size
         input_size = self.model.preprocess.input_size or self.probe.image_size
         for name in self.layers:
-            shape = tuple(per_layer[name]["shape"])  # type: ignore[arg-type]
+            shape = shapes[name]
             overlap = ConceptOverlap(shape[0], self.probe.concepts)
             saved = state.get("layers", {}).get(name)  # type: ignore[union-attr]
             if saved is not None:
@@ -252,29 +254,20 @@ class DissectionEngine:
     def run(self) -> EngineOutcome:
         started = time.perf_counter()
         self.workdir.mkdir(parents=True, exist_ok=True)
-        per_layer, skipped = self._pass_one()
+        shapes, stats, skipped = self._pass_one()
         counted = len(self.probe) - len(skipped)
         results: dict[str, LayerStatistics] = {}
         thresholds: dict[str, torch.Tensor] = {}
         for name, path in self.layers.items():
-            saved = per_layer[name]
-            shape = tuple(saved["shape"])  # type: ignore[arg-type]
-            quantile = TopQuantile(shape[0], self.settings.quantile, len(self.probe) * shape[1] * shape[2])
-            quantile.load_state_dict(saved["quantile"])  # type: ignore[arg-type]
+            shape = shapes[name]
+            quantile, topk = stats[name]
             thresholds[name] = quantile.thresholds(count=counted * shape[1] * shape[2])
-            topk = TopImages(shape[0], self.settings.topk)
-            topk.load_state_dict(saved["topk"])  # type: ignore[arg-type]
             indices, scores, peaks = topk.result()
             results[name] = LayerStatistics(name, path, shape, thresholds[name].cpu(), indices.cpu(),  # type: ignore[arg-type]
                                             scores.cpu(), peaks.cpu(), None, None)
         if has_labels(self.probe):
-            overlaps = self._pass_two(per_layer, thresholds, skipped)
+            overlaps = self._pass_two(shapes, thresholds, skipped)
             for name, overlap in overlaps.items():
                 results[name].iou = overlap.iou().cpu()
                 results[name].overlap = overlap
         return EngineOutcome(list(results.values()), skipped, time.perf_counter() - started)
-
-    def remove_caches(self) -> None:
-        """Drop the activation caches (large) once results are written."""
-        for name in self.layers:
-            self._cache_path(name).unlink(missing_ok=True)

@@ -85,10 +85,9 @@ def builtin_weights_path(name: str) -> Path:
     return path
 
 
-def is_sceneworld_checkpoint(path: Path) -> bool:
-    """Whether a file was written by ``unitscope train`` (so it carries its own architecture)."""
+def read_sceneworld_checkpoint(path: Path) -> SceneWorldCheckpoint | None:
+    """The checkpoint if ``path`` was written by ``unitscope train`` (it carries its own architecture), else None."""
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # not a torch file or not tensor-only: certainly not ours
-        return False
-    return isinstance(data, dict) and data.get("format") == "unitscope-sceneworld-net/1"
+        return SceneWorldCheckpoint.load(path)
+    except Exception:  # not ours (UsageError), not a torch file, or not tensor-only: certainly not ours
+        return None

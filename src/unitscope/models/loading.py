@@ -15,7 +15,7 @@ from unitscope.models.builtin import (
     BUILTIN_MODELS,
     SceneWorldCheckpoint,
     builtin_weights_path,
-    is_sceneworld_checkpoint,
+    read_sceneworld_checkpoint,
 )
 from unitscope.models.checkpoint import load_into, read_checkpoint
 from unitscope.models.preprocessing import Preprocessing
@@ -57,8 +57,8 @@ def load_model(
         loaded = _load_sceneworld(builtin_weights_path(spec), spec)
         if weights:
             load_into(loaded.module, read_checkpoint(weights), weights)
-    elif spec.endswith(".pt") and Path(spec).is_file() and is_sceneworld_checkpoint(Path(spec)):
-        loaded = _load_sceneworld(Path(spec), Path(spec).stem)
+    elif spec.endswith(".pt") and Path(spec).is_file() and (own := read_sceneworld_checkpoint(Path(spec))):
+        loaded = _from_checkpoint(own, Path(spec).stem)
     elif ":" in spec and spec.split(":", 1)[0].endswith(".py"):
         loaded = _load_callable(spec, weights, num_classes)
     else:
@@ -69,7 +69,10 @@ def load_model(
 
 
 def _load_sceneworld(path: Path, name: str) -> LoadedModel:
-    ckpt = SceneWorldCheckpoint.load(path)
+    return _from_checkpoint(SceneWorldCheckpoint.load(path), name)
+
+
+def _from_checkpoint(ckpt: SceneWorldCheckpoint, name: str) -> LoadedModel:
     return LoadedModel(ckpt.build(), name, ckpt.preprocess, list(ckpt.class_names))
 
 
