@@ -110,7 +110,7 @@ class DissectionEngine:
     def _pass_one(self) -> tuple[dict[str, LayerShape], dict[str, tuple[TopQuantile, TopImages]], dict[int, str]]:
         """Shapes, quantile and top-k statistics of every layer, and the skipped images."""
         state_path = self.workdir / "pass1.pt"
-        state: dict[str, object] = torch.load(state_path, weights_only=False) if state_path.exists() else {}
+        state: dict[str, object] = torch.load(state_path, map_location="cpu", weights_only=True) if state_path.exists() else {}
         start = int(state.get("next_index", 0))
         skipped: dict[int, str] = dict(state.get("skipped", {}))  # type: ignore[arg-type]
         shapes: dict[str, LayerShape] = {}
@@ -192,7 +192,7 @@ class DissectionEngine:
         skipped: dict[int, str],
     ) -> dict[str, ConceptOverlap]:
         state_path = self.workdir / "pass2.pt"
-        state: dict[str, object] = torch.load(state_path, weights_only=False) if state_path.exists() else {}
+        state: dict[str, object] = torch.load(state_path, map_location="cpu", weights_only=True) if state_path.exists() else {}
         start = int(state.get("next_index", 0))
         overlaps: dict[str, ConceptOverlap] = {}
         maskers: dict[str, WindowedMasks] = {}

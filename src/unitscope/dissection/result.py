@@ -85,8 +85,11 @@ class DissectionResult:
         summary_path = directory / "summary.json"
         if not summary_path.is_file():
             raise UsageError(f"{directory} is not a finished dissection run (no summary.json); run dissect first")
-        summary = json.loads(summary_path.read_text())
-        if summary.get("format") != RUN_FORMAT:
+        try:
+            summary = json.loads(summary_path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise UsageError(f"{summary_path} is corrupt ({err}); rerun dissect with --overwrite") from None
+        if not isinstance(summary, dict) or summary.get("format") != RUN_FORMAT:
             raise UsageError(f"{directory} was not written by unitscope dissect ({RUN_FORMAT})")
         frame = pd.read_csv(directory / "concepts.csv", keep_default_na=False, na_values={"pixels": [""]})
         concepts = ConceptTable(

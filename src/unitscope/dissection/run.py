@@ -28,7 +28,7 @@ from unitscope.dissection.settings import DissectSettings
 from unitscope.errors import UsageError
 from unitscope.models.layers import resolve_layer
 from unitscope.models.loading import LoadedModel, load_model
-from unitscope.staging import publish, staging_path
+from unitscope.staging import lock_output, publish, staging_path
 
 if TYPE_CHECKING:
     from unitscope.report.dissection import ReportOptions
@@ -62,9 +62,21 @@ def field_geometry(model: LoadedModel, input_size: tuple[int, int]) -> dict[str,
     return {path: (float(f.stride), float(f.start)) for path, f in fields.items()}
 
 
+def _same_path(spec: str | None) -> str | None:
+    """A spec naming an existing file or folder as its absolute path, so ``./d``, ``d`` and ``/abs/d`` agree."""
+    if spec is None:
+        return None
+    file_part, sep, rest = spec.partition(":") if spec.split(":", 1)[0].endswith(".py") else (spec, "", "")
+    path = Path(file_part)
+    return str(path.resolve()) + sep + rest if path.exists() else spec
+
+
 def _identity(model: ModelSpec, data: DataSpec, layers: Sequence[str], settings: DissectSettings) -> dict:
+    """What makes two runs the same: path spellings normalised, layers as a set (their order is display only)."""
+    model_part = {**model.__dict__, "model": _same_path(model.model), "weights": _same_path(model.weights)}
+    data_part = {**data.__dict__, "data": _same_path(data.data)}
     return json.loads(json.dumps({
-        "model": model.__dict__, "data": data.__dict__, "layers": list(layers), "settings": settings.identity(),
+        "model": model_part, "data": data_part, "layers": sorted(set(layers)), "settings": settings.identity(),
     }, default=list))
 
 
@@ -107,6 +119,7 @@ def dissect(
     report: bool = True,
     report_options: ReportOptions | None = None,
     progress: bool = True,
+    trust_checkpoint: bool = False,
 ) -> DissectionResult:
     """Label every unit of ``layers`` with the concept it detects (Network Dissection, exact)."""
     settings = settings or DissectSettings()
@@ -118,6 +131,21 @@ def dissect(
     data_spec = DataSpec(data if isinstance(data, str) else data.name, n, seed, size)
     identity = _identity(model_spec, data_spec, layers, settings)
     out_path = Path(out) if out is not None else None
+    if out_path is None:
+        return _dissect(model, layers, data, None, identity, weights, num_classes, n, seed, size, input_size, mean,
+                        std, settings, device, overwrite, report, report_options, progress, trust_checkpoint)
+    with lock_output(out_path):
+        return _dissect(model, layers, data, out_path, identity, weights, num_classes, n, seed, size, input_size,
+                        mean, std, settings, device, overwrite, report, report_options, progress, trust_checkpoint)
+
+
+def _dissect(
+    model: str | LoadedModel, layers: Sequence[str], data: str | ProbeSet, out_path: Path | None, identity: dict,
+    weights: str | None, num_classes: int | None, n: int, seed: int, size: int, input_size: int | None,
+    mean: Sequence[float] | None, std: Sequence[float] | None, settings: DissectSettings, device: str,
+    overwrite: bool, report: bool, report_options: ReportOptions | None, progress: bool, trust_checkpoint: bool,
+) -> DissectionResult:
+    """``dissect`` once the output (if any) is locked for this process."""
     if out_path is not None and (out_path / "summary.json").is_file() and not overwrite:
         finished = DissectionResult.load(out_path)
         if finished.info.get("identity") == identity:
@@ -129,7 +157,8 @@ def dissect(
             and any(out_path.iterdir()) and not overwrite):
         raise UsageError(f"{out_path} exists and is not a dissection run; choose another --out")
 
-    loaded = model if isinstance(model, LoadedModel) else load_model(model, weights, num_classes, device)
+    loaded = model if isinstance(model, LoadedModel) else load_model(model, weights, num_classes, device,
+                                                                          trust_checkpoint)
     loaded.preprocess = loaded.preprocess.with_overrides(input_size, mean, std)
     paths = {name: resolve_layer(loaded.module, name) for name in layers}
     probe = data if not isinstance(data, str) else open_probe(data, n=n, seed=seed, size=size)
