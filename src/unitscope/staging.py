@@ -108,3 +108,18 @@ def claim_output(out: Path, overwrite: bool, *, reusable: bool = False) -> None:
 
     check_output(out, overwrite, reusable=reusable)
     click.get_current_context().with_resource(lock_output(out))
+
+
+@contextlib.contextmanager
+def staged(out: Path) -> Iterator[Path]:
+    """Write a fresh ``OUT.partial``; published as ``out`` on success, removed on any error."""
+    stage = staging_path(out)
+    if stage.exists():
+        shutil.rmtree(stage)
+    stage.mkdir(parents=True)
+    try:
+        yield stage
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    publish(stage, out)

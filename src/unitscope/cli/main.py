@@ -6,6 +6,7 @@ status 2, with no traceback unless ``--debug`` is given.
 
 from __future__ import annotations
 
+import errno
 import importlib
 import sys
 
@@ -25,6 +26,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "unitscope.cli.cam",
     "unitscope.cli.rf",
 )
+
+OUTPUT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM})
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -53,6 +56,13 @@ def main(argv: list[str] | None = None) -> None:
         if debug:
             raise
         click.echo(f"unitscope: error: {err}", err=True)
+        sys.exit(2)
+    except OSError as err:  # a full disk, a read-only file system, a permission revoked mid-run
+        if debug or err.errno not in OUTPUT_ERRNOS:
+            raise
+        where = f" writing {err.filename}" if err.filename else ""
+        click.echo(f"unitscope: error: {err.strerror}{where}; free space or choose a writable output path "
+                   "(an interrupted run resumes when rerun)", err=True)
         sys.exit(2)
     except click.exceptions.Abort:
         click.echo("unitscope: interrupted; run the same command again to resume", err=True)

@@ -56,11 +56,38 @@ def open_model(model_spec: str, weights: str | None, num_classes: int | None, de
                       trust_checkpoint=trusted_checkpoints())
 
 
+MAX_IMAGES = 10_000_000  # SceneWorld renders ~100 images/s per core: 10**7 is already days of work
+MAX_SIDE = 4096
+COUNT_OPTIONS = ("n", "n_eval", "train_n")
+SIDE_OPTIONS = ("size", "input_size")
+
+
 def check_positive(**values: int | None) -> None:
-    """Refuse zero or negative counts with the option's name."""
+    """Refuse zero or negative counts with the option's name, and counts or sides that cannot fit,
+    with an estimate of what they would take (before any work starts)."""
+    side = next((v for k, v in values.items() if k in SIDE_OPTIONS and v), 112)
     for name, value in values.items():
+        option = f"--{name.replace('_', '-')}"
         if value is not None and value <= 0:
-            raise UsageError(f"--{name.replace('_', '-')} must be positive, got {value}")
+            raise UsageError(f"{option} must be positive, got {value}")
+        if value is None:
+            continue
+        if name in COUNT_OPTIONS and value > MAX_IMAGES:
+            raise UsageError(f"{option} {value} would make {value:.2g} images, about "
+                             f"{_size(value * min(side, MAX_SIDE) ** 2 * 3)} of pixels at side {side}; "
+                             f"give at most {MAX_IMAGES:,}")
+        if name in SIDE_OPTIONS and value > MAX_SIDE:
+            raise UsageError(f"{option} {value} makes each image {value}×{value} pixels, about "
+                             f"{_size(value * value * 3 * 4)} in float32 before any network; "
+                             f"give at most {MAX_SIDE}")
+
+
+def _size(nbytes: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB", "PB"):
+        if nbytes < 1000 or unit == "PB":
+            return f"{nbytes:.3g} {unit}"
+        nbytes /= 1000
+    return f"{nbytes:.3g} PB"
 
 
 def check_output_dir(path: Path, overwrite: bool, *, reusable: bool = False) -> None:

@@ -33,7 +33,7 @@ def command(model_spec: str, weights: str | None, num_classes: int | None, devic
     from unitscope.analysis.segment_run import run_segment
     from unitscope.dissection.result import DissectionResult
 
-    check_positive(batch_size=batch_size)
+    check_positive(batch_size=batch_size, n=n)
     if pictures < 0:
         from unitscope.errors import UsageError
 
@@ -43,7 +43,10 @@ def command(model_spec: str, weights: str | None, num_classes: int | None, devic
     model = open_model(model_spec, weights, num_classes, device)
     image_size = run.info.get("image_size") or [112, 112]
     source = open_inputs(image, data, n, seed, int(image_size[0]))  # type: ignore[index]
-    summary = run_segment(model, run, source, out, layer, category, batch_size, pictures)
+    from unitscope.staging import staged
+
+    with staged(out) as stage:
+        summary = run_segment(model, run, source, stage, layer, category, batch_size, pictures)
     click.echo(f"segmented {len(summary.predictions)} image(s) → {out}")
     if summary.metrics is not None and summary.metrics["pixel_accuracy"] is not None:
         m = summary.metrics

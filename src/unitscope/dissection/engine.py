@@ -95,10 +95,11 @@ class DissectionEngine:
     def _input_batch(self, samples: list[ProbeSample]) -> torch.Tensor:
         images = [s.image for s in samples]
         first = images[0].shape
-        odd = [s.index for s in samples if s.image.shape != first]
+        odd = [s for s in samples if s.image.shape != first]
         if odd:
+            (h, w), (h0, w0) = odd[0].image.shape[:2], first[:2]
             raise UsageError(
-                f"image {odd[0]} is {samples[0].image.shape[:2]} but others are {first[:2]}; "
+                f"image {odd[0].index} is {w}×{h} but image {samples[0].index} is {w0}×{h0}; "
                 "give probe images of one size or pass --input-size"
             )
         return self.model.preprocess.batch(images, self.device)

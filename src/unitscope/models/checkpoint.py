@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pickle
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -33,18 +32,16 @@ def read_checkpoint(path: str | Path, trust: bool = False) -> dict[str, torch.Te
             loaded = torch.load(path, map_location="cpu", weights_only=False, encoding="latin1")
         else:
             loaded = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        if trust:
-            raise UsageError(f"cannot read checkpoint {path} ({first_line(err)}); pass a torch-saved state_dict") \
-                from None
+    except Exception as err:  # a text file, a truncated zip, a pickle of Python objects: never run, only refused
+        message = str(err)
+        if not trust and ("GLOBAL" in message or "Unsupported" in message):
+            raise UsageError(
+                f"checkpoint {path} holds Python objects, not just tensors{_unsafe_global(err)}; unpickling them "
+                "can run code from the file, so it is refused: pass --trust-checkpoint only if you trust its source"
+            ) from None
         raise UsageError(
-            f"checkpoint {path} holds Python objects, not just tensors{_unsafe_global(err)}; unpickling them "
-            "can run code from the file, so it is refused: pass --trust-checkpoint only if you trust its source"
-        ) from None
-    except Exception as err:  # a text file, a truncated zip, ...: not a checkpoint torch can read
-        raise UsageError(
-            f"cannot read checkpoint {path} ({type(err).__name__}: {first_line(err)}); "
-            "pass a file saved with torch.save"
+            f"cannot read checkpoint {path}: it is not a complete file saved by torch.save "
+            f"({type(err).__name__}: {first_line(err)[:120]}); check the file (truncated download?)"
         ) from None
     if isinstance(loaded, nn.Module):
         loaded = loaded.state_dict()
