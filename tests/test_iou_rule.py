@@ -34,7 +34,7 @@ def write_two_category_broden(root: Path) -> None:
         image = np.zeros((SIDE, SIDE, 3), np.uint8)
         labels = np.zeros((SIDE, SIDE), np.int64)
         square = (slice(i, i + 2), slice(1, 3))
-        image[square + (0,)] = 255
+        image[(*square, 0)] = 255
         labels[square] = 1
         Image.fromarray(image).save(root / "images" / f"{i}.png")
         _png(root / "images" / f"{i}_{column}.png", labels)

@@ -13,8 +13,8 @@ import ctypes.util
 import os
 import signal
 import sys
+from collections.abc import Callable
 from functools import partial
-from typing import Callable
 
 PR_SET_PDEATHSIG = 1
 

@@ -10,8 +10,9 @@ Counts, summed over images (original NetDissect's rule, ``count_act_with_labelca
 category(l) is l's primary category, whichever Broden column its pixels came from, so every image
 adding to intersection[u, l] also adds the unit's whole active area to unit_area[u, category(l)], and
 IoU ≤ 1. (NetDissect-Lite's rule differs. The rule used here before, the unit's pixels in images whose
-column of category c is annotated at all, could exceed 1 for a label of two categories.) The per-image category flags are
-decided in ``LabelBatch.from_samples``. Counts are int64, hence exact, and sums, hence independent of batching and merge order.
+column of category c is annotated at all, could exceed 1 for a label of two categories.) The per-image
+category flags are decided in ``LabelBatch.from_samples``. Counts are int64, hence exact, and sums,
+hence independent of batching and merge order.
 Columns are label numbers 0..max_number; column 0 (unlabeled) and numbers that are no concept of the
 table stay 0.
 """
