@@ -77,7 +77,8 @@ def slow_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]
 def test_two_dissections_on_one_out_exactly_one_writes(slow_run: tuple[Path, list[str]], tmp_path: Path) -> None:
     _, common = slow_run
     out = tmp_path / "run"
-    procs = [subprocess.Popen(_cli(*common, "--workers", "0", "--out", str(out)), stdout=subprocess.PIPE,
+    procs = [subprocess.Popen(_cli(*common, "--workers", "0", "--batch-size", "20", "--out", str(out)),
+                              stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for _ in range(2)]
     results = [(p.wait(timeout=120), p.stderr.read()) for p in procs]  # type: ignore[union-attr]
     codes = sorted(code for code, _ in results)
@@ -127,3 +128,35 @@ def test_kill_minus_nine_leaves_no_orphan_worker(slow_run: tuple[Path, list[str]
     while any(_alive(w) for w in workers) and time.monotonic() < deadline:
         time.sleep(0.02)
     assert not [w for w in workers if _alive(w)], "a data-loading worker outlived its parent"
+
+
+def test_ctrl_c_exits_promptly_keeping_resumable_state(slow_run: tuple[Path, list[str]], tmp_path: Path) -> None:
+    _, common = slow_run
+    out = tmp_path / "run"
+    proc = subprocess.Popen(_cli(*common, "--workers", "2", "--out", str(out)),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    marker = tmp_path / "run.partial" / "work" / "pass1.pt"
+    deadline = time.monotonic() + 60
+    while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    workers = _children(proc.pid)
+    proc.send_signal(signal.SIGINT)
+    code = proc.wait(timeout=5)  # a liveness bound, not a speed measurement: a hang fails here
+    assert code == 130 and "run the same command again to resume" in proc.stderr.read()  # type: ignore[union-attr]
+    assert marker.exists() and not out.exists()
+    assert not [w for w in workers if _alive(w)]
+
+
+def test_same_data_other_spelling_or_layer_order_is_the_same_run(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from unitscope.dissection.run import DataSpec, ModelSpec, _identity
+    from unitscope.dissection.settings import DissectSettings
+
+    (tmp_path / "d").mkdir()
+    monkeypatch.chdir(tmp_path)
+    settings = DissectSettings()
+    spellings = ["d", "./d", str(tmp_path / "d"), "d/"]
+    identities = [_identity(ModelSpec("m"), DataSpec(s), layers, settings)
+                  for s, layers in zip(spellings, (["a", "b"], ["b", "a"], ["a", "b"], ["b", "a"]), strict=True)]
+    assert all(i == identities[0] for i in identities)
+    assert _identity(ModelSpec("m"), DataSpec("sceneworld"), ["a"], settings) != identities[0]
