@@ -73,7 +73,7 @@ def _model_not_module(inputs: Path, work: Path) -> tuple[list[str], str]:
 
 # ---------------------------------------------------------------- checkpoints
 def _weights(inputs: Path, work: Path, path: Path) -> list[str]:
-    return _dissect("sceneworld-scene", work, "--weights", str(path))[:-2] + ["--out", str(work / "run")]
+    return _dissect("sceneworld-scene", work, "--weights", str(path))
 
 
 @case("checkpoint-text")
@@ -106,7 +106,7 @@ def _n_huge(inputs: Path, work: Path) -> tuple[list[str], str]:
 
 @case("n-10e12")
 def _n_tera(inputs: Path, work: Path) -> tuple[list[str], str]:
-    return _dissect("sceneworld-scene", work)[:-2] + ["--n", str(10**12), "--out", str(work / "run")], "TB of pixels"
+    return _dissect("sceneworld-scene", work, "--n", str(10**12)), "TB of pixels"
 
 
 @case("size-100000")
@@ -215,7 +215,8 @@ def _cam_nan(inputs: Path, work: Path) -> tuple[list[str], str]:
     source = (
         "import torch\nfrom torch import nn\n"
         "def build():\n"
-        "    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3))\n"
+        "    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),\n"
+        "                        nn.Linear(4, 3))\n"
         "    with torch.no_grad():\n"
         "        net[4].weight.fill_(float('nan'))\n"
         "    return net\n"

@@ -60,9 +60,10 @@ def main(argv: list[str] | None = None) -> None:
     except OSError as err:  # a full disk, a read-only file system, a permission revoked mid-run
         if debug or err.errno not in OUTPUT_ERRNOS:
             raise
-        where = f" writing {err.filename}" if err.filename else ""
-        click.echo(f"unitscope: error: {err.strerror}{where}; free space or choose a writable output path "
-                   "(an interrupted run resumes when rerun)", err=True)
+        where = f": {err.filename}" if err.filename else ""
+        mend = ("check its permissions" if err.errno in (errno.EACCES, errno.EPERM)
+                else "free space or choose a writable output path (an interrupted run resumes when rerun)")
+        click.echo(f"unitscope: error: {err.strerror}{where}; {mend}", err=True)
         sys.exit(2)
     except click.exceptions.Abort:
         click.echo("unitscope: interrupted; run the same command again to resume", err=True)

@@ -14,7 +14,7 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import torch
@@ -71,13 +71,14 @@ def _same_path(spec: str | None) -> str | None:
     return str(path.resolve()) + sep + rest if path.exists() else spec
 
 
-def _identity(model: ModelSpec, data: DataSpec, layers: Sequence[str], settings: DissectSettings) -> dict:
+def _identity(model: ModelSpec, data: DataSpec, layers: Sequence[str], settings: DissectSettings) -> dict[str, Any]:
     """What makes two runs the same: path spellings normalised, layers as a set (their order is display only)."""
     model_part = {**model.__dict__, "model": _same_path(model.model), "weights": _same_path(model.weights)}
     data_part = {**data.__dict__, "data": _same_path(data.data)}
-    return json.loads(json.dumps({
+    identity: dict[str, Any] = json.loads(json.dumps({
         "model": model_part, "data": data_part, "layers": sorted(set(layers)), "settings": settings.identity(),
     }, default=list))
+    return identity
 
 
 def _layer_result(stats: LayerStatistics, probe: ProbeSet, settings: DissectSettings) -> LayerResult:
@@ -140,7 +141,8 @@ def dissect(
 
 
 def _dissect(
-    model: str | LoadedModel, layers: Sequence[str], data: str | ProbeSet, out_path: Path | None, identity: dict,
+    model: str | LoadedModel, layers: Sequence[str], data: str | ProbeSet, out_path: Path | None,
+    identity: dict[str, Any],
     weights: str | None, num_classes: int | None, n: int, seed: int, size: int, input_size: int | None,
     mean: Sequence[float] | None, std: Sequence[float] | None, settings: DissectSettings, device: str,
     overwrite: bool, report: bool, report_options: ReportOptions | None, progress: bool, trust_checkpoint: bool,
@@ -208,7 +210,7 @@ def _dissect(
     return result
 
 
-def _assemble(outcome: EngineOutcome, probe: ProbeSet, settings: DissectSettings, identity: dict,
+def _assemble(outcome: EngineOutcome, probe: ProbeSet, settings: DissectSettings, identity: dict[str, Any],
               model: LoadedModel, run_dir: Path | None) -> DissectionResult:
     layers = {stats.name: _layer_result(stats, probe, settings) for stats in outcome.layers}
     info = {
