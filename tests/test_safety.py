@@ -77,7 +77,8 @@ def slow_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]
 def test_two_dissections_on_one_out_exactly_one_writes(slow_run: tuple[Path, list[str]], tmp_path: Path) -> None:
     _, common = slow_run
     out = tmp_path / "run"
-    procs = [subprocess.Popen(_cli(*common, "--workers", "0", "--batch-size", "20", "--out", str(out)),
+    procs = [subprocess.Popen(_cli(*common, "--workers", "0", "--batch-size", "60",
+                                   "--checkpoint-seconds", "60", "--out", str(out)),
                               stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for _ in range(2)]
     results = [(p.wait(timeout=120), p.stderr.read()) for p in procs]  # type: ignore[union-attr]
