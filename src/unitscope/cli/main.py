@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import importlib
+import os
 import sys
 
 import click
@@ -65,12 +66,22 @@ def main(argv: list[str] | None = None) -> None:
                 else "free space or choose a writable output path (an interrupted run resumes when rerun)")
         click.echo(f"unitscope: error: {err.strerror}{where}; {mend}", err=True)
         sys.exit(2)
-    except click.exceptions.Abort:
-        click.echo("unitscope: interrupted; run the same command again to resume", err=True)
-        sys.exit(130)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        _interrupted(standalone=argv is None)
     except click.ClickException as err:
         click.echo(f"unitscope: error: {err.format_message()}", err=True)
         sys.exit(err.exit_code)
-    except KeyboardInterrupt:
-        click.echo("unitscope: interrupted; run the same command again to resume", err=True)
-        sys.exit(130)
+
+
+def _interrupted(standalone: bool) -> None:
+    """Ctrl-C: say how to resume and exit at once (status 130).
+
+    Checkpoints are written atomically, the output lock is the kernel's and workers die with their
+    parent, so a process of its own skips the interpreter's teardown (seconds with torch loaded).
+    """
+    click.echo("unitscope: interrupted; run the same command again to resume", err=True)
+    if standalone:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
+    sys.exit(130)
