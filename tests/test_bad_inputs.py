@@ -114,6 +114,11 @@ def _size(inputs: Path, work: Path) -> tuple[list[str], str]:
     return ["world", str(work / "w"), "--size", "100000"], "give at most 4096"
 
 
+@case("world-larger-than-disk")
+def _world_disk(inputs: Path, work: Path) -> tuple[list[str], str]:
+    return ["world", str(work / "w"), "--n", "10000000", "--size", "4096"], "GB free; lower --n or --size"
+
+
 @case("lr-negative")
 def _lr_negative(inputs: Path, work: Path) -> tuple[list[str], str]:
     return ["train", "--task", "scene", "--out", str(work / "net.pt"), "--lr", "-0.1"], "--lr must be a positive"
