@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from unitscope.analysis.compare import compare_runs
-from unitscope.analysis.discriminative import presence_mutual_information
-from unitscope.analysis.label_stats import probe_label_stats
+from unitscope.analysis.compare.discriminative import presence_mutual_information
+from unitscope.analysis.compare.label_stats import probe_label_stats
+from unitscope.analysis.compare.runs import compare_runs
 from unitscope.cli.main import main
 from unitscope.data.broden_export import write_broden
 from unitscope.data.probe import Concept, ConceptTable, ProbeSample

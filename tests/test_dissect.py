@@ -29,7 +29,7 @@ UNIT_STD = (1.0, 1.0, 1.0)
 def run_planted(tmp_path: Path, n: int = 24, batch_size: int = 5, out: Path | None = None, **kw: object):
     settings = DissectSettings(quantile=0.3, batch_size=batch_size, workers=0, **kw)  # type: ignore[arg-type]
     return dissect(write_model(tmp_path), ["0"], PlantedProbe(n), out, mean=UNIT_MEAN, std=UNIT_STD,
-                   settings=settings, report=False, progress=False)
+                   settings=settings, progress=False)
 
 
 @pytest.mark.parametrize("upsample", ["rf", "bilinear"])
@@ -169,7 +169,7 @@ def test_nan_activations_refused_without_leftovers(tmp_path: Path) -> None:
                       "    def forward(self, x):\n        return x * float('nan')\n"
                       "def build():\n    return nn.Sequential(N())\n")
     with pytest.raises(UsageError, match="NaN"):
-        dissect(f"{source}:build", ["0"], PlantedProbe(4), tmp_path / "r", report=False, progress=False,
+        dissect(f"{source}:build", ["0"], PlantedProbe(4), tmp_path / "r", progress=False,
                 settings=DissectSettings(workers=0))
     assert not (tmp_path / "r").exists() and not (tmp_path / "r.partial").exists()
 
@@ -259,6 +259,6 @@ def test_package_level_api_returns_dataframes(tmp_path: Path) -> None:
     import unitscope
 
     result = unitscope.dissect(write_model(tmp_path), ["0"], PlantedProbe(8), None, mean=UNIT_MEAN, std=UNIT_STD,
-                               settings=DissectSettings(quantile=0.3, workers=0), report=False, progress=False)
+                               settings=DissectSettings(quantile=0.3, workers=0), progress=False)
     assert isinstance(result.units["0"], pd.DataFrame) and isinstance(result.summary, pd.DataFrame)
     assert result.units["0"].loc[0, "label"] == "square"

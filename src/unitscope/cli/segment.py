@@ -30,7 +30,7 @@ def command(model_spec: str, weights: str | None, num_classes: int | None, devic
             out: Path, batch_size: int, pictures: int, overwrite: bool) -> None:
     """Segment images with the detector units of a dissected layer, beside the model's top-3 classes."""
     from unitscope.analysis.inputs import open_inputs
-    from unitscope.analysis.segment_run import run_segment
+    from unitscope.analysis.segment.run import run_segment
     from unitscope.dissection.result import DissectionResult
 
     check_positive(batch_size=batch_size)

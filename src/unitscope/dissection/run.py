@@ -14,7 +14,6 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pandas as pd
 import torch
@@ -28,10 +27,8 @@ from unitscope.dissection.settings import DissectSettings
 from unitscope.errors import UsageError
 from unitscope.models.layers import resolve_layer
 from unitscope.models.loading import LoadedModel, load_model
+from unitscope.receptive.theory import alignment_geometry
 from unitscope.staging import publish, staging_path
-
-if TYPE_CHECKING:
-    from unitscope.report.dissection import ReportOptions
 
 
 @dataclass(frozen=True)
@@ -52,14 +49,6 @@ class DataSpec:
     n: int = 500
     seed: int = 0
     size: int = 112
-
-
-def field_geometry(model: LoadedModel, input_size: tuple[int, int]) -> dict[str, tuple[float, float]]:
-    """(stride, start) of each module's theoretical receptive field, for RF-aligned upsampling."""
-    from unitscope.receptive.theory import theoretical_fields
-
-    fields = theoretical_fields(model.module, input_size)
-    return {path: (float(f.stride), float(f.start)) for path, f in fields.items()}
 
 
 def _identity(model: ModelSpec, data: DataSpec, layers: Sequence[str], settings: DissectSettings) -> dict:
@@ -104,11 +93,12 @@ def dissect(
     settings: DissectSettings | None = None,
     device: str = "cpu",
     overwrite: bool = False,
-    report: bool = True,
-    report_options: ReportOptions | None = None,
     progress: bool = True,
 ) -> DissectionResult:
-    """Label every unit of ``layers`` with the concept it detects (Network Dissection, exact)."""
+    """Label every unit of ``layers`` with the concept it detects (Network Dissection, exact).
+
+    The run writes data only; :func:`unitscope.report.dissection.write_dissection_report` renders it.
+    """
     settings = settings or DissectSettings()
     settings.validate()
     if not layers:
@@ -136,7 +126,7 @@ def dissect(
     if len(probe) == 0:
         raise UsageError(f"the probe set {probe.name} is empty; check --data")
     model_input = loaded.preprocess.input_size or probe.image_size
-    geometry = field_geometry(loaded, model_input) if settings.upsample == "rf" else {}
+    geometry = alignment_geometry(loaded.module, model_input) if settings.upsample == "rf" else {}
 
     if out_path is None:
         with tempfile.TemporaryDirectory(prefix="unitscope-") as tmp:
@@ -166,10 +156,6 @@ def dissect(
         if result_dir.exists():
             shutil.rmtree(result_dir)
         result.write(result_dir)
-        if report:
-            from unitscope.report.dissection import write_dissection_report
-
-            write_dissection_report(result, probe, result_dir, loaded, report_options)
     except UsageError:
         shutil.rmtree(staging, ignore_errors=True)
         raise

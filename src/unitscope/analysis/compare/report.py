@@ -9,7 +9,7 @@ from pathlib import Path
 import jinja2
 import pandas as pd
 
-from unitscope.analysis.compare import Comparison
+from unitscope.analysis.compare.runs import Comparison
 
 TEMPLATE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8">

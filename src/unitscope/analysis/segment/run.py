@@ -12,8 +12,8 @@ from PIL import Image
 
 from unitscope.analysis.inputs import InputImage, InputSource
 from unitscope.analysis.overlay import blend_labels, concept_colours, save_panels
-from unitscope.analysis.segment import DetectorSet, UnitSegmenter, detector_set
-from unitscope.analysis.segment_metrics import SegmentationMeter
+from unitscope.analysis.segment.metrics import SegmentationMeter
+from unitscope.analysis.segment.segmenter import DetectorSet, UnitSegmenter, detector_set
 from unitscope.dissection.result import DissectionResult
 from unitscope.dissection.upsample import Upsampler
 from unitscope.errors import UsageError
@@ -56,9 +56,9 @@ def build_segmenter(model: LoadedModel, run: DissectionResult, layer: str | None
     mode = str(settings.get("upsample", "bilinear"))  # type: ignore[union-attr]
     stride = start = None
     if mode == "rf":
-        from unitscope.dissection.run import field_geometry
+        from unitscope.receptive.theory import alignment_geometry
 
-        field = field_geometry(model, input_size).get(detectors.path)
+        field = alignment_geometry(model.module, input_size).get(detectors.path)
         stride, start = field if field is not None else (None, None)
     upsampler = Upsampler.build(mode, detectors.shape[1:], label_size, input_size, stride, start)
     return UnitSegmenter(model, detectors, upsampler)

@@ -4,7 +4,7 @@ The paper's claims, as numbers: a scene network has more object detectors (and m
 than an object network of the same architecture; and the number of units detecting an object follows
 how frequent the object is in the probe set and how discriminative it is for scenes. For each run and
 layer, Spearman's ρ (scipy) between units per object class and each of ``pixel_share``,
-``image_frequency`` and ``scene_mi_bits`` (see :mod:`unitscope.analysis.label_stats`), over every object
+``image_frequency`` and ``scene_mi_bits`` (see :mod:`unitscope.analysis.compare.label_stats`), over every object
 class that occurs in the probe set, undetected ones (0 units) included.
 """
 

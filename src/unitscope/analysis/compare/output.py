@@ -6,9 +6,9 @@ import json
 import math
 from pathlib import Path
 
-from unitscope.analysis.compare import Comparison
-from unitscope.analysis.compare_plots import categories_figure, objects_figure, scatter_figure
-from unitscope.analysis.compare_report import render_report
+from unitscope.analysis.compare.plots import categories_figure, objects_figure, scatter_figure
+from unitscope.analysis.compare.report import render_report
+from unitscope.analysis.compare.runs import Comparison
 from unitscope.dissection.result import layer_dirname
 
 DEFINITIONS: dict[str, str] = {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from unitscope.analysis.label_stats import probe_label_stats, run_label_stats
+from unitscope.analysis.compare.label_stats import probe_label_stats, run_label_stats
 from unitscope.dissection.result import DissectionResult, layer_dirname
 from unitscope.errors import UsageError
 
