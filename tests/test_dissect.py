@@ -18,6 +18,7 @@ from PIL import Image
 from planted import PlantedProbe, write_model
 
 from unitscope.data.broden_export import write_broden
+from unitscope.dissection.record import read_record
 from unitscope.dissection.run import dissect
 from unitscope.dissection.settings import DissectSettings
 from unitscope.errors import UsageError
@@ -89,8 +90,7 @@ def test_run_directory_files_and_finished_run_not_recomputed(tmp_path: Path) -> 
     assert not (tmp_path / "run.partial").exists()
     units = pd.read_csv(out / "0" / "units.csv")
     assert {"unit", "label", "category", "iou", "object_label", "object_iou"} <= set(units.columns)
-    summary = json.loads((out / "summary.json").read_text())
-    assert summary["layers"]["0"]["units"] == 3
+    assert read_record(out).layer("0").units == 3
     stamp = (out / "summary.json").stat().st_mtime_ns
     again = run_planted(tmp_path, out=out)
     assert (out / "summary.json").stat().st_mtime_ns == stamp
@@ -200,8 +200,7 @@ def test_corrupt_image_fails_cleanly_or_is_skipped(tmp_path: Path, broden_dir: P
     assert not (tmp_path / "r").exists() and not (tmp_path / "r.partial").exists()
     result = run_cli(capsys, *_dissect_args(tmp_path, broden_dir, "--skip-bad"))
     assert result.code == 0, result.err
-    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
-    assert summary["skipped_images"] == 1 and "5" in summary["skipped"]
+    assert list(read_record(tmp_path / "r").skipped) == ["5"]
 
 
 def test_missing_image_and_wrong_label_size_fail_cleanly(tmp_path: Path, broden_dir: Path,

@@ -51,8 +51,7 @@ def _foreground(run: object, data: str | None) -> tuple[str, ...] | None:
     """SceneWorld's objects proper (its background regions are object concepts too); None elsewhere."""
     from unitscope.data import SCENEWORLD_SPECS
 
-    spec = (run.info.get("identity") or {}).get("data") or {}  # type: ignore[attr-defined]
-    if (data or spec.get("data")) not in SCENEWORLD_SPECS:
+    if (data or run.record.spec.data.data) not in SCENEWORLD_SPECS:  # type: ignore[attr-defined]
         return None
     from unitscope.data.sceneworld import OBJECT_CLASSES
 

@@ -97,7 +97,7 @@ def command(model_spec: str, weights: str | None, num_classes: int | None, devic
 
         render_report(result, options, device=device)
     click.echo(format_tables(result))
-    skipped = result.info.get("skipped_images", 0)
+    skipped = len(result.record.skipped)
     if skipped:
         click.echo(f"skipped {skipped} unreadable images (listed in {out / 'summary.json'})")
     click.echo(f"results in {out}/ (units.csv per layer, summary.json{'' if no_report else ', report.html'})")

@@ -41,8 +41,7 @@ def command(model_spec: str, weights: str | None, num_classes: int | None, devic
     run = DissectionResult.load(run_dir)
     check_output_dir(out, overwrite)
     model = open_model(model_spec, weights, num_classes, device)
-    image_size = run.info.get("image_size") or [112, 112]
-    source = open_inputs(image, data, n, seed, int(image_size[0]))  # type: ignore[index]
+    source = open_inputs(image, data, n, seed, run.record.image_size[0])
     summary = run_segment(model, run, source, out, layer, category, batch_size, pictures)
     click.echo(f"segmented {len(summary.predictions)} image(s) → {out}")
     if summary.metrics is not None and summary.metrics["pixel_accuracy"] is not None:

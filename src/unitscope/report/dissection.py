@@ -183,25 +183,22 @@ def _layer_section(result: DissectionResult, name: str, cards: list[dict[str, ob
 
 
 def _header(result: DissectionResult, model: LoadedModel, probe: ProbeSet) -> dict[str, object]:
-    info = result.info
-    settings = info.get("settings", {}) if isinstance(info.get("settings"), dict) else {}
-    skipped = info.get("skipped", {}) if isinstance(info.get("skipped"), dict) else {}
-    size = info.get("image_size", list(probe.image_size))
-    label = info.get("label_size", list(probe.label_size))
-    model_input = info.get("input_size", size)
+    record = result.record
+    settings = record.settings
+    skipped = record.skipped
     return {
-        "model": str(info.get("model", model.name)),
-        "data": str(info.get("data", probe.name)),
-        "n_images": int(info.get("n_images", len(probe))),  # type: ignore[arg-type]
-        "image_size": "×".join(str(s) for s in size),  # type: ignore[union-attr]
-        "label_size": "×".join(str(s) for s in label),  # type: ignore[union-attr]
-        "input_size": "×".join(str(s) for s in model_input),  # type: ignore[union-attr]
+        "model": record.model,
+        "data": record.data,
+        "n_images": record.n_images,
+        "image_size": "×".join(str(s) for s in record.image_size),
+        "label_size": "×".join(str(s) for s in record.label_size),
+        "input_size": "×".join(str(s) for s in record.input_size),
         "quantile": settings.get("quantile", "–"),
         "iou_threshold": settings.get("iou_threshold", "–"),
         "upsample": settings.get("upsample", "–"),
         "topk": settings.get("topk", "–"),
-        "seconds": info.get("seconds"),
-        "skipped_count": int(info.get("skipped_images", len(skipped))),  # type: ignore[arg-type]
+        "seconds": record.seconds,
+        "skipped_count": len(skipped),
         "skipped": [{"index": k, "message": v} for k, v in list(skipped.items())[:MAX_SKIPPED_LISTED]],
         "skipped_more": max(0, len(skipped) - MAX_SKIPPED_LISTED),
     }

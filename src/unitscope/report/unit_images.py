@@ -294,8 +294,7 @@ def renderer_for(result: DissectionResult, model: LoadedModel, probe: ProbeSet, 
     ``regions`` and ``field_sizes`` (keyed by the dissection's layer names) as in :class:`RegionRenderer`.
     """
     check_field_sizes(field_sizes, result.layers)
-    settings = result.info.get("settings", {})
-    mode = str(settings.get("upsample", "bilinear")) if isinstance(settings, dict) else "bilinear"
+    mode = str(result.record.setting("upsample", "rf"))
     geometry = run_geometry(model) if mode == "rf" else None
     return RegionRenderer(model, probe, mode, geometry, batch_size, style, regions, field_sizes)
 

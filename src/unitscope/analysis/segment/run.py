@@ -31,20 +31,16 @@ class SegmentSummary:
 
 
 def _sizes(run: DissectionResult) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
-    info = run.info
-    try:
-        image, label, model_input = (tuple(int(v) for v in info[k]) for k in ("image_size", "label_size", "input_size"))
-    except KeyError as err:
-        raise UsageError(f"the run lacks {err.args[0]} in summary.json; rerun dissect with this version") from err
-    return image, label, model_input  # type: ignore[return-value]
+    record = run.record
+    return record.image_size, record.label_size, record.input_size
 
 
 def prepare_model(model: LoadedModel, run: DissectionResult) -> LoadedModel:
     """Check that ``model`` is the dissected one and give it the run's preprocessing overrides."""
-    if run.info.get("model") not in (None, model.name):
-        raise UsageError(f"the run dissected {run.info['model']}, not {model.name}; pass the same --model as dissect")
-    spec = (run.info.get("identity") or {}).get("model", {})  # type: ignore[union-attr]
-    model.preprocess = model.preprocess.with_overrides(spec.get("input_size"), spec.get("mean"), spec.get("std"))
+    if run.record.model != model.name:
+        raise UsageError(f"the run dissected {run.record.model}, not {model.name}; pass the same --model as dissect")
+    spec = run.record.spec.model
+    model.preprocess = model.preprocess.with_overrides(spec.input_size, spec.mean, spec.std)
     return model
 
 
@@ -52,8 +48,7 @@ def build_segmenter(model: LoadedModel, run: DissectionResult, layer: str | None
     """The segmenter for ``layer`` of ``run``, upsampling as the dissection did."""
     detectors: DetectorSet = detector_set(run, layer, category)
     _, label_size, input_size = _sizes(run)
-    settings = run.info.get("settings") or {}
-    mode = str(settings.get("upsample", "bilinear"))  # type: ignore[union-attr]
+    mode = str(run.record.setting("upsample", "rf"))
     stride = start = None
     if mode == "rf":
         from unitscope.receptive.theory import alignment_geometry
