@@ -108,11 +108,15 @@ class RunRecord:
 
 def versions() -> dict[str, str]:
     """Versions of the code that wrote a run (unitscope, torch, python)."""
+    from importlib.metadata import PackageNotFoundError, version
+
     import torch
 
-    from unitscope import __version__
-
-    return {"unitscope": __version__, "torch": str(torch.__version__), "python": sys.version.split()[0]}
+    try:
+        ours = version("unitscope")
+    except PackageNotFoundError:
+        ours = "unknown"
+    return {"unitscope": ours, "torch": str(torch.__version__), "python": sys.version.split()[0]}
 
 
 def _plain(value: Any) -> Any:
