@@ -43,7 +43,8 @@ def imports_of(path: Path, name: str, modules: frozenset[str] = frozenset()) -> 
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
-                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
+                parts = package.split(".")
+                base = ".".join(parts[: len(parts) - node.level + 1] + ([base] if base else []))
             if base.startswith("unitscope"):
                 subs = {f"{base}.{alias.name}" for alias in node.names} & modules
                 found.update(subs or {base})

@@ -48,4 +48,4 @@ def render_report(run: DissectionResult, options: ReportOptions | None = None, *
     options.validate()
     model = model or reopen_model(run, device)
     probe = probe or reopen_probe(run)
-    return write_html(build_report(run, probe, model, options), directory / "report.html")
+    return write_html(build_report(run, probe, model, options, directory), directory / "report.html")
