@@ -12,7 +12,7 @@ import json
 import shutil
 import tempfile
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pandas as pd
@@ -105,7 +105,7 @@ def dissect(
         raise UsageError(f"{out_path} exists and is not a dissection run; choose another --out")
 
     loaded = model if isinstance(model, LoadedModel) else load_model(model, weights, num_classes, device)
-    loaded.preprocess = loaded.preprocess.with_overrides(input_size, mean, std)
+    loaded = replace(loaded, preprocess=loaded.preprocess.with_overrides(input_size, mean, std))  # never mutate
     paths = {name: resolve_layer(loaded.module, name) for name in layers}
     probe = data if not isinstance(data, str) else open_probe(data, n=n, seed=seed, size=size)
     if len(probe) == 0:
