@@ -195,7 +195,7 @@ def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("finished")
     out = root / "run"
     dissect(write_model(root), ["0"], PlantedProbe(6), out, mean=(0, 0, 0), std=(1, 1, 1),
-            settings=DissectSettings(quantile=0.3, workers=0), report=False, progress=False)
+            settings=DissectSettings(quantile=0.3, workers=0), progress=False)
     return out
 
 

@@ -55,7 +55,7 @@ def test_two_category_label_in_different_columns_scores_hand_value(tmp_path: Pat
     # Unit 0 = red = the metal square in both images (8 of 32 pixels; quantile 0.25 → threshold 0.25).
     settings = DissectSettings(quantile=0.25, batch_size=1, workers=0, upsample="bilinear")
     result = dissect(write_model(tmp_path), ["0"], str(data), None, mean=(0, 0, 0), std=(1, 1, 1),
-                     settings=settings, report=False, progress=False)
+                     settings=settings, progress=False)
     units = result.units["0"].set_index("unit")
     # By hand: intersection 4 + 4; metal's area 8; the unit's area counted under material (metal's primary
     # category) in both images, since each holds a metal pixel: 8. IoU = 8 / (8 + 8 - 8) = 1.0.
