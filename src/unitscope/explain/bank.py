@@ -74,16 +74,16 @@ class ConceptBank:
 
     def domain_words(self, category: int) -> np.ndarray:
         """[N*W] bits of every pixel of the images where ``category`` is annotated."""
-        return self._domain_words[category]
+        return np.asarray(self._domain_words[category])
 
     def bits(self, formula: Formula) -> np.ndarray:
         """[N*W] uint64: the formula's mask (NOT within the images where the concept's category is annotated)."""
         if isinstance(formula, Leaf):
-            return self.flat[self.row_of(formula)]
+            return np.asarray(self.flat[self.row_of(formula)])
         if isinstance(formula, Not):
-            return self.domain_words(formula.leaf.category) & ~self.flat[self.row_of(formula.leaf)]
+            return np.asarray(self.domain_words(formula.leaf.category) & ~self.flat[self.row_of(formula.leaf)])
         left, right = self.bits(formula.left), self.bits(formula.right)
-        return left & right if formula.op == "and" else left | right
+        return np.asarray(left & right if formula.op == "and" else left | right)
 
     def overlaps(self, key: str, bits: np.ndarray) -> np.ndarray:
         """[K] |formula ∩ concept k| for every concept; cached by formula (units share beam formulas)."""

@@ -100,9 +100,9 @@ def evaluate(formula: Formula, concept: Callable[[Leaf], np.ndarray],
     Plain boolean arrays: the reference the bit-packed search is tested and benchmarked against.
     """
     if isinstance(formula, Leaf):
-        return concept(formula)
+        return np.asarray(concept(formula), dtype=bool)
     if isinstance(formula, Not):
-        return annotated(formula.leaf) & ~concept(formula.leaf)
+        return np.asarray(annotated(formula.leaf) & ~concept(formula.leaf), dtype=bool)
     left = evaluate(formula.left, concept, annotated)
     right = evaluate(formula.right, concept, annotated)
-    return left & right if formula.op == "and" else left | right
+    return np.asarray(left & right if formula.op == "and" else left | right, dtype=bool)

@@ -122,7 +122,7 @@ def compute_masks(run: RunLayer, device: str = "cpu", batch_size: int = 32, prog
             labels = LabelBatch.from_samples(samples, concepts, run.label_size)
             masks = _concept_masks(labels, row_of, len(concepts), pixels)
             concept_words[:, rows] = pack(masks)
-            present = masks.any(axis=2)  # [K, B]: a label counts under its primary category
+            present = np.asarray(masks.any(axis=2), dtype=bool)  # [K, B]: a label counts under its primary category
             primary_present = np.zeros((len(samples), len(concepts.categories)), dtype=bool)
             for c in range(len(concepts.categories)):
                 primary_present[:, c] = present[primary == c].any(axis=0)

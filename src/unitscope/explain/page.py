@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import jinja2
+import markupsafe
 import pandas as pd
 
 from unitscope.errors import UsageError
@@ -47,7 +48,8 @@ count only in images where one of the formula's categories is annotated.</p>
 <tr><td class="n">{{ r.unit }}</td><td>{{ r.formula_html }}</td>
 <td class="n">{{ '%.3f' % r.iou }} <span class="bar" style="width:{{ (r.iou * 200) | round(1) }}px"></span></td>
 <td>{{ r.single }}</td>
-<td class="n">{{ '%.3f' % r.single_iou }} <span class="bar s" style="width:{{ (r.single_iou * 200) | round(1) }}px"></span></td>
+<td class="n">{{ '%.3f' % r.single_iou }}
+<span class="bar s" style="width:{{ (r.single_iou * 200) | round(1) }}px"></span></td>
 <td class="n{{ ' gain' if r.gain > s.gain_threshold else '' }}">{{ '%+.3f' % r.gain }}</td></tr>
 {% endfor %}
 </table></body></html>
@@ -66,9 +68,12 @@ def formula_markup(formula: str) -> str:
 
 
 def _row(row: Mapping[str, object]) -> dict[str, object]:
-    return {"unit": int(row["unit"]), "formula_html": jinja2.utils.markupsafe.Markup(formula_markup(str(row["formula"]))),  # type: ignore[attr-defined]
-            "iou": float(row["iou"]), "single": str(row["single_label"]), "single_iou": float(row["single_iou"]),  # type: ignore[arg-type]
-            "gain": float(row["gain"])}  # type: ignore[arg-type]
+    def number(key: str) -> float:
+        return float(str(row[key]))
+
+    return {"unit": int(number("unit")), "formula_html": markupsafe.Markup(formula_markup(str(row["formula"]))),
+            "iou": number("iou"), "single": str(row["single_label"]), "single_iou": number("single_iou"),
+            "gain": number("gain")}
 
 
 def formula_snippet(row: Mapping[str, object]) -> str:

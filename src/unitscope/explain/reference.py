@@ -24,7 +24,7 @@ class BooleanProbe:
     annotated: np.ndarray
 
     def concept(self, leaf: Leaf) -> np.ndarray:
-        return self.masks[self.leaves.index(leaf)]
+        return np.asarray(self.masks[self.leaves.index(leaf)], dtype=bool)
 
     def category_images(self, category: int) -> np.ndarray:
         return np.broadcast_to(self.annotated[:, category, None], self.masks.shape[1:])
@@ -33,7 +33,8 @@ class BooleanProbe:
         """bool [N, P]: pixels of the images where one of the formula's categories is annotated."""
         bits = category_mask(formula)
         cats = [c for c in range(self.annotated.shape[1]) if bits >> c & 1]
-        return np.broadcast_to(self.annotated[:, cats].any(axis=1)[:, None], self.masks.shape[1:])
+        images = np.asarray(self.annotated[:, cats].any(axis=1), dtype=bool)
+        return np.broadcast_to(images[:, None], self.masks.shape[1:])
 
     def mask(self, formula: Formula) -> np.ndarray:
         return evaluate(formula, self.concept, lambda leaf: self.category_images(leaf.category))

@@ -81,7 +81,7 @@ def _masks(run: RunLayer, staging: Path, device: str, batch_size: int, progress:
     return masks, time.perf_counter() - started
 
 
-def _search_batch(search: BeamSearch, masks: LayerMasks, units: Sequence[int], single: pd.Series) -> pd.DataFrame:
+def _search_batch(search: BeamSearch, masks: LayerMasks, units: Sequence[int]) -> pd.DataFrame:
     rows = []
     for unit in units:
         found = search.explain(UnitMask.from_bits(masks.unit_bits(unit), masks.bank))
@@ -182,7 +182,6 @@ def _explain_in(source: RunLayer, staging: Path, identity: dict[str, object], ch
     started = time.perf_counter()
     masks, mask_seconds = _masks(source, staging, device, batch_size, progress)
     search = BeamSearch(masks.bank, length, beam, ops)
-    single = source.singles.set_index("unit")["label"]
     parts = []
     batches = [list(chosen[i:i + unit_batch]) for i in range(0, len(chosen), unit_batch)]
     search_started = time.perf_counter()
@@ -192,7 +191,7 @@ def _explain_in(source: RunLayer, staging: Path, identity: dict[str, object], ch
             if path.is_file():
                 part = pd.read_csv(path, keep_default_na=False)
             else:
-                part = _search_batch(search, masks, group, single)
+                part = _search_batch(search, masks, group)
                 _atomic_csv(part, path)
             parts.append(part)
             bar.update(len(group))

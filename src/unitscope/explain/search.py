@@ -137,29 +137,29 @@ class BeamSearch:
         return out
 
     # ------------------------------------------------------------------ search
-    def _top(self, pool: list[tuple[float, Formula]]) -> list[tuple[float, Formula]]:
+    def _top(self, pool: Sequence[tuple[float, Formula]]) -> list[tuple[float, Formula]]:
         return sorted(pool, key=lambda item: _rank_key(*item))[: self.beam]
 
-    def _best_of(self, ious: np.ndarray, make: list) -> list[tuple[float, Formula]]:  # type: ignore[type-arg]
-        """The candidates that can enter the beam: the ``beam`` best IoUs, with ties."""
+    def _best_of(self, ious: np.ndarray) -> list[tuple[float, int]]:
+        """(IoU, index) of the candidates that can enter the beam: the ``beam`` best IoUs, with ties."""
         if ious.size == 0:
             return []
         keep = min(self.beam, ious.size)
         cutoff = np.partition(ious, ious.size - keep)[ious.size - keep]
         chosen = np.nonzero((ious >= cutoff) & (ious >= 0))[0]
-        return [(float(ious[i]), make[i]) for i in chosen]
+        return [(float(ious[i]), int(i)) for i in chosen]
 
     def explain(self, unit: UnitMask) -> Explanation:
         """The best formula of up to ``max_length`` concepts for ``unit``."""
         bank = self.bank
         single_iou, unit_concept = self.singles(unit)
         leaves = [bank.leaf(k) for k in range(len(bank))]
-        pool = self._top(self._best_of(single_iou, leaves))
+        pool = self._top([(v, leaves[k]) for v, k in self._best_of(single_iou)])
         best_single = pool[0] if pool else (0.0, leaves[0])
         scored = len(bank)
         expanded: set[str] = set()
         for _ in range(self.max_length - 1):
-            candidates = list(pool)
+            candidates: list[tuple[float, Formula]] = list(pool)
             for iou, formula in pool:
                 key = str(formula)
                 if key in expanded or length(formula) >= self.max_length:
@@ -168,8 +168,7 @@ class BeamSearch:
                 state = self._state(formula, iou, unit)
                 for op, negate, ious in self.extensions(state, unit, unit_concept):
                     scored += int((ious >= 0).sum())
-                    chosen = self._best_of(ious, list(range(len(bank))))
-                    candidates += [(v, extend(formula, op, leaves[int(k)], negate)) for v, k in chosen]
+                    candidates += [(v, extend(formula, op, leaves[k], negate)) for v, k in self._best_of(ious)]
             pool = self._top(candidates)
         best = pool[0] if pool else best_single
         return Explanation(best[1], best[0], best_single[1], best_single[0], scored)

@@ -57,8 +57,10 @@ def read_run(run_dir: str | Path, layer: str) -> RunLayer:
     if not len(run.concepts):
         raise UsageError(f"{run_dir} was dissected on an unlabelled probe set; explain needs concept labels")
     units = found.units.sort_values("unit")
-    settings = info.get("settings") or {}
-    skipped = info.get("skipped") or {}
+    settings = info.get("settings")
+    settings = settings if isinstance(settings, dict) else {}
+    skipped = info.get("skipped")
+    skipped = skipped if isinstance(skipped, dict) else {}
     return RunLayer(
         run_dir=Path(run_dir),
         layer=layer,
@@ -71,10 +73,10 @@ def read_run(run_dir: str | Path, layer: str) -> RunLayer:
         concepts=run.concepts,
         model=dict(identity["model"]),
         data=dict(identity["data"]),
-        upsample=str(settings.get("upsample", "bilinear")),  # type: ignore[union-attr]
+        upsample=str(settings.get("upsample", "bilinear")),
         label_size=_pair(info, "label_size", run_dir),
         input_size=_pair(info, "input_size", run_dir),
-        skipped=frozenset(int(k) for k in skipped),  # type: ignore[union-attr]
+        skipped=frozenset(int(k) for k in skipped),
     )
 
 
@@ -93,5 +95,5 @@ def _thresholds(run_dir: Path, layer: str, units: pd.DataFrame) -> np.ndarray:
     if exact.is_file():
         values = np.load(exact)
         if values.shape == (len(units),):
-            return values.astype(np.float64)
-    return units["threshold"].to_numpy(dtype=np.float64)
+            return np.asarray(values, dtype=np.float64)
+    return np.asarray(units["threshold"].to_numpy(dtype=np.float64))
