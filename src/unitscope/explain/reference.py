@@ -74,3 +74,33 @@ def exhaustive(probe: BooleanProbe, unit: np.ndarray, max_length: int,
     if best is None:
         raise ValueError("no concepts to search")
     return best[1], best[2]
+
+
+def boolean_beam(probe: BooleanProbe, unit: np.ndarray, max_length: int, beam: int,
+                 moves: Sequence[tuple[str, bool]]) -> tuple[float, Formula, int]:
+    """The beam search of ``search.BeamSearch`` with every candidate evaluated on boolean arrays.
+
+    Same seeds, moves, distinct concepts and tie-breaking, so the same result; returns
+    (IoU, formula, candidates scored).
+    """
+    def top(pool: list[tuple[float, Formula]]) -> list[tuple[float, Formula]]:
+        return sorted(pool, key=lambda item: (-item[0], length(item[1]), str(item[1])))[:beam]
+
+    pool = top([(probe.iou(leaf, unit), leaf) for leaf in probe.leaves])
+    scored = len(probe.leaves)
+    expanded: set[str] = set()
+    for _ in range(max_length - 1):
+        candidates = list(pool)
+        for _, formula in pool:
+            if str(formula) in expanded or length(formula) >= max_length:
+                continue
+            expanded.add(str(formula))
+            for leaf in probe.leaves:
+                if leaf in formula.leaves:
+                    continue
+                for op, negate in moves:
+                    extended = extend(formula, op, leaf, negate)
+                    candidates.append((probe.iou(extended, unit), extended))
+                    scored += 1
+        pool = top(candidates)
+    return pool[0][0], pool[0][1], scored
