@@ -74,7 +74,8 @@ def main() -> None:
               f"{count} candidates")
     print(f"bit-packed: {packed_wall:.3f} s wall, {packed_cpu:.3f} s CPU, "
           f"{1e6 * packed_wall / scored:.2f} µs per candidate")
-    print(f"boolean arrays: {bool_wall:.3f} s wall, {bool_cpu:.3f} s CPU, {1e6 * bool_wall / scored:.1f} µs per candidate")
+    print(f"boolean arrays: {bool_wall:.3f} s wall, {bool_cpu:.3f} s CPU, "
+          f"{1e6 * bool_wall / scored:.1f} µs per candidate")
     print(f"CPU-time ratio: {bool_cpu / packed_cpu:.1f}")
     print(f"speedup: {bool_wall / packed_wall:.1f}")
 
