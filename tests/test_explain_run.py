@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +48,8 @@ def test_cli_writes_formulas_summary_and_page(tiny_run: Path, tmp_path: Path,
                      "--length", "2", "--beam", "3", "--out", str(out))
     assert result.code == 0, result.err
     assert "gain more than 0.02" in result.out
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["units"] == 7 and summary["units_gaining"] == int((load_formulas(out)["gain"] > 0.02).sum())
     formulas = load_formulas(out)
     assert list(formulas["unit"]) == [0, 1, 2, 3, 4, 5, 9]
     assert {"unit", "formula", "iou", "single_label", "single_iou", "gain"} <= set(formulas.columns)
@@ -110,3 +113,12 @@ def test_usage_errors(tiny_run: Path, tmp_path: Path, capsys: pytest.CaptureFixt
 def test_not_a_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert_usage_error(run_cli(capsys, "explain", "--run", str(tmp_path), "--layer", "conv5", "--out",
                                str(tmp_path / "o")), "not a finished dissection run")
+
+
+def test_summary_counts_each_operator_once() -> None:
+    formulas = pd.DataFrame({"unit": [0, 1, 2], "formula": ["a AND b", "a AND NOT b OR c", "a OR NOT b"],
+                             "iou": [0.5, 0.4, 0.3], "single_label": ["a"] * 3, "single_iou": [0.4, 0.39, 0.3],
+                             "gain": [0.1, 0.01, 0.0], "length": [2, 3, 2], "candidates": [9, 9, 9]})
+    summary = explain_run.summarise(formulas, "conv5", {})
+    assert summary["formulas_using"] == {"AND": 1, "OR": 1, "AND NOT": 1, "OR NOT": 1}
+    assert summary["units_gaining"] == 1 and summary["candidates_scored"] == 27

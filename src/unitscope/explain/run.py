@@ -94,8 +94,8 @@ def _search_batch(search: BeamSearch, masks: LayerMasks, units: Sequence[int]) -
 def summarise(formulas: pd.DataFrame, layer: str, settings: dict[str, object]) -> dict[str, object]:
     """The per-layer summary: how many units gain more than ``GAIN_THRESHOLD`` IoU from composition."""
     gain = formulas["gain"]
-    ops = {op: int(formulas["formula"].str.contains(f" {op} ", regex=False).sum())
-           for op in ("AND", "OR", "AND NOT", "OR NOT")}
+    patterns = {"AND": r" AND (?!NOT )", "OR": r" OR (?!NOT )", "AND NOT": r" AND NOT ", "OR NOT": r" OR NOT "}
+    ops = {op: int(formulas["formula"].str.contains(pattern, regex=True).sum()) for op, pattern in patterns.items()}
     return {
         "layer": layer, **settings,
         "units": len(formulas),
