@@ -22,6 +22,11 @@ from unitscope.explain.source import RunLayer
 from unitscope.stats.labels import LabelBatch
 
 
+# Concept masks are held densely, one bit per label pixel per concept: fine for SceneWorld (20 MB at 300 images),
+# not for all of Broden (~120 GB), which would need them stored per image where each concept is present.
+MAX_BANK_BYTES: int = 8 * 2**30
+
+
 @dataclass
 class LayerMasks:
     """Concept bank and every unit's set bits (unit u: ``bits[offsets[u]:offsets[u + 1]]``)."""
@@ -94,6 +99,11 @@ def compute_masks(run: RunLayer, device: str = "cpu", batch_size: int = 32, prog
     row_of[[c.number for c in concepts.concepts]] = np.arange(len(concepts))
     primary = np.array([concepts.categories.index(c.category) for c in concepts.concepts], dtype=np.int64)
     images = np.array([i for i in range(len(probe)) if i not in run.skipped], dtype=np.int64)
+    bank_bytes = len(concepts) * len(images) * words * 8
+    if bank_bytes > MAX_BANK_BYTES:
+        raise UsageError(f"the packed concept masks would take {bank_bytes / 2**30:.1f} GiB "
+                         f"({len(concepts)} concepts x {len(images)} images x {pixels} pixels); "
+                         "explain a run dissected on fewer images (dissect --n)")
     position = np.full(len(probe), -1, dtype=np.int64)
     position[images] = np.arange(len(images))
     concept_words = np.zeros((len(concepts), len(images), words), dtype=np.uint64)
