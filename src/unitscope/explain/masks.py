@@ -21,7 +21,6 @@ from unitscope.explain.bitmasks import WORD_BITS, pack, words_per_image
 from unitscope.explain.source import RunLayer
 from unitscope.stats.labels import LabelBatch
 
-
 # Concept masks are held densely, one bit per label pixel per concept: fine for SceneWorld (20 MB at 300 images),
 # not for all of Broden (~120 GB), which would need them stored per image where each concept is present.
 MAX_BANK_BYTES: int = 8 * 2**30
