@@ -60,6 +60,7 @@ def test_cli_writes_formulas_summary_and_page(tiny_run: Path, tmp_path: Path,
                                rtol=1e-5)
     page = (out / "explain.html").read_text()
     assert "Compositional explanations" in page and formulas["formula"].iloc[0].split()[0] in page
+    assert page.count("data:image/jpeg;base64,") >= 1  # pictures of the units that fire
     assert not (tmp_path / "explained.partial").exists()
     snippet = formula_snippet(formulas.iloc[0].to_dict())
     assert "single:" in snippet and "<script" not in snippet

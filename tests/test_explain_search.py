@@ -128,3 +128,12 @@ def test_without_not_no_negations() -> None:
     planted_not = probe.concept(probe.leaves[0]) & ~probe.concept(probe.leaves[2])
     found = BeamSearch(bank, 3, beam=5, ops=("and", "or")).explain(UnitMask.from_bool(planted_not, bank))
     assert "NOT" not in str(found.formula) and found.iou < 1.0
+
+
+def test_chain_round_trip() -> None:
+    probe = tiny_probe(3, concepts=4)
+    leaves = {leaf.number: leaf for leaf in probe.leaves}
+    from unitscope.explain.formulas import chain, from_chain
+
+    for formula in all_formulas(probe.leaves, 3, ALL_MOVES):
+        assert from_chain(chain(formula), leaves.__getitem__) == formula

@@ -93,6 +93,28 @@ def extend(formula: Formula, op: str, leaf: Leaf, negate: bool) -> Binary:
     return Binary(op, formula, Not(leaf) if negate else leaf)
 
 
+def chain(formula: Formula) -> str:
+    """The formula as the chain the search built, by label number: ``12 and 40 and-not 7``."""
+    if isinstance(formula, Leaf):
+        return str(formula.number)
+    if isinstance(formula, Not):
+        raise ValueError("a formula starts with a concept, not its negation")
+    op = formula.op + ("-not" if isinstance(formula.right, Not) else "")
+    return f"{chain(formula.left)} {op} {formula.right.leaves[0].number}"
+
+
+def from_chain(text: str, leaf: Callable[[int], Leaf]) -> Formula:
+    """The inverse of :func:`chain`, with ``leaf`` mapping label numbers to leaves."""
+    tokens = text.split()
+    if len(tokens) % 2 != 1:
+        raise ValueError(f"not a formula chain: {text!r}")
+    formula: Formula = leaf(int(tokens[0]))
+    for op, number in zip(tokens[1::2], tokens[2::2], strict=True):
+        name, _, negate = op.partition("-")
+        formula = extend(formula, name, leaf(int(number)), negate == "not")
+    return formula
+
+
 def evaluate(formula: Formula, concept: Callable[[Leaf], np.ndarray],
              annotated: Callable[[Leaf], np.ndarray]) -> np.ndarray:
     """The formula's boolean mask, from each leaf's mask and the mask of its category's annotated images.

@@ -43,14 +43,19 @@ mean IoU {{ '%.3f' % s.mean_single_iou }} (single concept) → {{ '%.3f' % s.mea
 <p class="small">IoU with Broden's annotated-category rule: a formula covers its concepts' pixels
 (NOT c: the pixels without c in images where c's category is annotated), and a unit's active pixels
 count only in images where one of the formula's categories is annotated.</p>
-<table><tr><th>unit</th><th>formula</th><th>IoU</th><th>single concept</th><th>IoU</th><th>gain</th></tr>
+<p class="small">Pictures: each unit's most active probe images, twice: where the unit fires
+(<span style="color:#b8960a">yellow</span>) and where its formula holds (<span style="color:#1ab">cyan</span>),
+at the label resolution the IoU used.</p>
+<table><tr><th>unit</th><th>formula</th><th>IoU</th><th>single concept</th><th>IoU</th><th>gain</th>
+<th>unit | formula</th></tr>
 {% for r in rows %}
 <tr><td class="n">{{ r.unit }}</td><td>{{ r.formula_html }}</td>
 <td class="n">{{ '%.3f' % r.iou }} <span class="bar" style="width:{{ (r.iou * 200) | round(1) }}px"></span></td>
 <td>{{ r.single }}</td>
 <td class="n">{{ '%.3f' % r.single_iou }}
 <span class="bar s" style="width:{{ (r.single_iou * 200) | round(1) }}px"></span></td>
-<td class="n{{ ' gain' if r.gain > s.gain_threshold else '' }}">{{ '%+.3f' % r.gain }}</td></tr>
+<td class="n{{ ' gain' if r.gain > s.gain_threshold else '' }}">{{ '%+.3f' % r.gain }}</td>
+<td>{% if r.picture %}<img src="{{ r.picture }}" alt="unit {{ r.unit }}">{% endif %}</td></tr>
 {% endfor %}
 </table></body></html>
 """
@@ -81,16 +86,19 @@ def formula_snippet(row: Mapping[str, object]) -> str:
     return _environment().from_string(_SNIPPET).render(**_row(row))
 
 
-def render_explain_page(formulas: pd.DataFrame, summary: Mapping[str, object]) -> str:
-    """The standalone page: the summary, then every unit, largest gain first."""
+def render_explain_page(formulas: pd.DataFrame, summary: Mapping[str, object],
+                        pictures: Mapping[int, str] | None = None) -> str:
+    """The standalone page: the summary, then every unit, largest gain first (``pictures``: unit → data URI)."""
     ordered = formulas.sort_values(["gain", "unit"], ascending=[False, True])
-    rows = [_row(r) for r in ordered.to_dict(orient="records")]
+    pictures = pictures or {}
+    rows = [{**_row(r), "picture": pictures.get(int(str(r["unit"])), "")} for r in ordered.to_dict(orient="records")]
     return _environment().from_string(_PAGE).render(s=summary, rows=rows)
 
 
-def write_explain_page(formulas: pd.DataFrame, summary: Mapping[str, object], path: Path) -> Path:
+def write_explain_page(formulas: pd.DataFrame, summary: Mapping[str, object], path: Path,
+                       pictures: Mapping[int, str] | None = None) -> Path:
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(render_explain_page(formulas, summary), encoding="utf-8")
+    tmp.write_text(render_explain_page(formulas, summary, pictures), encoding="utf-8")
     tmp.replace(path)
     return path
 

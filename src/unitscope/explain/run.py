@@ -22,13 +22,15 @@ import pandas as pd
 
 from unitscope.errors import UsageError
 from unitscope.explain.bank import UnitMask
+from unitscope.explain.formulas import chain
 from unitscope.explain.masks import LayerMasks, compute_masks
 from unitscope.explain.search import BeamSearch, check_ops
 from unitscope.explain.source import RunLayer, read_run
 from unitscope.staging import publish, staging_path
 
 GAIN_THRESHOLD: float = 0.02
-COLUMNS: tuple[str, ...] = ("unit", "formula", "iou", "single_label", "single_iou", "gain", "length", "candidates")
+COLUMNS: tuple[str, ...] = ("unit", "formula", "iou", "single_label", "single_iou", "gain", "length", "candidates",
+                            "chain")
 
 
 @dataclass
@@ -87,7 +89,8 @@ def _search_batch(search: BeamSearch, masks: LayerMasks, units: Sequence[int]) -
         found = search.explain(UnitMask.from_bits(masks.unit_bits(unit), masks.bank))
         rows.append({"unit": unit, "formula": str(found.formula), "iou": found.iou,
                      "single_label": str(found.single), "single_iou": found.single_iou, "gain": found.gain,
-                     "length": len(found.formula.leaves), "candidates": found.candidates})
+                     "length": len(found.formula.leaves), "candidates": found.candidates,
+                     "chain": chain(found.formula)})
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
 
@@ -212,6 +215,8 @@ def _explain_in(source: RunLayer, staging: Path, identity: dict[str, object], ch
     (result_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     if page:
         from unitscope.explain.page import write_explain_page
+        from unitscope.explain.pictures import unit_pictures
 
-        write_explain_page(formulas, summary, result_dir / "explain.html")
+        pictures = unit_pictures(source, masks, formulas)
+        write_explain_page(formulas, summary, result_dir / "explain.html", pictures)
     return ExplainResult(formulas, summary, result_dir)
