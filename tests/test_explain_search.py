@@ -137,3 +137,10 @@ def test_chain_round_trip() -> None:
 
     for formula in all_formulas(probe.leaves, 3, ALL_MOVES):
         assert from_chain(chain(formula), leaves.__getitem__) == formula
+
+
+def test_names_shared_across_categories_are_qualified() -> None:
+    probe = tiny_probe(1, concepts=3)
+    leaves = (Leaf(1, "door", 0), Leaf(2, "door", 1), Leaf(3, "red", 1))
+    bank = ConceptBank.from_masks(leaves, probe.masks, probe.annotated, CATEGORIES)
+    assert [bank.leaf(k).name for k in range(3)] == ["door(object)", "door(color)", "red"]

@@ -46,6 +46,12 @@ class ConceptBank:
         self.image_categories = (self.annotated.astype(np.int64) << np.arange(len(self.category_names))).sum(1)
         self.domain_pixels = self.annotated.sum(axis=0).astype(np.int64) * self.pixels  # [C]
         self._extension_cache = {}
+        counts: dict[str, int] = {}
+        for name in self.names:
+            counts[name] = counts.get(name, 0) + 1
+        # Broden and SceneWorld reuse names across categories (door the object, door the part): qualify those.
+        self.labels = tuple(f"{name}({self.category_names[int(cat)]})" if counts[name] > 1 else name
+                            for name, cat in zip(self.names, self.categories, strict=True))
 
     @classmethod
     def from_masks(cls, leaves: tuple[Leaf, ...], masks: np.ndarray, annotated: np.ndarray,
@@ -67,7 +73,7 @@ class ConceptBank:
         return int(self.words.shape[0])
 
     def leaf(self, row: int) -> Leaf:
-        return Leaf(int(self.numbers[row]), self.names[row], int(self.categories[row]))
+        return Leaf(int(self.numbers[row]), self.labels[row], int(self.categories[row]))
 
     def row_of(self, leaf: Leaf) -> int:
         return self._row[leaf.number]
