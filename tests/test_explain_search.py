@@ -144,3 +144,17 @@ def test_names_shared_across_categories_are_qualified() -> None:
     leaves = (Leaf(1, "door", 0), Leaf(2, "door", 1), Leaf(3, "red", 1))
     bank = ConceptBank.from_masks(leaves, probe.masks, probe.annotated, CATEGORIES)
     assert [bank.leaf(k).name for k in range(3)] == ["door(object)", "door(color)", "red"]
+
+
+def test_same_name_in_two_categories_is_searched_as_two_concepts() -> None:
+    """Formulas over ``door`` the object and ``door`` the part must not share cached counts."""
+    probe = tiny_probe(5, concepts=4)
+    twins = (Leaf(10, "door", 0), Leaf(11, "door", 1), Leaf(12, "x", 0), Leaf(13, "y", 1))
+    same = BooleanProbe(twins, probe.masks, probe.annotated)
+    bank = ConceptBank(np.array([10, 11, 12, 13]), ("door",) * 2 + ("x", "y"), np.array([0, 1, 0, 1]), CATEGORIES,
+                       pack(probe.masks), probe.annotated, probe.masks.shape[-1])
+    bank.labels = ("door", "door", "x", "y")  # as if unqualified: the cache must still tell them apart
+    search = BeamSearch(bank, 3, beam=60)  # one search object: its cache serves every unit
+    for unit in (probe.masks[1] | probe.masks[2], probe.masks[0] & ~probe.masks[1], probe.masks[1] & ~probe.masks[3]):
+        found = search.explain(UnitMask.from_bool(unit, bank))
+        assert found.iou == exhaustive(same, unit, 3, ALL_MOVES)[0]

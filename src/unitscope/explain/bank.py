@@ -92,7 +92,8 @@ class ConceptBank:
         return np.asarray(left & right if formula.op == "and" else left | right)
 
     def overlaps(self, key: str, bits: np.ndarray) -> np.ndarray:
-        """[K] |formula ∩ concept k| for every concept; cached by formula (units share beam formulas)."""
+        """[K] |formula ∩ concept k| for every concept; cached by ``key``, the formula's chain of label
+        numbers (units share beam formulas; names may repeat across categories, numbers do not)."""
         found = self._extension_cache.get(key)
         if found is None:
             found = popcount(self.flat & bits[None, :])

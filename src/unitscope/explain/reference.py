@@ -12,7 +12,7 @@ from itertools import permutations
 
 import numpy as np
 
-from unitscope.explain.formulas import Formula, Leaf, category_mask, evaluate, extend, length
+from unitscope.explain.formulas import Formula, Leaf, category_mask, chain, evaluate, extend, length
 
 
 @dataclass(frozen=True)
@@ -65,10 +65,10 @@ def _grow(formula: Formula, rest: Sequence[Leaf], moves: Sequence[tuple[str, boo
 def exhaustive(probe: BooleanProbe, unit: np.ndarray, max_length: int,
                moves: Sequence[tuple[str, bool]]) -> tuple[float, Formula]:
     """The best formula by IoU over all formulas (ties: shorter, then the one that prints first)."""
-    best: tuple[tuple[float, int, str], float, Formula] | None = None
+    best: tuple[tuple[float, int, str, str], float, Formula] | None = None
     for formula in all_formulas(probe.leaves, max_length, moves):
         iou = probe.iou(formula, unit)
-        key = (-iou, length(formula), str(formula))
+        key = (-iou, length(formula), str(formula), chain(formula))
         if best is None or key < best[0]:
             best = (key, iou, formula)
     if best is None:
@@ -84,7 +84,7 @@ def boolean_beam(probe: BooleanProbe, unit: np.ndarray, max_length: int, beam: i
     (IoU, formula, candidates scored).
     """
     def top(pool: list[tuple[float, Formula]]) -> list[tuple[float, Formula]]:
-        return sorted(pool, key=lambda item: (-item[0], length(item[1]), str(item[1])))[:beam]
+        return sorted(pool, key=lambda item: (-item[0], length(item[1]), str(item[1]), chain(item[1])))[:beam]
 
     pool = top([(probe.iou(leaf, unit), leaf) for leaf in probe.leaves])
     scored = len(probe.leaves)
@@ -92,9 +92,9 @@ def boolean_beam(probe: BooleanProbe, unit: np.ndarray, max_length: int, beam: i
     for _ in range(max_length - 1):
         candidates = list(pool)
         for _, formula in pool:
-            if str(formula) in expanded or length(formula) >= max_length:
+            if chain(formula) in expanded or length(formula) >= max_length:
                 continue
-            expanded.add(str(formula))
+            expanded.add(chain(formula))
             for leaf in probe.leaves:
                 if leaf in formula.leaves:
                     continue

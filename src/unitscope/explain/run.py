@@ -182,7 +182,7 @@ def _explain_in(source: RunLayer, staging: Path, identity: dict[str, object], ch
                 progress: bool) -> ExplainResult:
     from unitscope.progress import progress_bar
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     masks, mask_seconds = _masks(source, staging, device, batch_size, progress)
     search = BeamSearch(masks.bank, length, beam, ops)
     parts = []
@@ -206,6 +206,7 @@ def _explain_in(source: RunLayer, staging: Path, identity: dict[str, object], ch
         "concepts": len(masks.bank), "seconds_masks": round(mask_seconds, 2),
         "seconds_search": round(time.perf_counter() - search_started, 2),
         "seconds": round(time.perf_counter() - started, 2),
+        "cpu_seconds": round(time.process_time() - cpu, 2),
     })
     result_dir = staging / "result"
     if result_dir.exists():

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from unitscope.explain.bank import ConceptBank, UnitMask
-from unitscope.explain.formulas import OPS, Formula, category_mask, extend, length
+from unitscope.explain.formulas import OPS, Formula, category_mask, chain, extend, length
 
 
 @dataclass(frozen=True)
@@ -57,8 +57,8 @@ class _State:
     unit_in_domain: np.ndarray  # [C] |U ∩ F ∩ D_c|
 
 
-def _rank_key(iou: float, formula: Formula) -> tuple[float, int, str]:
-    return (-iou, length(formula), str(formula))
+def _rank_key(iou: float, formula: Formula) -> tuple[float, int, str, str]:
+    return (-iou, length(formula), str(formula), chain(formula))
 
 
 def check_ops(ops: Sequence[str]) -> tuple[str, ...]:
@@ -107,7 +107,7 @@ class BeamSearch:
         bits = bank.bits(formula)
         per_image = _per_image(bits, bank)
         unit_per_image = unit.overlap_per_image(bits)
-        return _State(formula, str(formula), iou, bits, int(per_image.sum()), int(unit_per_image.sum()),
+        return _State(formula, chain(formula), iou, bits, int(per_image.sum()), int(unit_per_image.sum()),
                       category_mask(formula), per_image @ bank.annotated, unit_per_image @ bank.annotated)
 
     def extensions(self, state: _State, unit: UnitMask, unit_concept: np.ndarray) -> list[tuple[str, bool, np.ndarray]]:
@@ -161,7 +161,7 @@ class BeamSearch:
         for _ in range(self.max_length - 1):
             candidates: list[tuple[float, Formula]] = list(pool)
             for iou, formula in pool:
-                key = str(formula)
+                key = chain(formula)  # label numbers: names may repeat across categories
                 if key in expanded or length(formula) >= self.max_length:
                     continue
                 expanded.add(key)
