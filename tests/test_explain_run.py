@@ -123,3 +123,24 @@ def test_summary_counts_each_operator_once() -> None:
     summary = explain_run.summarise(formulas, "conv5", {})
     assert summary["formulas_using"] == {"AND": 1, "OR": 1, "AND NOT": 1, "OR NOT": 1}
     assert summary["units_gaining"] == 1 and summary["candidates_scored"] == 27
+
+
+def test_beam_on_real_masks_equals_the_boolean_beam(tiny_run: Path) -> None:
+    """SceneWorld's own concepts (names shared across categories: door, water) on the rebuilt masks."""
+    from unitscope.explain.bitmasks import unpack
+    from unitscope.explain.reference import BooleanProbe, boolean_beam
+
+    masks = compute_masks(read_run(tiny_run, "conv5"), progress=False)
+    bank = masks.bank
+    probe = BooleanProbe(tuple(bank.leaf(k) for k in range(len(bank))), unpack(bank.words, bank.pixels),
+                         bank.annotated)
+    search = BeamSearch(bank, 3, 3)
+    busiest = np.argsort(-np.diff(masks.offsets), kind="stable")[:3]
+    for unit in busiest:
+        bits = masks.unit_bits(int(unit))
+        flat = np.zeros(bank.num_images * bank.words_per_image * 64, dtype=bool)
+        flat[bits] = True
+        found = search.explain(UnitMask.from_bits(bits, bank))
+        iou, formula, scored = boolean_beam(probe, flat.reshape(bank.num_images, -1)[:, : bank.pixels], 3, 3,
+                                            search.moves)
+        assert (str(found.formula), found.iou, found.candidates) == (str(formula), iou, scored)
