@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import time
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -148,7 +149,10 @@ def explain(
         raise UsageError(f"unit {bad[0]} is outside the layer's units 0-{source.units - 1}")
     out_path = Path(out)
     identity = {"run": str(Path(run).resolve()), "layer": source.layer, "length": length, "beam": beam,
-                "ops": list(ops), "units": [int(u) for u in chosen]}
+                "ops": list(ops), "units": [int(u) for u in chosen],
+                # a run dissected again at the same path must not resume from the old run's masks
+                "dissection": {"model": source.model, "data": source.data, "upsample": source.upsample,
+                               "thresholds_crc": zlib.crc32(source.thresholds.tobytes())}}
     if (out_path / "summary.json").is_file() and not overwrite:
         done = json.loads((out_path / "summary.json").read_text())
         if done.get("identity") == identity:

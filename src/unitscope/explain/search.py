@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from unitscope.explain.bank import ConceptBank, UnitMask
+from unitscope.explain.bitmasks import popcount
 from unitscope.explain.formulas import OPS, Formula, category_mask, chain, extend, length
 
 
@@ -176,13 +177,9 @@ class BeamSearch:
 
 def popcount_gather(flat: np.ndarray, unit: UnitMask, bits: np.ndarray | None = None) -> np.ndarray:
     """[K] |unit ∩ (bits) ∩ concept k|, reading only the unit's non-zero words."""
-    from unitscope.explain.bitmasks import popcount
-
     words = unit.value if bits is None else unit.value & bits[unit.index]
     return popcount(flat[:, unit.index] & words[None, :])
 
 
 def _per_image(bits: np.ndarray, bank: ConceptBank) -> np.ndarray:
-    from unitscope.explain.bitmasks import popcount
-
     return popcount(bits.reshape(bank.num_images, bank.words_per_image))
