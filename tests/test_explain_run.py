@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
 
@@ -23,7 +24,8 @@ from unitscope.explain.source import read_run
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("explain") / "run"
-    unitscope.dissect("sceneworld-scene", ["conv5"], "sceneworld", out, n=10, report=False, progress=False)
+    quiet = {"report": False} if "report" in inspect.signature(unitscope.dissect).parameters else {}
+    unitscope.dissect("sceneworld-scene", ["conv5"], "sceneworld", out, n=10, progress=False, **quiet)
     return out
 
 

@@ -71,7 +71,6 @@ def compute_masks(run: RunLayer, device: str = "cpu", batch_size: int = 32, prog
     from unitscope.capture import LayerCapture
     from unitscope.data import open_probe
     from unitscope.dissection.loader import iterate_batches
-    from unitscope.dissection.run import field_geometry
     from unitscope.dissection.sparse_masks import WindowedMasks
     from unitscope.dissection.upsample import Upsampler
     from unitscope.models.loading import load_model
@@ -85,8 +84,12 @@ def compute_masks(run: RunLayer, device: str = "cpu", batch_size: int = 32, prog
         raise UsageError(f"the probe set now has labels of {probe.label_size}, the run used {run.label_size}; "
                          "explain needs the probe set the run was dissected on")
     stride = start = None
-    if run.upsample == "rf":
-        field = field_geometry(loaded, run.input_size).get(run.path)
+    if run.upsample == "rf":  # the run's own receptive-field alignment, else the same theory dissect used
+        field = run.geometry
+        if field is None:
+            from unitscope.dissection.run import field_geometry
+
+            field = field_geometry(loaded, run.input_size).get(run.path)
         stride, start = field if field is not None else (None, None)
     masker = WindowedMasks.build(Upsampler.build(run.upsample, run.map_size, run.label_size, run.input_size,
                                                  stride, start).to(loaded.device))

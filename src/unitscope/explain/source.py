@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -35,10 +36,15 @@ class RunLayer:
     label_size: tuple[int, int]
     input_size: tuple[int, int]
     skipped: frozenset[int]
+    geometry: tuple[float, float] | None = None  # (stride, start) of the receptive fields, if the run records it
 
 
 def read_run(run_dir: str | Path, layer: str) -> RunLayer:
-    """The ``layer`` of the finished dissection run in ``run_dir`` (the only reader of run files here)."""
+    """The ``layer`` of the finished dissection run in ``run_dir`` (the only reader of run files here).
+
+    Reads the typed run record where the run has one (``DissectionResult.record``), else the older
+    ``info`` dict of ``summary.json``.
+    """
     from unitscope.dissection.result import DissectionResult
 
     run = DissectionResult.load(run_dir)
@@ -48,19 +54,13 @@ def read_run(run_dir: str | Path, layer: str) -> RunLayer:
             raise UsageError(f"{run_dir} has no layer {layer!r}; it holds {', '.join(run.layers)}")
         layer = matches[0]
     found = run.layers[layer]
-    info = run.info
-    identity = info.get("identity")
-    if not isinstance(identity, dict) or "model" not in identity or "data" not in identity:
-        raise UsageError(f"{run_dir} does not record how it was made (summary.json identity); rerun dissect")
     if "threshold" not in found.units.columns:
         raise UsageError(f"{run_dir}/{layer} has no thresholds in units.csv; rerun dissect with this version")
     if not len(run.concepts):
         raise UsageError(f"{run_dir} was dissected on an unlabelled probe set; explain needs concept labels")
+    record: Any = getattr(run, "record", None)
+    made = _from_record(record, layer) if record is not None else _from_info(getattr(run, "info", {}), run_dir)
     units = found.units.sort_values("unit")
-    settings = info.get("settings")
-    settings = settings if isinstance(settings, dict) else {}
-    skipped = info.get("skipped")
-    skipped = skipped if isinstance(skipped, dict) else {}
     return RunLayer(
         run_dir=Path(run_dir),
         layer=layer,
@@ -71,13 +71,37 @@ def read_run(run_dir: str | Path, layer: str) -> RunLayer:
         singles=units[["unit", "label", "category", "iou"]].reset_index(drop=True),
         iou=found.iou,
         concepts=run.concepts,
-        model=dict(identity["model"]),
-        data=dict(identity["data"]),
-        upsample=str(settings.get("upsample", "bilinear")),
-        label_size=_pair(info, "label_size", run_dir),
-        input_size=_pair(info, "input_size", run_dir),
-        skipped=frozenset(int(k) for k in skipped),
+        **made,
     )
+
+
+def _from_record(record: Any, layer: str) -> dict[str, Any]:
+    """Fields of RunLayer from a typed ``RunRecord`` (dissection/record.py)."""
+    spec = record.spec
+    model = {"model": spec.model.spec, "weights": spec.model.weights, "num_classes": spec.model.num_classes,
+             "input_size": spec.model.input_size, "mean": spec.model.mean, "std": spec.model.std}
+    data = {"data": spec.data.data, "n": spec.data.n, "seed": spec.data.seed, "size": spec.data.size}
+    entry = record.layer(layer)
+    geometry = None if entry.stride is None or entry.start is None else (float(entry.stride), float(entry.start))
+    return {"model": model, "data": data, "upsample": str(record.setting("upsample", "bilinear")),
+            "label_size": tuple(int(v) for v in record.label_size),
+            "input_size": tuple(int(v) for v in record.input_size),
+            "skipped": frozenset(int(k) for k in record.skipped), "geometry": geometry}
+
+
+def _from_info(info: dict[str, object], run_dir: str | Path) -> dict[str, Any]:
+    """Fields of RunLayer from the ``info`` dict of an untyped ``summary.json``."""
+    identity = info.get("identity")
+    if not isinstance(identity, dict) or "model" not in identity or "data" not in identity:
+        raise UsageError(f"{run_dir} does not record how it was made (summary.json identity); rerun dissect")
+    settings = info.get("settings")
+    settings = settings if isinstance(settings, dict) else {}
+    skipped = info.get("skipped")
+    skipped = skipped if isinstance(skipped, dict) else {}
+    return {"model": dict(identity["model"]), "data": dict(identity["data"]),
+            "upsample": str(settings.get("upsample", "bilinear")),
+            "label_size": _pair(info, "label_size", run_dir), "input_size": _pair(info, "input_size", run_dir),
+            "skipped": frozenset(int(k) for k in skipped), "geometry": None}
 
 
 def _pair(info: dict[str, object], key: str, run_dir: str | Path) -> tuple[int, int]:
