@@ -87,9 +87,9 @@ def compute_masks(run: RunLayer, device: str = "cpu", batch_size: int = 32, prog
     if run.upsample == "rf":  # the run's own receptive-field alignment, else the same theory dissect used
         field = run.geometry
         if field is None:
-            from unitscope.dissection.run import field_geometry
+            from unitscope.receptive.theory import alignment_geometry
 
-            field = field_geometry(loaded, run.input_size).get(run.path)
+            field = alignment_geometry(loaded.module, run.input_size).get(run.path)
         stride, start = field if field is not None else (None, None)
     masker = WindowedMasks.build(Upsampler.build(run.upsample, run.map_size, run.label_size, run.input_size,
                                                  stride, start).to(loaded.device))

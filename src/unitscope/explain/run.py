@@ -114,8 +114,17 @@ def summarise(formulas: pd.DataFrame, layer: str, settings: dict[str, object]) -
     }
 
 
+def _run_dir(run: object) -> str | Path:
+    """A run directory from a path, a ``DissectionResult`` or the API's ``Dissection`` (written to disk)."""
+    result = getattr(run, "result", run)
+    directory = getattr(result, "run_dir", result)
+    if not isinstance(directory, str | Path):
+        raise UsageError("explain needs a dissection run written to disk; pass its directory (dissect --out RUN)")
+    return directory
+
+
 def explain(
-    run: str | Path,
+    run: str | Path | object,
     layer: str,
     out: str | Path,
     *,
@@ -142,6 +151,7 @@ def explain(
     if length < 1 or beam < 1 or unit_batch < 1 or batch_size < 1:
         raise UsageError(f"--length, --beam and batch sizes must be positive, got {length}, {beam}, "
                          f"{unit_batch}, {batch_size}")
+    run = _run_dir(run)
     source = read_run(run, layer)
     chosen = units if isinstance(units, list | tuple) else parse_units(units, source.units)  # type: ignore[arg-type]
     bad = [u for u in chosen if not 0 <= int(u) < source.units]
