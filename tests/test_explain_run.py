@@ -146,3 +146,14 @@ def test_beam_on_real_masks_equals_the_boolean_beam(tiny_run: Path) -> None:
         iou, formula, scored = boolean_beam(probe, flat.reshape(bank.num_images, -1)[:, : bank.pixels], 3, 3,
                                             search.moves)
         assert (str(found.formula), found.iou, found.candidates) == (str(formula), iou, scored)
+
+
+def test_run_given_as_a_result_object(tiny_run: Path) -> None:
+    from types import SimpleNamespace
+
+    from unitscope.errors import UsageError
+
+    assert explain_run._run_dir(SimpleNamespace(result=SimpleNamespace(run_dir=tiny_run))) == tiny_run
+    assert explain_run._run_dir(SimpleNamespace(run_dir=tiny_run)) == tiny_run
+    with pytest.raises(UsageError, match="written to disk"):
+        explain_run._run_dir(SimpleNamespace(result=SimpleNamespace(run_dir=None)))
