@@ -27,6 +27,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "unitscope.cli.cam",
     "unitscope.cli.rf",
     "unitscope.cli.report",
+    "unitscope.cli.explain",
 )
 
 OUTPUT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM})
