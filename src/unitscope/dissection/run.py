@@ -25,6 +25,7 @@ from unitscope.dissection.engine import DissectionEngine, EngineOutcome, LayerSt
 from unitscope.dissection.labels import detector_table, label_units
 from unitscope.dissection.result import DissectionResult, LayerResult
 from unitscope.dissection.settings import DissectSettings
+from unitscope.distributed import Group, PeerFailure, session
 from unitscope.errors import UsageError
 from unitscope.models.layers import resolve_layer
 from unitscope.models.loading import LoadedModel, load_model
@@ -87,7 +88,17 @@ def _layer_result(stats: LayerStatistics, probe: ProbeSet, settings: DissectSett
     return LayerResult(stats.name, stats.path, stats.shape, units, table, pd.DataFrame(rows), iou)
 
 
-def dissect(
+def dissect(*args: object, device: str = "cpu", **kwargs: object) -> DissectionResult:
+    """Label every unit of ``layers`` with the concept it detects (Network Dissection, exact).
+
+    Under ``torchrun`` each rank dissects a strided shard of the probe set and the ranks merge their
+    statistics; the result equals a single process's bit for bit and only rank 0 writes ``out``.
+    """
+    with session(device) as group:
+        return _dissect(*args, device=group.device, group=group, **kwargs)  # type: ignore[arg-type]
+
+
+def _dissect(
     model: str | LoadedModel = "sceneworld-scene",
     layers: Sequence[str] = ("conv5",),
     data: str | ProbeSet = "sceneworld",
@@ -107,8 +118,10 @@ def dissect(
     report: bool = True,
     report_options: ReportOptions | None = None,
     progress: bool = True,
+    group: Group | None = None,
 ) -> DissectionResult:
-    """Label every unit of ``layers`` with the concept it detects (Network Dissection, exact)."""
+    group = group or Group()
+    progress = progress and group.is_main
     settings = settings or DissectSettings()
     settings.validate()
     if not layers:
@@ -138,29 +151,27 @@ def dissect(
     model_input = loaded.preprocess.input_size or probe.image_size
     geometry = field_geometry(loaded, model_input) if settings.upsample == "rf" else {}
 
+    mine = group.shard_probe(probe, settings.batch_size) if group.active else probe
     if out_path is None:
         with tempfile.TemporaryDirectory(prefix="unitscope-") as tmp:
-            outcome = DissectionEngine(loaded, paths, probe, settings, Path(tmp), geometry.get, progress).run()
+            outcome = DissectionEngine(loaded, paths, mine, settings, Path(tmp), geometry.get, progress, group).run()
             return _assemble(outcome, probe, settings, identity, loaded, None)
 
     staging = staging_path(out_path)
-    config_path = staging / "config.json"
-    if staging.exists():
-        previous = json.loads(config_path.read_text()) if config_path.is_file() else None
-        if previous != identity:
-            if not overwrite:
-                raise UsageError(
-                    f"{staging} holds an interrupted run of a different command; rerun that command, "
-                    "or pass --overwrite to discard it"
-                )
-            shutil.rmtree(staging)
-        elif progress:
-            print(f"resuming the interrupted run in {staging}")
-    staging.mkdir(parents=True, exist_ok=True)
-    config_path.write_text(json.dumps(identity, indent=2))
-    engine = DissectionEngine(loaded, paths, probe, settings, staging / "work", geometry.get, progress)
+    problem = _prepare_staging(staging, identity, overwrite, progress) if group.is_main else None
+    problem = group.broadcast(problem)
+    if problem is not None:
+        raise UsageError(problem)
+    work = staging / "work" / group.work_name() if group.active else staging / "work"
+    engine = DissectionEngine(loaded, paths, mine, settings, work, geometry.get, progress, group)
     try:
         outcome = engine.run()
+        group.barrier()  # every rank is done with its shard before rank 0 removes the staging directory
+        if not group.is_main:
+            shutil.rmtree(work, ignore_errors=True)
+            group.barrier()
+            return _assemble(outcome, probe, settings, identity, loaded, None)
+        group.barrier()
         result = _assemble(outcome, probe, settings, identity, loaded, out_path)
         result_dir = staging / "result"
         if result_dir.exists():
@@ -170,13 +181,32 @@ def dissect(
             from unitscope.report.dissection import write_dissection_report
 
             write_dissection_report(result, probe, result_dir, loaded, report_options)
+    except PeerFailure:
+        raise  # another rank was stopped: keep every checkpoint so that the same command resumes
     except UsageError:
-        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(staging if group.is_main else work, ignore_errors=True)
         raise
     publish(result_dir, out_path)
     shutil.rmtree(staging)
     result.run_dir = out_path
     return result
+
+
+def _prepare_staging(staging: Path, identity: dict, overwrite: bool, progress: bool) -> str | None:
+    """Create or reuse ``staging`` for this command; the problem as a message, or None."""
+    config_path = staging / "config.json"
+    if staging.exists():
+        previous = json.loads(config_path.read_text()) if config_path.is_file() else None
+        if previous != identity:
+            if not overwrite:
+                return (f"{staging} holds an interrupted run of a different command; rerun that command, "
+                        "or pass --overwrite to discard it")
+            shutil.rmtree(staging)
+        elif progress:
+            print(f"resuming the interrupted run in {staging}")
+    staging.mkdir(parents=True, exist_ok=True)
+    config_path.write_text(json.dumps(identity, indent=2))
+    return None
 
 
 def _assemble(outcome: EngineOutcome, probe: ProbeSet, settings: DissectSettings, identity: dict,
