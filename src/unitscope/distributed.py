@@ -229,6 +229,11 @@ class ShardProbe:
         return loader(index) if loader is not None else self.probe[index]  # type: ignore[no-any-return]
 
 
+def is_main_process() -> bool:
+    """Whether this process should talk to the user: rank 0 of a torchrun job, or a plain process."""
+    return _env_int("RANK", 0) == 0
+
+
 def timeout_seconds() -> float:
     """How long a collective waits for a silent rank (``UNITSCOPE_DIST_TIMEOUT`` seconds, default 30 min)."""
     raw = os.environ.get(TIMEOUT_ENV)

@@ -93,6 +93,10 @@ def command(model_spec: str, weights: str | None, num_classes: int | None, devic
         input_size=input_size, mean=parse_triple(mean, "--mean"), std=parse_triple(std, "--std"),
         settings=settings, device=device, overwrite=overwrite, report=not no_report, report_options=options,
     )
+    from unitscope.distributed import is_main_process
+
+    if not is_main_process():
+        return  # under torchrun only rank 0 reports
     click.echo(format_tables(result))
     skipped = result.info.get("skipped_images", 0)
     if skipped:
