@@ -5,8 +5,9 @@
 ``torch.distributed`` (gloo on CPU, NCCL on CUDA) under a timeout, so a rank that dies makes the others
 fail with one line instead of hanging. Each rank takes a strided, non-padding shard: every ``world``-th
 batch of one process's batches (strided by batch rather than by image, so each image is computed in the
-same batch as without distribution and even batch-dependent kernels give the same bits) — never a padding
-sampler such as ``DistributedSampler``, which repeats indices and would count images twice — and the statistics, which are exact multisets and sums, are merged with collectives:
+same batch as without distribution and even batch-dependent kernels give the same bits), never a
+padding sampler such as ``DistributedSampler``, which repeats indices and would count images twice. The
+statistics, which are exact multisets and sums, are merged with collectives:
 
 - ``TopQuantile``: every rank's kept top values are gathered and merged, so each rank holds the exact
   global multiset of largest values and computes the same thresholds as one process would;

@@ -30,7 +30,7 @@ def _target_index(label: str, class_names: list[str] | None) -> int:
 @click.option("--label", default=None, help="True class of --image (a class name of the model).")
 @click.option("--data", default=None,
               help="sceneworld, sceneworld-objects, sceneworld-background, or a folder of class sub-folders.")
-@click.option("--n", "n", type=int, default=50, show_default=True,
+@click.option("--n", "--images", "n", type=int, default=50, show_default=True,
               help="SceneWorld images to make (a folder is used whole).")
 @click.option("--seed", type=int, default=12345, show_default=True, help="SceneWorld seed (fresh by default).")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Output directory.")
