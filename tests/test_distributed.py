@@ -75,15 +75,44 @@ def args(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
     return [*ARGS, "--model", f"{model}:build"]
 
 
+JOB = """
+import sys
+from unitscope.cli.main import main
+
+out, dissect = sys.argv[1], sys.argv[2:]
+main([*dissect, "--out", f"{out}/run"])
+main(["rf", "--model", "sceneworld-scene", "--layer", "conv3", "--empirical", "--images", "9", "--size", "48",
+      "--topk", "3", "--units", "0-5", "--stride", "6", "--out", f"{out}/rf"])
+main(["minimal", "--model", "sceneworld-scene", "--data", "sceneworld", "--images", "5", "--segments", "8",
+      "--out", f"{out}/minimal"])
+"""
+
+
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory: pytest.TempPathFactory, args: list[str]) -> Path:
-    out = tmp_path_factory.mktemp("one") / "run"
-    _run([sys.executable, "-m", "unitscope", *args, "--out", str(out)])
+def job(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One launch, three commands (dissect, rf --empirical, minimal --data): process start-up is the cost."""
+    path = tmp_path_factory.mktemp("job") / "job.py"
+    path.write_text(JOB)
+    return path
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory, args: list[str], job: Path) -> Path:
+    out = tmp_path_factory.mktemp("one")
+    _run([sys.executable, str(job), str(out), *args])
     return out
 
 
 def _same(a: Path, b: Path) -> None:
+    """The dissection files of run directories a and b (under ``run/``) are byte-identical."""
     for name in FILES:
+        assert (a / "run" / name).read_bytes() == (b / "run" / name).read_bytes(), name
+
+
+def _same_tree(a: Path, b: Path) -> None:
+    files = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
+    assert files and files == sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file())
+    for name in files:
         assert (a / name).read_bytes() == (b / name).read_bytes(), name
 
 
@@ -96,12 +125,15 @@ def test_shards_cover_every_image_once_in_one_process_batches(n: int, batch: int
             assert (i // batch) % world == rank  # whole batches of the one-process run
 
 
-def test_two_ranks_write_the_bytes_of_one_process(reference: Path, args: list[str], tmp_path: Path) -> None:
-    out = tmp_path / "run"
-    done = _run([*_torchrun("--nproc_per_node=2", f"--master_port={_port()}"), *args, "--out", str(out)])
-    _same(reference, out)
-    assert done.stdout.count("results in") == 1  # only rank 0 reports
-    assert not (tmp_path / "run.partial").exists()
+def test_two_ranks_write_the_bytes_of_one_process(reference: Path, args: list[str], job: Path,
+                                                  tmp_path: Path) -> None:
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={_port()}"]
+    done = _run([*launcher, str(job), str(tmp_path), *args])
+    _same(reference, tmp_path)
+    _same_tree(reference / "rf", tmp_path / "rf")  # rf --empirical: maps, sizes, figures
+    _same_tree(reference / "minimal", tmp_path / "minimal")  # minimal --data: images, sequences, tables
+    assert done.stdout.count("results in") == 2  # dissect and rf, each from rank 0 only
+    assert not list(tmp_path.glob("*.partial"))
 
 
 def test_two_local_nodes_write_the_bytes_of_one_process(reference: Path, args: list[str], tmp_path: Path) -> None:
@@ -116,7 +148,7 @@ def test_two_local_nodes_write_the_bytes_of_one_process(reference: Path, args: l
     ]
     outputs = [node.communicate(timeout=120) for node in nodes]
     assert [node.returncode for node in nodes] == [0, 0], outputs
-    _same(reference, out)
+    _same(reference, tmp_path)
 
 
 def test_a_killed_rank_resumes_to_the_same_bytes(reference: Path, args: list[str], tmp_path: Path) -> None:
@@ -130,5 +162,5 @@ def test_a_killed_rank_resumes_to_the_same_bytes(reference: Path, args: list[str
     assert (work / "rank1-of-2" / "pass1.pt").exists()  # rank 1 checkpointed before it was killed
     _run([*_torchrun("--nproc_per_node=2", f"--master_port={_port()}"), *args, "--out", str(out)],
          KILL_MARKER=str(marker))
-    _same(reference, out)
+    _same(reference, tmp_path)
     assert not (tmp_path / "run.partial").exists()

@@ -21,6 +21,7 @@ code path.
 
 from __future__ import annotations
 
+import atexit
 import os
 import pickle
 from collections.abc import Iterator, Sequence
@@ -264,7 +265,7 @@ def session(device: str = "cpu") -> Iterator[Group]:
     """Join the ranks started by torchrun (if any) for the duration of one command.
 
     CUDA ranks use NCCL and the GPU ``cuda:LOCAL_RANK``; CPU ranks use gloo. The process group is
-    torn down on exit if this call created it.
+    created once per process and torn down when the process exits.
     """
     world = _env_int("WORLD_SIZE", 1)
     rank = _env_int("RANK", 0)
@@ -278,14 +279,17 @@ def session(device: str = "cpu") -> Iterator[Group]:
         local = _env_int("LOCAL_RANK", 0)
         device = f"cuda:{local}"
         torch.cuda.set_device(local)
-    created = not dist.is_initialized()
-    if created:
+    if not dist.is_initialized():
         try:
             dist.init_process_group("nccl" if cuda else "gloo", timeout=timedelta(seconds=timeout_seconds()))
         except (RuntimeError, ValueError) as err:
             raise UsageError(f"rank {rank}: could not join the other ranks ({err}); start with torchrun") from err
-    try:
-        yield Group(rank, world, device)
-    finally:
-        if created and dist.is_initialized():
-            dist.destroy_process_group()
+        # Kept for the life of the process: a second init on torchrun's store would wait forever, and a
+        # script may run several commands in one launch.
+        atexit.register(_destroy)
+    yield Group(rank, world, device)
+
+
+def _destroy() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
