@@ -41,6 +41,7 @@ T = TypeVar("T")
 
 DEFAULT_TIMEOUT_SECONDS: float = 1800.0
 TIMEOUT_ENV: str = "UNITSCOPE_DIST_TIMEOUT"
+TRAFFIC_ENV: str = "UNITSCOPE_DIST_TRAFFIC"
 
 
 class PeerFailure(UsageError):
@@ -287,7 +288,19 @@ def session(device: str = "cpu") -> Iterator[Group]:
         # Kept for the life of the process: a second init on torchrun's store would wait forever, and a
         # script may run several commands in one launch.
         atexit.register(_destroy)
-    yield Group(rank, world, device)
+    group = Group(rank, world, device)
+    try:
+        yield group
+    finally:
+        _record_traffic(group)
+
+
+def _record_traffic(group: Group) -> None:
+    """With ``UNITSCOPE_DIST_TRAFFIC=DIR``, add this rank's sent bytes to ``DIR/rank<r>.txt`` (benchmarks)."""
+    folder = os.environ.get(TRAFFIC_ENV)
+    if folder:
+        with open(os.path.join(folder, f"rank{group.rank}.txt"), "a") as out:
+            out.write(f"{group.sent_bytes}\n")
 
 
 def _destroy() -> None:
