@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import TracebackType
 
 import torch
@@ -76,7 +76,7 @@ class LayerCapture:
             handle.remove()
         self._handles.clear()
 
-    def _make_hook(self, name: str):
+    def _make_hook(self, name: str) -> Callable[[nn.Module, tuple[torch.Tensor, ...], torch.Tensor], None]:
         def hook(_module: nn.Module, _inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
             if not isinstance(output, torch.Tensor):
                 raise RuntimeError(f"layer {name} returns {type(output).__name__}, not a tensor; capture a "

@@ -177,7 +177,10 @@ class Group:
         if not self.active:
             return mine
         state = {k: v.cpu() if isinstance(v, torch.Tensor) else v for k, v in mine.state_dict().items()}
-        state["indices"] = self.global_indices(state["indices"])  # type: ignore[operator]
+        local = state["indices"]
+        if not isinstance(local, torch.Tensor):
+            raise UsageError("TopImages state has no index table; merge states written by TopImages.state_dict()")
+        state["indices"] = self.global_indices(local)
         merged = TopImages(mine.num_units, mine.k)
         for part_state in self.all_gather(state):
             part = TopImages(mine.num_units, mine.k)
@@ -229,7 +232,8 @@ class ShardProbe:
     def load_labels(self, position: int) -> ProbeSample:
         loader = getattr(self.probe, "load_labels", None)
         index = self.indices[position]
-        return loader(index) if loader is not None else self.probe[index]  # type: ignore[no-any-return]
+        sample: ProbeSample = loader(index) if loader is not None else self.probe[index]
+        return sample
 
 
 def is_main_process() -> bool:
