@@ -47,7 +47,7 @@ def test_each_family_dissects_twenty_images(factory: str, layer: str, shape: tup
 
 
 def test_swin_maps_are_channels_first_and_vit_grids_follow_the_image() -> None:
-    from tests.arch_models import tiny_swin, tiny_vit  # noqa: PLC0415 - test-local models
+    from tests.arch_models import tiny_swin, tiny_vit
 
     swin = tiny_swin().eval()
     with LayerCapture(swin, ["features.1"]) as cap:

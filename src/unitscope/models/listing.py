@@ -53,6 +53,6 @@ def list_layers(module: nn.Module, input_size: tuple[int, int], device: str | to
     try:
         with redirect_stdout(io.StringIO()):  # the tracer reports layers it cannot follow; "-" says it here
             fields = {path: int(f.size) for path, f in theoretical_fields(module, input_size).items()}
-    except Exception:  # noqa: BLE001 - a model fx cannot trace still lists its layers, without fields
+    except Exception:
         fields = {}
     return [LayerRow(name, kinds[name], shape, fields.get(name)) for name, shape in shapes.items()]
