@@ -12,9 +12,8 @@ import json
 import shutil
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pandas as pd
 import torch
@@ -23,50 +22,25 @@ from unitscope.data import open_probe
 from unitscope.data.probe import ProbeSet
 from unitscope.dissection.engine import DissectionEngine, EngineOutcome, LayerStatistics
 from unitscope.dissection.labels import detector_table, label_units
-from unitscope.dissection.result import DissectionResult, LayerResult
+from unitscope.dissection.record import DataSpec, LayerRecord, ModelSpec, RunRecord, RunSpec, versions
+from unitscope.dissection.result import DissectionResult, LayerResult, layer_dirname
 from unitscope.dissection.settings import DissectSettings
 from unitscope.distributed import Group, PeerFailure, session
 from unitscope.errors import UsageError
 from unitscope.models.layers import resolve_layer
 from unitscope.models.loading import LoadedModel, load_model
+from unitscope.receptive.theory import alignment_geometry
 from unitscope.staging import publish, staging_path
 
-if TYPE_CHECKING:
-    from unitscope.report.dissection import ReportOptions
+
+def _identity(model: ModelSpec, data: DataSpec, layers: Sequence[str], settings: DissectSettings) -> RunSpec:
+    return RunSpec(model, data, tuple(layers), dict(settings.identity()))
 
 
-@dataclass(frozen=True)
-class ModelSpec:
-    """How the command line named the model (part of a run's identity)."""
-
-    model: str
-    weights: str | None = None
-    num_classes: int | None = None
-    input_size: int | None = None
-    mean: tuple[float, ...] | None = None
-    std: tuple[float, ...] | None = None
-
-
-@dataclass(frozen=True)
-class DataSpec:
-    data: str = "sceneworld"
-    n: int = 500
-    seed: int = 0
-    size: int = 112
-
-
-def field_geometry(model: LoadedModel, input_size: tuple[int, int]) -> dict[str, tuple[float, float]]:
-    """(stride, start) of each module's theoretical receptive field, for RF-aligned upsampling."""
-    from unitscope.receptive.theory import theoretical_fields
-
-    fields = theoretical_fields(model.module, input_size)
-    return {path: (float(f.stride), float(f.start)) for path, f in fields.items()}
-
-
-def _identity(model: ModelSpec, data: DataSpec, layers: Sequence[str], settings: DissectSettings) -> dict:
-    return json.loads(json.dumps({
-        "model": model.__dict__, "data": data.__dict__, "layers": list(layers), "settings": settings.identity(),
-    }, default=list))
+def _identity_json(spec: RunSpec) -> dict[str, object]:
+    """The spec as plain JSON (what ``config.json`` of an interrupted run holds)."""
+    loaded: dict[str, object] = json.loads(json.dumps(asdict(spec)))
+    return loaded
 
 
 def _layer_result(stats: LayerStatistics, probe: ProbeSet, settings: DissectSettings) -> LayerResult:
@@ -93,6 +67,7 @@ def dissect(*args: object, device: str = "cpu", **kwargs: object) -> DissectionR
 
     Under ``torchrun`` each rank dissects a strided shard of the probe set and the ranks merge their
     statistics; the result equals a single process's bit for bit and only rank 0 writes ``out``.
+    The run writes data only; :func:`unitscope.report.dissection.write_dissection_report` renders it.
     """
     with session(device) as group:
         return _dissect(*args, device=group.device, group=group, **kwargs)  # type: ignore[arg-type]
@@ -115,8 +90,6 @@ def _dissect(
     settings: DissectSettings | None = None,
     device: str = "cpu",
     overwrite: bool = False,
-    report: bool = True,
-    report_options: ReportOptions | None = None,
     progress: bool = True,
     group: Group | None = None,
 ) -> DissectionResult:
@@ -133,7 +106,7 @@ def _dissect(
     out_path = Path(out) if out is not None else None
     if out_path is not None and (out_path / "summary.json").is_file() and not overwrite:
         finished = DissectionResult.load(out_path)
-        if finished.info.get("identity") == identity:
+        if finished.record.spec == identity:
             if progress:
                 print(f"{out_path} is already complete for this command; nothing to recompute")
             return finished
@@ -143,22 +116,22 @@ def _dissect(
         raise UsageError(f"{out_path} exists and is not a dissection run; choose another --out")
 
     loaded = model if isinstance(model, LoadedModel) else load_model(model, weights, num_classes, device)
-    loaded.preprocess = loaded.preprocess.with_overrides(input_size, mean, std)
+    loaded = replace(loaded, preprocess=loaded.preprocess.with_overrides(input_size, mean, std))  # never mutate
     paths = {name: resolve_layer(loaded.module, name) for name in layers}
     probe = data if not isinstance(data, str) else open_probe(data, n=n, seed=seed, size=size)
     if len(probe) == 0:
         raise UsageError(f"the probe set {probe.name} is empty; check --data")
     model_input = loaded.preprocess.input_size or probe.image_size
-    geometry = field_geometry(loaded, model_input) if settings.upsample == "rf" else {}
+    geometry = alignment_geometry(loaded.module, model_input) if settings.upsample == "rf" else {}
 
     mine = group.shard_probe(probe, settings.batch_size) if group.active else probe
     if out_path is None:
         with tempfile.TemporaryDirectory(prefix="unitscope-") as tmp:
             outcome = DissectionEngine(loaded, paths, mine, settings, Path(tmp), geometry.get, progress, group).run()
-            return _assemble(outcome, probe, settings, identity, loaded, None)
+            return _assemble(outcome, probe, settings, identity, loaded, None, geometry)
 
     staging = staging_path(out_path)
-    problem = _prepare_staging(staging, identity, overwrite, progress) if group.is_main else None
+    problem = _prepare_staging(staging, _identity_json(identity), overwrite, progress) if group.is_main else None
     problem = group.broadcast(problem)
     if problem is not None:
         raise UsageError(problem)
@@ -170,17 +143,13 @@ def _dissect(
         if not group.is_main:
             shutil.rmtree(work, ignore_errors=True)
             group.barrier()
-            return _assemble(outcome, probe, settings, identity, loaded, None)
+            return _assemble(outcome, probe, settings, identity, loaded, None, geometry)
         group.barrier()
-        result = _assemble(outcome, probe, settings, identity, loaded, out_path)
+        result = _assemble(outcome, probe, settings, identity, loaded, out_path, geometry)
         result_dir = staging / "result"
         if result_dir.exists():
             shutil.rmtree(result_dir)
         result.write(result_dir)
-        if report:
-            from unitscope.report.dissection import write_dissection_report
-
-            write_dissection_report(result, probe, result_dir, loaded, report_options)
     except PeerFailure:
         raise  # another rank was stopped: keep every checkpoint so that the same command resumes
     except UsageError:
@@ -192,7 +161,7 @@ def _dissect(
     return result
 
 
-def _prepare_staging(staging: Path, identity: dict, overwrite: bool, progress: bool) -> str | None:
+def _prepare_staging(staging: Path, identity: dict[str, object], overwrite: bool, progress: bool) -> str | None:
     """Create or reuse ``staging`` for this command; the problem as a message, or None."""
     config_path = staging / "config.json"
     if staging.exists():
@@ -209,23 +178,26 @@ def _prepare_staging(staging: Path, identity: dict, overwrite: bool, progress: b
     return None
 
 
-def _assemble(outcome: EngineOutcome, probe: ProbeSet, settings: DissectSettings, identity: dict,
-              model: LoadedModel, run_dir: Path | None) -> DissectionResult:
+def _assemble(outcome: EngineOutcome, probe: ProbeSet, settings: DissectSettings, spec: RunSpec,
+              model: LoadedModel, run_dir: Path | None,
+              geometry: dict[str, tuple[float, float]]) -> DissectionResult:
     layers = {stats.name: _layer_result(stats, probe, settings) for stats in outcome.layers}
-    info = {
-        "identity": identity,
-        "model": model.name,
-        "data": probe.name,
-        "n_images": len(probe),
-        "image_size": list(probe.image_size),
-        "label_size": list(probe.label_size),
-        "input_size": list(model.preprocess.input_size or probe.image_size),
-        "settings": settings.identity(),
-        "skipped_images": len(outcome.skipped),
-        "skipped": {str(k): v for k, v in sorted(outcome.skipped.items())},
-        "seconds": round(outcome.seconds, 2),
-        "class_names": model.class_names,
-    }
+    records = tuple(
+        LayerRecord(name, layer.path, layer.shape[0], (layer.shape[1], layer.shape[2]), layer_dirname(name),
+                    tuple(layer.table.to_dict(orient="records")),
+                    *(geometry.get(layer.path) or (None, None)))
+        for name, layer in layers.items()
+    )
+    record = RunRecord(
+        spec=spec, model=model.name, data=probe.name, n_images=len(probe),
+        image_size=probe.image_size, label_size=probe.label_size,
+        input_size=model.preprocess.input_size or probe.image_size,
+        mean=tuple(model.preprocess.mean), std=tuple(model.preprocess.std),
+        categories=tuple(probe.concepts.categories), layers=records,
+        class_names=tuple(model.class_names) if model.class_names else None,
+        skipped={str(k): v for k, v in sorted(outcome.skipped.items())},
+        seconds=round(outcome.seconds, 2), versions=versions(),
+    )
     label_pixels = next((s.overlap.label_area.double().cpu().numpy() for s in outcome.layers
                          if s.overlap is not None), None)
-    return DissectionResult(layers, probe.concepts, info, run_dir, label_pixels)
+    return DissectionResult(layers, probe.concepts, record, run_dir, label_pixels)
