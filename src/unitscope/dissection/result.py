@@ -26,6 +26,7 @@ class LayerResult:
     table: pd.DataFrame
     top_images: pd.DataFrame
     iou: np.ndarray | None = None
+    intervals: dict[str, object] = field(default_factory=dict)  # bootstrap intervals of the layer's counts
 
 
 @dataclass
@@ -107,6 +108,7 @@ class DissectionResult:
                 table=pd.DataFrame(info["table"]),
                 top_images=pd.read_csv(layer_dir / "top_images.csv"),
                 iou=np.load(iou_path) if iou_path.exists() else None,
+                intervals=dict(summary.get("intervals", {}).get(name, {})),
             )
         info = {k: v for k, v in summary.items() if k not in ("layers", "format", "categories")}
         label_pixels = None

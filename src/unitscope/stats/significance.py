@@ -1,0 +1,139 @@
+"""How surprising is a unit's overlap with a concept? Null moments streamed in pass 2, p-values, BH.
+
+Null model, per image i (see docs/readme/issue-12.md):
+  * pixel concepts: the unit's active region (a_i pixels) is placed at random in the image, independently
+    of the label (l_i pixels of n). The sampling unit is one cell of the layer's activation map (the mask is
+    decided at that resolution, so its pixels are not independent): with K cells per image the intersection
+    has the hypergeometric mean a·l/n and variance a·l·(n−a)·(n−l) / (n²·(K−1)) (pixels, K sites).
+  * whole-image concepts (scene, texture): the image label is assigned at random to k of the N_c annotated
+    images, so the intersection Σ_{i has label} a_i is a sample without replacement of the unit's areas:
+    mean k·ā, variance k·(N_c−k)/(N_c−1)·σ²(a).
+Sums over images give the mean and variance of the total intersection; a one-sided normal tail gives p.
+Everything accumulated is a sum over images, so it is exact, mergeable and independent of batching.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import torch
+from scipy.stats import norm
+
+from unitscope.stats._state import StateValue, StatsError, as_int, as_tensor, require_keys
+from unitscope.stats.iou import MaskPixels
+from unitscope.stats.labels import LabelBatch
+
+_KIND = "NullMoments"
+_SUMS = ("mean", "var", "area_sum", "area_sq", "images", "image_label_images")
+
+
+def image_areas(masks: MaskPixels, image_of: torch.Tensor, unit_of: torch.Tensor, labels: LabelBatch,
+                num_units: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per image of the batch: active pixels of every unit [B, U] and pixel-label areas [B, L] (float64)."""
+    device = labels.device
+    active = torch.bincount(masks.index.to(device), minlength=masks.count).to(torch.float64)
+    areas = torch.zeros(len(labels), num_units, dtype=torch.float64, device=device)
+    areas[image_of.to(device), unit_of.to(device)] = active
+    width = labels.num_labels + 1
+    table = labels.pixel_table.to(torch.int64)  # [B, P, K]
+    offsets = (torch.arange(len(labels), device=device) * width)[:, None, None]
+    keys = (table + 1 + offsets).reshape(-1)
+    counts = torch.bincount(keys, minlength=len(labels) * width).view(len(labels), width)[:, 1:]
+    return areas, counts.to(torch.float64)
+
+
+class NullMoments:
+    """Streams the null mean and variance of every unit × label intersection (sums over images)."""
+
+    def __init__(self, num_units: int, num_labels: int, num_categories: int, cells: int) -> None:
+        if min(num_units, num_labels, num_categories) < 1 or cells < 2:
+            raise StatsError("NullMoments needs positive units, labels, categories and at least 2 cells")
+        self.num_units, self.num_labels, self.num_categories, self.cells = num_units, num_labels, num_categories, cells
+        self.mean = torch.zeros(num_units, num_labels, dtype=torch.float64)
+        self.var = torch.zeros(num_units, num_labels, dtype=torch.float64)
+        self.area_sum = torch.zeros(num_units, num_categories, dtype=torch.float64)
+        self.area_sq = torch.zeros(num_units, num_categories, dtype=torch.float64)
+        self.images = torch.zeros(num_categories, dtype=torch.float64)
+        self.image_label_images = torch.zeros(num_labels, dtype=torch.float64)
+
+    def update(self, areas: torch.Tensor, label_areas: torch.Tensor, labels: LabelBatch) -> None:
+        """Fold in one batch: ``areas`` [B, U] active pixels, ``label_areas`` [B, L] pixel-label areas."""
+        device = areas.device
+        if self.mean.device != device:
+            for name in _SUMS:
+                setattr(self, name, getattr(self, name).to(device))
+        n = float(labels.num_pixels)
+        self.mean += areas.T @ label_areas / n
+        self.var += (areas * (n - areas)).T @ (label_areas * (n - label_areas)) / (n * n * (self.cells - 1))
+        annotated = labels.annotated.to(device, torch.float64)
+        self.area_sum += areas.T @ annotated
+        self.area_sq += (areas * areas).T @ annotated
+        self.images += annotated.sum(dim=0)
+        if labels.image_numbers.numel() > 0:
+            numbers = labels.image_numbers.to(device)
+            self.image_label_images.index_add_(0, numbers, torch.ones_like(numbers, dtype=torch.float64))
+
+    def merge(self, other: NullMoments) -> None:
+        """Add another disjoint part of the probe set."""
+        if (other.num_units, other.num_labels, other.num_categories, other.cells) != (
+                self.num_units, self.num_labels, self.num_categories, self.cells):
+            raise StatsError("NullMoments.merge needs a statistic of the same shape")
+        for name in _SUMS:
+            getattr(self, name).add_(getattr(other, name).to(self.mean.device))
+
+    def moments(self, label_category: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """Null mean and variance [U, L] of the total intersection (pixel and whole-image parts)."""
+        category = label_category.cpu().clamp(min=0)
+        n_c = self.images.cpu()[category]  # [L]
+        mean_a = self.area_sum.cpu()[:, category] / n_c.clamp(min=1)
+        var_a = (self.area_sq.cpu()[:, category] / n_c.clamp(min=1) - mean_a**2).clamp(min=0)
+        k = self.image_label_images.cpu()
+        whole_mean = k * mean_a
+        whole_var = k * (n_c - k) / (n_c - 1).clamp(min=1) * var_a
+        mean = self.mean.cpu() + whole_mean
+        var = self.var.cpu() + whole_var
+        return mean.numpy(), var.numpy()
+
+    def state_dict(self) -> dict[str, StateValue]:
+        return {"num_units": self.num_units, "num_labels": self.num_labels,
+                "num_categories": self.num_categories, "cells": self.cells,
+                **{name: getattr(self, name).clone() for name in _SUMS}}
+
+    def load_state_dict(self, state: Mapping[str, StateValue]) -> None:
+        require_keys(_KIND, state, ["num_units", "num_labels", "num_categories", "cells", *_SUMS])
+        shape = tuple(as_int(_KIND, state, k) for k in ("num_units", "num_labels", "num_categories", "cells"))
+        if shape != (self.num_units, self.num_labels, self.num_categories, self.cells):
+            raise StatsError(f"NullMoments state has shape {shape}; load an unmodified state_dict")
+        for name in _SUMS:
+            tensor = as_tensor(_KIND, state, name)
+            if tensor.shape != getattr(self, name).shape:
+                raise StatsError(f"NullMoments state entry {name!r} has the wrong shape")
+            setattr(self, name, tensor.to(torch.float64))
+
+
+def p_values(intersection: np.ndarray, mean: np.ndarray, var: np.ndarray, concept: np.ndarray,
+             inflation: float = 1.0) -> np.ndarray:
+    """One-sided normal p-values of the observed intersections; 1 where there is no variance or no concept."""
+    spread = np.sqrt(np.maximum(var * inflation, 0.0))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = (intersection - mean) / spread
+    p = np.where(spread > 0, norm.sf(z), 1.0)
+    p = np.where(np.isfinite(p), p, 1.0)
+    p[:, ~concept] = 1.0
+    return np.asarray(p, dtype=np.float64)
+
+
+def benjamini_hochberg(p: np.ndarray) -> np.ndarray:
+    """Benjamini–Hochberg adjusted p-values (q-values) of all entries of ``p``, same shape."""
+    flat = np.asarray(p, dtype=np.float64).reshape(-1)
+    if flat.size == 0:
+        return flat.reshape(np.shape(p))
+    if np.any((flat < 0) | (flat > 1)) or not np.all(np.isfinite(flat)):
+        raise StatsError("p-values must be finite and in [0, 1]")
+    order = np.argsort(flat, kind="stable")
+    ranked = flat[order] * flat.size / np.arange(1, flat.size + 1)
+    ranked = np.minimum.accumulate(ranked[::-1])[::-1]
+    q = np.empty_like(flat)
+    q[order] = np.minimum(ranked, 1.0)
+    return q.reshape(np.shape(p))
