@@ -76,7 +76,7 @@ def layer_confidence(iou: np.ndarray, overlap: ConceptOverlap, evidence: LabelEv
         "q_value": q[rows, best],
         "significant": significant[rows, best] & labelled,
         "margin": masked[rows, best] - np.maximum(second, 0.0),
-        "stability": outcome.stability,
+        "stability": np.where(labelled, outcome.stability, np.nan),
     })
     intervals = {
         "resamples": int(resamples),

@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING
 import pandas as pd
 import torch
 
+from unitscope.capture import LayerCapture
 from unitscope.data import open_probe
 from unitscope.data.probe import ProbeSet
-from unitscope.capture import LayerCapture
 from unitscope.dissection.confidence import layer_confidence, small_probe_warning
 from unitscope.dissection.engine import DissectionEngine, EngineOutcome, LayerStatistics
 from unitscope.dissection.labels import detector_table, label_units
@@ -107,7 +107,7 @@ def layer_shapes(model: LoadedModel, paths: dict[str, str], probe: ProbeSet) -> 
     """Each layer's (units, h, w), from one forward pass on the first probe image (empty if unreadable)."""
     try:
         sample = probe[0]
-    except Exception:  # noqa: BLE001 - the engine reports unreadable images properly
+    except Exception:
         return {}
     with LayerCapture(model.module, list(paths.values())) as capture:
         outputs = capture.run(model.preprocess.batch([sample.image], model.device))
