@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from unitscope.cli.options import check_positive, model_options
-from unitscope.dissection.settings import UPSAMPLE_MODES, DissectSettings
+from unitscope.dissection.settings import BASELINES, UPSAMPLE_MODES, DissectSettings
 from unitscope.errors import UsageError
 
 
@@ -37,6 +37,27 @@ def format_tables(result: object) -> str:
     return "\n".join(lines)
 
 
+def format_confidence(result: object) -> str:
+    """Per layer: detectors (IoU and significant, with bootstrap interval) beside NetDissect's IoU-only count."""
+    info = result.info  # type: ignore[attr-defined]
+    baseline = info.get("baseline") or {}
+    lines = []
+    for name, layer in result.layers.items():  # type: ignore[attr-defined]
+        total = layer.table.iloc[-1]
+        if "iou_detectors" not in layer.table:
+            continue
+        ci = layer.intervals.get("detectors_ci")
+        interval = f" [95% CI {ci[0]:.0f}–{ci[1]:.0f}]" if ci else ""
+        line = (f"{name}: {int(total['detectors'])} significant detectors{interval} "
+                f"of {int(total['iou_detectors'])} with IoU alone")
+        theirs = baseline.get("layers", {}).get(name)
+        if theirs:
+            mine = theirs["table"][-1]
+            line += f"; random weights: {mine['detectors']} ({mine['iou_detectors']} with IoU alone)"
+        lines.append(line)
+    return "\n".join(lines)
+
+
 @click.command("dissect")
 @model_options
 @click.option("--layer", "layers", multiple=True, required=True,
@@ -53,6 +74,13 @@ def format_tables(result: object) -> str:
 @click.option("--topk", type=int, default=20, show_default=True, help="Top images kept per unit.")
 @click.option("--iou", "iou_threshold", type=float, default=0.04, show_default=True,
               help="IoU above which a unit detects a concept.")
+@click.option("--fdr", type=float, default=0.05, show_default=True,
+              help="False discovery rate: a detector's label must also be significant at this rate (BH).")
+@click.option("--bootstrap", type=int, default=200, show_default=True,
+              help="Resamples of the probe images for label stability and count intervals (0: none).")
+@click.option("--baseline", type=click.Choice(BASELINES), default="none", show_default=True,
+              help="random: also dissect the architecture with re-initialised weights and report its counts.")
+@click.option("--baseline-seed", type=int, default=0, show_default=True, help="Seed of the random weights.")
 @click.option("--upsample", type=click.Choice(UPSAMPLE_MODES), default="rf", show_default=True,
               help="rf: align maps to receptive-field centres; bilinear: NetDissect-Lite's plain resize.")
 @click.option("--batch-size", type=int, default=32, show_default=True)
@@ -70,7 +98,8 @@ def format_tables(result: object) -> str:
               help="How often the resumable state is saved.")
 def command(model_spec: str, weights: str | None, num_classes: int | None, device: str, layers: tuple[str, ...],
             data: str, n: int, seed: int, size: int, input_size: int | None, mean: str | None, std: str | None,
-            quantile: float, topk: int, iou_threshold: float, upsample: str, batch_size: int, workers: int,
+            quantile: float, topk: int, iou_threshold: float, fdr: float, bootstrap: int, baseline: str,
+            baseline_seed: int, upsample: str, batch_size: int, workers: int,
             skip_bad: bool, out: Path, overwrite: bool, no_report: bool, regions: str | None, field_sizes: Path | None,
             checkpoint_seconds: float) -> None:
     """Label every unit of --layer with the concept it detects (Network Dissection, exact and resumable)."""
@@ -86,13 +115,15 @@ def command(model_spec: str, weights: str | None, num_classes: int | None, devic
 
     settings = DissectSettings(quantile=quantile, topk=topk, iou_threshold=iou_threshold, upsample=upsample,
                                batch_size=batch_size, skip_bad=skip_bad, workers=workers,
-                               checkpoint_seconds=checkpoint_seconds)
+                               checkpoint_seconds=checkpoint_seconds, fdr=fdr, bootstrap=bootstrap,
+                               baseline=baseline, baseline_seed=baseline_seed)
     result = dissect(
         model_spec, layers, data, out, weights=weights, num_classes=num_classes, n=n, seed=seed, size=size,
         input_size=input_size, mean=parse_triple(mean, "--mean"), std=parse_triple(std, "--std"),
         settings=settings, device=device, overwrite=overwrite, report=not no_report, report_options=options,
     )
     click.echo(format_tables(result))
+    click.echo(format_confidence(result))
     skipped = result.info.get("skipped_images", 0)
     if skipped:
         click.echo(f"skipped {skipped} unreadable images (listed in {out / 'summary.json'})")
