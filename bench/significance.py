@@ -76,23 +76,23 @@ def overhead(repeats: int = 3, n: int = 300) -> float:
 
 def calibration(seeds: int = 4, nulls: int = 50) -> None:
     below05 = below01 = pairs = significant = units = 0
+    captured: dict[str, np.ndarray] = {}
+    original = run_module.layer_confidence
+
+    def spy(iou: np.ndarray, overlap: object, evidence: LabelEvidence, concepts: object,
+            *args: object, **kwargs: object) -> LayerConfidence:
+        from unitscope.stats.significance import p_values
+
+        mean, var = evidence.moments.moments(overlap.label_category)  # type: ignore[attr-defined]
+        numbers = [c.number for c in concepts.concepts]  # type: ignore[attr-defined]
+        inter = overlap.intersection.double().numpy()  # type: ignore[attr-defined]
+        is_concept = np.zeros(iou.shape[1], bool)
+        is_concept[numbers] = True
+        captured["p"] = p_values(inter, mean, var, is_concept)[:, numbers]
+        return original(iou, overlap, evidence, concepts, *args, **kwargs)  # type: ignore[arg-type]
+
     with tempfile.TemporaryDirectory() as tmp:
         for seed in range(seeds):
-            captured: dict[str, np.ndarray] = {}
-            original = run_module.layer_confidence
-
-            def spy(iou: np.ndarray, overlap: object, evidence: LabelEvidence, concepts: object,
-                    *args: object, **kwargs: object) -> LayerConfidence:
-                from unitscope.stats.significance import p_values
-
-                mean, var = evidence.moments.moments(overlap.label_category)  # type: ignore[attr-defined]
-                numbers = [c.number for c in concepts.concepts]  # type: ignore[attr-defined]
-                inter = overlap.intersection.double().numpy()  # type: ignore[attr-defined]
-                is_concept = np.zeros(iou.shape[1], bool)
-                is_concept[numbers] = True
-                captured["p"] = p_values(inter, mean, var, is_concept)[:, numbers]
-                return original(iou, overlap, evidence, concepts, *args, **kwargs)  # type: ignore[arg-type]
-
             with mock.patch.object(run_module, "layer_confidence", spy):
                 result = dissect(write_significance_model(Path(tmp), nulls, seed), ["0"],
                                  PlantedProbe(80, seed=seed), None, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0),

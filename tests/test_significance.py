@@ -42,7 +42,7 @@ def test_null_moments_by_hand_and_batch_independent() -> None:
     maps = [np.array([[1, 1], [0, 0]]), np.array([[1, 0], [0, 0]]), np.array([[0, 0], [0, 0]])]
     areas = torch.tensor([[2.0], [3.0], [1.0]], dtype=torch.float64)  # one unit, active pixels per image
     label_areas = torch.tensor([[0, 2, 0], [0, 1, 0], [0, 0, 0]], dtype=torch.float64)
-    whole = NullMoments(1, 3, 2, cells=4)
+    whole = NullMoments(1, 3, 2, cells=4, pixels=4)
     whole.update(areas, label_areas, _labels(maps, [2, 0, 2]))
     # image 0: a=2, l=2, n=4, K=4: mean 1, var 2*2*2*2/(16*3); image 1: a=3, l=1: mean .75, var 3*1*1*3/(16*3)
     assert whole.mean[0, 1].item() == pytest.approx(1.75)
@@ -51,9 +51,9 @@ def test_null_moments_by_hand_and_batch_independent() -> None:
     # scene annotated in images 0 and 2 only (areas 2, 1), label on k=2 of N=2: mean 2*1.5, no variance
     assert mean[0, 2] == pytest.approx(3.0)
     assert var[0, 2] == pytest.approx(0.0)
-    parts = NullMoments(1, 3, 2, cells=4)
+    parts = NullMoments(1, 3, 2, cells=4, pixels=4)
     parts.update(areas[:1], label_areas[:1], _labels(maps[:1], [2]))
-    rest = NullMoments(1, 3, 2, cells=4)
+    rest = NullMoments(1, 3, 2, cells=4, pixels=4)
     rest.update(areas[1:], label_areas[1:], _labels(maps[1:], [0, 2]))
     parts.merge(rest)
     assert torch.allclose(parts.mean, whole.mean) and torch.allclose(parts.var, whole.var)
@@ -113,3 +113,23 @@ def test_random_baseline_and_small_probe_warning(tmp_path: Path) -> None:
     assert small_probe_warning(0.005, 1000, (256, 7, 7), "conv5") is None
     with pytest.raises(UsageError):
         DissectSettings(fdr=0.0).validate()
+
+
+def test_permutation_mean_scores_masks_against_other_images_labels() -> None:
+    from unitscope.stats.iou import MaskPixels
+
+    # Two 2x2 images; label 1 at pixel 0 in image 0 and at pixels 0, 1 in image 1. One unit, on at pixel 0
+    # in image 0 and at pixel 3 in image 1. Pairings (mask i, labels j): |M0∩L0|=1, |M0∩L1|=1, |M1∩L0|=0,
+    # |M1∩L1|=0, so the mean over a random partner image is (1+1+0+0)/2 = 1.
+    maps = [np.array([[1, 0], [0, 0]]), np.array([[1, 1], [0, 0]])]
+    labels = _labels(maps, [0, 0])
+    masks = MaskPixels(torch.tensor([0, 1]), torch.tensor([0, 3]), 2, (2, 2))
+    stat = NullMoments(1, 3, 2, cells=4, pixels=4)
+    areas = torch.tensor([[1.0], [1.0]], dtype=torch.float64)
+    label_areas = torch.tensor([[0, 1, 0], [0, 2, 0]], dtype=torch.float64)
+    stat.update(areas, label_areas, labels, masks, torch.tensor([0, 0]))
+    mean, _ = stat.moments(torch.tensor([-1, 0, 1]))
+    assert mean[0, 1] == pytest.approx(1.0)
+    restored = NullMoments(1, 3, 2, cells=4, pixels=4)
+    restored.load_state_dict(stat.state_dict())
+    assert np.allclose(restored.moments(torch.tensor([-1, 0, 1]))[0], mean)

@@ -37,27 +37,6 @@ def format_tables(result: object) -> str:
     return "\n".join(lines)
 
 
-def format_confidence(result: object) -> str:
-    """Per layer: detectors (IoU and significant, with bootstrap interval) beside NetDissect's IoU-only count."""
-    info = result.info  # type: ignore[attr-defined]
-    baseline = info.get("baseline") or {}
-    lines = []
-    for name, layer in result.layers.items():  # type: ignore[attr-defined]
-        total = layer.table.iloc[-1]
-        if "iou_detectors" not in layer.table:
-            continue
-        ci = layer.intervals.get("detectors_ci")
-        interval = f" [95% CI {ci[0]:.0f}–{ci[1]:.0f}]" if ci else ""
-        line = (f"{name}: {int(total['detectors'])} significant detectors{interval} "
-                f"of {int(total['iou_detectors'])} with IoU alone")
-        theirs = baseline.get("layers", {}).get(name)
-        if theirs:
-            mine = theirs["table"][-1]
-            line += f"; random weights: {mine['detectors']} ({mine['iou_detectors']} with IoU alone)"
-        lines.append(line)
-    return "\n".join(lines)
-
-
 @click.command("dissect")
 @model_options
 @click.option("--layer", "layers", multiple=True, required=True,
@@ -104,6 +83,7 @@ def command(model_spec: str, weights: str | None, num_classes: int | None, devic
             checkpoint_seconds: float) -> None:
     """Label every unit of --layer with the concept it detects (Network Dissection, exact and resumable)."""
     check_positive(n=n, size=size, input_size=input_size)
+    from unitscope.dissection.confidence import confidence_lines
     from unitscope.dissection.run import dissect
     from unitscope.report.dissection import ReportOptions
     from unitscope.report.regions import field_sizes_from_rf
@@ -123,7 +103,7 @@ def command(model_spec: str, weights: str | None, num_classes: int | None, devic
         settings=settings, device=device, overwrite=overwrite, report=not no_report, report_options=options,
     )
     click.echo(format_tables(result))
-    click.echo(format_confidence(result))
+    click.echo(confidence_lines(result))
     skipped = result.info.get("skipped_images", 0)
     if skipped:
         click.echo(f"skipped {skipped} unreadable images (listed in {out / 'summary.json'})")

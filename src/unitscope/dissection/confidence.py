@@ -7,11 +7,13 @@ Benjamini–Hochberg over all units × concepts of the layer; ``iou_detector`` k
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from unitscope.data.probe import ConceptTable
+from unitscope.dissection.result import DissectionResult
 from unitscope.stats.bootstrap import bootstrap_labels
 from unitscope.stats.evidence import LabelEvidence
 from unitscope.stats.iou import ConceptOverlap
@@ -85,3 +87,23 @@ def layer_confidence(iou: np.ndarray, overlap: ConceptOverlap, evidence: LabelEv
         "unique_ci": _interval(outcome.unique),
     }
     return LayerConfidence(columns, intervals)
+
+
+def confidence_lines(result: DissectionResult) -> str:
+    """Per layer: detectors (IoU and significant, with bootstrap interval) beside NetDissect's IoU-only count."""
+    baseline: dict[str, Any] = dict(result.info.get("baseline") or {})  # type: ignore[call-overload]
+    lines = []
+    for name, layer in result.layers.items():
+        total = layer.table.iloc[-1]
+        if "iou_detectors" not in layer.table:
+            continue
+        ci = layer.intervals.get("detectors_ci")
+        interval = f" [95% CI {ci[0]:.0f}–{ci[1]:.0f}]" if isinstance(ci, list) else ""
+        line = (f"{name}: {int(total['detectors'])} significant detectors{interval} "
+                f"of {int(total['iou_detectors'])} with IoU alone")
+        theirs = baseline.get("layers", {}).get(name)
+        if theirs:
+            mine = theirs["table"][-1]
+            line += f"; random weights: {mine['detectors']} ({mine['iou_detectors']} with IoU alone)"
+        lines.append(line)
+    return "\n".join(lines)

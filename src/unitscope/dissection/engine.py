@@ -209,7 +209,8 @@ class DissectionEngine:
             if saved is not None:
                 overlap.load_state_dict(saved)
             overlaps[name] = overlap
-            evidence[name] = LabelEvidence(shape[0], overlap.num_labels, len(overlap.categories), shape[1] * shape[2])
+            evidence[name] = LabelEvidence(shape[0], overlap.num_labels, len(overlap.categories), shape[1] * shape[2],
+                                           label_size[0] * label_size[1])
             saved_evidence = state.get("evidence", {}).get(name)  # type: ignore[union-attr]
             if saved_evidence is not None:
                 evidence[name].load_state_dict(saved_evidence)

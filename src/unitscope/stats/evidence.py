@@ -17,16 +17,16 @@ from unitscope.stats.significance import NullMoments, image_areas
 class LabelEvidence:
     """Null moments (for p-values) and sparse per-image counts (for the bootstrap) of one layer."""
 
-    def __init__(self, num_units: int, num_labels: int, num_categories: int, cells: int) -> None:
+    def __init__(self, num_units: int, num_labels: int, num_categories: int, cells: int, pixels: int) -> None:
         self.num_units = num_units
-        self.moments = NullMoments(num_units, num_labels, num_categories, max(cells, 2))
+        self.moments = NullMoments(num_units, num_labels, num_categories, max(cells, 2), pixels)
         self.counts = ImageCounts(num_units, num_labels)
 
     def update(self, masks: MaskPixels, image_of: torch.Tensor, unit_of: torch.Tensor, labels: LabelBatch,
                images: np.ndarray) -> None:
         """Count one batch of pass 2 (the same on pixels ConceptOverlap.update_active counted)."""
         areas, label_areas = image_areas(masks, image_of, unit_of, labels, self.num_units)
-        self.moments.update(areas, label_areas, labels)
+        self.moments.update(areas, label_areas, labels, masks, unit_of)
         self.counts.update(masks, image_of, unit_of, labels, images)
 
     def state_dict(self) -> dict[str, StateValue]:

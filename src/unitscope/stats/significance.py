@@ -25,7 +25,7 @@ from unitscope.stats.iou import MaskPixels
 from unitscope.stats.labels import LabelBatch
 
 _KIND = "NullMoments"
-_SUMS = ("mean", "var", "area_sum", "area_sq", "images", "image_label_images")
+_SUMS = ("mean", "var", "area_sum", "area_sq", "images", "image_label_images", "unit_map", "label_map", "count")
 
 
 def image_areas(masks: MaskPixels, image_of: torch.Tensor, unit_of: torch.Tensor, labels: LabelBatch,
@@ -46,9 +46,15 @@ def image_areas(masks: MaskPixels, image_of: torch.Tensor, unit_of: torch.Tensor
 class NullMoments:
     """Streams the null mean and variance of every unit × label intersection (sums over images)."""
 
-    def __init__(self, num_units: int, num_labels: int, num_categories: int, cells: int) -> None:
-        if min(num_units, num_labels, num_categories) < 1 or cells < 2:
-            raise StatsError("NullMoments needs positive units, labels, categories and at least 2 cells")
+    def __init__(self, num_units: int, num_labels: int, num_categories: int, cells: int, pixels: int) -> None:
+        if min(num_units, num_labels, num_categories, pixels) < 1 or cells < 2:
+            raise StatsError("NullMoments needs positive units, labels, categories, pixels and at least 2 cells")
+        self.pixels = pixels
+        # Per pixel position, summed over images: how often each unit is on, and each label present. Their
+        # product over N is the mean intersection when masks are scored against another image's labels.
+        self.unit_map = torch.zeros(num_units, pixels, dtype=torch.float32)
+        self.label_map = torch.zeros(num_labels, pixels, dtype=torch.float32)
+        self.count = torch.zeros(1, dtype=torch.float64)
         self.num_units, self.num_labels, self.num_categories, self.cells = num_units, num_labels, num_categories, cells
         self.mean = torch.zeros(num_units, num_labels, dtype=torch.float64)
         self.var = torch.zeros(num_units, num_labels, dtype=torch.float64)
@@ -57,13 +63,31 @@ class NullMoments:
         self.images = torch.zeros(num_categories, dtype=torch.float64)
         self.image_label_images = torch.zeros(num_labels, dtype=torch.float64)
 
-    def update(self, areas: torch.Tensor, label_areas: torch.Tensor, labels: LabelBatch) -> None:
-        """Fold in one batch: ``areas`` [B, U] active pixels, ``label_areas`` [B, L] pixel-label areas."""
+    def update(self, areas: torch.Tensor, label_areas: torch.Tensor, labels: LabelBatch,
+               masks: MaskPixels | None = None, unit_of: torch.Tensor | None = None) -> None:
+        """Fold in one batch: ``areas`` [B, U] active pixels, ``label_areas`` [B, L] pixel-label areas.
+
+        ``masks`` and ``unit_of`` (the on pixels of the batch's masks and each mask's unit) feed the
+        position maps of the permutation mean; without them only the within-image mean is kept.
+        """
         device = areas.device
         if self.mean.device != device:
             for name in _SUMS:
                 setattr(self, name, getattr(self, name).to(device))
         n = float(labels.num_pixels)
+        if labels.num_pixels != self.pixels:
+            raise StatsError(f"labels have {labels.num_pixels} pixels, NullMoments was built for {self.pixels}")
+        self.count += len(labels)
+        if masks is not None and unit_of is not None:
+            keys = unit_of.to(device).index_select(0, masks.index.to(device)) * self.pixels + masks.pixel.to(device)
+            self.unit_map += torch.bincount(keys, minlength=self.num_units * self.pixels).view(
+                self.num_units, self.pixels).to(torch.float32)
+        table = labels.pixel_table.to(device, torch.int64)  # [B, P, K]
+        position = torch.arange(self.pixels, device=device)[None, :, None].expand_as(table)
+        present = table >= 0
+        label_keys = table[present] * self.pixels + position[present]
+        self.label_map += torch.bincount(label_keys, minlength=self.num_labels * self.pixels).view(
+            self.num_labels, self.pixels).to(torch.float32)
         self.mean += areas.T @ label_areas / n
         self.var += (areas * (n - areas)).T @ (label_areas * (n - label_areas)) / (n * n * (self.cells - 1))
         annotated = labels.annotated.to(device, torch.float64)
@@ -76,8 +100,8 @@ class NullMoments:
 
     def merge(self, other: NullMoments) -> None:
         """Add another disjoint part of the probe set."""
-        if (other.num_units, other.num_labels, other.num_categories, other.cells) != (
-                self.num_units, self.num_labels, self.num_categories, self.cells):
+        if (other.num_units, other.num_labels, other.num_categories, other.cells, other.pixels) != (
+                self.num_units, self.num_labels, self.num_categories, self.cells, self.pixels):
             raise StatsError("NullMoments.merge needs a statistic of the same shape")
         for name in _SUMS:
             getattr(self, name).add_(getattr(other, name).to(self.mean.device))
@@ -91,25 +115,30 @@ class NullMoments:
         k = self.image_label_images.cpu()
         whole_mean = k * mean_a
         whole_var = k * (n_c - k) / (n_c - 1).clamp(min=1) * var_a
-        mean = self.mean.cpu() + whole_mean
+        within = self.mean.cpu()
+        if bool(self.unit_map.any()):
+            # Permutation mean: every image's masks scored against the labels of a random image.
+            within = (self.unit_map.cpu().double() @ self.label_map.cpu().double().T) / self.count.cpu().clamp(min=1)
+        mean = within + whole_mean
         var = self.var.cpu() + whole_var
         return mean.numpy(), var.numpy()
 
     def state_dict(self) -> dict[str, StateValue]:
         return {"num_units": self.num_units, "num_labels": self.num_labels,
-                "num_categories": self.num_categories, "cells": self.cells,
+                "num_categories": self.num_categories, "cells": self.cells, "pixels": self.pixels,
                 **{name: getattr(self, name).clone() for name in _SUMS}}
 
     def load_state_dict(self, state: Mapping[str, StateValue]) -> None:
-        require_keys(_KIND, state, ["num_units", "num_labels", "num_categories", "cells", *_SUMS])
-        shape = tuple(as_int(_KIND, state, k) for k in ("num_units", "num_labels", "num_categories", "cells"))
-        if shape != (self.num_units, self.num_labels, self.num_categories, self.cells):
+        keys = ("num_units", "num_labels", "num_categories", "cells", "pixels")
+        require_keys(_KIND, state, [*keys, *_SUMS])
+        shape = tuple(as_int(_KIND, state, k) for k in keys)
+        if shape != (self.num_units, self.num_labels, self.num_categories, self.cells, self.pixels):
             raise StatsError(f"NullMoments state has shape {shape}; load an unmodified state_dict")
         for name in _SUMS:
             tensor = as_tensor(_KIND, state, name)
             if tensor.shape != getattr(self, name).shape:
                 raise StatsError(f"NullMoments state entry {name!r} has the wrong shape")
-            setattr(self, name, tensor.to(torch.float64))
+            setattr(self, name, tensor.to(getattr(self, name).dtype))
 
 
 def p_values(intersection: np.ndarray, mean: np.ndarray, var: np.ndarray, concept: np.ndarray,
