@@ -110,12 +110,17 @@ def calibration(seeds: int = 4, nulls: int = 50) -> None:
     print(f"null units called significant: {significant} of {units} ({significant / units:.3f}; nominal FDR 0.05)")
 
 
-def resnet(world: str) -> None:
-    result = dissect("resnet18", ["layer4"], world, None, settings=DissectSettings(workers=0), report=False,
-                     progress=False)
-    total = result.layers["layer4"].table.iloc[-1]
-    print(f"random ResNet-18 layer4 on {world}: {int(total['detectors'])} significant detectors, "
-          f"{int(total['iou_detectors'])} with IoU alone; {result.layers['layer4'].intervals}")
+def resnet(world: str, seeds: int = 3) -> None:
+    import torch
+
+    for seed in range(seeds):
+        torch.manual_seed(seed)  # torchvision's initialisation draws from the global generator
+        model = load_model("resnet18")
+        result = dissect(model, ["layer4"], world, None, settings=DissectSettings(workers=0), report=False,
+                         progress=False)
+        total = result.layers["layer4"].table.iloc[-1]
+        print(f"random ResNet-18 (seed {seed}) layer4 on {world}: {int(total['detectors'])} significant detectors, "
+              f"{int(total['iou_detectors'])} with IoU alone; {result.layers['layer4'].intervals}")
 
 
 if __name__ == "__main__":

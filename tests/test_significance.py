@@ -103,7 +103,13 @@ def test_confidence_independent_of_batch_size(tmp_path: Path) -> None:
 def test_random_baseline_and_small_probe_warning(tmp_path: Path) -> None:
     settings = DissectSettings(quantile=0.005, bootstrap=20, baseline="random", workers=0)
     result = dissect(write_significance_model(tmp_path, 4, 0), ["0"], PlantedProbe(20), tmp_path / "run",
-                     mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), settings=settings, report=False, progress=False)
+                     mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), settings=settings, progress=False)
+    page = (tmp_path / "run" / "report.html").read_text()
+    assert "Probe set too small" in page and "Random weights" in page
+    assert "stable in" in page and "<span>q " in page
+    units = result.layers["0"].units
+    marked = page.count("NOT SIGNIFICANT</span>")
+    assert marked == int((units["iou_detector"] & ~units["detector"]).sum())
     baseline = result.info["baseline"]
     assert baseline["kind"] == "random"  # type: ignore[index]
     total = baseline["layers"]["0"]["table"][-1]  # type: ignore[index]

@@ -171,10 +171,11 @@ def _layer_section(result: DissectionResult, name: str, cards: list[dict[str, ob
     iou_only = int(layer.units["iou_detector"].astype(bool).sum()) if labelled and "iou_detector" in layer.units \
         else None
     ci = layer.intervals.get("detectors_ci")
-    baseline = (result.info.get("baseline") or {}).get("layers", {}).get(name)  # type: ignore[union-attr]
+    info = result.info.get("baseline")
+    baseline = info.get("layers", {}).get(name) if isinstance(info, dict) else None
     return {
         "iou_detectors": iou_only,
-        "detectors_ci": f"{ci[0]:.0f}–{ci[1]:.0f}" if isinstance(ci, list) else "",  # type: ignore[index]
+        "detectors_ci": f"{ci[0]:.0f}–{ci[1]:.0f}" if isinstance(ci, list) else "",
         "baseline": baseline["table"][-1] if baseline else None,
         "name": name,
         "anchor": "layer-" + "".join(ch if ch.isalnum() else "-" for ch in name),

@@ -8,6 +8,9 @@ Null model, per image i (see docs/readme/issue-12.md):
   * whole-image concepts (scene, texture): the image label is assigned at random to k of the N_c annotated
     images, so the intersection Σ_{i has label} a_i is a sample without replacement of the unit's areas:
     mean k·ā, variance k·(N_c−k)/(N_c−1)·σ²(a).
+  * pixel concepts, second null: the unit's masks are scored against the labels of a random other image
+    (a permutation of images), mean Σ_p S_u(p)·T_l(p)/N from per-position counts S (unit on) and T (label).
+    A pair is significant only if it beats both nulls (intersection-union test: the larger mean is used).
 Sums over images give the mean and variance of the total intersection; a one-sided normal tail gives p.
 Everything accumulated is a sum over images, so it is exact, mergeable and independent of batching.
 """
@@ -117,8 +120,11 @@ class NullMoments:
         whole_var = k * (n_c - k) / (n_c - 1).clamp(min=1) * var_a
         within = self.mean.cpu()
         if bool(self.unit_map.any()):
-            # Permutation mean: every image's masks scored against the labels of a random image.
-            within = (self.unit_map.cpu().double() @ self.label_map.cpu().double().T) / self.count.cpu().clamp(min=1)
+            # Permutation mean: every image's masks scored against the labels of a random image. Taking the
+            # larger of the two means is the intersection-union test of both nulls (same variance, one-sided):
+            # significant only if the overlap beats both the per-image amounts and the position habits.
+            permuted = (self.unit_map.cpu().double() @ self.label_map.cpu().double().T) / self.count.cpu().clamp(min=1)
+            within = torch.maximum(within, permuted)
         mean = within + whole_mean
         var = self.var.cpu() + whole_var
         return mean.numpy(), var.numpy()
