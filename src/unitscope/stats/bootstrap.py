@@ -31,17 +31,18 @@ class ImageCounts:
         self._parts: dict[str, list[np.ndarray]] = {name: [] for name in _FIELDS}
 
     def update(self, masks: MaskPixels, image_of: torch.Tensor, unit_of: torch.Tensor, labels: LabelBatch,
-               images: np.ndarray) -> None:
-        """Record one batch; ``images`` [B] are the probe indices of the batch's positions."""
+               images: np.ndarray, active: torch.Tensor, label_counts: torch.Tensor) -> None:
+        """Record one batch; ``images`` [B] are the probe indices of the batch's positions, ``active`` [M]
+        each mask's on pixels and ``label_counts`` [B, L + 1] each image's label areas (LabelBatch.label_counts)."""
         device = labels.device
         index, image_of, unit_of = masks.index.to(device), image_of.to(device), unit_of.to(device)
         width = self.num_labels + 1
-        active = torch.bincount(index, minlength=masks.count)
+        active = active.to(device)
         table = labels.pixel_table.to(torch.int64)
         found = table.view(-1, table.shape[2]).index_select(0, image_of.index_select(0, index)
                                                             * labels.num_pixels + masks.pixel.to(device))
         keys = (index[:, None] * width + 1 + found).view(-1)
-        if masks.count * width < 2**26:
+        if masks.count * width <= 4 * keys.numel():  # dense counting only when the table is not mostly empty
             counts = torch.bincount(keys, minlength=masks.count * width)
             keys = torch.nonzero(counts)[:, 0]
             counts = counts[keys]
@@ -61,8 +62,7 @@ class ImageCounts:
         inter[:, 0] = glob[inter[:, 0]]
         self._parts["inter"].append(inter.cpu().numpy())
         self._parts["active"].append(torch.stack([glob[image_of], unit_of, active], dim=1).cpu().numpy())
-        lab_keys = (table + 1 + (torch.arange(len(labels), device=device) * width)[:, None, None]).view(-1)
-        lab = torch.bincount(lab_keys, minlength=len(labels) * width).view(len(labels), width)
+        lab = label_counts.to(device).clone()
         lab[:, 0] = 0
         if labels.image_numbers.numel() > 0:
             lab[labels.image_owner.to(device), labels.image_numbers.to(device) + 1] = labels.num_pixels

@@ -25,9 +25,11 @@ class LabelEvidence:
     def update(self, masks: MaskPixels, image_of: torch.Tensor, unit_of: torch.Tensor, labels: LabelBatch,
                images: np.ndarray) -> None:
         """Count one batch of pass 2 (the same on pixels ConceptOverlap.update_active counted)."""
-        areas, label_areas = image_areas(masks, image_of, unit_of, labels, self.num_units)
+        active = torch.bincount(masks.index.to(labels.device), minlength=masks.count)
+        counts = labels.label_counts
+        areas, label_areas = image_areas(active, image_of, unit_of, counts, self.num_units)
         self.moments.update(areas, label_areas, labels, masks, unit_of)
-        self.counts.update(masks, image_of, unit_of, labels, images)
+        self.counts.update(masks, image_of, unit_of, labels, images, active, counts)
 
     def state_dict(self) -> dict[str, StateValue]:
         return {"moments": self.moments.state_dict(), "counts": self.counts.state_dict()}  # type: ignore[dict-item]

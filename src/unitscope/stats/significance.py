@@ -31,19 +31,13 @@ _KIND = "NullMoments"
 _SUMS = ("mean", "var", "area_sum", "area_sq", "images", "image_label_images", "unit_map", "label_map", "count")
 
 
-def image_areas(masks: MaskPixels, image_of: torch.Tensor, unit_of: torch.Tensor, labels: LabelBatch,
+def image_areas(active: torch.Tensor, image_of: torch.Tensor, unit_of: torch.Tensor, counts: torch.Tensor,
                 num_units: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per image of the batch: active pixels of every unit [B, U] and pixel-label areas [B, L] (float64)."""
-    device = labels.device
-    active = torch.bincount(masks.index.to(device), minlength=masks.count).to(torch.float64)
-    areas = torch.zeros(len(labels), num_units, dtype=torch.float64, device=device)
-    areas[image_of.to(device), unit_of.to(device)] = active
-    width = labels.num_labels + 1
-    table = labels.pixel_table.to(torch.int64)  # [B, P, K]
-    offsets = (torch.arange(len(labels), device=device) * width)[:, None, None]
-    keys = (table + 1 + offsets).reshape(-1)
-    counts = torch.bincount(keys, minlength=len(labels) * width).view(len(labels), width)[:, 1:]
-    return areas, counts.to(torch.float64)
+    """Per image: active pixels of every unit [B, U] (from each mask's ``active`` count) and pixel-label
+    areas [B, L] (from ``LabelBatch.label_counts``), float64."""
+    areas = torch.zeros(counts.shape[0], num_units, dtype=torch.float64, device=counts.device)
+    areas[image_of.to(counts.device), unit_of.to(counts.device)] = active.to(torch.float64)
+    return areas, counts[:, 1:].to(torch.float64)
 
 
 class NullMoments:
@@ -85,12 +79,7 @@ class NullMoments:
             keys = unit_of.to(device).index_select(0, masks.index.to(device)) * self.pixels + masks.pixel.to(device)
             self.unit_map += torch.bincount(keys, minlength=self.num_units * self.pixels).view(
                 self.num_units, self.pixels).to(torch.float32)
-        table = labels.pixel_table.to(device, torch.int64)  # [B, P, K]
-        position = torch.arange(self.pixels, device=device)[None, :, None].expand_as(table)
-        present = table >= 0
-        label_keys = table[present] * self.pixels + position[present]
-        self.label_map += torch.bincount(label_keys, minlength=self.num_labels * self.pixels).view(
-            self.num_labels, self.pixels).to(torch.float32)
+        self.label_map += labels.position_counts.to(device)
         self.mean += areas.T @ label_areas / n
         self.var += (areas * (n - areas)).T @ (label_areas * (n - label_areas)) / (n * n * (self.cells - 1))
         annotated = labels.annotated.to(device, torch.float64)
