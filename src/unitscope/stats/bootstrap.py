@@ -76,7 +76,9 @@ class ImageCounts:
         width = {"inter": 4, "active": 3, "label_area": 3}.get(name)
         if not parts:
             return np.zeros((0, width or 1), dtype=np.int64)
-        return np.concatenate(parts).astype(np.int64)
+        if len(parts) > 1:  # consolidate, so frequent checkpoints do not re-join every batch's part
+            self._parts[name] = [np.concatenate(parts).astype(np.int64, copy=False)]
+        return self._parts[name][0]
 
     def state_dict(self) -> dict[str, StateValue]:
         return {"num_units": self.num_units, "num_labels": self.num_labels,
