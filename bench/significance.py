@@ -55,7 +55,7 @@ def overhead(repeats: int = 3, n: int = 300) -> float:
     settings = DissectSettings(batch_size=32, workers=0)
 
     def run() -> None:
-        dissect(model, ("conv4", "conv5"), probe, None, settings=settings, report=False, progress=False)
+        dissect(model, ("conv4", "conv5"), probe, None, settings=settings, progress=False)
 
     def bare() -> None:
         with (mock.patch.object(LabelEvidence, "update", lambda *a, **k: None),
@@ -97,7 +97,7 @@ def calibration(seeds: int = 4, nulls: int = 50) -> None:
                 result = dissect(write_significance_model(Path(tmp), nulls, seed), ["0"],
                                  PlantedProbe(80, seed=seed), None, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0),
                                  settings=DissectSettings(quantile=0.1, bootstrap=0, workers=0),
-                                 report=False, progress=False)
+                                 progress=False)
             p = captured["p"][FIRST_NULL:]
             below05 += int((p < 0.05).sum())
             below01 += int((p < 0.01).sum())
@@ -116,7 +116,7 @@ def resnet(world: str, seeds: int = 3) -> None:
     for seed in range(seeds):
         torch.manual_seed(seed)  # torchvision's initialisation draws from the global generator
         model = load_model("resnet18")
-        result = dissect(model, ["layer4"], world, None, settings=DissectSettings(workers=0), report=False,
+        result = dissect(model, ["layer4"], world, None, settings=DissectSettings(workers=0),
                          progress=False)
         total = result.layers["layer4"].table.iloc[-1]
         print(f"random ResNet-18 (seed {seed}) layer4 on {world}: {int(total['detectors'])} significant detectors, "

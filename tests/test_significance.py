@@ -13,9 +13,11 @@ from scipy.stats import false_discovery_control
 
 from unitscope.data.probe import Concept, ConceptTable, ProbeSample
 from unitscope.dissection.confidence import small_probe_warning
+from unitscope.dissection.result import DissectionResult
 from unitscope.dissection.run import dissect
 from unitscope.dissection.settings import DissectSettings
 from unitscope.errors import UsageError
+from unitscope.report.run_report import render_report
 from unitscope.stats.labels import LabelBatch
 from unitscope.stats.significance import NullMoments, benjamini_hochberg, p_values
 
@@ -65,7 +67,7 @@ def test_null_moments_by_hand_and_batch_independent() -> None:
 def _planted(tmp_path: Path, seed: int, batch_size: int = 16) -> object:
     settings = DissectSettings(quantile=0.1, bootstrap=100, batch_size=batch_size, workers=0)
     return dissect(write_significance_model(tmp_path, 50, seed), ["0"], PlantedProbe(80, seed=seed), None,
-                   mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), settings=settings, report=False, progress=False)
+                   mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), settings=settings, progress=False)
 
 
 def test_planted_exact_weak_null_dead(tmp_path: Path) -> None:
@@ -104,17 +106,18 @@ def test_random_baseline_and_small_probe_warning(tmp_path: Path) -> None:
     settings = DissectSettings(quantile=0.005, bootstrap=20, baseline="random", workers=0)
     result = dissect(write_significance_model(tmp_path, 4, 0), ["0"], PlantedProbe(20), tmp_path / "run",
                      mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), settings=settings, progress=False)
-    page = (tmp_path / "run" / "report.html").read_text()
+    page = render_report(result, probe=PlantedProbe(20)).read_text()
     assert "Probe set too small" in page and "Random weights" in page
     assert "stable in" in page and "<span>q " in page
     units = result.layers["0"].units
     marked = page.count("NOT SIGNIFICANT</span>")
     assert marked == int((units["iou_detector"] & ~units["detector"]).sum())
-    baseline = result.info["baseline"]
+    baseline = result.record.baseline
     assert baseline["kind"] == "random"  # type: ignore[index]
     total = baseline["layers"]["0"]["table"][-1]  # type: ignore[index]
     assert total["category"] == "total" and total["iou_detectors"] >= total["detectors"]
-    assert result.info["warnings"] == [small_probe_warning(0.005, 20, (10, 16, 16), "0")]
+    assert result.record.warnings == (small_probe_warning(0.005, 20, (10, 16, 16), "0"),)
+    assert DissectionResult.load(tmp_path / "run").layers["0"].intervals == result.layers["0"].intervals
     assert small_probe_warning(0.005, 100, (512, 4, 4), "layer4") is not None
     assert small_probe_warning(0.005, 1000, (256, 7, 7), "conv5") is None
     with pytest.raises(UsageError):

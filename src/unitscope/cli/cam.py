@@ -30,7 +30,7 @@ def command(model_spec: str, weights: str | None, num_classes: int | None, devic
             data: str | None, n: int | None, seed: int, out: Path, class_name: str | None, layer: str | None,
             method: str, top_fraction: float, batch_size: int, pictures: int, overwrite: bool) -> None:
     """Class activation maps over images, and how much of their heat lies on objects (SceneWorld)."""
-    from unitscope.analysis.cam_run import run_cam
+    from unitscope.analysis.cam.run import run_cam
     from unitscope.analysis.inputs import open_inputs
     from unitscope.errors import UsageError
 

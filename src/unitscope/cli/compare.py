@@ -22,9 +22,9 @@ from unitscope.cli.options import check_output_dir
 def command(run_a: Path, run_b: Path, out: Path, force: bool, data: str | None, max_images: int | None,
             category: str, overwrite: bool) -> None:
     """Detectors per layer and category of RUN_A and RUN_B, the objects they detect, and why (ρ)."""
-    from unitscope.analysis.compare import check_same_probe, compare_runs, pair_layers
-    from unitscope.analysis.compare_output import write_comparison
-    from unitscope.analysis.probe_reopen import run_statistics
+    from unitscope.analysis.compare.output import write_comparison
+    from unitscope.analysis.compare.probe_reopen import run_statistics
+    from unitscope.analysis.compare.runs import check_same_probe, compare_runs, pair_layers
     from unitscope.dissection.result import DissectionResult
 
     a, b = DissectionResult.load(run_a), DissectionResult.load(run_b)
@@ -55,8 +55,7 @@ def _foreground(run: object, data: str | None) -> tuple[str, ...] | None:
     """SceneWorld's objects proper (its background regions are object concepts too); None elsewhere."""
     from unitscope.data import SCENEWORLD_SPECS
 
-    spec = (run.info.get("identity") or {}).get("data") or {}  # type: ignore[attr-defined]
-    if (data or spec.get("data")) not in SCENEWORLD_SPECS:
+    if (data or run.record.spec.data.data) not in SCENEWORLD_SPECS:  # type: ignore[attr-defined]
         return None
     from unitscope.data.sceneworld import OBJECT_CLASSES
 

@@ -100,11 +100,15 @@ def command(model_spec: str, weights: str | None, num_classes: int | None, devic
     result = dissect(
         model_spec, layers, data, out, weights=weights, num_classes=num_classes, n=n, seed=seed, size=size,
         input_size=input_size, mean=parse_triple(mean, "--mean"), std=parse_triple(std, "--std"),
-        settings=settings, device=device, overwrite=overwrite, report=not no_report, report_options=options,
+        settings=settings, device=device, overwrite=overwrite,
     )
+    if not no_report:
+        from unitscope.report.run_report import render_report
+
+        render_report(result, options, device=device)
     click.echo(format_tables(result))
     click.echo(confidence_lines(result))
-    skipped = result.info.get("skipped_images", 0)
+    skipped = len(result.record.skipped)
     if skipped:
         click.echo(f"skipped {skipped} unreadable images (listed in {out / 'summary.json'})")
     click.echo(f"results in {out}/ (units.csv per layer, summary.json{'' if no_report else ', report.html'})")

@@ -24,10 +24,12 @@ COMMAND_MODULES: tuple[str, ...] = (
     "unitscope.cli.segment",
     "unitscope.cli.cam",
     "unitscope.cli.rf",
+    "unitscope.cli.report",
 )
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="unitscope", prog_name="unitscope")
 @click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
 @click.pass_context
 def cli(ctx: click.Context, debug: bool) -> None:

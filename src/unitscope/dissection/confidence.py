@@ -91,7 +91,7 @@ def layer_confidence(iou: np.ndarray, overlap: ConceptOverlap, evidence: LabelEv
 
 def confidence_lines(result: DissectionResult) -> str:
     """Per layer: detectors (IoU and significant, with bootstrap interval) beside NetDissect's IoU-only count."""
-    baseline: dict[str, Any] = dict(result.info.get("baseline") or {})  # type: ignore[call-overload]
+    baseline: dict[str, Any] = dict(result.record.baseline or {})
     lines = []
     for name, layer in result.layers.items():
         total = layer.table.iloc[-1]

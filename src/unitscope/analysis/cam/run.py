@@ -12,10 +12,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from unitscope.analysis.cam import CAM, ChannelWeightedCAM, GradCAM
-from unitscope.analysis.cam_site import find_cam_site
+from unitscope.analysis.cam.localisation import LocalisationMeter, LocalisationScore, object_mask
+from unitscope.analysis.cam.methods import CAM, ChannelWeightedCAM, GradCAM
+from unitscope.analysis.cam.site import find_cam_site
 from unitscope.analysis.inputs import InputImage, InputSource
-from unitscope.analysis.localisation import LocalisationMeter, LocalisationScore, object_mask
 from unitscope.analysis.overlay import blend_heatmap, save_panels
 from unitscope.data.probe import ConceptTable
 from unitscope.errors import UsageError
