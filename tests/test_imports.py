@@ -19,7 +19,7 @@ FLOORS: tuple[tuple[str, ...], ...] = (
     ("data", "stats", "capture", "models"),
     ("receptive", "perturb"),
     ("dissection", "minimal", "rf", "evaluation", "training"),
-    ("report", "analysis"),
+    ("report", "analysis", "explain"),
     ("api", "demo"),
     ("cli", "__init__"),
 )
