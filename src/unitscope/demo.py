@@ -160,7 +160,7 @@ def run_demo(config: DemoConfig) -> dict[str, object]:
     world = export_world(config)
     from unitscope.dissection.run import dissect
 
-    settings = DissectSettings(workers=config.workers)
+    settings = DissectSettings(workers=config.workers, baseline="random")  # random weights beside each net
     results = {}
     for label, model_name in NETWORKS.items():
         print(f"\ndissecting {model_name}: {', '.join(DEMO_LAYERS)}")
@@ -171,6 +171,10 @@ def run_demo(config: DemoConfig) -> dict[str, object]:
 
             render_report(results[label], device=config.device)
     print("\n" + side_by_side(results))
+    from unitscope.dissection.confidence import confidence_lines
+
+    for label, result in results.items():
+        print(f"{label}: {confidence_lines(result)}")
     comparison = compare_networks(config, results, world)
     segmentation = segment_scenes(config, results["scene-net"])
     print(f"\nsegmentation with {SEGMENT_LAYER} object detectors of the scene net: "

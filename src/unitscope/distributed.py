@@ -22,6 +22,7 @@ code path.
 from __future__ import annotations
 
 import atexit
+import copy
 import os
 import pickle
 from collections.abc import Iterator, Sequence
@@ -36,6 +37,7 @@ import torch.distributed as dist
 from unitscope.data.probe import ConceptTable, ProbeSample, ProbeSet
 from unitscope.errors import UsageError
 from unitscope.stats import ConceptOverlap, TopImages, TopQuantile
+from unitscope.stats.evidence import LabelEvidence
 
 T = TypeVar("T")
 
@@ -197,6 +199,24 @@ class Group:
         for part in self.all_gather(local):
             merged.update(part)
         return dict(sorted(merged.items()))
+
+    def merge_evidence(self, mine: LabelEvidence | None) -> LabelEvidence | None:
+        """Significance moments and per-image counts of every rank, merged in rank order (rank 0 keeps them)."""
+        if not self.active or mine is None:
+            return mine
+        parts = self.all_gather(mine.state_dict())
+        merged = LabelEvidence.__new__(LabelEvidence)
+        merged.num_units = mine.num_units
+        merged.moments, merged.counts = mine.moments, mine.counts
+        merged.load_state_dict(parts[0])
+        for state in parts[1:]:
+            other = LabelEvidence.__new__(LabelEvidence)
+            other.num_units = mine.num_units
+            other.moments = copy.deepcopy(mine.moments)
+            other.counts = copy.deepcopy(mine.counts)
+            other.load_state_dict(state)
+            merged.merge(other)
+        return merged
 
     def merge_overlap(self, mine: ConceptOverlap) -> ConceptOverlap:
         """Intersections, label and unit areas summed over the ranks (int64, in place)."""

@@ -46,6 +46,10 @@ def command(run_a: Path, run_b: Path, out: Path, force: bool, data: str | None, 
         row = table[(table["layer"] == pair.label) & (table["category"] == category)].iloc[0]
         click.echo(f"{pair.label}: {category} detectors {comparison.names[0]} {row.detectors_a} "
                    f"({row.unique_a} unique) vs {comparison.names[1]} {row.detectors_b} ({row.unique_b} unique)")
+        total = table[(table["layer"] == pair.label) & (table["category"] == "total")].iloc[0]
+        click.echo(f"  all detectors {total.detectors_a} [{total.detectors_ci_a or '–'}] vs {total.detectors_b} "
+                   f"[{total.detectors_ci_b or '–'}] (95% bootstrap intervals; IoU alone {total.iou_detectors_a} "
+                   f"vs {total.iou_detectors_b})")
     for row in comparison.correlations.itertuples():
         if not math.isnan(row.rho):
             click.echo(f"  {row.run} {row.layer} ({row.classes} classes): ρ(units, {row.measure}) = {row.rho:.2f} "

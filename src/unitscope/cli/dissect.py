@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from unitscope.cli.options import check_output_dir, check_positive, model_options, trusted_checkpoints
-from unitscope.dissection.settings import UPSAMPLE_MODES, DissectSettings
+from unitscope.dissection.settings import BASELINES, UPSAMPLE_MODES, DissectSettings
 from unitscope.errors import UsageError
 
 
@@ -54,6 +54,13 @@ def format_tables(result: object) -> str:
 @click.option("--topk", type=int, default=20, show_default=True, help="Top images kept per unit.")
 @click.option("--iou", "iou_threshold", type=float, default=0.04, show_default=True,
               help="IoU above which a unit detects a concept.")
+@click.option("--fdr", type=float, default=0.05, show_default=True,
+              help="False discovery rate: a detector's label must also be significant at this rate (BH).")
+@click.option("--bootstrap", type=int, default=200, show_default=True,
+              help="Resamples of the probe images for label stability and count intervals (0: none).")
+@click.option("--baseline", type=click.Choice(BASELINES), default="none", show_default=True,
+              help="random: also dissect the architecture with re-initialised weights and report its counts.")
+@click.option("--baseline-seed", type=int, default=0, show_default=True, help="Seed of the random weights.")
 @click.option("--upsample", type=click.Choice(UPSAMPLE_MODES), default="rf", show_default=True,
               help="rf: align maps to receptive-field centres; bilinear: NetDissect-Lite's plain resize.")
 @click.option("--batch-size", type=int, default=32, show_default=True)
@@ -71,7 +78,8 @@ def format_tables(result: object) -> str:
               help="How often the resumable state is saved.")
 def command(model_spec: str, weights: str | None, num_classes: int | None, device: str, layers: tuple[str, ...],
             data: str, n: int, seed: int, size: int, input_size: int | None, mean: str | None, std: str | None,
-            quantile: float, topk: int, iou_threshold: float, upsample: str, batch_size: int, workers: int,
+            quantile: float, topk: int, iou_threshold: float, fdr: float, bootstrap: int, baseline: str,
+            baseline_seed: int, upsample: str, batch_size: int, workers: int,
             skip_bad: bool, out: Path, overwrite: bool, no_report: bool, regions: str | None, field_sizes: Path | None,
             checkpoint_seconds: float) -> None:
     """Label every unit of --layer with the concept it detects (Network Dissection, exact and resumable)."""
@@ -79,6 +87,7 @@ def command(model_spec: str, weights: str | None, num_classes: int | None, devic
     if num_classes is not None and num_classes <= 0:
         raise UsageError(f"--num-classes must be positive, got {num_classes}")
     check_output_dir(out, overwrite, reusable=True)  # a finished run of this command is reused, not refused
+    from unitscope.dissection.confidence import confidence_lines
     from unitscope.dissection.run import dissect
     from unitscope.report.dissection import ReportOptions
     from unitscope.report.regions import field_sizes_from_rf
@@ -90,7 +99,8 @@ def command(model_spec: str, weights: str | None, num_classes: int | None, devic
 
     settings = DissectSettings(quantile=quantile, topk=topk, iou_threshold=iou_threshold, upsample=upsample,
                                batch_size=batch_size, skip_bad=skip_bad, workers=workers,
-                               checkpoint_seconds=checkpoint_seconds)
+                               checkpoint_seconds=checkpoint_seconds, fdr=fdr, bootstrap=bootstrap,
+                               baseline=baseline, baseline_seed=baseline_seed)
     result = dissect(
         model_spec, layers, data, out, weights=weights, num_classes=num_classes, n=n, seed=seed, size=size,
         input_size=input_size, mean=parse_triple(mean, "--mean"), std=parse_triple(std, "--std"),
@@ -105,6 +115,7 @@ def command(model_spec: str, weights: str | None, num_classes: int | None, devic
 
         render_report(result, options, device=device, trust_checkpoint=trusted_checkpoints())
     click.echo(format_tables(result))
+    click.echo(confidence_lines(result))
     skipped = len(result.record.skipped)
     if skipped:
         click.echo(f"skipped {skipped} unreadable images (listed in {out / 'summary.json'})")

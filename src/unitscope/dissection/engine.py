@@ -32,6 +32,7 @@ from unitscope.errors import UsageError
 from unitscope.models.loading import LoadedModel
 from unitscope.progress import progress_bar
 from unitscope.stats import ConceptOverlap, LabelBatch, TopImages, TopQuantile
+from unitscope.stats.evidence import LabelEvidence
 
 LayerShape = tuple[int, int, int]  # units, h, w
 
@@ -49,6 +50,7 @@ class LayerStatistics:
     top_peaks: torch.Tensor  # [U, k] flat index into h*w
     iou: torch.Tensor | None  # [U, L] float64 (column = label number), None without labels
     overlap: ConceptOverlap | None
+    evidence: LabelEvidence | None = None  # significance and bootstrap counts (stats/evidence.py)
 
 
 @dataclass
@@ -211,11 +213,12 @@ class DissectionEngine:
     def _pass_two(
         self, shapes: dict[str, LayerShape], thresholds: dict[str, torch.Tensor],
         skipped: dict[int, str],
-    ) -> dict[str, ConceptOverlap]:
+    ) -> tuple[dict[str, ConceptOverlap], dict[str, LabelEvidence]]:
         state_path = self.workdir / "pass2.pt"
         state: dict[str, object] = _load_state(state_path)
         start = int(state.get("next_index", 0))
         overlaps: dict[str, ConceptOverlap] = {}
+        evidence: dict[str, LabelEvidence] = {}
         maskers: dict[str, WindowedMasks] = {}
         caches: dict[str, ActivationCache] = {}
         label_size = self.probe.label_size
@@ -227,6 +230,11 @@ class DissectionEngine:
             if saved is not None:
                 overlap.load_state_dict(saved)
             overlaps[name] = overlap
+            evidence[name] = LabelEvidence(shape[0], overlap.num_labels, len(overlap.categories), shape[1] * shape[2],
+                                           label_size[0] * label_size[1])
+            saved_evidence = state.get("evidence", {}).get(name)  # type: ignore[union-attr]
+            if saved_evidence is not None:
+                evidence[name].load_state_dict(saved_evidence)
             field = self.geometry(self.layers[name])
             stride, begin = field if field is not None else (None, None)
             maskers[name] = WindowedMasks.build(Upsampler.build(
@@ -235,12 +243,11 @@ class DissectionEngine:
             caches[name] = self._open_cache(name, shape, fresh=False)  # type: ignore[arg-type]
         n = len(self.probe)
         if start >= n:
-            return overlaps
+            return overlaps, evidence
 
         def checkpoint(next_index: int) -> None:
-            _atomic_save(
-                {"next_index": next_index, "layers": {k: o.state_dict() for k, o in overlaps.items()}}, state_path
-            )
+            _atomic_save({"next_index": next_index, "layers": {k: o.state_dict() for k, o in overlaps.items()},
+                          "evidence": {k: e.state_dict() for k, e in evidence.items()}}, state_path)
 
         limits = {name: t.to(self.device, torch.float32) for name, t in thresholds.items()}
         last_save = time.monotonic()
@@ -253,6 +260,7 @@ class DissectionEngine:
                     labels = LabelBatch.from_samples([s for _, s in good], self.probe.concepts, label_size,
                                                      device=self.device)
                     rows = np.array([i for i, _ in good])
+                    global_rows = self.group.global_indices(torch.from_numpy(rows)).numpy()  # bootstrap keys
                     for name, overlap in overlaps.items():
                         acts = torch.from_numpy(caches[name].read(rows)).to(self.device)
                         threshold = limits[name]
@@ -262,6 +270,7 @@ class DissectionEngine:
                         image_of, unit_of = maskers[name].active_pairs(acts, threshold)
                         pixels = maskers[name].pixels(acts[image_of, unit_of], threshold[unit_of])
                         overlap.update_active(pixels, image_of, unit_of, labels)
+                        evidence[name].update(pixels, image_of, unit_of, labels, global_rows)
                 bar.update(len(batch.indices))
                 if time.monotonic() - last_save > self.settings.checkpoint_seconds:
                     checkpoint(batch.indices[-1] + 1)
@@ -269,7 +278,7 @@ class DissectionEngine:
         checkpoint(n)
         for cache in caches.values():
             cache.close()
-        return overlaps
+        return overlaps, evidence
 
     # ------------------------------------------------------------------ both
     def run(self) -> EngineOutcome:
@@ -290,9 +299,10 @@ class DissectionEngine:
             results[name] = LayerStatistics(name, path, shape, thresholds[name].cpu(), indices.cpu(),  # type: ignore[arg-type]
                                             scores.cpu(), peaks.cpu(), None, None)
         if has_labels(self.probe):
-            overlaps = self._pass_two(shapes, thresholds, skipped)
+            overlaps, evidence = self._pass_two(shapes, thresholds, skipped)
             for name, overlap in overlaps.items():
                 overlap = group.merge_overlap(overlap)
                 results[name].iou = overlap.iou().cpu()
                 results[name].overlap = overlap
+                results[name].evidence = group.merge_evidence(evidence[name])
         return EngineOutcome(list(results.values()), all_skipped, time.perf_counter() - started)

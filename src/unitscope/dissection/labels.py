@@ -57,11 +57,15 @@ def label_units(
 
 
 def detector_table(units: pd.DataFrame, categories: tuple[str, ...]) -> pd.DataFrame:
-    """Per category: detector units and unique detected concepts (Network Dissection's Table 2)."""
+    """Per category: detector units, unique detected concepts (Network Dissection's Table 2), IoU-only detectors."""
     detectors = units[units["detector"]]
+    # NetDissect's IoU-only count beside ours (IoU and significant); equal when no significance was computed.
+    iou_only = units[units["iou_detector"]] if "iou_detector" in units else detectors
     rows = []
     for category in categories:
         in_cat = detectors[detectors["category"] == category]
-        rows.append({"category": category, "detectors": len(in_cat), "unique": in_cat["label"].nunique()})
-    rows.append({"category": "total", "detectors": len(detectors), "unique": detectors["label"].nunique()})
+        rows.append({"category": category, "detectors": len(in_cat), "unique": in_cat["label"].nunique(),
+                     "iou_detectors": int((iou_only["category"] == category).sum())})
+    rows.append({"category": "total", "detectors": len(detectors), "unique": detectors["label"].nunique(),
+                 "iou_detectors": len(iou_only)})
     return pd.DataFrame(rows)

@@ -67,6 +67,7 @@ class LayerRecord:
     table: tuple[dict[str, Setting], ...] = ()
     stride: float | None = None
     start: float | None = None
+    intervals: dict[str, Any] = field(default_factory=dict)  # bootstrap intervals of the counts (issue 12)
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,8 @@ class RunRecord:
     skipped: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
     versions: dict[str, str] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()  # e.g. a probe set too small for a layer (issue 12)
+    baseline: dict[str, Any] | None = None  # detector counts of the random-weight baseline (issue 12)
     format: str = RUN_FORMAT
     schema: int = SCHEMA_VERSION
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +23,7 @@ class LayerResult:
     table: pd.DataFrame
     top_images: pd.DataFrame
     iou: np.ndarray | None = None
+    intervals: dict[str, object] = field(default_factory=dict)  # bootstrap intervals of the layer's counts
 
 
 @dataclass
@@ -92,6 +93,7 @@ class DissectionResult:
                 table=pd.DataFrame(list(info.table)),
                 top_images=pd.read_csv(layer_dir / "top_images.csv"),
                 iou=np.load(iou_path) if iou_path.exists() else None,
+                intervals=dict(info.intervals),
             )
         label_pixels = None
         if len(frame) and frame["pixels"].notna().all():

@@ -8,8 +8,10 @@ mid-run removes the staging directory, so nothing half-written is left behind.
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
+import sys
 import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, replace
@@ -18,8 +20,10 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from unitscope.capture import LayerCapture
 from unitscope.data import open_probe
 from unitscope.data.probe import ProbeSet
+from unitscope.dissection.confidence import layer_confidence, small_probe_warning
 from unitscope.dissection.engine import DissectionEngine, EngineOutcome, LayerStatistics
 from unitscope.dissection.labels import detector_table, label_units
 from unitscope.dissection.record import DataSpec, LayerRecord, ModelSpec, RunRecord, RunSpec, versions
@@ -66,6 +70,16 @@ def _identity_json(spec: RunSpec) -> dict[str, object]:
 
 def _layer_result(stats: LayerStatistics, probe: ProbeSet, settings: DissectSettings) -> LayerResult:
     units = label_units(stats.iou, probe.concepts, stats.thresholds, settings.iou_threshold)
+    intervals: dict[str, object] = {}
+    if stats.iou is not None and stats.overlap is not None and stats.evidence is not None and len(probe.concepts):
+        confidence = layer_confidence(stats.iou.double().numpy(), stats.overlap, stats.evidence, probe.concepts,
+                                      settings.iou_threshold, settings.fdr, settings.bootstrap)
+        position = units.columns.get_loc("detector")
+        units.insert(position, "iou_detector", units["detector"].astype(bool))  # NetDissect's rule
+        for column in confidence.columns:
+            units[column] = confidence.columns[column].to_numpy()
+        units["detector"] = units["iou_detector"] & units["significant"].astype(bool)
+        intervals = confidence.intervals
     units.insert(len(units.columns), "max_activation", stats.top_scores[:, 0].double().numpy()
                  if stats.top_scores.numel() else 0.0)
     k = stats.top_indices.shape[1]
@@ -80,7 +94,50 @@ def _layer_result(stats: LayerStatistics, probe: ProbeSet, settings: DissectSett
     }
     table = detector_table(units, probe.concepts.categories)
     iou = stats.iou.float().numpy() if stats.iou is not None else None
-    return LayerResult(stats.name, stats.path, stats.shape, units, table, pd.DataFrame(rows), iou)
+    layer = LayerResult(stats.name, stats.path, stats.shape, units, table, pd.DataFrame(rows), iou)
+    layer.intervals = intervals
+    return layer
+
+
+def layer_shapes(model: LoadedModel, paths: dict[str, str], probe: ProbeSet) -> dict[str, tuple[int, int, int]]:
+    """Each layer's (units, h, w), from one forward pass on the first probe image (empty if unreadable)."""
+    try:
+        sample = probe[0]
+    except Exception:
+        return {}
+    with LayerCapture(model.module, list(paths.values())) as capture:
+        outputs = capture.run(model.preprocess.batch([sample.image], model.device))
+    return {name: tuple(outputs[path].shape[1:]) for name, path in paths.items()  # type: ignore[misc]
+            if outputs[path].dim() == 4}
+
+
+def random_baseline(model: LoadedModel, seed: int) -> LoadedModel:
+    """The same architecture with every parameter re-initialised from ``seed`` (batch-norm statistics reset)."""
+    clone = copy.copy(model)
+    clone.module = copy.deepcopy(model.module)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for module in clone.module.modules():
+            reset = getattr(module, "reset_parameters", None)
+            if callable(reset):
+                reset()
+            running = getattr(module, "reset_running_stats", None)
+            if callable(running):
+                running()
+    clone.name = f"{model.name} (random weights, seed {seed})"
+    return clone
+
+
+def _baseline_info(model: LoadedModel, paths: dict[str, str], probe: ProbeSet, settings: DissectSettings,
+                   workdir: Path, geometry: dict[str, tuple[float, float]], progress: bool) -> dict[str, object]:
+    """Detector counts of the randomly re-initialised architecture on the same probe set and rules."""
+    random_model = random_baseline(model, settings.baseline_seed)
+    outcome = DissectionEngine(random_model, paths, probe, settings, workdir, geometry.get, progress).run()
+    layers = {}
+    for stats in outcome.layers:
+        layer = _layer_result(stats, probe, settings)
+        layers[stats.name] = {"table": layer.table.to_dict(orient="records"), "intervals": layer.intervals}
+    return {"kind": "random", "seed": settings.baseline_seed, "layers": layers}
 
 
 def dissect(*args: object, device: str = "cpu", **kwargs: object) -> DissectionResult:
@@ -161,12 +218,20 @@ def _dissect_locked(
         raise UsageError(f"the probe set {probe.name} is empty; check --data")
     model_input = loaded.preprocess.input_size or probe.image_size
     geometry = alignment_geometry(loaded.module, model_input) if settings.upsample == "rf" else {}
+    warnings = [w for name, shape in layer_shapes(loaded, paths, probe).items()
+                if (w := small_probe_warning(settings.quantile, len(probe), shape, name)) is not None]
+    for line in warnings:
+        print(line, file=sys.stderr)
 
     mine = group.shard_probe(probe, settings.batch_size) if group.active else probe
     if out_path is None:
         with tempfile.TemporaryDirectory(prefix="unitscope-") as tmp:
             outcome = DissectionEngine(loaded, paths, mine, settings, Path(tmp), geometry.get, progress, group).run()
-            return _assemble(outcome, probe, settings, identity, loaded, None, geometry)
+            result = _assemble(outcome, probe, settings, identity, loaded, None, geometry, warnings)
+            if settings.baseline == "random":
+                result.record = replace(result.record, baseline=_baseline_info(
+                    loaded, paths, probe, settings, Path(tmp) / "baseline", geometry, progress))
+            return result
 
     staging = staging_path(out_path)
     problem = _prepare_staging(staging, _identity_json(_sorted_layers(identity)), overwrite, progress) if group.is_main else None
@@ -181,9 +246,12 @@ def _dissect_locked(
         if not group.is_main:
             shutil.rmtree(work, ignore_errors=True)
             group.barrier()
-            return _assemble(outcome, probe, settings, identity, loaded, None, geometry)
+            return _assemble(outcome, probe, settings, identity, loaded, None, geometry, warnings)
         group.barrier()
-        result = _assemble(outcome, probe, settings, identity, loaded, out_path, geometry)
+        result = _assemble(outcome, probe, settings, identity, loaded, out_path, geometry, warnings)
+        if settings.baseline == "random":
+            result.record = replace(result.record, baseline=_baseline_info(
+                loaded, paths, probe, settings, staging / "baseline-work", geometry, progress))
         result_dir = staging / "result"
         if result_dir.exists():
             shutil.rmtree(result_dir)
@@ -218,12 +286,12 @@ def _prepare_staging(staging: Path, identity: dict[str, object], overwrite: bool
 
 def _assemble(outcome: EngineOutcome, probe: ProbeSet, settings: DissectSettings, spec: RunSpec,
               model: LoadedModel, run_dir: Path | None,
-              geometry: dict[str, tuple[float, float]]) -> DissectionResult:
+              geometry: dict[str, tuple[float, float]], warnings: list[str] | None = None) -> DissectionResult:
     layers = {stats.name: _layer_result(stats, probe, settings) for stats in outcome.layers}
     records = tuple(
         LayerRecord(name, layer.path, layer.shape[0], (layer.shape[1], layer.shape[2]), layer_dirname(name),
                     tuple(layer.table.to_dict(orient="records")),
-                    *(geometry.get(layer.path) or (None, None)))
+                    *(geometry.get(layer.path) or (None, None)), intervals=layer.intervals)
         for name, layer in layers.items()
     )
     record = RunRecord(
@@ -234,7 +302,7 @@ def _assemble(outcome: EngineOutcome, probe: ProbeSet, settings: DissectSettings
         categories=tuple(probe.concepts.categories), layers=records,
         class_names=tuple(model.class_names) if model.class_names else None,
         skipped={str(k): v for k, v in sorted(outcome.skipped.items())},
-        seconds=round(outcome.seconds, 2), versions=versions(),
+        seconds=round(outcome.seconds, 2), versions=versions(), warnings=tuple(warnings or ()),
     )
     label_pixels = next((s.overlap.label_area.double().cpu().numpy() for s in outcome.layers
                          if s.overlap is not None), None)

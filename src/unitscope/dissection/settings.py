@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 from unitscope.errors import UsageError
 
 UPSAMPLE_MODES: tuple[str, ...] = ("rf", "bilinear")
+BASELINES: tuple[str, ...] = ("none", "random")
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,10 @@ class DissectSettings:
     skip_bad: bool = False
     workers: int = 1
     checkpoint_seconds: float = 20.0
+    fdr: float = 0.05  # detectors must also be significant at this false discovery rate
+    bootstrap: int = 200  # resamples of the probe images for label stability (0: none)
+    baseline: str = "none"  # "random": also dissect the architecture with re-initialised weights
+    baseline_seed: int = 0
 
     def validate(self) -> None:
         if not 0 < self.quantile < 1:
@@ -31,6 +36,12 @@ class DissectSettings:
             raise UsageError(f"--iou must be in [0, 1], got {self.iou_threshold}")
         if self.upsample not in UPSAMPLE_MODES:
             raise UsageError(f"--upsample must be one of {', '.join(UPSAMPLE_MODES)}, got {self.upsample}")
+        if not 0 < self.fdr < 1:
+            raise UsageError(f"--fdr must be in (0, 1), got {self.fdr}")
+        if self.bootstrap < 0:
+            raise UsageError(f"--bootstrap must be 0 or more, got {self.bootstrap}")
+        if self.baseline not in BASELINES:
+            raise UsageError(f"--baseline must be one of {', '.join(BASELINES)}, got {self.baseline}")
         if self.batch_size <= 0:
             raise UsageError(f"--batch-size must be positive, got {self.batch_size}")
         if self.workers < 0:

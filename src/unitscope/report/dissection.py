@@ -121,6 +121,11 @@ def _card(row: pd.Series, unit: int, image: np.ndarray, colors: dict[str, str], 
         "iou": iou if math.isfinite(iou) else -1.0,
         "iou_text": _number(iou),
         "detector": bool(row.get("detector", False)) and labelled,
+        # NetDissect would call it a detector, but its label is not significant at --fdr: marked on the card.
+        "not_significant": bool(row.get("iou_detector", False)) and not bool(row.get("detector", False)),
+        "q_text": f"{float(row['q_value']):.2g}" if labelled and pd.notna(row.get("q_value")) else "",
+        "stability_text": (f"{100 * float(row['stability']):.0f}%"
+                           if labelled and pd.notna(row.get("stability")) else ""),
         "peak": peak,
         "peak_text": f"{peak:.3g}",
         "threshold_text": f"{float(row['threshold']):.3g}",
@@ -166,7 +171,15 @@ def _layer_section(result: DissectionResult, name: str, cards: list[dict[str, ob
         figure = plot_detector_counts(result, name, max_concepts=options.max_concepts, titles=False)
         chart = {"uri": figure_data_uri(figure), "width": figure_css_width(figure)}
     detectors = int(layer.units["detector"].astype(bool).sum()) if labelled else 0
+    iou_only = int(layer.units["iou_detector"].astype(bool).sum()) if labelled and "iou_detector" in layer.units \
+        else None
+    ci = layer.intervals.get("detectors_ci")
+    recorded = result.record.baseline
+    baseline = recorded.get("layers", {}).get(name) if isinstance(recorded, dict) else None
     return {
+        "iou_detectors": iou_only,
+        "detectors_ci": f"{ci[0]:.0f}–{ci[1]:.0f}" if isinstance(ci, list) else "",
+        "baseline": baseline["table"][-1] if baseline else None,
         "name": name,
         "anchor": "layer-" + "".join(ch if ch.isalnum() else "-" for ch in name),
         "path": layer.path,
@@ -198,6 +211,8 @@ def _header(result: DissectionResult, model: LoadedModel, probe: ProbeSet) -> di
         "input_size": "×".join(str(s) for s in record.input_size),
         "quantile": settings.get("quantile", "–"),
         "iou_threshold": settings.get("iou_threshold", "–"),
+        "fdr": settings.get("fdr"),
+        "warnings": list(record.warnings),
         "upsample": settings.get("upsample", "–"),
         "topk": settings.get("topk", "–"),
         "seconds": record.seconds,

@@ -107,6 +107,22 @@ class LabelBatch:
         empty = torch.zeros(0, dtype=torch.int64, device=self.device)
         return tuple(regions), torch.cat([empty, *numbers]), torch.cat([empty, *areas])
 
+    @cached_property
+    def label_counts(self) -> torch.Tensor:
+        """int64 [B, L + 1]: pixels of each label number per image (column 0: none); built once per batch."""
+        width = self.num_labels + 1
+        table = self.pixel_table.to(torch.int64)
+        offsets = (torch.arange(len(self), device=table.device) * width)[:, None, None]
+        return torch.bincount((table + 1 + offsets).view(-1), minlength=len(self) * width).view(len(self), width)
+
+    @cached_property
+    def position_counts(self) -> torch.Tensor:
+        """float32 [L, P]: in how many of the batch's images each label is present at each pixel."""
+        table = self.pixel_table.to(torch.int64)  # -1 (no label) lands in row 0, dropped
+        keys = ((table + 1) * self.num_pixels + torch.arange(self.num_pixels, device=table.device)[None, :, None])
+        counts = torch.bincount(keys.view(-1), minlength=(self.num_labels + 1) * self.num_pixels)
+        return counts.view(self.num_labels + 1, self.num_pixels)[1:].to(torch.float32)
+
     def to(self, device: torch.device | str) -> LabelBatch:
         """The same labels on another device."""
         return LabelBatch(

@@ -36,13 +36,17 @@ TEMPLATE = """<!doctype html>
 {% for note in notes %}<p class="note">{{ note }}</p>{% endfor %}
 
 <h2>Detector units and unique concepts per layer and category</h2>
+<p class="note">Detectors: IoU above the threshold and label significant at the run's FDR;
+[95% bootstrap interval of the total]; "IoU alone" is Network Dissection's count.</p>
 <table><tr><th class="l">layer</th><th class="l">category</th>
 <th class="a">{{ names[0] }} detectors</th><th class="a">unique</th>
 <th class="b">{{ names[1] }} detectors</th><th class="b">unique</th></tr>
 {% for row in categories %}<tr{% if row.category == 'total' %} style="font-weight:600"{% endif %}>
 <td class="l">{{ row.layer }}</td><td class="l">{{ row.category }}</td>
-<td>{{ row.detectors_a }} <span class="small">/ {{ row.units_a }}</span></td><td>{{ row.unique_a }}</td>
-<td>{{ row.detectors_b }} <span class="small">/ {{ row.units_b }}</span></td><td>{{ row.unique_b }}</td></tr>
+<td>{{ row.detectors_a }} <span class="small">{% if row.detectors_ci_a %}[{{ row.detectors_ci_a }}] {% endif %}
+/ {{ row.units_a }} · IoU alone {{ row.iou_detectors_a }}</span></td><td>{{ row.unique_a }}</td>
+<td>{{ row.detectors_b }} <span class="small">{% if row.detectors_ci_b %}[{{ row.detectors_ci_b }}] {% endif %}
+/ {{ row.units_b }} · IoU alone {{ row.iou_detectors_b }}</span></td><td>{{ row.unique_b }}</td></tr>
 {% endfor %}</table>
 <img alt="categories per layer" src="{{ figures['categories'] }}">
 

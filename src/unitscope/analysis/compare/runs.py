@@ -118,6 +118,13 @@ def category_table(runs: tuple[DissectionResult, DissectionResult], pairs: list[
                 row[f"units_{side}"] = int(run.layers[layer].shape[0])
                 row[f"detectors_{side}"] = len(detectors)
                 row[f"unique_{side}"] = int(detectors["label"].nunique())
+                # Detectors are IoU AND significant (issue 12); NetDissect's IoU-only count and the
+                # bootstrap interval of the total ride along ("" / equal counts for runs without them).
+                iou_only = units["iou_detector"].astype(bool) if "iou_detector" in units else units["detector"]
+                in_category = iou_only if category == "total" else iou_only & (units["category"] == category)
+                row[f"iou_detectors_{side}"] = int(in_category.sum())
+                ci = run.layers[layer].intervals.get("detectors_ci") if category == "total" else None
+                row[f"detectors_ci_{side}"] = f"{ci[0]:.0f}–{ci[1]:.0f}" if isinstance(ci, list) else ""
             rows.append(row)
     return pd.DataFrame(rows)
 

@@ -1,0 +1,120 @@
+"""How sure is a label? p/q-values, margin and bootstrap stability per unit; intervals per layer.
+
+A unit is a detector when its IoU reaches ``--iou`` AND its label is significant at ``--fdr`` after
+Benjamini–Hochberg over all units × concepts of the layer; ``iou_detector`` keeps NetDissect's IoU-only rule.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from unitscope.data.probe import ConceptTable
+from unitscope.dissection.result import DissectionResult
+from unitscope.stats.bootstrap import bootstrap_labels
+from unitscope.stats.evidence import LabelEvidence
+from unitscope.stats.iou import ConceptOverlap
+from unitscope.stats.significance import benjamini_hochberg, p_values
+
+# Below this many above-threshold activation cells per unit (quantile × images × h × w) a unit's mask is
+# a handful of blobs in a handful of images and IoU alone says little: the run warns.
+MIN_ACTIVE_CELLS: float = 50.0
+
+
+def active_cells(quantile: float, images: int, shape: tuple[int, int, int]) -> float:
+    """Expected above-threshold cells of one unit's activation maps over the probe set."""
+    return quantile * images * shape[1] * shape[2]
+
+
+def small_probe_warning(quantile: float, images: int, shape: tuple[int, int, int], layer: str) -> str | None:
+    """A warning line when the probe set is too small for the layer, else None."""
+    cells = active_cells(quantile, images, shape)
+    if cells >= MIN_ACTIVE_CELLS:
+        return None
+    needed = int(np.ceil(MIN_ACTIVE_CELLS / (quantile * shape[1] * shape[2])))
+    return (f"warning: layer {layer}: each unit is active on only {cells:.0f} of its {shape[1]}x{shape[2]} map cells "
+            f"over {images} images (below {MIN_ACTIVE_CELLS:.0f}); IoU labels are unreliable — use at least "
+            f"{needed} probe images")
+
+
+@dataclass(frozen=True)
+class LayerConfidence:
+    columns: pd.DataFrame  # p_value, q_value, significant, margin, stability per unit
+    intervals: dict[str, object]  # bootstrap intervals of the layer's counts
+
+
+def _interval(values: np.ndarray) -> list[float]:
+    if len(values) == 0:
+        return [float("nan"), float("nan")]
+    low, high = np.percentile(values, [2.5, 97.5])
+    return [float(low), float(high)]
+
+
+def _significant_digits(values: np.ndarray, digits: int = 10) -> np.ndarray:
+    """``values`` rounded to ``digits`` significant decimal digits (zeros stay zero)."""
+    values = np.asarray(values, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scale = np.where(values != 0, 10.0 ** np.floor(np.log10(np.abs(values))), 1.0)
+    return np.round(values / scale, digits - 1) * scale
+
+
+def layer_confidence(iou: np.ndarray, overlap: ConceptOverlap, evidence: LabelEvidence, concepts: ConceptTable,
+                     iou_threshold: float, fdr: float, resamples: int, seed: int = 0) -> LayerConfidence:
+    """Per-unit confidence columns and bootstrap intervals for one layer (columns = label numbers)."""
+    units, width = iou.shape
+    category = overlap.label_category.cpu().numpy()
+    is_concept = np.zeros(width, dtype=bool)
+    is_concept[[c.number for c in concepts.concepts if c.number < width]] = True
+    mean, var = evidence.moments.moments(overlap.label_category)
+    # Float sums depend on their order (one process vs. torchrun shards): keep 10 significant digits, so the
+    # p-values do not depend on how the probe set was split.
+    mean, var = _significant_digits(mean), _significant_digits(var)
+    p = p_values(overlap.intersection.cpu().double().numpy(), mean, var, is_concept)
+    q = np.ones_like(p)
+    q[:, is_concept] = benjamini_hochberg(p[:, is_concept])
+    significant = q <= fdr
+    masked = np.where(is_concept[None, :], iou, -1.0)
+    best = masked.argmax(axis=1)  # first maximum: the lower label number, as label_units
+    rows = np.arange(units)
+    second = np.sort(masked, axis=1)[:, -2] if width > 1 else np.zeros(units)
+    labelled = masked[rows, best] > 0
+    best_number = np.where(labelled, best, -1)
+    outcome = bootstrap_labels(evidence.counts, category, best_number, masked, significant, iou_threshold,
+                               resamples, seed)
+    columns = pd.DataFrame({
+        "p_value": p[rows, best],
+        "q_value": q[rows, best],
+        "significant": significant[rows, best] & labelled,
+        "margin": masked[rows, best] - np.maximum(second, 0.0),
+        "stability": np.where(labelled, outcome.stability, np.nan),
+    })
+    intervals = {
+        "resamples": int(resamples),
+        "detectors_ci": _interval(outcome.detectors),
+        "iou_detectors_ci": _interval(outcome.iou_detectors),
+        "unique_ci": _interval(outcome.unique),
+    }
+    return LayerConfidence(columns, intervals)
+
+
+def confidence_lines(result: DissectionResult) -> str:
+    """Per layer: detectors (IoU and significant, with bootstrap interval) beside NetDissect's IoU-only count."""
+    baseline: dict[str, Any] = dict(result.record.baseline or {})
+    lines = []
+    for name, layer in result.layers.items():
+        total = layer.table.iloc[-1]
+        if "iou_detectors" not in layer.table:
+            continue
+        ci = layer.intervals.get("detectors_ci")
+        interval = f" [95% CI {ci[0]:.0f}–{ci[1]:.0f}]" if isinstance(ci, list) else ""
+        line = (f"{name}: {int(total['detectors'])} significant detectors{interval} "
+                f"of {int(total['iou_detectors'])} with IoU alone")
+        theirs = baseline.get("layers", {}).get(name)
+        if theirs:
+            mine = theirs["table"][-1]
+            line += f"; random weights: {mine['detectors']} ({mine['iou_detectors']} with IoU alone)"
+        lines.append(line)
+    return "\n".join(lines)

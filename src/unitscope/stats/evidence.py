@@ -1,0 +1,47 @@
+"""What pass 2 keeps, beyond the overlap totals, for significance and the bootstrap: one hook per batch."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import torch
+
+from unitscope.stats._state import StateValue, StatsError
+from unitscope.stats.bootstrap import ImageCounts
+from unitscope.stats.iou import MaskPixels
+from unitscope.stats.labels import LabelBatch
+from unitscope.stats.significance import NullMoments, image_areas
+
+
+class LabelEvidence:
+    """Null moments (for p-values) and sparse per-image counts (for the bootstrap) of one layer."""
+
+    def __init__(self, num_units: int, num_labels: int, num_categories: int, cells: int, pixels: int) -> None:
+        self.num_units = num_units
+        self.moments = NullMoments(num_units, num_labels, num_categories, max(cells, 2), pixels)
+        self.counts = ImageCounts(num_units, num_labels)
+
+    def update(self, masks: MaskPixels, image_of: torch.Tensor, unit_of: torch.Tensor, labels: LabelBatch,
+               images: np.ndarray) -> None:
+        """Count one batch of pass 2 (the same on pixels ConceptOverlap.update_active counted)."""
+        active = torch.bincount(masks.index.to(labels.device), minlength=masks.count)
+        counts = labels.label_counts
+        areas, label_areas = image_areas(active, image_of, unit_of, counts, self.num_units)
+        self.moments.update(areas, label_areas, labels, masks, unit_of)
+        self.counts.update(masks, image_of, unit_of, labels, images, active, counts)
+
+    def merge(self, other: LabelEvidence) -> None:
+        """Add another disjoint part of the probe set (a rank's shard)."""
+        self.moments.merge(other.moments)
+        self.counts.merge(other.counts)
+
+    def state_dict(self) -> dict[str, StateValue]:
+        return {"moments": self.moments.state_dict(), "counts": self.counts.state_dict()}  # type: ignore[dict-item]
+
+    def load_state_dict(self, state: Mapping[str, StateValue]) -> None:
+        moments, counts = state.get("moments"), state.get("counts")
+        if not isinstance(moments, Mapping) or not isinstance(counts, Mapping):
+            raise StatsError("LabelEvidence state needs 'moments' and 'counts'; load an unmodified state_dict")
+        self.moments.load_state_dict(moments)
+        self.counts.load_state_dict(counts)

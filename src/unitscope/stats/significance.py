@@ -1,0 +1,163 @@
+"""How surprising is a unit's overlap with a concept? Null moments streamed in pass 2, p-values, BH.
+
+Null model, per image i (see docs/readme/issue-12.md):
+  * pixel concepts: the unit's active region (a_i pixels) is placed at random in the image, independently
+    of the label (l_i pixels of n). The sampling unit is one cell of the layer's activation map (the mask is
+    decided at that resolution, so its pixels are not independent): with K cells per image the intersection
+    has the hypergeometric mean a·l/n and variance a·l·(n−a)·(n−l) / (n²·(K−1)) (pixels, K sites).
+  * whole-image concepts (scene, texture): the image label is assigned at random to k of the N_c annotated
+    images, so the intersection Σ_{i has label} a_i is a sample without replacement of the unit's areas:
+    mean k·ā, variance k·(N_c−k)/(N_c−1)·σ²(a).
+  * pixel concepts, second null: the unit's masks are scored against the labels of a random other image
+    (a permutation of images), mean Σ_p S_u(p)·T_l(p)/N from per-position counts S (unit on) and T (label).
+    A pair is significant only if it beats both nulls (intersection-union test: the larger mean is used).
+Sums over images give the mean and variance of the total intersection; a one-sided normal tail gives p.
+Everything accumulated is a sum over images, so it is exact, mergeable and independent of batching.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import torch
+from scipy.stats import norm
+
+from unitscope.stats._state import StateValue, StatsError, as_int, as_tensor, require_keys
+from unitscope.stats.iou import MaskPixels
+from unitscope.stats.labels import LabelBatch
+
+_KIND = "NullMoments"
+_SUMS = ("mean", "var", "area_sum", "area_sq", "images", "image_label_images", "unit_map", "label_map", "count")
+
+
+def image_areas(active: torch.Tensor, image_of: torch.Tensor, unit_of: torch.Tensor, counts: torch.Tensor,
+                num_units: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per image: active pixels of every unit [B, U] (from each mask's ``active`` count) and pixel-label
+    areas [B, L] (from ``LabelBatch.label_counts``), float64."""
+    areas = torch.zeros(counts.shape[0], num_units, dtype=torch.float64, device=counts.device)
+    areas[image_of.to(counts.device), unit_of.to(counts.device)] = active.to(torch.float64)
+    return areas, counts[:, 1:].to(torch.float64)
+
+
+class NullMoments:
+    """Streams the null mean and variance of every unit × label intersection (sums over images)."""
+
+    def __init__(self, num_units: int, num_labels: int, num_categories: int, cells: int, pixels: int) -> None:
+        if min(num_units, num_labels, num_categories, pixels) < 1 or cells < 2:
+            raise StatsError("NullMoments needs positive units, labels, categories, pixels and at least 2 cells")
+        self.pixels = pixels
+        # Per pixel position, summed over images: how often each unit is on, and each label present. Their
+        # product over N is the mean intersection when masks are scored against another image's labels.
+        self.unit_map = torch.zeros(num_units, pixels, dtype=torch.float32)
+        self.label_map = torch.zeros(num_labels, pixels, dtype=torch.float32)
+        self.count = torch.zeros(1, dtype=torch.float64)
+        self.num_units, self.num_labels, self.num_categories, self.cells = num_units, num_labels, num_categories, cells
+        self.mean = torch.zeros(num_units, num_labels, dtype=torch.float64)
+        self.var = torch.zeros(num_units, num_labels, dtype=torch.float64)
+        self.area_sum = torch.zeros(num_units, num_categories, dtype=torch.float64)
+        self.area_sq = torch.zeros(num_units, num_categories, dtype=torch.float64)
+        self.images = torch.zeros(num_categories, dtype=torch.float64)
+        self.image_label_images = torch.zeros(num_labels, dtype=torch.float64)
+
+    def update(self, areas: torch.Tensor, label_areas: torch.Tensor, labels: LabelBatch,
+               masks: MaskPixels | None = None, unit_of: torch.Tensor | None = None) -> None:
+        """Fold in one batch: ``areas`` [B, U] active pixels, ``label_areas`` [B, L] pixel-label areas.
+
+        ``masks`` and ``unit_of`` (the on pixels of the batch's masks and each mask's unit) feed the
+        position maps of the permutation mean; without them only the within-image mean is kept.
+        """
+        device = areas.device
+        if self.mean.device != device:
+            for name in _SUMS:
+                setattr(self, name, getattr(self, name).to(device))
+        n = float(labels.num_pixels)
+        if labels.num_pixels != self.pixels:
+            raise StatsError(f"labels have {labels.num_pixels} pixels, NullMoments was built for {self.pixels}")
+        self.count += len(labels)
+        if masks is not None and unit_of is not None:
+            keys = unit_of.to(device).index_select(0, masks.index.to(device)) * self.pixels + masks.pixel.to(device)
+            self.unit_map += torch.bincount(keys, minlength=self.num_units * self.pixels).view(
+                self.num_units, self.pixels).to(torch.float32)
+        self.label_map += labels.position_counts.to(device)
+        self.mean += areas.T @ label_areas / n
+        self.var += (areas * (n - areas)).T @ (label_areas * (n - label_areas)) / (n * n * (self.cells - 1))
+        annotated = labels.annotated.to(device, torch.float64)
+        self.area_sum += areas.T @ annotated
+        self.area_sq += (areas * areas).T @ annotated
+        self.images += annotated.sum(dim=0)
+        if labels.image_numbers.numel() > 0:
+            numbers = labels.image_numbers.to(device)
+            self.image_label_images.index_add_(0, numbers, torch.ones_like(numbers, dtype=torch.float64))
+
+    def merge(self, other: NullMoments) -> None:
+        """Add another disjoint part of the probe set."""
+        if (other.num_units, other.num_labels, other.num_categories, other.cells, other.pixels) != (
+                self.num_units, self.num_labels, self.num_categories, self.cells, self.pixels):
+            raise StatsError("NullMoments.merge needs a statistic of the same shape")
+        for name in _SUMS:
+            getattr(self, name).add_(getattr(other, name).to(self.mean.device))
+
+    def moments(self, label_category: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """Null mean and variance [U, L] of the total intersection (pixel and whole-image parts)."""
+        category = label_category.cpu().clamp(min=0)
+        n_c = self.images.cpu()[category]  # [L]
+        mean_a = self.area_sum.cpu()[:, category] / n_c.clamp(min=1)
+        var_a = (self.area_sq.cpu()[:, category] / n_c.clamp(min=1) - mean_a**2).clamp(min=0)
+        k = self.image_label_images.cpu()
+        whole_mean = k * mean_a
+        whole_var = k * (n_c - k) / (n_c - 1).clamp(min=1) * var_a
+        within = self.mean.cpu()
+        if bool(self.unit_map.any()):
+            # Permutation mean: every image's masks scored against the labels of a random image. Taking the
+            # larger of the two means is the intersection-union test of both nulls (same variance, one-sided):
+            # significant only if the overlap beats both the per-image amounts and the position habits.
+            permuted = (self.unit_map.cpu().double() @ self.label_map.cpu().double().T) / self.count.cpu().clamp(min=1)
+            within = torch.maximum(within, permuted)
+        mean = within + whole_mean
+        var = self.var.cpu() + whole_var
+        return mean.numpy(), var.numpy()
+
+    def state_dict(self) -> dict[str, StateValue]:
+        return {"num_units": self.num_units, "num_labels": self.num_labels,
+                "num_categories": self.num_categories, "cells": self.cells, "pixels": self.pixels,
+                **{name: getattr(self, name).clone() for name in _SUMS}}
+
+    def load_state_dict(self, state: Mapping[str, StateValue]) -> None:
+        keys = ("num_units", "num_labels", "num_categories", "cells", "pixels")
+        require_keys(_KIND, state, [*keys, *_SUMS])
+        shape = tuple(as_int(_KIND, state, k) for k in keys)
+        if shape != (self.num_units, self.num_labels, self.num_categories, self.cells, self.pixels):
+            raise StatsError(f"NullMoments state has shape {shape}; load an unmodified state_dict")
+        for name in _SUMS:
+            tensor = as_tensor(_KIND, state, name)
+            if tensor.shape != getattr(self, name).shape:
+                raise StatsError(f"NullMoments state entry {name!r} has the wrong shape")
+            setattr(self, name, tensor.to(getattr(self, name).dtype))
+
+
+def p_values(intersection: np.ndarray, mean: np.ndarray, var: np.ndarray, concept: np.ndarray,
+             inflation: float = 1.0) -> np.ndarray:
+    """One-sided normal p-values of the observed intersections; 1 where there is no variance or no concept."""
+    spread = np.sqrt(np.maximum(var * inflation, 0.0))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = (intersection - mean) / spread
+    p = np.where(spread > 0, norm.sf(z), 1.0)
+    p = np.where(np.isfinite(p), p, 1.0)
+    p[:, ~concept] = 1.0
+    return np.asarray(p, dtype=np.float64)
+
+
+def benjamini_hochberg(p: np.ndarray) -> np.ndarray:
+    """Benjamini–Hochberg adjusted p-values (q-values) of all entries of ``p``, same shape."""
+    flat = np.asarray(p, dtype=np.float64).reshape(-1)
+    if flat.size == 0:
+        return flat.reshape(np.shape(p))
+    if np.any((flat < 0) | (flat > 1)) or not np.all(np.isfinite(flat)):
+        raise StatsError("p-values must be finite and in [0, 1]")
+    order = np.argsort(flat, kind="stable")
+    ranked = flat[order] * flat.size / np.arange(1, flat.size + 1)
+    ranked = np.minimum.accumulate(ranked[::-1])[::-1]
+    q = np.empty_like(flat)
+    q[order] = np.minimum(ranked, 1.0)
+    return q.reshape(np.shape(p))

@@ -1,0 +1,144 @@
+"""Label confidence: BH q-values, null moments by hand, and the planted acceptance (exact, weak, null, dead)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from planted import PlantedProbe
+from planted_significance import DEAD, EXACT, FIRST_NULL, WEAK, write_significance_model
+from scipy.stats import false_discovery_control
+
+from unitscope.data.probe import Concept, ConceptTable, ProbeSample
+from unitscope.dissection.confidence import small_probe_warning
+from unitscope.dissection.result import DissectionResult
+from unitscope.dissection.run import dissect
+from unitscope.dissection.settings import DissectSettings
+from unitscope.errors import UsageError
+from unitscope.report.run_report import render_report
+from unitscope.stats.labels import LabelBatch
+from unitscope.stats.significance import NullMoments, benjamini_hochberg, p_values
+
+
+def test_bh_matches_scipy_and_hand_values() -> None:
+    p = np.array([0.01, 0.04, 0.03, 0.005, 0.5])
+    # hand: sorted 0.005,0.01,0.03,0.04,0.5 -> ×5/rank = .025,.025,.05,.05,.5 (already monotone)
+    assert np.allclose(benjamini_hochberg(p), [0.025, 0.05, 0.05, 0.025, 0.5])
+    rng = np.random.default_rng(0)
+    q = rng.uniform(size=(7, 9)) ** 3
+    assert np.allclose(benjamini_hochberg(q), false_discovery_control(q.reshape(-1)).reshape(7, 9))
+    with pytest.raises(UsageError):
+        benjamini_hochberg(np.array([0.2, 1.5]))
+
+
+def _labels(maps: list[np.ndarray], scenes: list[int]) -> LabelBatch:
+    concepts = ConceptTable((Concept(1, "a", "object"), Concept(2, "s", "scene")), ("object", "scene"))
+    samples = [ProbeSample(i, np.zeros((2, 2, 3), np.uint8), {"object": m[None]}, {"scene": (s,)} if s else {})
+               for i, (m, s) in enumerate(zip(maps, scenes, strict=True))]
+    return LabelBatch.from_samples(samples, concepts, (2, 2))
+
+
+def test_null_moments_by_hand_and_batch_independent() -> None:
+    maps = [np.array([[1, 1], [0, 0]]), np.array([[1, 0], [0, 0]]), np.array([[0, 0], [0, 0]])]
+    areas = torch.tensor([[2.0], [3.0], [1.0]], dtype=torch.float64)  # one unit, active pixels per image
+    label_areas = torch.tensor([[0, 2, 0], [0, 1, 0], [0, 0, 0]], dtype=torch.float64)
+    whole = NullMoments(1, 3, 2, cells=4, pixels=4)
+    whole.update(areas, label_areas, _labels(maps, [2, 0, 2]))
+    # image 0: a=2, l=2, n=4, K=4: mean 1, var 2*2*2*2/(16*3); image 1: a=3, l=1: mean .75, var 3*1*1*3/(16*3)
+    assert whole.mean[0, 1].item() == pytest.approx(1.75)
+    assert whole.var[0, 1].item() == pytest.approx(16 / 48 + 9 / 48)
+    mean, var = whole.moments(torch.tensor([-1, 0, 1]))
+    # scene annotated in images 0 and 2 only (areas 2, 1), label on k=2 of N=2: mean 2*1.5, no variance
+    assert mean[0, 2] == pytest.approx(3.0)
+    assert var[0, 2] == pytest.approx(0.0)
+    parts = NullMoments(1, 3, 2, cells=4, pixels=4)
+    parts.update(areas[:1], label_areas[:1], _labels(maps[:1], [2]))
+    rest = NullMoments(1, 3, 2, cells=4, pixels=4)
+    rest.update(areas[1:], label_areas[1:], _labels(maps[1:], [0, 2]))
+    parts.merge(rest)
+    assert torch.allclose(parts.mean, whole.mean) and torch.allclose(parts.var, whole.var)
+    assert np.allclose(parts.moments(torch.tensor([-1, 0, 1]))[1], var)
+    p = p_values(np.array([[0.0, 3.0, 4.0]]), mean, var, np.array([False, True, True]))
+    assert p[0, 0] == 1.0 and 0 < p[0, 1] < 0.5 and p[0, 2] == 1.0
+
+
+def _planted(tmp_path: Path, seed: int, batch_size: int = 16) -> object:
+    settings = DissectSettings(quantile=0.1, bootstrap=100, batch_size=batch_size, workers=0)
+    return dissect(write_significance_model(tmp_path, 50, seed), ["0"], PlantedProbe(80, seed=seed), None,
+                   mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), settings=settings, progress=False)
+
+
+def test_planted_exact_weak_null_dead(tmp_path: Path) -> None:
+    false_positives, nulls, iou_only, weak_stability = 0, 0, 0, []
+    for seed in range(4):
+        units = _planted(tmp_path, seed).layers["0"].units  # type: ignore[attr-defined]
+        exact = units[units["unit"].isin(EXACT)]
+        assert exact["significant"].all() and exact["detector"].all()
+        assert (exact["stability"] == 1.0).all()
+        assert set(exact["label"]) == {"square", "bar"}
+        weak = units[units["unit"].isin(WEAK)]
+        assert weak["significant"].all()
+        weak_stability += list(weak["stability"])
+        dead = units[units["unit"].isin(DEAD)]
+        assert not dead["detector"].any() and dead["stability"].isna().all()
+        null = units[units["unit"] >= FIRST_NULL]
+        false_positives += int(null["significant"].sum())
+        iou_only += int(null["iou_detector"].sum())
+        nulls += len(null)
+    assert nulls >= 200
+    assert false_positives / nulls <= 0.05  # measured: 0 of 200
+    assert iou_only > 100  # NetDissect's rule alone calls most null units detectors
+    assert np.mean(weak_stability) < 1.0
+
+
+def test_confidence_independent_of_batch_size(tmp_path: Path) -> None:
+    a = _planted(tmp_path, 1, batch_size=7).layers["0"]  # type: ignore[attr-defined]
+    b = _planted(tmp_path, 1, batch_size=80).layers["0"]  # type: ignore[attr-defined]
+    for column in ("p_value", "q_value", "significant", "margin", "stability"):
+        assert np.allclose(a.units[column].to_numpy(dtype=float), b.units[column].to_numpy(dtype=float),
+                           equal_nan=True, rtol=1e-9), column
+    assert a.intervals == b.intervals
+
+
+def test_random_baseline_and_small_probe_warning(tmp_path: Path) -> None:
+    settings = DissectSettings(quantile=0.005, bootstrap=20, baseline="random", workers=0)
+    result = dissect(write_significance_model(tmp_path, 4, 0), ["0"], PlantedProbe(20), tmp_path / "run",
+                     mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), settings=settings, progress=False)
+    page = render_report(result, probe=PlantedProbe(20)).read_text()
+    assert "Probe set too small" in page and "Random weights" in page
+    assert "stable in" in page and "<span>q " in page
+    units = result.layers["0"].units
+    marked = page.count("NOT SIGNIFICANT</span>")
+    assert marked == int((units["iou_detector"] & ~units["detector"]).sum())
+    baseline = result.record.baseline
+    assert baseline["kind"] == "random"  # type: ignore[index]
+    total = baseline["layers"]["0"]["table"][-1]  # type: ignore[index]
+    assert total["category"] == "total" and total["iou_detectors"] >= total["detectors"]
+    assert result.record.warnings == (small_probe_warning(0.005, 20, (10, 16, 16), "0"),)
+    assert DissectionResult.load(tmp_path / "run").layers["0"].intervals == result.layers["0"].intervals
+    assert small_probe_warning(0.005, 100, (512, 4, 4), "layer4") is not None
+    assert small_probe_warning(0.005, 1000, (256, 7, 7), "conv5") is None
+    with pytest.raises(UsageError):
+        DissectSettings(fdr=0.0).validate()
+
+
+def test_permutation_mean_scores_masks_against_other_images_labels() -> None:
+    from unitscope.stats.iou import MaskPixels
+
+    # Two 2x2 images; label 1 at pixel 0 in image 0 and at pixels 0, 1 in image 1. One unit, on at pixel 0
+    # in image 0 and at pixel 3 in image 1. Pairings (mask i, labels j): |M0∩L0|=1, |M0∩L1|=1, |M1∩L0|=0,
+    # |M1∩L1|=0, so the mean over a random partner image is (1+1+0+0)/2 = 1.
+    maps = [np.array([[1, 0], [0, 0]]), np.array([[1, 1], [0, 0]])]
+    labels = _labels(maps, [0, 0])
+    masks = MaskPixels(torch.tensor([0, 1]), torch.tensor([0, 3]), 2, (2, 2))
+    stat = NullMoments(1, 3, 2, cells=4, pixels=4)
+    areas = torch.tensor([[1.0], [1.0]], dtype=torch.float64)
+    label_areas = torch.tensor([[0, 1, 0], [0, 2, 0]], dtype=torch.float64)
+    stat.update(areas, label_areas, labels, masks, torch.tensor([0, 0]))
+    mean, _ = stat.moments(torch.tensor([-1, 0, 1]))
+    assert mean[0, 1] == pytest.approx(1.0)
+    restored = NullMoments(1, 3, 2, cells=4, pixels=4)
+    restored.load_state_dict(stat.state_dict())
+    assert np.allclose(restored.moments(torch.tensor([-1, 0, 1]))[0], mean)
