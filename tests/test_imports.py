@@ -15,7 +15,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "unitscope"
 
 # Floors, lowest first: a module may import its own floor or lower ones only.
 FLOORS: tuple[tuple[str, ...], ...] = (
-    ("errors", "progress", "staging", "training_config"),
+    ("errors", "progress", "processes", "staging", "training_config"),
     ("data", "stats", "capture", "models"),
     ("receptive", "perturb"),
     ("dissection", "minimal", "rf", "evaluation", "training"),
