@@ -6,16 +6,43 @@ run to the end (the caller keeps the model's output) and can record the layer's 
 In the style of baukit's ``Trace``/``StopForward``: the forward pass is abandoned (by a private
 exception) as soon as every requested layer has produced its output, so layers after the deepest one
 requested cost nothing.
+
+Every capture is handed over as ``[batch, units, h, w]`` where it has a spatial meaning
+(:func:`spatial_output`): a transformer's tokens ``[batch, tokens, dim]`` become a ``dim × g × g`` grid
+(the class token, when ``tokens = 1 + g²``, is dropped: it belongs to no image position), and Swin's
+channels-last ``[batch, h, w, dim]`` feature maps are permuted to channels-first.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 from types import TracebackType
 
 import torch
 from torch import nn
+
+
+def channels_last_layers(module: nn.Module) -> set[str]:
+    """Module paths whose 4-D outputs are [B, h, w, C]: torchvision Swin's ``features`` and ``norm``."""
+    if type(module).__name__ != "SwinTransformer":
+        return set()
+    return {name for name, _ in module.named_modules() if name.split(".")[0] in ("features", "norm")}
+
+
+def spatial_output(output: torch.Tensor, channels_last: bool = False) -> torch.Tensor:
+    """``output`` as [B, C, h, w] where it is a token sequence or a channels-last map; else unchanged."""
+    if output.dim() == 4 and channels_last:
+        return output.permute(0, 3, 1, 2)
+    if output.dim() == 3:
+        tokens = output.shape[1]
+        for drop in (1, 0):  # a class token first, or none
+            side = math.isqrt(max(tokens - drop, 0))
+            if side > 1 and side * side == tokens - drop:
+                grid = output[:, drop:, :]
+                return grid.transpose(1, 2).reshape(output.shape[0], output.shape[2], side, side)
+    return output
 
 
 class _StopForward(Exception):
@@ -36,6 +63,7 @@ class LayerCapture:
         self.stop_after_last = stop_after_last
         self.clone = clone
         self._targets = {name: modules[name] for name in self.layers}
+        self._channels_last = channels_last_layers(module)
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
         self._outputs: dict[str, torch.Tensor] = {}
 
@@ -51,10 +79,14 @@ class LayerCapture:
             handle.remove()
         self._handles.clear()
 
-    def _make_hook(self, name: str):
+    def _make_hook(self, name: str) -> Callable[[nn.Module, tuple[torch.Tensor, ...], torch.Tensor], None]:
         def hook(_module: nn.Module, _inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+            if not isinstance(output, torch.Tensor):
+                raise RuntimeError(f"layer {name} returns {type(output).__name__}, not a tensor; capture a "
+                                   "sub-module that returns one (unitscope layers --model M lists them)")
             # Clone: an in-place ReLU after this module would otherwise rewrite what we captured.
-            self._outputs[name] = output.detach().clone() if self.clone else output.detach()
+            grid = spatial_output(output.detach(), name in self._channels_last)
+            self._outputs[name] = grid.clone() if self.clone else grid
             if self.stop_after_last and len(self._outputs) == len(self.layers):
                 raise _StopForward
 

@@ -107,7 +107,8 @@ def claim_output(out: Path, overwrite: bool, *, reusable: bool = False) -> None:
     import click
 
     check_output(out, overwrite, reusable=reusable)
-    click.get_current_context().with_resource(lock_output(out))
+    if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 writes, so only rank 0 locks
+        click.get_current_context().with_resource(lock_output(out))
 
 
 @contextlib.contextmanager

@@ -43,7 +43,8 @@ def format_tables(result: object) -> str:
               help="Module path (features.10, layer4) or paper name (conv5); repeat for several layers.")
 @click.option("--data", default="sceneworld", show_default=True,
               help="sceneworld, sceneworld-objects, a Broden-format directory, or a plain image folder.")
-@click.option("--n", "n", type=int, default=500, show_default=True, help="Images to generate (SceneWorld).")
+@click.option("--n", "--images", "n", type=int, default=500, show_default=True,
+              help="Images to generate (SceneWorld); --images under torchrun, whose own options swallow --n.")
 @click.option("--seed", type=int, default=0, show_default=True, help="SceneWorld seed.")
 @click.option("--size", type=int, default=112, show_default=True, help="SceneWorld image side.")
 @click.option("--input-size", type=int, default=None, help="Resize images to this side before the network.")
@@ -95,6 +96,10 @@ def command(model_spec: str, weights: str | None, num_classes: int | None, devic
         input_size=input_size, mean=parse_triple(mean, "--mean"), std=parse_triple(std, "--std"),
         settings=settings, device=device, overwrite=overwrite, trust_checkpoint=trusted_checkpoints(),
     )
+    from unitscope.distributed import is_main_process
+
+    if not is_main_process():
+        return  # under torchrun only rank 0 reports
     if not no_report:
         from unitscope.report.run_report import render_report
 

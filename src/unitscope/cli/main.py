@@ -26,6 +26,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "unitscope.cli.segment",
     "unitscope.cli.cam",
     "unitscope.cli.rf",
+    "unitscope.cli.layers",
     "unitscope.cli.report",
     "unitscope.cli.explain",
 )

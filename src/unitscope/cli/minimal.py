@@ -30,7 +30,7 @@ def _target_index(label: str, class_names: list[str] | None) -> int:
 @click.option("--label", default=None, help="True class of --image (a class name of the model).")
 @click.option("--data", default=None,
               help="sceneworld, sceneworld-objects, sceneworld-background, or a folder of class sub-folders.")
-@click.option("--n", "n", type=int, default=50, show_default=True,
+@click.option("--n", "--images", "n", type=int, default=50, show_default=True,
               help="SceneWorld images to make (a folder is used whole).")
 @click.option("--seed", type=int, default=12345, show_default=True, help="SceneWorld seed (fresh by default).")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Output directory.")
@@ -54,24 +54,29 @@ def command(model_spec: str, weights: str | None, num_classes: int | None, devic
     if segments < 2:
         raise UsageError(f"--segments is {segments}; it must be at least 2 so there is something to remove")
     check_output_dir(out, overwrite)
+    from unitscope.distributed import session
     from unitscope.minimal.run import MinimalSettings, run_minimal
     from unitscope.minimal.sources import SingleImage, open_source
 
-    model = open_model(model_spec, weights, num_classes, device)
-    settings = MinimalSettings(n_segments=segments, edges=edges, fill=fill, batch_size=batch_size)
-    if image_path is not None:
-        from unitscope.data.image_folder import read_rgb
+    with session(device) as group:  # under torchrun each rank takes every world-th image
+        model = open_model(model_spec, weights, num_classes, group.device)
+        settings = MinimalSettings(n_segments=segments, edges=edges, fill=fill, batch_size=batch_size)
+        if image_path is not None:
+            from unitscope.data.image_folder import read_rgb
 
-        source = SingleImage(read_rgb(image_path), _target_index(str(label), model.class_names), image_path.stem)
-        identity: dict[str, object] = {"image": str(image_path), "label": label}
-    else:
-        size = model.preprocess.input_size[0] if model.preprocess.input_size else 112
-        source = open_source(str(data), model.class_names, n=n, seed=seed, size=size)
-        identity = {"seed": seed}
-    start = time.perf_counter()
-    summary = run_minimal(model, source, out, settings, overwrite=overwrite, identity=identity,
-                          strict=image_path is not None, progress=image_path is None)
+            source = SingleImage(read_rgb(image_path), _target_index(str(label), model.class_names), image_path.stem)
+            identity: dict[str, object] = {"image": str(image_path), "label": label}
+        else:
+            size = model.preprocess.input_size[0] if model.preprocess.input_size else 112
+            source = open_source(str(data), model.class_names, n=n, seed=seed, size=size)
+            identity = {"seed": seed}
+        start = time.perf_counter()
+        summary = run_minimal(model, source, out, settings, overwrite=overwrite, identity=identity,
+                              strict=image_path is not None, progress=image_path is None,
+                              group=group)
     seconds = time.perf_counter() - start
+    if not group.is_main:
+        return
     done = summary["processed"]
     skipped = ", ".join(f"{v} {k}" for k, v in summary["skipped"].items()) or "none"  # type: ignore[union-attr]
     kept = f"mean pixels kept {summary['mean_pixel_fraction']:.1%}; " if done else ""

@@ -12,6 +12,7 @@ from unitscope.cli.options import check_output_dir, check_positive, model_option
 from unitscope.errors import UsageError
 
 if TYPE_CHECKING:
+    from unitscope.distributed import Group
     from unitscope.models.loading import LoadedModel
 
 DEFAULT_INPUT_SIDE: int = 224
@@ -65,7 +66,8 @@ def theory_rows(model: LoadedModel, input_size: tuple[int, int], layers: tuple[s
 @click.option("--empirical", is_flag=True, help="Also measure empirical fields by occlusion (needs --layer, --out).")
 @click.option("--data", default="sceneworld", show_default=True,
               help="sceneworld, sceneworld-objects, a Broden-format directory, or a plain image folder.")
-@click.option("--n", "n", type=int, default=200, show_default=True, help="Probe images searched for top images.")
+@click.option("--n", "--images", "n", type=int, default=200, show_default=True,
+              help="Probe images searched for top images (--images under torchrun).")
 @click.option("--seed", type=int, default=0, show_default=True, help="SceneWorld seed and random-occluder seed.")
 @click.option("--size", type=int, default=112, show_default=True, help="SceneWorld image side.")
 @click.option("--topk", type=int, default=10, show_default=True, help="Top images averaged per unit.")
@@ -95,15 +97,21 @@ def command(model_spec: str, weights: str | None, num_classes: int | None, devic
         raise UsageError("--empirical needs --layer NAME and --out RUN")
     if empirical and out is not None:
         check_output_dir(out, overwrite)
-    model = open_model(model_spec, weights, num_classes, device)
-    if input_size:
-        model.preprocess = model.preprocess.with_overrides(input_size)
     if not empirical:
+        model = open_model(model_spec, weights, num_classes, device)
+        if input_size:
+            model.preprocess = model.preprocess.with_overrides(input_size)
         side = model.preprocess.input_size or (DEFAULT_INPUT_SIDE, DEFAULT_INPUT_SIDE)
         _print_theory(theory_rows(model, side, layers), as_json)
         return
-    _run_empirical(model, layers, data, n, seed, size, topk, patch, stride, fill, units, fraction, batch_size,
-                   full, out, as_json)  # type: ignore[arg-type]  # out is set: checked above
+    from unitscope.distributed import session
+
+    with session(device) as group:  # under torchrun: each rank searches and occludes a share of the images
+        model = open_model(model_spec, weights, num_classes, group.device)
+        if input_size:
+            model.preprocess = model.preprocess.with_overrides(input_size)
+        _run_empirical(model, layers, data, n, seed, size, topk, patch, stride, fill, units, fraction, batch_size,
+                       full, out, as_json, group)  # type: ignore[arg-type]  # out is set: checked above
 
 
 def _print_theory(rows: list[dict[str, object]], as_json: bool) -> None:
@@ -117,8 +125,8 @@ def _print_theory(rows: list[dict[str, object]], as_json: bool) -> None:
 
 def _run_empirical(model: LoadedModel, layers: tuple[str, ...], data: str, n: int, seed: int, size: int, topk: int,
                    patch: int, stride: int, fill: str, units: list[int] | None, fraction: float,
-                   batch_size: int, full: bool, out: Path, as_json: bool) -> None:
-    """Measure every --layer and write the run directory."""
+                   batch_size: int, full: bool, out: Path, as_json: bool, group: Group) -> None:
+    """Measure every --layer and write the run directory (rank 0 only, under torchrun)."""
     from unitscope.data import open_probe
     from unitscope.models.layers import resolve_layer
     from unitscope.rf.empirical import EmpiricalSettings, empirical_fields
@@ -134,7 +142,10 @@ def _run_empirical(model: LoadedModel, layers: tuple[str, ...], data: str, n: in
     results = {}
     for name, path in paths.items():
         results[name] = empirical_fields(module, path, probe, lambda images: preprocess.batch(images, device),
-                                         units, settings, preprocess.mean, preprocess.std, progress=not as_json)
+                                         units, settings, preprocess.mean, preprocess.std,
+                                         progress=not as_json and group.is_main, group=group)
+    if not group.is_main:
+        return
     info = {"model": model.name, "data": probe.name, "n_images": len(probe),
             "settings": settings.__dict__}
     write_run(out, results, info)

@@ -27,6 +27,7 @@ from unitscope.dissection.loader import LoadedBatch, iterate_batches
 from unitscope.dissection.settings import DissectSettings
 from unitscope.dissection.sparse_masks import WindowedMasks
 from unitscope.dissection.upsample import Upsampler
+from unitscope.distributed import Group
 from unitscope.errors import UsageError
 from unitscope.models.loading import LoadedModel
 from unitscope.progress import progress_bar
@@ -87,8 +88,10 @@ class DissectionEngine:
         workdir: Path,
         geometry: Callable[[str], tuple[float, float] | None],
         progress: bool = True,
+        group: Group | None = None,
     ) -> None:
         self.model = model
+        self.group = group or Group()  # a shard of the probe set when run under torchrun
         self.layers = layers  # display name -> module path
         self.probe = probe
         self.settings = settings
@@ -118,7 +121,12 @@ class DissectionEngine:
 
     def _new_stats(self, shape: tuple[int, int, int]) -> tuple[TopQuantile, TopImages]:
         units, h, w = shape
-        return TopQuantile(units, self.settings.quantile, len(self.probe) * h * w), TopImages(units, self.settings.topk)
+        total = self._total_images() * h * w
+        return TopQuantile(units, self.settings.quantile, total), TopImages(units, self.settings.topk)
+
+    def _total_images(self) -> int:
+        """Images of the whole probe set (a torchrun shard knows the size of what it was cut from)."""
+        return int(getattr(self.probe, "full_size", len(self.probe)))
 
     def _pass_one(self) -> tuple[dict[str, LayerShape], dict[str, tuple[TopQuantile, TopImages]], dict[int, str]]:
         """Shapes, quantile and top-k statistics of every layer, and the skipped images."""
@@ -268,7 +276,10 @@ class DissectionEngine:
         started = time.perf_counter()
         self.workdir.mkdir(parents=True, exist_ok=True)
         shapes, stats, skipped = self._pass_one()
-        counted = len(self.probe) - len(skipped)
+        group = self.group
+        stats = {k: (group.merge_quantile(q), group.merge_topk(t)) for k, (q, t) in stats.items()}
+        all_skipped = group.merge_skipped(skipped)
+        counted = self._total_images() - len(all_skipped)
         results: dict[str, LayerStatistics] = {}
         thresholds: dict[str, torch.Tensor] = {}
         for name, path in self.layers.items():
@@ -281,6 +292,7 @@ class DissectionEngine:
         if has_labels(self.probe):
             overlaps = self._pass_two(shapes, thresholds, skipped)
             for name, overlap in overlaps.items():
+                overlap = group.merge_overlap(overlap)
                 results[name].iou = overlap.iou().cpu()
                 results[name].overlap = overlap
-        return EngineOutcome(list(results.values()), skipped, time.perf_counter() - started)
+        return EngineOutcome(list(results.values()), all_skipped, time.perf_counter() - started)

@@ -25,6 +25,7 @@ from unitscope.dissection.labels import detector_table, label_units
 from unitscope.dissection.record import DataSpec, LayerRecord, ModelSpec, RunRecord, RunSpec, versions
 from unitscope.dissection.result import DissectionResult, LayerResult, layer_dirname
 from unitscope.dissection.settings import DissectSettings
+from unitscope.distributed import Group, PeerFailure, session
 from unitscope.errors import UsageError
 from unitscope.models.layers import resolve_layer
 from unitscope.models.loading import LoadedModel, load_model
@@ -82,7 +83,18 @@ def _layer_result(stats: LayerStatistics, probe: ProbeSet, settings: DissectSett
     return LayerResult(stats.name, stats.path, stats.shape, units, table, pd.DataFrame(rows), iou)
 
 
-def dissect(
+def dissect(*args: object, device: str = "cpu", **kwargs: object) -> DissectionResult:
+    """Label every unit of ``layers`` with the concept it detects (Network Dissection, exact).
+
+    Under ``torchrun`` each rank dissects a strided shard of the probe set and the ranks merge their
+    statistics; the result equals a single process's bit for bit and only rank 0 writes ``out``.
+    The run writes data only; :func:`unitscope.report.dissection.write_dissection_report` renders it.
+    """
+    with session(device) as group:
+        return _dissect(*args, device=group.device, group=group, **kwargs)  # type: ignore[arg-type]
+
+
+def _dissect(
     model: str | LoadedModel = "sceneworld-scene",
     layers: Sequence[str] = ("conv5",),
     data: str | ProbeSet = "sceneworld",
@@ -101,11 +113,10 @@ def dissect(
     overwrite: bool = False,
     progress: bool = True,
     trust_checkpoint: bool = False,
+    group: Group | None = None,
 ) -> DissectionResult:
-    """Label every unit of ``layers`` with the concept it detects (Network Dissection, exact).
-
-    The run writes data only; :func:`unitscope.report.dissection.write_dissection_report` renders it.
-    """
+    group = group or Group()
+    progress = progress and group.is_main
     settings = settings or DissectSettings()
     settings.validate()
     if not layers:
@@ -115,19 +126,19 @@ def dissect(
     data_spec = DataSpec(data if isinstance(data, str) else data.name, n, seed, size)
     identity = _identity(model_spec, data_spec, layers, settings)
     out_path = Path(out) if out is not None else None
-    if out_path is None:
-        return _dissect(model, layers, data, None, identity, weights, num_classes, n, seed, size, input_size, mean,
-                        std, settings, device, overwrite, progress, trust_checkpoint)
-    with lock_output(out_path):  # one writer per run directory (re-entrant: the CLI holds it too)
-        return _dissect(model, layers, data, out_path, identity, weights, num_classes, n, seed, size, input_size,
-                        mean, std, settings, device, overwrite, progress, trust_checkpoint)
+    if out_path is None or not group.is_main:
+        return _dissect_locked(model, layers, data, out_path, identity, weights, num_classes, n, seed, size,
+                               input_size, mean, std, settings, device, overwrite, progress, trust_checkpoint, group)
+    with lock_output(out_path):  # one writer per run directory (re-entrant: the CLI holds it too); rank 0 only
+        return _dissect_locked(model, layers, data, out_path, identity, weights, num_classes, n, seed, size,
+                               input_size, mean, std, settings, device, overwrite, progress, trust_checkpoint, group)
 
 
-def _dissect(
+def _dissect_locked(
     model: str | LoadedModel, layers: Sequence[str], data: str | ProbeSet, out_path: Path | None,
     identity: RunSpec, weights: str | None, num_classes: int | None, n: int, seed: int, size: int,
     input_size: int | None, mean: Sequence[float] | None, std: Sequence[float] | None, settings: DissectSettings,
-    device: str, overwrite: bool, progress: bool, trust_checkpoint: bool,
+    device: str, overwrite: bool, progress: bool, trust_checkpoint: bool, group: Group,
 ) -> DissectionResult:
     """``dissect`` once the output (if any) is locked for this process."""
     if out_path is not None and (out_path / "summary.json").is_file() and not overwrite:
@@ -151,41 +162,58 @@ def _dissect(
     model_input = loaded.preprocess.input_size or probe.image_size
     geometry = alignment_geometry(loaded.module, model_input) if settings.upsample == "rf" else {}
 
+    mine = group.shard_probe(probe, settings.batch_size) if group.active else probe
     if out_path is None:
         with tempfile.TemporaryDirectory(prefix="unitscope-") as tmp:
-            outcome = DissectionEngine(loaded, paths, probe, settings, Path(tmp), geometry.get, progress).run()
+            outcome = DissectionEngine(loaded, paths, mine, settings, Path(tmp), geometry.get, progress, group).run()
             return _assemble(outcome, probe, settings, identity, loaded, None, geometry)
 
     staging = staging_path(out_path)
-    config_path = staging / "config.json"
-    if staging.exists():
-        previous = json.loads(config_path.read_text()) if config_path.is_file() else None
-        if previous != _identity_json(_sorted_layers(identity)):
-            if not overwrite:
-                raise UsageError(
-                    f"{staging} holds an interrupted run of a different command; rerun that command, "
-                    "or pass --overwrite to discard it"
-                )
-            shutil.rmtree(staging)
-        elif progress:
-            print(f"resuming the interrupted run in {staging}")
-    staging.mkdir(parents=True, exist_ok=True)
-    config_path.write_text(json.dumps(_identity_json(_sorted_layers(identity)), indent=2))
-    engine = DissectionEngine(loaded, paths, probe, settings, staging / "work", geometry.get, progress)
+    problem = _prepare_staging(staging, _identity_json(_sorted_layers(identity)), overwrite, progress) if group.is_main else None
+    problem = group.broadcast(problem)
+    if problem is not None:
+        raise UsageError(problem)
+    work = staging / "work" / group.work_name() if group.active else staging / "work"
+    engine = DissectionEngine(loaded, paths, mine, settings, work, geometry.get, progress, group)
     try:
         outcome = engine.run()
+        group.barrier()  # every rank is done with its shard before rank 0 removes the staging directory
+        if not group.is_main:
+            shutil.rmtree(work, ignore_errors=True)
+            group.barrier()
+            return _assemble(outcome, probe, settings, identity, loaded, None, geometry)
+        group.barrier()
         result = _assemble(outcome, probe, settings, identity, loaded, out_path, geometry)
         result_dir = staging / "result"
         if result_dir.exists():
             shutil.rmtree(result_dir)
         result.write(result_dir)
+    except PeerFailure:
+        raise  # another rank was stopped: keep every checkpoint so that the same command resumes
     except UsageError:
-        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(staging if group.is_main else work, ignore_errors=True)
         raise
     publish(result_dir, out_path)
     shutil.rmtree(staging)
     result.run_dir = out_path
     return result
+
+
+def _prepare_staging(staging: Path, identity: dict[str, object], overwrite: bool, progress: bool) -> str | None:
+    """Create or reuse ``staging`` for this command; the problem as a message, or None."""
+    config_path = staging / "config.json"
+    if staging.exists():
+        previous = json.loads(config_path.read_text()) if config_path.is_file() else None
+        if previous != identity:
+            if not overwrite:
+                return (f"{staging} holds an interrupted run of a different command; rerun that command, "
+                        "or pass --overwrite to discard it")
+            shutil.rmtree(staging)
+        elif progress:
+            print(f"resuming the interrupted run in {staging}")
+    staging.mkdir(parents=True, exist_ok=True)
+    config_path.write_text(json.dumps(identity, indent=2))
+    return None
 
 
 def _assemble(outcome: EngineOutcome, probe: ProbeSet, settings: DissectSettings, spec: RunSpec,

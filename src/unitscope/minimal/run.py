@@ -26,6 +26,7 @@ from pathlib import Path
 import pandas as pd
 from PIL import Image
 
+from unitscope.distributed import Group, PeerFailure
 from unitscope.errors import UsageError
 from unitscope.minimal.greedy import MinimalResult, MisclassifiedImageError, minimal_image
 from unitscope.minimal.poisson import PoissonSolver
@@ -245,10 +246,10 @@ def _write_tables(stage: Path, records: Sequence[ImageRecord], identity: dict[st
     (stage / "retention.md").write_text(retention_markdown(rows, title))
 
 
-def _process_all(runner: _Runner, source: ImageSource, progress: bool) -> list[ImageRecord]:
+def _process_all(runner: _Runner, source: ImageSource, progress: bool, indices: Sequence[int]) -> list[ImageRecord]:
     records = []
     name = runner.model.name
-    for i in progress_iter(range(len(source)), desc=f"minimal {name}", unit="img", disable=not progress):
+    for i in progress_iter(indices, desc=f"minimal {name}", unit="img", disable=not progress):
         record_path = runner.stage / "records" / f"{i:05d}.json"
         if record_path.is_file():
             records.append(_load_record(record_path))
@@ -268,23 +269,44 @@ def run_minimal(
     progress: bool = True,
     identity: dict[str, object] | None = None,
     strict: bool = False,
+    group: Group | None = None,
 ) -> dict[str, object]:
     """Minimal images for every image of ``source``; returns the contents of ``summary.json``.
 
     Images the model already gets wrong, or that segment into one region, are recorded as skipped;
     with ``strict`` they are usage errors instead (the single-image command). A usage error removes the
-    staging directory, so nothing half-written is left behind.
+    staging directory, so nothing half-written is left behind. Under torchrun (``group``) rank r takes
+    images r, r + world, …, writing into the same staging directory (one file system), and rank 0 writes
+    the tables and publishes.
     """
+    group = group or Group()
     out = Path(out)
     # The batch size changes speed, never results, so a run may resume with another one.
     decisive = {k: v for k, v in asdict(settings).items() if k != "batch_size"}
     identity = {"model": model.name, "data": source.name, "images": len(source), **decisive, **(identity or {})}
-    stage = _prepare_stage(out, identity, overwrite)
+    problem = None
+    if group.is_main:
+        try:
+            _prepare_stage(out, identity, overwrite)
+        except UsageError as err:
+            problem = str(err)
+    problem = group.broadcast(problem)
+    if problem is not None:
+        raise UsageError(problem)
+    stage = staging_path(out)
     try:
-        records = _process_all(_Runner(model, stage, settings, strict), source, progress)
+        indices = group.shard(len(source))
+        mine = _process_all(_Runner(model, stage, settings, strict), source, progress and group.is_main, indices)
+        parts = group.all_gather(list(zip(indices, mine, strict=True)))
+        records = [r for _, r in sorted((pair for part in parts for pair in part), key=lambda pair: pair[0])]
+    except PeerFailure:
+        raise  # another rank stopped: keep the finished records for the rerun
     except UsageError:
-        shutil.rmtree(stage, ignore_errors=True)
+        if group.is_main:
+            shutil.rmtree(stage, ignore_errors=True)
         raise
+    if not group.is_main:
+        return _summary(records, identity)
     _write_tables(stage, records, identity)
     shutil.rmtree(stage / "records")
     (stage / "run.json").unlink()

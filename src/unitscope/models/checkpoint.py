@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -28,10 +29,12 @@ def read_checkpoint(path: str | Path, trust: bool = False) -> dict[str, torch.Te
     if not path.is_file():
         raise UsageError(f"checkpoint {path} does not exist; pass an existing file to --weights")
     try:
-        if trust:
-            loaded = torch.load(path, map_location="cpu", weights_only=False, encoding="latin1")
-        else:
-            loaded = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's pickle-protocol warning would break the one-line error
+            warnings.simplefilter("ignore", UserWarning)
+            if trust:
+                loaded = torch.load(path, map_location="cpu", weights_only=False, encoding="latin1")
+            else:
+                loaded = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # a text file, a truncated zip, a pickle of Python objects: never run, only refused
         message = str(err)
         if not trust and ("GLOBAL" in message or "Unsupported" in message):

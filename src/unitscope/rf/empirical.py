@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from unitscope.data.probe import ProbeSet
+from unitscope.distributed import Group
 from unitscope.errors import UsageError
 from unitscope.perturb.occluders import OccluderGrid, grid_to_pixels
 from unitscope.perturb.occlusion import OcclusionPlan, occlusion_discrepancy, plan_occlusion
@@ -139,20 +140,26 @@ def prepare(preprocess: Preprocess, images: Sequence[np.ndarray], size: tuple[in
 
 def top_images(plan: OcclusionPlan, model: nn.Module, probe: ProbeSet, preprocess: Preprocess,
                units: torch.Tensor, k: int, batch_size: int, device: torch.device,
-               progress: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per unit its top-k image indices [U, k'] and peaks [U, k', 2] (row, column) on the layer's map."""
+               progress: bool = False, group: Group | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per unit its top-k image indices [U, k'] and peaks [U, k', 2] (row, column) on the layer's map.
+
+    Under torchrun each rank searches every ``world``-th batch and the tables are merged (exact).
+    """
+    group = group or Group()
     tops = TopImages(len(units), k)
     width = plan.map_size[1]
-    starts = range(0, len(probe), batch_size)
+    n = len(probe)
+    mine = group.shard(n, batch_size)
+    starts = range(0, len(mine), batch_size)
     with torch.no_grad():
         for start in progress_iter(starts, desc=f"top images {plan.layer}", disable=None if progress else True,
                                    unit="batch"):
-            indices = list(range(start, min(start + batch_size, len(probe))))
+            indices = mine[start:start + batch_size]
             batch = prepare(preprocess, [probe[i].image for i in indices], plan.input_size).to(device)
             acts = plan.full_model(batch)[:, units.to(device)].flatten(2)
             scores, flat = acts.max(dim=2)
             tops.update(scores.float().cpu(), torch.tensor(indices), flat.cpu())
-    image_indices, _scores, flat_peaks = tops.result()
+    image_indices, _scores, flat_peaks = group.merge_topk(tops).result()
     return image_indices, torch.stack([flat_peaks // width, flat_peaks % width], dim=-1)
 
 
@@ -166,6 +173,7 @@ def empirical_fields(
     mean: Sequence[float] = (0.485, 0.456, 0.406),
     std: Sequence[float] = (0.229, 0.224, 0.225),
     progress: bool = False,
+    group: Group | None = None,
 ) -> LayerFields:
     """Empirical receptive fields of ``units`` (default: all) of ``layer`` over the probe set.
 
@@ -190,9 +198,9 @@ def empirical_fields(
     model.eval()
     try:
         tops, peaks = top_images(plan, model, probe, preprocess, chosen, settings.topk, settings.forward_batch,
-                                 device, progress)
+                                 device, progress, group)
         maps = _occlude_tops(model, plan, probe, preprocess, grid, chosen, tops, peaks, settings, mean, std,
-                             progress)
+                             progress, group or Group())
     finally:
         model.train(was_training)
     fields = []
@@ -209,8 +217,12 @@ def empirical_fields(
 def _occlude_tops(model: nn.Module, plan: OcclusionPlan, probe: ProbeSet, preprocess: Preprocess,
                   grid: OccluderGrid, units: torch.Tensor, tops: torch.Tensor, peaks: torch.Tensor,
                   settings: EmpiricalSettings, mean: Sequence[float], std: Sequence[float],
-                  progress: bool) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Per unit, the summed re-centred pixel maps and their coverage over its top images."""
+                  progress: bool, group: Group) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Per unit, the summed re-centred pixel maps and their coverage over its top images.
+
+    Under torchrun each rank occludes every ``world``-th image; the re-centred maps are gathered and
+    summed in image order on every rank, so the float64 sums equal one process's bit for bit.
+    """
     radius = canvas_radius(plan.geometry, grid.patch, grid.image_size)
     side = 2 * radius + 1
     sums = [(torch.zeros(side, side, dtype=torch.float64), torch.zeros(side, side, dtype=torch.float64))
@@ -220,7 +232,9 @@ def _occlude_tops(model: nn.Module, plan: OcclusionPlan, probe: ProbeSet, prepro
         for rank, image_index in enumerate(tops[row].tolist()):
             by_image.setdefault(image_index, []).append((row, rank))
     bars = {"disable": None if progress else True, "unit": "image"}  # None: only on a terminal
-    for image_index in progress_iter(sorted(by_image), desc=f"occluding {plan.layer}", **bars):
+    mine: dict[int, list[tuple[int, torch.Tensor, torch.Tensor]]] = {}
+    for image_index in progress_iter(sorted(by_image)[group.rank::group.world], desc=f"occluding {plan.layer}",
+                                     **bars):
         members = by_image[image_index]
         rows = torch.tensor([row for row, _ in members])
         these_peaks = torch.stack([peaks[row, rank] for row, rank in members])
@@ -231,7 +245,10 @@ def _occlude_tops(model: nn.Module, plan: OcclusionPlan, probe: ProbeSet, prepro
         pixel_maps = grid_to_pixels(grids.double(), grid)
         for j, (row, _rank) in enumerate(members):
             centre = plan.geometry.centre(float(these_peaks[j, 0]), float(these_peaks[j, 1]))
-            values, covered = recentre(pixel_maps[j], centre, radius)
+            mine.setdefault(image_index, []).append((row, *recentre(pixel_maps[j], centre, radius)))
+    gathered = {image: maps for part in group.all_gather(mine) for image, maps in part.items()}
+    for image_index in sorted(gathered):
+        for row, values, covered in gathered[image_index]:
             sums[row][0].add_(values)
             sums[row][1].add_(covered)
     return sums
