@@ -21,7 +21,7 @@ FLOORS: tuple[tuple[str, ...], ...] = (
     ("dissection", "minimal", "rf", "evaluation", "training"),
     ("report", "analysis", "explain"),
     ("api", "demo"),
-    ("cli", "__init__"),
+    ("cli", "__init__", "__main__"),
 )
 
 
