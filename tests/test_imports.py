@@ -17,7 +17,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "unitscope"
 FLOORS: tuple[tuple[str, ...], ...] = (
     ("errors", "progress", "processes", "staging", "training_config"),
     ("data", "stats", "capture", "models"),
-    ("receptive", "perturb"),
+    ("receptive", "perturb", "distributed"),
     ("dissection", "minimal", "rf", "evaluation", "training"),
     ("report", "analysis", "explain"),
     ("api", "demo"),
