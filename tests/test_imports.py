@@ -15,13 +15,13 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "unitscope"
 
 # Floors, lowest first: a module may import its own floor or lower ones only.
 FLOORS: tuple[tuple[str, ...], ...] = (
-    ("errors", "progress", "staging", "training_config"),
+    ("errors", "progress", "processes", "staging", "training_config"),
     ("data", "stats", "capture", "models"),
-    ("receptive", "perturb"),
+    ("receptive", "perturb", "distributed"),
     ("dissection", "minimal", "rf", "evaluation", "training"),
     ("report", "analysis", "explain"),
     ("api", "demo"),
-    ("cli", "__init__"),
+    ("cli", "__init__", "__main__"),
 )
 
 

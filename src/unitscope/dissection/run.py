@@ -234,7 +234,8 @@ def _dissect_locked(
             return result
 
     staging = staging_path(out_path)
-    problem = _prepare_staging(staging, _identity_json(_sorted_layers(identity)), overwrite, progress) if group.is_main else None
+    config = _identity_json(_sorted_layers(identity))
+    problem = _prepare_staging(staging, config, overwrite, progress) if group.is_main else None
     problem = group.broadcast(problem)
     if problem is not None:
         raise UsageError(problem)
