@@ -20,7 +20,7 @@ FLOORS: tuple[tuple[str, ...], ...] = (
     ("receptive", "perturb"),
     ("dissection", "minimal", "rf", "evaluation", "training"),
     ("report", "analysis"),
-    ("api", "demo"),
+    ("api", "demo", "demo_steps"),
     ("cli", "__init__"),
 )
 
