@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from cli_helpers import assert_usage_error, run_cli
+from cli_helpers import assert_iou_at_most_one, assert_usage_error, run_cli
 from PIL import Image
 from planted import PlantedProbe, write_model
 
@@ -29,8 +29,10 @@ UNIT_STD = (1.0, 1.0, 1.0)
 
 def run_planted(tmp_path: Path, n: int = 24, batch_size: int = 5, out: Path | None = None, **kw: object):
     settings = DissectSettings(quantile=0.3, batch_size=batch_size, workers=0, **kw)  # type: ignore[arg-type]
-    return dissect(write_model(tmp_path), ["0"], PlantedProbe(n), out, mean=UNIT_MEAN, std=UNIT_STD,
-                   settings=settings, progress=False)
+    result = dissect(write_model(tmp_path), ["0"], PlantedProbe(n), out, mean=UNIT_MEAN, std=UNIT_STD,
+                     settings=settings, progress=False)
+    assert_iou_at_most_one(result)
+    return result
 
 
 @pytest.mark.parametrize("upsample", ["rf", "bilinear"])

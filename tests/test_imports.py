@@ -15,11 +15,11 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "unitscope"
 
 # Floors, lowest first: a module may import its own floor or lower ones only.
 FLOORS: tuple[tuple[str, ...], ...] = (
-    ("errors", "progress", "staging", "training_config"),
+    ("errors", "progress", "staging", "training_config", "processes"),
     ("data", "stats", "capture", "models"),
     ("receptive", "perturb"),
     ("dissection", "minimal", "rf", "evaluation", "training"),
-    ("report", "analysis"),
+    ("report", "analysis", "explain"),
     ("api", "demo", "demo_steps"),
     ("cli", "__init__"),
 )

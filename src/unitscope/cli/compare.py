@@ -8,6 +8,8 @@ from pathlib import Path
 import click
 
 from unitscope.cli.options import check_output_dir
+from unitscope.errors import UsageError
+from unitscope.staging import staged
 
 
 @click.command("compare")
@@ -30,11 +32,15 @@ def command(run_a: Path, run_b: Path, out: Path, force: bool, data: str | None, 
     a, b = DissectionResult.load(run_a), DissectionResult.load(run_b)
     pair_layers(a, b, force)
     check_same_probe(a, b, force)
+    known = tuple(a.concepts.categories)
+    if category not in known:
+        raise UsageError(f"--category {category!r} is not a category of {run_a}; choose one of {', '.join(known)}")
     check_output_dir(out, overwrite)
     stats, source = run_statistics(a, data, category, max_images, progress=True)
     comparison = compare_runs(a, b, stats, force, category, _foreground(a, data))
     comparison.notes.insert(0, f"Probe statistics from {source}.")
-    write_comparison(comparison, out)
+    with staged(out) as stage:
+        write_comparison(comparison, stage)
     table = comparison.categories
     for pair in comparison.pairs:
         row = table[(table["layer"] == pair.label) & (table["category"] == category)].iloc[0]

@@ -33,8 +33,10 @@ def parse_units(value: str) -> int | None:
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Where report.html and units/ go (default: the run directory).")
 @click.option("--device", default="cpu", show_default=True, help="Torch device for the top images' maps.")
+@click.option("--trust-checkpoint", is_flag=True,
+              help="Fully unpickle the run's --weights file if it is not tensor-only (can run code from it).")
 def command(run_dir: Path, regions: str | None, field_sizes: Path | None, units: str, out: Path | None,
-            device: str) -> None:
+            device: str, trust_checkpoint: bool) -> None:
     """Render RUN's report.html and a page per unit (RUN/units/<layer>/<unit>.html) from the run's data."""
     if not (run_dir / "summary.json").is_file():
         raise UsageError(f"{run_dir} is not a finished dissection run (no summary.json); run dissect first")
@@ -51,5 +53,8 @@ def command(run_dir: Path, regions: str | None, field_sizes: Path | None, units:
     sizes = {name: side for name, side in measured.items() if name in run.layers} or None
     options = ReportOptions(max_units=max_units, regions=regions or ("field" if sizes else "activation"),
                             field_sizes=sizes)
-    page = render_report(run, options, out=out, device=device)
+    from unitscope.staging import lock_output
+
+    with lock_output(out if out is not None else run_dir):  # no report written while a dissect writes the run
+        page = render_report(run, options, out=out, device=device, trust_checkpoint=trust_checkpoint)
     click.echo(f"wrote {page} and a page per unit under {page.parent / 'units'}/")

@@ -33,7 +33,7 @@ def command(model_spec: str, weights: str | None, num_classes: int | None, devic
     from unitscope.analysis.segment.run import run_segment
     from unitscope.dissection.result import DissectionResult
 
-    check_positive(batch_size=batch_size)
+    check_positive(batch_size=batch_size, n=n)
     if pictures < 0:
         from unitscope.errors import UsageError
 
@@ -42,7 +42,10 @@ def command(model_spec: str, weights: str | None, num_classes: int | None, devic
     check_output_dir(out, overwrite)
     model = open_model(model_spec, weights, num_classes, device)
     source = open_inputs(image, data, n, seed, run.record.image_size[0])
-    summary = run_segment(model, run, source, out, layer, category, batch_size, pictures)
+    from unitscope.staging import staged
+
+    with staged(out) as stage:
+        summary = run_segment(model, run, source, stage, layer, category, batch_size, pictures)
     click.echo(f"segmented {len(summary.predictions)} image(s) → {out}")
     if summary.metrics is not None and summary.metrics["pixel_accuracy"] is not None:
         m = summary.metrics

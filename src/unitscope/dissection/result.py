@@ -63,6 +63,8 @@ class DissectionResult:
             layer.top_images.to_csv(layer_dir / "top_images.csv", index=False, float_format="%.6g")
             if layer.iou is not None:
                 np.save(layer_dir / "iou.npy", layer.iou.astype(np.float32))
+            if "threshold" in layer.units:  # exact: units.csv rounds to 6 digits, masks need every bit
+                np.save(layer_dir / "thresholds.npy", layer.units["threshold"].to_numpy(dtype=np.float64))
         write_record(self.record, directory)
 
     @classmethod

@@ -29,11 +29,32 @@ from unitscope.errors import UsageError
 from unitscope.models.layers import resolve_layer
 from unitscope.models.loading import LoadedModel, load_model
 from unitscope.receptive.theory import alignment_geometry
-from unitscope.staging import publish, staging_path
+from unitscope.staging import lock_output, publish, staging_path
+
+
+def _same_path(spec: str | None) -> str | None:
+    """A spec naming an existing file or folder as its absolute path, so ``./d``, ``d`` and ``/abs/d`` agree."""
+    if spec is None:
+        return None
+    file_part, sep, rest = spec.partition(":") if spec.split(":", 1)[0].endswith(".py") else (spec, "", "")
+    path = Path(file_part)
+    return str(path.resolve()) + sep + rest if path.exists() else spec
 
 
 def _identity(model: ModelSpec, data: DataSpec, layers: Sequence[str], settings: DissectSettings) -> RunSpec:
+    """The run's spec, with paths absolute (so ``./d``, ``d`` and ``/abs/d`` are one run, reopenable anywhere)."""
+    model = replace(model, spec=_same_path(model.spec) or model.spec, weights=_same_path(model.weights))
+    data = replace(data, data=_same_path(data.data) or data.data)
     return RunSpec(model, data, tuple(layers), dict(settings.identity()))
+
+
+def same_run(a: RunSpec, b: RunSpec) -> bool:
+    """Whether two specs name the same run: the order of the layers is display only."""
+    return _sorted_layers(a) == _sorted_layers(b)
+
+
+def _sorted_layers(spec: RunSpec) -> RunSpec:
+    return replace(spec, layers=tuple(sorted(set(spec.layers))))
 
 
 def _identity_json(spec: RunSpec) -> dict[str, object]:
@@ -79,6 +100,7 @@ def dissect(
     device: str = "cpu",
     overwrite: bool = False,
     progress: bool = True,
+    trust_checkpoint: bool = False,
 ) -> DissectionResult:
     """Label every unit of ``layers`` with the concept it detects (Network Dissection, exact).
 
@@ -93,9 +115,24 @@ def dissect(
     data_spec = DataSpec(data if isinstance(data, str) else data.name, n, seed, size)
     identity = _identity(model_spec, data_spec, layers, settings)
     out_path = Path(out) if out is not None else None
+    if out_path is None:
+        return _dissect(model, layers, data, None, identity, weights, num_classes, n, seed, size, input_size, mean,
+                        std, settings, device, overwrite, progress, trust_checkpoint)
+    with lock_output(out_path):  # one writer per run directory (re-entrant: the CLI holds it too)
+        return _dissect(model, layers, data, out_path, identity, weights, num_classes, n, seed, size, input_size,
+                        mean, std, settings, device, overwrite, progress, trust_checkpoint)
+
+
+def _dissect(
+    model: str | LoadedModel, layers: Sequence[str], data: str | ProbeSet, out_path: Path | None,
+    identity: RunSpec, weights: str | None, num_classes: int | None, n: int, seed: int, size: int,
+    input_size: int | None, mean: Sequence[float] | None, std: Sequence[float] | None, settings: DissectSettings,
+    device: str, overwrite: bool, progress: bool, trust_checkpoint: bool,
+) -> DissectionResult:
+    """``dissect`` once the output (if any) is locked for this process."""
     if out_path is not None and (out_path / "summary.json").is_file() and not overwrite:
         finished = DissectionResult.load(out_path)
-        if finished.record.spec == identity:
+        if same_run(finished.record.spec, identity):
             if progress:
                 print(f"{out_path} is already complete for this command; nothing to recompute")
             return finished
@@ -104,7 +141,8 @@ def dissect(
             and any(out_path.iterdir()) and not overwrite):
         raise UsageError(f"{out_path} exists and is not a dissection run; choose another --out")
 
-    loaded = model if isinstance(model, LoadedModel) else load_model(model, weights, num_classes, device)
+    loaded = model if isinstance(model, LoadedModel) else load_model(model, weights, num_classes, device,
+                                                                      trust_checkpoint)
     loaded = replace(loaded, preprocess=loaded.preprocess.with_overrides(input_size, mean, std))  # never mutate
     paths = {name: resolve_layer(loaded.module, name) for name in layers}
     probe = data if not isinstance(data, str) else open_probe(data, n=n, seed=seed, size=size)
@@ -122,7 +160,7 @@ def dissect(
     config_path = staging / "config.json"
     if staging.exists():
         previous = json.loads(config_path.read_text()) if config_path.is_file() else None
-        if previous != _identity_json(identity):
+        if previous != _identity_json(_sorted_layers(identity)):
             if not overwrite:
                 raise UsageError(
                     f"{staging} holds an interrupted run of a different command; rerun that command, "
@@ -132,7 +170,7 @@ def dissect(
         elif progress:
             print(f"resuming the interrupted run in {staging}")
     staging.mkdir(parents=True, exist_ok=True)
-    config_path.write_text(json.dumps(_identity_json(identity), indent=2))
+    config_path.write_text(json.dumps(_identity_json(_sorted_layers(identity)), indent=2))
     engine = DissectionEngine(loaded, paths, probe, settings, staging / "work", geometry.get, progress)
     try:
         outcome = engine.run()

@@ -17,12 +17,12 @@ from unitscope.report.dissection import ReportOptions, build_report
 from unitscope.report.html import write_html
 
 
-def reopen_model(run: DissectionResult, device: str = "cpu") -> LoadedModel:
+def reopen_model(run: DissectionResult, device: str = "cpu", trust_checkpoint: bool = False) -> LoadedModel:
     """The model a run dissected, loaded again from the spec, weights and preprocessing it recorded."""
     from unitscope.models.loading import load_model
 
     spec = run.record.spec.model
-    model = load_model(spec.spec, spec.weights, spec.num_classes, device)
+    model = load_model(spec.spec, spec.weights, spec.num_classes, device, trust_checkpoint)
     model.preprocess = model.preprocess.with_overrides(spec.input_size, spec.mean, spec.std)
     return model
 
@@ -40,14 +40,15 @@ def reopen_probe(run: DissectionResult) -> ProbeSet:
 
 
 def render_report(run: DissectionResult, options: ReportOptions | None = None, *, model: LoadedModel | None = None,
-                  probe: ProbeSet | None = None, out: Path | None = None, device: str = "cpu") -> Path:
+                  probe: ProbeSet | None = None, out: Path | None = None, device: str = "cpu",
+                  trust_checkpoint: bool = False) -> Path:
     """Write ``report.html`` (into ``out``, default the run directory) for a finished run; return its path."""
     directory = Path(out) if out is not None else run.run_dir
     if directory is None:
         raise UsageError("the run has no directory; pass out= for the report")
     options = options or ReportOptions()
     options.validate()
-    model = model or reopen_model(run, device)
+    model = model or reopen_model(run, device, trust_checkpoint)
     probe = probe or reopen_probe(run)
     return write_html(build_report(run, probe, model, options, directory), directory / "report.html")
 

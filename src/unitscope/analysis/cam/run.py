@@ -102,6 +102,9 @@ def run_cam(
                 cam = build_cam(model, x, layer, method)
                 out.mkdir(parents=True, exist_ok=True)
             result = cam(x, None if target is None else [target] * len(items), size=size)
+            if not (torch.isfinite(result.heatmaps).all() and torch.isfinite(result.logits).all()):
+                raise UsageError(f"{model.name} produced NaN or infinite values on image {items[0].key}; "
+                                 "check the weights and the input normalisation")
             for j, item in enumerate(items):
                 draw = pictures is None or len(rows) < pictures
                 rows.append(_one_image(model, item, result.heatmaps[j].cpu().numpy(), int(result.targets[j]),
