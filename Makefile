@@ -15,6 +15,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench
+	$(PY) -m mypy
 	$(PY) -m pytest
 
 bench: $(STAMP)

@@ -20,7 +20,7 @@ FLOORS: tuple[tuple[str, ...], ...] = (
     ("receptive", "perturb", "distributed"),
     ("dissection", "minimal", "rf", "evaluation", "training"),
     ("report", "analysis", "explain"),
-    ("api", "demo"),
+    ("api", "demo", "demo_steps"),
     ("cli", "__init__", "__main__"),
 )
 

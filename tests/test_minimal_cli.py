@@ -77,7 +77,7 @@ def run_cli(args: list[str]) -> None:
 def test_single_image_outputs_and_evaluate_rechecks_them(tmp_path: Path, model_spec: str, capsys) -> None:
     image = save(tmp_path / "in" / "poppy.png", blob_image(0, (230, 40, 30)))
     out = tmp_path / "out"
-    run_cli(["minimal", "--model", model_spec, "--image", str(image), "--label", "red", "--out", str(out),
+    run_cli(["minimal", "--model", model_spec, "--image", str(image), "--class", "red", "--out", str(out),
              "--segments", "12", "--fill", "gradient"])
     assert (out / "images" / "red" / "poppy.png").is_file()
     assert (out / "strips" / "poppy.png").is_file()

@@ -56,3 +56,9 @@ def test_missing_run_is_reported_before_heavy_imports(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "nope")], capture_output=True, text=True)
     assert done.returncode == 2, done.stderr
     assert done.stderr.count("\n") == 1 and "no summary.json" in done.stderr
+
+
+def test_version_and_the_old_world_spelling(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    result = run_cli(capsys, "--version")
+    assert result.code == 0 and result.out.startswith("unitscope, version ")
+    assert_usage_error(run_cli(capsys, "world", str(tmp_path / "a"), "--out", str(tmp_path / "b")), "once")

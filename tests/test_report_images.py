@@ -12,6 +12,7 @@ from torch import nn
 
 from unitscope.data.errors import BadSampleError
 from unitscope.data.probe import Concept, ConceptTable, ProbeSample
+from unitscope.dissection.record import settings_record
 from unitscope.dissection.result import DissectionResult, LayerResult
 from unitscope.errors import UsageError
 from unitscope.models.loading import LoadedModel
@@ -189,7 +190,7 @@ def test_unit_card_image_uses_run_thresholds_and_top_images() -> None:
     top = pd.DataFrame({"unit": [0, 0, 0, 1], "rank": [0, 1, 2, 0], "image": [2, 0, 1, 1],
                         "score": [1.0, 1.0, 1.0, 1.0], "peak_y": [0] * 4, "peak_x": [0] * 4})
     layer = LayerResult("features", "features", (2, 8, 8), units, pd.DataFrame(), top)
-    result = DissectionResult({"features": layer}, probe.concepts, {"settings": {"upsample": "bilinear"}})
+    result = DissectionResult({"features": layer}, probe.concepts, settings_record({"upsample": "bilinear"}))
     card = unit_card_image(result, planted_model(), probe, "features", 0, n_images=2, style=STYLE)
     expected = tile_images([outline_region(probe[i].image, box_mask(i), STYLE) for i in (2, 0)])
     assert np.array_equal(card, expected)

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from unitscope.data.probe import Concept, ConceptTable, ProbeSample
+from unitscope.dissection.record import settings_record
 from unitscope.dissection.result import DissectionResult, LayerResult
 from unitscope.errors import UsageError
 from unitscope.models.loading import LoadedModel
@@ -149,8 +150,8 @@ def dot_result() -> DissectionResult:
                         "peak_y": [2, 5, 0], "peak_x": [3, 1, 0]})
     table = pd.DataFrame({"category": ["object", "total"], "detectors": [1, 1], "unique": [1, 1]})
     layer = LayerResult("head", "head", (2, 8, 8), units, table, top)
-    return DissectionResult({"head": layer}, DotProbe.concepts, {"settings": {"upsample": "bilinear",
-                                                                              "quantile": 0.005}})
+    return DissectionResult({"head": layer}, DotProbe.concepts, settings_record(
+        {"upsample": "bilinear", "quantile": 0.005}))
 
 
 def test_page_states_the_region_rule() -> None:

@@ -25,7 +25,9 @@ from unitscope.dissection.settings import DissectSettings
 from unitscope.errors import UsageError
 from unitscope.models.loading import LoadedModel, load_model
 from unitscope.models.preprocessing import Preprocessing
-from unitscope.report.dissection import ReportOptions
+from unitscope.report.run_report import report
+
+__all__ = ["cam", "compare", "dissect", "minimal_images", "receptive_fields", "report", "segment"]
 
 ModelArg = str | nn.Module | LoadedModel
 DataArg = str | ProbeSet
@@ -112,19 +114,6 @@ def dissect(model: ModelArg = "sceneworld-scene", layers: Sequence[str] = ("conv
 
         render_report(result, model=loaded, probe=probe)
     return found
-
-
-def report(run: str | Path | Dissection, *, regions: str = "activation", units: int | None = None,
-           field_sizes: dict[str, float] | None = None, out: str | Path | None = None,
-           device: str = "cpu") -> Path:
-    """Render ``report.html`` and a page per unit for a finished run (a directory or a :class:`Dissection`)."""
-    from unitscope.report.run_report import render_report
-
-    options = ReportOptions(max_units=units, regions=regions, field_sizes=field_sizes)
-    target = Path(out) if out is not None else None
-    if isinstance(run, Dissection):
-        return render_report(run.result, options, model=run.model, probe=run.probe, out=target, device=device)
-    return render_report(DissectionResult.load(run), options, out=target, device=device)
 
 
 def _run(run: str | Path | Dissection | DissectionResult) -> DissectionResult:

@@ -6,7 +6,8 @@
 3. Dissection of conv3, conv4, conv5 and pool5 of both networks; the detector tables side by side.
 4. The comparison: object detectors per layer, which objects, and why (frequency, discriminativeness).
 5. Segmentation with the scene net's conv5 object detectors, in the same pass as the scene prediction.
-6. One page, ``index.html``, that ties the findings together.
+6. Minimal images, empirical receptive fields and CAM (the 2015 paper's own figures), in ``demo_steps``.
+7. One page, ``index.html``, that ties the findings together.
 Every step whose output is complete is skipped, so an interrupted demo resumes.
 """
 
@@ -37,6 +38,9 @@ class DemoConfig:
     n_eval: int = 600
     n_transfer: int = 300
     n_segment: int = 120
+    n_minimal: int = 4
+    n_rf: int = 60
+    n_cam: int = 6
     seed: int = 0
     eval_seed: int = 12345
     device: str = "cpu"
@@ -146,24 +150,37 @@ def segment_scenes(config: DemoConfig, run: DissectionResult) -> dict[str, objec
     return summary.metrics or {}
 
 
+STEPS = 10
+
+
+def step(number: int, text: str, started: float) -> None:
+    """One progress line per step, printed before the step's work starts."""
+    print(f"[{number}/{STEPS} {time.perf_counter() - started:5.0f} s] {text}", flush=True)
+
+
 def run_demo(config: DemoConfig) -> dict[str, object]:
     """Run every step, print what a reader needs, and return the numbers."""
+    from unitscope import demo_steps
+
     started = time.perf_counter()
     config.out.mkdir(parents=True, exist_ok=True)
+    step(1, "accuracy of the shipped networks", started)
     accuracy = cached_table(config.out / "accuracy.csv", lambda: accuracy_table(config))
     print("accuracy of the shipped networks (fresh SceneWorld seed)")
     print(accuracy.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    step(2, "transfer: linear SVM on fc7 features", started)
     transfer = cached_table(config.out / "transfer.csv", lambda: transfer_table(config))
     print("\ntransfer: linear SVM on fc7 features (the paper's Table 1)")
     print(transfer.pivot(index="features", columns="task", values="accuracy")
           .to_string(float_format=lambda v: f"{v:.3f}"))
+    step(3, f"exporting {config.n_probe} SceneWorld probe images in the Broden format", started)
     world = export_world(config)
     from unitscope.dissection.run import dissect
 
     settings = DissectSettings(workers=config.workers, baseline="random")  # random weights beside each net
     results = {}
-    for label, model_name in NETWORKS.items():
-        print(f"\ndissecting {model_name}: {', '.join(DEMO_LAYERS)}")
+    for number, (label, model_name) in enumerate(NETWORKS.items(), start=4):
+        step(number, f"dissecting {model_name}: {', '.join(DEMO_LAYERS)} (and its report)", started)
         results[label] = dissect(model_name, DEMO_LAYERS, str(world), config.out / label, settings=settings,
                                  device=config.device)
         if not (config.out / label / "report.html").is_file():
@@ -175,12 +192,20 @@ def run_demo(config: DemoConfig) -> dict[str, object]:
 
     for label, result in results.items():
         print(f"{label}: {confidence_lines(result)}")
+    step(6, "comparing the two networks' detectors", started)
     comparison = compare_networks(config, results, world)
+    step(7, f"segmenting {config.n_segment} scenes with the scene net's {SEGMENT_LAYER} object detectors", started)
     segmentation = segment_scenes(config, results["scene-net"])
     print(f"\nsegmentation with {SEGMENT_LAYER} object detectors of the scene net: "
           f"mean IoU {segmentation['mean_iou']:.3f} over object classes "
           f"(baseline, most frequent class everywhere: {segmentation['baseline_mean_iou']:.3f}), "
           f"pixel accuracy {segmentation['pixel_accuracy']:.3f}")
+    step(8, f"minimal images of {config.n_minimal} scenes", started)
+    minimal = demo_steps.minimal_step(config.out, config.n_minimal, config.eval_seed + 2, config.device)
+    step(9, f"empirical receptive fields by occlusion ({', '.join(demo_steps.RF_LAYERS)})", started)
+    fields = demo_steps.receptive_step(config.out, world, config.n_rf, config.device)
+    step(10, f"CAM on {config.n_cam} scenes", started)
+    cams = demo_steps.cam_step(config.out, config.n_cam, config.eval_seed + 3, config.device)
     seconds = time.perf_counter() - started
     summary = {
         "accuracy": accuracy.to_dict(orient="records"),
@@ -193,7 +218,7 @@ def run_demo(config: DemoConfig) -> dict[str, object]:
     (config.out / "demo.json").write_text(json.dumps(summary, indent=2, default=str))
     from unitscope.report.demo_page import write_demo_page
 
-    page = write_demo_page(config.out, summary, results)
+    page = write_demo_page(config.out, summary, results, {"minimal": minimal, "fields": fields, "cam": cams})
     print(f"\nthe story in one page: {page}")
     print(f"demo finished in {seconds:.0f} s")
     return summary

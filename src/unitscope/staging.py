@@ -66,6 +66,8 @@ def lock_output(out: Path) -> Iterator[None]:
     the lock file. The file is removed on a normal release; one left by kill -9 is unlocked and reused.
     """
     path = lock_path(out.absolute())
+    with contextlib.suppress(OSError):  # a fresh nested output (runs/scene) needs its parent; errors surface below
+        path.parent.mkdir(parents=True, exist_ok=True)
     while True:
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)

@@ -15,7 +15,7 @@ def command(model_spec: str, weights: str | None, num_classes: int | None, devic
             maps_only: bool) -> None:
     """Print every capturable layer: module path, type, output shape as dissected, theoretical field."""
     check_positive(input_size=input_size)
-    from unitscope.models.listing import list_layers
+    from unitscope.receptive.listing import list_layers
 
     model = open_model(model_spec, weights, num_classes, device)
     side = input_size or (model.preprocess.input_size[0] if model.preprocess.input_size else 224)

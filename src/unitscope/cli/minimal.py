@@ -26,8 +26,9 @@ def _target_index(label: str, class_names: list[str] | None) -> int:
 @click.command("minimal")
 @model_options
 @click.option("--image", "image_path", type=click.Path(path_type=Path), default=None,
-              help="One image to simplify (needs --label).")
-@click.option("--label", default=None, help="True class of --image (a class name of the model).")
+              help="One image to simplify (needs --class).")
+@click.option("--class", "--label", "label", default=None,
+              help="True class of --image (a class name of the model); --label is the old spelling.")
 @click.option("--data", default=None,
               help="sceneworld, sceneworld-objects, sceneworld-background, or a folder of class sub-folders.")
 @click.option("--n", "--images", "n", type=int, default=50, show_default=True,
@@ -47,9 +48,9 @@ def command(model_spec: str, weights: str | None, num_classes: int | None, devic
     """Remove image regions greedily while --model still classifies the image correctly; write the minimal
     images under OUT/images/<class>/, removal sequences, strips and summary tables."""
     if (image_path is None) == (data is None):
-        raise UsageError("give either --image PATH --label CLASS, or --data D (with --n and --seed)")
+        raise UsageError("give either --image PATH --class CLASS, or --data D (with --n and --seed)")
     if image_path is not None and label is None:
-        raise UsageError("--image needs --label CLASS, the image's true class")
+        raise UsageError("--image needs --class CLASS, the image's true class")
     check_positive(n=n, batch_size=batch_size)
     if segments < 2:
         raise UsageError(f"--segments is {segments}; it must be at least 2 so there is something to remove")

@@ -22,20 +22,27 @@ def check_free_space(out: Path, n: int, size: int) -> None:
 
 
 @click.command("world")
-@click.argument("out", type=click.Path(path_type=Path))
+@click.argument("out_arg", metavar="", required=False, type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Directory to write (Broden format).")
 @click.option("--kind", type=click.Choice(["scenes", "objects"]), default="scenes", show_default=True)
 @click.option("--n", "n", type=int, default=500, show_default=True, help="Number of images.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--size", type=int, default=112, show_default=True, help="Image side in pixels.")
 @click.option("--overwrite", is_flag=True, help="Replace a non-empty OUT.")
-def command(out: Path, kind: str, n: int, seed: int, size: int, overwrite: bool) -> None:
-    """Render N SceneWorld images with exact labels into OUT, in the Broden directory format."""
+def command(out_arg: Path | None, out: Path | None, kind: str, n: int, seed: int, size: int, overwrite: bool) -> None:
+    """Render N SceneWorld images with exact labels into --out, in the Broden directory format.
+
+    (``world OUT`` with OUT positional still works, an alias kept for one release.)
+    """
+    target = out if out is not None else out_arg
+    if target is None or (out is not None and out_arg is not None):
+        raise UsageError("give the output directory once, as --out DIR")
     check_positive(n=n, size=size)
-    check_output_dir(out, overwrite)
-    check_free_space(out, n, size)
+    check_output_dir(target, overwrite)
+    check_free_space(target, n, size)
     from unitscope.data.broden_export import write_broden
     from unitscope.data.sceneworld import SceneWorldProbe
 
     probe = SceneWorldProbe(n=n, seed=seed, size=size, kind=kind)
-    write_broden(out, probe, overwrite=overwrite)
-    click.echo(f"wrote {n} {kind} images with labels to {out} (Broden format)")
+    write_broden(target, probe, overwrite=overwrite)
+    click.echo(f"wrote {n} {kind} images with labels to {target} (Broden format)")

@@ -109,6 +109,11 @@ class RunRecord:
         raise UsageError(f"the run has no layer {name!r}; it has {', '.join(lay.name for lay in self.layers)}")
 
 
+def settings_record(settings: dict[str, Setting]) -> RunRecord:
+    """A record holding only ``settings`` (for runs built in memory, e.g. by tests of the renderers)."""
+    return RunRecord(RunSpec(settings=dict(settings)), "model", "data", 0, (0, 0), (0, 0), (0, 0))
+
+
 def versions() -> dict[str, str]:
     """Versions of the code that wrote a run (unitscope, torch, python)."""
     from importlib.metadata import PackageNotFoundError, version

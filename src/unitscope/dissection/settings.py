@@ -47,9 +47,9 @@ class DissectSettings:
         if self.workers < 0:
             raise UsageError(f"--workers must be 0 or more, got {self.workers}")
 
-    def identity(self) -> dict[str, object]:
+    def identity(self) -> dict[str, bool | int | float | str]:
         """The settings that change results (batching and checkpoint cadence do not)."""
-        data = asdict(self)
+        data: dict[str, bool | int | float | str] = asdict(self)
         for key in ("batch_size", "workers", "checkpoint_seconds"):
             data.pop(key)
         return data

@@ -70,7 +70,8 @@ def findings(summary: dict, results: dict[str, DissectionResult]) -> list[dict[s
     return rows
 
 
-def write_demo_page(out: Path, summary: dict, results: dict[str, DissectionResult]) -> Path:
+def write_demo_page(out: Path, summary: dict, results: dict[str, DissectionResult],
+                    galleries: dict[str, list[Path]] | None = None) -> Path:
     """Render ``out/index.html`` from the demo's numbers and the figures its steps wrote."""
     transfer = {}
     for row in summary["transfer"]:
@@ -100,6 +101,8 @@ def write_demo_page(out: Path, summary: dict, results: dict[str, DissectionResul
             "emergence": _png(out / "compare" / "emergence_conv5.png"),
         },
         overlays=[uri for uri in (_png(p) for p in overlays) if uri],
+        galleries={name: [str(p.relative_to(out)) for p in paths if p.is_file()][:12]
+                   for name, paths in (galleries or {}).items()},
         seconds=summary["seconds"],
         headline_layer=HEADLINE_LAYER,
     )

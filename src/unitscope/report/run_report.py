@@ -7,6 +7,7 @@ recorded, or the objects given) to draw the top images' regions, and writes ``re
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Protocol
 
 from unitscope.data.probe import ProbeSet
 from unitscope.dissection.result import DissectionResult
@@ -50,3 +51,31 @@ def render_report(run: DissectionResult, options: ReportOptions | None = None, *
     model = model or reopen_model(run, device, trust_checkpoint)
     probe = probe or reopen_probe(run)
     return write_html(build_report(run, probe, model, options, directory), directory / "report.html")
+
+
+class Renderable(Protocol):
+    """What :func:`report` accepts besides a directory: a dissection with its model and probe set."""
+
+    @property
+    def result(self) -> DissectionResult: ...
+
+    @property
+    def model(self) -> LoadedModel: ...
+
+    @property
+    def probe(self) -> ProbeSet: ...
+
+
+def report(run: str | Path | DissectionResult | Renderable, *, regions: str = "activation", units: int | None = None,
+           field_sizes: dict[str, float] | None = None, out: str | Path | None = None, device: str = "cpu") -> Path:
+    """``unitscope.report(run)``: render ``report.html`` and a page per unit for a finished run.
+
+    ``run`` is a run directory, a ``DissectionResult`` or what ``unitscope.dissect`` returned.
+    """
+    options = ReportOptions(max_units=units, regions=regions, field_sizes=field_sizes)
+    target = Path(out) if out is not None else None
+    if isinstance(run, (str, Path)):
+        return render_report(DissectionResult.load(run), options, out=target, device=device)
+    if isinstance(run, DissectionResult):
+        return render_report(run, options, out=target, device=device)
+    return render_report(run.result, options, model=run.model, probe=run.probe, out=target, device=device)

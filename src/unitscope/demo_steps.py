@@ -1,0 +1,70 @@
+"""The 2015 paper's signature figures for the demo: minimal images, receptive fields, CAM.
+
+Each step writes one directory under the demo's output (skipped when already complete) and returns the
+PNG files its gallery on ``index.html`` shows.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from unitscope.staging import publish, staging_path
+
+RF_LAYERS: tuple[str, ...] = ("conv1", "conv3", "conv5")
+RF_UNITS: tuple[int, ...] = (0, 1, 2, 3)
+
+
+def minimal_step(out: Path, n: int, seed: int, device: str) -> list[Path]:
+    """Minimal image representations (Zhou et al. §3.1) of ``n`` fresh scenes by the scene net."""
+    from unitscope.minimal.run import MinimalSettings, run_minimal
+    from unitscope.minimal.sources import open_source
+    from unitscope.models.loading import load_model
+
+    target = out / "minimal"
+    if not (target / "summary.csv").is_file():
+        model = load_model("sceneworld-scene", device=device)
+        source = open_source("sceneworld", model.class_names, n=n, seed=seed, size=112)
+        run_minimal(model, source, target, MinimalSettings(n_segments=24), identity={"seed": seed},
+                    progress=False)
+    return sorted((target / "strips").glob("*.png"))
+
+
+def receptive_step(out: Path, data: Path, n: int, device: str) -> list[Path]:
+    """Empirical receptive fields by occlusion for a few units per layer of the scene net (§3.2)."""
+    from unitscope.data import open_probe
+    from unitscope.models.layers import resolve_layer
+    from unitscope.models.loading import load_model
+    from unitscope.rf.empirical import EmpiricalSettings, empirical_fields
+    from unitscope.rf.output import write_run
+
+    target = out / "rf"
+    if not (target / "rf.json").is_file():
+        model = load_model("sceneworld-scene", device=device)
+        probe = open_probe(str(data), n=n)
+        settings = EmpiricalSettings(topk=3, stride=6)
+        preprocess = model.preprocess
+        results = {
+            name: empirical_fields(model.module, resolve_layer(model.module, name), probe,
+                                   lambda images: preprocess.batch(images, model.device), list(RF_UNITS), settings,
+                                   preprocess.mean, preprocess.std)
+            for name in RF_LAYERS
+        }
+        write_run(target, results, {"model": model.name, "data": probe.name, "n_images": len(probe),
+                                    "settings": settings.__dict__})
+    return [target / "rf.png", *sorted(target.glob("*/unit_*.png"))]
+
+
+def cam_step(out: Path, n: int, seed: int, device: str) -> list[Path]:
+    """CAM heatmaps of the scene net's predicted class on ``n`` fresh scenes."""
+    from unitscope.analysis.cam.run import run_cam
+    from unitscope.analysis.inputs import open_inputs
+    from unitscope.models.loading import load_model
+
+    target = out / "cam"
+    if not (target / "cam.json").is_file():
+        model = load_model("sceneworld-scene", device=device)
+        source = open_inputs(None, "sceneworld", n, seed, 112)
+        stage = staging_path(target)
+        run_cam(model, source, stage, pictures=n)
+        publish(stage, target)
+    return sorted(target.glob("cam_*.png"))
