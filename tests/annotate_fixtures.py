@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -32,3 +33,38 @@ def add_annotator(store: Store, name: str) -> str:
     token = new_token()
     store.add_annotator(name, token_hash(token))
     return token
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+SERVER_CODE = ("import sys, uvicorn; from unitscope.annotate.app import create_app; "
+               "from unitscope.annotate.store import Store; "
+               "uvicorn.run(create_app(Store(sys.argv[1])), host='127.0.0.1', port=int(sys.argv[2]), log_level='error')")
+
+
+def start_server(db: Path, port: int) -> subprocess.Popen[bytes]:
+    """A uvicorn server on 127.0.0.1:``port`` in a subprocess, returned once it answers."""
+    import os
+    import subprocess
+    import sys
+    import time
+    import urllib.error
+    import urllib.request
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    proc = subprocess.Popen([sys.executable, "-c", SERVER_CODE, str(db), str(port)], env=env)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/login", timeout=1)
+            return proc
+        except (urllib.error.URLError, ConnectionError, OSError):
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("the annotation server did not start")

@@ -21,7 +21,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from unitscope.annotate.protocol import CATEGORY_TITLES, clean_concept, refusal
 from unitscope.annotate.security import (
-    COOKIE, new_opaque_id, same_secret, token_hash, valid_opaque, valid_token,
+    COOKIE,
+    new_opaque_id,
+    same_secret,
+    token_hash,
+    valid_opaque,
+    valid_token,
 )
 from unitscope.annotate.store import Store, Task
 from unitscope.errors import UsageError

@@ -43,7 +43,8 @@ def top_lists(top_images: pd.DataFrame, n_real: int = N_REAL) -> dict[int, list[
     return {int(u): [int(i) for i in g["image"]] for u, g in top.groupby("unit")}
 
 
-def plan_unit(unit: int, tops: Mapping[int, Sequence[int]], seed: int = 0, n_catch: int = N_CATCH) -> list[PlannedImage]:
+def plan_unit(unit: int, tops: Mapping[int, Sequence[int]], seed: int = 0,
+              n_catch: int = N_CATCH) -> list[PlannedImage]:
     """The unit's images in display order: its top images and ``n_catch`` top images of distinct other units.
 
     A catch image is never one of the unit's own top images. Raises UsageError when the run has too few.

@@ -24,6 +24,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "unitscope.cli.segment",
     "unitscope.cli.cam",
     "unitscope.cli.rf",
+    "unitscope.cli.annotate",
+    "unitscope.cli.annotations",
 )
 
 
