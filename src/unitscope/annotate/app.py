@@ -35,7 +35,7 @@ LOG = logging.getLogger(__name__)
 MAX_BODY = 16 * 1024
 MAX_FIELDS = 80
 TEMPLATES = Path(__file__).with_name("templates")
-HEADERS = {"X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer",
+HEADERS = {"X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY", "Referrer-Policy": "same-origin",
            "Content-Security-Policy": "default-src 'self'; img-src 'self'; style-src 'self' 'unsafe-inline'; "
                                       "form-action 'self'; frame-ancestors 'none'",
            "Cache-Control": "no-store"}
