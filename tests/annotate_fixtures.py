@@ -45,7 +45,8 @@ def free_port() -> int:
 
 SERVER_CODE = ("import sys, uvicorn; from unitscope.annotate.app import create_app; "
                "from unitscope.annotate.store import Store; "
-               "uvicorn.run(create_app(Store(sys.argv[1])), host='127.0.0.1', port=int(sys.argv[2]), log_level='error')")
+               "uvicorn.run(create_app(Store(sys.argv[1])), host='127.0.0.1', port=int(sys.argv[2]), "
+               "log_level='error')")
 
 
 def start_server(db: Path, port: int) -> subprocess.Popen[bytes]:

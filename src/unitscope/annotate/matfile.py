@@ -83,10 +83,10 @@ def write_mat(path: str | Path, annotations: Sequence[Annotation], layers: Seque
         for unit in range(n_units):
             answers = units.get(unit, [])
             for slot in range(slots):
-                a = answers[slot] if slot < len(answers) else None
-                table[unit, 3 * slot] = a.concept if a else ""
-                table[unit, 3 * slot + 1] = float(a.category) if a else np.nan
-                table[unit, 3 * slot + 2] = float(a.precision) if a else np.nan
+                found = answers[slot] if slot < len(answers) else None
+                table[unit, 3 * slot] = found.concept if found else ""
+                table[unit, 3 * slot + 1] = float(found.category) if found else np.nan
+                table[unit, 3 * slot + 2] = float(found.precision) if found else np.nan
         cells[row, 0] = table
         cells[row, 1] = name
         average[row] = category_shares([a for v in units.values() for a in v])
