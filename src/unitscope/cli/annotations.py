@@ -35,7 +35,8 @@ def summary(source: Path, as_json: bool, precision: float) -> None:
 @command.command("export")
 @click.argument("db", type=click.Path(path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(["mat", "csv", "json"]), required=True)
-@click.option("--out", type=click.Path(path_type=Path), default=None, help="File to write (default DB with the suffix).")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="File to write (default DB with the suffix).")
 def export(db: Path, fmt: str, out: Path | None) -> None:
     """Write DB's annotations as the authors' .mat layout, CSV or JSON."""
     from unitscope.annotate.sources import export_annotations, load_annotations

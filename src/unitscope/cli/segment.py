@@ -30,10 +30,10 @@ def command(model_spec: str, weights: str | None, num_classes: int | None, devic
             out: Path, batch_size: int, pictures: int, overwrite: bool) -> None:
     """Segment images with the detector units of a dissected layer, beside the model's top-3 classes."""
     from unitscope.analysis.inputs import open_inputs
-    from unitscope.analysis.segment_run import run_segment
+    from unitscope.analysis.segment.run import run_segment
     from unitscope.dissection.result import DissectionResult
 
-    check_positive(batch_size=batch_size)
+    check_positive(batch_size=batch_size, n=n)
     if pictures < 0:
         from unitscope.errors import UsageError
 
@@ -41,9 +41,11 @@ def command(model_spec: str, weights: str | None, num_classes: int | None, devic
     run = DissectionResult.load(run_dir)
     check_output_dir(out, overwrite)
     model = open_model(model_spec, weights, num_classes, device)
-    image_size = run.info.get("image_size") or [112, 112]
-    source = open_inputs(image, data, n, seed, int(image_size[0]))  # type: ignore[index]
-    summary = run_segment(model, run, source, out, layer, category, batch_size, pictures)
+    source = open_inputs(image, data, n, seed, run.record.image_size[0])
+    from unitscope.staging import staged
+
+    with staged(out) as stage:
+        summary = run_segment(model, run, source, stage, layer, category, batch_size, pictures)
     click.echo(f"segmented {len(summary.predictions)} image(s) → {out}")
     if summary.metrics is not None and summary.metrics["pixel_accuracy"] is not None:
         m = summary.metrics
