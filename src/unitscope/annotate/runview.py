@@ -8,8 +8,6 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from unitscope.errors import UsageError
-
 if TYPE_CHECKING:
     from unitscope.data.probe import ProbeSet
     from unitscope.dissection.result import DissectionResult
@@ -37,17 +35,7 @@ def read_run(directory: str | Path) -> RunView:
 
 
 def open_inputs(view: RunView, device: str = "cpu") -> tuple[LoadedModel, ProbeSet]:
-    """Reopen the run's model and probe set, as named in its identity."""
-    from unitscope.data import open_probe
-    from unitscope.models.loading import load_model
+    """Reopen the run's model and probe set, as its run record names them."""
+    from unitscope.report.run_report import reopen_model, reopen_probe
 
-    identity = view.result.info.get("identity") or {}
-    if not isinstance(identity, dict) or "model" not in identity or "data" not in identity:
-        raise UsageError(f"{view.directory} does not record its model and probe set; rerun dissect with this version")
-    spec, data = dict(identity["model"]), dict(identity["data"])
-    model = load_model(str(spec["model"]), weights=spec.get("weights"), num_classes=spec.get("num_classes"),
-                       device=device)
-    model.preprocess = model.preprocess.with_overrides(spec.get("input_size"), spec.get("mean"), spec.get("std"))
-    probe = open_probe(str(data.get("data", "sceneworld")), n=int(data.get("n", 500)), seed=int(data.get("seed", 0)),
-                       size=int(data.get("size", 112)))
-    return model, probe
+    return reopen_model(view.result, device), reopen_probe(view.result)
