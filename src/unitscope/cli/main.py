@@ -29,6 +29,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "unitscope.cli.layers",
     "unitscope.cli.report",
     "unitscope.cli.explain",
+    "unitscope.cli.annotate",
+    "unitscope.cli.annotations",
 )
 
 OUTPUT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM})

@@ -1,0 +1,69 @@
+"""``unitscope annotate``: serve a dissection run's units to human annotators (the paper's Mechanical Turk)."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+import click
+
+from unitscope.cli.options import check_positive
+from unitscope.errors import UsageError
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@click.command("annotate")
+@click.argument("run", type=click.Path(path_type=Path))
+@click.option("--layer", default=None, help="Layer to annotate (default: the run's first).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind; others than loopback warn.")
+@click.option("--port", type=int, default=8765, show_default=True)
+@click.option("--db", type=click.Path(path_type=Path), default=None, help="Database file (default RUN/annotations.db).")
+@click.option("--add-annotator", "add_annotator", default=None,
+              help="Create an annotator NAME, print its token once, and exit.")
+@click.option("--per-unit", type=int, default=3, show_default=True, help="Annotations wanted per unit.")
+@click.option("--max-units", type=int, default=None, help="Serve only the first N units of the layer.")
+@click.option("--device", default="cpu", show_default=True, help="Device to draw the unit regions on.")
+def command(run: Path, layer: str | None, host: str, port: int, db: Path | None, add_annotator: str | None,
+            per_unit: int, max_units: int | None, device: str) -> None:
+    """Serve RUN's units as annotation tasks: 57 top images with the unit's region + 3 hidden catch images."""
+    check_positive(port=port, per_unit=per_unit, max_units=max_units)
+    from unitscope.annotate.security import NAME_PATTERN, new_token, token_hash
+    from unitscope.annotate.store import Store
+
+    store = Store(db or run / "annotations.db")
+    if add_annotator is not None:
+        if not NAME_PATTERN.fullmatch(add_annotator):
+            raise UsageError("annotator names are 1-40 letters, digits, spaces, '.', '_' or '-'")
+        token = new_token()
+        store.add_annotator(add_annotator, token_hash(token))
+        click.echo(f"annotator {add_annotator!r} added; token (shown only now, keep it secret):\n{token}")
+        click.echo(f"sign in at http://{host}:{port}/login")
+        return
+    from unitscope.annotate.runview import read_run
+    from unitscope.annotate.tasks import build_tasks
+
+    view = read_run(run)
+    chosen = layer or view.layers[0]
+    store.set_meta("per_unit", str(per_unit))
+    added = build_tasks(view, store, chosen, max_units=max_units, device=device)
+    served = sum(1 for name, _ in store.units() if name == chosen)
+    click.echo(f"{served} units of {chosen} to annotate ({added} drawn now), {per_unit} annotations each")
+    if not is_loopback(host):
+        click.echo(f"warning: binding to {host} exposes the app beyond this machine; tokens travel in clear "
+                   "text without a TLS proxy in front", err=True)
+    if store.count("annotators") == 0:
+        click.echo(f"no annotators yet: add one with `unitscope annotate {run} --add-annotator NAME`", err=True)
+    import uvicorn
+
+    from unitscope.annotate.app import create_app
+
+    click.echo(f"serving on http://{host}:{port}/login (Ctrl-C stops; answers are saved as they arrive)")
+    uvicorn.run(create_app(store, chosen), host=host, port=port, log_level="warning", server_header=False)
