@@ -24,6 +24,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "unitscope.cli.segment",
     "unitscope.cli.cam",
     "unitscope.cli.rf",
+    "unitscope.cli.ablate",
 )
 
 
