@@ -22,11 +22,12 @@ def heatmap(result: AblationResult, kind: str = "remove") -> Figure:
     classes = [c for c in result.class_names if c in set(rows["scene"])]
     fig = Figure(figsize=(2.2 + 0.55 * len(classes) * 2, 1.4 + 0.32 * len(concepts)), layout="constrained")
     axes = fig.subplots(1, 2, squeeze=False)[0]
+    scale = max(0.25, float(rows[["drop", "excess_drop"]].abs().to_numpy().max(initial=0.0)))
     for ax, column, title in ((axes[0], "drop", "accuracy drop"), (axes[1], "excess_drop", "drop − random units")):
         grid = rows.pivot_table(index="concept", columns="scene", values=column).reindex(index=concepts,
                                                                                       columns=classes)
         values = grid.to_numpy(dtype=float)
-        image = ax.imshow(values, cmap="RdBu_r", vmin=-1, vmax=1, aspect="auto")
+        image = ax.imshow(values, cmap="RdBu_r", vmin=-scale, vmax=scale, aspect="auto")
         ax.set_xticks(range(len(classes)), classes, rotation=60, ha="right", fontsize=7)
         sizes = rows.drop_duplicates("concept").set_index("concept")["n_units"]
         ax.set_yticks(range(len(concepts)), [f"{c} ({sizes[c]})" for c in concepts], fontsize=7)
@@ -34,7 +35,7 @@ def heatmap(result: AblationResult, kind: str = "remove") -> Figure:
         for (i, j), v in np.ndenumerate(values):
             if np.isfinite(v) and abs(v) >= 0.05:
                 ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=6,
-                        color="white" if abs(v) > 0.6 else "black")
+                        color="white" if abs(v) > 0.6 * scale else "black")
         fig.colorbar(image, ax=ax, shrink=0.8)
     return fig
 

@@ -144,7 +144,7 @@ def _fit(x: torch.Tensor, y: torch.Tensor, classes: int, l2: float) -> tuple[tor
     w = torch.zeros(classes, x.shape[1], dtype=torch.float32, requires_grad=True)
     b = torch.zeros(classes, dtype=torch.float32, requires_grad=True)
     present = torch.bincount(y, minlength=classes) > 0
-    optimiser = torch.optim.LBFGS([w, b], lr=1, max_iter=200, history_size=20, line_search_fn="strong_wolfe")
+    optimiser = torch.optim.LBFGS([w, b], lr=1, max_iter=100, history_size=20, line_search_fn="strong_wolfe")
 
     def closure() -> torch.Tensor:
         optimiser.zero_grad()
@@ -180,19 +180,27 @@ def _held_out(test: torch.Tensor, truth: list[np.ndarray], weights: torch.Tensor
         return meter.class_iou()
 
     base = ious(full)
+    truth_number = stacked.reshape(stacked.shape[0], -1)  # [k, P]: the held-out labels per pixel
+    top2 = full.topk(2, dim=1)
     per_concept: dict[str, dict[str, object]] = {}
     for k, number in enumerate(numbers[1:], start=1):
         if number not in base or base[number] <= 0:
             continue
+        # Concept k wins a pixel when its score beats the best other score (ties: the lower index wins).
+        other = torch.where(top2.indices[:, 0] == k, top2.values[:, 1], top2.values[:, 0])
+        other_index = torch.where(top2.indices[:, 0] == k, top2.indices[:, 1], top2.indices[:, 0])
+        is_truth = torch.from_numpy((truth_number == number).any(axis=0))
         order = torch.argsort(weights[k].abs(), descending=True)
-        needed = None
-        for step in (*[s for s in UNIT_STEPS if s < flat.shape[1]], flat.shape[1]):
-            top = order[:step]
+
+        def binary_iou(top: torch.Tensor, k: int = k, other: torch.Tensor = other,
+                       other_index: torch.Tensor = other_index, is_truth: torch.Tensor = is_truth) -> float:
             column = flat[:, top] @ weights[k, top] + bias[k]
-            trial = full.clone()
-            trial[:, k] = column
-            if ious(trial).get(int(number), 0.0) >= 0.9 * base[number]:
-                needed = step
-                break
+            wins = (column > other) | ((column == other) & (k < other_index))
+            union = int((wins | is_truth).sum())
+            return int((wins & is_truth).sum()) / union if union else 0.0
+
+        goal = 0.9 * binary_iou(order)
+        needed = next((step for step in (*[s for s in UNIT_STEPS if s < flat.shape[1]], flat.shape[1])
+                       if binary_iou(order[:step]) >= goal), None)
         per_concept[names[k - 1]] = {"iou": base[number], "units_for_90pct": needed}
     return {"held_out_mean_iou": float(np.mean(list(base.values()))) if base else None, "concepts": per_concept}
