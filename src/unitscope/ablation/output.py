@@ -41,7 +41,7 @@ def heatmap(result: AblationResult, kind: str = "remove") -> Figure:
 
 
 def write_ablation(result: AblationResult, out: Path, model: str, top: int = 10) -> Path:
-    """Stage ``out``: ``ablation.csv``, ``ablation.json``, ``heatmap_remove.png``, ``heatmap_keep.png``, ``report.html``."""
+    """Stage ``out``: ``ablation.csv``, ``ablation.json``, ``heatmap_{remove,keep}.png``, ``report.html``."""
     stage = staging_path(out)
     if stage.exists():
         shutil.rmtree(stage)

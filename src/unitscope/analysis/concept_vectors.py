@@ -89,7 +89,7 @@ def fit_concept_vectors(
     category: str = "object",
     n: int = 200,
     holdout: float = 0.25,
-    pixels: int = 256,
+    pixels: int = 128,
     l2: float = 1e-4,
     seed: int = 0,
     batch_size: int = 16,
@@ -150,10 +150,10 @@ def _fit(x: torch.Tensor, y: torch.Tensor, classes: int, l2: float) -> tuple[tor
         optimiser.zero_grad()
         logits = (x @ w.T + b).masked_fill(~present, -1e4)
         loss = torch.nn.functional.cross_entropy(logits, y) + l2 * (w * w).sum()
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call]
         return loss
 
-    optimiser.step(closure)
+    optimiser.step(closure)  # type: ignore[no-untyped-call]
     with torch.no_grad():
         b_out = b.detach().clone()
         b_out[~present] = -1e4  # a concept never seen in training is never predicted
@@ -175,7 +175,7 @@ def _held_out(test: torch.Tensor, truth: list[np.ndarray], weights: torch.Tensor
                               for t in maps], axis=1)  # all held-out images as one tall image [k, T*h, w]
 
     def ious(score: torch.Tensor) -> dict[int, float]:
-        meter = ConfusionMeter(numbers[1:])
+        meter = ConfusionMeter([int(c) for c in numbers[1:]])
         meter.update(numbers[score.argmax(dim=1).numpy()].reshape(stacked.shape[1:]), stacked)
         return meter.class_iou()
 

@@ -38,8 +38,8 @@ from unitscope.models.loading import LoadedModel
 def feature_maps(model: LoadedModel, run: DissectionResult, layers: tuple[str, ...]) -> FeatureMaps:
     """Upsample every layer to the run's label size as the dissection did (``rf`` or ``bilinear``)."""
     _, label_size, input_size = _sizes(run)
-    settings = run.info.get("settings") or {}
-    mode = str(settings.get("upsample", "bilinear"))  # type: ignore[union-attr]
+    settings = run.info.get("settings")
+    mode = str(settings.get("upsample", "bilinear")) if isinstance(settings, dict) else "bilinear"
     paths, upsamplers = [], []
     for name in layers:
         if name not in run.layers:
@@ -64,7 +64,8 @@ def fit_for_run(model: LoadedModel, run: DissectionResult, layers: tuple[str, ..
     chosen = tuple(layers) if layers else tuple(run.layers)
     model = prepare_model(model, run)
     features = feature_maps(model, run, chosen)
-    spec = dict((run.info.get("identity") or {}).get("data") or {})  # type: ignore[union-attr]
+    identity = run.info.get("identity")
+    spec = dict(identity.get("data") or {}) if isinstance(identity, dict) else {}
     name = fit_data or str(spec.get("data") or run.info.get("data") or "")
     try:
         probe = open_probe(name, n=fit_n, seed=int(spec.get("seed", 0)), size=int(spec.get("size", 112)))

@@ -35,7 +35,8 @@ from unitscope.cli.options import check_output_dir, check_positive, model_option
 @click.option("--overwrite", is_flag=True, help="Write into a non-empty --out.")
 def command(model_spec: str, weights: str | None, num_classes: int | None, device: str, run_dir: Path,
             method: str, layers: tuple[str, ...], fit_n: int, fit_data: str | None, category: str,
-            image: str | None, data: str | None, n: int | None, seed: int, out: Path, batch_size: int, pictures: int, overwrite: bool) -> None:
+            image: str | None, data: str | None, n: int | None, seed: int, out: Path, batch_size: int,
+            pictures: int, overwrite: bool) -> None:
     """Segment images with concept vectors (default) or detector units, beside the model's top-3 classes."""
     from unitscope.analysis.inputs import open_inputs
     from unitscope.analysis.segment_run import run_segment
