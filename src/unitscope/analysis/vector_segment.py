@@ -112,7 +112,7 @@ def run_vector_segment(model: LoadedModel, run: DissectionResult, source: InputS
                 meter.update(labels[j], truth)
             _write_labels(out, item, labels[j])
             if pictures is None or len(rows) <= pictures:
-                _write_pictures(out, item, labels[j], truth, colours, run, rows[-1])
+                _write_pictures(out, item, labels[j], truth, colours, run, rows[-1], "concept vectors")
     predictions = pd.DataFrame(rows)
     predictions.to_csv(out / "predictions.csv", index=False, float_format="%.6g")
     metrics = score_summary(meter, run, category, vectors) if meter is not None else None
