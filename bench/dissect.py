@@ -38,7 +38,7 @@ def compare(model: LoadedModel, layer: str, probe: MemoryProbe) -> float:
     settings = DissectSettings(batch_size=BATCH, workers=0)
     bare_forward(model, layer, probe)  # warm-up
     bare = best_of(3, lambda: bare_forward(model, layer, probe))
-    full = best_of(3, lambda: dissect(model, [layer], probe, None, settings=settings, report=False,
+    full = best_of(3, lambda: dissect(model, [layer], probe, None, settings=settings,
                                       progress=False))
     print(f"{model.name:>18} {layer}: {len(probe)} images  bare forward {bare:6.2f} s  "
           f"dissection {full:6.2f} s  ratio {full / bare:.2f}")
@@ -50,7 +50,7 @@ def peak_rss_mb(n: int) -> float:
         "import resource, torch; torch.set_num_threads(2);"
         "from unitscope.dissection.run import dissect;"
         "from unitscope.dissection.settings import DissectSettings;"
-        f"dissect('sceneworld-scene', ['conv5'], 'sceneworld', None, n={n}, report=False, progress=False,"
+        f"dissect('sceneworld-scene', ['conv5'], 'sceneworld', None, n={n}, progress=False,"
         " settings=DissectSettings(workers=0));"
         "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
     )

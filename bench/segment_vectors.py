@@ -16,9 +16,9 @@ from pathlib import Path
 import torch
 
 from unitscope.analysis.inputs import open_inputs
-from unitscope.analysis.segment_run import build_segmenter
-from unitscope.analysis.segment_scores import ConfusionMeter
-from unitscope.analysis.vector_segment import detected_classes, fit_for_run, segment_labels
+from unitscope.analysis.segment.run import build_segmenter
+from unitscope.analysis.segment.scores import ConfusionMeter
+from unitscope.analysis.segment.vector_run import detected_classes, fit_for_run, segment_labels
 from unitscope.dissection.result import DissectionResult
 from unitscope.models.loading import load_model
 

@@ -37,3 +37,13 @@ def assert_usage_error(result: CliResult, fragment: str) -> None:
     lines = [line for line in result.err.splitlines() if line.strip() and not PROGRESS.search(line)]
     assert len(lines) == 1 and fragment in lines[0], result.err
     assert "Traceback" not in result.err
+
+
+def assert_iou_at_most_one(result: object) -> None:
+    """No IoU of any unit and concept in a dissection result exceeds 1 (the counting rule guarantees it)."""
+    import numpy as np
+
+    for name, layer in result.layers.items():  # type: ignore[attr-defined]
+        if layer.iou is not None:
+            assert float(np.max(layer.iou, initial=0.0)) <= 1.0 + 1e-9, f"layer {name}: IoU above 1"
+        assert (layer.units["iou"].fillna(0) <= 1.0 + 1e-9).all(), f"layer {name}: units.csv IoU above 1"

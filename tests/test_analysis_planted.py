@@ -62,7 +62,7 @@ def dissect_planted(directory: Path, n: int = 12) -> tuple[str, Path]:
     out = directory / "run"
     settings = DissectSettings(quantile=0.3, upsample="bilinear", batch_size=4, workers=0)
     dissect(spec, ["features"], PlantedProbe(n, blue_noise=False), out, mean=UNIT_MEAN, std=UNIT_STD,
-            settings=settings, report=False, progress=False)
+            settings=settings, progress=False)
     return spec, out
 
 

@@ -14,9 +14,9 @@ from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from test_analysis_planted import FC_WEIGHT, UNIT_MEAN, UNIT_STD, write_gap_model
 from torch import nn
 
-from unitscope.analysis.cam import CAM, ChannelWeightedCAM, GradCAM
-from unitscope.analysis.cam_site import find_cam_site
-from unitscope.analysis.localisation import LocalisationMeter, top_share_on_mask
+from unitscope.analysis.cam.localisation import LocalisationMeter, top_share_on_mask
+from unitscope.analysis.cam.methods import CAM, ChannelWeightedCAM, GradCAM
+from unitscope.analysis.cam.site import find_cam_site
 from unitscope.cli.main import main
 from unitscope.data.broden_export import write_broden
 from unitscope.errors import UsageError
@@ -143,7 +143,7 @@ def test_bad_input_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture, case: 
 
 
 def test_relevant_objects_on_sceneworld() -> None:
-    from unitscope.analysis.cam_run import relevant_objects
+    from unitscope.analysis.cam.run import relevant_objects
     from unitscope.data.sceneworld import OBJECT_CLASSES, sceneworld_concepts
 
     concepts = sceneworld_concepts()

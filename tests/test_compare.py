@@ -10,13 +10,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from unitscope.analysis.compare import compare_runs
-from unitscope.analysis.discriminative import presence_mutual_information
-from unitscope.analysis.label_stats import probe_label_stats
+from unitscope.analysis.compare.discriminative import presence_mutual_information
+from unitscope.analysis.compare.label_stats import probe_label_stats
+from unitscope.analysis.compare.runs import compare_runs
 from unitscope.cli.main import main
 from unitscope.data.broden_export import write_broden
 from unitscope.data.probe import Concept, ConceptTable, ProbeSample
 from unitscope.dissection.labels import detector_table
+from unitscope.dissection.record import DataSpec, LayerRecord, ModelSpec, RunRecord, RunSpec
 from unitscope.dissection.result import DissectionResult, LayerResult
 
 CONCEPTS = ConceptTable(
@@ -63,10 +64,11 @@ def _run(directory: Path, labels: list[str], layer: str = "conv5", data: str = "
     top = pd.DataFrame(columns=["unit", "rank", "image", "score", "peak_y", "peak_x"])
     table = detector_table(units, CONCEPTS.categories)
     layer_result = LayerResult(layer, layer, (len(labels), 3, 3), units, table, top)
-    identity = {"data": {"data": data, "n": 4, "seed": 0, "size": 4}}
-    info = {"identity": identity, "model": model, "data": "tiny", "n_images": 4,
-            "settings": {"quantile": 0.005, "iou_threshold": iou_threshold, "topk": topk}}
-    DissectionResult({layer: layer_result}, CONCEPTS, info).write(directory)
+    spec = RunSpec(ModelSpec(model), DataSpec(data, 4, 0, 4), (layer,),
+                   {"quantile": 0.005, "iou_threshold": iou_threshold, "topk": topk})
+    record = RunRecord(spec, model, "tiny", 4, (4, 4), (4, 4), (4, 4), categories=CONCEPTS.categories,
+                       layers=(LayerRecord(layer, layer, len(labels), (3, 3), layer, tuple(table.to_dict("records"))),))
+    DissectionResult({layer: layer_result}, CONCEPTS, record).write(directory)
     return directory
 
 

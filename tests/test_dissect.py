@@ -13,11 +13,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from cli_helpers import assert_usage_error, run_cli
+from cli_helpers import assert_iou_at_most_one, assert_usage_error, run_cli
 from PIL import Image
 from planted import PlantedProbe, write_model
 
 from unitscope.data.broden_export import write_broden
+from unitscope.dissection.record import read_record
 from unitscope.dissection.run import dissect
 from unitscope.dissection.settings import DissectSettings
 from unitscope.errors import UsageError
@@ -28,8 +29,10 @@ UNIT_STD = (1.0, 1.0, 1.0)
 
 def run_planted(tmp_path: Path, n: int = 24, batch_size: int = 5, out: Path | None = None, **kw: object):
     settings = DissectSettings(quantile=0.3, batch_size=batch_size, workers=0, **kw)  # type: ignore[arg-type]
-    return dissect(write_model(tmp_path), ["0"], PlantedProbe(n), out, mean=UNIT_MEAN, std=UNIT_STD,
-                   settings=settings, report=False, progress=False)
+    result = dissect(write_model(tmp_path), ["0"], PlantedProbe(n), out, mean=UNIT_MEAN, std=UNIT_STD,
+                     settings=settings, progress=False)
+    assert_iou_at_most_one(result)
+    return result
 
 
 @pytest.mark.parametrize("upsample", ["rf", "bilinear"])
@@ -89,8 +92,7 @@ def test_run_directory_files_and_finished_run_not_recomputed(tmp_path: Path) -> 
     assert not (tmp_path / "run.partial").exists()
     units = pd.read_csv(out / "0" / "units.csv")
     assert {"unit", "label", "category", "iou", "object_label", "object_iou"} <= set(units.columns)
-    summary = json.loads((out / "summary.json").read_text())
-    assert summary["layers"]["0"]["units"] == 3
+    assert read_record(out).layer("0").units == 3
     stamp = (out / "summary.json").stat().st_mtime_ns
     again = run_planted(tmp_path, out=out)
     assert (out / "summary.json").stat().st_mtime_ns == stamp
@@ -169,7 +171,7 @@ def test_nan_activations_refused_without_leftovers(tmp_path: Path) -> None:
                       "    def forward(self, x):\n        return x * float('nan')\n"
                       "def build():\n    return nn.Sequential(N())\n")
     with pytest.raises(UsageError, match="NaN"):
-        dissect(f"{source}:build", ["0"], PlantedProbe(4), tmp_path / "r", report=False, progress=False,
+        dissect(f"{source}:build", ["0"], PlantedProbe(4), tmp_path / "r", progress=False,
                 settings=DissectSettings(workers=0))
     assert not (tmp_path / "r").exists() and not (tmp_path / "r.partial").exists()
 
@@ -200,8 +202,7 @@ def test_corrupt_image_fails_cleanly_or_is_skipped(tmp_path: Path, broden_dir: P
     assert not (tmp_path / "r").exists() and not (tmp_path / "r.partial").exists()
     result = run_cli(capsys, *_dissect_args(tmp_path, broden_dir, "--skip-bad"))
     assert result.code == 0, result.err
-    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
-    assert summary["skipped_images"] == 1 and "5" in summary["skipped"]
+    assert list(read_record(tmp_path / "r").skipped) == ["5"]
 
 
 def test_missing_image_and_wrong_label_size_fail_cleanly(tmp_path: Path, broden_dir: Path,
@@ -259,6 +260,6 @@ def test_package_level_api_returns_dataframes(tmp_path: Path) -> None:
     import unitscope
 
     result = unitscope.dissect(write_model(tmp_path), ["0"], PlantedProbe(8), None, mean=UNIT_MEAN, std=UNIT_STD,
-                               settings=DissectSettings(quantile=0.3, workers=0), report=False, progress=False)
+                               settings=DissectSettings(quantile=0.3, workers=0), progress=False)
     assert isinstance(result.units["0"], pd.DataFrame) and isinstance(result.summary, pd.DataFrame)
     assert result.units["0"].loc[0, "label"] == "square"

@@ -44,11 +44,13 @@ def test_checkpoint_formats_load_into_alexnet(tmp_path: Path, wrap: str) -> None
         assert torch.equal(value, state[key])
 
 
-def test_whole_model_pickle_is_read(tmp_path: Path) -> None:
+def test_whole_model_pickle_is_read_only_when_trusted(tmp_path: Path) -> None:
     net = nn.Sequential(nn.Conv2d(3, 2, 3))
     path = tmp_path / "whole.pth"
     torch.save(net, path)
-    state = read_checkpoint(path)
+    with pytest.raises(UsageError, match="--trust-checkpoint"):
+        read_checkpoint(path)
+    state = read_checkpoint(path, trust=True)
     assert torch.equal(state["0.weight"], net[0].weight)
 
 

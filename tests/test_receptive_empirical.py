@@ -14,9 +14,9 @@ from torch import nn
 from unitscope.data.probe import ConceptTable, ProbeSample
 from unitscope.errors import UsageError
 from unitscope.receptive import FieldGeometry
-from unitscope.receptive.empirical import EmpiricalSettings, empirical_fields, field_size, recentre
-from unitscope.receptive.output import write_run
 from unitscope.receptive.segmentation import segmentation_mask, unit_segmentation
+from unitscope.rf.empirical import EmpiricalSettings, empirical_fields, field_size, recentre
+from unitscope.rf.output import write_run
 
 
 class BlockProbe:

@@ -14,6 +14,7 @@ from planted import CONCEPTS, PlantedProbe
 from torch import nn
 
 from unitscope.dissection.labels import detector_table
+from unitscope.dissection.record import DataSpec, ModelSpec, RunRecord, RunSpec
 from unitscope.dissection.result import DissectionResult, LayerResult
 from unitscope.dissection.run import dissect
 from unitscope.dissection.settings import DissectSettings
@@ -22,6 +23,7 @@ from unitscope.models.loading import LoadedModel
 from unitscope.models.preprocessing import Preprocessing
 from unitscope.report.dissection import ReportOptions, build_report, gallery_units, write_dissection_report
 from unitscope.report.figures import CATEGORY_COLORS, detector_counts, plot_detector_counts
+from unitscope.report.run_report import render_report
 
 TWO_LAYER_SOURCE = """
 import torch
@@ -57,10 +59,11 @@ def hand_layer(labels: list[str], categories: list[str], ious: list[float], peak
 
 
 def hand_result(layers: dict[str, LayerResult]) -> DissectionResult:
-    info = {"model": "identity", "data": "planted", "n_images": 4, "settings": {
-        "quantile": 0.3, "iou_threshold": 0.04, "upsample": "bilinear", "topk": 2}, "seconds": 1.5,
-        "skipped_images": 1, "skipped": {"3": "image 3 is corrupt"}}
-    return DissectionResult(layers, CONCEPTS, info)
+    spec = RunSpec(ModelSpec("identity"), DataSpec("planted", 4), tuple(layers),
+                   {"quantile": 0.3, "iou_threshold": 0.04, "upsample": "bilinear", "topk": 2})
+    record = RunRecord(spec, "identity", "planted", 4, (16, 16), (16, 16), (16, 16), seconds=1.5,
+                       categories=CONCEPTS.categories, skipped={"3": "image 3 is corrupt"})
+    return DissectionResult(layers, CONCEPTS, record)
 
 
 def card_labels(html: str, anchor: str) -> list[str]:
@@ -73,12 +76,21 @@ def test_dissect_writes_a_self_contained_report(tmp_path: Path) -> None:
     model_file = tmp_path / "two_layer.py"
     model_file.write_text(TWO_LAYER_SOURCE)
     out = tmp_path / "run"
-    dissect(f"{model_file}:build", ["0", "1"], PlantedProbe(12), out, settings=DissectSettings(quantile=0.3),
-            progress=False, **UNIT)  # type: ignore[arg-type]
+    run = dissect(f"{model_file}:build", ["0", "1"], PlantedProbe(12), out, settings=DissectSettings(quantile=0.3),
+                  progress=False, **UNIT)  # type: ignore[arg-type]
+    assert not (out / "report.html").exists()  # the run writes data; the report step renders it
+    render_report(run, probe=PlantedProbe(12))
     html = (out / "report.html").read_text()
     assert "http://" not in html and "https://" not in html and "<link" not in html
     links = re.findall(r'(?:src|href)="([^"]*)"', html)
-    assert links and all(link.startswith(("data:image/", "#")) for link in links)
+    assert links and all(link.startswith(("data:image/", "#", "units/")) for link in links)
+    for layer in ("0", "1"):
+        for unit in range(3):
+            page = out / "units" / layer / f"{unit}.html"
+            assert f'href="units/{layer}/{unit}.html"' in html
+            text = page.read_text()
+            kept = len(run.layers[layer].top_images.query("unit == @unit"))
+            assert text.count("<figure>") == kept == len(list((out / "units" / layer / str(unit)).glob("*.png")))
     assert 'id="layer-0"' in html and 'id="layer-1"' in html
     # detectors first, by IoU: the planted square/bar units lead each gallery (layer 1 swaps them)
     assert card_labels(html, "layer-0")[:2] == ["square", "bar"]

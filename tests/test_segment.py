@@ -13,8 +13,8 @@ from planted import PlantedProbe
 from test_analysis_planted import dissect_planted, load_run
 
 from unitscope.analysis.inputs import InputSource
-from unitscope.analysis.segment_metrics import SegmentationMeter
-from unitscope.analysis.segment_run import run_segment
+from unitscope.analysis.segment.metrics import SegmentationMeter
+from unitscope.analysis.segment.run import run_segment
 from unitscope.cli.main import main
 from unitscope.data.broden_export import write_broden
 from unitscope.models.loading import load_model

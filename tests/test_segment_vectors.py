@@ -11,8 +11,8 @@ from cli_helpers import run_cli
 from planted import PlantedProbe
 from test_analysis_planted import dissect_planted
 
-from unitscope.analysis.segment_metrics import SegmentationMeter
-from unitscope.analysis.segment_scores import ConfusionMeter
+from unitscope.analysis.segment.metrics import SegmentationMeter
+from unitscope.analysis.segment.scores import ConfusionMeter
 from unitscope.data.broden_export import write_broden
 from unitscope.dissection.run import dissect
 from unitscope.dissection.settings import DissectSettings

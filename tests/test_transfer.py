@@ -10,8 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from unitscope.analysis.transfer import open_transfer_splits, pooled_features, transfer_accuracy
 from unitscope.cli.main import main
+from unitscope.evaluation.transfer import open_transfer_splits, pooled_features, transfer_accuracy
 from unitscope.models.loading import LoadedModel
 from unitscope.models.preprocessing import Preprocessing
 from unitscope.models.sceneworld_net import SceneWorldNet, SceneWorldNetConfig

@@ -1,7 +1,9 @@
 """unitscope: find out what every unit of a convolutional network detects.
 
-``unitscope.dissect(...)`` labels every unit of a layer (see :func:`unitscope.dissection.run.dissect`).
-Heavy modules (torch) load on first use, so ``import unitscope`` stays instant.
+One API shape (:mod:`unitscope.api`): ``dissect``, ``report``, ``receptive_fields``, ``minimal_images``,
+``compare``, ``segment``, ``cam`` take a model spec string or an ``nn.Module`` and a probe spec or a
+``ProbeSet``, and return typed results with pandas tables. Heavy modules (torch) load on first use, so
+``import unitscope`` stays instant.
 """
 
 from __future__ import annotations
@@ -10,13 +12,14 @@ from typing import Any
 
 from unitscope.errors import UsageError
 
-__all__ = ["UsageError", "dissect"]
+API: tuple[str, ...] = ("dissect", "report", "receptive_fields", "minimal_images", "compare", "segment", "cam")
+__all__ = ["UsageError", *API]
 __version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> Any:
-    if name == "dissect":
-        from unitscope.dissection.run import dissect
+    if name in API:
+        from unitscope import api
 
-        return dissect
+        return getattr(api, name)
     raise AttributeError(f"module 'unitscope' has no attribute {name!r}")

@@ -61,7 +61,7 @@ def accuracy_table(config: DemoConfig) -> pd.DataFrame:
 
 def transfer_table(config: DemoConfig) -> pd.DataFrame:
     """The paper's Table 1 on SceneWorld: a linear SVM on each network's fc7 features, for both tasks."""
-    from unitscope.analysis.transfer import transfer_accuracy
+    from unitscope.evaluation.transfer import transfer_accuracy
     from unitscope.models.loading import load_model
 
     rows = []
@@ -112,9 +112,9 @@ def side_by_side(results: dict[str, DissectionResult]) -> str:
 
 def compare_networks(config: DemoConfig, results: dict[str, DissectionResult], world: Path) -> dict[str, object]:
     """`unitscope compare` of the two runs, on the exported probe set."""
-    from unitscope.analysis.compare import compare_runs
-    from unitscope.analysis.compare_output import comparison_json, write_comparison
-    from unitscope.analysis.probe_reopen import run_statistics
+    from unitscope.analysis.compare.output import comparison_json, write_comparison
+    from unitscope.analysis.compare.probe_reopen import run_statistics
+    from unitscope.analysis.compare.runs import compare_runs
     from unitscope.data.sceneworld import OBJECT_CLASSES
 
     out = config.out / "compare"
@@ -132,7 +132,7 @@ def compare_networks(config: DemoConfig, results: dict[str, DissectionResult], w
 def segment_scenes(config: DemoConfig, run: DissectionResult) -> dict[str, object]:
     """`unitscope segment` with the scene net's detectors, on fresh labelled scenes."""
     from unitscope.analysis.inputs import open_inputs
-    from unitscope.analysis.segment_run import run_segment
+    from unitscope.analysis.segment.run import run_segment
     from unitscope.models.loading import load_model
 
     out = config.out / "segment"
@@ -166,6 +166,10 @@ def run_demo(config: DemoConfig) -> dict[str, object]:
         print(f"\ndissecting {model_name}: {', '.join(DEMO_LAYERS)}")
         results[label] = dissect(model_name, DEMO_LAYERS, str(world), config.out / label, settings=settings,
                                  device=config.device)
+        if not (config.out / label / "report.html").is_file():
+            from unitscope.report.run_report import render_report
+
+            render_report(results[label], device=config.device)
     print("\n" + side_by_side(results))
     comparison = compare_networks(config, results, world)
     segmentation = segment_scenes(config, results["scene-net"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from unitscope.errors import UsageError
@@ -30,3 +31,9 @@ class TrainConfig:
         for field_name in ("n_train", "n_val", "epochs", "batch_size", "threads"):
             if getattr(self, field_name) <= 0:
                 raise UsageError(f"--{field_name.replace('_', '-')} must be positive")
+        if not math.isfinite(self.lr) or self.lr <= 0:
+            raise UsageError(f"--lr must be a positive number, got {self.lr}")
+        for field_name in ("n_train", "n_val"):
+            if getattr(self, field_name) > 10_000_000:
+                raise UsageError(f"--{field_name.replace('_', '-')} {getattr(self, field_name)} is more images than "
+                                 "SceneWorld can render in reasonable time; give at most 10,000,000")

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from unitscope.ablation.hooks import UnitEdit
-from unitscope.analysis.recording import LayerRecorder
+from unitscope.capture import LayerRecorder
 from unitscope.data.classification import ClassificationData
 from unitscope.errors import UsageError
 from unitscope.models.loading import LoadedModel

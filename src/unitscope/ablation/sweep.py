@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 
 from unitscope.ablation.measure import Outcomes, measure_conditions, unit_means
-from unitscope.analysis.recording import LayerRecorder
+from unitscope.capture import LayerRecorder
 from unitscope.data.classification import ClassificationData, open_classification
 from unitscope.dissection.result import DissectionResult
 from unitscope.errors import UsageError

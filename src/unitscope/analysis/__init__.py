@@ -1,20 +1,19 @@
-"""Emergence analyses on top of dissection runs: compare, segment, CAM and transfer.
+"""Emergence analyses on top of dissection runs, one subpackage per feature: compare, segment, CAM.
 
-- :func:`~unitscope.analysis.compare.compare_runs` — two runs side by side, with
-  :func:`~unitscope.analysis.label_stats.probe_label_stats` for frequency and discriminativeness.
-- :class:`~unitscope.analysis.segment.UnitSegmenter` — segmentation by detector units and the
-  prediction from one forward pass (:func:`~unitscope.analysis.segment_run.run_segment` end to end).
-- :class:`~unitscope.analysis.cam.ChannelWeightedCAM` with :class:`~unitscope.analysis.cam.CAM` and
-  :class:`~unitscope.analysis.cam.GradCAM`; :func:`~unitscope.analysis.cam_site.find_cam_site` picks one.
-- :func:`~unitscope.analysis.transfer.transfer_accuracy` — a linear SVM on a layer's pooled features.
+- :func:`~unitscope.analysis.compare.runs.compare_runs` — two runs side by side, with
+  :func:`~unitscope.analysis.compare.label_stats.probe_label_stats` for frequency and discriminativeness.
+- :class:`~unitscope.analysis.segment.segmenter.UnitSegmenter` — segmentation by detector units and the
+  prediction from one forward pass (:func:`~unitscope.analysis.segment.run.run_segment` end to end).
+- :class:`~unitscope.analysis.cam.methods.ChannelWeightedCAM` with :class:`~unitscope.analysis.cam.methods.CAM` and
+  :class:`~unitscope.analysis.cam.methods.GradCAM`; :func:`~unitscope.analysis.cam.site.find_cam_site` picks one.
+- :func:`~unitscope.evaluation.transfer.transfer_accuracy` — a linear SVM on a layer's pooled features.
 """
 
-from unitscope.analysis.cam import CAM, ChannelWeightedCAM, GradCAM
-from unitscope.analysis.cam_site import find_cam_site
-from unitscope.analysis.compare import compare_runs
-from unitscope.analysis.label_stats import probe_label_stats
-from unitscope.analysis.segment import UnitSegmenter
-from unitscope.analysis.transfer import transfer_accuracy
+from unitscope.analysis.cam.methods import CAM, ChannelWeightedCAM, GradCAM
+from unitscope.analysis.cam.site import find_cam_site
+from unitscope.analysis.compare.label_stats import probe_label_stats
+from unitscope.analysis.compare.runs import compare_runs
+from unitscope.analysis.segment.segmenter import UnitSegmenter
 
 __all__ = [
     "CAM",
@@ -24,5 +23,4 @@ __all__ = [
     "compare_runs",
     "find_cam_site",
     "probe_label_stats",
-    "transfer_accuracy",
 ]

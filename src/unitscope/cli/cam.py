@@ -30,11 +30,11 @@ def command(model_spec: str, weights: str | None, num_classes: int | None, devic
             data: str | None, n: int | None, seed: int, out: Path, class_name: str | None, layer: str | None,
             method: str, top_fraction: float, batch_size: int, pictures: int, overwrite: bool) -> None:
     """Class activation maps over images, and how much of their heat lies on objects (SceneWorld)."""
-    from unitscope.analysis.cam_run import run_cam
+    from unitscope.analysis.cam.run import run_cam
     from unitscope.analysis.inputs import open_inputs
     from unitscope.errors import UsageError
 
-    check_positive(batch_size=batch_size)
+    check_positive(batch_size=batch_size, n=n)
     if not 0 < top_fraction <= 1:
         raise UsageError(f"--top-fraction must be in (0, 1], got {top_fraction}")
     check_output_dir(out, overwrite)
@@ -43,8 +43,11 @@ def command(model_spec: str, weights: str | None, num_classes: int | None, devic
     source = open_inputs(image, data, n, seed, size)
     if pictures < 0:
         raise UsageError(f"--pictures must be 0 or more, got {pictures}")
-    summary = run_cam(model, source, out, class_name, layer, method, batch_size, _foreground(data), top_fraction,
-                      pictures)
+    from unitscope.staging import staged
+
+    with staged(out) as stage:
+        summary = run_cam(model, source, stage, class_name, layer, method, batch_size, _foreground(data),
+                          top_fraction, pictures)
     click.echo(f"{summary.method} at {summary.layer}: {len(summary.rows)} image(s) → {out}")
     score = summary.localisation
     if score is not None and score.n_images:

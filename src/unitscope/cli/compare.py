@@ -8,6 +8,8 @@ from pathlib import Path
 import click
 
 from unitscope.cli.options import check_output_dir
+from unitscope.errors import UsageError
+from unitscope.staging import staged
 
 
 @click.command("compare")
@@ -22,19 +24,23 @@ from unitscope.cli.options import check_output_dir
 def command(run_a: Path, run_b: Path, out: Path, force: bool, data: str | None, max_images: int | None,
             category: str, overwrite: bool) -> None:
     """Detectors per layer and category of RUN_A and RUN_B, the objects they detect, and why (ρ)."""
-    from unitscope.analysis.compare import check_same_probe, compare_runs, pair_layers
-    from unitscope.analysis.compare_output import write_comparison
-    from unitscope.analysis.probe_reopen import run_statistics
+    from unitscope.analysis.compare.output import write_comparison
+    from unitscope.analysis.compare.probe_reopen import run_statistics
+    from unitscope.analysis.compare.runs import check_same_probe, compare_runs, pair_layers
     from unitscope.dissection.result import DissectionResult
 
     a, b = DissectionResult.load(run_a), DissectionResult.load(run_b)
     pair_layers(a, b, force)
     check_same_probe(a, b, force)
+    known = tuple(a.concepts.categories)
+    if category not in known:
+        raise UsageError(f"--category {category!r} is not a category of {run_a}; choose one of {', '.join(known)}")
     check_output_dir(out, overwrite)
     stats, source = run_statistics(a, data, category, max_images, progress=True)
     comparison = compare_runs(a, b, stats, force, category, _foreground(a, data))
     comparison.notes.insert(0, f"Probe statistics from {source}.")
-    write_comparison(comparison, out)
+    with staged(out) as stage:
+        write_comparison(comparison, stage)
     table = comparison.categories
     for pair in comparison.pairs:
         row = table[(table["layer"] == pair.label) & (table["category"] == category)].iloc[0]
@@ -51,8 +57,7 @@ def _foreground(run: object, data: str | None) -> tuple[str, ...] | None:
     """SceneWorld's objects proper (its background regions are object concepts too); None elsewhere."""
     from unitscope.data import SCENEWORLD_SPECS
 
-    spec = (run.info.get("identity") or {}).get("data") or {}  # type: ignore[attr-defined]
-    if (data or spec.get("data")) not in SCENEWORLD_SPECS:
+    if (data or run.record.spec.data.data) not in SCENEWORLD_SPECS:  # type: ignore[attr-defined]
         return None
     from unitscope.data.sceneworld import OBJECT_CLASSES
 

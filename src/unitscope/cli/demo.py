@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from unitscope.cli.options import check_positive
+from unitscope.cli.options import check_output_dir, check_positive
 
 
 @click.command("demo")
@@ -18,6 +18,7 @@ from unitscope.cli.options import check_positive
 def command(out: Path, n_probe: int, n_eval: int, device: str, workers: int) -> None:
     """Evaluate and dissect both SceneWorld networks; print the tables and write the reports."""
     check_positive(n=n_probe, n_eval=n_eval)
+    check_output_dir(out, overwrite=False, reusable=True)  # the demo reuses what an earlier demo wrote
     from unitscope.demo import DemoConfig, run_demo
 
     run_demo(DemoConfig(out=out, n_probe=n_probe, n_eval=n_eval, device=device, workers=workers))

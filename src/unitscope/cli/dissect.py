@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from unitscope.cli.options import check_positive, model_options
+from unitscope.cli.options import check_output_dir, check_positive, model_options, trusted_checkpoints
 from unitscope.dissection.settings import UPSAMPLE_MODES, DissectSettings
 from unitscope.errors import UsageError
 
@@ -75,6 +75,9 @@ def command(model_spec: str, weights: str | None, num_classes: int | None, devic
             checkpoint_seconds: float) -> None:
     """Label every unit of --layer with the concept it detects (Network Dissection, exact and resumable)."""
     check_positive(n=n, size=size, input_size=input_size)
+    if num_classes is not None and num_classes <= 0:
+        raise UsageError(f"--num-classes must be positive, got {num_classes}")
+    check_output_dir(out, overwrite, reusable=True)  # a finished run of this command is reused, not refused
     from unitscope.dissection.run import dissect
     from unitscope.report.dissection import ReportOptions
     from unitscope.report.regions import field_sizes_from_rf
@@ -90,10 +93,14 @@ def command(model_spec: str, weights: str | None, num_classes: int | None, devic
     result = dissect(
         model_spec, layers, data, out, weights=weights, num_classes=num_classes, n=n, seed=seed, size=size,
         input_size=input_size, mean=parse_triple(mean, "--mean"), std=parse_triple(std, "--std"),
-        settings=settings, device=device, overwrite=overwrite, report=not no_report, report_options=options,
+        settings=settings, device=device, overwrite=overwrite, trust_checkpoint=trusted_checkpoints(),
     )
+    if not no_report:
+        from unitscope.report.run_report import render_report
+
+        render_report(result, options, device=device, trust_checkpoint=trusted_checkpoints())
     click.echo(format_tables(result))
-    skipped = result.info.get("skipped_images", 0)
+    skipped = len(result.record.skipped)
     if skipped:
         click.echo(f"skipped {skipped} unreadable images (listed in {out / 'summary.json'})")
     click.echo(f"results in {out}/ (units.csv per layer, summary.json{'' if no_report else ', report.html'})")

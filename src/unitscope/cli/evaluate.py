@@ -48,7 +48,7 @@ def command(model_spec: str, weights: str | None, num_classes: int | None, devic
 def _transfer(model_spec: str, weights: str | None, num_classes: int | None, device: str, data: str, n: int,
               seed: int, batch_size: int, as_json: bool, layer: str, train_n: int | None, train_seed: int) -> None:
     """``--transfer LAYER``: train a linear SVM on one split, report its accuracy on another."""
-    from unitscope.analysis.transfer import transfer_accuracy
+    from unitscope.evaluation.transfer import transfer_accuracy
 
     model = open_model(model_spec, weights, num_classes, device)
     size = model.preprocess.input_size[0] if model.preprocess.input_size else 112

@@ -6,7 +6,9 @@ status 2, with no traceback unless ``--debug`` is given.
 
 from __future__ import annotations
 
+import errno
 import importlib
+import os
 import sys
 
 import click
@@ -24,11 +26,16 @@ COMMAND_MODULES: tuple[str, ...] = (
     "unitscope.cli.segment",
     "unitscope.cli.cam",
     "unitscope.cli.rf",
+    "unitscope.cli.report",
+    "unitscope.cli.explain",
     "unitscope.cli.ablate",
 )
 
+OUTPUT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM})
+
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="unitscope", prog_name="unitscope")
 @click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
 @click.pass_context
 def cli(ctx: click.Context, debug: bool) -> None:
@@ -55,12 +62,30 @@ def main(argv: list[str] | None = None) -> None:
             raise
         click.echo(f"unitscope: error: {err}", err=True)
         sys.exit(2)
-    except click.exceptions.Abort:
-        click.echo("unitscope: interrupted; run the same command again to resume", err=True)
-        sys.exit(130)
+    except OSError as err:  # a full disk, a read-only file system, a permission revoked mid-run
+        if debug or err.errno not in OUTPUT_ERRNOS:
+            raise
+        where = f": {err.filename}" if err.filename else ""
+        mend = ("check its permissions" if err.errno in (errno.EACCES, errno.EPERM)
+                else "free space or choose a writable output path (an interrupted run resumes when rerun)")
+        click.echo(f"unitscope: error: {err.strerror}{where}; {mend}", err=True)
+        sys.exit(2)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        _interrupted(standalone=argv is None)
     except click.ClickException as err:
         click.echo(f"unitscope: error: {err.format_message()}", err=True)
         sys.exit(err.exit_code)
-    except KeyboardInterrupt:
-        click.echo("unitscope: interrupted; run the same command again to resume", err=True)
-        sys.exit(130)
+
+
+def _interrupted(standalone: bool) -> None:
+    """Ctrl-C: say how to resume and exit at once (status 130).
+
+    Checkpoints are written atomically, the output lock is the kernel's and workers die with their
+    parent, so a process of its own skips the interpreter's teardown (seconds with torch loaded).
+    """
+    click.echo("unitscope: interrupted; run the same command again to resume", err=True)
+    if standalone:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
+    sys.exit(130)

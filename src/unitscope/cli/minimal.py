@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from unitscope.cli.options import check_positive, model_options, open_model
+from unitscope.cli.options import check_output_dir, check_positive, model_options, open_model
 from unitscope.errors import UsageError
 
 
@@ -53,6 +53,7 @@ def command(model_spec: str, weights: str | None, num_classes: int | None, devic
     check_positive(n=n, batch_size=batch_size)
     if segments < 2:
         raise UsageError(f"--segments is {segments}; it must be at least 2 so there is something to remove")
+    check_output_dir(out, overwrite)
     from unitscope.minimal.run import MinimalSettings, run_minimal
     from unitscope.minimal.sources import SingleImage, open_source
 

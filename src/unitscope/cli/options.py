@@ -16,15 +16,33 @@ if TYPE_CHECKING:
 F = Callable[..., Any]
 
 
+TRUST_KEY = "unitscope.trust_checkpoint"
+
+
+def _remember_trust(ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
+    ctx.meta[TRUST_KEY] = value
+    return value
+
+
+def trusted_checkpoints() -> bool:
+    """Whether this command was given --trust-checkpoint (False outside a click command)."""
+    ctx = click.get_current_context(silent=True)
+    return bool(ctx.meta.get(TRUST_KEY, False)) if ctx is not None else False
+
+
 def model_options(func: F) -> F:
-    """--model, --weights, --num-classes, --device."""
+    """--model, --weights, --trust-checkpoint, --num-classes, --device."""
+    func = click.option("--trust-checkpoint", is_flag=True, expose_value=False, callback=_remember_trust,
+                        help="Fully unpickle a --weights file that is not tensor-only (legacy whole-model "
+                             "pickles). Unpickling can run code from the file: only for files you trust.")(func)
     func = click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N or auto.")(func)
     func = click.option("--num-classes", type=int, default=None,
                         help="Classifier size for architectures built from scratch (365 for Places365).")(func)
     func = click.option("--weights", default=None,
                         help="torchvision weights name, or a checkpoint path (state_dict or {'state_dict': …}).")(func)
     func = click.option("--model", "model_spec", required=True,
-                        help="torchvision name, sceneworld-scene, sceneworld-object, or path/file.py:callable.")(func)
+                        help="torchvision name, sceneworld-scene, sceneworld-object, or path/file.py:callable "
+                             "(a model file is Python code and runs as you: use only files you trust).")(func)
     return func
 
 
@@ -34,26 +52,46 @@ def open_model(model_spec: str, weights: str | None, num_classes: int | None, de
         raise UsageError(f"--num-classes must be positive, got {num_classes}")
     from unitscope.models.loading import load_model  # torch loads only when a command needs a model
 
-    return load_model(model_spec, weights=weights, num_classes=num_classes, device=device)
+    return load_model(model_spec, weights=weights, num_classes=num_classes, device=device,
+                      trust_checkpoint=trusted_checkpoints())
+
+
+MAX_IMAGES = 10_000_000  # SceneWorld renders ~100 images/s per core: 10**7 is already days of work
+MAX_SIDE = 4096
+COUNT_OPTIONS = ("n", "n_eval", "train_n")
+SIDE_OPTIONS = ("size", "input_size")
 
 
 def check_positive(**values: int | None) -> None:
-    """Refuse zero or negative counts with the option's name."""
+    """Refuse zero or negative counts with the option's name, and counts or sides that cannot fit,
+    with an estimate of what they would take (before any work starts)."""
+    side = next((v for k, v in values.items() if k in SIDE_OPTIONS and v), 112)
     for name, value in values.items():
+        option = f"--{name.replace('_', '-')}"
         if value is not None and value <= 0:
-            raise UsageError(f"--{name.replace('_', '-')} must be positive, got {value}")
+            raise UsageError(f"{option} must be positive, got {value}")
+        if value is None:
+            continue
+        if name in COUNT_OPTIONS and value > MAX_IMAGES:
+            raise UsageError(f"{option} {value} would make {value:.2g} images, about "
+                             f"{_size(value * min(side, MAX_SIDE) ** 2 * 3)} of pixels at side {side}; "
+                             f"give at most {MAX_IMAGES:,}")
+        if name in SIDE_OPTIONS and value > MAX_SIDE:
+            raise UsageError(f"{option} {value} makes each image {value}×{value} pixels, about "
+                             f"{_size(value * value * 3 * 4)} in float32 before any network; "
+                             f"give at most {MAX_SIDE}")
 
 
-def check_output_dir(path: Path, overwrite: bool) -> None:
-    """An output directory must be new, empty, or explicitly overwritten; its parent must be writable."""
-    if path.exists() and not path.is_dir():
-        raise UsageError(f"{path} exists and is not a directory; choose another output path")
-    if path.is_dir() and any(path.iterdir()) and not overwrite:
-        raise UsageError(f"{path} is not empty; choose another path or pass --overwrite")
-    parent = path.resolve().parent
-    if not parent.is_dir():
-        raise UsageError(f"cannot create {path}: {parent} does not exist")
-    import os
+def _size(nbytes: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB", "PB"):
+        if nbytes < 1000 or unit == "PB":
+            return f"{nbytes:.3g} {unit}"
+        nbytes /= 1000
+    return f"{nbytes:.3g} PB"
 
-    if not os.access(parent, os.W_OK):
-        raise UsageError(f"cannot write to {parent}; choose a writable output path")
+
+def check_output_dir(path: Path, overwrite: bool, *, reusable: bool = False) -> None:
+    """Check the output path and hold its one-writer lock for the rest of the command (see ``staging``)."""
+    from unitscope.staging import claim_output
+
+    claim_output(path, overwrite, reusable=reusable)

@@ -121,8 +121,8 @@ def _run_empirical(model: LoadedModel, layers: tuple[str, ...], data: str, n: in
     """Measure every --layer and write the run directory."""
     from unitscope.data import open_probe
     from unitscope.models.layers import resolve_layer
-    from unitscope.receptive.empirical import EmpiricalSettings, empirical_fields
-    from unitscope.receptive.output import write_run
+    from unitscope.rf.empirical import EmpiricalSettings, empirical_fields
+    from unitscope.rf.output import write_run
 
     settings = EmpiricalSettings(topk=topk, patch=patch, stride=stride, fill=fill, seed=seed, fraction=fraction,
                                  occlusion_batch=batch_size, incremental=not full)

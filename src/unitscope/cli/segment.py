@@ -39,10 +39,10 @@ def command(model_spec: str, weights: str | None, num_classes: int | None, devic
             pictures: int, overwrite: bool) -> None:
     """Segment images with concept vectors (default) or detector units, beside the model's top-3 classes."""
     from unitscope.analysis.inputs import open_inputs
-    from unitscope.analysis.segment_run import run_segment
+    from unitscope.analysis.segment.run import run_segment
     from unitscope.dissection.result import DissectionResult
 
-    check_positive(batch_size=batch_size, fit_n=fit_n)
+    check_positive(batch_size=batch_size, n=n, fit_n=fit_n)
     if pictures < 0:
         from unitscope.errors import UsageError
 
@@ -50,16 +50,18 @@ def command(model_spec: str, weights: str | None, num_classes: int | None, devic
     run = DissectionResult.load(run_dir)
     check_output_dir(out, overwrite)
     model = open_model(model_spec, weights, num_classes, device)
-    image_size = run.info.get("image_size") or [112, 112]
-    source = open_inputs(image, data, n, seed, int(image_size[0]))  # type: ignore[index]
-    if method == "vectors":
-        from unitscope.analysis.vector_segment import run_vector_segment
+    source = open_inputs(image, data, n, seed, run.record.image_size[0])
+    from unitscope.staging import staged
 
-        summary = run_vector_segment(model, run, source, out, layers or None, category, batch_size, pictures,
-                                     fit_n, fit_data)
-    else:
-        summary = run_segment(model, run, source, out, layers[-1] if layers else None, category, batch_size,
-                              pictures)
+    with staged(out) as stage:
+        if method == "vectors":
+            from unitscope.analysis.segment.vector_run import run_vector_segment
+
+            summary = run_vector_segment(model, run, source, stage, layers or None, category, batch_size,
+                                         pictures, fit_n, fit_data)
+        else:
+            summary = run_segment(model, run, source, stage, layers[-1] if layers else None, category,
+                                  batch_size, pictures)
     click.echo(f"segmented {len(summary.predictions)} image(s) → {out}")
     if summary.metrics is not None and summary.metrics["pixel_accuracy"] is not None:
         m = summary.metrics

@@ -33,6 +33,12 @@ def open_probe(spec: str, n: int = 500, seed: int = 0, size: int = 112) -> Probe
 
     if is_broden_dir(path):
         return BrodenProbe(path)
+    broden_files = [name for name in ("label.csv", "category.csv") if (path / name).is_file()]
+    if broden_files:
+        raise UsageError(
+            f"--data {spec} has {' and '.join(broden_files)} but no index.csv, so it looks like an incomplete "
+            "Broden export, not an image folder; restore index.csv"
+        )
     from unitscope.data.image_folder import ImageFolderProbe
 
     return ImageFolderProbe(path)

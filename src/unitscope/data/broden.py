@@ -28,9 +28,9 @@ from __future__ import annotations
 
 import csv
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 import numpy as np
 from PIL import Image
@@ -39,6 +39,8 @@ from unitscope.data.errors import BadSampleError
 from unitscope.data.image_folder import READ_ERRORS, read_rgb
 from unitscope.data.probe import Concept, ConceptTable, ProbeSample
 from unitscope.errors import UsageError
+
+T = TypeVar("T")
 
 META_COLUMNS: tuple[str, ...] = ("image", "split", "ih", "iw", "sh", "sw")
 LABEL_COLUMNS: tuple[str, ...] = ("number", "name", "category")
@@ -239,6 +241,16 @@ def _read_index(
     return concepts, lut, rows
 
 
+def _readable_csv(read: Callable[..., T], path: Path, *args: object) -> T:
+    """``read(path, *args)``, with a binary or non-UTF-8 file refused in one line."""
+    try:
+        return read(path, *args)
+    except UnicodeDecodeError as err:
+        raise UsageError(f"{path} is not UTF-8 text (byte {err.start}); save it as UTF-8 CSV") from None
+    except csv.Error as err:
+        raise UsageError(f"{path} is not a readable CSV ({err}); save it as UTF-8 CSV") from None
+
+
 class BrodenProbe:
     """A Broden-format directory as a :class:`~unitscope.data.probe.ProbeSet`.
 
@@ -264,9 +276,9 @@ class BrodenProbe:
             raise UsageError(f"no images/ folder in {self.root}; {_LAYOUT_HINT}")
         if max_images is not None and max_images <= 0:
             raise UsageError(f"max_images must be positive, got {max_images}")
-        labels = read_label_csv(self.root / "label.csv")
+        labels = _readable_csv(read_label_csv, self.root / "label.csv")
         self.concepts: ConceptTable
-        self.concepts, self._lut, rows = _read_index(self.root / "index.csv", categories, labels)
+        self.concepts, self._lut, rows = _readable_csv(_read_index, self.root / "index.csv", categories, labels)
         self._categories: tuple[str, ...] = self.concepts.categories
         self.splits: tuple[str, ...] = tuple(sorted({r.split for r in rows}))
         if split is not None:

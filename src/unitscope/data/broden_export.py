@@ -32,8 +32,6 @@ from __future__ import annotations
 
 import csv
 import re
-import shutil
-import tempfile
 import warnings
 from collections import defaultdict
 from collections.abc import Mapping
@@ -46,6 +44,7 @@ from unitscope.data.broden import is_broden_dir
 from unitscope.data.probe import ConceptTable, ProbeSample, ProbeSet
 from unitscope.errors import UsageError
 from unitscope.progress import progress_iter
+from unitscope.staging import staged
 
 IMAGE_FORMATS: dict[str, tuple[str, str]] = {"png": ("PNG", ".png"), "jpg": ("JPEG", ".jpg"), "jpeg": ("JPEG", ".jpg")}
 MAX_LABEL: int = 256 * 256 - 1
@@ -258,24 +257,6 @@ def _prepare_target(out: Path, overwrite: bool) -> None:
             raise UsageError(f"refusing to replace {out}: it is not a Broden directory (no index.csv)")
 
 
-def _move_into_place(stage: Path, out: Path) -> None:
-    """Rename the finished staging directory to ``out``, replacing an old export only at the end."""
-    if out.is_dir() and any(out.iterdir()):
-        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-        old.rmdir()
-        out.rename(old)
-        try:
-            stage.rename(out)
-        except OSError:
-            old.rename(out)
-            raise
-        shutil.rmtree(old)
-    else:
-        if out.is_dir():
-            out.rmdir()
-        stage.rename(out)
-
-
 def write_broden(
     out_dir: str | Path,
     probe: ProbeSet,
@@ -293,14 +274,9 @@ def write_broden(
     out = Path(out_dir)
     _prepare_target(out, overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-    try:
+    with staged(out) as stage:  # OUT.partial, renamed into place when complete, removed on any error
         writer = _Writer(stage, probe, fmt, frequency_stats)
         for i in progress_iter(range(len(probe)), desc="writing Broden", unit="img", disable=not progress):
             writer.add(i)
         writer.finish()
-        _move_into_place(stage, out)
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        raise
     return out

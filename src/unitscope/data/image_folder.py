@@ -30,12 +30,26 @@ def read_rgb(path: Path, context: str = "") -> np.ndarray:
     try:
         with Image.open(path) as im:
             im.load()
-            rgb = im if im.mode == "RGB" else im.convert("RGB")
-            return np.array(rgb, dtype=np.uint8)
+            return _as_rgb8(im, path, where)
     except READ_ERRORS as err:
         raise BadSampleError(
             f"image {path}{where} cannot be decoded ({err}); replace the file or drop it from the set", path
         ) from err
+
+
+def _as_rgb8(im: Image.Image, path: Path, where: str) -> np.ndarray:
+    """uint8 [H, W, 3]; 16-bit and 32-bit integer greyscale scaled to 8 bits (PIL's own convert clips them
+    to white), floating-point images refused rather than guessed."""
+    if im.mode.startswith("I"):  # I;16, I;16B, I (16-bit PNG/TIFF greyscale as 32-bit ints)
+        values = np.asarray(im).astype(np.int64)
+        top = 65535 if im.mode.startswith("I;16") or values.max(initial=0) <= 65535 else 2**32 - 1
+        if values.min(initial=0) < 0:
+            raise BadSampleError(f"image {path}{where} has negative pixel values; save it as 8-bit RGB", path)
+        grey = np.round(values * (255 / top)).astype(np.uint8)
+        return np.repeat(grey[..., None], 3, axis=2)
+    if im.mode == "F":
+        raise BadSampleError(f"image {path}{where} holds floating-point pixels; save it as 8-bit RGB", path)
+    return np.array(im if im.mode == "RGB" else im.convert("RGB"), dtype=np.uint8)
 
 
 def image_size_of(path: Path) -> tuple[int, int]:

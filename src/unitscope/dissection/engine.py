@@ -57,6 +57,18 @@ class EngineOutcome:
     seconds: float
 
 
+def _load_state(path: Path) -> dict[str, object]:
+    """A pass's resumable state (tensors, numbers, strings only: never unpickles arbitrary objects)."""
+    if not path.exists():
+        return {}
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # a state file damaged outside unitscope (writes are atomic)
+        raise UsageError(f"cannot resume from {path} ({type(err).__name__}); pass --overwrite to start afresh") \
+            from None
+    return state if isinstance(state, dict) else {}
+
+
 def _atomic_save(obj: object, path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
     torch.save(obj, tmp)
@@ -95,10 +107,11 @@ class DissectionEngine:
     def _input_batch(self, samples: list[ProbeSample]) -> torch.Tensor:
         images = [s.image for s in samples]
         first = images[0].shape
-        odd = [s.index for s in samples if s.image.shape != first]
+        odd = [s for s in samples if s.image.shape != first]
         if odd:
+            (h, w), (h0, w0) = odd[0].image.shape[:2], first[:2]
             raise UsageError(
-                f"image {odd[0]} is {samples[0].image.shape[:2]} but others are {first[:2]}; "
+                f"image {odd[0].index} is {w}×{h} but image {samples[0].index} is {w0}×{h0}; "
                 "give probe images of one size or pass --input-size"
             )
         return self.model.preprocess.batch(images, self.device)
@@ -110,7 +123,7 @@ class DissectionEngine:
     def _pass_one(self) -> tuple[dict[str, LayerShape], dict[str, tuple[TopQuantile, TopImages]], dict[int, str]]:
         """Shapes, quantile and top-k statistics of every layer, and the skipped images."""
         state_path = self.workdir / "pass1.pt"
-        state: dict[str, object] = torch.load(state_path, weights_only=False) if state_path.exists() else {}
+        state: dict[str, object] = _load_state(state_path)
         start = int(state.get("next_index", 0))
         skipped: dict[int, str] = dict(state.get("skipped", {}))  # type: ignore[arg-type]
         shapes: dict[str, LayerShape] = {}
@@ -192,7 +205,7 @@ class DissectionEngine:
         skipped: dict[int, str],
     ) -> dict[str, ConceptOverlap]:
         state_path = self.workdir / "pass2.pt"
-        state: dict[str, object] = torch.load(state_path, weights_only=False) if state_path.exists() else {}
+        state: dict[str, object] = _load_state(state_path)
         start = int(state.get("next_index", 0))
         overlaps: dict[str, ConceptOverlap] = {}
         maskers: dict[str, WindowedMasks] = {}

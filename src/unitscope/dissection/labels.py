@@ -14,8 +14,11 @@ def label_units(
 ) -> pd.DataFrame:
     """One row per unit: its best concept overall and per category, with IoU.
 
-    ``iou`` is [units, max_label + 1] with column = label number. Ties go to the lower label number.
-    Without labels (plain image folders) the label columns are empty.
+    ``iou`` is [units, max_label + 1] with column = label number. Exact ties go to the lower label number,
+    overall and per category (NetDissect-Lite's argmax picks the lowest label number within each category,
+    then the first category in its category order, so it can differ on a tie across categories). A unit
+    whose IoU is 0 for every concept gets no label: empty ``label``, category ``none``. Without labels
+    (plain image folders) the label columns are empty.
     """
     units = len(thresholds)
     table = pd.DataFrame({"unit": np.arange(units)})
@@ -34,9 +37,11 @@ def label_units(
     numbers, names, cats = numbers[order], names[order], cats[order]
     values = matrix[:, numbers]  # [U, C] in label-number order: argmax picks the lowest number on ties
     best = values.argmax(axis=1)
-    table["label"] = names[best]
-    table["category"] = cats[best]
-    table["iou"] = values[np.arange(units), best]
+    best_iou = values[np.arange(units), best]
+    nothing = best_iou <= 0
+    table["label"] = np.where(nothing, "", names[best])
+    table["category"] = np.where(nothing, "none", cats[best])
+    table["iou"] = best_iou
     table["detector"] = table["iou"] >= iou_threshold
     for category in concepts.categories:
         columns = np.flatnonzero(cats == category)
@@ -44,8 +49,9 @@ def label_units(
             continue
         sub = values[:, columns]
         pick = sub.argmax(axis=1)
-        table[f"{category}_label"] = names[columns][pick]
-        table[f"{category}_iou"] = sub[np.arange(units), pick]
+        picked = sub[np.arange(units), pick]
+        table[f"{category}_label"] = np.where(picked <= 0, "", names[columns][pick])
+        table[f"{category}_iou"] = picked
     table["threshold"] = thresholds.double().numpy()
     return table
 

@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from unitscope.data.errors import BadSampleError
 from unitscope.data.probe import ProbeSample, ProbeSet
+from unitscope.processes import die_with_parent
 
 
 @dataclass
@@ -67,5 +68,6 @@ def iterate_batches(
         persistent_workers=False,
         prefetch_factor=4 if workers else None,
         generator=torch.Generator().manual_seed(0),
+        worker_init_fn=die_with_parent() if workers else None,  # no orphan workers after kill -9
     )
     return iter(loader)

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from unitscope.data.probe import Concept, ConceptTable
-from unitscope.errors import UsageError
-
-RUN_FORMAT = "unitscope-dissection/1"
+from unitscope.dissection.record import RunRecord, read_record, write_record
 
 
 @dataclass
@@ -34,7 +31,7 @@ class DissectionResult:
 
     layers: dict[str, LayerResult]
     concepts: ConceptTable
-    info: dict[str, object] = field(default_factory=dict)
+    record: RunRecord
     run_dir: Path | None = None
     label_pixels: np.ndarray | None = None  # [max_label + 1] labelled pixels per concept over the probe set
 
@@ -59,7 +56,6 @@ class DissectionResult:
         pd.DataFrame(concept_rows, columns=["number", "name", "category", "pixels"]).to_csv(
             directory / "concepts.csv", index=False
         )
-        layers_info = {}
         for name, layer in self.layers.items():
             layer_dir = directory / layer_dirname(name)
             layer_dir.mkdir(exist_ok=True)
@@ -67,53 +63,41 @@ class DissectionResult:
             layer.top_images.to_csv(layer_dir / "top_images.csv", index=False, float_format="%.6g")
             if layer.iou is not None:
                 np.save(layer_dir / "iou.npy", layer.iou.astype(np.float32))
-            layers_info[name] = {
-                "path": layer.path,
-                "units": layer.shape[0],
-                "map_size": list(layer.shape[1:]),
-                "directory": layer_dirname(name),
-                "table": layer.table.to_dict(orient="records"),
-            }
-        summary = {"format": RUN_FORMAT, **self.info, "categories": list(self.concepts.categories),
-                   "layers": layers_info}
-        (directory / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+            if "threshold" in layer.units:  # exact: units.csv rounds to 6 digits, masks need every bit
+                np.save(layer_dir / "thresholds.npy", layer.units["threshold"].to_numpy(dtype=np.float64))
+        write_record(self.record, directory)
 
     @classmethod
     def load(cls, directory: str | Path) -> DissectionResult:
         """Read a finished run directory back."""
         directory = Path(directory)
-        summary_path = directory / "summary.json"
-        if not summary_path.is_file():
-            raise UsageError(f"{directory} is not a finished dissection run (no summary.json); run dissect first")
-        summary = json.loads(summary_path.read_text())
-        if summary.get("format") != RUN_FORMAT:
-            raise UsageError(f"{directory} was not written by unitscope dissect ({RUN_FORMAT})")
+        record = read_record(directory)
         frame = pd.read_csv(directory / "concepts.csv", keep_default_na=False, na_values={"pixels": [""]})
         concepts = ConceptTable(
             tuple(Concept(int(r.number), str(r.name), str(r.category)) for r in frame.itertuples()),
-            tuple(summary.get("categories", [])),
+            record.categories,
         )
         layers = {}
-        for name, info in summary["layers"].items():
-            layer_dir = directory / info["directory"]
+        for info in record.layers:
+            name = info.name
+            layer_dir = directory / info.directory
             iou_path = layer_dir / "iou.npy"
             units = pd.read_csv(layer_dir / "units.csv", keep_default_na=False,
                                 na_values={"iou": ["", "nan"]})
             layers[name] = LayerResult(
                 name=name,
-                path=info["path"],
-                shape=(info["units"], *info["map_size"]),
+                path=info.path,
+                shape=(info.units, *info.map_size),
                 units=units,
-                table=pd.DataFrame(info["table"]),
+                table=pd.DataFrame(list(info.table)),
                 top_images=pd.read_csv(layer_dir / "top_images.csv"),
                 iou=np.load(iou_path) if iou_path.exists() else None,
             )
-        info = {k: v for k, v in summary.items() if k not in ("layers", "format", "categories")}
         label_pixels = None
         if len(frame) and frame["pixels"].notna().all():
             label_pixels = np.zeros(int(frame["number"].max()) + 1)
             label_pixels[frame["number"].to_numpy()] = frame["pixels"].to_numpy(dtype=float)
-        return cls(layers, concepts, info, directory, label_pixels)
+        return cls(layers, concepts, record, directory, label_pixels)
 
 
 def layer_dirname(name: str) -> str:

@@ -12,9 +12,8 @@ import json
 import shutil
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pandas as pd
 import torch
@@ -23,49 +22,45 @@ from unitscope.data import open_probe
 from unitscope.data.probe import ProbeSet
 from unitscope.dissection.engine import DissectionEngine, EngineOutcome, LayerStatistics
 from unitscope.dissection.labels import detector_table, label_units
-from unitscope.dissection.result import DissectionResult, LayerResult
+from unitscope.dissection.record import DataSpec, LayerRecord, ModelSpec, RunRecord, RunSpec, versions
+from unitscope.dissection.result import DissectionResult, LayerResult, layer_dirname
 from unitscope.dissection.settings import DissectSettings
 from unitscope.errors import UsageError
 from unitscope.models.layers import resolve_layer
 from unitscope.models.loading import LoadedModel, load_model
-from unitscope.staging import publish, staging_path
-
-if TYPE_CHECKING:
-    from unitscope.report.dissection import ReportOptions
+from unitscope.receptive.theory import alignment_geometry
+from unitscope.staging import lock_output, publish, staging_path
 
 
-@dataclass(frozen=True)
-class ModelSpec:
-    """How the command line named the model (part of a run's identity)."""
-
-    model: str
-    weights: str | None = None
-    num_classes: int | None = None
-    input_size: int | None = None
-    mean: tuple[float, ...] | None = None
-    std: tuple[float, ...] | None = None
+def _same_path(spec: str | None) -> str | None:
+    """A spec naming an existing file or folder as its absolute path, so ``./d``, ``d`` and ``/abs/d`` agree."""
+    if spec is None:
+        return None
+    file_part, sep, rest = spec.partition(":") if spec.split(":", 1)[0].endswith(".py") else (spec, "", "")
+    path = Path(file_part)
+    return str(path.resolve()) + sep + rest if path.exists() else spec
 
 
-@dataclass(frozen=True)
-class DataSpec:
-    data: str = "sceneworld"
-    n: int = 500
-    seed: int = 0
-    size: int = 112
+def _identity(model: ModelSpec, data: DataSpec, layers: Sequence[str], settings: DissectSettings) -> RunSpec:
+    """The run's spec, with paths absolute (so ``./d``, ``d`` and ``/abs/d`` are one run, reopenable anywhere)."""
+    model = replace(model, spec=_same_path(model.spec) or model.spec, weights=_same_path(model.weights))
+    data = replace(data, data=_same_path(data.data) or data.data)
+    return RunSpec(model, data, tuple(layers), dict(settings.identity()))
 
 
-def field_geometry(model: LoadedModel, input_size: tuple[int, int]) -> dict[str, tuple[float, float]]:
-    """(stride, start) of each module's theoretical receptive field, for RF-aligned upsampling."""
-    from unitscope.receptive.theory import theoretical_fields
-
-    fields = theoretical_fields(model.module, input_size)
-    return {path: (float(f.stride), float(f.start)) for path, f in fields.items()}
+def same_run(a: RunSpec, b: RunSpec) -> bool:
+    """Whether two specs name the same run: the order of the layers is display only."""
+    return _sorted_layers(a) == _sorted_layers(b)
 
 
-def _identity(model: ModelSpec, data: DataSpec, layers: Sequence[str], settings: DissectSettings) -> dict:
-    return json.loads(json.dumps({
-        "model": model.__dict__, "data": data.__dict__, "layers": list(layers), "settings": settings.identity(),
-    }, default=list))
+def _sorted_layers(spec: RunSpec) -> RunSpec:
+    return replace(spec, layers=tuple(sorted(set(spec.layers))))
+
+
+def _identity_json(spec: RunSpec) -> dict[str, object]:
+    """The spec as plain JSON (what ``config.json`` of an interrupted run holds)."""
+    loaded: dict[str, object] = json.loads(json.dumps(asdict(spec)))
+    return loaded
 
 
 def _layer_result(stats: LayerStatistics, probe: ProbeSet, settings: DissectSettings) -> LayerResult:
@@ -104,11 +99,13 @@ def dissect(
     settings: DissectSettings | None = None,
     device: str = "cpu",
     overwrite: bool = False,
-    report: bool = True,
-    report_options: ReportOptions | None = None,
     progress: bool = True,
+    trust_checkpoint: bool = False,
 ) -> DissectionResult:
-    """Label every unit of ``layers`` with the concept it detects (Network Dissection, exact)."""
+    """Label every unit of ``layers`` with the concept it detects (Network Dissection, exact).
+
+    The run writes data only; :func:`unitscope.report.dissection.write_dissection_report` renders it.
+    """
     settings = settings or DissectSettings()
     settings.validate()
     if not layers:
@@ -118,9 +115,24 @@ def dissect(
     data_spec = DataSpec(data if isinstance(data, str) else data.name, n, seed, size)
     identity = _identity(model_spec, data_spec, layers, settings)
     out_path = Path(out) if out is not None else None
+    if out_path is None:
+        return _dissect(model, layers, data, None, identity, weights, num_classes, n, seed, size, input_size, mean,
+                        std, settings, device, overwrite, progress, trust_checkpoint)
+    with lock_output(out_path):  # one writer per run directory (re-entrant: the CLI holds it too)
+        return _dissect(model, layers, data, out_path, identity, weights, num_classes, n, seed, size, input_size,
+                        mean, std, settings, device, overwrite, progress, trust_checkpoint)
+
+
+def _dissect(
+    model: str | LoadedModel, layers: Sequence[str], data: str | ProbeSet, out_path: Path | None,
+    identity: RunSpec, weights: str | None, num_classes: int | None, n: int, seed: int, size: int,
+    input_size: int | None, mean: Sequence[float] | None, std: Sequence[float] | None, settings: DissectSettings,
+    device: str, overwrite: bool, progress: bool, trust_checkpoint: bool,
+) -> DissectionResult:
+    """``dissect`` once the output (if any) is locked for this process."""
     if out_path is not None and (out_path / "summary.json").is_file() and not overwrite:
         finished = DissectionResult.load(out_path)
-        if finished.info.get("identity") == identity:
+        if same_run(finished.record.spec, identity):
             if progress:
                 print(f"{out_path} is already complete for this command; nothing to recompute")
             return finished
@@ -129,25 +141,26 @@ def dissect(
             and any(out_path.iterdir()) and not overwrite):
         raise UsageError(f"{out_path} exists and is not a dissection run; choose another --out")
 
-    loaded = model if isinstance(model, LoadedModel) else load_model(model, weights, num_classes, device)
-    loaded.preprocess = loaded.preprocess.with_overrides(input_size, mean, std)
+    loaded = model if isinstance(model, LoadedModel) else load_model(model, weights, num_classes, device,
+                                                                      trust_checkpoint)
+    loaded = replace(loaded, preprocess=loaded.preprocess.with_overrides(input_size, mean, std))  # never mutate
     paths = {name: resolve_layer(loaded.module, name) for name in layers}
     probe = data if not isinstance(data, str) else open_probe(data, n=n, seed=seed, size=size)
     if len(probe) == 0:
         raise UsageError(f"the probe set {probe.name} is empty; check --data")
     model_input = loaded.preprocess.input_size or probe.image_size
-    geometry = field_geometry(loaded, model_input) if settings.upsample == "rf" else {}
+    geometry = alignment_geometry(loaded.module, model_input) if settings.upsample == "rf" else {}
 
     if out_path is None:
         with tempfile.TemporaryDirectory(prefix="unitscope-") as tmp:
             outcome = DissectionEngine(loaded, paths, probe, settings, Path(tmp), geometry.get, progress).run()
-            return _assemble(outcome, probe, settings, identity, loaded, None)
+            return _assemble(outcome, probe, settings, identity, loaded, None, geometry)
 
     staging = staging_path(out_path)
     config_path = staging / "config.json"
     if staging.exists():
         previous = json.loads(config_path.read_text()) if config_path.is_file() else None
-        if previous != identity:
+        if previous != _identity_json(_sorted_layers(identity)):
             if not overwrite:
                 raise UsageError(
                     f"{staging} holds an interrupted run of a different command; rerun that command, "
@@ -157,19 +170,15 @@ def dissect(
         elif progress:
             print(f"resuming the interrupted run in {staging}")
     staging.mkdir(parents=True, exist_ok=True)
-    config_path.write_text(json.dumps(identity, indent=2))
+    config_path.write_text(json.dumps(_identity_json(_sorted_layers(identity)), indent=2))
     engine = DissectionEngine(loaded, paths, probe, settings, staging / "work", geometry.get, progress)
     try:
         outcome = engine.run()
-        result = _assemble(outcome, probe, settings, identity, loaded, out_path)
+        result = _assemble(outcome, probe, settings, identity, loaded, out_path, geometry)
         result_dir = staging / "result"
         if result_dir.exists():
             shutil.rmtree(result_dir)
         result.write(result_dir)
-        if report:
-            from unitscope.report.dissection import write_dissection_report
-
-            write_dissection_report(result, probe, result_dir, loaded, report_options)
     except UsageError:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -179,23 +188,26 @@ def dissect(
     return result
 
 
-def _assemble(outcome: EngineOutcome, probe: ProbeSet, settings: DissectSettings, identity: dict,
-              model: LoadedModel, run_dir: Path | None) -> DissectionResult:
+def _assemble(outcome: EngineOutcome, probe: ProbeSet, settings: DissectSettings, spec: RunSpec,
+              model: LoadedModel, run_dir: Path | None,
+              geometry: dict[str, tuple[float, float]]) -> DissectionResult:
     layers = {stats.name: _layer_result(stats, probe, settings) for stats in outcome.layers}
-    info = {
-        "identity": identity,
-        "model": model.name,
-        "data": probe.name,
-        "n_images": len(probe),
-        "image_size": list(probe.image_size),
-        "label_size": list(probe.label_size),
-        "input_size": list(model.preprocess.input_size or probe.image_size),
-        "settings": settings.identity(),
-        "skipped_images": len(outcome.skipped),
-        "skipped": {str(k): v for k, v in sorted(outcome.skipped.items())},
-        "seconds": round(outcome.seconds, 2),
-        "class_names": model.class_names,
-    }
+    records = tuple(
+        LayerRecord(name, layer.path, layer.shape[0], (layer.shape[1], layer.shape[2]), layer_dirname(name),
+                    tuple(layer.table.to_dict(orient="records")),
+                    *(geometry.get(layer.path) or (None, None)))
+        for name, layer in layers.items()
+    )
+    record = RunRecord(
+        spec=spec, model=model.name, data=probe.name, n_images=len(probe),
+        image_size=probe.image_size, label_size=probe.label_size,
+        input_size=model.preprocess.input_size or probe.image_size,
+        mean=tuple(model.preprocess.mean), std=tuple(model.preprocess.std),
+        categories=tuple(probe.concepts.categories), layers=records,
+        class_names=tuple(model.class_names) if model.class_names else None,
+        skipped={str(k): v for k, v in sorted(outcome.skipped.items())},
+        seconds=round(outcome.seconds, 2), versions=versions(),
+    )
     label_pixels = next((s.overlap.label_area.double().cpu().numpy() for s in outcome.layers
                          if s.overlap is not None), None)
-    return DissectionResult(layers, probe.concepts, info, run_dir, label_pixels)
+    return DissectionResult(layers, probe.concepts, record, run_dir, label_pixels)

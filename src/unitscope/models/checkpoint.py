@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import pickle
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -17,33 +17,55 @@ def strip_dataparallel(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torc
     return {".".join(p for p in key.split(".") if p != "module"): value for key, value in state_dict.items()}
 
 
-def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
-    """A state_dict from a bare state_dict, ``{'state_dict': …}``, or a legacy whole-model pickle.
+def read_checkpoint(path: str | Path, trust: bool = False) -> dict[str, torch.Tensor]:
+    """A state_dict from a bare state_dict or ``{'state_dict': …}``, read with ``weights_only=True``.
 
-    Safe tensor-only loading is tried first; legacy Places365 whole-model pickles (Python 2 era) need the
-    full unpickler with ``encoding='latin1'`` and are only loaded that way.
+    A checkpoint from elsewhere can run arbitrary code if fully unpickled, so nothing else is tried
+    unless ``trust`` (``--trust-checkpoint``): then legacy whole-model pickles (the old Places365
+    ``.pth.tar``, Python 2 era) are unpickled with ``encoding='latin1'``.
     """
     path = Path(path)
     if not path.is_file():
         raise UsageError(f"checkpoint {path} does not exist; pass an existing file to --weights")
     try:
-        loaded = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, UnicodeDecodeError, AttributeError, ValueError):
-        try:
+        if trust:
             loaded = torch.load(path, map_location="cpu", weights_only=False, encoding="latin1")
-        except Exception as err:  # any unpickling failure means the file is not a checkpoint we can use
+        else:
+            loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # a text file, a truncated zip, a pickle of Python objects: never run, only refused
+        message = str(err)
+        if not trust and ("GLOBAL" in message or "Unsupported" in message):
             raise UsageError(
-                f"cannot read checkpoint {path} ({type(err).__name__}: {err}); pass a torch-saved state_dict"
-            ) from err
+                f"checkpoint {path} holds Python objects, not just tensors{_unsafe_global(err)}; unpickling them "
+                "can run code from the file, so it is refused: pass --trust-checkpoint only if you trust its source"
+            ) from None
+        raise UsageError(
+            f"cannot read checkpoint {path}: it is not a complete file saved by torch.save "
+            f"({type(err).__name__}: {first_line(err)[:120]}); check the file (truncated download?)"
+        ) from None
     if isinstance(loaded, nn.Module):
         loaded = loaded.state_dict()
     if isinstance(loaded, Mapping) and "state_dict" in loaded:
         loaded = loaded["state_dict"]
     if isinstance(loaded, nn.Module):
         loaded = loaded.state_dict()
-    if not isinstance(loaded, Mapping) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
+    if not isinstance(loaded, Mapping) or not loaded or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
         raise UsageError(f"{path} holds no state_dict of tensors; pass a checkpoint saved with torch.save")
+    if not all(isinstance(k, str) for k in loaded):
+        raise UsageError(f"{path} has state_dict keys that are not strings; pass a checkpoint saved with torch.save")
     return strip_dataparallel(loaded)
+
+
+def _unsafe_global(err: BaseException) -> str:
+    """`` (it needs GLOBAL x.y)`` from torch's weights-only error, or nothing when it names none."""
+    found = re.search(r"GLOBAL ([\w.]+)", str(err))
+    return f" (it needs {found.group(1)})" if found else ""
+
+
+def first_line(err: BaseException) -> str:
+    """An exception's message cut to its first line (torch's unpickling errors run to many lines)."""
+    text = str(err).strip().splitlines()
+    return text[0][:200] if text else type(err).__name__
 
 
 def load_into(module: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str) -> None:

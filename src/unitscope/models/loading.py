@@ -17,7 +17,7 @@ from unitscope.models.builtin import (
     builtin_weights_path,
     read_sceneworld_checkpoint,
 )
-from unitscope.models.checkpoint import load_into, read_checkpoint
+from unitscope.models.checkpoint import first_line, load_into, read_checkpoint
 from unitscope.models.preprocessing import Preprocessing
 
 
@@ -33,15 +33,22 @@ class LoadedModel:
 
 
 def resolve_device(device: str) -> torch.device:
-    """``cpu``, ``cuda``, ``cuda:N`` or ``auto``; a missing GPU is a usage error, not a crash."""
+    """``cpu``, ``cuda``, ``cuda:N`` or ``auto``; a device this machine lacks is a usage error, not a crash."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         dev = torch.device(device)
-    except RuntimeError as err:
+    except (RuntimeError, ValueError) as err:
         raise UsageError(f"unknown device {device!r}; use cpu, cuda, cuda:N or auto") from err
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError(f"--device {device} asked for CUDA but no GPU is visible; use --device cpu")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UsageError(f"--device {device} asked for CUDA but no GPU is visible; use --device cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise UsageError(f"--device {device}: this machine has {torch.cuda.device_count()} GPU(s); "
+                             "use cuda:0 … or --device cpu")
+    elif dev.type != "cpu":
+        raise UsageError(f"--device {device} is not supported (analysis needs real tensors); "
+                         "use cpu, cuda, cuda:N or auto")
     return dev
 
 
@@ -50,19 +57,24 @@ def load_model(
     weights: str | None = None,
     num_classes: int | None = None,
     device: str | torch.device = "cpu",
+    trust_checkpoint: bool = False,
 ) -> LoadedModel:
-    """Build the network named by ``spec`` and load ``weights`` into it."""
+    """Build the network named by ``spec`` and load ``weights`` into it.
+
+    ``weights`` files are read tensor-only unless ``trust_checkpoint`` (full unpickling can run code).
+    A ``file.py:callable`` spec imports and runs that file: it is code by nature.
+    """
     dev = device if isinstance(device, torch.device) else resolve_device(device)
     if spec in BUILTIN_MODELS:
         loaded = _load_sceneworld(builtin_weights_path(spec), spec)
         if weights:
-            load_into(loaded.module, read_checkpoint(weights), weights)
+            load_into(loaded.module, read_checkpoint(weights, trust_checkpoint), weights)
     elif spec.endswith(".pt") and Path(spec).is_file() and (own := read_sceneworld_checkpoint(Path(spec))):
         loaded = _from_checkpoint(own, Path(spec).stem)
     elif ":" in spec and spec.split(":", 1)[0].endswith(".py"):
-        loaded = _load_callable(spec, weights, num_classes)
+        loaded = _load_callable(spec, weights, num_classes, trust_checkpoint)
     else:
-        loaded = _load_torchvision(spec, weights, num_classes)
+        loaded = _load_torchvision(spec, weights, num_classes, trust_checkpoint)
     loaded.module.to(dev).eval()
     loaded.device = dev
     return loaded
@@ -76,7 +88,7 @@ def _from_checkpoint(ckpt: SceneWorldCheckpoint, name: str) -> LoadedModel:
     return LoadedModel(ckpt.build(), name, ckpt.preprocess, list(ckpt.class_names))
 
 
-def _load_callable(spec: str, weights: str | None, num_classes: int | None) -> LoadedModel:
+def _load_callable(spec: str, weights: str | None, num_classes: int | None, trust: bool) -> LoadedModel:
     file_part, func_name = spec.rsplit(":", 1)
     path = Path(file_part)
     if not path.is_file():
@@ -85,23 +97,46 @@ def _load_callable(spec: str, weights: str | None, num_classes: int | None) -> L
     if module_spec is None or module_spec.loader is None:
         raise UsageError(f"cannot import {path} as Python; give --model path/file.py:callable")
     user_module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(user_module)
+    try:
+        module_spec.loader.exec_module(user_module)
+    except SyntaxError as err:
+        raise UsageError(f"{path} has a syntax error on line {err.lineno}: {err.msg}; fix the model file") from None
+    except ImportError as err:
+        raise UsageError(f"{path} failed to import {err.name or 'a module'} ({first_line(err)}); "
+                         "install it or fix the model file") from None
+    except Exception as err:  # the user's code raised while being imported
+        raise UsageError(f"{path} raised {type(err).__name__} when imported ({first_line(err)}); "
+                         "fix the model file") from None
     factory = getattr(user_module, func_name, None)
     if not callable(factory):
         raise UsageError(f"{path} has no callable {func_name!r}; give --model path/file.py:callable")
     kwargs = {}
-    if num_classes is not None and "num_classes" in inspect.signature(factory).parameters:
+    try:
+        parameters = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        parameters = {}  # type: ignore[assignment]
+    if num_classes is not None and "num_classes" in parameters:
         kwargs["num_classes"] = num_classes
-    net = factory(**kwargs)
+    try:
+        inspect.signature(factory).bind(**kwargs)
+    except TypeError as err:
+        raise UsageError(f"{spec} cannot be called without arguments ({err}); give a callable that builds "
+                         "the network with no required arguments") from None
+    except ValueError:
+        pass  # a builtin without a signature: just call it
+    try:
+        net = factory(**kwargs)
+    except Exception as err:  # the user's factory raised
+        raise UsageError(f"{spec} raised {type(err).__name__} ({first_line(err)}); fix the model file") from None
     if not isinstance(net, nn.Module):
         raise UsageError(f"{spec} returned {type(net).__name__}, not a torch.nn.Module")
     if weights:
-        load_into(net, read_checkpoint(weights), weights)
+        load_into(net, read_checkpoint(weights, trust), weights)
     class_names = getattr(net, "class_names", None)
     return LoadedModel(net, path.stem, Preprocessing(), list(class_names) if class_names else None)
 
 
-def _load_torchvision(spec: str, weights: str | None, num_classes: int | None) -> LoadedModel:
+def _load_torchvision(spec: str, weights: str | None, num_classes: int | None, trust: bool) -> LoadedModel:
     import torchvision  # imported here: it costs seconds and the built-in models do not need it
 
     available = torchvision.models.list_models(module=torchvision.models)
@@ -119,7 +154,7 @@ def _load_torchvision(spec: str, weights: str | None, num_classes: int | None) -
     kwargs = {"num_classes": num_classes} if num_classes else {}
     net = torchvision.models.get_model(spec, weights=None, **kwargs)
     if weights:
-        load_into(net, read_checkpoint(weights), weights)
+        load_into(net, read_checkpoint(weights, trust), weights)
     return LoadedModel(net, spec, Preprocessing())
 
 

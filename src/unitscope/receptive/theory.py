@@ -264,3 +264,9 @@ def theoretical_fields(module: nn.Module, input_size: tuple[int, int]) -> dict[s
     with torch.no_grad():
         traced = trace_model(module, size)  # type: ignore[arg-type]
     return fields_of_traced(traced)[0]
+
+
+def alignment_geometry(module: nn.Module, input_size: tuple[int, int]) -> dict[str, tuple[float, float]]:
+    """(stride, start) of each module's theoretical receptive field, for RF-aligned upsampling."""
+    fields = theoretical_fields(module, input_size)
+    return {path: (float(f.stride), float(f.start)) for path, f in fields.items()}

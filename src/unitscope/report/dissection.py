@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from PIL import Image
 
 from unitscope.data.probe import ProbeSet
 from unitscope.dissection.result import DissectionResult, LayerResult
@@ -34,6 +35,7 @@ from unitscope.report.unit_images import (
     renderer_for,
     tile_images,
 )
+from unitscope.report.unit_pages import unit_page_path, write_unit_page
 
 TEMPLATE = "dissection.html"
 MAX_SKIPPED_LISTED = 20
@@ -49,7 +51,7 @@ class ReportOptions:
     which at deep layers covers most of the image).
     """
 
-    max_units: int = 64
+    max_units: int | None = None  # None: every unit
     images_per_unit: int = 4
     thumbnail: int = 128
     max_concepts: int = 40
@@ -59,7 +61,7 @@ class ReportOptions:
 
     def validate(self) -> None:
         for name in ("max_units", "images_per_unit", "max_concepts", "batch_size"):
-            if getattr(self, name) < 1:
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise UsageError(f"report option {name} must be at least 1, got {getattr(self, name)}")
         if self.thumbnail < 8:
             raise UsageError(f"report thumbnail must be at least 8 pixels, got {self.thumbnail}")
@@ -82,7 +84,7 @@ def peak_activations(layer: LayerResult) -> pd.Series:
     return best.reindex(layer.units["unit"]).fillna(0.0)
 
 
-def gallery_units(layer: LayerResult, max_units: int) -> list[int]:
+def gallery_units(layer: LayerResult, max_units: int | None) -> list[int]:
     """Units to show: detectors first by IoU, then the rest by IoU; by peak activation when unlabelled."""
     units = layer.units
     if is_labelled(units):
@@ -93,7 +95,7 @@ def gallery_units(layer: LayerResult, max_units: int) -> list[int]:
         peaks = peak_activations(layer)
         frame = pd.DataFrame({"unit": peaks.index, "peak": peaks.to_numpy()})
         frame = frame.sort_values(["peak", "unit"], ascending=[False, True], kind="stable")
-    return [int(u) for u in frame["unit"].head(max_units)]
+    return [int(u) for u in (frame["unit"] if max_units is None else frame["unit"].head(max_units))]
 
 
 def _number(value: object, digits: int = 3) -> str:
@@ -124,6 +126,7 @@ def _card(row: pd.Series, unit: int, image: np.ndarray, colors: dict[str, str], 
         "threshold_text": f"{float(row['threshold']):.3g}",
         "alternatives": "\n".join(alternatives),
         "image": image_data_uri(image, "jpeg", quality=85),
+        "link": "",
     }
 
 
@@ -183,33 +186,30 @@ def _layer_section(result: DissectionResult, name: str, cards: list[dict[str, ob
 
 
 def _header(result: DissectionResult, model: LoadedModel, probe: ProbeSet) -> dict[str, object]:
-    info = result.info
-    settings = info.get("settings", {}) if isinstance(info.get("settings"), dict) else {}
-    skipped = info.get("skipped", {}) if isinstance(info.get("skipped"), dict) else {}
-    size = info.get("image_size", list(probe.image_size))
-    label = info.get("label_size", list(probe.label_size))
-    model_input = info.get("input_size", size)
+    record = result.record
+    settings = record.settings
+    skipped = record.skipped
     return {
-        "model": str(info.get("model", model.name)),
-        "data": str(info.get("data", probe.name)),
-        "n_images": int(info.get("n_images", len(probe))),  # type: ignore[arg-type]
-        "image_size": "×".join(str(s) for s in size),  # type: ignore[union-attr]
-        "label_size": "×".join(str(s) for s in label),  # type: ignore[union-attr]
-        "input_size": "×".join(str(s) for s in model_input),  # type: ignore[union-attr]
+        "model": record.model,
+        "data": record.data,
+        "n_images": record.n_images,
+        "image_size": "×".join(str(s) for s in record.image_size),
+        "label_size": "×".join(str(s) for s in record.label_size),
+        "input_size": "×".join(str(s) for s in record.input_size),
         "quantile": settings.get("quantile", "–"),
         "iou_threshold": settings.get("iou_threshold", "–"),
         "upsample": settings.get("upsample", "–"),
         "topk": settings.get("topk", "–"),
-        "seconds": info.get("seconds"),
-        "skipped_count": int(info.get("skipped_images", len(skipped))),  # type: ignore[arg-type]
+        "seconds": record.seconds,
+        "skipped_count": len(skipped),
         "skipped": [{"index": k, "message": v} for k, v in list(skipped.items())[:MAX_SKIPPED_LISTED]],
         "skipped_more": max(0, len(skipped) - MAX_SKIPPED_LISTED),
     }
 
 
 def build_report(result: DissectionResult, probe: ProbeSet, model: LoadedModel,
-                 options: ReportOptions | None = None) -> str:
-    """The whole page as an HTML string."""
+                 options: ReportOptions | None = None, directory: Path | None = None) -> str:
+    """The whole page as an HTML string; with ``directory``, also a page and PNG files per unit there."""
     started = time.perf_counter()
     options = options or ReportOptions()
     options.validate()
@@ -219,7 +219,8 @@ def build_report(result: DissectionResult, probe: ProbeSet, model: LoadedModel,
     colors = category_colors(categories)
     shown = {name: gallery_units(layer, options.max_units) for name, layer in result.layers.items()}
     requests: dict[str, LayerRequest] = {
-        name: layer_request(result, name, units, options.images_per_unit) for name, units in shown.items()
+        name: layer_request(result, name, units, _kept_images(result, name, options, directory))
+        for name, units in shown.items()
     }
     style = OutlineStyle(max_side=options.thumbnail)
     renderer = renderer_for(result, model, probe, options.batch_size, style, options.regions, options.field_sizes)
@@ -230,8 +231,18 @@ def build_report(result: DissectionResult, probe: ProbeSet, model: LoadedModel,
         labelled = is_labelled(layer.units)
         peaks = peak_activations(layer)
         rows = layer.units.set_index("unit")
-        cards = [_card(rows.loc[u], u, tile_images(tiles[(name, u)]), colors, categories, float(peaks.loc[u]),
-                       labelled) for u in units if tiles[(name, u)]]
+        cards = []
+        for u in units:
+            unit_tiles = tiles[(name, u)]
+            if not unit_tiles:
+                continue
+            strip = tile_images(unit_tiles[: options.images_per_unit])
+            card = _card(rows.loc[u], u, strip, colors, categories, float(peaks.loc[u]), labelled)
+            if directory is not None:
+                write_unit_page(result, directory, name, u, unit_tiles, _field_text(renderer, name))
+                Image.fromarray(strip).save(directory / unit_page_path(name, u).replace(".html", ".png"))
+                card["link"] = unit_page_path(name, u)
+            cards.append(card)
         sections.append(_layer_section(result, name, cards, options, _field_text(renderer, name)))
     legend = [{"name": c, "color": colors[c]} for c in categories]
     header = _header(result, model, probe)
@@ -248,7 +259,16 @@ def build_report(result: DissectionResult, probe: ProbeSet, model: LoadedModel,
     )
 
 
+def _kept_images(result: DissectionResult, layer: str, options: ReportOptions, directory: Path | None) -> int:
+    """Images to draw per unit: every kept top image when unit pages are written, else the card's few."""
+    if directory is None:
+        return options.images_per_unit
+    top = result.layers[layer].top_images
+    kept = int(top["rank"].max()) + 1 if len(top) else 1
+    return max(kept, options.images_per_unit)
+
+
 def write_dissection_report(result: DissectionResult, probe: ProbeSet, directory: Path, model: LoadedModel,
                             options: ReportOptions | None = None) -> Path:
     """Write ``directory/report.html`` for a finished dissection and return its path."""
-    return write_html(build_report(result, probe, model, options), Path(directory) / "report.html")
+    return write_html(build_report(result, probe, model, options, Path(directory)), Path(directory) / "report.html")

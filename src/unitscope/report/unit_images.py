@@ -27,7 +27,7 @@ from unitscope.dissection.result import DissectionResult
 from unitscope.dissection.upsample import Upsampler
 from unitscope.errors import UsageError
 from unitscope.models.loading import LoadedModel
-from unitscope.receptive.theory import FieldGeometry, theoretical_fields
+from unitscope.receptive.theory import FieldGeometry, alignment_geometry, theoretical_fields
 from unitscope.report.regions import FieldUsed, check_field_sizes, check_region_rule, field_masks
 
 LOG = logging.getLogger(__name__)
@@ -276,13 +276,11 @@ def _thumbnail(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 def run_geometry(model: LoadedModel) -> Geometry:
     """Receptive-field (stride, start) per module path and input size, as the ``rf`` upsampling uses."""
-    from unitscope.dissection.run import field_geometry
-
     cache: dict[tuple[int, int], dict[str, tuple[float, float]]] = {}
 
     def lookup(path: str, input_size: tuple[int, int]) -> tuple[float, float] | None:
         if input_size not in cache:
-            cache[input_size] = field_geometry(model, input_size)
+            cache[input_size] = alignment_geometry(model.module, input_size)
         return cache[input_size].get(path)
 
     return lookup
@@ -296,8 +294,7 @@ def renderer_for(result: DissectionResult, model: LoadedModel, probe: ProbeSet, 
     ``regions`` and ``field_sizes`` (keyed by the dissection's layer names) as in :class:`RegionRenderer`.
     """
     check_field_sizes(field_sizes, result.layers)
-    settings = result.info.get("settings", {})
-    mode = str(settings.get("upsample", "bilinear")) if isinstance(settings, dict) else "bilinear"
+    mode = str(result.record.setting("upsample", "rf"))
     geometry = run_geometry(model) if mode == "rf" else None
     return RegionRenderer(model, probe, mode, geometry, batch_size, style, regions, field_sizes)
 

@@ -1,12 +1,18 @@
 """Per unit × concept overlap counts over the probe set, and Network Dissection's IoU from them.
 
-Counts, summed over images (NetDissect-Lite's rule):
+Counts, summed over images (original NetDissect's rule, ``count_act_with_labelcat`` in Bau et al.'s
+``labelprobe.py``):
   intersection[u, l] = pixels where unit u is active and label l is present;
   label_area[l]      = pixels where label l is present;
-  unit_area[u, c]    = pixels where unit u is active, in images where category c is annotated;
+  unit_area[u, c]    = pixels where unit u is active, in images that hold at least one labelled pixel
+                       (or image label) of a concept whose primary category is c;
   IoU[u, l] = intersection / (unit_area[u, category(l)] + label_area[l] - intersection).
-So a unit's activity counts against a concept only in images where the concept's category was
-annotated. Counts are int64, hence exact, and sums, hence independent of batching and merge order.
+category(l) is l's primary category, whichever Broden column its pixels came from, so every image
+adding to intersection[u, l] also adds the unit's whole active area to unit_area[u, category(l)], and
+IoU ≤ 1. (NetDissect-Lite's rule differs. The rule used here before, the unit's pixels in images whose
+column of category c is annotated at all, could exceed 1 for a label of two categories.) The per-image
+category flags are decided in ``LabelBatch.from_samples``. Counts are int64, hence exact, and sums,
+hence independent of batching and merge order.
 Columns are label numbers 0..max_number; column 0 (unlabeled) and numbers that are no concept of the
 table stay 0.
 """

@@ -51,7 +51,11 @@ class LabelBatch:
     pixel_numbers, pixel_areas (derived): int64 [sum n_b], label number and pixel count of each row
       after row 0.
     image_numbers, image_owner: int64 [m], whole-image labels and the batch position carrying each.
-    annotated: bool [B, C], whether category ``categories[c]`` is annotated in image b.
+    annotated: bool [B, C], whether image b holds at least one labelled pixel or image label of a concept
+      whose primary category is ``categories[c]`` (original NetDissect's ``count_act_with_labelcat``: the
+      unit's active pixels in image b count toward category c only then). Which column a label came from
+      does not matter, so a label of two categories (Broden ``material(6);object(2)``) counts under its
+      primary one everywhere, and no IoU can exceed 1.
     concepts_crc: the concept table's fingerprint, so labels of another table are refused.
     Label numbers outside the concept table are ignored; a label given both as a whole-image
     label and in a map counts once, as the whole image.
@@ -129,19 +133,21 @@ class LabelBatch:
         if sh < 1 or sw < 1 or sh * sw >= MAX_EXACT_PIXELS:
             raise StatsError(f"label_size must be positive and below 2**24 pixels, got {label_size!r}")
         lookup = concept_lookup(concepts)
+        primary = primary_category_index(concepts)
         tables: list[np.ndarray] = []
         image_numbers: list[int] = []
         image_owner: list[int] = []
-        annotated = np.zeros((len(samples), len(concepts.categories)), dtype=bool)
+        annotated = np.zeros((len(samples), len(concepts.categories) + 1), dtype=bool)  # last: no category
         for b, sample in enumerate(samples):
-            present = sample.annotated_categories
-            annotated[b] = [c in present for c in concepts.categories]
             whole = sorted(
                 {int(n) for labels in sample.image_labels.values() for n in labels if _known(lookup, int(n))}
             )
             image_numbers.extend(whole)
             image_owner.extend([b] * len(whole))
-            tables.append(_pixel_table(sample, (sh, sw), lookup, whole))
+            rows = _pixel_table(sample, (sh, sw), lookup, whole)
+            tables.append(rows)
+            present = np.unique(np.concatenate([rows[rows >= 0].astype(np.int64), np.asarray(whole, np.int64)]))
+            annotated[b, primary[present]] = True
         depth = max((len(t) for t in tables), default=0)
         table = np.full((len(samples), sh * sw, depth), -1, dtype=np.int32)
         for b, rows in enumerate(tables):
@@ -154,8 +160,20 @@ class LabelBatch:
             pixel_table=torch.from_numpy(table).to(device),
             image_numbers=_long(np.asarray(image_numbers, dtype=np.int64), device),
             image_owner=_long(np.asarray(image_owner, dtype=np.int64), device),
-            annotated=torch.from_numpy(annotated).to(device),
+            annotated=torch.from_numpy(annotated[:, :-1].copy()).to(device),
         )
+
+
+def primary_category_index(concepts: ConceptTable) -> np.ndarray:
+    """[max_number + 1] int64: index in ``concepts.categories`` of each concept's primary category.
+
+    Non-concepts map to an extra last column callers drop (never looked up: only concepts are present).
+    """
+    index = {name: i for i, name in enumerate(concepts.categories)}
+    table = np.full(concepts.max_number + 1, len(concepts.categories), dtype=np.int64)
+    for concept in concepts.concepts:
+        table[concept.number] = index.get(concept.category, len(concepts.categories))
+    return table
 
 
 def _known(lookup: np.ndarray, number: int) -> bool:

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from unitscope.analysis.compare import SIDES, Comparison
+from unitscope.analysis.compare.runs import SIDES, Comparison
 
 SIDE_COLOURS: dict[str, str] = {"a": "#3b6fb6", "b": "#e08a2c"}
 MEASURE_TITLES: dict[str, str] = {

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from unitscope.analysis.recording import LayerRecorder
+from unitscope.capture import LayerRecorder
 
 NORMALISE_EPS = 1e-7
 

@@ -26,7 +26,7 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 from PIL import Image
 
-from unitscope.receptive.empirical import LayerFields
+from unitscope.rf.empirical import LayerFields
 from unitscope.staging import publish, staging_path
 
 MIN_PNG_SIDE: int = 128

@@ -4,7 +4,7 @@ The forward pass that yields the scene prediction also yields the layers' maps; 
 them into a per-pixel argmax over concepts ("none" included). Writes what the units method writes
 (``predictions.csv``, ``labels_<key>.png``, ``segment_<key>.png``, ``metrics.json``) plus the fitted
 ``vectors.npz``/``vectors.json``; ``metrics.json`` scores come from scikit-learn's confusion matrix
-(:mod:`unitscope.analysis.segment_scores`).
+(:mod:`unitscope.analysis.segment.scores`).
 """
 
 from __future__ import annotations
@@ -16,10 +16,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from unitscope.analysis.concept_vectors import ConceptVectors, FeatureMaps, fit_concept_vectors
 from unitscope.analysis.inputs import InputSource
 from unitscope.analysis.overlay import concept_colours
-from unitscope.analysis.segment_run import (
+from unitscope.analysis.segment.run import (
     SegmentSummary,
     _check_size,
     _prediction_row,
@@ -28,7 +27,8 @@ from unitscope.analysis.segment_run import (
     _write_pictures,
     prepare_model,
 )
-from unitscope.analysis.segment_scores import ConfusionMeter
+from unitscope.analysis.segment.scores import ConfusionMeter
+from unitscope.analysis.segment.vectors import ConceptVectors, FeatureMaps, fit_concept_vectors
 from unitscope.dissection.result import DissectionResult
 from unitscope.dissection.upsample import Upsampler
 from unitscope.errors import UsageError
@@ -38,8 +38,7 @@ from unitscope.models.loading import LoadedModel
 def feature_maps(model: LoadedModel, run: DissectionResult, layers: tuple[str, ...]) -> FeatureMaps:
     """Upsample every layer to the run's label size as the dissection did (``rf`` or ``bilinear``)."""
     _, label_size, input_size = _sizes(run)
-    settings = run.info.get("settings")
-    mode = str(settings.get("upsample", "bilinear")) if isinstance(settings, dict) else "bilinear"
+    mode = str(run.record.setting("upsample", "rf"))
     paths, upsamplers = [], []
     for name in layers:
         if name not in run.layers:
@@ -47,9 +46,9 @@ def feature_maps(model: LoadedModel, run: DissectionResult, layers: tuple[str, .
         layer = run.layers[name]
         stride = start = None
         if mode == "rf":
-            from unitscope.dissection.run import field_geometry
+            from unitscope.receptive.theory import alignment_geometry
 
-            field = field_geometry(model, input_size).get(layer.path)
+            field = alignment_geometry(model.module, input_size).get(layer.path)
             stride, start = field if field is not None else (None, None)
         paths.append(layer.path)
         upsamplers.append(Upsampler.build(mode, layer.shape[1:], label_size, input_size, stride, start))
@@ -64,11 +63,10 @@ def fit_for_run(model: LoadedModel, run: DissectionResult, layers: tuple[str, ..
     chosen = tuple(layers) if layers else tuple(run.layers)
     model = prepare_model(model, run)
     features = feature_maps(model, run, chosen)
-    identity = run.info.get("identity")
-    spec = dict(identity.get("data") or {}) if isinstance(identity, dict) else {}
-    name = fit_data or str(spec.get("data") or run.info.get("data") or "")
+    spec = run.record.spec.data
+    name = fit_data or spec.data
     try:
-        probe = open_probe(name, n=fit_n, seed=int(spec.get("seed", 0)), size=int(spec.get("size", 112)))
+        probe = open_probe(name, n=fit_n, seed=spec.seed, size=spec.size)
     except UsageError as err:
         raise UsageError(f"cannot reopen the run's probe set {name!r} to fit concept vectors ({err}); "
                          "pass --fit-data with a labelled probe set") from err

@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from unitscope.analysis.recording import LayerRecorder
-from unitscope.analysis.segment_scores import ConfusionMeter
+from unitscope.analysis.segment.scores import ConfusionMeter
+from unitscope.capture import LayerRecorder
 from unitscope.data.probe import ProbeSet
 from unitscope.dissection.upsample import Upsampler
 from unitscope.errors import UsageError

@@ -12,8 +12,8 @@ from PIL import Image
 
 from unitscope.analysis.inputs import InputImage, InputSource
 from unitscope.analysis.overlay import blend_labels, concept_colours, save_panels
-from unitscope.analysis.segment import DetectorSet, UnitSegmenter, detector_set
-from unitscope.analysis.segment_metrics import SegmentationMeter
+from unitscope.analysis.segment.metrics import SegmentationMeter
+from unitscope.analysis.segment.segmenter import DetectorSet, UnitSegmenter, detector_set
 from unitscope.dissection.result import DissectionResult
 from unitscope.dissection.upsample import Upsampler
 from unitscope.errors import UsageError
@@ -31,20 +31,16 @@ class SegmentSummary:
 
 
 def _sizes(run: DissectionResult) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
-    info = run.info
-    try:
-        image, label, model_input = (tuple(int(v) for v in info[k]) for k in ("image_size", "label_size", "input_size"))
-    except KeyError as err:
-        raise UsageError(f"the run lacks {err.args[0]} in summary.json; rerun dissect with this version") from err
-    return image, label, model_input  # type: ignore[return-value]
+    record = run.record
+    return record.image_size, record.label_size, record.input_size
 
 
 def prepare_model(model: LoadedModel, run: DissectionResult) -> LoadedModel:
     """Check that ``model`` is the dissected one and give it the run's preprocessing overrides."""
-    if run.info.get("model") not in (None, model.name):
-        raise UsageError(f"the run dissected {run.info['model']}, not {model.name}; pass the same --model as dissect")
-    spec = (run.info.get("identity") or {}).get("model", {})  # type: ignore[union-attr]
-    model.preprocess = model.preprocess.with_overrides(spec.get("input_size"), spec.get("mean"), spec.get("std"))
+    if run.record.model != model.name:
+        raise UsageError(f"the run dissected {run.record.model}, not {model.name}; pass the same --model as dissect")
+    spec = run.record.spec.model
+    model.preprocess = model.preprocess.with_overrides(spec.input_size, spec.mean, spec.std)
     return model
 
 
@@ -52,13 +48,12 @@ def build_segmenter(model: LoadedModel, run: DissectionResult, layer: str | None
     """The segmenter for ``layer`` of ``run``, upsampling as the dissection did."""
     detectors: DetectorSet = detector_set(run, layer, category)
     _, label_size, input_size = _sizes(run)
-    settings = run.info.get("settings") or {}
-    mode = str(settings.get("upsample", "bilinear"))  # type: ignore[union-attr]
+    mode = str(run.record.setting("upsample", "rf"))
     stride = start = None
     if mode == "rf":
-        from unitscope.dissection.run import field_geometry
+        from unitscope.receptive.theory import alignment_geometry
 
-        field = field_geometry(model, input_size).get(detectors.path)
+        field = alignment_geometry(model.module, input_size).get(detectors.path)
         stride, start = field if field is not None else (None, None)
     upsampler = Upsampler.build(mode, detectors.shape[1:], label_size, input_size, stride, start)
     return UnitSegmenter(model, detectors, upsampler)

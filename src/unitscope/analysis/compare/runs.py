@@ -4,7 +4,7 @@ The paper's claims, as numbers: a scene network has more object detectors (and m
 than an object network of the same architecture; and the number of units detecting an object follows
 how frequent the object is in the probe set and how discriminative it is for scenes. For each run and
 layer, Spearman's ρ (scipy) between units per object class and each of ``pixel_share``,
-``image_frequency`` and ``scene_mi_bits`` (see :mod:`unitscope.analysis.label_stats`), over every object
+``image_frequency`` and ``scene_mi_bits`` (see :mod:`unitscope.analysis.compare.label_stats`), over every object
 class that occurs in the probe set, undetected ones (0 units) included.
 """
 
@@ -72,10 +72,7 @@ RULES: tuple[str, ...] = ("quantile", "iou_threshold", "upsample")
 
 def probe_identity(run: DissectionResult) -> dict[str, object]:
     """What makes two runs' numbers comparable: the probe set and the rules that decide detectors."""
-    identity = run.info.get("identity") or {}
-    settings = run.info.get("settings") or {}
-    return {"data": identity.get("data", run.info.get("data")),  # type: ignore[union-attr]
-            "settings": {k: settings.get(k) for k in RULES}}  # type: ignore[union-attr]
+    return {"data": run.record.spec.data, "settings": {k: run.record.settings.get(k) for k in RULES}}
 
 
 def check_same_probe(a: DissectionResult, b: DissectionResult, force: bool) -> list[str]:
@@ -93,7 +90,7 @@ def check_same_probe(a: DissectionResult, b: DissectionResult, force: bool) -> l
 
 def display_names(a: DissectionResult, b: DissectionResult) -> tuple[str, str]:
     """Model names, or run directory names when the models share a name."""
-    names = (str(a.info.get("model") or "A"), str(b.info.get("model") or "B"))
+    names = (a.record.model or "A", b.record.model or "B")
     if names[0] == names[1]:
         names = (a.run_dir.name if a.run_dir else "A", b.run_dir.name if b.run_dir else "B")
     return names if names[0] != names[1] else ("A", "B")

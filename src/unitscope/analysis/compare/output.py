@@ -6,9 +6,9 @@ import json
 import math
 from pathlib import Path
 
-from unitscope.analysis.compare import Comparison
-from unitscope.analysis.compare_plots import categories_figure, objects_figure, scatter_figure
-from unitscope.analysis.compare_report import render_report
+from unitscope.analysis.compare.plots import categories_figure, objects_figure, scatter_figure
+from unitscope.analysis.compare.report import render_report
+from unitscope.analysis.compare.runs import Comparison
 from unitscope.dissection.result import layer_dirname
 
 DEFINITIONS: dict[str, str] = {
@@ -37,8 +37,8 @@ def comparison_json(comparison: Comparison) -> dict[str, object]:
     """Everything of the comparison as plain JSON-ready data."""
     runs = {}
     for side, name, run in zip(("a", "b"), comparison.names, comparison.runs, strict=True):
-        runs[side] = {"name": name, "directory": str(run.run_dir or ""), "model": run.info.get("model"),
-                      "data": run.info.get("data"), "n_images": run.info.get("n_images"), "layers": list(run.layers)}
+        runs[side] = {"name": name, "directory": str(run.run_dir or ""), "model": run.record.model,
+                      "data": run.record.data, "n_images": run.record.n_images, "layers": list(run.layers)}
     return _clean({
         "runs": runs,
         "layers": [{"label": p.label, "a": p.a, "b": p.b} for p in comparison.pairs],

@@ -5,7 +5,7 @@ One pass over the probe's labels gives, per concept of the category (``object`` 
 - ``pixel_area``: labelled pixels carrying it (a pixel counts once even if several maps carry it);
   ``pixel_share`` = pixel_area / all pixels of images where the category is annotated (coverage);
 - ``image_count``: images where it appears; ``image_frequency`` = image_count / annotated images;
-- ``scene_mi_bits``: :func:`~unitscope.analysis.discriminative.presence_mutual_information` with the
+- ``scene_mi_bits``: :func:`~unitscope.analysis.compare.discriminative.presence_mutual_information` with the
   images' scene labels (the first ``scene`` label of each image; NaN when the probe has none).
 
 A run may also store per-label areas (``RUN/<layer>/label_stats.csv`` with ``number`` and ``label_area``;
@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from unitscope.analysis.discriminative import presence_mutual_information
+from unitscope.analysis.compare.discriminative import presence_mutual_information
 from unitscope.data.probe import ConceptTable, ProbeSample, ProbeSet
 from unitscope.progress import progress_iter
 

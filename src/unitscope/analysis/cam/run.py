@@ -12,10 +12,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from unitscope.analysis.cam import CAM, ChannelWeightedCAM, GradCAM
-from unitscope.analysis.cam_site import find_cam_site
+from unitscope.analysis.cam.localisation import LocalisationMeter, LocalisationScore, object_mask
+from unitscope.analysis.cam.methods import CAM, ChannelWeightedCAM, GradCAM
+from unitscope.analysis.cam.site import find_cam_site
 from unitscope.analysis.inputs import InputImage, InputSource
-from unitscope.analysis.localisation import LocalisationMeter, LocalisationScore, object_mask
 from unitscope.analysis.overlay import blend_heatmap, save_panels
 from unitscope.data.probe import ConceptTable
 from unitscope.errors import UsageError
@@ -102,6 +102,9 @@ def run_cam(
                 cam = build_cam(model, x, layer, method)
                 out.mkdir(parents=True, exist_ok=True)
             result = cam(x, None if target is None else [target] * len(items), size=size)
+            if not (torch.isfinite(result.heatmaps).all() and torch.isfinite(result.logits).all()):
+                raise UsageError(f"{model.name} produced NaN or infinite values on image {items[0].key}; "
+                                 "check the weights and the input normalisation")
             for j, item in enumerate(items):
                 draw = pictures is None or len(rows) < pictures
                 rows.append(_one_image(model, item, result.heatmaps[j].cpu().numpy(), int(result.targets[j]),

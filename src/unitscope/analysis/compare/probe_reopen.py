@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from unitscope.analysis.label_stats import probe_label_stats, run_label_stats
+from unitscope.analysis.compare.label_stats import probe_label_stats, run_label_stats
 from unitscope.dissection.result import DissectionResult, layer_dirname
 from unitscope.errors import UsageError
 
@@ -20,11 +20,10 @@ def run_statistics(
     """
     from unitscope.data import open_probe
 
-    spec = dict((run.info.get("identity") or {}).get("data") or {})  # type: ignore[union-attr]
-    name = data or str(spec.get("data") or run.info.get("data") or "")
+    spec = run.record.spec.data
+    name = data or spec.data
     try:
-        probe = open_probe(name, n=int(spec.get("n", run.info.get("n_images", 500))),  # type: ignore[arg-type]
-                           seed=int(spec.get("seed", 0)), size=int(spec.get("size", 112)))  # type: ignore[arg-type]
+        probe = open_probe(name, n=spec.n, seed=spec.seed, size=spec.size)
     except UsageError as err:
         if run.run_dir is not None:
             for layer in run.layers:

@@ -9,7 +9,7 @@ from pathlib import Path
 import jinja2
 import pandas as pd
 
-from unitscope.analysis.compare import Comparison
+from unitscope.analysis.compare.runs import Comparison
 
 TEMPLATE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
@@ -105,8 +105,8 @@ def render_report(comparison: Comparison, figures: dict[str, Path], layer_figure
     """Write ``out`` (report.html) from the comparison and the PNG files already saved."""
     runs = []
     for side, name, run in zip(("a", "b"), comparison.names, comparison.runs, strict=True):
-        runs.append({"side": side, "name": name, "dir": str(run.run_dir or ""), "model": run.info.get("model"),
-                     "data": run.info.get("data"), "n_images": run.info.get("n_images"),
+        runs.append({"side": side, "name": name, "dir": str(run.run_dir or ""), "model": run.record.model,
+                     "data": run.record.data, "n_images": run.record.n_images,
                      "layers": ", ".join(run.layers)})
     layers = []
     for pair in comparison.pairs:

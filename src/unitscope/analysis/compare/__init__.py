@@ -1,0 +1,1 @@
+"""Comparing two dissection runs: counts per layer, frequency and discriminativeness of concepts."""

@@ -1,0 +1,1 @@
+"""Segmentation by detector units, in the same forward pass as the scene prediction."""

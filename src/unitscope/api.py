@@ -1,0 +1,215 @@
+"""One calling convention for every analysis: ``f(model, data, …) -> typed result with pandas tables``.
+
+``model`` is a spec string (a torchvision name, ``sceneworld-scene``, ``file.py:fn``), an ``nn.Module``
+(with optional ``class_names`` and ``preprocessing``) or a :class:`~unitscope.models.loading.LoadedModel`;
+``data`` is a probe spec (``sceneworld``, a Broden or image folder) or a :class:`~unitscope.data.probe.ProbeSet`.
+Arguments are never mutated: a module given is copied before it is put in eval mode.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import pandas as pd
+import torch
+from PIL import Image
+from torch import nn
+
+from unitscope.analysis.compare.runs import Comparison, compare_runs
+from unitscope.data.probe import ProbeSet
+from unitscope.dissection.result import DissectionResult
+from unitscope.dissection.settings import DissectSettings
+from unitscope.errors import UsageError
+from unitscope.models.loading import LoadedModel, load_model
+from unitscope.models.preprocessing import Preprocessing
+from unitscope.report.dissection import ReportOptions
+
+ModelArg = str | nn.Module | LoadedModel
+DataArg = str | ProbeSet
+
+
+def as_model(model: ModelArg, *, weights: str | None = None, num_classes: int | None = None,
+             class_names: Sequence[str] | None = None, preprocessing: Preprocessing | None = None,
+             device: str = "cpu") -> LoadedModel:
+    """A :class:`LoadedModel` for any accepted ``model`` argument (a copy: the argument is untouched)."""
+    if isinstance(model, str):
+        loaded = load_model(model, weights, num_classes, device)
+    elif isinstance(model, LoadedModel):
+        loaded = replace(model)
+    elif isinstance(model, nn.Module):
+        module = copy.deepcopy(model).eval().to(device)
+        loaded = LoadedModel(module, type(model).__name__, Preprocessing(), None, torch.device(device))
+    else:
+        raise UsageError(f"model must be a spec string, an nn.Module or a LoadedModel, not {type(model).__name__}")
+    if class_names is not None:
+        loaded = replace(loaded, class_names=list(class_names))
+    if preprocessing is not None:
+        loaded = replace(loaded, preprocess=preprocessing)
+    return loaded
+
+
+def as_probe(data: DataArg, n: int = 500, seed: int = 0, size: int = 112) -> ProbeSet:
+    """The probe set for a spec string (``open_probe``) or the ``ProbeSet`` given."""
+    if isinstance(data, str):
+        from unitscope.data import open_probe
+
+        return open_probe(data, n=n, seed=seed, size=size)
+    return data
+
+
+@dataclass
+class Dissection:
+    """A dissection with what it needs to draw itself: ``units`` / ``summary`` tables, ``show(layer, unit)``."""
+
+    result: DissectionResult
+    model: LoadedModel
+    probe: ProbeSet
+
+    @property
+    def units(self) -> dict[str, pd.DataFrame]:
+        return self.result.units
+
+    @property
+    def summary(self) -> pd.DataFrame:
+        return self.result.summary
+
+    @property
+    def run_dir(self) -> Path | None:
+        return self.result.run_dir
+
+    def show(self, layer: str, unit: int, n_images: int = 4) -> Image.Image:
+        """The unit's top images with its region outlined, side by side (for a notebook)."""
+        from unitscope.report.unit_images import unit_card_image
+
+        return Image.fromarray(unit_card_image(self.result, self.model, self.probe, layer, unit, n_images))
+
+
+def dissect(model: ModelArg = "sceneworld-scene", layers: Sequence[str] = ("conv5",), data: DataArg = "sceneworld",
+            out: str | Path | None = None, *, weights: str | None = None, num_classes: int | None = None,
+            class_names: Sequence[str] | None = None, preprocessing: Preprocessing | None = None,
+            n: int = 500, seed: int = 0, size: int = 112, settings: DissectSettings | None = None,
+            device: str = "cpu", overwrite: bool = False, report: bool = False,
+            progress: bool = True) -> Dissection:
+    """Label every unit of ``layers`` (Network Dissection); with ``out`` and ``report``, also report.html.
+
+    Example: ``unitscope.dissect(torchvision.models.resnet18(), ["layer4"], probe).units["layer4"]``.
+    """
+    from unitscope.dissection.run import dissect as run_dissect
+
+    loaded = as_model(model, weights=weights, num_classes=num_classes, class_names=class_names,
+                      preprocessing=preprocessing, device=device)
+    if isinstance(model, str):
+        loaded = replace(loaded, name=model)
+    probe = as_probe(data, n, seed, size)
+    result = run_dissect(loaded, layers, probe, out, weights=weights, num_classes=num_classes, n=n, seed=seed,
+                         size=size, settings=settings, device=device, overwrite=overwrite, progress=progress)
+    found = Dissection(result, loaded, probe)
+    if report and result.run_dir is not None:
+        from unitscope.report.run_report import render_report
+
+        render_report(result, model=loaded, probe=probe)
+    return found
+
+
+def report(run: str | Path | Dissection, *, regions: str = "activation", units: int | None = None,
+           field_sizes: dict[str, float] | None = None, out: str | Path | None = None,
+           device: str = "cpu") -> Path:
+    """Render ``report.html`` and a page per unit for a finished run (a directory or a :class:`Dissection`)."""
+    from unitscope.report.run_report import render_report
+
+    options = ReportOptions(max_units=units, regions=regions, field_sizes=field_sizes)
+    target = Path(out) if out is not None else None
+    if isinstance(run, Dissection):
+        return render_report(run.result, options, model=run.model, probe=run.probe, out=target, device=device)
+    return render_report(DissectionResult.load(run), options, out=target, device=device)
+
+
+def _run(run: str | Path | Dissection | DissectionResult) -> DissectionResult:
+    if isinstance(run, Dissection):
+        return run.result
+    if isinstance(run, DissectionResult):
+        return run
+    return DissectionResult.load(run)
+
+
+def compare(a: str | Path | Dissection, b: str | Path | Dissection, *, force: bool = False,
+            category: str = "object") -> Comparison:
+    """Two runs side by side: detectors per category and per concept (tables in the result)."""
+    return compare_runs(_run(a), _run(b), force=force, category=category)
+
+
+@dataclass(frozen=True)
+class FieldTable:
+    """Receptive fields per module: ``table`` has layer, size, stride, start (theoretical, in input pixels)."""
+
+    table: pd.DataFrame
+
+
+def receptive_fields(model: ModelArg, input_size: tuple[int, int] = (224, 224), *,
+                     class_names: Sequence[str] | None = None,
+                     preprocessing: Preprocessing | None = None) -> FieldTable:
+    """Theoretical receptive field (size, stride, start) of every module of ``model``."""
+    from unitscope.receptive.theory import theoretical_fields
+
+    loaded = as_model(model, class_names=class_names, preprocessing=preprocessing)
+    fields = theoretical_fields(loaded.module, input_size)
+    rows = [{"layer": path, "size": f.size, "stride": f.stride, "start": f.start} for path, f in fields.items()]
+    return FieldTable(pd.DataFrame(rows, columns=["layer", "size", "stride", "start"]))
+
+
+@dataclass(frozen=True)
+class OutputRun:
+    """An analysis that writes a directory: where it is and its summary table."""
+
+    out: Path
+    table: pd.DataFrame
+
+
+def minimal_images(model: ModelArg, data: str, out: str | Path, *, n: int = 8, seed: int = 0,
+                   class_names: Sequence[str] | None = None, preprocessing: Preprocessing | None = None,
+                   overwrite: bool = False, progress: bool = False) -> OutputRun:
+    """Greedy minimal image representations (Zhou et al. §3.1) for ``n`` images of ``data``."""
+    from unitscope.minimal.run import MinimalSettings, run_minimal
+    from unitscope.minimal.sources import open_source
+
+    loaded = as_model(model, class_names=class_names, preprocessing=preprocessing)
+    size = loaded.preprocess.input_size[0] if loaded.preprocess.input_size else 112
+    source = open_source(data, loaded.class_names, n=n, seed=seed, size=size)
+    run_minimal(loaded, source, out, MinimalSettings(), overwrite=overwrite, identity={"seed": seed},
+                progress=progress)
+    return OutputRun(Path(out), pd.read_csv(Path(out) / "summary.csv"))
+
+
+def segment(model: ModelArg, run: str | Path | Dissection, out: str | Path, *, data: str = "sceneworld",
+            n: int = 8, seed: int = 1, layer: str | None = None, category: str = "object",
+            class_names: Sequence[str] | None = None, preprocessing: Preprocessing | None = None) -> OutputRun:
+    """Segment ``n`` images by the run's detector units and predict their class in the same pass."""
+    from unitscope.analysis.inputs import open_inputs
+    from unitscope.analysis.segment.run import run_segment
+
+    result = _run(run)
+    loaded = as_model(model, class_names=class_names, preprocessing=preprocessing)
+    source = open_inputs(None, data, n, seed, result.record.image_size[0])
+    summary = run_segment(loaded, result, source, Path(out), layer, category)
+    return OutputRun(Path(out), summary.predictions)
+
+
+def cam(model: ModelArg, out: str | Path, *, data: str = "sceneworld", n: int = 8, seed: int = 1,
+        class_name: str | None = None, layer: str | None = None, method: str = "auto",
+        class_names: Sequence[str] | None = None, preprocessing: Preprocessing | None = None) -> OutputRun:
+    """CAM or Grad-CAM heatmaps for ``n`` images (``method``: auto, cam, gradcam)."""
+    import json
+
+    from unitscope.analysis.cam.run import run_cam
+    from unitscope.analysis.inputs import open_inputs
+
+    loaded = as_model(model, class_names=class_names, preprocessing=preprocessing)
+    size = loaded.preprocess.input_size[0] if loaded.preprocess.input_size else 112
+    source = open_inputs(None, data, n, seed, size)
+    run_cam(loaded, source, Path(out), class_name, layer, method)
+    report_data = json.loads((Path(out) / "cam.json").read_text())
+    images = report_data.get("images", []) if isinstance(report_data, dict) else []
+    return OutputRun(Path(out), pd.DataFrame(images))

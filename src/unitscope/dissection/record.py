@@ -1,0 +1,192 @@
+"""The run contract: what a finished dissection was (``RunSpec``) and recorded (``RunRecord``), typed.
+
+``summary.json`` is written by :func:`write_record` and read by :func:`read_record` only; every consumer
+(report, segment, compare, the demo, the API) reads a run through these dataclasses. Adding a field is one
+line with a default: older files lacking it read as the default, and the schema version says which
+writer made a file (a file from before the contract, or a corrupt one, is one clear ``UsageError``).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any, get_args, get_origin, get_type_hints
+
+from unitscope.errors import UsageError
+
+RUN_FORMAT = "unitscope-dissection/1"
+SCHEMA_VERSION = 2
+SUMMARY = "summary.json"
+
+Setting = bool | int | float | str
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """How the model was named: spec (torchvision name, ``sceneworld-*``, ``file.py:fn``), weights, preprocessing."""
+
+    spec: str = "sceneworld-scene"
+    weights: str | None = None
+    num_classes: int | None = None
+    input_size: int | None = None
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """How the probe set was named (``open_probe(data, n=…, seed=…, size=…)`` opens it again)."""
+
+    data: str = "sceneworld"
+    n: int = 500
+    seed: int = 0
+    size: int = 112
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """The identity of a run: a finished run is reused only for an equal spec (not batch size or workers)."""
+
+    model: ModelSpec = field(default_factory=ModelSpec)
+    data: DataSpec = field(default_factory=DataSpec)
+    layers: tuple[str, ...] = ()
+    settings: dict[str, Setting] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LayerRecord:
+    """One dissected layer: its name, module path, output shape and receptive-field alignment."""
+
+    name: str
+    path: str
+    units: int
+    map_size: tuple[int, int]
+    directory: str
+    table: tuple[dict[str, Setting], ...] = ()
+    stride: float | None = None
+    start: float | None = None
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """Everything ``summary.json`` holds about a finished run."""
+
+    spec: RunSpec
+    model: str
+    data: str
+    n_images: int
+    image_size: tuple[int, int]
+    label_size: tuple[int, int]
+    input_size: tuple[int, int]
+    mean: tuple[float, ...] = ()
+    std: tuple[float, ...] = ()
+    categories: tuple[str, ...] = ()
+    layers: tuple[LayerRecord, ...] = ()
+    class_names: tuple[str, ...] | None = None
+    skipped: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+    versions: dict[str, str] = field(default_factory=dict)
+    format: str = RUN_FORMAT
+    schema: int = SCHEMA_VERSION
+
+    @property
+    def settings(self) -> dict[str, Setting]:
+        return self.spec.settings
+
+    def setting(self, name: str, default: Setting) -> Setting:
+        """One result-changing setting (the writer's value; ``default`` only for an absent key)."""
+        return self.spec.settings.get(name, default)
+
+    def layer(self, name: str) -> LayerRecord:
+        for layer in self.layers:
+            if name in (layer.name, layer.path):
+                return layer
+        raise UsageError(f"the run has no layer {name!r}; it has {', '.join(lay.name for lay in self.layers)}")
+
+
+def versions() -> dict[str, str]:
+    """Versions of the code that wrote a run (unitscope, torch, python)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    import torch
+
+    try:
+        ours = version("unitscope")
+    except PackageNotFoundError:
+        ours = "unknown"
+    return {"unitscope": ours, "torch": str(torch.__version__), "python": sys.version.split()[0]}
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars (pandas tables hand them out) as Python numbers."""
+    if hasattr(value, "item"):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON data")
+
+
+def write_record(record: RunRecord, directory: Path) -> Path:
+    """Write ``directory/summary.json`` (through a temporary file)."""
+    path = Path(directory) / SUMMARY
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(asdict(record), indent=2, default=_plain))
+    tmp.replace(path)
+    return path
+
+
+def _convert(kind: Any, value: Any) -> Any:
+    """JSON value → the annotated type (dataclasses, tuples, optionals); unknown shapes pass through."""
+    origin = get_origin(kind)
+    args = get_args(kind)
+    if value is None:
+        return None
+    if isinstance(kind, type) and is_dataclass(kind):
+        return _build(kind, value)
+    if origin is tuple:
+        items = list(value)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_convert(args[0], v) for v in items)
+        return tuple(_convert(a, v) for a, v in zip(args, items, strict=False))
+    if origin is dict:
+        return dict(value)
+    if args and type(None) in args:  # X | None
+        inner = [a for a in args if a is not type(None)]
+        return _convert(inner[0], value) if len(inner) == 1 else value
+    if kind is float and isinstance(value, int):
+        return float(value)
+    return value
+
+
+def _build(cls: Any, data: Any) -> Any:
+    if not isinstance(data, dict):
+        raise TypeError(f"{cls.__name__} expects an object, got {type(data).__name__}")
+    hints = get_type_hints(cls)
+    known = {f.name for f in fields(cls)}
+    values = {name: _convert(hints[name], data[name]) for name in known if name in data}
+    return cls(**values)
+
+
+def read_record(directory: str | Path) -> RunRecord:
+    """Read ``directory/summary.json``; a missing, corrupt or older file is one ``UsageError``."""
+    path = Path(directory) / SUMMARY
+    if not path.is_file():
+        raise UsageError(f"{directory} is not a finished dissection run (no {SUMMARY}); run dissect first")
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise UsageError(f"{path} is corrupt ({err}); run dissect again with --overwrite") from err
+    if not isinstance(data, dict) or data.get("format") != RUN_FORMAT:
+        raise UsageError(f"{directory} was not written by unitscope dissect ({RUN_FORMAT}); run dissect on it")
+    schema = data.get("schema")
+    if schema != SCHEMA_VERSION:
+        raise UsageError(f"{path} has run schema {schema}, this unitscope reads schema {SCHEMA_VERSION}; "
+                         "run dissect again with --overwrite")
+    try:
+        record = _build(RunRecord, data)
+    except (TypeError, ValueError, KeyError) as err:
+        raise UsageError(f"{path} is corrupt ({err}); run dissect again with --overwrite") from err
+    if not isinstance(record, RunRecord):
+        raise UsageError(f"{path} is corrupt; run dissect again with --overwrite")
+    return record
+

@@ -1,0 +1,52 @@
+"""The report step: render a finished run's pages from its data, without recomputing statistics.
+
+A run directory holds data only; this step reopens the run's model and probe set (from what the run
+recorded, or the objects given) to draw the top images' regions, and writes ``report.html`` next to it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from unitscope.data.probe import ProbeSet
+from unitscope.dissection.result import DissectionResult
+from unitscope.errors import UsageError
+from unitscope.models.loading import LoadedModel
+from unitscope.report.dissection import ReportOptions, build_report
+from unitscope.report.html import write_html
+
+
+def reopen_model(run: DissectionResult, device: str = "cpu", trust_checkpoint: bool = False) -> LoadedModel:
+    """The model a run dissected, loaded again from the spec, weights and preprocessing it recorded."""
+    from unitscope.models.loading import load_model
+
+    spec = run.record.spec.model
+    model = load_model(spec.spec, spec.weights, spec.num_classes, device, trust_checkpoint)
+    model.preprocess = model.preprocess.with_overrides(spec.input_size, spec.mean, spec.std)
+    return model
+
+
+def reopen_probe(run: DissectionResult) -> ProbeSet:
+    """The probe set a run was dissected on, opened again from the spec it recorded."""
+    from unitscope.data import open_probe
+
+    data = run.record.spec.data
+    try:
+        return open_probe(data.data, n=data.n, seed=data.seed, size=data.size)
+    except UsageError as err:
+        raise UsageError(f"cannot reopen the probe set {data.data!r} of run {run.run_dir} ({err}); "
+                         "pass the probe set to the report") from err
+
+
+def render_report(run: DissectionResult, options: ReportOptions | None = None, *, model: LoadedModel | None = None,
+                  probe: ProbeSet | None = None, out: Path | None = None, device: str = "cpu",
+                  trust_checkpoint: bool = False) -> Path:
+    """Write ``report.html`` (into ``out``, default the run directory) for a finished run; return its path."""
+    directory = Path(out) if out is not None else run.run_dir
+    if directory is None:
+        raise UsageError("the run has no directory; pass out= for the report")
+    options = options or ReportOptions()
+    options.validate()
+    model = model or reopen_model(run, device, trust_checkpoint)
+    probe = probe or reopen_probe(run)
+    return write_html(build_report(run, probe, model, options, directory), directory / "report.html")

@@ -1,0 +1,88 @@
+"""A page per unit (``RUN/units/<layer>/<unit>.html``): every top image with its region, as PNG files too.
+
+The page answers "why this label?": the top 5 concepts with IoU and the margin to the next one (a label that
+contradicts its images, boat 0.113 over stove 0.101, shows its runner-up), the threshold, the top
+activations (the upper tail of the unit's activation distribution that pass 1 keeps), and the empirical
+field size when the report was given one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from unitscope.dissection.result import DissectionResult, layer_dirname
+from unitscope.report.html import render_template, write_html
+
+TEMPLATE = "unit.html"
+TOP_CONCEPTS = 5
+
+
+@dataclass(frozen=True)
+class ConceptScore:
+    """One row of a unit's concept table."""
+
+    name: str
+    category: str
+    iou: float
+    margin: float  # IoU minus the next concept's IoU
+
+
+def unit_page_path(layer: str, unit: int) -> str:
+    """Where a unit's page lives, relative to the run directory (the report's cards link here)."""
+    return f"units/{layer_dirname(layer)}/{unit}.html"
+
+
+def top_concepts(result: DissectionResult, layer: str, unit: int, k: int = TOP_CONCEPTS) -> list[ConceptScore]:
+    """The ``k`` concepts of highest IoU for ``unit`` (ties → lower label number), with margins."""
+    iou = result.layers[layer].iou
+    if iou is None or not result.concepts.concepts:
+        return []
+    concepts = sorted(result.concepts.concepts, key=lambda c: c.number)
+    values = np.array([float(iou[unit, c.number]) for c in concepts])
+    order = np.argsort(-values, kind="stable")[: k + 1]
+    rows = []
+    for position, index in enumerate(order[:k]):
+        following = float(values[order[position + 1]]) if position + 1 < len(order) else 0.0
+        concept = concepts[int(index)]
+        rows.append(ConceptScore(concept.name, concept.category, float(values[index]),
+                                 float(values[index]) - following))
+    return rows
+
+
+def write_unit_page(result: DissectionResult, directory: Path, layer: str, unit: int, tiles: list[np.ndarray],
+                    field_text: str = "") -> Path:
+    """Write one unit's page and its images (``<unit>/<rank>.png``) under ``directory/units/<layer>/``."""
+    page = directory / unit_page_path(layer, unit)
+    images_dir = page.with_suffix("")
+    images_dir.mkdir(parents=True, exist_ok=True)
+    top = result.layers[layer].top_images
+    rows = top[top["unit"] == unit].sort_values("rank")
+    images = []
+    for rank, (tile, row) in enumerate(zip(tiles, rows.itertuples(), strict=False)):
+        name = f"{rank}.png"
+        Image.fromarray(tile).save(images_dir / name)
+        images.append({"src": f"{images_dir.name}/{name}", "image": int(row.image), "score": f"{row.score:.3g}"})
+    units = result.layers[layer].units.set_index("unit")
+    row = units.loc[unit]
+    scores = [float(s) for s in rows["score"]]
+    context = {
+        "layer": layer,
+        "unit": unit,
+        "label": str(row.get("label", "") or ""),
+        "category": str(row.get("category", "") or ""),
+        "detector": bool(row.get("detector", False)),
+        "threshold": f"{float(row['threshold']):.4g}",
+        "quantile": result.record.setting("quantile", 0.005),
+        "concepts": [{"name": c.name, "category": c.category, "iou": f"{c.iou:.3f}", "margin": f"{c.margin:.3f}"}
+                     for c in top_concepts(result, layer, unit)],
+        "scores": [f"{s:.3g}" for s in scores],
+        "field": field_text,
+        "images": images,
+        "model": result.record.model,
+        "data": result.record.data,
+    }
+    return write_html(render_template(TEMPLATE, **context), page)
