@@ -109,7 +109,7 @@ def test_concept_sweep_uses_the_runs_detectors(planted: tuple[str, Path]) -> Non
                           "category": ["object"] * UNITS, "detector": [True, True, False, *[False] * 5]})
     layer = LayerResult("features", "features", (UNITS, 8, 8), units, pd.DataFrame(), pd.DataFrame())
     concepts = ConceptTable((Concept(1, "reddish", "object"), Concept(2, "greenish", "object")), ("object",))
-    result = ablate(load_model(spec), "features", str(data), run=DissectionResult({"features": layer}, concepts))
+    result = ablate(load_model(spec), "features", str(data), run=DissectionResult({"features": layer}, concepts, None))  # type: ignore[arg-type]
     top = result.top_drops(2)
     assert {(r.concept, r.scene) for r in top.itertuples()} == {("reddish", "red"), ("greenish", "green")}
     assert (top["drop"] == 1.0).all()

@@ -63,7 +63,7 @@ def test_default_segment_beats_the_most_frequent_class(tmp_path: Path, capsys: p
     """`segment` with no options, shipped scene net, SceneWorld, fixed seeds (a tiny run: 40 images)."""
     run_dir = tmp_path / "run"
     dissect("sceneworld-scene", ["conv5", "pool5"], "sceneworld", run_dir, n=40,
-            settings=DissectSettings(workers=0), report=False, progress=False)
+            settings=DissectSettings(workers=0), progress=False)
     out = tmp_path / "seg"
     result = run_cli(capsys, "segment", "--model", "sceneworld-scene", "--run", str(run_dir), "--data",
                      "sceneworld", "--n", "8", "--out", str(out), "--pictures", "0")
