@@ -72,7 +72,8 @@ def _cli(*args: str) -> None:
 def test_cli_on_a_broden_probe(planted_run: tuple[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     spec, run_dir = planted_run
     broden = write_broden(tmp_path / "broden", PlantedProbe(4, seed=3, blue_noise=False), progress=False)
-    _cli("segment", "--model", spec, "--run", str(run_dir), "--data", str(broden), "--n", "3",
+    _cli("segment", "--method", "units", "--model", spec, "--run", str(run_dir), "--data", str(broden),
+         "--n", "3",
          "--out", str(tmp_path / "out"), "--pictures", "1")
     assert len(list((tmp_path / "out").glob("segment_*.png"))) == 1  # overlays for the first image only
     assert len(list((tmp_path / "out").glob("labels_*.png"))) == 3
@@ -91,7 +92,8 @@ def test_bad_input_exits_2(planted_run: tuple[str, Path], tmp_path: Path, capsys
     extra = {"no-detectors": ["--category", "texture"], "unknown-layer": ["--layer", "conv9"]}.get(case, [])
     run = str(tmp_path) if case == "not-a-run" else str(run_dir)
     with pytest.raises(SystemExit) as exit_info:
-        _cli("segment", "--model", spec, "--run", run, "--image", str(image), "--out", str(tmp_path / "o"), *extra)
+        _cli("segment", "--method", "units", "--model", spec, "--run", run,
+             "--image", str(image), "--out", str(tmp_path / "o"), *extra)
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("unitscope: error:") and "\n" not in err

@@ -31,6 +31,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "unitscope.cli.explain",
     "unitscope.cli.annotate",
     "unitscope.cli.annotations",
+    "unitscope.cli.ablate",
 )
 
 OUTPUT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM})

@@ -13,7 +13,15 @@ from unitscope.cli.options import check_output_dir, check_positive, model_option
 @model_options
 @click.option("--run", "run_dir", type=click.Path(path_type=Path), required=True,
               help="A finished dissection run of this model (unitscope dissect --out RUN).")
-@click.option("--layer", default=None, help="Dissected layer whose detectors segment (default: the run's last).")
+@click.option("--method", type=click.Choice(["vectors", "units"]), default="vectors", show_default=True,
+              help="vectors: concept vectors over the layers' units (Net2Vec), fitted on the run's probe set; "
+                   "units: the paper's detector units.")
+@click.option("--layer", "layers", multiple=True,
+              help="Dissected layer(s): vectors use all given (default: all the run's), units the last "
+                   "given (default: the run's last).")
+@click.option("--fit-n", type=int, default=200, show_default=True,
+              help="vectors: images of the run's probe set to fit on (a quarter held out).")
+@click.option("--fit-data", default=None, help="vectors: fit on this labelled probe set instead of the run's.")
 @click.option("--category", default="object", show_default=True, help="Concept category to segment.")
 @click.option("--image", default=None, help="One image file, at the size the run was dissected at.")
 @click.option("--data", default=None, help="sceneworld, sceneworld-objects, a Broden directory or an image folder.")
@@ -26,14 +34,15 @@ from unitscope.cli.options import check_output_dir, check_positive, model_option
               help="Draw overlay PNGs for the first N images only (0: none; scores use every image).")
 @click.option("--overwrite", is_flag=True, help="Write into a non-empty --out.")
 def command(model_spec: str, weights: str | None, num_classes: int | None, device: str, run_dir: Path,
-            layer: str | None, category: str, image: str | None, data: str | None, n: int | None, seed: int,
-            out: Path, batch_size: int, pictures: int, overwrite: bool) -> None:
-    """Segment images with the detector units of a dissected layer, beside the model's top-3 classes."""
+            method: str, layers: tuple[str, ...], fit_n: int, fit_data: str | None, category: str,
+            image: str | None, data: str | None, n: int | None, seed: int, out: Path, batch_size: int,
+            pictures: int, overwrite: bool) -> None:
+    """Segment images with concept vectors (default) or detector units, beside the model's top-3 classes."""
     from unitscope.analysis.inputs import open_inputs
     from unitscope.analysis.segment.run import run_segment
     from unitscope.dissection.result import DissectionResult
 
-    check_positive(batch_size=batch_size, n=n)
+    check_positive(batch_size=batch_size, n=n, fit_n=fit_n)
     if pictures < 0:
         from unitscope.errors import UsageError
 
@@ -45,10 +54,17 @@ def command(model_spec: str, weights: str | None, num_classes: int | None, devic
     from unitscope.staging import staged
 
     with staged(out) as stage:
-        summary = run_segment(model, run, source, stage, layer, category, batch_size, pictures)
+        if method == "vectors":
+            from unitscope.analysis.segment.vector_run import run_vector_segment
+
+            summary = run_vector_segment(model, run, source, stage, layers or None, category, batch_size,
+                                         pictures, fit_n, fit_data)
+        else:
+            summary = run_segment(model, run, source, stage, layers[-1] if layers else None, category,
+                                  batch_size, pictures)
     click.echo(f"segmented {len(summary.predictions)} image(s) → {out}")
     if summary.metrics is not None and summary.metrics["pixel_accuracy"] is not None:
         m = summary.metrics
         click.echo(f"pixel accuracy {m['pixel_accuracy']:.3f}, mean IoU {m['mean_iou']:.3f} "
-                   f"(baseline: most frequent class everywhere {m['baseline_mean_iou']:.3f}; "
-                   f"per-image majority {m['majority_mean_iou']:.3f})")
+                   f"(baseline: most frequent class everywhere {m['baseline_mean_iou']:.3f}"
+                   + (f"; per-image majority {m['majority_mean_iou']:.3f})" if "majority_mean_iou" in m else ")"))

@@ -128,8 +128,8 @@ def _write_labels(out: Path, item: InputImage, labels: np.ndarray) -> None:
 
 
 def _write_pictures(out: Path, item: InputImage, labels: np.ndarray, truth: np.ndarray | None,
-                    colours: dict, run: DissectionResult, row: dict) -> None:
-    panels = [("image", item.image), ("units' segmentation", blend_labels(item.image, labels, colours))]
+                    colours: dict, run: DissectionResult, row: dict, caption: str = "units' segmentation") -> None:
+    panels = [("image", item.image), (caption, blend_labels(item.image, labels, colours))]
     shown = set(np.unique(labels).tolist())
     if truth is not None:
         panels.append(("ground truth", blend_labels(item.image, truth[0], colours)))

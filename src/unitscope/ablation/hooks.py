@@ -1,0 +1,59 @@
+"""Editing a layer's units in the forward pass, for several ablation conditions at once.
+
+A condition is a boolean mask over the layer's units (True = replaced) and the values that replace them
+(zero, or each unit's mean activation). Layers below the hooked one run once per batch; the hooked output
+is expanded to ``conditions × batch`` (condition-major) and everything above it sees all the conditions as
+one larger batch. That is exact for any network whose later layers treat batch items independently (eval
+mode); a network that mixes the hooked tensor with an earlier one (a skip connection around the layer)
+cannot be expanded, and :func:`~unitscope.ablation.measure.measure_conditions` then falls back to one pass
+per condition.
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+
+import torch
+from torch import nn
+
+
+class UnitEdit:
+    """``with UnitEdit(model, path, masks, values) as edit: logits = model(x)`` → ``[C·B, K]`` logits.
+
+    ``masks`` is ``[C, U]`` bool, ``values`` ``[U]`` (the replacement of each unit, broadcast over space).
+    """
+
+    def __init__(self, module: nn.Module, path: str, masks: torch.Tensor, values: torch.Tensor) -> None:
+        modules = dict(module.named_modules())
+        if path not in modules:
+            raise ValueError(f"no module {path!r} in the model")
+        if masks.dim() != 2 or values.dim() != 1 or masks.shape[1] != values.shape[0]:
+            raise ValueError(f"masks must be [conditions, units] and values [units]; got {tuple(masks.shape)} "
+                             f"and {tuple(values.shape)}")
+        self.target = modules[path]
+        self.path = path
+        self.masks = masks
+        self.values = values
+        self._handle: torch.utils.hooks.RemovableHandle | None = None
+
+    def __enter__(self) -> UnitEdit:
+        self._handle = self.target.register_forward_hook(self._on_forward)
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._handle is not None:
+            self._handle.remove()
+        self._handle = None
+
+    def _on_forward(self, _module: nn.Module, _inputs: tuple[torch.Tensor, ...], output: object) -> torch.Tensor:
+        if not isinstance(output, torch.Tensor) or output.dim() < 2:
+            raise TypeError(f"layer {self.path} does not return a [batch, units, …] tensor; choose another layer")
+        if output.shape[1] != self.masks.shape[1]:
+            raise ValueError(f"layer {self.path} has {output.shape[1]} units, the masks {self.masks.shape[1]}")
+        extra = (1,) * (output.dim() - 2)
+        masks = self.masks.to(output.device).view(self.masks.shape[0], 1, -1, *extra)
+        values = self.values.to(device=output.device, dtype=output.dtype).view(1, 1, -1, *extra)
+        edited = torch.where(masks, values, output.unsqueeze(0))  # [C, B, U, …]
+        return edited.reshape(-1, *output.shape[1:])

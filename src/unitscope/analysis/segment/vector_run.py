@@ -1,0 +1,145 @@
+"""``segment --method vectors``: fit concept vectors on the run's probe set, then segment in one pass.
+
+The forward pass that yields the scene prediction also yields the layers' maps; the concept vectors turn
+them into a per-pixel argmax over concepts ("none" included). Writes what the units method writes
+(``predictions.csv``, ``labels_<key>.png``, ``segment_<key>.png``, ``metrics.json``) plus the fitted
+``vectors.npz``/``vectors.json``; ``metrics.json`` scores come from scikit-learn's confusion matrix
+(:mod:`unitscope.analysis.segment.scores`).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from unitscope.analysis.inputs import InputSource
+from unitscope.analysis.overlay import concept_colours
+from unitscope.analysis.segment.run import (
+    SegmentSummary,
+    _check_size,
+    _prediction_row,
+    _sizes,
+    _write_labels,
+    _write_pictures,
+    prepare_model,
+)
+from unitscope.analysis.segment.scores import ConfusionMeter
+from unitscope.analysis.segment.vectors import ConceptVectors, FeatureMaps, fit_concept_vectors
+from unitscope.dissection.result import DissectionResult
+from unitscope.dissection.upsample import Upsampler
+from unitscope.errors import UsageError
+from unitscope.models.loading import LoadedModel
+
+
+def feature_maps(model: LoadedModel, run: DissectionResult, layers: tuple[str, ...]) -> FeatureMaps:
+    """Upsample every layer to the run's label size as the dissection did (``rf`` or ``bilinear``)."""
+    _, label_size, input_size = _sizes(run)
+    mode = str(run.record.setting("upsample", "rf"))
+    paths, upsamplers = [], []
+    for name in layers:
+        if name not in run.layers:
+            raise UsageError(f"the run has no layer {name!r}; its layers are {', '.join(run.layers)}")
+        layer = run.layers[name]
+        stride = start = None
+        if mode == "rf":
+            from unitscope.receptive.theory import alignment_geometry
+
+            field = alignment_geometry(model.module, input_size).get(layer.path)
+            stride, start = field if field is not None else (None, None)
+        paths.append(layer.path)
+        upsamplers.append(Upsampler.build(mode, layer.shape[1:], label_size, input_size, stride, start))
+    return FeatureMaps(model, tuple(paths), tuple(upsamplers))
+
+
+def fit_for_run(model: LoadedModel, run: DissectionResult, layers: tuple[str, ...] | None, category: str = "object",
+                fit_n: int = 200, fit_data: str | None = None) -> tuple[FeatureMaps, ConceptVectors]:
+    """Fit vectors for ``layers`` (default: all the run's layers) on the probe set the run was dissected on."""
+    from unitscope.data import open_probe
+
+    chosen = tuple(layers) if layers else tuple(run.layers)
+    model = prepare_model(model, run)
+    features = feature_maps(model, run, chosen)
+    spec = run.record.spec.data
+    name = fit_data or spec.data
+    try:
+        probe = open_probe(name, n=fit_n, seed=spec.seed, size=spec.size)
+    except UsageError as err:
+        raise UsageError(f"cannot reopen the run's probe set {name!r} to fit concept vectors ({err}); "
+                         "pass --fit-data with a labelled probe set") from err
+    return features, fit_concept_vectors(features, chosen, probe, category, n=fit_n)
+
+
+def segment_labels(features: FeatureMaps, vectors: ConceptVectors,
+                   images: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Concept numbers [B, sh, sw] (0 = none) and class probabilities [B, K], from one forward pass."""
+    logits, maps = features(images)
+    mean = torch.from_numpy(vectors.mean).to(maps.device)[None, :, None, None]
+    std = torch.from_numpy(vectors.std).to(maps.device)[None, :, None, None]
+    x = ((maps - mean) / std).permute(0, 2, 3, 1)
+    score = x @ torch.from_numpy(vectors.weights).to(maps.device).T + torch.from_numpy(vectors.bias).to(maps.device)
+    labels = vectors.numbers[score.argmax(dim=-1).cpu().numpy()]
+    return labels, torch.softmax(logits.double(), dim=1).cpu().numpy()
+
+
+def run_vector_segment(model: LoadedModel, run: DissectionResult, source: InputSource, out: Path,
+                       layers: tuple[str, ...] | None = None, category: str = "object", batch_size: int = 8,
+                       pictures: int | None = 16, fit_n: int = 200, fit_data: str | None = None) -> SegmentSummary:
+    """Fit, then segment every input; ``metrics.json`` when the inputs are labelled."""
+    features, vectors = fit_for_run(model, run, layers, category, fit_n, fit_data)
+    model = features.model
+    image_size, _, _ = _sizes(run)
+    out.mkdir(parents=True, exist_ok=True)
+    vectors.save(out)
+    truth_classes = [c.number for c in run.concepts.in_category(category)]
+    colours = concept_colours(truth_classes)
+    meter = ConfusionMeter(truth_classes) if source.labelled else None
+    rows: list[dict[str, object]] = []
+    for start in range(0, len(source), batch_size):
+        items = [source[i] for i in range(start, min(start + batch_size, len(source)))]
+        for item in items:
+            _check_size(item, image_size)
+        labels, probabilities = segment_labels(features, vectors, [item.image for item in items])
+        for j, item in enumerate(items):
+            rows.append(_prediction_row(model, item, probabilities[j], labels[j]))
+            truth = item.sample.pixel_labels.get(category) if item.sample is not None else None
+            if meter is not None and truth is not None:
+                meter.update(labels[j], truth)
+            _write_labels(out, item, labels[j])
+            if pictures is None or len(rows) <= pictures:
+                _write_pictures(out, item, labels[j], truth, colours, run, rows[-1], "concept vectors")
+    predictions = pd.DataFrame(rows)
+    predictions.to_csv(out / "predictions.csv", index=False, float_format="%.6g")
+    metrics = score_summary(meter, run, category, vectors) if meter is not None else None
+    if metrics is not None:
+        (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    return SegmentSummary(predictions, metrics)
+
+
+def detected_classes(run: DissectionResult, layers: tuple[str, ...], category: str = "object") -> list[int]:
+    """Concepts of ``category`` with at least one detector unit in any of ``layers``."""
+    found: set[int] = set()
+    for name in layers:
+        units = run.layers[name].units
+        chosen = units[units["detector"].astype(bool) & (units["category"] == category)]
+        found |= {run.concepts.number_of(str(label), category) for label in chosen["label"]}
+    return sorted(found)
+
+
+def score_summary(meter: ConfusionMeter, run: DissectionResult, category: str,
+                  vectors: ConceptVectors) -> dict[str, object]:
+    """The scores, with per-class IoU named, and the mean over classes that have detectors."""
+    detected = detected_classes(run, vectors.layers, category)
+    scores: dict[str, object] = dict(meter.result(detected))
+    scores["mean_iou_detected"] = scores.pop("mean_iou_subset")
+    baseline = scores.get("baseline_class")
+    if isinstance(baseline, int) and baseline in run.concepts:
+        scores["baseline_class"] = run.concepts[baseline].name
+    scores["per_class"] = {run.concepts[c].name: {"iou": iou, "detected": c in detected}
+                           for c, iou in meter.class_iou().items() if c in run.concepts}
+    scores.update({"method": "vectors", "layers": list(vectors.layers), "category": category,
+                   "held_out_fit": vectors.report})
+    return scores
