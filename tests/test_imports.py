@@ -19,7 +19,7 @@ FLOORS: tuple[tuple[str, ...], ...] = (
     ("data", "stats", "capture", "models"),
     ("receptive", "perturb", "distributed"),
     ("dissection", "minimal", "rf", "evaluation", "training"),
-    ("report", "analysis", "explain"),
+    ("report", "analysis", "explain", "annotate", "ablation"),
     ("api", "demo", "demo_steps"),
     ("cli", "__init__", "__main__"),
 )

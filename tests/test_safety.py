@@ -145,6 +145,9 @@ def test_ctrl_c_exits_promptly_keeping_resumable_state(slow_run: tuple[Path, lis
     code = proc.wait(timeout=5)  # a liveness bound, not a speed measurement: a hang fails here
     assert code == 130 and "run the same command again to resume" in proc.stderr.read()  # type: ignore[union-attr]
     assert marker.exists() and not out.exists()
+    deadline = time.monotonic() + 3  # workers get SIGKILL from the kernel when the parent dies: give it a moment
+    while any(_alive(w) for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.02)
     assert not [w for w in workers if _alive(w)]
 
 

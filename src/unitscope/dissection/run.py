@@ -22,7 +22,7 @@ import torch
 
 from unitscope.capture import LayerCapture
 from unitscope.data import open_probe
-from unitscope.data.probe import ProbeSet
+from unitscope.data.probe import ProbeSet, has_labels
 from unitscope.dissection.confidence import layer_confidence, small_probe_warning
 from unitscope.dissection.engine import DissectionEngine, EngineOutcome, LayerStatistics
 from unitscope.dissection.labels import detector_table, label_units
@@ -218,7 +218,8 @@ def _dissect_locked(
         raise UsageError(f"the probe set {probe.name} is empty; check --data")
     model_input = loaded.preprocess.input_size or probe.image_size
     geometry = alignment_geometry(loaded.module, model_input) if settings.upsample == "rf" else {}
-    warnings = [w for name, shape in layer_shapes(loaded, paths, probe).items()
+    shapes = layer_shapes(loaded, paths, probe) if has_labels(probe) else {}  # no labels: no IoU to doubt
+    warnings = [w for name, shape in shapes.items()
                 if (w := small_probe_warning(settings.quantile, len(probe), shape, name)) is not None]
     for line in warnings:
         print(line, file=sys.stderr)
