@@ -145,7 +145,7 @@ class LayerRecorder:
             self._tensor_handle.remove()
             self._tensor_handle = None
         if self.gradients and output.requires_grad:
-            self._tensor_handle = output.register_hook(self._on_gradient)
+            self._tensor_handle = output.register_hook(self._on_gradient)  # type: ignore[no-untyped-call]
 
     def _on_gradient(self, grad: torch.Tensor) -> None:
         self.gradient = grad.detach().clone()

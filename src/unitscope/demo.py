@@ -111,7 +111,8 @@ def side_by_side(results: dict[str, DissectionResult]) -> str:
                       .reindex(columns=list(result.layers)).add_prefix(f"{label}:"))
     table = pd.concat(frames, axis=1)
     order = list(results[next(iter(results))].summary["category"].drop_duplicates())
-    return "detector units (unique concepts) per layer\n" + table.reindex(order).to_string()
+    text: str = "detector units (unique concepts) per layer\n" + table.reindex(order).to_string()
+    return text
 
 
 def compare_networks(config: DemoConfig, results: dict[str, DissectionResult], world: Path) -> dict[str, object]:
@@ -123,7 +124,8 @@ def compare_networks(config: DemoConfig, results: dict[str, DissectionResult], w
 
     out = config.out / "compare"
     if (out / "compare.json").is_file():
-        return json.loads((out / "compare.json").read_text())
+        loaded: dict[str, object] = json.loads((out / "compare.json").read_text())
+        return loaded
     scene, objects = results["scene-net"], results["object-net"]
     stats, _ = run_statistics(scene, str(world), "object", None, progress=False)
     comparison = compare_runs(scene, objects, stats, False, "object", OBJECT_CLASSES)
@@ -141,7 +143,8 @@ def segment_scenes(config: DemoConfig, run: DissectionResult) -> dict[str, objec
 
     out = config.out / "segment"
     if (out / "metrics.json").is_file():
-        return json.loads((out / "metrics.json").read_text())
+        metrics: dict[str, object] = json.loads((out / "metrics.json").read_text())
+        return metrics
     staging = staging_path(out)
     source = open_inputs(None, "sceneworld", config.n_segment, config.eval_seed + 1, 112)
     model = load_model(NETWORKS["scene-net"], device=config.device)

@@ -17,7 +17,7 @@ def progress_bar(**options: object) -> Iterator[tqdm]:
 
     Without this, an error message printed by the CLI would land on the same terminal line as the bar.
     """
-    bar = tqdm(**options)  # type: ignore[arg-type]
+    bar = tqdm(**options)
     try:
         yield bar
     except BaseException:

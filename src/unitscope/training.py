@@ -84,7 +84,7 @@ def train_sceneworld_net(config: TrainConfig, progress: bool = True) -> SceneWor
             x = preprocess.to_tensor(_augment(train_x[idx], generator))
             loss = F.cross_entropy(net(x), train_y[idx], label_smoothing=0.1)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]
             optimizer.step()
             schedule.step()
             total_loss += loss.item()

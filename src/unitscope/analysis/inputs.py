@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -41,8 +42,8 @@ class InputSource:
         if self.probe is None:
             from unitscope.data.image_folder import read_rgb
 
-            path = self.image_path
-            return InputImage(path.stem, read_rgb(path, "--image"))  # type: ignore[union-attr]
+            path = cast(Path, self.image_path)
+            return InputImage(path.stem, read_rgb(path, "--image"))
         sample = self.probe[i]
         return InputImage(f"{i:05d}", sample.image, sample)
 

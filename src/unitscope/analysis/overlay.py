@@ -41,7 +41,8 @@ def resize_nearest(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     h, w = labels.shape
     rows = ((np.arange(size[0]) + 0.5) * h / size[0]).astype(int).clip(0, h - 1)
     cols = ((np.arange(size[1]) + 0.5) * w / size[1]).astype(int).clip(0, w - 1)
-    return labels[rows[:, None], cols[None, :]]
+    resized: np.ndarray = labels[rows[:, None], cols[None, :]]
+    return resized
 
 
 def blend_labels(image: np.ndarray, labels: np.ndarray, colours: dict[int, RGB], alpha: float = 0.7) -> np.ndarray:
@@ -62,7 +63,7 @@ def blend_labels(image: np.ndarray, labels: np.ndarray, colours: dict[int, RGB],
 
 def blend_heatmap(image: np.ndarray, heat: np.ndarray, alpha: float = 0.5) -> np.ndarray:
     """The image under a jet-coloured heatmap in [0, 1] (resized bilinearly by the caller)."""
-    coloured = colormaps["jet"](np.clip(heat, 0, 1))[..., :3]
+    coloured: np.ndarray = colormaps["jet"](np.clip(heat, 0, 1))[..., :3]
     out = (1 - alpha) * image.astype(np.float64) / 255.0 + alpha * coloured
     return (out.clip(0, 1) * 255).round().astype(np.uint8)
 

@@ -21,7 +21,7 @@ def parse_triple(value: str | None, option: str) -> tuple[float, float, float] |
         raise UsageError(f"{option} takes three comma-separated numbers, got {value!r}") from err
     if len(parts) != 3:
         raise UsageError(f"{option} takes three comma-separated numbers (R,G,B), got {value!r}")
-    return parts  # type: ignore[return-value]
+    return parts
 
 
 def format_tables(result: object) -> str:

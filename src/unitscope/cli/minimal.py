@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -57,7 +58,7 @@ def command(model_spec: str, weights: str | None, num_classes: int | None, devic
     check_output_dir(out, overwrite)
     from unitscope.distributed import session
     from unitscope.minimal.run import MinimalSettings, run_minimal
-    from unitscope.minimal.sources import SingleImage, open_source
+    from unitscope.minimal.sources import ImageSource, SingleImage, open_source
 
     with session(device) as group:  # under torchrun each rank takes every world-th image
         model = open_model(model_spec, weights, num_classes, group.device)
@@ -65,20 +66,22 @@ def command(model_spec: str, weights: str | None, num_classes: int | None, devic
         if image_path is not None:
             from unitscope.data.image_folder import read_rgb
 
-            source = SingleImage(read_rgb(image_path), _target_index(str(label), model.class_names), image_path.stem)
+            source: ImageSource = SingleImage(
+                read_rgb(image_path), _target_index(str(label), model.class_names), image_path.stem
+            )
             identity: dict[str, object] = {"image": str(image_path), "label": label}
         else:
             size = model.preprocess.input_size[0] if model.preprocess.input_size else 112
             source = open_source(str(data), model.class_names, n=n, seed=seed, size=size)
             identity = {"seed": seed}
         start = time.perf_counter()
-        summary = run_minimal(model, source, out, settings, overwrite=overwrite, identity=identity,
+        summary: dict[str, Any] = run_minimal(model, source, out, settings, overwrite=overwrite, identity=identity,
                               strict=image_path is not None, progress=image_path is None,
                               group=group)
     seconds = time.perf_counter() - start
     if not group.is_main:
         return
     done = summary["processed"]
-    skipped = ", ".join(f"{v} {k}" for k, v in summary["skipped"].items()) or "none"  # type: ignore[union-attr]
+    skipped = ", ".join(f"{v} {k}" for k, v in summary["skipped"].items()) or "none"
     kept = f"mean pixels kept {summary['mean_pixel_fraction']:.1%}; " if done else ""
     click.echo(f"{done} minimal images in {out}/images (skipped: {skipped}); {kept}{seconds:.1f} s")

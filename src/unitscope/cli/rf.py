@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -149,7 +149,7 @@ def _run_empirical(model: LoadedModel, layers: tuple[str, ...], data: str, n: in
     info = {"model": model.name, "data": probe.name, "n_images": len(probe),
             "settings": settings.__dict__}
     write_run(out, results, info)
-    summary = {name: {"theoretical": r.theoretical.size, **r.summary(), "engine": r.engine}
+    summary: dict[str, dict[str, Any]] = {name: {"theoretical": r.theoretical.size, **r.summary(), "engine": r.engine}
                for name, r in results.items()}
     if as_json:
         click.echo(json.dumps(summary))

@@ -188,7 +188,7 @@ class _IndexParser:
             raise UsageError(f"{self.path} line {line}: the image column is empty; give a path under images/")
         sizes = [self._size(text, column, line) for text, column in ((ih, "ih"), (iw, "iw"), (sh, "sh"), (sw, "sw"))]
         cells = tuple(self._cell(fields[k], category, line) for k, category in self.columns)
-        return _Row(line, image, split.strip(), *sizes, cells)
+        return _Row(line, image, split.strip(), sizes[0], sizes[1], sizes[2], sizes[3], cells)
 
     def _size(self, text: str, column: str, line: int) -> int:
         value = text.strip()

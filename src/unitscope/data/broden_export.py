@@ -34,7 +34,7 @@ import csv
 import re
 import warnings
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -82,7 +82,7 @@ def _safe_name(name: str) -> str:
     return cleaned or "probe"
 
 
-def _check_sample(sample: ProbeSample, i: int, label_size: tuple[int, int], concepts: ConceptTable) -> None:
+def _check_sample(sample: ProbeSample, i: int, label_size: tuple[int, ...], concepts: ConceptTable) -> None:
     image = sample.image
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         raise UsageError(f"sample {i}: image must be uint8 [H, W, 3], got {image.dtype} {image.shape}")
@@ -214,17 +214,15 @@ class _Writer:
             members[category].add(number)
         for concept in self.probe.concepts.concepts:
             members[concept.category].add(concept.number)
-        return {
-            category: sorted(
-                numbers,
-                key=lambda n, c=category: (-self.stats.frequency.get((n, c), 0),
-                                           -self.stats.coverage.get((n, c), 0.0), n),
-            )
-            for category, numbers in members.items()
-        }
+        ordered: dict[str, list[int]] = {}
+        for category, numbers in members.items():
+            def key(n: int, c: str = category) -> tuple[int, float, int]:
+                return (-self.stats.frequency.get((n, c), 0), -self.stats.coverage.get((n, c), 0.0), n)
+            ordered[category] = sorted(numbers, key=key)
+        return ordered
 
 
-def _write_csv(path: Path, fields: list[str], rows: list[Mapping[str, object]]) -> None:
+def _write_csv(path: Path, fields: list[str], rows: Sequence[Mapping[str, object]]) -> None:
     with path.open("w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=fields, lineterminator="\n")
         writer.writeheader()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -12,19 +13,23 @@ from unitscope.data import SCENEWORLD_SPECS
 from unitscope.errors import UsageError
 
 
+class _RandomAccess(Protocol):
+    def __getitem__(self, i: int, /) -> tuple[np.ndarray, int]: ...
+
+
 @dataclass
 class ClassificationData:
     """Images with a target index into the *model's* class list."""
 
     name: str
-    images: object  # random access: images[i] -> (uint8 HxWx3, target)
+    images: _RandomAccess  # random access: images[i] -> (uint8 HxWx3, target)
     length: int
 
     def __len__(self) -> int:
         return self.length
 
     def __getitem__(self, i: int) -> tuple[np.ndarray, int]:
-        return self.images[i]  # type: ignore[index]
+        return self.images[i]
 
 
 class _SceneWorldTargets:

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -60,7 +61,7 @@ class EngineOutcome:
     seconds: float
 
 
-def _load_state(path: Path) -> dict[str, object]:
+def _load_state(path: Path) -> dict[str, Any]:
     """A pass's resumable state (tensors, numbers, strings only: never unpickles arbitrary objects)."""
     if not path.exists():
         return {}
@@ -133,12 +134,12 @@ class DissectionEngine:
     def _pass_one(self) -> tuple[dict[str, LayerShape], dict[str, tuple[TopQuantile, TopImages]], dict[int, str]]:
         """Shapes, quantile and top-k statistics of every layer, and the skipped images."""
         state_path = self.workdir / "pass1.pt"
-        state: dict[str, object] = _load_state(state_path)
+        state: dict[str, Any] = _load_state(state_path)
         start = int(state.get("next_index", 0))
-        skipped: dict[int, str] = dict(state.get("skipped", {}))  # type: ignore[arg-type]
+        skipped: dict[int, str] = dict(state.get("skipped", {}))
         shapes: dict[str, LayerShape] = {}
         stats: dict[str, tuple[TopQuantile, TopImages]] = {}
-        for name, saved in dict(state.get("layers", {})).items():  # type: ignore[call-overload]
+        for name, saved in dict(state.get("layers", {})).items():
             shapes[name] = tuple(saved["shape"])
             stats[name] = self._new_stats(shapes[name])
             stats[name][0].load_state_dict(saved["quantile"])
@@ -215,7 +216,7 @@ class DissectionEngine:
         skipped: dict[int, str],
     ) -> tuple[dict[str, ConceptOverlap], dict[str, LabelEvidence]]:
         state_path = self.workdir / "pass2.pt"
-        state: dict[str, object] = _load_state(state_path)
+        state: dict[str, Any] = _load_state(state_path)
         start = int(state.get("next_index", 0))
         overlaps: dict[str, ConceptOverlap] = {}
         evidence: dict[str, LabelEvidence] = {}
@@ -226,21 +227,21 @@ class DissectionEngine:
         for name in self.layers:
             shape = shapes[name]
             overlap = ConceptOverlap(shape[0], self.probe.concepts)
-            saved = state.get("layers", {}).get(name)  # type: ignore[union-attr]
+            saved = state.get("layers", {}).get(name)
             if saved is not None:
                 overlap.load_state_dict(saved)
             overlaps[name] = overlap
             evidence[name] = LabelEvidence(shape[0], overlap.num_labels, len(overlap.categories), shape[1] * shape[2],
                                            label_size[0] * label_size[1])
-            saved_evidence = state.get("evidence", {}).get(name)  # type: ignore[union-attr]
+            saved_evidence = state.get("evidence", {}).get(name)
             if saved_evidence is not None:
                 evidence[name].load_state_dict(saved_evidence)
             field = self.geometry(self.layers[name])
             stride, begin = field if field is not None else (None, None)
             maskers[name] = WindowedMasks.build(Upsampler.build(
-                self.settings.upsample, shape[1:], label_size, input_size, stride, begin  # type: ignore[arg-type]
+                self.settings.upsample, shape[1:], label_size, input_size, stride, begin
             ).to(self.device))
-            caches[name] = self._open_cache(name, shape, fresh=False)  # type: ignore[arg-type]
+            caches[name] = self._open_cache(name, shape, fresh=False)
         n = len(self.probe)
         if start >= n:
             return overlaps, evidence
@@ -296,7 +297,7 @@ class DissectionEngine:
             quantile, topk = stats[name]
             thresholds[name] = quantile.thresholds(count=counted * shape[1] * shape[2])
             indices, scores, peaks = topk.result()
-            results[name] = LayerStatistics(name, path, shape, thresholds[name].cpu(), indices.cpu(),  # type: ignore[arg-type]
+            results[name] = LayerStatistics(name, path, shape, thresholds[name].cpu(), indices.cpu(),
                                             scores.cpu(), peaks.cpu(), None, None)
         if has_labels(self.probe):
             overlaps, evidence = self._pass_two(shapes, thresholds, skipped)

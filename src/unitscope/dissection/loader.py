@@ -27,7 +27,7 @@ class LoadedBatch:
     errors: dict[int, str]
 
 
-class _SampleDataset(Dataset):
+class _SampleDataset(Dataset[tuple[int, ProbeSample | None, str | None]]):
     def __init__(self, probe: ProbeSet, labels_only: bool) -> None:
         self.probe = probe
         self.labels_only = labels_only

@@ -16,6 +16,7 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
+from typing import cast
 
 import pandas as pd
 import torch
@@ -293,7 +294,8 @@ def _assemble(outcome: EngineOutcome, probe: ProbeSet, settings: DissectSettings
     records = tuple(
         LayerRecord(name, layer.path, layer.shape[0], (layer.shape[1], layer.shape[2]), layer_dirname(name),
                     tuple(layer.table.to_dict(orient="records")),
-                    *(geometry.get(layer.path) or (None, None)), intervals=layer.intervals)
+                    *cast(tuple[float | None, float | None], geometry.get(layer.path) or (None, None)),
+                    intervals=layer.intervals)
         for name, layer in layers.items()
     )
     record = RunRecord(

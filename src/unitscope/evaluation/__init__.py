@@ -29,7 +29,7 @@ def predict_logits(model: LoadedModel, images: list[np.ndarray]) -> torch.Tensor
     """Logits for a list of uint8 HxWx3 images (one batch)."""
     with torch.no_grad():
         x = model.preprocess.batch(images, model.device)
-        logits = model.module(x)
+        logits: torch.Tensor = model.module(x)
     if not torch.isfinite(logits).all():
         raise UsageError("the model produced NaN or infinite scores; check the weights and --mean/--std")
     return logits.float().cpu()

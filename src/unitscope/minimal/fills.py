@@ -51,7 +51,8 @@ def blur_background(image: np.ndarray) -> np.ndarray:
     """A heavy Gaussian blur of the image (sigma a fixed share of its size, reflected borders)."""
     sigma = BLUR_SIGMA_FRACTION * max(image.shape[:2])
     blurred = gaussian_filter(image.astype(np.float64), sigma=(sigma, sigma, 0), mode="reflect")
-    return np.clip(np.rint(blurred), 0, 255).astype(np.uint8)
+    background: np.ndarray = np.clip(np.rint(blurred), 0, 255).astype(np.uint8)
+    return background
 
 
 def make_fill(

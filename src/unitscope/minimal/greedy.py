@@ -89,7 +89,8 @@ class MinimalResult:
     @property
     def kept_pixels(self) -> np.ndarray:
         """bool [H, W]: pixels of the minimal image that are the original's."""
-        return self.kept[self.segmentation.labels]
+        kept: np.ndarray = self.kept[self.segmentation.labels]
+        return kept
 
     @property
     def pixel_fraction(self) -> float:

@@ -60,7 +60,8 @@ class PoissonSolver:
         """Solve L u = rhs for each column of rhs [N, M] (columns summing to 0); zero-mean u [N, M]."""
         solution = np.zeros_like(rhs, dtype=np.float64)
         solution[1:] = self._lu.solve(np.asfortranarray(rhs[1:], dtype=np.float64))  # SuperLU solves by column
-        return solution - solution.mean(axis=0, keepdims=True)
+        centred: np.ndarray = solution - solution.mean(axis=0, keepdims=True)
+        return centred
 
 
 class GradientFill:
@@ -98,4 +99,5 @@ class GradientFill:
         kept = np.asarray(kept, dtype=bool)
         active = (kept[:, self.groups[:, 0]] & kept[:, self.groups[:, 1]]).astype(np.float32)
         values = (active @ self._basis).reshape(len(kept), *self._shape) + self._mean
-        return np.clip(np.rint(values), 0, 255).astype(np.uint8)
+        images: np.ndarray = np.clip(np.rint(values), 0, 255).astype(np.uint8)
+        return images

@@ -255,7 +255,11 @@ def _process_all(runner: _Runner, source: ImageSource, progress: bool, indices: 
             records.append(_load_record(record_path))
             continue
         record = runner.process(source[i])
-        _write_atomic(record_path, lambda p, r=record: p.write_text(json.dumps(asdict(r))))
+
+        def write(p: Path, r: ImageRecord = record) -> None:
+            p.write_text(json.dumps(asdict(r)))
+
+        _write_atomic(record_path, write)
         records.append(record)
     return records
 
@@ -311,4 +315,5 @@ def run_minimal(
     shutil.rmtree(stage / "records")
     (stage / "run.json").unlink()
     publish(stage, out)  # --overwrite: the new result is in place before the old one is deleted
-    return json.loads((out / "summary.json").read_text())
+    summary: dict[str, object] = json.loads((out / "summary.json").read_text())
+    return summary

@@ -89,14 +89,15 @@ def require_regions(seg: Segmentation) -> Segmentation:
 
 def edge_components(image: np.ndarray, min_length: int) -> np.ndarray:
     """Long Canny edges as thickened connected components: int32 [H, W], 0 = no edge, 1..E."""
-    thin = canny(rgb2gray(image), sigma=CANNY_SIGMA)
-    comps = connected_components(thin, connectivity=2)
+    thin = canny(rgb2gray(image), sigma=CANNY_SIGMA)  # type: ignore[no-untyped-call]
+    comps = connected_components(thin, connectivity=2)  # type: ignore[no-untyped-call]
     lengths = np.bincount(comps.ravel())
     lengths[0] = 0
     long_ids = np.flatnonzero(lengths >= min_length)
     keep = np.zeros(len(lengths), dtype=np.int32)
     keep[long_ids] = np.arange(1, len(long_ids) + 1, dtype=np.int32)
-    return expand_labels(keep[comps], distance=EDGE_THICKNESS).astype(np.int32)
+    edges: np.ndarray = expand_labels(keep[comps], distance=EDGE_THICKNESS).astype(np.int32)  # type: ignore[no-untyped-call]
+    return edges
 
 
 def segment_image(

@@ -61,7 +61,7 @@ def result_strip(result: MinimalResult, class_names: Sequence[str] | None = None
         tile = _enlarge(frame, scale)
         if t == 0:
             tile = tile.copy()
-            tile[find_boundaries(_enlarge(labels, scale), mode="inner")] = BOUNDARY
+            tile[find_boundaries(_enlarge(labels, scale), mode="inner")] = BOUNDARY  # type: ignore[no-untyped-call]
         removed = [s.region for s in result.steps[:t]]
         regions_kept = result.segmentation.num_regions - len(removed)
         pixels_kept = 1.0 - sizes[removed].sum() / total if removed else 1.0

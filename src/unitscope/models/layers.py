@@ -18,7 +18,7 @@ def paper_names(module: nn.Module) -> dict[str, str]:
     Networks whose children already carry these names (SceneWorldNet) map them to themselves.
     """
     children = dict(module.named_children())
-    own = {n: n for n in ("conv1", "pool1", "conv2", "pool2", "conv3", "conv4", "conv5", "pool5",
+    own: dict[str, str] = {n: n for n in ("conv1", "pool1", "conv2", "pool2", "conv3", "conv4", "conv5", "pool5",
                           "fc6", "fc7", "fc8") if n in children}
     if own:
         return own

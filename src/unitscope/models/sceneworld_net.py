@@ -9,6 +9,7 @@ conv1 5, pool1 9, conv2 25, pool2 33, conv3 49, conv4 65, conv5 81, pool5 97.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -31,12 +32,12 @@ class SceneWorldNetConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, object]) -> SceneWorldNetConfig:
+    def from_dict(cls, data: dict[str, Any]) -> SceneWorldNetConfig:
         return cls(
-            num_classes=int(data["num_classes"]),  # type: ignore[arg-type]
-            widths=tuple(data["widths"]),  # type: ignore[arg-type]
-            fc_width=int(data["fc_width"]),  # type: ignore[arg-type]
-            input_size=int(data["input_size"]),  # type: ignore[arg-type]
+            num_classes=int(data["num_classes"]),
+            widths=tuple(data["widths"]),
+            fc_width=int(data["fc_width"]),
+            input_size=int(data["input_size"]),
         )
 
 

@@ -21,6 +21,7 @@ not depend on which batch computed it, beyond float rounding. After the last lay
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import torch
@@ -73,7 +74,7 @@ class Step:
 
     def padded(self, clean: torch.Tensor) -> torch.Tensor:
         """The clean input [C, H, W] padded so that every output window reads inside it, as [Hp, Wp, C]."""
-        if not self.is_window:
+        if self.kernel is None:
             return clean.permute(1, 2, 0).contiguous()
         pads = []
         for d in (1, 0):
@@ -96,8 +97,10 @@ class Step:
         if isinstance(m, nn.BatchNorm2d) and sliced_input and channels is not None:
             weight = None if m.weight is None else m.weight[channels]
             bias = None if m.bias is None else m.bias[channels]
-            return F.batch_norm(x, m.running_mean[channels], m.running_var[channels], weight, bias, False, 0.0, m.eps)
-        return m(x)
+            mean, var = cast(torch.Tensor, m.running_mean), cast(torch.Tensor, m.running_var)
+            return F.batch_norm(x, mean[channels], var[channels], weight, bias, False, 0.0, m.eps)
+        out: torch.Tensor = m(x)
+        return out
 
 
 def _step_problem(module: nn.Module) -> str | None:
@@ -159,7 +162,7 @@ def extract_chain(traced: TracedModel, node: fx.Node) -> tuple[tuple[Step, ...] 
 
 def _forward(step: Step, a: torch.Tensor, b: torch.Tensor, d: int) -> Interval:
     """Output positions whose input window meets input rows [a, b); empty stays empty."""
-    if not step.is_window:
+    if step.kernel is None:
         return a, b
     k, s, p = step.kernel[d], step.stride[d], step.pad[d]
     lo = (-torch.div(-(a + p - k + 1), s, rounding_mode="floor")).clamp(min=0)
@@ -170,7 +173,7 @@ def _forward(step: Step, a: torch.Tensor, b: torch.Tensor, d: int) -> Interval:
 
 def _span(step: Step, a: torch.Tensor, b: torch.Tensor, d: int) -> Interval:
     """Input rows (unpadded coordinates) that output rows [a, b) read."""
-    if not step.is_window:
+    if step.kernel is None:
         return a, b
     k, s, p = step.kernel[d], step.stride[d], step.pad[d]
     return a * s - p, (b - 1) * s - p + k
@@ -215,13 +218,13 @@ class Regions:
         weights = np.array([costs[i] for i in layers], dtype=np.float64)
         own = (shapes.prod(axis=2) * weights).sum(axis=1)
         keys = [shapes[:, k, d] for k in range(len(layers)) for d in (1, 0)]
-        order = [j for j in np.lexsort(keys).tolist() if reachable[j]]
+        ordered: list[int] = [j for j in np.lexsort(keys).tolist() if reachable[j]]
         typical = float(np.median(own[reachable])) if reachable.any() else 0.0
         extra = max(overhead * typical, STEP_OVERHEAD_MACS * len(steps))
         groups: list[list[int]] = []
         largest = np.zeros((len(layers), 2))
         cost = 0.0
-        for j in order:
+        for j in ordered:
             grown = np.maximum(largest, shapes[j])
             grown_cost = (len(groups[-1]) + 1) * float((grown.prod(axis=1) * weights).sum()) if groups else 0.0
             if groups and len(groups[-1]) < batch_size and grown_cost - cost <= own[j] + extra:
@@ -238,7 +241,7 @@ def _layer_costs(steps: tuple[Step, ...], selected: int) -> dict[int, float]:
     split, by_conv = channel_split(steps)
     costs = {i: float(step.cost_per_position) for i, step in enumerate(steps) if step.cost_per_position > 1}
     if by_conv and split in costs:
-        costs[split] *= selected / steps[split].module.out_channels  # type: ignore[operator]
+        costs[split] *= selected / cast(nn.Conv2d, steps[split].module).out_channels
     return costs
 
 
@@ -352,7 +355,7 @@ def run_windows(steps: tuple[Step, ...], padded: list[torch.Tensor], regions: Re
         sliced_input = i > split or (i == split and not by_conv)
         if i == split and not by_conv:
             window = window[..., channels]
-        if step.is_window:
+        if step.kernel is not None:
             lengths = tuple((layout.size[i + 1][d] - 1) * step.stride[d] + step.kernel[d] for d in range(2))
             clean = _clean_windows(padded[i], step, layout.origin[i + 1], lengths)  # type: ignore[arg-type]
             starts = [layout.origin[i + 1][d] * step.stride[d] - step.pad[d] for d in range(2)]

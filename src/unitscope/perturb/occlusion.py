@@ -139,7 +139,8 @@ def _full_values(plan: OcclusionPlan, image: torch.Tensor, patches: torch.Tensor
     The batch goes in channels-last, which CPU convolution and pooling kernels run fastest on (about
     1.3x for AlexNet); the values do not change beyond float rounding.
     """
-    out = plan.full_model(_paste(image, patches, corners, patch).contiguous(memory_format=torch.channels_last))
+    batch = _paste(image, patches, corners, patch).contiguous(memory_format=torch.channels_last)
+    out: torch.Tensor = plan.full_model(batch)
     return out[:, units, peaks[:, 0], peaks[:, 1]]
 
 

@@ -127,7 +127,7 @@ def _function_window(node: fx.Node, values: dict[fx.Node, Any]) -> tuple[tuple[i
     """(kernel, stride, padding, dilation) of a functional conv2d / max_pool2d / avg_pool2d call."""
     name = getattr(node.target, "__name__", "")
     if name == "conv2d":
-        names = ("input", "weight", "bias", "stride", "padding", "dilation", "groups")
+        names: tuple[str, ...] = ("input", "weight", "bias", "stride", "padding", "dilation", "groups")
         defaults: dict[str, Any] = {"bias": None, "stride": 1, "padding": 0, "dilation": 1, "groups": 1}
     elif name in _POOL_FUNCTIONS:
         names = ("input", "kernel_size", "stride", "padding", "dilation" if "max" in name else "ceil_mode")
@@ -139,7 +139,7 @@ def _function_window(node: fx.Node, values: dict[fx.Node, Any]) -> tuple[tuple[i
     kernel = tuple(bound["weight"].shape[-2:]) if name == "conv2d" else _pair(bound["kernel_size"])
     dilation = _pair(bound.get("dilation", 1))
     stride = _pair(bound["stride"]) if bound["stride"] else kernel
-    return kernel, stride, _conv_padding(bound["padding"], kernel, dilation), dilation  # type: ignore[return-value]
+    return kernel, stride, _conv_padding(bound["padding"], kernel, dilation), dilation
 
 
 def _adaptive(field: Geometry, in_size: Sequence[int], out_size: Sequence[int]) -> Geometry:
@@ -262,7 +262,7 @@ def theoretical_fields(module: nn.Module, input_size: tuple[int, int]) -> dict[s
     if len(size) != 2 or min(size) <= 0:
         raise UsageError(f"input size must be two positive integers (height, width), got {input_size!r}")
     with torch.no_grad():
-        traced = trace_model(module, size)  # type: ignore[arg-type]
+        traced = trace_model(module, size)
     return fields_of_traced(traced)[0]
 
 

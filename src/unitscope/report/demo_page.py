@@ -7,6 +7,7 @@ the demo wrote next to it.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -27,7 +28,7 @@ def _object_detectors(result: DissectionResult, layer: str) -> tuple[int, int]:
     return len(found), found["label"].nunique()
 
 
-def _rho(correlations: list[dict] | None, run: str, layer: str, measure: str) -> dict | None:
+def _rho(correlations: list[dict[str, Any]] | None, run: str, layer: str, measure: str) -> dict[str, Any] | None:
     for row in correlations or []:
         if row["run"] == run and row["layer"] == layer and row["measure"] == measure \
                 and row["classes"] == "foreground":
@@ -35,7 +36,7 @@ def _rho(correlations: list[dict] | None, run: str, layer: str, measure: str) ->
     return None
 
 
-def findings(summary: dict, results: dict[str, DissectionResult]) -> list[dict[str, str]]:
+def findings(summary: dict[str, Any], results: dict[str, DissectionResult]) -> list[dict[str, str]]:
     """The paper's claims beside what SceneWorld shows, as short sentences."""
     accuracy = {(r["model"], r["data"]): r for r in summary["accuracy"]}
     full = accuracy[("sceneworld-scene", "sceneworld")]["top1"]
@@ -70,10 +71,10 @@ def findings(summary: dict, results: dict[str, DissectionResult]) -> list[dict[s
     return rows
 
 
-def write_demo_page(out: Path, summary: dict, results: dict[str, DissectionResult],
+def write_demo_page(out: Path, summary: dict[str, Any], results: dict[str, DissectionResult],
                     galleries: dict[str, list[Path]] | None = None) -> Path:
     """Render ``out/index.html`` from the demo's numbers and the figures its steps wrote."""
-    transfer = {}
+    transfer: dict[str, dict[str, Any]] = {}
     for row in summary["transfer"]:
         transfer.setdefault(row["features"], {})[row["task"]] = row["accuracy"]
     detector_rows = []

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import SupportsFloat
 
 import numpy as np
 import pandas as pd
@@ -98,7 +99,7 @@ def gallery_units(layer: LayerResult, max_units: int | None) -> list[int]:
     return [int(u) for u in (frame["unit"] if max_units is None else frame["unit"].head(max_units))]
 
 
-def _number(value: object, digits: int = 3) -> str:
+def _number(value: SupportsFloat | None, digits: int = 3) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "–"
     return f"{float(value):.{digits}f}"

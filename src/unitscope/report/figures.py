@@ -7,11 +7,13 @@ concept, height = how many units of the layer detect it, coloured by the concept
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
+from matplotlib.ticker import MaxNLocator
 
 from unitscope.dissection.result import DissectionResult
 from unitscope.errors import UsageError
@@ -73,7 +75,7 @@ def _draw_counts(ax: Axes, counts: pd.DataFrame, colors: dict[str, str], title: 
     ax.set_xticks(list(positions), list(counts["label"]), rotation=60, ha="right", rotation_mode="anchor")
     ax.set_xlim(-0.6, max(len(counts), 5) - 0.4)
     ax.set_ylabel("detector units", fontsize=9, color="#36414d")
-    ax.yaxis.get_major_locator().set_params(integer=True)
+    cast(MaxNLocator, ax.yaxis.get_major_locator()).set_params(integer=True)
     ax.grid(axis="y", color="#e3e7eb", linewidth=0.8)
     ax.set_axisbelow(True)
     if hidden:

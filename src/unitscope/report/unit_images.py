@@ -14,6 +14,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import torch
@@ -188,9 +189,10 @@ class RegionRenderer:
             batch = self.model.preprocess.batch([images[i] for i in group], self.model.device)
             size = images[group[0]].shape[:2]
             shown = display_size(size, self.style.max_side)
+            input_size = cast(tuple[int, int], tuple(batch.shape[-2:]))
             for path in paths:  # before hooking: the geometry tracer runs the model itself
-                self._field(path, tuple(batch.shape[-2:]))
-            self._theoretical(tuple(batch.shape[-2:]))
+                self._field(path, input_size)
+            self._theoretical(input_size)
             with LayerCapture(self.model.module, paths) as capture:
                 outputs = capture.run(batch)
             thumbs = np.stack([_thumbnail(images[i], shown) for i in group])
@@ -199,7 +201,7 @@ class RegionRenderer:
                 if not pairs:
                     continue
                 acts = outputs[request.path]
-                masks = self._masks(name, acts, request, pairs, tuple(batch.shape[-2:]), shown)
+                masks = self._masks(name, acts, request, pairs, input_size, shown)
                 drawn = outline_regions(thumbs[[b for b, _, _ in pairs]], masks, self.style)
                 for (_, unit, slot), tile in zip(pairs, drawn, strict=True):
                     out[(name, unit)][slot] = tile
@@ -219,7 +221,7 @@ class RegionRenderer:
         if geometry is not None:
             side = self.fields_used[name].side
             return field_masks(maps, thresholds, geometry, side, shown, input_size)
-        upsampler = self._upsampler(request.path, tuple(acts.shape[-2:]), shown, input_size)
+        upsampler = self._upsampler(request.path, cast(tuple[int, int], tuple(acts.shape[-2:])), shown, input_size)
         return (upsampler(maps) > thresholds[:, None, None]).cpu().numpy()
 
     def _theoretical(self, input_size: tuple[int, int]) -> dict[str, FieldGeometry]:

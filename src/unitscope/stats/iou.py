@@ -69,7 +69,8 @@ def count_overlaps(units: torch.Tensor, regions: torch.Tensor, integer: bool | N
     if integer is None:
         integer = units.device.type == "cpu" and int_mm is not None
     if integer and int_mm is not None:
-        return int_mm(units.view(torch.int8), regions.view(torch.int8).T).to(torch.int64)
+        counts: torch.Tensor = int_mm(units.view(torch.int8), regions.view(torch.int8).T).to(torch.int64)
+        return counts
     return torch.mm(units.to(torch.float32), regions.to(torch.float32).T).round_().to(torch.int64)
 
 

@@ -154,5 +154,5 @@ class TopImages:
             raise StatsError("TopImages image_indices and peaks must be integer tensors (int64)")
         if bool(torch.isnan(scores).any()):
             raise StatsError("activations contain NaN; check the model's weights and input normalisation")
-        if image_indices.unique().numel() != batch:
+        if image_indices.unique().numel() != batch:  # type: ignore[no-untyped-call]
             raise StatsError("TopImages.update got the same image index twice in one batch; index images uniquely")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Collection
 from dataclasses import asdict, dataclass
+from typing import cast
 
 import numpy as np
 
@@ -98,4 +99,4 @@ def object_mask(object_maps: np.ndarray, relevant: Collection[int]) -> np.ndarra
     maps = np.asarray(object_maps)
     if maps.ndim == 2:
         maps = maps[None]
-    return np.isin(maps, np.fromiter(relevant, dtype=np.int64, count=len(relevant))).any(axis=0)
+    return cast(np.ndarray, np.isin(maps, np.fromiter(relevant, dtype=np.int64, count=len(relevant))).any(axis=0))

@@ -10,7 +10,9 @@ paper's ``conv5`` when the network has paper names, else at the last non-pooling
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import nn
@@ -50,7 +52,7 @@ class _Trace:
 def _trace(module: nn.Module, x: torch.Tensor) -> tuple[_Trace, torch.Tensor]:
     trace = _Trace([], {}, set(), {}, {})
 
-    def hook_for(name: str, sub: nn.Module):
+    def hook_for(name: str, sub: nn.Module) -> Callable[[nn.Module, tuple[object, ...], object], None]:
         def hook(_m: nn.Module, inputs: tuple[object, ...], output: object) -> None:
             if name in trace.order:
                 trace.order.remove(name)
@@ -61,7 +63,7 @@ def _trace(module: nn.Module, x: torch.Tensor) -> tuple[_Trace, torch.Tensor]:
                     trace.pooling.add(name)
             if isinstance(sub, nn.Linear) and inputs and isinstance(inputs[0], torch.Tensor):
                 trace.linear_inputs[name] = inputs[0].detach().double()
-                trace.linear_outputs[name] = output.detach()  # type: ignore[union-attr]
+                trace.linear_outputs[name] = cast(torch.Tensor, output).detach()
 
         return hook
 

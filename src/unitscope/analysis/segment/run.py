@@ -11,7 +11,7 @@ import pandas as pd
 from PIL import Image
 
 from unitscope.analysis.inputs import InputImage, InputSource
-from unitscope.analysis.overlay import blend_labels, concept_colours, save_panels
+from unitscope.analysis.overlay import RGB, blend_labels, concept_colours, save_panels
 from unitscope.analysis.segment.metrics import SegmentationMeter
 from unitscope.analysis.segment.segmenter import DetectorSet, UnitSegmenter, detector_set
 from unitscope.dissection.result import DissectionResult
@@ -108,7 +108,9 @@ def _check_size(item: InputImage, image_size: tuple[int, int]) -> None:
                          f"dissected at {image_size[1]}x{image_size[0]}; resize it to that size")
 
 
-def _prediction_row(model: LoadedModel, item: InputImage, probabilities: np.ndarray, labels: np.ndarray) -> dict:
+def _prediction_row(
+    model: LoadedModel, item: InputImage, probabilities: np.ndarray, labels: np.ndarray
+) -> dict[str, object]:
     names = model.class_names or [str(i) for i in range(len(probabilities))]
     order = np.argsort(-probabilities, kind="stable")[:TOP_K]
     row: dict[str, object] = {"image": item.key}
@@ -128,7 +130,8 @@ def _write_labels(out: Path, item: InputImage, labels: np.ndarray) -> None:
 
 
 def _write_pictures(out: Path, item: InputImage, labels: np.ndarray, truth: np.ndarray | None,
-                    colours: dict, run: DissectionResult, row: dict, caption: str = "units' segmentation") -> None:
+                    colours: dict[int, RGB], run: DissectionResult, row: dict[str, object],
+                    caption: str = "units' segmentation") -> None:
     panels = [("image", item.image), (caption, blend_labels(item.image, labels, colours))]
     shown = set(np.unique(labels).tolist())
     if truth is not None:
@@ -139,7 +142,9 @@ def _write_pictures(out: Path, item: InputImage, labels: np.ndarray, truth: np.n
     save_panels(out / f"segment_{item.key}.png", panels, title=top, legend=legend)
 
 
-def _metrics(meter: SegmentationMeter, run: DissectionResult, segmenter: UnitSegmenter, category: str) -> dict:
+def _metrics(
+    meter: SegmentationMeter, run: DissectionResult, segmenter: UnitSegmenter, category: str
+) -> dict[str, object]:
     scores: dict[str, object] = dict(meter.result())
     baseline = scores.get("baseline_class")
     if isinstance(baseline, int) and baseline in run.concepts:

@@ -50,7 +50,8 @@ def name_colors(rgb: np.ndarray) -> np.ndarray:
     lab = rgb2lab(np.clip(flat, 0.0, 1.0)[None])[0]
     protos, owners = _prototype_lab()
     dist = ((lab[:, None, :] - protos[None, :, :]) ** 2).sum(-1)
-    return owners[dist.argmin(1)].reshape(rgb.shape[:-1])
+    nearest: np.ndarray = owners[dist.argmin(1)].reshape(rgb.shape[:-1])
+    return nearest
 
 
 def _swatches(*rgb255: tuple[int, int, int]) -> tuple[RGB, ...]:

@@ -13,7 +13,7 @@ import numpy as np
 from unitscope.data.sceneworld.backgrounds import indoor_background, outdoor_background
 from unitscope.data.sceneworld.layout import Item, Layout, Stage
 from unitscope.data.sceneworld.objects import OBJECT_SPECS, ObjectSpec
-from unitscope.data.sceneworld.primitives import Dice
+from unitscope.data.sceneworld.primitives import Dice, Prim
 from unitscope.data.sceneworld.scenes import SCENE_SPECS, Entry
 from unitscope.data.sceneworld.vocabulary import OBJECT_CLASSES, OUTDOOR_SCENES, SCENE_CLASSES
 
@@ -148,7 +148,8 @@ class _Placer:
                 best, best_cost = x0, cost
         return best
 
-    def _add(self, label: str, prims: list, box: tuple[float, float, float, float], depth: float, scale: float) -> Item:
+    def _add(self, label: str, prims: list[Prim], box: tuple[float, float, float, float], depth: float,
+             scale: float) -> Item:
         item = Item(label, tuple(prims), box, self.d.chance(0.5), depth, True, (self.d.u(), self.d.u()))
         self.items.append(item)
         self.scales.append(scale)

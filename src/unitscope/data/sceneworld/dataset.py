@@ -99,7 +99,7 @@ class SceneWorldProbe:
         return ProbeSample(index, r.image, pixel, image_labels)
 
 
-class SceneWorldClassification(Dataset):
+class SceneWorldClassification(Dataset[tuple[torch.Tensor, int]]):
     """(uint8 image tensor [3, H, W], class index) pairs for training and evaluating classifiers."""
 
     def __init__(self, n: int, seed: int, size: int = 112, kind: str = "scenes", remove_objects: bool = False) -> None:

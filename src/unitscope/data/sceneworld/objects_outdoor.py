@@ -120,8 +120,8 @@ def build_house(d: Dice, placement: str) -> Built:
         if d.chance(0.6):
             p.append(rect(0.68, 0.06, 0.8, 0.3, "chimney", look(d, "brick", C.BRICK)))
         p += [trap(0.0, top, 0.5, 0.5, -0.05, 1.05, "roof", roof), rect(0.05, top, 0.95, 1.0, "facade", facade)]
-        rows, aspect = ((0.5,), (0.5, 0.72)), d.u(1.0, 1.5)
-        rows = rows[0] if d.chance(0.5) else rows[1]
+        options, aspect = ((0.5,), (0.5, 0.72)), d.u(1.0, 1.5)
+        rows: tuple[float, ...] = options[0] if d.chance(0.5) else options[1]
     else:
         top = 0.08
         p += [rect(0.0, 0.0, 1.0, top, "roof", roof), rect(0.02, top, 0.98, 1.0, "facade", facade)]

@@ -77,7 +77,7 @@ class _Canvas:
         self.size = size
         self.ids = np.zeros((size, size), np.intp)
         self.centres = _grids(size)[0]
-        self.rows: list[tuple] = []
+        self.rows: list[tuple[object, ...]] = []
 
     def paint(self, item: Item, instance: int, tile_of: dict[tuple[str, int], int]) -> None:
         """Rasterise the shapes of one item (back to front) and record their attributes."""

@@ -72,8 +72,9 @@ def _grids(side: int) -> tuple[np.ndarray, np.ndarray]:
 
 def _smooth_noise(rng: np.random.Generator, side: int, sigma: float | tuple[float, float]) -> np.ndarray:
     """Gaussian-filtered white noise scaled to unit standard deviation."""
-    n = gaussian_filter(rng.standard_normal((side, side)).astype(np.float32), sigma, mode="wrap")
-    return n / (n.std() + 1e-8)
+    n: np.ndarray = gaussian_filter(rng.standard_normal((side, side)).astype(np.float32), sigma, mode="wrap")
+    scaled: np.ndarray = n / (n.std() + 1e-8)
+    return scaled
 
 
 def _pattern_tiles(pattern: str, side: int, u: float, rng: np.random.Generator) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -84,7 +85,7 @@ def _pattern_tiles(pattern: str, side: int, u: float, rng: np.random.Generator) 
         return [(ones, none)]
     if pattern == "grained":
         phase = y / (4.5 * u) + 0.8 * np.sin(2 * np.pi * x / (41 * u)) + 0.6 * _smooth_noise(rng, side, (1, 8 * u))
-        lum = 1 + 0.11 * np.sin(2 * np.pi * phase) + 0.04 * _smooth_noise(rng, side, (0.5, 3 * u))
+        lum: np.ndarray = 1 + 0.11 * np.sin(2 * np.pi * phase) + 0.04 * _smooth_noise(rng, side, (0.5, 3 * u))
         return [(lum, none), (lum.T.copy(), none)]
     if pattern == "brushed":
         lum = 1 + 0.06 * _smooth_noise(rng, side, (0.4, 6 * u)) + 0.08 * np.sin(2 * np.pi * (x + y) / (53 * u))
@@ -138,7 +139,10 @@ def texture_bank(size: int) -> TextureBank:
     """The tiles for images of side ``size`` (computed once per size, from a fixed seed)."""
     rng = np.random.default_rng(_TILE_SEED)
     side, u = 2 * size, size / 112.0
-    lums, masks, owners, first = [], [], [], {}
+    lums: list[np.ndarray] = []
+    masks: list[np.ndarray] = []
+    owners: list[int] = []
+    first: dict[str, int] = {}
     for index, pattern in enumerate(TEXTURES):
         tiles = _pattern_tiles(pattern, side, u, rng)
         if len(tiles) != PATTERN_VARIANTS[pattern]:
