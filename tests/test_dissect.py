@@ -261,6 +261,7 @@ def test_package_level_api_returns_dataframes(tmp_path: Path) -> None:
     from unitscope.models.preprocessing import Preprocessing
 
     result = unitscope.dissect(write_model(tmp_path), ["0"], PlantedProbe(8), None,
-                               preprocessing=Preprocessing(None, UNIT_MEAN, UNIT_STD), settings=DissectSettings(quantile=0.3, workers=0), progress=False)
+                               preprocessing=Preprocessing(None, UNIT_MEAN, UNIT_STD),
+                               settings=DissectSettings(quantile=0.3, workers=0), progress=False)
     assert isinstance(result.units["0"], pd.DataFrame) and isinstance(result.summary, pd.DataFrame)
     assert result.units["0"].loc[0, "label"] == "square"
