@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -73,33 +75,51 @@ def run_segment(
     ``pictures`` images (all when None) ``segment_<key>.png`` overlays, the slow part."""
     model = prepare_model(model, run)
     segmenter = build_segmenter(model, run, layer, category)
-    image_size, _, _ = _sizes(run)
     vocabulary = sorted(set(segmenter.detectors.numbers))
     truth_classes = [c.number for c in run.concepts.in_category(category)]
     colours = concept_colours([*vocabulary, *truth_classes])
     meter = SegmentationMeter(vocabulary) if source.labelled else None
+
+    def segment(images: list[np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        result = segmenter(images)
+        return [t.numpy() for t in result.labels], [t.numpy() for t in result.probabilities]
+
+    predictions = segment_inputs(out, source, batch_size, model, run, category, segment, meter, colours, pictures)
+    metrics = _metrics(meter, run, segmenter, category) if meter is not None else None
+    if metrics is not None:
+        (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    return SegmentSummary(predictions, metrics)
+
+
+class _Meter(Protocol):
+    def update(self, labels: np.ndarray, truth: np.ndarray) -> None: ...
+
+
+def segment_inputs(out: Path, source: InputSource, batch_size: int, model: LoadedModel, run: DissectionResult,
+                   category: str, segment: Callable[[list[np.ndarray]], tuple[list[np.ndarray], list[np.ndarray]]],
+                   meter: _Meter | None, colours: dict[int, RGB], pictures: int | None,
+                   caption: str = "units' segmentation") -> pd.DataFrame:
+    """The one loop of every segmentation method: batches of inputs through ``segment`` (labels and class
+    probabilities per image), scored by ``meter``, written as label PNGs, pictures and ``predictions.csv``."""
+    image_size, _, _ = _sizes(run)
+    out.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, object]] = []
     for start in range(0, len(source), batch_size):
         items = [source[i] for i in range(start, min(start + batch_size, len(source)))]
         for item in items:
             _check_size(item, image_size)
-        out.mkdir(parents=True, exist_ok=True)
-        result = segmenter([item.image for item in items])
+        labels, probabilities = segment([item.image for item in items])
         for j, item in enumerate(items):
-            labels = result.labels[j].numpy()
-            rows.append(_prediction_row(model, item, result.probabilities[j].numpy(), labels))
+            rows.append(_prediction_row(model, item, probabilities[j], labels[j]))
             truth = item.sample.pixel_labels.get(category) if item.sample is not None else None
             if meter is not None and truth is not None:
-                meter.update(labels, truth)
-            _write_labels(out, item, labels)
+                meter.update(labels[j], truth)
+            _write_labels(out, item, labels[j])
             if pictures is None or len(rows) <= pictures:
-                _write_pictures(out, item, labels, truth, colours, run, rows[-1])
+                _write_pictures(out, item, labels[j], truth, colours, run, rows[-1], caption)
     predictions = pd.DataFrame(rows)
     predictions.to_csv(out / "predictions.csv", index=False, float_format="%.6g")
-    metrics = _metrics(meter, run, segmenter, category) if meter is not None else None
-    if metrics is not None:
-        (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    return SegmentSummary(predictions, metrics)
+    return predictions
 
 
 def _check_size(item: InputImage, image_size: tuple[int, int]) -> None:

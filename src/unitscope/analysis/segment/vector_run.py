@@ -13,19 +13,15 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 
 from unitscope.analysis.inputs import InputSource
 from unitscope.analysis.overlay import concept_colours
 from unitscope.analysis.segment.run import (
     SegmentSummary,
-    _check_size,
-    _prediction_row,
     _sizes,
-    _write_labels,
-    _write_pictures,
     prepare_model,
+    segment_inputs,
 )
 from unitscope.analysis.segment.scores import ConfusionMeter
 from unitscope.analysis.segment.vectors import ConceptVectors, FeatureMaps, fit_concept_vectors
@@ -91,28 +87,18 @@ def run_vector_segment(model: LoadedModel, run: DissectionResult, source: InputS
     """Fit, then segment every input; ``metrics.json`` when the inputs are labelled."""
     features, vectors = fit_for_run(model, run, layers, category, fit_n, fit_data)
     model = features.model
-    image_size, _, _ = _sizes(run)
     out.mkdir(parents=True, exist_ok=True)
     vectors.save(out)
     truth_classes = [c.number for c in run.concepts.in_category(category)]
     colours = concept_colours(truth_classes)
     meter = ConfusionMeter(truth_classes) if source.labelled else None
-    rows: list[dict[str, object]] = []
-    for start in range(0, len(source), batch_size):
-        items = [source[i] for i in range(start, min(start + batch_size, len(source)))]
-        for item in items:
-            _check_size(item, image_size)
-        labels, probabilities = segment_labels(features, vectors, [item.image for item in items])
-        for j, item in enumerate(items):
-            rows.append(_prediction_row(model, item, probabilities[j], labels[j]))
-            truth = item.sample.pixel_labels.get(category) if item.sample is not None else None
-            if meter is not None and truth is not None:
-                meter.update(labels[j], truth)
-            _write_labels(out, item, labels[j])
-            if pictures is None or len(rows) <= pictures:
-                _write_pictures(out, item, labels[j], truth, colours, run, rows[-1], "concept vectors")
-    predictions = pd.DataFrame(rows)
-    predictions.to_csv(out / "predictions.csv", index=False, float_format="%.6g")
+
+    def segment(images: list[np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        labels, probabilities = segment_labels(features, vectors, images)
+        return list(labels), list(probabilities)
+
+    predictions = segment_inputs(out, source, batch_size, model, run, category, segment, meter, colours, pictures,
+                                 "concept vectors")
     metrics = score_summary(meter, run, category, vectors) if meter is not None else None
     if metrics is not None:
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
