@@ -19,6 +19,7 @@ import contextlib
 import math
 from collections.abc import Callable, Sequence
 from types import TracebackType
+from typing import Self
 
 import torch
 from torch import nn
@@ -104,7 +105,33 @@ class LayerCapture:
         return outputs
 
 
-class LayerRecorder:
+class ForwardHook:
+    """A forward hook on one module (by path) that is always removed: subclasses define ``_on_forward``."""
+
+    def __init__(self, module: nn.Module, path: str) -> None:
+        modules = dict(module.named_modules())
+        if path not in modules:
+            raise ValueError(f"no module {path!r} in the model")
+        self.target = modules[path]
+        self.path = path
+        self._handle: torch.utils.hooks.RemovableHandle | None = None
+
+    def __enter__(self) -> Self:
+        self._handle = self.target.register_forward_hook(self._on_forward)
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._handle is not None:
+            self._handle.remove()
+        self._handle = None
+
+    def _on_forward(self, _module: nn.Module, _inputs: tuple[torch.Tensor, ...], output: object) -> object:
+        raise NotImplementedError
+
+
+class LayerRecorder(ForwardHook):
     """Context manager: ``with LayerRecorder(model, "conv5", gradients=True) as rec: out = model(x)``.
 
     ``rec.activation`` is a detached copy of the layer's output (safe from later in-place operations);
@@ -113,28 +140,19 @@ class LayerRecorder:
     """
 
     def __init__(self, module: nn.Module, path: str, gradients: bool = False) -> None:
-        modules = dict(module.named_modules())
-        if path not in modules:
-            raise ValueError(f"no module {path!r} in the model")
-        self.target = modules[path]
-        self.path = path
+        super().__init__(module, path)
         self.gradients = gradients
         self.activation: torch.Tensor | None = None
         self.gradient: torch.Tensor | None = None
-        self._handle: torch.utils.hooks.RemovableHandle | None = None
         self._tensor_handle: torch.utils.hooks.RemovableHandle | None = None
-
-    def __enter__(self) -> LayerRecorder:
-        self._handle = self.target.register_forward_hook(self._on_forward)
-        return self
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        for handle in (self._handle, self._tensor_handle):
-            if handle is not None:
-                handle.remove()
-        self._handle = self._tensor_handle = None
+        super().__exit__(exc_type, exc, tb)
+        if self._tensor_handle is not None:
+            self._tensor_handle.remove()
+        self._tensor_handle = None
 
     def _on_forward(self, _module: nn.Module, _inputs: tuple[torch.Tensor, ...], output: object) -> None:
         if not isinstance(output, torch.Tensor):

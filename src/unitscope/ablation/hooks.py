@@ -11,41 +11,25 @@ per condition.
 
 from __future__ import annotations
 
-from types import TracebackType
-
 import torch
 from torch import nn
 
+from unitscope.capture import ForwardHook
 
-class UnitEdit:
+
+class UnitEdit(ForwardHook):
     """``with UnitEdit(model, path, masks, values) as edit: logits = model(x)`` → ``[C·B, K]`` logits.
 
     ``masks`` is ``[C, U]`` bool, ``values`` ``[U]`` (the replacement of each unit, broadcast over space).
     """
 
     def __init__(self, module: nn.Module, path: str, masks: torch.Tensor, values: torch.Tensor) -> None:
-        modules = dict(module.named_modules())
-        if path not in modules:
-            raise ValueError(f"no module {path!r} in the model")
+        super().__init__(module, path)
         if masks.dim() != 2 or values.dim() != 1 or masks.shape[1] != values.shape[0]:
             raise ValueError(f"masks must be [conditions, units] and values [units]; got {tuple(masks.shape)} "
                              f"and {tuple(values.shape)}")
-        self.target = modules[path]
-        self.path = path
         self.masks = masks
         self.values = values
-        self._handle: torch.utils.hooks.RemovableHandle | None = None
-
-    def __enter__(self) -> UnitEdit:
-        self._handle = self.target.register_forward_hook(self._on_forward)
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if self._handle is not None:
-            self._handle.remove()
-        self._handle = None
 
     def _on_forward(self, _module: nn.Module, _inputs: tuple[torch.Tensor, ...], output: object) -> torch.Tensor:
         if not isinstance(output, torch.Tensor) or output.dim() < 2:
