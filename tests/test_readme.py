@@ -1,7 +1,6 @@
 """The README's command table names exactly the CLI's commands, and its Python API examples run.
 
-The README is read as the lead maintains it; until it carries a "### Python API" section the text
-proposed in ``docs/readme/issue-10.md`` (same format) is checked instead.
+The examples are the ```python blocks under the README's "### Python API" heading.
 """
 
 from __future__ import annotations
@@ -17,10 +16,7 @@ HEADING = "### Python API"
 
 
 def readme_text() -> str:
-    text = (ROOT / "README.md").read_text()
-    if HEADING in text and "unitscope.report(" in text:
-        return text
-    return (ROOT / "docs" / "readme" / "issue-10.md").read_text()
+    return (ROOT / "README.md").read_text()
 
 
 def api_blocks(text: str) -> list[str]:
