@@ -34,6 +34,7 @@ from typing import TypeVar
 import torch
 import torch.distributed as dist
 
+from unitscope.batching import batch_count, batch_ranges
 from unitscope.data.probe import ConceptTable, ProbeSample, ProbeSet
 from unitscope.errors import UsageError
 from unitscope.stats import ConceptOverlap, TopImages, TopQuantile
@@ -77,14 +78,13 @@ class Group:
         """
         if batch_size < 1:
             raise UsageError(f"batch size must be positive, got {batch_size}")
-        batches = range(self.rank, -(-n // batch_size), self.world)
-        return [i for b in batches for i in range(b * batch_size, min(n, (b + 1) * batch_size))]
+        return [i for part in list(batch_ranges(n, batch_size))[self.rank::self.world] for i in part]
 
     def shard_probe(self, probe: ProbeSet, batch_size: int) -> ShardProbe:
         """This rank's part of ``probe``; later merges map its positions back to global indices."""
-        if self.world > -(-len(probe) // batch_size):
+        if self.world > batch_count(len(probe), batch_size):
             raise UsageError(
-                f"{self.world} ranks but only {-(-len(probe) // batch_size)} batches of {batch_size} images; "
+                f"{self.world} ranks but only {batch_count(len(probe), batch_size)} batches of {batch_size} images; "
                 "use fewer ranks, a smaller --batch-size or more probe images"
             )
         shard = ShardProbe(probe, self.shard(len(probe), batch_size))

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import torch
 from torch import fx, nn
 
+from unitscope.batching import batch_ranges
 from unitscope.errors import UsageError
 from unitscope.perturb.incremental import (
     Step,
@@ -222,8 +223,8 @@ def _full_run(plan: OcclusionPlan, image: torch.Tensor, patches: torch.Tensor, g
     units_d, peaks_d = units.to(device), peaks.to(device)
     clean = plan.full_model(image.unsqueeze(0))[0, units_d, peaks_d[:, 0], peaks_d[:, 1]].cpu()
     values = []
-    for start in range(0, len(positions), batch_size):
-        chunk = slice(start, start + batch_size)
+    for part in batch_ranges(len(positions), batch_size):
+        chunk = slice(part.start, part.stop)
         batch_patches = _patch_batch(patches, positions[chunk], device)
         values.append(_full_values(plan, image, batch_patches, corners[chunk], units_d, peaks_d, grid.patch)
                       .cpu())

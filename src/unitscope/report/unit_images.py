@@ -21,6 +21,7 @@ import torch
 from PIL import Image
 from scipy import ndimage
 
+from unitscope.batching import batched
 from unitscope.capture import LayerCapture
 from unitscope.data.errors import BadSampleError
 from unitscope.data.probe import ProbeSet
@@ -167,8 +168,8 @@ class RegionRenderer:
                 for slot, index in enumerate(images):
                     wanted[int(index)].append((name, int(unit), slot))
         order = sorted(wanted)
-        for start in range(0, len(order), self.batch_size):
-            self._render_batch(order[start: start + self.batch_size], requests, wanted, out)
+        for indices in batched(order, self.batch_size):
+            self._render_batch(list(indices), requests, wanted, out)
         fallback = display_size(self.probe.image_size, self.style.max_side)
         return {key: [im if im is not None else placeholder(fallback) for im in ims] for key, ims in out.items()}
 

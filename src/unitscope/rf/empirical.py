@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from unitscope.batching import batched
 from unitscope.data.probe import ProbeSet
 from unitscope.distributed import Group
 from unitscope.errors import UsageError
@@ -150,11 +151,9 @@ def top_images(plan: OcclusionPlan, model: nn.Module, probe: ProbeSet, preproces
     width = plan.map_size[1]
     n = len(probe)
     mine = group.shard(n, batch_size)
-    starts = range(0, len(mine), batch_size)
     with torch.no_grad():
-        for start in progress_iter(starts, desc=f"top images {plan.layer}", disable=None if progress else True,
-                                   unit="batch"):
-            indices = mine[start:start + batch_size]
+        for indices in progress_iter(list(batched(mine, batch_size)), desc=f"top images {plan.layer}",
+                                     disable=None if progress else True, unit="batch"):
             batch = prepare(preprocess, [probe[i].image for i in indices], plan.input_size).to(device)
             acts = plan.full_model(batch)[:, units.to(device)].flatten(2)
             scores, flat = acts.max(dim=2)

@@ -17,6 +17,7 @@ from unitscope.analysis.cam.methods import CAM, ChannelWeightedCAM, GradCAM
 from unitscope.analysis.cam.site import find_cam_site
 from unitscope.analysis.inputs import InputImage, InputSource
 from unitscope.analysis.overlay import blend_heatmap, save_panels
+from unitscope.batching import batch_ranges
 from unitscope.data.probe import ConceptTable
 from unitscope.errors import UsageError
 from unitscope.models.loading import LoadedModel
@@ -93,8 +94,8 @@ def run_cam(
     meter = LocalisationMeter(top_fraction) if source.labelled else None
     cam: ChannelWeightedCAM | None = None
     rows: list[dict[str, object]] = []
-    for start in range(0, len(source), batch_size):
-        batch = [source[i] for i in range(start, min(start + batch_size, len(source)))]
+    for part in batch_ranges(len(source), batch_size):
+        batch = [source[i] for i in part]
         for size in dict.fromkeys(item.image.shape[:2] for item in batch):  # images of one size at a time
             items = [item for item in batch if item.image.shape[:2] == size]
             x = model.preprocess.batch([item.image for item in items], model.device)

@@ -16,6 +16,7 @@ from unitscope.analysis.inputs import InputImage, InputSource
 from unitscope.analysis.overlay import RGB, blend_labels, concept_colours, save_panels
 from unitscope.analysis.segment.metrics import SegmentationMeter
 from unitscope.analysis.segment.segmenter import DetectorSet, UnitSegmenter, detector_set
+from unitscope.batching import batch_ranges
 from unitscope.dissection.result import DissectionResult
 from unitscope.dissection.upsample import Upsampler
 from unitscope.errors import UsageError
@@ -104,8 +105,8 @@ def segment_inputs(out: Path, source: InputSource, batch_size: int, model: Loade
     image_size, _, _ = _sizes(run)
     out.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, object]] = []
-    for start in range(0, len(source), batch_size):
-        items = [source[i] for i in range(start, min(start + batch_size, len(source)))]
+    for part in batch_ranges(len(source), batch_size):
+        items = [source[i] for i in part]
         for item in items:
             _check_size(item, image_size)
         labels, probabilities = segment([item.image for item in items])
