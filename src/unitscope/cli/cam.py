@@ -7,14 +7,15 @@ from pathlib import Path
 import click
 
 from unitscope.cli.options import check_output_dir, check_positive, model_options, open_model
+from unitscope.defaults import FRESH_SEED, PICTURE_N
 
 
 @click.command("cam")
 @model_options
 @click.option("--image", default=None, help="One image file to explain.")
 @click.option("--data", default=None, help="sceneworld, sceneworld-objects, a Broden directory or an image folder.")
-@click.option("--n", "n", type=int, default=None, help="Images to take from --data (default 8).")
-@click.option("--seed", type=int, default=1, show_default=True, help="SceneWorld seed.")
+@click.option("--n", "n", type=int, default=None, help=f"Images to take from --data (default {PICTURE_N}).")
+@click.option("--seed", type=int, default=FRESH_SEED, show_default=True, help="SceneWorld seed (fresh by default).")
 @click.option("--out", "out", type=click.Path(path_type=Path), required=True, help="Output directory.")
 @click.option("--class", "class_name", default=None, help="Class to explain (default: each image's top-1).")
 @click.option("--layer", default=None, help="Layer to explain (default: the GAP feature map, or conv5).")

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from unitscope.cli.options import check_output_dir, check_positive, model_options, trusted_checkpoints
+from unitscope.defaults import PROBE_N, PROBE_SEED
 from unitscope.dissection.settings import BASELINES, UPSAMPLE_MODES, DissectSettings
 from unitscope.errors import UsageError
 
@@ -43,9 +44,9 @@ def format_tables(result: object) -> str:
               help="Module path (features.10, layer4) or paper name (conv5); repeat for several layers.")
 @click.option("--data", default="sceneworld", show_default=True,
               help="sceneworld, sceneworld-objects, a Broden-format directory, or a plain image folder.")
-@click.option("--n", "--images", "n", type=int, default=500, show_default=True,
+@click.option("--n", "--images", "n", type=int, default=PROBE_N, show_default=True,
               help="Images to generate (SceneWorld); --images under torchrun, whose own options swallow --n.")
-@click.option("--seed", type=int, default=0, show_default=True, help="SceneWorld seed.")
+@click.option("--seed", type=int, default=PROBE_SEED, show_default=True, help="SceneWorld seed.")
 @click.option("--size", type=int, default=112, show_default=True, help="SceneWorld image side.")
 @click.option("--input-size", type=int, default=None, help="Resize images to this side before the network.")
 @click.option("--mean", default=None, help="Normalisation mean R,G,B (default ImageNet's or the weights').")

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from unitscope.cli.options import require_path, require_run
 from unitscope.errors import UsageError
 
 
@@ -38,11 +39,9 @@ def parse_units(value: str) -> int | None:
 def command(run_dir: Path, regions: str | None, field_sizes: Path | None, units: str, out: Path | None,
             device: str, trust_checkpoint: bool) -> None:
     """Render RUN's report.html and a page per unit (RUN/units/<layer>/<unit>.html) from the run's data."""
-    if not (run_dir / "summary.json").is_file():
-        raise UsageError(f"{run_dir} is not a finished dissection run (no summary.json); run dissect first")
+    require_run(run_dir)
     max_units = parse_units(units)
-    if field_sizes is not None and not field_sizes.exists():
-        raise UsageError(f"--field-sizes {field_sizes} does not exist; run `unitscope rf --empirical --out DIR`")
+    require_path(field_sizes, "--field-sizes")
     from unitscope.dissection.result import DissectionResult
     from unitscope.report.dissection import ReportOptions
     from unitscope.report.regions import field_sizes_from_rf

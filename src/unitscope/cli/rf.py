@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from unitscope.cli.options import check_output_dir, check_positive, model_options, open_model
+from unitscope.defaults import PROBE_N, PROBE_SEED
 from unitscope.errors import UsageError
 
 if TYPE_CHECKING:
@@ -66,9 +67,10 @@ def theory_rows(model: LoadedModel, input_size: tuple[int, int], layers: tuple[s
 @click.option("--empirical", is_flag=True, help="Also measure empirical fields by occlusion (needs --layer, --out).")
 @click.option("--data", default="sceneworld", show_default=True,
               help="sceneworld, sceneworld-objects, a Broden-format directory, or a plain image folder.")
-@click.option("--n", "--images", "n", type=int, default=200, show_default=True,
+@click.option("--n", "--images", "n", type=int, default=PROBE_N, show_default=True,
               help="Probe images searched for top images (--images under torchrun).")
-@click.option("--seed", type=int, default=0, show_default=True, help="SceneWorld seed and random-occluder seed.")
+@click.option("--seed", type=int, default=PROBE_SEED, show_default=True,
+              help="SceneWorld seed and random-occluder seed.")
 @click.option("--size", type=int, default=112, show_default=True, help="SceneWorld image side.")
 @click.option("--topk", type=int, default=10, show_default=True, help="Top images averaged per unit.")
 @click.option("--patch", type=int, default=11, show_default=True, help="Occluder side in pixels.")

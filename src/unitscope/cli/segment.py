@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from unitscope.cli.options import check_output_dir, check_positive, model_options, open_model
+from unitscope.cli.options import check_output_dir, check_positive, model_options, open_model, require_run
+from unitscope.defaults import FRESH_SEED, PICTURE_N
 
 
 @click.command("segment")
@@ -25,9 +26,9 @@ from unitscope.cli.options import check_output_dir, check_positive, model_option
 @click.option("--category", default="object", show_default=True, help="Concept category to segment.")
 @click.option("--image", default=None, help="One image file, at the size the run was dissected at.")
 @click.option("--data", default=None, help="sceneworld, sceneworld-objects, a Broden directory or an image folder.")
-@click.option("--n", "n", type=int, default=None, help="Images to take from --data (default 8).")
-@click.option("--seed", type=int, default=1, show_default=True,
-              help="SceneWorld seed (dissect uses 0 by default, so 1 gives images the thresholds never saw).")
+@click.option("--n", "n", type=int, default=None, help=f"Images to take from --data (default {PICTURE_N}).")
+@click.option("--seed", type=int, default=FRESH_SEED, show_default=True,
+              help="SceneWorld seed (fresh by default: images the run's thresholds never saw).")
 @click.option("--out", "out", type=click.Path(path_type=Path), required=True, help="Output directory.")
 @click.option("--batch-size", type=int, default=8, show_default=True)
 @click.option("--pictures", type=int, default=16, show_default=True,
@@ -38,11 +39,12 @@ def command(model_spec: str, weights: str | None, num_classes: int | None, devic
             image: str | None, data: str | None, n: int | None, seed: int, out: Path, batch_size: int,
             pictures: int, overwrite: bool) -> None:
     """Segment images with concept vectors (default) or detector units, beside the model's top-3 classes."""
+    check_positive(batch_size=batch_size, n=n, fit_n=fit_n)
+    require_run(run_dir, "--run")
     from unitscope.analysis.inputs import open_inputs
     from unitscope.analysis.segment.run import run_segment
     from unitscope.dissection.result import DissectionResult
 
-    check_positive(batch_size=batch_size, n=n, fit_n=fit_n)
     if pictures < 0:
         from unitscope.errors import UsageError
 

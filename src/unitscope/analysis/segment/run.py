@@ -13,7 +13,7 @@ import pandas as pd
 from PIL import Image
 
 from unitscope.analysis.inputs import InputImage, InputSource
-from unitscope.analysis.overlay import RGB, blend_labels, concept_colours, save_panels
+from unitscope.analysis.overlay import blend_labels, concept_colours, save_panels
 from unitscope.analysis.segment.metrics import SegmentationMeter
 from unitscope.analysis.segment.segmenter import DetectorSet, UnitSegmenter, detector_set
 from unitscope.batching import batch_ranges
@@ -21,6 +21,7 @@ from unitscope.dissection.result import DissectionResult
 from unitscope.dissection.upsample import Upsampler
 from unitscope.errors import UsageError
 from unitscope.models.loading import LoadedModel
+from unitscope.palette import RGB
 
 TOP_K = 3
 
