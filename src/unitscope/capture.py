@@ -167,3 +167,21 @@ class LayerRecorder(ForwardHook):
 
     def _on_gradient(self, grad: torch.Tensor) -> None:
         self.gradient = grad.detach().clone()
+
+
+def modules_entered(module: nn.Module, layers: Sequence[str], x: torch.Tensor) -> list[str]:
+    """Paths of every sub-module whose forward starts before the last of ``layers`` has produced its output.
+
+    Only these (their own parameters, buffers and settings) can shape the layers' outputs: what runs
+    after the deepest layer cannot. Found with one stopped forward pass on ``x``; hooks always removed.
+    """
+    entered: list[str] = []
+    handles = [sub.register_forward_pre_hook(lambda _m, _i, path=path: entered.append(path))
+               for path, sub in module.named_modules()]
+    try:
+        with LayerCapture(module, layers, stop_after_last=True) as capture:
+            capture.run(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return list(dict.fromkeys(entered))

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from unitscope.defaults import FRESH_SEED, PROBE_N, PROBE_SEED
 from unitscope.dissection.result import DissectionResult
 from unitscope.dissection.settings import DissectSettings
 from unitscope.staging import publish, staging_path
@@ -34,15 +35,16 @@ SEGMENT_LAYER = "conv5"
 @dataclass(frozen=True)
 class DemoConfig:
     out: Path
-    n_probe: int = 800
-    n_eval: int = 600
+    n_probe: int = PROBE_N
+    n_eval: int = PROBE_N
     n_transfer: int = 300
     n_segment: int = 120
     n_minimal: int = 4
     n_rf: int = 60
     n_cam: int = 6
-    seed: int = 0
-    eval_seed: int = 12345
+    seed: int = PROBE_SEED
+    eval_seed: int = FRESH_SEED
+    report_units: int = 24  # units per layer on each report (detectors first); `unitscope report RUN` shows all
     device: str = "cpu"
     workers: int = 1
 
@@ -185,11 +187,12 @@ def run_demo(config: DemoConfig) -> dict[str, object]:
     for number, (label, model_name) in enumerate(NETWORKS.items(), start=4):
         step(number, f"dissecting {model_name}: {', '.join(DEMO_LAYERS)} (and its report)", started)
         results[label] = dissect(model_name, DEMO_LAYERS, str(world), config.out / label, settings=settings,
-                                 device=config.device)
+                                 device=config.device, reuse_baseline=results.get("scene-net"))
         if not (config.out / label / "report.html").is_file():
+            from unitscope.report.dissection import ReportOptions
             from unitscope.report.run_report import render_report
 
-            render_report(results[label], device=config.device)
+            render_report(results[label], ReportOptions(max_units=config.report_units), device=config.device)
     print("\n" + side_by_side(results))
     from unitscope.dissection.confidence import confidence_lines
 
