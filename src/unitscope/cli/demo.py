@@ -7,12 +7,13 @@ from pathlib import Path
 import click
 
 from unitscope.cli.options import check_output_dir, check_positive
+from unitscope.defaults import PROBE_N
 
 
 @click.command("demo")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("demo-out"), show_default=True)
-@click.option("--n", "n_probe", type=int, default=800, show_default=True, help="Probe images to dissect.")
-@click.option("--n-eval", type=int, default=600, show_default=True, help="Images per accuracy measurement.")
+@click.option("--n", "n_probe", type=int, default=PROBE_N, show_default=True, help="Probe images to dissect.")
+@click.option("--n-eval", type=int, default=PROBE_N, show_default=True, help="Images per accuracy measurement.")
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--workers", type=int, default=1, show_default=True)
 def command(out: Path, n_probe: int, n_eval: int, device: str, workers: int) -> None:
