@@ -48,6 +48,13 @@ class DemoConfig:
     device: str = "cpu"
     workers: int = 1
 
+    @classmethod
+    def quick(cls, out: Path, device: str = "cpu") -> DemoConfig:
+        """Every step on a handful of images (seconds per step): a smoke test of the whole story, not its
+        numbers (``unitscope demo --quick``; the test suite runs this)."""
+        return cls(out=out, n_probe=48, n_eval=24, n_transfer=40, n_segment=8, n_minimal=1, n_rf=8, n_cam=2,
+                   report_units=4, device=device, workers=0)
+
 
 def accuracy_table(config: DemoConfig) -> pd.DataFrame:
     """Top-1/top-5 of each network on its own task, and of the scene net without objects."""

@@ -52,6 +52,18 @@ def blend_labels(image: np.ndarray, labels: np.ndarray, colours: dict[int, RGB],
     return (out.clip(0, 1) * 255).round().astype(np.uint8)
 
 
+def colour_labels(labels: np.ndarray, colours: dict[int, RGB], size: tuple[int, int]) -> np.ndarray:
+    """A label map [h, w] as a picture at ``size``: each concept in its colour, everything else black.
+
+    What a person opens instead of a Broden-encoded label PNG (label = R + 256·G looks black).
+    """
+    resized = resize_nearest(labels, size) if labels.shape != size else labels
+    out = np.zeros((*size, 3), dtype=np.uint8)
+    for number, colour in colours.items():
+        out[resized == number] = np.round(np.array(colour) * 255).astype(np.uint8)
+    return out
+
+
 def blend_heatmap(image: np.ndarray, heat: np.ndarray, alpha: float = 0.5) -> np.ndarray:
     """The image under a jet-coloured heatmap in [0, 1] (resized bilinearly by the caller)."""
     coloured: np.ndarray = colormaps["jet"](np.clip(heat, 0, 1))[..., :3]

@@ -13,7 +13,7 @@ import pandas as pd
 from PIL import Image
 
 from unitscope.analysis.inputs import InputImage, InputSource
-from unitscope.analysis.overlay import blend_labels, concept_colours, save_panels
+from unitscope.analysis.overlay import blend_labels, colour_labels, concept_colours, save_panels
 from unitscope.analysis.segment.metrics import SegmentationMeter
 from unitscope.analysis.segment.segmenter import DetectorSet, UnitSegmenter, detector_set
 from unitscope.batching import batch_ranges
@@ -119,6 +119,7 @@ def segment_inputs(out: Path, source: InputSource, batch_size: int, model: Loade
             _write_labels(out, item, labels[j])
             if pictures is None or len(rows) <= pictures:
                 _write_pictures(out, item, labels[j], truth, colours, run, rows[-1], caption)
+                _write_preview(out, item, labels[j], colours)
     predictions = pd.DataFrame(rows)
     predictions.to_csv(out / "predictions.csv", index=False, float_format="%.6g")
     return predictions
@@ -144,11 +145,21 @@ def _prediction_row(
 
 
 def _write_labels(out: Path, item: InputImage, labels: np.ndarray) -> None:
-    """The segmentation as a Broden-style label PNG (label number = R + 256·G)."""
+    """The segmentation as a Broden-style label PNG (label number = R + 256·G), for programs; people
+    look at ``preview_<key>.png`` beside it."""
     encoded = np.zeros((*labels.shape, 3), np.uint8)
     encoded[..., 0] = labels % 256
     encoded[..., 1] = labels // 256
     Image.fromarray(encoded).save(out / f"labels_{item.key}.png")
+
+
+def _write_preview(out: Path, item: InputImage, labels: np.ndarray, colours: dict[int, RGB]) -> None:
+    """``preview_<key>.png`` beside the label PNG: the image and its segmentation in the pictures' colours."""
+    side = max(1, -(-224 // min(item.image.shape[:2])))  # small images are shown larger
+    image = np.repeat(np.repeat(item.image, side, axis=0), side, axis=1)
+    coloured = colour_labels(labels, colours, image.shape[:2])
+    gap = np.full((image.shape[0], 4, 3), 255, dtype=np.uint8)
+    Image.fromarray(np.concatenate([image, gap, coloured], axis=1)).save(out / f"preview_{item.key}.png")
 
 
 def _write_pictures(out: Path, item: InputImage, labels: np.ndarray, truth: np.ndarray | None,
