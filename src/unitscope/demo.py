@@ -190,7 +190,7 @@ def run_demo(config: DemoConfig) -> dict[str, object]:
     from unitscope.dissection.run import dissect
 
     settings = DissectSettings(workers=config.workers, baseline="random")  # random weights beside each net
-    results = {}
+    results: dict[str, DissectionResult] = {}
     for number, (label, model_name) in enumerate(NETWORKS.items(), start=4):
         step(number, f"dissecting {model_name}: {', '.join(DEMO_LAYERS)} (and its report)", started)
         results[label] = dissect(model_name, DEMO_LAYERS, str(world), config.out / label, settings=settings,
