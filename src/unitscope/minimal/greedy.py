@@ -147,7 +147,7 @@ def greedy_removal(fill: Fill, scorer: TargetScorer, segmentation: Segmentation)
     if preds[0] != scorer.target:
         raise MisclassifiedImageError(
             f"the model classifies the image as class {int(preds[0])}, not {scorer.target}; minimal images "
-            "start from a correctly classified image (check --label, the image, or the model)",
+            "start from a correctly classified image (check --class, the image, or the model)",
             int(preds[0]),
             float(probs[0]),
         )
