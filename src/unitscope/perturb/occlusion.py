@@ -30,14 +30,7 @@ import torch
 from torch import fx, nn
 
 from unitscope.errors import UsageError
-from unitscope.perturb.incremental import (
-    Step,
-    channel_split,
-    clean_activations,
-    extract_chain,
-    plan_regions,
-    run_windows,
-)
+from unitscope.perturb.incremental import clean_activations, padded_inputs, plan_regions, run_windows
 from unitscope.perturb.occluders import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -45,6 +38,7 @@ from unitscope.perturb.occluders import (
     occluder_patches,
     relevant_positions,
 )
+from unitscope.perturb.steps import Step, extract_steps
 from unitscope.receptive.graph import trace_model, truncated_module
 from unitscope.receptive.theory import FieldGeometry, fields_of_traced
 
@@ -88,9 +82,10 @@ def plan_occlusion(model: nn.Module, layer_path: str, input_size: tuple[int, int
             f"layer {layer_path} has no spatial extent (output shape {shape}); occlusion maps need a "
             "convolutional or pooling layer"
         )
-    steps, reason = extract_chain(traced, node)
+    steps, reason = extract_steps(traced, node)
     if steps is None:
         reason = f"full recomputation: {reason}"
+        LOG.info("occluding %s of %s: %s", layer_path, type(model).__name__, reason)
     return OcclusionPlan(layer_path, size, fields[layer_path], int(shape[1]), truncated_module(traced, node),
                          steps, reason)
 
@@ -241,11 +236,8 @@ def _incremental_values(steps: tuple[Step, ...], image: torch.Tensor, patches: t
     acts = clean_activations(steps, image)
     clean = acts[-1][units_d, peaks_d[:, 0], peaks_d[:, 1]].cpu()
     channels, position_of = torch.unique(units_d, return_inverse=True)
-    split, by_conv = channel_split(steps)
-    padded = []
-    for i, step in enumerate(steps):
-        source = acts[i][channels] if i > split or (i == split and not by_conv) else acts[i]
-        padded.append(step.padded(source))
+    padded = padded_inputs(steps, acts, channels)
+    del acts
     values = torch.zeros(len(positions), len(units), dtype=image.dtype)
     for index in regions.batches(steps, len(channels), batch_size):
         windows, layout = run_windows(steps, padded, regions, index, corners[index],
