@@ -245,27 +245,6 @@ def padded_inputs(steps: tuple[Step, ...], acts: list[torch.Tensor], channels: t
     return padded
 
 
-def _clean_windows(source: torch.Tensor, stride: tuple[int, int], origins: list[torch.Tensor],
-                   lengths: tuple[int, int]) -> torch.Tensor:
-    """Clean input windows [n, Lr, Lc, C] starting at padded position ``origin * stride`` per occluder.
-
-    ``source`` is the padded clean input as [Hp, Wp, C]; the windows are a strided view of it, so the
-    gather copies whole runs of channels.
-    """
-    view = source.unfold(0, lengths[0], stride[0]).unfold(1, lengths[1], stride[1])
-    return view.permute(0, 1, 3, 4, 2)[origins[0], origins[1]]
-
-
-def _shifted(window: torch.Tensor, offsets: list[torch.Tensor], lengths: tuple[int, int]) -> torch.Tensor:
-    """Per occluder, [n, h, w, C] ``window`` values at rows/columns ``offset + 0..L-1`` (clamped; the caller
-    masks what lies outside)."""
-    n, h, w, _ = window.shape
-    rows = (offsets[0][:, None] + torch.arange(lengths[0], device=window.device)).clamp(0, h - 1)
-    cols = (offsets[1][:, None] + torch.arange(lengths[1], device=window.device)).clamp(0, w - 1)
-    batch = torch.arange(n, device=window.device)[:, None, None]
-    return window[batch, rows[:, :, None], cols[:, None, :]]
-
-
 def _nhwc(x: torch.Tensor) -> torch.Tensor:
     """[n, C, h, w] (any memory format) as a contiguous [n, h, w, C] tensor (free when channels-last)."""
     return x.permute(0, 2, 3, 1).contiguous()
@@ -274,19 +253,30 @@ def _nhwc(x: torch.Tensor) -> torch.Tensor:
 def _gather(step: Step, clean: torch.Tensor, window: torch.Tensor, layout: Windows, out: int, source: int,
             needed: list[Interval], index: torch.Tensor) -> torch.Tensor:
     """The input windows [n, Lr, Lc, C] of step output ``out`` read from activation ``source``: computed
-    values where the source is needed, the padded clean input ``clean`` elsewhere."""
+    values where the source is needed, the padded clean input ``clean`` ([Hp, Wp, C]) elsewhere.
+
+    One row gather from the clean map and the computed windows stacked: each copied row is a run of
+    channels, and the choice between the two sources is made on indices, not on values.
+    """
     kernel = step.gather_kernel
-    lengths = cast(tuple[int, int], tuple((layout.size[out][d] - 1) * step.stride[d] + kernel[d] for d in range(2)))
-    base = _clean_windows(clean, step.stride, layout.origin[out], lengths)
-    starts = [layout.origin[out][d] * step.stride[d] - step.pad[d] for d in range(2)]
-    masks = []
+    height, width, channels = clean.shape
+    n, h, w, _ = window.shape
+    device = index.device
+    picks = []
     for d in range(2):
-        positions = starts[d][:, None] + torch.arange(lengths[d], device=index.device)
+        length = (layout.size[out][d] - 1) * step.stride[d] + kernel[d]
+        padded = layout.origin[out][d][:, None] * step.stride[d] + torch.arange(length, device=device)
+        positions = padded - step.pad[d]
         lo, hi = (t[index, None] for t in needed[d])
-        masks.append((positions >= lo) & (positions < hi))
-    offsets = [starts[d] - layout.origin[source][d] for d in range(2)]
-    changed = _shifted(window, offsets, lengths)
-    return torch.where((masks[0][:, :, None] & masks[1][:, None, :]).unsqueeze(3), changed, base)
+        inner = (positions - layout.origin[source][d][:, None]).clamp(0, (h, w)[d] - 1)
+        picks.append((padded, inner, (positions >= lo) & (positions < hi)))
+    (rows, inner_rows, in_rows), (cols, inner_cols, in_cols) = picks
+    from_clean = rows[:, :, None] * width + cols[:, None, :]
+    batch = torch.arange(n, device=device)[:, None, None]
+    from_window = height * width + (batch * h + inner_rows[:, :, None]) * w + inner_cols[:, None, :]
+    rows_of = torch.where(in_rows[:, :, None] & in_cols[:, None, :], from_window, from_clean)
+    table = torch.cat([clean.reshape(-1, channels), window.reshape(-1, channels)])
+    return table[rows_of]
 
 
 def run_windows(steps: tuple[Step, ...], padded: list[list[torch.Tensor]], regions: Regions, index: torch.Tensor,

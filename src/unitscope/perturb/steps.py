@@ -28,6 +28,9 @@ POINTWISE_TYPES: tuple[type[nn.Module], ...] = (
     nn.BatchNorm2d, nn.LocalResponseNorm, nn.Dropout, nn.Dropout2d, nn.Identity,
 )
 ADD_FUNCTIONS: tuple[object, ...] = (operator.add, operator.iadd, torch.add)
+POINTWISE_FUNCTIONS: dict[object, type[nn.Module]] = {  # functional forms of point-wise modules
+    F.relu: nn.ReLU, torch.relu: nn.ReLU, torch.sigmoid: nn.Sigmoid, torch.tanh: nn.Tanh,
+}
 
 
 class Add(nn.Module):
@@ -165,7 +168,7 @@ def _step_for(traced: TracedModel, node: fx.Node, index: dict[fx.Node, int]) -> 
     parents = list(node.all_input_nodes)
     if node.op == "call_module":
         if len(parents) != 1 or len(node.args) != 1 or node.kwargs:
-            return f"takes {len(parents)} tensor inputs and {len(node.kwargs)} keyword arguments"
+            return f"is called with {len(node.args)} arguments and {len(node.kwargs)} keyword arguments, not one tensor"
         module = traced.graph_module.get_submodule(str(node.target))
         problem = _module_problem(module)
         if problem is not None:
@@ -187,6 +190,11 @@ def _step_for(traced: TracedModel, node: fx.Node, index: dict[fx.Node, int]) -> 
         if len(shapes) != 1 or out_size is None:
             return f"adds tensors of shapes {sorted(map(str, shapes))} (broadcasting or not spatial)"
         return Step(Add(), tuple(index[cast(fx.Node, a)] for a in node.args), out_size, out_size, node.name)
+    if node.op == "call_function" and node.target in POINTWISE_FUNCTIONS:
+        if len(parents) != 1 or node.args != (parents[0],) or set(node.kwargs) - {"inplace"} or out_size is None:
+            return "is called with arguments other than one spatial tensor"
+        module = POINTWISE_FUNCTIONS[node.target]()
+        return Step(module, (index[parents[0]],), out_size, out_size, node.name)
     name = getattr(node.target, "__name__", str(node.target))
     return f"{node.op} {name!r} is not a module or a residual sum (functional code the engine does not know)"
 
@@ -197,9 +205,15 @@ def extract_steps(traced: TracedModel, node: fx.Node) -> tuple[tuple[Step, ...] 
     Returns (steps, reason); steps is None with the reason (naming the first node in the way) when the
     model must be recomputed in full.
     """
+    nodes = _ancestors(traced, node)
+    for current in nodes:  # an unknown layer says more than the functional code around it
+        if current.op == "call_module":
+            problem = _module_problem(traced.graph_module.get_submodule(str(current.target)))
+            if problem is not None:
+                return None, f"{current.target}: {problem}"
     index: dict[fx.Node, int] = {traced.input_node: 0}
     steps: list[Step] = []
-    for current in _ancestors(traced, node):
+    for current in nodes:
         if current.op == "placeholder":
             return None, f"the layer depends on the model's extra input {current.name!r}"
         step = _step_for(traced, current, index)
