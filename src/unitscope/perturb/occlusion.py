@@ -9,14 +9,16 @@ instead, Captum's ``Occlusion`` convention, so a map can be checked against it v
 Occluders outside a unit's theoretical receptive field are not run: the activation cannot change, so
 the discrepancy there is exactly 0. Two engines give the same numbers (to float rounding):
 
-* ``incremental``: when the layer is reached through a plain chain of convolution, pooling and
-  point-wise layers (AlexNet, SceneWorldNet), each occluded copy recomputes only the windows its
-  occluder changed (``perturb.incremental``);
-* ``full``: otherwise (residual or branching networks), or when asked, batches of whole occluded images
-  run through the model up to the layer.
+* ``incremental``: when every node between the input and the layer is a convolution, pooling,
+  point-wise layer (batch norm in eval mode included) or a residual sum (AlexNet, SceneWorldNet, ResNets
+  with basic or bottleneck blocks), each occluded copy recomputes only the windows its occluder changed
+  (``perturb.incremental``, ``perturb.steps``);
+* ``full``: otherwise (attention, concatenation, unknown modules or functional code before the layer),
+  or when asked, batches of whole occluded images run through the model up to the layer.
 
-:class:`OcclusionPlan` records which engine applies and why; build it once per model, layer and input
-size with :func:`plan_occlusion` and pass it to every call.
+:class:`OcclusionPlan` records which engine applies and why (``plan.reason`` names the node that forces
+full recomputation; it is logged once per plan); build it once per model, layer and input size with
+:func:`plan_occlusion` and pass it to every call.
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ class OcclusionPlan:
     geometry: FieldGeometry
     channels: int
     full_model: fx.GraphModule  # the model truncated at the layer
-    steps: tuple[Step, ...] | None  # the chain, when incremental inference applies
+    steps: tuple[Step, ...] | None  # the graph of steps, when incremental inference applies
     reason: str
 
     @property
