@@ -89,6 +89,8 @@ MISSING = [
     ["annotate", "{gone}"],
     ["annotations", "agree", "{gone}", "{gone}"],
     ["annotations", "summary", "{gone}"],
+    ["dissect", "--model", "sceneworld-scene", "--layer", "conv5", "--field-sizes", "{gone}", "--out", "{tmp}/d"],
+    ["report", "{run}", "--field-sizes", "{gone}"],
 ]
 
 
@@ -102,7 +104,10 @@ def test_a_missing_input_is_one_line_before_torch_loads(tmp_path: Path) -> None:
     )
     import json
 
-    cases = [[a.format(gone=tmp_path / "gone", tmp=tmp_path) for a in case] for case in MISSING]
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "summary.json").write_text("{}")  # only looked at after the checks
+    cases = [[a.format(gone=tmp_path / "gone", tmp=tmp_path, run=run) for a in case] for case in MISSING]
     done = subprocess.run([sys.executable, "-c", code, json.dumps(cases)], capture_output=True, text=True,
                           timeout=120)
     outcome = json.loads(done.stdout.strip().splitlines()[-1])

@@ -6,7 +6,13 @@ from pathlib import Path
 
 import click
 
-from unitscope.cli.options import check_output_dir, check_positive, model_options, trusted_checkpoints
+from unitscope.cli.options import (
+    check_output_dir,
+    check_positive,
+    model_options,
+    require_path,
+    trusted_checkpoints,
+)
 from unitscope.defaults import PROBE_N, PROBE_SEED
 from unitscope.dissection.settings import BASELINES, UPSAMPLE_MODES, DissectSettings
 from unitscope.errors import UsageError
@@ -87,6 +93,7 @@ def command(model_spec: str, weights: str | None, num_classes: int | None, devic
     check_positive(n=n, size=size, input_size=input_size)
     if num_classes is not None and num_classes <= 0:
         raise UsageError(f"--num-classes must be positive, got {num_classes}")
+    require_path(field_sizes, "--field-sizes")
     check_output_dir(out, overwrite, reusable=True)  # a finished run of this command is reused, not refused
     from unitscope.dissection.confidence import confidence_lines
     from unitscope.dissection.run import dissect
