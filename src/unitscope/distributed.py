@@ -353,7 +353,12 @@ def session(device: str = "cpu") -> Iterator[Group]:
         raise UsageError(f"RANK {rank} is outside WORLD_SIZE {world}; start ranks with torchrun")
     cuda = device.startswith("cuda")
     if cuda:
+        if not torch.cuda.is_available():
+            raise UsageError(f"rank {rank}: --device {device} asked for CUDA but no GPU is visible; use --device cpu")
         local = _env_int("LOCAL_RANK", 0)
+        if local >= torch.cuda.device_count():
+            raise UsageError(f"rank {rank}: LOCAL_RANK {local} but this machine has {torch.cuda.device_count()} "
+                             "GPU(s); start at most that many ranks per node (--nproc_per_node)")
         device = f"cuda:{local}"
         torch.cuda.set_device(local)
     if not dist.is_initialized():

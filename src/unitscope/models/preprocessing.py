@@ -45,8 +45,12 @@ class Preprocessing:
             if self.input_size is None:
                 raise ValueError(f"images of different sizes {sorted(shapes)[:3]} need an input size to batch")
             return torch.cat([self.batch([im], device) for im in images])
-        stacked = torch.from_numpy(np.stack([np.ascontiguousarray(im) for im in images])).permute(0, 3, 1, 2)
-        return self.to_tensor(stacked, device)
+        stacked = torch.from_numpy(np.stack([np.ascontiguousarray(im) for im in images]))
+        if torch.device(device).type == "cuda":
+            # Page-locked, so the copy in to_tensor is a real asynchronous DMA (non_blocking) and the
+            # host can stack the next batch while the GPU runs this one.
+            stacked = stacked.pin_memory()
+        return self.to_tensor(stacked.permute(0, 3, 1, 2), device)
 
     def with_overrides(
         self,
