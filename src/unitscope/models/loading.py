@@ -84,6 +84,7 @@ def load_model(
         loaded = _load_torchvision(spec, weights, num_classes, trust_checkpoint)
     loaded.module.to(dev).eval()
     loaded.device = dev
+    loaded.preprocess = loaded.preprocess.fixed_to(loaded.module)  # a ViT takes one input size only
     return loaded
 
 
