@@ -39,7 +39,7 @@ def _torchrun(*launcher: str) -> list[str]:
 
 
 def _run(cmd: list[str], check: bool = True, **env: str) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run(cmd, env=_env(**env), capture_output=True, text=True, timeout=120)
+    done = subprocess.run(cmd, env=_env(**env), capture_output=True, text=True, timeout=300)
     if check and done.returncode != 0:
         raise AssertionError(f"{cmd} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
     return done

@@ -165,8 +165,7 @@ def _node_inputs(node: fx.Node) -> Iterator[fx.Node]:
 Layout = tuple[int, int]  # the dimensions of a 4-D value that are its rows and columns
 CHANNELS_FIRST: Layout = (2, 3)
 MIXED_POSITIONS = ("positions are mixed here (attention over tokens or windows, a shift, or a reshape of the "
-                   "map): no theoretical receptive field is defined from this layer on; measure it with "
-                   "unitscope rf --empirical")
+                   "map): a theoretical receptive field is not defined from this layer on")
 _MOVES_POSITIONS: frozenset[str] = frozenset(
     {"roll", "scaled_dot_product_attention", "multi_head_attention_forward", "shifted_window_attention"}
 )
@@ -348,8 +347,8 @@ def missing_field_reason(module: nn.Module, path: str, gaps: dict[str, str]) -> 
                     for m in module.modules())
     if attention:
         return (f"layer {path} is a sequence of tokens after attention, which lets every patch see every other: "
-                "a theoretical receptive field is not defined (it is the whole image); measure it with "
-                "unitscope rf --empirical")
+                "a theoretical receptive field is not defined (it can span the whole image); pick a layer "
+                "before the first attention block for a theoretical field")
     return f"layer {path} has no spatial extent (no receptive field); pick a conv or pool layer"
 
 
