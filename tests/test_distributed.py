@@ -180,3 +180,21 @@ def test_a_killed_rank_resumes_to_the_same_bytes(reference: Path, args: list[str
     _same(reference, tmp_path)
     assert not (tmp_path / "run.partial").exists()
 
+
+
+def test_a_bad_image_on_one_rank_stops_both_with_one_line(reference: Path, tmp_path: Path) -> None:
+    """Image 2 (rank 1's batch) has the wrong size: both ranks stop after that round, nothing is written."""
+    from PIL import Image
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i, side in enumerate((48, 48, 40, 48)):
+        Image.new("RGB", (side, side), (40 * i, 90, 160)).save(folder / f"{i:02d}.png")
+    out = tmp_path / "seg"
+    done = _run([*_torchrun("--nproc_per_node=2", f"--master_port={_port()}"), "segment", "--model",
+                 "sceneworld-scene", "--run-dir", str(reference / "detectors"), "--method", "units", "--data",
+                 str(folder), "--batch-size", "2", "--out", str(out)], check=False)
+    assert done.returncode != 0
+    errors = [line for line in done.stderr.splitlines() if line.startswith("unitscope: error:")]
+    assert len(errors) == 2 and len(set(errors)) == 1 and "40x40" in errors[0], done.stderr  # rank 1's, on both
+    assert not out.exists() and not (tmp_path / "seg.partial").exists()

@@ -12,8 +12,9 @@ from unitscope.cli.options import check_output_dir, check_positive, model_option
 
 @click.command("segment")
 @model_options
-@click.option("--run", "run_dir", type=click.Path(path_type=Path), required=True,
-              help="A finished dissection run of this model (unitscope dissect --out RUN).")
+@click.option("--run", "--run-dir", "run_dir", type=click.Path(path_type=Path), required=True,
+              help="A finished dissection run of this model (unitscope dissect --out RUN); write --run-dir "
+                   "under torchrun, whose own parser takes --run for its --run-path.")
 @click.option("--method", type=click.Choice(["vectors", "units"]), default="vectors", show_default=True,
               help="vectors: concept vectors over the layers' units (Net2Vec), fitted on the run's probe set; "
                    "units: the paper's detector units.")
