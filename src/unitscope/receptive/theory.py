@@ -164,8 +164,8 @@ def _node_inputs(node: fx.Node) -> Iterator[fx.Node]:
 
 Layout = tuple[int, int]  # the dimensions of a 4-D value that are its rows and columns
 CHANNELS_FIRST: Layout = (2, 3)
-MIXED_POSITIONS = ("positions are mixed here (attention over tokens or windows, a shift, or a reshape of the "
-                   "map): a theoretical receptive field is not defined from this layer on")
+MIXED_POSITIONS = ("positions are mixed here (attention over tokens or windows, or a shift of the map): a "
+                   "theoretical receptive field is not defined from this layer on")
 _MOVES_POSITIONS: frozenset[str] = frozenset(
     {"roll", "scaled_dot_product_attention", "multi_head_attention_forward", "shifted_window_attention"}
 )
@@ -274,18 +274,15 @@ def _fields_layouts(
 ) -> tuple[dict[fx.Node, Geometry | None], dict[fx.Node, Layout], dict[fx.Node, str]]:
     """Field and layout of every node, and the nodes whose field is unknown, with why.
 
-    A 4-D map computed from the input without a known field (the input went through tokens or windows
-    and was reshaped back, as in Swin's window attention) has mixed its positions: unknown, and so is
-    everything computed from it.
+    Known position-mixing calls (Swin's window attention, ``roll``, scaled-dot-product attention) make
+    the field unknown from there on. A map flattened to tokens, attended by an ``nn.MultiheadAttention``
+    and reshaped back is not detected: that branch carries no field, and a merge takes the others'.
     """
     fields: dict[fx.Node, Geometry | None] = {}
     layouts: dict[fx.Node, Layout] = {}
     problems: dict[fx.Node, str] = {}
-    derived: set[fx.Node] = {traced.input_node}
     for node in traced.graph_module.graph.nodes:
         parents = list(_node_inputs(node))
-        if any(parent in derived for parent in parents):
-            derived.add(node)
         if any(parent in problems for parent in parents):
             problems[node] = next(problems[p] for p in parents if p in problems)
             fields[node] = None
@@ -296,10 +293,6 @@ def _fields_layouts(
             problems[node] = str(err)
             fields[node] = None
             continue
-        shape = traced.shape(node)
-        if fields[node] is None and node in derived and shape is not None and len(shape) == 4 \
-                and any(traced.shape(p) is not None and len(traced.shape(p) or ()) != 4 for p in parents):
-            problems[node] = f"{name_of(node)} at node {node.name}: {MIXED_POSITIONS}"
     return fields, layouts, problems
 
 
