@@ -42,16 +42,16 @@ def parse_units(text: str | None) -> list[int] | None:
 def theory_rows(model: LoadedModel, input_size: tuple[int, int], layers: tuple[str, ...]) -> list[dict[str, object]]:
     """Rows of the theoretical table (all spatial layers, or the named ones), in module order."""
     from unitscope.models.layers import paper_names, resolve_layer
-    from unitscope.receptive.theory import theoretical_fields
+    from unitscope.receptive.theory import fields_and_gaps, missing_field_reason
 
     module = model.module
-    fields = theoretical_fields(module, input_size)
+    fields, gaps = fields_and_gaps(module, input_size)
     paper = {path: name for name, path in paper_names(module).items()}
     if layers:
         paths = [resolve_layer(module, name) for name in layers]
         flat = [p for p in paths if p not in fields]
         if flat:
-            raise UsageError(f"layer {flat[0]} has no spatial extent (no receptive field); pick a conv or pool layer")
+            raise UsageError(missing_field_reason(module, flat[0], gaps))
     else:
         paths = [p for p, _ in module.named_modules() if p in fields]
     return [{"layer": p, "paper": paper.get(p, ""), **fields[p].to_dict(),

@@ -194,7 +194,7 @@ class RegionRenderer:
             for path in paths:  # before hooking: the geometry tracer runs the model itself
                 self._field(path, input_size)
             self._theoretical(input_size)
-            with LayerCapture(self.model.module, paths) as capture:
+            with LayerCapture(self.model.module, paths) as capture, self.model.autocast():  # as the run did
                 outputs = capture.run(batch)
             thumbs = np.stack([_thumbnail(images[i], shown) for i in group])
             for name, request in requests.items():
