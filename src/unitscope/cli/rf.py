@@ -151,13 +151,16 @@ def _run_empirical(model: LoadedModel, layers: tuple[str, ...], data: str, n: in
     info = {"model": model.name, "data": probe.name, "n_images": len(probe),
             "settings": settings.__dict__}
     write_run(out, results, info)
-    summary: dict[str, dict[str, Any]] = {name: {"theoretical": r.theoretical.size, **r.summary(), "engine": r.engine}
-               for name, r in results.items()}
+    summary: dict[str, dict[str, Any]] = {
+        name: {"theoretical": r.theoretical.size if r.theoretical_defined else None, **r.summary(),
+               "engine": r.engine}
+        for name, r in results.items()}
     if as_json:
         click.echo(json.dumps(summary))
         return
     click.echo(f"{'layer':<14}{'theoretical':>12}{'empirical':>18}{'units':>7}  engine")
     for name, s in summary.items():
         emp = "-" if s["mean"] is None else f"{s['mean']:.1f} ± {s['std']:.1f}"
-        click.echo(f"{name:<14}{s['theoretical']:>12}{emp:>18}{s['units']:>7}  {s['engine'].split(':')[0]}")
+        theory = "-" if s["theoretical"] is None else s["theoretical"]
+        click.echo(f"{name:<14}{theory!s:>12}{emp:>18}{s['units']:>7}  {s['engine'].split(':')[0]}")
     click.echo(f"results in {out}/ (rf.json, rf.csv, rf.png, per-layer maps)")

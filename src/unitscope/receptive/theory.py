@@ -166,7 +166,7 @@ Layout = tuple[int, int]  # the dimensions of a 4-D value that are its rows and 
 CHANNELS_FIRST: Layout = (2, 3)
 MIXED_POSITIONS = ("positions are mixed here (attention over tokens or windows, or a shift of the map): a "
                    "theoretical receptive field is not defined from this layer on")
-_MOVES_POSITIONS: frozenset[str] = frozenset(
+MOVES_POSITIONS: frozenset[str] = frozenset(
     {"roll", "scaled_dot_product_attention", "multi_head_attention_forward", "shifted_window_attention"}
 )
 
@@ -234,7 +234,7 @@ def _node_field(node: fx.Node, fields: dict[fx.Node, Geometry | None], layouts: 
         return (unit, unit), CHANNELS_FIRST
     parents = [p for p in _node_inputs(node) if fields.get(p) is not None]
     name = name_of(node)
-    if parents and name in _MOVES_POSITIONS:
+    if parents and name in MOVES_POSITIONS:
         raise _Unsupported(f"{name} at node {node.name}: {MIXED_POSITIONS}")
     if shape is None or len(shape) != 4:
         return None, CHANNELS_FIRST
