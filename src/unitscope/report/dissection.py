@@ -24,7 +24,14 @@ from unitscope.data.probe import ProbeSet
 from unitscope.dissection.result import DissectionResult, LayerResult
 from unitscope.errors import UsageError
 from unitscope.report.figures import UNKNOWN_COLOR, category_colors, plot_detector_counts
-from unitscope.report.html import figure_css_width, figure_data_uri, image_data_uri, render_template, write_html
+from unitscope.report.html import (
+    figure_css_width,
+    figure_data_uri,
+    image_data_uri,
+    render_template,
+    report_environment,
+    write_html,
+)
 from unitscope.report.pngs import PngWriter
 from unitscope.report.regions import check_field_sizes, check_region_rule
 from unitscope.report.unit_images import (
@@ -274,6 +281,7 @@ def build_report(result: DissectionResult, probe: ProbeSet, model: ModelSource,
     renderer = renderer_for(result, model, probe, options.batch_size, style, options.regions, options.field_sizes)
     tiles = renderer.render(requests)
     sections = []
+    environment = report_environment()
     with PngWriter(options.png_threads) as pngs:
         for name, units in shown.items():
             layer = result.layers[name]
@@ -289,7 +297,7 @@ def build_report(result: DissectionResult, probe: ProbeSet, model: ModelSource,
                 card = _card(rows.loc[u], u, strip, colors, categories, float(peaks.loc[u]), labelled)
                 if directory is not None:
                     write_unit_page(result, directory, name, u, unit_tiles,
-                                    _unit_field_text(renderer, options, name, u), pngs)
+                                    _unit_field_text(renderer, options, name, u), pngs, environment)
                     pngs.save(strip, directory / unit_page_path(name, u).replace(".html", ".png"))
                     card["link"] = unit_page_path(name, u)
                 cards.append(card)
@@ -299,6 +307,7 @@ def build_report(result: DissectionResult, probe: ProbeSet, model: ModelSource,
     header["regions"] = region_sentence(renderer, header["quantile"])
     return render_template(
         TEMPLATE,
+        environment,
         header=header,
         layers=sections,
         legend=legend,

@@ -1,9 +1,10 @@
 """Writing the report's many small PNG files: fast zlib level, optionally on a few threads.
 
 A full report writes k PNGs per unit (20 × 512 for ResNet-18 layer4), so encoding dominates its cost. zlib
-level 1 encodes several times faster than Pillow's default 6 for files ~10 % larger, with the same pixels
-(PNG is lossless). Pillow releases the GIL while it compresses, so threads overlap encoding with the rest of
-the report; ``threads=0`` writes in the caller (bench/report.py measures both).
+level 1 with the run-length strategy (Z_RLE) encodes ~3.5× faster than Pillow's default (level 6) and, on
+these outlined photos, gives slightly smaller files; the pixels are the same (PNG is lossless). Pillow
+releases the GIL while it compresses, so threads overlap encoding with the rest of the report; ``threads=0``
+writes in the caller (bench/report.py measures both).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 from PIL import Image
 
 COMPRESS_LEVEL = 1
+Z_RLE = 3  # zlib strategy: run-length matches only
 
 
 def default_threads() -> int:
@@ -27,7 +29,8 @@ def default_threads() -> int:
 
 def save_png(image: np.ndarray, path: Path) -> None:
     """Write uint8 [H, W, 3] (or [H, W]) as a PNG file at zlib level COMPRESS_LEVEL."""
-    Image.fromarray(np.ascontiguousarray(image)).save(path, format="PNG", compress_level=COMPRESS_LEVEL)
+    Image.fromarray(np.ascontiguousarray(image)).save(path, format="PNG", compress_level=COMPRESS_LEVEL,
+                                                      compress_type=Z_RLE)
 
 
 class PngWriter:

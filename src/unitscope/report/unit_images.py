@@ -22,7 +22,6 @@ from typing import cast
 import numpy as np
 import torch
 from PIL import Image
-from scipy import ndimage
 
 from unitscope.capture import LayerCapture
 from unitscope.data.errors import BadSampleError
@@ -75,27 +74,45 @@ def region_boundaries(masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(inner, outer) one-pixel boundary rings of a stack of boolean masks [..., H, W].
 
     The same rings as ``skimage.segmentation.find_boundaries(mask, mode="inner"/"outer")`` (4-connected;
-    the image border is not a boundary), computed for the whole stack in two morphology calls.
+    the image border is not a boundary): erosion and dilation by the 4-neighbour cross, written as shifted
+    ANDs and ORs of the whole stack (several times faster than ``scipy.ndimage`` on small masks).
     """
-    cross = ndimage.generate_binary_structure(2, 1)
-    footprint = cross.reshape((1,) * (masks.ndim - 2) + cross.shape)
-    inner = masks & ~ndimage.binary_erosion(masks, footprint, border_value=1)
-    outer = ndimage.binary_dilation(masks, footprint) & ~masks
-    return inner, outer
+    masks = masks.astype(bool, copy=False)
+    eroded, dilated = masks.copy(), masks.copy()
+    for axis in (-2, -1):
+        n = masks.shape[axis]
+        if n < 2:
+            continue
+        head = [slice(None)] * masks.ndim
+        tail = [slice(None)] * masks.ndim
+        head[axis], tail[axis] = slice(0, n - 1), slice(1, n)
+        eroded[tuple(tail)] &= masks[tuple(head)]  # outside the image counts as inside (border_value=1)
+        eroded[tuple(head)] &= masks[tuple(tail)]
+        dilated[tuple(tail)] |= masks[tuple(head)]
+        dilated[tuple(head)] |= masks[tuple(tail)]
+    return masks & ~eroded, dilated & ~masks
 
 
-def outline_regions(images: np.ndarray, masks: np.ndarray, style: OutlineStyle | None = None) -> np.ndarray:
+def dim_images(images: np.ndarray, style: OutlineStyle | None = None) -> np.ndarray:
+    """uint8 images [..., H, W, 3] blended towards ``style.shade`` by ``style.dim`` (what lies outside a region)."""
+    style = style or OutlineStyle()
+    shade = np.asarray(style.shade, np.float32)
+    return (images.astype(np.float32) * (1 - style.dim) + shade * style.dim).round().clip(0, 255).astype(np.uint8)
+
+
+def outline_regions(images: np.ndarray, masks: np.ndarray, style: OutlineStyle | None = None,
+                    dimmed: np.ndarray | None = None) -> np.ndarray:
     """uint8 [..., H, W, 3] images with the outside of ``masks`` [..., H, W] darkened and the boundary drawn.
 
     The inner pixel ring takes ``style.color`` and the outer ring ``style.shade``, so the outline stands out
-    on light and dark images alike.
+    on light and dark images alike. ``dimmed``: ``dim_images(images, style)`` when the caller has it (an image
+    shown for many units is dimmed once).
     """
     style = style or OutlineStyle()
     if images.shape[:-1] != masks.shape or images.shape[-1] != 3:
         raise UsageError(f"masks {masks.shape} do not match images {images.shape}; upsample them to the image size")
     masks = masks.astype(bool)
-    shade = np.asarray(style.shade, np.float32)
-    dimmed = (images.astype(np.float32) * (1 - style.dim) + shade * style.dim).round().clip(0, 255).astype(np.uint8)
+    dimmed = dim_images(images, style) if dimmed is None else dimmed
     out = np.where(masks[..., None], images, dimmed)
     inner, outer = region_boundaries(masks)
     out[outer] = style.shade
@@ -193,9 +210,10 @@ class RegionRenderer:
                       wanted: Mapping[int, list[tuple[str, int, int]]],
                       out: dict[UnitKey, list[np.ndarray | None]]) -> None:
         images: dict[int, np.ndarray] = {}
+        load_image = getattr(self.probe, "load_image", None)  # the image alone, without decoding its labels
         for index in indices:
             try:
-                images[index] = self.probe[index].image
+                images[index] = load_image(index) if callable(load_image) else self.probe[index].image
             except BadSampleError:
                 continue  # the run skipped it too; its tile stays a placeholder
         by_shape: dict[tuple[int, ...], list[int]] = defaultdict(list)
@@ -219,13 +237,15 @@ class RegionRenderer:
                 with LayerCapture(self.model.module, unstored) as capture:
                     outputs = capture.run(batch)
             thumbs = np.stack([_thumbnail(images[i], shown) for i in group])
+            dimmed = dim_images(thumbs, self.style)
             for name, request in requests.items():
                 pairs = [(b, unit, slot) for b, i in enumerate(group) for (n, unit, slot) in wanted[i] if n == name]
                 if not pairs:
                     continue
                 maps = _pair_maps(request, outputs, pairs)
                 masks = self._masks(name, maps, request, [unit for _, unit, _ in pairs], input_size, shown)
-                drawn = outline_regions(thumbs[[b for b, _, _ in pairs]], masks, self.style)
+                rows = [b for b, _, _ in pairs]
+                drawn = outline_regions(thumbs[rows], masks, self.style, dimmed[rows])
                 for (_, unit, slot), tile in zip(pairs, drawn, strict=True):
                     out[(name, unit)][slot] = tile
 

@@ -12,7 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import jinja2
 import numpy as np
+import pandas as pd
 from markupsafe import Markup
 
 from unitscope.dissection.result import DissectionResult, layer_dirname
@@ -57,12 +59,15 @@ def top_concepts(result: DissectionResult, layer: str, unit: int, k: int = TOP_C
     return rows
 
 
-def unit_histogram(result: DissectionResult, layer: str, unit: int) -> str:
-    """The unit's activation histogram as SVG markup, or "" when the run did not count one (older runs)."""
+def unit_histogram(result: DissectionResult, layer: str, unit: int, row: pd.Series | None = None) -> str:
+    """The unit's activation histogram as SVG markup, or "" when the run did not count one (older runs).
+
+    ``row``: the unit's row of ``units.csv`` when the caller has it.
+    """
     found = result.layers[layer]
     if found.histogram is None or unit >= len(found.histogram):
         return ""
-    row = found.units.set_index("unit").loc[unit]
+    row = found.units.set_index("unit").loc[unit] if row is None else row
     try:
         peak: float | None = float(row["max_activation"])
     except (KeyError, TypeError, ValueError):
@@ -72,10 +77,12 @@ def unit_histogram(result: DissectionResult, layer: str, unit: int) -> str:
 
 
 def write_unit_page(result: DissectionResult, directory: Path, layer: str, unit: int, tiles: list[np.ndarray],
-                    field_text: str = "", pngs: PngWriter | None = None) -> Path:
+                    field_text: str = "", pngs: PngWriter | None = None,
+                    environment: jinja2.Environment | None = None) -> Path:
     """Write one unit's page and its images (``<unit>/<rank>.png``) under ``directory/units/<layer>/``.
 
-    PNG files go through ``pngs`` (encoded on its threads; the caller closes it), else are written here.
+    PNG files go through ``pngs`` (encoded on its threads; the caller closes it), else are written here;
+    ``environment``: one jinja environment for all pages (see :func:`render_template`).
     """
     page = directory / unit_page_path(layer, unit)
     images_dir = page.with_suffix("")
@@ -88,11 +95,11 @@ def write_unit_page(result: DissectionResult, directory: Path, layer: str, unit:
         name = f"{rank}.png"
         writer.save(tile, images_dir / name)
         images.append({"src": f"{images_dir.name}/{name}", "image": int(row.image), "score": f"{row.score:.3g}"})
-    histogram = unit_histogram(result, layer, unit)
-    if histogram:
-        (images_dir / "histogram.svg").write_text(histogram, encoding="utf-8")
     units = result.layers[layer].units.set_index("unit")
     row = units.loc[unit]
+    histogram = unit_histogram(result, layer, unit, row)
+    if histogram:
+        (images_dir / "histogram.svg").write_text(histogram, encoding="utf-8")
     scores = [float(s) for s in rows["score"]]
     context = {
         "layer": layer,
@@ -112,4 +119,4 @@ def write_unit_page(result: DissectionResult, directory: Path, layer: str, unit:
         "model": result.record.model,
         "data": result.record.data,
     }
-    return write_html(render_template(TEMPLATE, **context), page)
+    return write_html(render_template(TEMPLATE, environment, **context), page)
