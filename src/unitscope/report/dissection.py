@@ -39,11 +39,12 @@ from unitscope.report.unit_images import (
     ModelSource,
     OutlineStyle,
     RegionRenderer,
+    UnitKey,
     layer_request,
     renderer_for,
     tile_images,
 )
-from unitscope.report.unit_pages import unit_page_path, write_unit_page
+from unitscope.report.unit_pages import unit_image_path, unit_page_path, write_unit_page
 
 TEMPLATE = "dissection.html"
 MAX_SKIPPED_LISTED = 20
@@ -125,7 +126,7 @@ def _number(value: SupportsFloat | None, digits: int = 3) -> str:
     return f"{float(value):.{digits}f}"
 
 
-def _card(row: pd.Series, unit: int, image: np.ndarray, colors: dict[str, str], categories: tuple[str, ...],
+def _card(row: pd.Series, unit: int, image: str, colors: dict[str, str], categories: tuple[str, ...],
           peak: float, labelled: bool) -> dict[str, object]:
     label = str(row.get("label", "") or "")
     category = str(row.get("category", "") or "")
@@ -152,7 +153,7 @@ def _card(row: pd.Series, unit: int, image: np.ndarray, colors: dict[str, str], 
         "peak_text": f"{peak:.3g}",
         "threshold_text": f"{float(row['threshold']):.3g}",
         "alternatives": "\n".join(alternatives),
-        "image": image_data_uri(image, "jpeg", quality=85),
+        "image": image,
         "link": "",
     }
 
@@ -279,10 +280,11 @@ def build_report(result: DissectionResult, probe: ProbeSet, model: ModelSource,
     }
     style = OutlineStyle(max_side=options.thumbnail)
     renderer = renderer_for(result, model, probe, options.batch_size, style, options.regions, options.field_sizes)
-    tiles = renderer.render(requests)
     sections = []
     environment = report_environment()
     with PngWriter(options.png_threads) as pngs:
+        tiles = _TileWriter(requests, options.images_per_unit, directory, pngs)
+        renderer.render_each(requests, tiles)
         for name, units in shown.items():
             layer = result.layers[name]
             labelled = is_labelled(layer.units)
@@ -290,15 +292,13 @@ def build_report(result: DissectionResult, probe: ProbeSet, model: ModelSource,
             rows = layer.units.set_index("unit")
             cards = []
             for u in units:
-                unit_tiles = tiles[(name, u)]
-                if not unit_tiles:
+                strip = tiles.cards.get((name, u))
+                if strip is None:  # no top images
                     continue
-                strip = tile_images(unit_tiles[: options.images_per_unit])
                 card = _card(rows.loc[u], u, strip, colors, categories, float(peaks.loc[u]), labelled)
                 if directory is not None:
-                    write_unit_page(result, directory, name, u, unit_tiles,
-                                    _unit_field_text(renderer, options, name, u), pngs, environment)
-                    pngs.save(strip, directory / unit_page_path(name, u).replace(".html", ".png"))
+                    write_unit_page(result, directory, name, u, len(requests[name].images[u]),
+                                    _unit_field_text(renderer, options, name, u), environment)
                     card["link"] = unit_page_path(name, u)
                 cards.append(card)
             sections.append(_layer_section(result, name, cards, options, _field_text(renderer, name)))
@@ -316,6 +316,43 @@ def build_report(result: DissectionResult, probe: ProbeSet, model: ModelSource,
         written=datetime.now().strftime("%Y-%m-%d %H:%M"),
         report_seconds=f"{time.perf_counter() - started:.1f}",
     )
+
+
+class _TileWriter:
+    """The renderer's tile sink: writes each unit-page image as it is drawn, and builds each card's strip.
+
+    Only a card's first few tiles are held, until its strip is complete; then the strip is written
+    (``units/<layer>/<unit>.png``) and kept as the card's JPEG, so memory does not grow with units × k.
+    """
+
+    def __init__(self, requests: Mapping[str, LayerRequest], per_card: int, directory: Path | None,
+                 pngs: PngWriter) -> None:
+        self.directory = directory
+        self.pngs = pngs
+        self.need = {(name, int(u)): min(len(images), per_card)
+                     for name, request in requests.items() for u, images in request.images.items()}
+        self.partial: dict[UnitKey, dict[int, np.ndarray]] = {}
+        self.cards: dict[UnitKey, str] = {}
+        if directory is not None:
+            for name, unit in self.need:
+                (directory / unit_page_path(name, unit)).with_suffix("").mkdir(parents=True, exist_ok=True)
+
+    def __call__(self, key: UnitKey, slot: int, tile: np.ndarray) -> None:
+        name, unit = key
+        if self.directory is not None:
+            self.pngs.save(tile, self.directory / unit_image_path(name, unit, slot))
+        need = self.need[key]
+        if slot >= need:
+            return
+        parts = self.partial.setdefault(key, {})
+        parts[slot] = tile.copy()  # not a view that keeps the renderer's whole stack alive
+        if len(parts) < need:
+            return
+        strip = tile_images([parts[i] for i in range(need)])
+        del self.partial[key]
+        self.cards[key] = image_data_uri(strip, "jpeg", quality=85)
+        if self.directory is not None:
+            self.pngs.save(strip, self.directory / unit_page_path(name, unit).replace(".html", ".png"))
 
 
 def _kept_images(result: DissectionResult, layer: str, options: ReportOptions, directory: Path | None) -> int:

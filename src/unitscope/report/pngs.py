@@ -1,24 +1,29 @@
-"""Writing the report's many small PNG files: fast zlib level, optionally on a few threads.
+"""Writing the report's many small PNG files: a lean encoder, optionally on a few threads.
 
-A full report writes k PNGs per unit (20 × 512 for ResNet-18 layer4), so encoding dominates its cost. zlib
-level 1 with the run-length strategy (Z_RLE) encodes ~3.5× faster than Pillow's default (level 6) and, on
-these outlined photos, gives slightly smaller files; the pixels are the same (PNG is lossless). Pillow
-releases the GIL while it compresses, so threads overlap encoding with the rest of the report; ``threads=0``
-writes in the caller (bench/report.py measures both).
+A full report writes k PNGs per unit (20 × 512 for ResNet-18 layer4), so encoding dominates its cost.
+Pillow's encoder tries five row filters per row and compresses at zlib level 6 (~9 ms for a 128 px tile
+here); this one applies PNG's "Sub" filter to every row with numpy and compresses at zlib level 1 with the
+run-length strategy (Z_RLE): ~0.8 ms for files ~15 % larger than Pillow's level 6, with the same pixels
+(PNG is lossless; tests decode them back with Pillow). zlib releases the GIL while it compresses, so
+threads overlap encoding with the rest of the report; ``threads=0`` writes in the caller.
 """
 
 from __future__ import annotations
 
 import os
+import struct
+import zlib
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
 
 import numpy as np
-from PIL import Image
+
+from unitscope.errors import UsageError
 
 COMPRESS_LEVEL = 1
-Z_RLE = 3  # zlib strategy: run-length matches only
+SIGNATURE = b"\x89PNG\r\n\x1a\n"
+SUB_FILTER = 1  # each byte minus the byte one pixel to its left
 
 
 def default_threads() -> int:
@@ -27,10 +32,31 @@ def default_threads() -> int:
     return 0 if cores < 2 else min(4, cores)
 
 
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def encode_png(image: np.ndarray) -> bytes:
+    """uint8 [H, W, 3] (RGB) or [H, W] (grey) as the bytes of an 8-bit PNG file."""
+    if image.dtype != np.uint8 or image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] != 3) \
+            or 0 in image.shape:
+        raise UsageError(f"PNG needs uint8 [H, W, 3] or [H, W] pixels, got {image.dtype} {image.shape}")
+    height, width = image.shape[:2]
+    channels = 1 if image.ndim == 2 else 3
+    rows = image.reshape(height, width * channels)
+    raw = np.empty((height, width * channels + 1), dtype=np.uint8)
+    raw[:, 0] = SUB_FILTER
+    raw[:, 1: 1 + channels] = rows[:, :channels]
+    np.subtract(rows[:, channels:], rows[:, :-channels], out=raw[:, 1 + channels:])  # wraps modulo 256
+    packer = zlib.compressobj(COMPRESS_LEVEL, zlib.DEFLATED, 15, 8, zlib.Z_RLE)
+    data = packer.compress(raw.tobytes()) + packer.flush()
+    header = struct.pack(">IIBBBBB", width, height, 8, 0 if channels == 1 else 2, 0, 0, 0)
+    return SIGNATURE + _chunk(b"IHDR", header) + _chunk(b"IDAT", data) + _chunk(b"IEND", b"")
+
+
 def save_png(image: np.ndarray, path: Path) -> None:
-    """Write uint8 [H, W, 3] (or [H, W]) as a PNG file at zlib level COMPRESS_LEVEL."""
-    Image.fromarray(np.ascontiguousarray(image)).save(path, format="PNG", compress_level=COMPRESS_LEVEL,
-                                                      compress_type=Z_RLE)
+    """Write uint8 [H, W, 3] (or [H, W]) as a PNG file."""
+    Path(path).write_bytes(encode_png(np.ascontiguousarray(image)))
 
 
 class PngWriter:

@@ -38,6 +38,8 @@ LOG = logging.getLogger(__name__)
 Geometry = Callable[[str, tuple[int, int]], tuple[float, float] | None]
 UnitKey = tuple[str, int]  # (layer name, unit)
 ModelSource = LoadedModel | Callable[[], LoadedModel]  # a model, or how to load it when first needed
+TileSink = Callable[[UnitKey, int, np.ndarray], None]  # (layer, unit), slot, outlined image
+PAIRS_AT_ONCE = 256  # (image, unit) regions drawn in one stack
 
 
 @dataclass(frozen=True)
@@ -193,29 +195,47 @@ class RegionRenderer:
 
     def render(self, requests: Mapping[str, LayerRequest]) -> dict[UnitKey, list[np.ndarray]]:
         """For each (layer name, unit): its outlined images, in the order requested."""
-        wanted: dict[int, list[tuple[str, int, int]]] = defaultdict(list)  # image -> (layer, unit, slot)
-        out: dict[UnitKey, list[np.ndarray | None]] = {}
+        out: dict[UnitKey, list[np.ndarray]] = {}
         for name, request in requests.items():
             for unit, images in request.images.items():
-                out[(name, unit)] = [None] * len(images)
+                out[(name, int(unit))] = [placeholder((1, 1))] * len(images)
+
+        def keep(key: UnitKey, slot: int, tile: np.ndarray) -> None:
+            out[key][slot] = tile
+
+        self.render_each(requests, keep)
+        return out
+
+    def render_each(self, requests: Mapping[str, LayerRequest], sink: TileSink) -> None:
+        """Hand every outlined image to ``sink(key, slot, tile)`` as soon as it is drawn, keeping none.
+
+        Images are visited in index order (each decoded once for all the units that show it); an unreadable
+        image's tiles are grey placeholders, handed over at the end.
+        """
+        wanted: dict[int, list[tuple[str, int, int]]] = defaultdict(list)  # image -> (layer, unit, slot)
+        for name, request in requests.items():
+            for unit, images in request.images.items():
                 for slot, index in enumerate(images):
                     wanted[int(index)].append((name, int(unit), slot))
         order = sorted(wanted)
+        missing: list[int] = []
         for start in range(0, len(order), self.batch_size):
-            self._render_batch(order[start: start + self.batch_size], requests, wanted, out)
+            missing += self._render_batch(order[start: start + self.batch_size], requests, wanted, sink)
         fallback = display_size(self.probe.image_size, self.style.max_side)
-        return {key: [im if im is not None else placeholder(fallback) for im in ims] for key, ims in out.items()}
+        for index in missing:
+            for name, unit, slot in wanted[index]:
+                sink((name, unit), slot, placeholder(fallback))
 
     def _render_batch(self, indices: list[int], requests: Mapping[str, LayerRequest],
-                      wanted: Mapping[int, list[tuple[str, int, int]]],
-                      out: dict[UnitKey, list[np.ndarray | None]]) -> None:
+                      wanted: Mapping[int, list[tuple[str, int, int]]], sink: TileSink) -> list[int]:
+        """Draw the tiles of images ``indices``; the indices that could not be read."""
         images: dict[int, np.ndarray] = {}
         load_image = getattr(self.probe, "load_image", None)  # the image alone, without decoding its labels
         for index in indices:
             try:
                 images[index] = load_image(index) if callable(load_image) else self.probe[index].image
             except BadSampleError:
-                continue  # the run skipped it too; its tile stays a placeholder
+                continue  # the run skipped it too; its tile becomes a placeholder
         by_shape: dict[tuple[int, ...], list[int]] = defaultdict(list)
         for index, image in images.items():
             by_shape[image.shape].append(index)
@@ -242,12 +262,15 @@ class RegionRenderer:
                 pairs = [(b, unit, slot) for b, i in enumerate(group) for (n, unit, slot) in wanted[i] if n == name]
                 if not pairs:
                     continue
-                maps = _pair_maps(request, outputs, pairs)
-                masks = self._masks(name, maps, request, [unit for _, unit, _ in pairs], input_size, shown)
-                rows = [b for b, _, _ in pairs]
-                drawn = outline_regions(thumbs[rows], masks, self.style, dimmed[rows])
-                for (_, unit, slot), tile in zip(pairs, drawn, strict=True):
-                    out[(name, unit)][slot] = tile
+                for first in range(0, len(pairs), PAIRS_AT_ONCE):  # bounds the stacks of tiles in memory
+                    some = pairs[first: first + PAIRS_AT_ONCE]
+                    maps = _pair_maps(request, outputs, some)
+                    masks = self._masks(name, maps, request, [unit for _, unit, _ in some], input_size, shown)
+                    rows = [b for b, _, _ in some]
+                    drawn = outline_regions(thumbs[rows], masks, self.style, dimmed[rows])
+                    for (_, unit, slot), tile in zip(some, drawn, strict=True):
+                        sink((name, unit), slot, tile)
+        return [index for index in indices if index not in images]
 
     def _masks(self, name: str, maps: torch.Tensor, request: LayerRequest, units: list[int],
                input_size: tuple[int, int], shown: tuple[int, int]) -> np.ndarray:

@@ -20,7 +20,6 @@ from markupsafe import Markup
 from unitscope.dissection.result import DissectionResult, layer_dirname
 from unitscope.report.histogram import histogram_svg
 from unitscope.report.html import render_template, write_html
-from unitscope.report.pngs import PngWriter
 from unitscope.stats.histogram import bin_edges
 
 TEMPLATE = "unit.html"
@@ -76,25 +75,25 @@ def unit_histogram(result: DissectionResult, layer: str, unit: int, row: pd.Seri
                          result.record.setting("quantile", 0.005))
 
 
-def write_unit_page(result: DissectionResult, directory: Path, layer: str, unit: int, tiles: list[np.ndarray],
-                    field_text: str = "", pngs: PngWriter | None = None,
-                    environment: jinja2.Environment | None = None) -> Path:
-    """Write one unit's page and its images (``<unit>/<rank>.png``) under ``directory/units/<layer>/``.
+def unit_image_path(layer: str, unit: int, rank: int) -> str:
+    """Where a unit's ``rank``-th top image (outlined) lives, relative to the run directory."""
+    return f"units/{layer_dirname(layer)}/{unit}/{rank}.png"
 
-    PNG files go through ``pngs`` (encoded on its threads; the caller closes it), else are written here;
-    ``environment``: one jinja environment for all pages (see :func:`render_template`).
+
+def write_unit_page(result: DissectionResult, directory: Path, layer: str, unit: int, shown: int,
+                    field_text: str = "", environment: jinja2.Environment | None = None) -> Path:
+    """Write one unit's page under ``directory/units/<layer>/``, showing its first ``shown`` top images.
+
+    The images (:func:`unit_image_path`) are written by the report as they are drawn; ``environment``: one
+    jinja environment for all pages (see :func:`render_template`).
     """
     page = directory / unit_page_path(layer, unit)
     images_dir = page.with_suffix("")
     images_dir.mkdir(parents=True, exist_ok=True)
     top = result.layers[layer].top_images
     rows = top[top["unit"] == unit].sort_values("rank")
-    writer = pngs or PngWriter(threads=0)
-    images = []
-    for rank, (tile, row) in enumerate(zip(tiles, rows.itertuples(), strict=False)):
-        name = f"{rank}.png"
-        writer.save(tile, images_dir / name)
-        images.append({"src": f"{images_dir.name}/{name}", "image": int(row.image), "score": f"{row.score:.3g}"})
+    images = [{"src": f"{images_dir.name}/{rank}.png", "image": int(row.image), "score": f"{row.score:.3g}"}
+              for rank, row in enumerate(rows.head(shown).itertuples())]
     units = result.layers[layer].units.set_index("unit")
     row = units.loc[unit]
     histogram = unit_histogram(result, layer, unit, row)
