@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -10,6 +12,7 @@ import pandas as pd
 
 from unitscope.data.probe import Concept, ConceptTable
 from unitscope.dissection.record import LayerRecord, RunRecord, read_record, write_record
+from unitscope.errors import UsageError
 from unitscope.stats.histogram import bin_edges
 
 TOP_MAPS = "top_maps.npy"
@@ -80,7 +83,7 @@ class DissectionResult:
             if layer.top_maps is not None:
                 np.save(layer_dir / TOP_MAPS, np.ascontiguousarray(layer.top_maps, dtype=np.float32))
             if layer.histogram is not None:
-                np.savez_compressed(layer_dir / HISTOGRAM, counts=layer.histogram.astype(np.int64), edges=bin_edges())
+                save_npz(layer_dir / HISTOGRAM, counts=layer.histogram.astype(np.int64), edges=bin_edges())
         write_record(self.record, directory)
 
     @classmethod
@@ -119,11 +122,26 @@ class DissectionResult:
         return cls(layers, concepts, record, directory, label_pixels)
 
 
+def save_npz(path: Path, **arrays: np.ndarray) -> None:
+    """``np.savez_compressed`` with fixed zip timestamps, so equal arrays give equal bytes (runs compare bytes)."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, array in arrays.items():
+            buffer = io.BytesIO()
+            np.lib.format.write_array(buffer, np.asanyarray(array), allow_pickle=False)
+            entry = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            entry.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(entry, buffer.getvalue())
+
+
 def _top_maps(layer_dir: Path, info: LayerRecord) -> np.ndarray | None:
     """The layer's stored top-image maps, memory-mapped (None when the run did not keep them)."""
     if info.top_maps is None or not (layer_dir / info.top_maps).is_file():
         return None
-    maps: np.ndarray = np.load(layer_dir / info.top_maps, mmap_mode="r")
+    try:
+        maps: np.ndarray = np.load(layer_dir / info.top_maps, mmap_mode="r")
+    except (OSError, ValueError) as err:
+        raise UsageError(f"{layer_dir / info.top_maps} is corrupt ({err}); run dissect again with --overwrite") \
+            from None
     return maps
 
 
@@ -131,8 +149,12 @@ def _histogram(layer_dir: Path, info: LayerRecord) -> np.ndarray | None:
     """The layer's activation counts per unit and bin (None when the run did not keep them)."""
     if info.histogram is None or not (layer_dir / info.histogram).is_file():
         return None
-    with np.load(layer_dir / info.histogram) as stored:
-        counts: np.ndarray = stored["counts"]
+    try:
+        with np.load(layer_dir / info.histogram) as stored:
+            counts: np.ndarray = stored["counts"]
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as err:
+        raise UsageError(f"{layer_dir / info.histogram} is corrupt ({err}); run dissect again with --overwrite") \
+            from None
     return counts
 
 

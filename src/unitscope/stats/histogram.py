@@ -7,8 +7,10 @@ sums, so the histogram is the same whatever the batch size, merges exactly acros
 and resumes from a checkpoint. Magnitudes below ``2**-OCTAVES`` share one bin around zero (a ReLU's zeros
 land there); magnitudes from ``2**OCTAVES`` up share an overflow bin on each side.
 
-Cost per value: one shift, one add and one ``index_add_`` into raw per-unit counts of the 8192 codes
-(sign, exponent, 4 mantissa bits), folded into the ``NUM_BINS`` bins when read; about as much as a max.
+Cost per value: one shift, one add and one ``index_add_`` into raw int32 per-unit counts of the 8192
+codes (sign, exponent, 4 mantissa bits), folded into int64 counts of the ``NUM_BINS`` bins when read or
+before an int32 could overflow; about as much as a max. Memory: U × (8192 × 4 + NUM_BINS × 8) bytes
+(28 MB for 512 units).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ _HIGH = (127 + OCTAVES) << SUB_BITS  # ... of 2**OCTAVES
 LEVELS = _HIGH - _LOW + 1  # magnitude levels: 0 is the zero bin, LEVELS is the overflow bin
 NUM_BINS = 2 * LEVELS + 1
 _CODES = 1 << (32 - _SHIFT)  # distinct values of bits >> _SHIFT: sign, exponent, mantissa bits
+_INT32_ROOM = 2**31 - 1  # values a raw int32 cell may take before it is folded
 
 
 def bin_edges() -> np.ndarray:
@@ -63,14 +66,22 @@ class ActivationHistogram:
         if isinstance(num_units, bool) or not isinstance(num_units, int) or num_units < 1:
             raise StatsError(f"num_units must be a positive integer, got {num_units!r}")
         self.num_units = num_units
-        self._raw = torch.zeros(num_units, _CODES, dtype=torch.int64)  # counts per unit and code
+        self._raw = torch.zeros(num_units, _CODES, dtype=torch.int32)  # counts per unit and code since a fold
+        self._raw_values = 0  # values per unit counted in _raw (bounds every cell)
+        self._folded = torch.zeros(num_units, NUM_BINS, dtype=torch.int64)
         self._bins = _code_bins()
 
     @property
     def counts(self) -> torch.Tensor:
         """int64 [U, NUM_BINS]: the values of each unit counted per bin of :func:`bin_edges`."""
-        folded = torch.zeros(self.num_units, NUM_BINS, dtype=torch.int64, device=self._raw.device)
-        return folded.index_add_(1, self._bins.to(self._raw.device), self._raw)
+        raw = self._raw.long()
+        return self._folded.clone().index_add_(1, self._bins.to(raw.device), raw)
+
+    def _fold(self) -> None:
+        """Move the raw int32 counts into the int64 bins."""
+        self._folded = self.counts
+        self._raw.zero_()
+        self._raw_values = 0
 
     def update(self, values: torch.Tensor) -> None:
         """Count a batch of maps [B, U, ...] (every value of every map; the caller refuses NaN)."""
@@ -82,18 +93,24 @@ class ActivationHistogram:
         if values.numel() == 0:
             return
         if values.device != self._raw.device:
-            self._raw = self._raw.to(values.device)
+            self._raw, self._folded = self._raw.to(values.device), self._folded.to(values.device)
+        per_unit = values[0].numel() * values.shape[0] // self.num_units
+        if self._raw_values + per_unit > _INT32_ROOM:
+            self._fold()
+        self._raw_values += per_unit
         bits = values.detach().to(torch.float32).contiguous().view(torch.int32).flatten(2)
         offsets = torch.arange(self.num_units, dtype=torch.int32, device=bits.device) * _CODES + _CODES // 2
         codes = (bits >> _SHIFT).add_(offsets.view(1, -1, 1)).view(-1)
-        self._raw.view(-1).index_add_(0, codes, torch.ones(1, dtype=torch.int64, device=bits.device)
+        self._raw.view(-1).index_add_(0, codes, torch.ones(1, dtype=torch.int32, device=bits.device)
                                       .expand(codes.numel()))
 
     def merge(self, other: ActivationHistogram) -> None:
         """Add the counts of another part of the probe set (disjoint images)."""
         check_kind(_KIND, other, ActivationHistogram, self)
         check_same_args(_KIND, "merge", self._args(), other._args())
-        self._raw += other._raw.to(self._raw.device)
+        self._folded = self.counts + other.counts.to(self._raw.device)
+        self._raw.zero_()
+        self._raw_values = 0
 
     def state_dict(self) -> dict[str, StateValue]:
         """Arguments and the folded counts (what a resume or a merge of ranks needs)."""
@@ -107,10 +124,9 @@ class ActivationHistogram:
         if tuple(counts.shape) != (self.num_units, NUM_BINS) or counts.is_floating_point():
             raise StatsError(f"{_KIND} counts have shape {tuple(counts.shape)}, expected "
                              f"{(self.num_units, NUM_BINS)} integers; load an unmodified state_dict")
-        # Folding sums a bin's codes, so the bin's total at any one of its codes folds back to the same counts.
-        code = torch.zeros(NUM_BINS, dtype=torch.int64).scatter_reduce_(0, self._bins, torch.arange(_CODES), "amax")
-        self._raw = torch.zeros(self.num_units, _CODES, dtype=torch.int64)
-        self._raw[:, code] = counts.long()
+        self._folded = counts.long()
+        self._raw = torch.zeros(self.num_units, _CODES, dtype=torch.int32)
+        self._raw_values = 0
 
     def _args(self) -> dict[str, int]:
         return {"num_units": self.num_units}
