@@ -142,3 +142,14 @@ def test_unit_page_shows_k_images_five_concepts_and_the_histogram(run: tuple[Dis
             assert f"threshold {threshold:.3g}" in svg and 'class="thr"' in svg
             bars = re.findall(r'<rect x="[\d.]+" y="[\d.]+" width', svg)
             assert bars  # at least one bar of counts
+
+
+def test_layers_whose_maps_are_too_large_keep_none(caplog: pytest.LogCaptureFixture) -> None:
+    from unitscope.dissection.engine import TOP_MAPS_BYTES, top_map_pixels
+
+    assert top_map_pixels("layer4", (512, 7, 7), 20) == 49  # ResNet-18 layer4: 2 MB
+    huge = (64, 224, 224)  # VGG-16 conv1_1 at 224 px: 257 MB
+    assert TOP_MAPS_BYTES < 4 * 64 * 20 * 224 * 224
+    with caplog.at_level("WARNING"):
+        assert top_map_pixels("conv1", huge, 20) == 0
+    assert "conv1" in caplog.text and "reruns the network" in caplog.text
