@@ -5,7 +5,7 @@ Pillow's encoder tries five row filters per row and compresses at zlib level 6 (
 here); this one applies PNG's "Sub" filter to every row with numpy and compresses at zlib level 1 with the
 run-length strategy (Z_RLE): ~0.8 ms for files ~15 % larger than Pillow's level 6, with the same pixels
 (PNG is lossless; tests decode them back with Pillow). zlib releases the GIL while it compresses, so
-threads overlap encoding with the rest of the report; ``threads=0`` writes in the caller.
+threads can overlap encoding with the drawing; ``threads=0`` writes in the caller (the default on 2 cores).
 """
 
 from __future__ import annotations
@@ -27,9 +27,10 @@ SUB_FILTER = 1  # each byte minus the byte one pixel to its left
 
 
 def default_threads() -> int:
-    """Encoding threads: none on one core, else up to 4 (more only adds contention for small files)."""
+    """Encoding threads: none on up to 2 cores (measured on 2 shared cores: no faster, ~8 % more CPU; see
+    bench/report.py), else up to 4 (zlib releases the GIL, so they overlap with the drawing)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return 0 if cores < 2 else min(4, cores)
+    return 0 if cores <= 2 else min(4, cores - 1)
 
 
 def _chunk(kind: bytes, data: bytes) -> bytes:
