@@ -44,15 +44,20 @@ def rank_rows(
 def pick_maps(kept: torch.Tensor, new: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
     """Maps [U, k', P] of the columns ``keep`` [U, k'] of kept [U, m, P] followed by new [U, b, P].
 
-    Gathers only the chosen maps (never concatenates the batch's), so a batch costs U * k * P copies.
+    Kept maps move as whole rows (one ``index_select``) and only the entries that entered the top k are
+    copied from the batch, so a batch costs about U * k * P copies and no concatenation.
     """
-    old = kept.shape[1]
-    pixels = new.shape[2]
-    index = (keep - old).clamp(min=0).unsqueeze(2).expand(-1, -1, pixels)
-    out = new.gather(1, index).to(kept.dtype)
+    units, old, pixels = kept.shape
+    rows = torch.arange(units, device=keep.device).unsqueeze(1)
+    from_new = keep >= old
     if old:
-        index = keep.clamp(max=old - 1).unsqueeze(2).expand(-1, -1, pixels)
-        out = torch.where((keep >= old).unsqueeze(2), out, kept.gather(1, index))
+        flat = (rows * old + keep.clamp(max=old - 1)).reshape(-1)
+        out = kept.reshape(units * old, pixels).index_select(0, flat).view(*keep.shape, pixels)
+    else:
+        out = torch.empty((*keep.shape, pixels), dtype=kept.dtype, device=kept.device)
+    unit, column = from_new.nonzero(as_tuple=True)
+    if len(unit):
+        out[unit, column] = new[unit, keep[unit, column] - old].to(kept.dtype)
     return out
 
 
