@@ -47,7 +47,9 @@ def display_bins(counts: np.ndarray, edges: np.ndarray, threshold: float, peak: 
     low = float(finite[filled[0]])
     high = float(finite[filled[-1] + 1])
     if peak is not None and math.isfinite(peak) and low < peak <= high:
-        high = float(peak)
+        high = float(peak)  # the top bin's count is spread up to the unit's largest value, not past it
+        finite = finite.copy()
+        finite[filled[-1] + 1] = max(high, float(np.nextafter(finite[filled[-1]], np.inf)))
     if math.isfinite(threshold):
         low, high = min(low, threshold), max(high, threshold)
     if high <= low:
