@@ -153,7 +153,7 @@ class DissectionEngine:
         return int(getattr(self.probe, "full_size", len(self.probe)))
 
     def _pass_one(self) -> tuple[dict[str, LayerShape], dict[str, LayerStats], dict[int, str]]:
-        """Shapes, quantile and top-k statistics of every layer, and the skipped images."""
+        """Shapes, quantile, top-k (with maps) and histogram statistics of every layer, and the skipped images."""
         state_path = self.workdir / "pass1.pt"
         state: dict[str, Any] = _load_state(state_path)
         start = int(state.get("next_index", 0))
