@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import click
@@ -38,16 +39,20 @@ def command(model_spec: str, weights: str | None, num_classes: int | None, devic
     if not 0 < top_fraction <= 1:
         raise UsageError(f"--top-fraction must be in (0, 1], got {top_fraction}")
     check_output_dir(out, overwrite)
-    model = open_model(model_spec, weights, num_classes, device)
-    size = model.preprocess.input_size[0] if model.preprocess.input_size else 112
-    source = open_inputs(image, data, n, seed, size)
     if pictures < 0:
         raise UsageError(f"--pictures must be 0 or more, got {pictures}")
+    from unitscope.distributed import session
     from unitscope.staging import staged
 
-    with staged(out) as stage:
-        summary = run_cam(model, source, stage, class_name, layer, method, batch_size, _foreground(data),
-                          top_fraction, pictures)
+    with session(device) as group:  # under torchrun each rank explains every world-th batch; rank 0 writes
+        model = open_model(model_spec, weights, num_classes, group.device)
+        size = model.preprocess.input_size[0] if model.preprocess.input_size else 112
+        source = open_inputs(image, data, n, seed, size)
+        with staged(out) if group.is_main else contextlib.nullcontext(None) as stage:
+            summary = run_cam(model, source, stage, class_name, layer, method, batch_size, _foreground(data),
+                              top_fraction, pictures, group)
+    if not group.is_main:
+        return
     click.echo(f"{summary.method} at {summary.layer}: {len(summary.rows)} image(s) → {out}")
     score = summary.localisation
     if score is not None and score.n_images:

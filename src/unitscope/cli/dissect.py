@@ -9,6 +9,7 @@ import click
 from unitscope.cli.options import check_output_dir, check_positive, model_options, trusted_checkpoints
 from unitscope.dissection.settings import BASELINES, UPSAMPLE_MODES, DissectSettings
 from unitscope.errors import UsageError
+from unitscope.models.precision import AMP_MODES
 
 
 def parse_triple(value: str | None, option: str) -> tuple[float, float, float] | None:
@@ -63,6 +64,10 @@ def format_tables(result: object) -> str:
 @click.option("--baseline-seed", type=int, default=0, show_default=True, help="Seed of the random weights.")
 @click.option("--upsample", type=click.Choice(UPSAMPLE_MODES), default="rf", show_default=True,
               help="rf: align maps to receptive-field centres; bilinear: NetDissect-Lite's plain resize.")
+@click.option("--amp", type=click.Choice(AMP_MODES), default="off", show_default=True, is_flag=False,
+              flag_value="bf16",
+              help="Autocast the forward pass to bf16 (bare --amp) or fp16; thresholds move by its rounding "
+                   "(README: measured effect).")
 @click.option("--batch-size", type=int, default=32, show_default=True)
 @click.option("--workers", type=int, default=1, show_default=True, help="Data loading processes.")
 @click.option("--skip-bad", is_flag=True, help="Skip unreadable probe images (counted in summary.json).")
@@ -79,7 +84,7 @@ def format_tables(result: object) -> str:
 def command(model_spec: str, weights: str | None, num_classes: int | None, device: str, layers: tuple[str, ...],
             data: str, n: int, seed: int, size: int, input_size: int | None, mean: str | None, std: str | None,
             quantile: float, topk: int, iou_threshold: float, fdr: float, bootstrap: int, baseline: str,
-            baseline_seed: int, upsample: str, batch_size: int, workers: int,
+            baseline_seed: int, upsample: str, amp: str, batch_size: int, workers: int,
             skip_bad: bool, out: Path, overwrite: bool, no_report: bool, regions: str | None, field_sizes: Path | None,
             checkpoint_seconds: float) -> None:
     """Label every unit of --layer with the concept it detects (Network Dissection, exact and resumable)."""
@@ -102,7 +107,7 @@ def command(model_spec: str, weights: str | None, num_classes: int | None, devic
     settings = DissectSettings(quantile=quantile, topk=topk, iou_threshold=iou_threshold, upsample=upsample,
                                batch_size=batch_size, skip_bad=skip_bad, workers=workers,
                                checkpoint_seconds=checkpoint_seconds, fdr=fdr, bootstrap=bootstrap,
-                               baseline=baseline, baseline_seed=baseline_seed)
+                               baseline=baseline, baseline_seed=baseline_seed, amp=amp)
     result = dissect(
         model_spec, layers, data, out, weights=weights, num_classes=num_classes, n=n, seed=seed, size=size,
         input_size=input_size, mean=parse_triple(mean, "--mean"), std=parse_triple(std, "--std"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import click
@@ -11,8 +12,9 @@ from unitscope.cli.options import check_output_dir, check_positive, model_option
 
 @click.command("segment")
 @model_options
-@click.option("--run", "run_dir", type=click.Path(path_type=Path), required=True,
-              help="A finished dissection run of this model (unitscope dissect --out RUN).")
+@click.option("--run", "--run-dir", "run_dir", type=click.Path(path_type=Path), required=True,
+              help="A finished dissection run of this model (unitscope dissect --out RUN); write --run-dir "
+                   "under torchrun, whose own parser takes --run for its --run-path.")
 @click.option("--method", type=click.Choice(["vectors", "units"]), default="vectors", show_default=True,
               help="vectors: concept vectors over the layers' units (Net2Vec), fitted on the run's probe set; "
                    "units: the paper's detector units.")
@@ -49,19 +51,23 @@ def command(model_spec: str, weights: str | None, num_classes: int | None, devic
         raise UsageError(f"--pictures must be 0 or more, got {pictures}")
     run = DissectionResult.load(run_dir)
     check_output_dir(out, overwrite)
-    model = open_model(model_spec, weights, num_classes, device)
-    source = open_inputs(image, data, n, seed, run.record.image_size[0])
+    from unitscope.distributed import session
     from unitscope.staging import staged
 
-    with staged(out) as stage:
-        if method == "vectors":
-            from unitscope.analysis.segment.vector_run import run_vector_segment
+    with session(device) as group:  # under torchrun each rank segments every world-th batch; rank 0 writes
+        model = open_model(model_spec, weights, num_classes, group.device)
+        source = open_inputs(image, data, n, seed, run.record.image_size[0])
+        with staged(out) if group.is_main else contextlib.nullcontext(None) as stage:
+            if method == "vectors":
+                from unitscope.analysis.segment.vector_run import run_vector_segment
 
-            summary = run_vector_segment(model, run, source, stage, layers or None, category, batch_size,
-                                         pictures, fit_n, fit_data)
-        else:
-            summary = run_segment(model, run, source, stage, layers[-1] if layers else None, category,
-                                  batch_size, pictures)
+                summary = run_vector_segment(model, run, source, stage, layers or None, category, batch_size,
+                                             pictures, fit_n, fit_data, group)
+            else:
+                summary = run_segment(model, run, source, stage, layers[-1] if layers else None, category,
+                                      batch_size, pictures, group)
+    if not group.is_main:
+        return
     click.echo(f"segmented {len(summary.predictions)} image(s) → {out}")
     if summary.metrics is not None and summary.metrics["pixel_accuracy"] is not None:
         m = summary.metrics

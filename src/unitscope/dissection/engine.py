@@ -188,7 +188,8 @@ class DissectionEngine:
             for batch in iterate_batches(self.probe, start, self.settings.batch_size, self.settings.workers):
                 good = self._accept(batch, skipped)
                 if good:
-                    outputs = capture.run(self._input_batch([s for _, s in good]))
+                    with self.model.autocast():  # --amp: reduced-precision forward, float32 maps
+                        outputs = capture.run(self._input_batch([s for _, s in good]))
                     indices = torch.tensor([i for i, _ in good], dtype=torch.int64)
                     for name, path in self.layers.items():
                         acts = outputs[path]

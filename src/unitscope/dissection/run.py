@@ -34,6 +34,7 @@ from unitscope.distributed import Group, PeerFailure, session
 from unitscope.errors import UsageError
 from unitscope.models.layers import resolve_layer
 from unitscope.models.loading import LoadedModel, load_model
+from unitscope.models.precision import check_amp
 from unitscope.receptive.theory import alignment_geometry
 from unitscope.staging import lock_output, publish, staging_path
 
@@ -214,7 +215,9 @@ def _dissect_locked(
 
     loaded = model if isinstance(model, LoadedModel) else load_model(model, weights, num_classes, device,
                                                                       trust_checkpoint)
-    loaded = replace(loaded, preprocess=loaded.preprocess.with_overrides(input_size, mean, std))  # never mutate
+    loaded = replace(loaded, preprocess=loaded.preprocess.with_overrides(input_size, mean, std),
+                     amp=settings.amp)  # never mutate
+    check_amp(settings.amp, loaded.device)
     paths = {name: resolve_layer(loaded.module, name) for name in layers}
     probe = data if not isinstance(data, str) else open_probe(data, n=n, seed=seed, size=size)
     if len(probe) == 0:

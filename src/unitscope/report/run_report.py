@@ -27,6 +27,7 @@ def reopen_model(run: DissectionResult, device: str = "cpu", trust_checkpoint: b
     spec = run.record.spec.model
     model = load_model(spec.spec, spec.weights, spec.num_classes, device, trust_checkpoint)
     model.preprocess = model.preprocess.with_overrides(spec.input_size, spec.mean, spec.std)
+    model.amp = str(run.record.setting("amp", "off"))  # the maps drawn are those the run measured
     return model
 
 

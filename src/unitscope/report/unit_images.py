@@ -254,7 +254,7 @@ class RegionRenderer:
                 self._field(path, input_size)
             self._theoretical(input_size)
             if unstored:
-                with LayerCapture(self.model.module, unstored) as capture:
+                with LayerCapture(self.model.module, unstored) as capture, self.model.autocast():  # as the run did
                     outputs = capture.run(batch)
             thumbs = np.stack([_thumbnail(images[i], shown) for i in group])
             dimmed = dim_images(thumbs, self.style)

@@ -79,6 +79,7 @@ class LayerFields:
     units: list[UnitField]
     engine: str
     input_size: tuple[int, int]
+    theoretical_defined: bool = True  # False: attention mixes positions; ``theoretical`` is the whole image
 
     @property
     def sizes(self) -> list[float]:
@@ -211,7 +212,7 @@ def empirical_fields(
                                 tops[row].tolist(), [tuple(p) for p in peaks[row].tolist()]))
     engine = plan.reason if settings.incremental and plan.steps is not None else (
         "full recomputation (asked for)" if plan.steps is not None else plan.reason)
-    return LayerFields(layer, plan.geometry, fields, engine, input_size)
+    return LayerFields(layer, plan.geometry, fields, engine, input_size, plan.field_defined)
 
 
 def _occlude_tops(model: nn.Module, plan: OcclusionPlan, probe: ProbeSet, preprocess: Preprocess,
