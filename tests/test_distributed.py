@@ -16,7 +16,7 @@ import pytest
 
 from unitscope.distributed import Group
 
-FILES = ["conv5/units.csv", "conv5/top_images.csv", "conv5/iou.npy",
+FILES = ["conv5/units.csv", "conv5/top_images.csv", "conv5/iou.npy", "conv5/top_maps.npy", "conv5/histogram.npz",
          "pool5/units.csv", "pool5/top_images.csv", "pool5/iou.npy", "concepts.csv"]
 ARGS = ["dissect", "--layer", "conv5", "--layer", "pool5", "--images", "13",
         "--size", "48", "--batch-size", "2", "--no-report", "--checkpoint-seconds", "0"]

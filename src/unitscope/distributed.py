@@ -13,7 +13,8 @@ statistics, which are exact multisets and sums, are merged with collectives:
   global multiset of largest values and computes the same thresholds as one process would;
 - ``TopImages``: local positions are mapped back to global image indices (the map is increasing, so ties
   still go to the lower index) and the gathered tables merged;
-- ``ConceptOverlap``: intersections and unions are int64 sums, reduced with ``all_reduce``.
+- ``ConceptOverlap``: intersections and unions are int64 sums, reduced with ``all_reduce``;
+- ``TopImages`` keeps its top images' maps through the merge; ``ActivationHistogram`` counts are int64 sums.
 
 Without ``WORLD_SIZE`` > 1 everything here is a no-op (:class:`Group` of one), so the engine has a single
 code path.
@@ -39,6 +40,7 @@ from unitscope.data.probe import ConceptTable, ProbeSample, ProbeSet
 from unitscope.errors import UsageError
 from unitscope.stats import ConceptOverlap, TopImages, TopQuantile
 from unitscope.stats.evidence import LabelEvidence
+from unitscope.stats.histogram import ActivationHistogram
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -196,11 +198,21 @@ class Group:
         if not isinstance(local, torch.Tensor):
             raise UsageError("TopImages state has no index table; merge states written by TopImages.state_dict()")
         state["indices"] = self.global_indices(local)
-        merged = TopImages(mine.num_units, mine.k)
+        merged = TopImages(mine.num_units, mine.k, mine.map_pixels)
         for part_state in self.all_gather(state):
-            part = TopImages(mine.num_units, mine.k)
+            part = TopImages(mine.num_units, mine.k, mine.map_pixels)
             part.load_state_dict(part_state)
             merged.merge(part)
+        return merged
+
+    def merge_histogram(self, mine: ActivationHistogram) -> ActivationHistogram:
+        """Activation counts summed over the ranks (int64, same on every rank)."""
+        if not self.active:
+            return mine
+        counts = mine.counts
+        self.sum_int64([counts])
+        merged = ActivationHistogram(mine.num_units)
+        merged.load_state_dict({"num_units": mine.num_units, "counts": counts.cpu()})
         return merged
 
     def merge_skipped(self, mine: dict[int, str]) -> dict[int, str]:

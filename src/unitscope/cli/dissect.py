@@ -103,11 +103,13 @@ def command(model_spec: str, weights: str | None, num_classes: int | None, devic
     from unitscope.dissection.confidence import confidence_lines
     from unitscope.dissection.run import dissect
     from unitscope.report.dissection import ReportOptions
-    from unitscope.report.regions import field_sizes_from_rf
+    from unitscope.report.regions import field_sizes_from_rf, unit_field_sizes_from_rf
 
     measured = field_sizes_from_rf(field_sizes) if field_sizes is not None else {}
     sizes = {name: side for name, side in measured.items() if name in layers} or None
-    options = ReportOptions(regions=regions or ("field" if sizes else "activation"), field_sizes=sizes)
+    per_unit = unit_field_sizes_from_rf(field_sizes) if field_sizes is not None else {}
+    options = ReportOptions(regions=regions or ("field" if sizes else "activation"), field_sizes=sizes,
+                            unit_field_sizes={name: units for name, units in per_unit.items() if name in layers})
     options.validate()
 
     settings = DissectSettings(quantile=quantile, topk=topk, iou_threshold=iou_threshold, upsample=upsample,

@@ -44,14 +44,16 @@ def command(run_dir: Path, regions: str | None, field_sizes: Path | None, units:
     require_path(field_sizes, "--field-sizes")
     from unitscope.dissection.result import DissectionResult
     from unitscope.report.dissection import ReportOptions
-    from unitscope.report.regions import field_sizes_from_rf
+    from unitscope.report.regions import field_sizes_from_rf, unit_field_sizes_from_rf
     from unitscope.report.run_report import render_report
 
     run = DissectionResult.load(run_dir)
     measured = field_sizes_from_rf(field_sizes) if field_sizes is not None else {}
     sizes = {name: side for name, side in measured.items() if name in run.layers} or None
+    per_unit = unit_field_sizes_from_rf(field_sizes) if field_sizes is not None else {}
     options = ReportOptions(max_units=max_units, regions=regions or ("field" if sizes else "activation"),
-                            field_sizes=sizes)
+                            field_sizes=sizes,
+                            unit_field_sizes={name: units for name, units in per_unit.items() if name in run.layers})
     from unitscope.staging import lock_output
 
     with lock_output(out if out is not None else run_dir):  # no report written while a dissect writes the run

@@ -318,7 +318,8 @@ class BrodenProbe:
         """The ``split`` column of sample ``i``."""
         return self._row(i).split
 
-    def __getitem__(self, i: int) -> ProbeSample:
+    def load_image(self, i: int) -> np.ndarray:
+        """Sample ``i``'s image alone (checked against index.csv), without decoding its label files."""
         row = self._row(i)
         where = f"index.csv line {row.line}"
         image = read_rgb(self.images_dir / row.image, where)
@@ -328,6 +329,11 @@ class BrodenProbe:
                 f"{row.ih}x{row.iw}; fix ih,iw in index.csv or replace the image",
                 self.images_dir / row.image,
             )
+        return image
+
+    def __getitem__(self, i: int) -> ProbeSample:
+        row = self._row(i)
+        image = self.load_image(i)
         pixel: dict[str, np.ndarray] = {}
         whole: dict[str, tuple[int, ...]] = {}
         for category, cell in zip(self._categories, row.cells, strict=True):

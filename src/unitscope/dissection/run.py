@@ -28,7 +28,7 @@ from unitscope.dissection.confidence import layer_confidence, small_probe_warnin
 from unitscope.dissection.engine import DissectionEngine, EngineOutcome, LayerStatistics
 from unitscope.dissection.labels import detector_table, label_units
 from unitscope.dissection.record import DataSpec, LayerRecord, ModelSpec, RunRecord, RunSpec, versions
-from unitscope.dissection.result import DissectionResult, LayerResult, layer_dirname
+from unitscope.dissection.result import HISTOGRAM, TOP_MAPS, DissectionResult, LayerResult, layer_dirname
 from unitscope.dissection.settings import DissectSettings
 from unitscope.distributed import Group, PeerFailure, session
 from unitscope.errors import UsageError
@@ -98,6 +98,8 @@ def _layer_result(stats: LayerStatistics, probe: ProbeSet, settings: DissectSett
     iou = stats.iou.float().numpy() if stats.iou is not None else None
     layer = LayerResult(stats.name, stats.path, stats.shape, units, table, pd.DataFrame(rows), iou)
     layer.intervals = intervals
+    layer.top_maps = stats.top_maps.numpy() if stats.top_maps is not None else None
+    layer.histogram = stats.histogram.counts.cpu().numpy() if stats.histogram is not None else None
     return layer
 
 
@@ -277,7 +279,9 @@ def _assemble(outcome: EngineOutcome, probe: ProbeSet, settings: DissectSettings
         LayerRecord(name, layer.path, layer.shape[0], (layer.shape[1], layer.shape[2]), layer_dirname(name),
                     tuple(layer.table.to_dict(orient="records")),
                     *cast(tuple[float | None, float | None], geometry.get(layer.path) or (None, None)),
-                    intervals=layer.intervals)
+                    intervals=layer.intervals,
+                    top_maps=TOP_MAPS if layer.top_maps is not None else None,
+                    histogram=HISTOGRAM if layer.histogram is not None else None)
         for name, layer in layers.items()
     )
     record = RunRecord(
