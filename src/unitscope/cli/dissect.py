@@ -24,6 +24,16 @@ def parse_triple(value: str | None, option: str) -> tuple[float, float, float] |
     return parts
 
 
+def parse_workers(value: str) -> int | str:
+    """``--workers``: ``auto`` or a number of processes."""
+    text = value.strip().lower()
+    if text == "auto":
+        return "auto"
+    if not text.isdigit():
+        raise UsageError(f"--workers takes auto or a number of processes (0 or more), got {value!r}")
+    return int(text)
+
+
 def format_tables(result: object) -> str:
     """The per-layer detector table as aligned text."""
     summary = result.summary  # type: ignore[attr-defined]
@@ -64,7 +74,8 @@ def format_tables(result: object) -> str:
 @click.option("--upsample", type=click.Choice(UPSAMPLE_MODES), default="rf", show_default=True,
               help="rf: align maps to receptive-field centres; bilinear: NetDissect-Lite's plain resize.")
 @click.option("--batch-size", type=int, default=32, show_default=True)
-@click.option("--workers", type=int, default=1, show_default=True, help="Data loading processes.")
+@click.option("--workers", default="auto", show_default=True,
+              help="Data loading processes, or auto (worker processes when the machine has more than one core).")
 @click.option("--skip-bad", is_flag=True, help="Skip unreadable probe images (counted in summary.json).")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Run directory to write.")
 @click.option("--overwrite", is_flag=True, help="Replace a finished or interrupted run of another command.")
@@ -79,7 +90,7 @@ def format_tables(result: object) -> str:
 def command(model_spec: str, weights: str | None, num_classes: int | None, device: str, layers: tuple[str, ...],
             data: str, n: int, seed: int, size: int, input_size: int | None, mean: str | None, std: str | None,
             quantile: float, topk: int, iou_threshold: float, fdr: float, bootstrap: int, baseline: str,
-            baseline_seed: int, upsample: str, batch_size: int, workers: int,
+            baseline_seed: int, upsample: str, batch_size: int, workers: str,
             skip_bad: bool, out: Path, overwrite: bool, no_report: bool, regions: str | None, field_sizes: Path | None,
             checkpoint_seconds: float) -> None:
     """Label every unit of --layer with the concept it detects (Network Dissection, exact and resumable)."""
@@ -98,7 +109,7 @@ def command(model_spec: str, weights: str | None, num_classes: int | None, devic
     options.validate()
 
     settings = DissectSettings(quantile=quantile, topk=topk, iou_threshold=iou_threshold, upsample=upsample,
-                               batch_size=batch_size, skip_bad=skip_bad, workers=workers,
+                               batch_size=batch_size, skip_bad=skip_bad, workers=parse_workers(workers),
                                checkpoint_seconds=checkpoint_seconds, fdr=fdr, bootstrap=bootstrap,
                                baseline=baseline, baseline_seed=baseline_seed)
     result = dissect(

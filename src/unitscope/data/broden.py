@@ -328,6 +328,13 @@ class BrodenProbe:
                 f"{row.ih}x{row.iw}; fix ih,iw in index.csv or replace the image",
                 self.images_dir / row.image,
             )
+        return self._with_labels(i, row, image)
+
+    def load_labels(self, i: int) -> ProbeSample:
+        """Sample ``i``'s labels without decoding its image (``image`` is empty, 0x0x3)."""
+        return self._with_labels(i, self._row(i), np.zeros((0, 0, 3), dtype=np.uint8))
+
+    def _with_labels(self, i: int, row: _Row, image: np.ndarray) -> ProbeSample:
         pixel: dict[str, np.ndarray] = {}
         whole: dict[str, tuple[int, ...]] = {}
         for category, cell in zip(self._categories, row.cells, strict=True):
