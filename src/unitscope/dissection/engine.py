@@ -38,6 +38,7 @@ from unitscope.models.loading import LoadedModel
 from unitscope.progress import progress_bar
 from unitscope.stats import ConceptOverlap, LabelBatch, StatsError, TopImages, TopQuantile
 from unitscope.stats.evidence import LabelEvidence
+from unitscope.stats.iou import MaskCounts
 from unitscope.stats.labels import LabelEncoder
 
 LayerShape = tuple[int, int, int]  # units, h, w
@@ -301,8 +302,9 @@ class DissectionEngine:
                         # WindowedMasks finds just those on pixels, equal bit for bit to Upsampler(maps) > threshold.
                         image_of, unit_of = maskers[name].active_pairs(acts, threshold)
                         pixels = maskers[name].pixels(acts[image_of, unit_of], threshold[unit_of])
-                        overlap.update_active(pixels, image_of, unit_of, labels)
-                        evidence[name].update(pixels, image_of, unit_of, labels, global_rows)
+                        counts = MaskCounts.build(pixels, image_of, labels)  # one label lookup for both
+                        overlap.update_counts(counts, image_of, unit_of, labels)
+                        evidence[name].update(pixels, image_of, unit_of, labels, global_rows, counts)
                 bar.update(len(indices))
                 if time.monotonic() - last_save > self.settings.checkpoint_seconds:
                     checkpoint(indices[-1] + 1)
