@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from unitscope.cli.options import check_output_dir, check_positive, model_options, trusted_checkpoints
 from unitscope.dissection.settings import BASELINES, UPSAMPLE_MODES, DissectSettings
 from unitscope.errors import UsageError
+
+if TYPE_CHECKING:
+    from unitscope.report.dissection import ReportOptions
 
 
 def parse_triple(value: str | None, option: str) -> tuple[float, float, float] | None:
@@ -45,6 +49,18 @@ def format_tables(result: object) -> str:
         cells = "".join(f"{int(wide.loc[category, n]):>8} ({int(unique.loc[category, n]):>3})" for n in layers)
         lines.append(f"{category:<10}{cells}")
     return "\n".join(lines)
+
+
+def _report_options(layers: tuple[str, ...], regions: str | None, field_sizes: Path | None) -> ReportOptions:
+    """The report's options, validated (the report modules, matplotlib among them, load only when wanted)."""
+    from unitscope.report.dissection import ReportOptions
+    from unitscope.report.regions import field_sizes_from_rf
+
+    measured = field_sizes_from_rf(field_sizes) if field_sizes is not None else {}
+    sizes = {name: side for name, side in measured.items() if name in layers} or None
+    options = ReportOptions(regions=regions or ("field" if sizes else "activation"), field_sizes=sizes)
+    options.validate()
+    return options
 
 
 @click.command("dissect")
@@ -100,13 +116,8 @@ def command(model_spec: str, weights: str | None, num_classes: int | None, devic
     check_output_dir(out, overwrite, reusable=True)  # a finished run of this command is reused, not refused
     from unitscope.dissection.confidence import confidence_lines
     from unitscope.dissection.run import dissect
-    from unitscope.report.dissection import ReportOptions
-    from unitscope.report.regions import field_sizes_from_rf
 
-    measured = field_sizes_from_rf(field_sizes) if field_sizes is not None else {}
-    sizes = {name: side for name, side in measured.items() if name in layers} or None
-    options = ReportOptions(regions=regions or ("field" if sizes else "activation"), field_sizes=sizes)
-    options.validate()
+    options = None if no_report else _report_options(layers, regions, field_sizes)  # checked before the run
 
     settings = DissectSettings(quantile=quantile, topk=topk, iou_threshold=iou_threshold, upsample=upsample,
                                batch_size=batch_size, skip_bad=skip_bad, workers=parse_workers(workers),
@@ -121,7 +132,7 @@ def command(model_spec: str, weights: str | None, num_classes: int | None, devic
 
     if not is_main_process():
         return  # under torchrun only rank 0 reports
-    if not no_report:
+    if options is not None:
         from unitscope.report.run_report import render_report
 
         render_report(result, options, device=device, trust_checkpoint=trusted_checkpoints())
