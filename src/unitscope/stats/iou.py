@@ -117,8 +117,8 @@ class MaskCounts:
         active = torch.bincount(index, minlength=masks.count)
         table = labels.pixel_table
         width = labels.num_labels + 1
-        found = table.view(-1, table.shape[2]).index_select(0, image_of.index_select(0, index) * labels.num_pixels
-                                                            + pixel)  # [n, K], -1: no label
+        found = table.reshape(len(labels) * labels.num_pixels, table.shape[2]).index_select(
+            0, image_of.index_select(0, index) * labels.num_pixels + pixel)  # [n, K], -1: no label
         # Key (mask, 1 + label) so that no label (-1) falls in column 0, dropped after counting.
         keys = (index[:, None] * width + 1 + found).view(-1)
         if masks.count * width <= 4 * keys.numel():  # dense counting only when the table is not mostly empty
