@@ -30,7 +30,7 @@ from unitscope.dissection.label_cache import LabelCache
 from unitscope.dissection.loader import LoadedBatch, available_cores, iterate_batches, resolve_workers
 from unitscope.dissection.settings import DissectSettings
 from unitscope.dissection.sparse_masks import WindowedMasks
-from unitscope.dissection.threads import intra_op_threads, threads_beside
+from unitscope.dissection.threads import intra_op_threads, threads_beside, threads_for_small_ops
 from unitscope.dissection.upsample import Upsampler
 from unitscope.distributed import Group
 from unitscope.errors import UsageError
@@ -290,7 +290,8 @@ class DissectionEngine:
 
         limits = {name: t.to(self.device, torch.float32) for name, t in thresholds.items()}
         last_save = time.monotonic()
-        with progress_bar(total=n, initial=start, desc="pass 2/2: IoU", unit="img", disable=not self.progress) as bar:
+        with (progress_bar(total=n, initial=start, desc="pass 2/2: IoU", unit="img", disable=not self.progress) as bar,
+              intra_op_threads(threads_for_small_ops(available_cores()))):
             for indices, rows, labels in self._label_batches(start, skipped):
                 if len(rows):
                     global_rows = self.group.global_indices(torch.from_numpy(rows)).numpy()  # bootstrap keys
