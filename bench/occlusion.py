@@ -9,7 +9,9 @@ copy, best of ``--repeats``.
 "Naive" already serves all units from one batch; Captum's ``Occlusion`` would need one full pass per
 copy *per unit*, so it is slower by another factor of about the number of units.
 
-The last line is ``speedup: X.X`` for AlexNet conv5 (torchvision ``features.11``, random weights, 224 px).
+ResNet-18 rows (torchvision, random weights, 224 px) run the residual graph incrementally: each block's
+output changes where either branch (the convolutions, or the shortcut and its downsampling convolution)
+does. The last line is ``speedup: X.X`` for AlexNet conv5 (torchvision ``features.11``, random weights, 224 px).
 """
 
 from __future__ import annotations
@@ -101,6 +103,10 @@ def main() -> None:
     alexnet = torchvision.models.alexnet().eval()
     speedups = {layer: bench_layer(alexnet, layer, 224, args.positions, args.repeats, args.batch_size)
                 for layer in ("conv2", "conv3", "conv4", "conv5")}
+    torch.manual_seed(0)
+    resnet = torchvision.models.resnet18().eval()
+    for layer in ("layer3", "layer4"):
+        bench_layer(resnet, layer, 224, args.positions, args.repeats, args.batch_size)
     print(f"speedup: {speedups['conv5']:.1f}")
 
 

@@ -50,7 +50,7 @@ def small_sceneworld() -> SceneWorldNet:
 
 
 class Residual(nn.Module):
-    """A residual block: the engine must fall back to whole-image recomputation."""
+    """A residual block: the sum changes where either branch does."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -162,14 +162,14 @@ def test_occluders_outside_the_field_are_skipped_and_zero() -> None:
     assert outside.any() and torch.all(got[outside] == 0) and got.abs().sum() > 0
 
 
-def test_residual_networks_fall_back_to_full_recomputation_and_agree_with_captum() -> None:
+@pytest.mark.parametrize("incremental", [True, False])
+def test_residual_networks_run_incrementally_and_agree_with_captum(incremental: bool) -> None:
     model = Residual().double().eval()
-    assert plan_occlusion(model, "body.1", (10, 10)).path == "incremental"  # still a chain up to there
     plan = plan_occlusion(model, "out", (10, 10))
-    assert plan.path == "full" and "full recomputation" in plan.reason
+    assert plan.path == "incremental" and "1 residual sums" in plan.reason
     image = torch.randn(3, 10, 10, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
     ours = occlusion_discrepancy(model, "out", image, torch.tensor([2]), torch.tensor([[4, 5]]), patch=2,
-                                 stride=2, fill="zeros", signed=True, plan=plan)
+                                 stride=2, fill="zeros", signed=True, plan=plan, incremental=incremental)
     oracle = Occlusion(lambda x: plan.full_model(x)[:, 2, 4, 5]).attribute(
         image.unsqueeze(0), sliding_window_shapes=(3, 2, 2), strides=(3, 2, 2), baselines=0.0)
     assert ours.abs().max() > 0.01

@@ -1,21 +1,24 @@
-"""Incremental occlusion inference through a chain of window and point-wise layers (after Krypton).
+"""Incremental occlusion inference through a graph of window, point-wise and residual-sum steps (after Krypton).
 
-An occluder changes only a small window of each layer. Per occluded copy and layer we keep a fixed-size
-window of activations and fill everything around it from the clean image's cached activations, so each
+An occluder changes only a small window of each layer. Per occluded copy and activation we keep a
+fixed-size window and fill everything around it from the clean image's cached activations, so each
 layer costs a convolution over a window instead of the whole map. Two intervals per axis bound the work:
 
-* ``changed`` (forward): positions whose input window overlaps the previous layer's changed positions;
-* ``needed`` (backward): positions that some unit's peak depends on, i.e. the input span of the next
-  layer's needed positions, intersected with ``changed``. The last layer needs only the bounding box of
-  the peaks of the units that the occluder can reach.
+* ``changed`` (forward): positions whose input window overlaps the input's changed positions; at a
+  residual sum, the hull of both branches' changed positions (the sum changes where either does);
+* ``needed`` (backward): positions that some unit's peak depends on: the input span of each consumer's
+  needed positions, intersected with ``changed`` (clean elsewhere), hulled over the consumers (a block's
+  input feeds its first convolution, its shortcut and, through a downsampling convolution, the sum).
+  The last activation needs only the bounding box of the peaks of the units the occluder can reach.
 
 A position in ``needed`` is computed exactly: its inputs are either needed themselves (taken from the
-window) or unchanged (taken from the clean cache). The occluders of a batch share one window size per
-layer (the largest ``needed`` extent among them), each window placed to contain its occluder's
-``needed`` box, so a batch is a handful of dense tensor operations; occluders are grouped into batches
-by the shapes of their ``needed`` boxes to keep the padding small (``Regions.batches``). A value does
-not depend on which batch computed it, beyond float rounding. After the last layer that mixes channels
-(a convolution or local response normalisation), only the requested units' channels are computed.
+window) or unchanged (taken from the clean cache; padding at borders comes from the padded clean map).
+The occluders of a batch share one window size per activation (the largest ``needed`` extent among
+them), each window placed to contain its occluder's ``needed`` box, so a batch is a handful of dense
+tensor operations; point-wise steps keep their input's window. Occluders are grouped into batches by the
+shapes of their ``needed`` boxes to keep the padding small (``Regions.batches``). A value does not depend
+on which batch computed it, beyond float rounding. Activations from which only per-channel steps lead to
+the layer carry only the requested units' channels, and the convolutions feeding them compute only those.
 """
 
 from __future__ import annotations
@@ -25,139 +28,13 @@ from typing import cast
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch import fx, nn
+from torch import nn
 
-from unitscope.receptive.graph import TracedModel
-from unitscope.receptive.theory import window_parameters
-
-POINTWISE_TYPES: tuple[type[nn.Module], ...] = (
-    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Sigmoid, nn.Tanh, nn.Hardtanh,
-    nn.BatchNorm2d, nn.LocalResponseNorm, nn.Dropout, nn.Dropout2d, nn.Identity,
-)
+from unitscope.perturb.steps import Step, run_module
 
 Interval = tuple[torch.Tensor, torch.Tensor]  # [a, b) per occluder, int64 [N] each
 BATCH_OVERHEAD: float = 2.0  # a batch's fixed cost, in typical occluders ...
 STEP_OVERHEAD_MACS: float = 8e6  # ... and at least this many multiply-adds per layer (Python, kernel launches)
-
-
-@dataclass(frozen=True)
-class Step:
-    """One layer of the chain: a window layer (kernel/stride/padding) or a point-wise one (kernel None)."""
-
-    module: nn.Module
-    in_size: tuple[int, int]
-    out_size: tuple[int, int]
-    kernel: tuple[int, int] | None = None  # dilated extent
-    stride: tuple[int, int] = (1, 1)
-    pad: tuple[int, int] = (0, 0)  # leading padding
-
-    @property
-    def is_window(self) -> bool:
-        return self.kernel is not None
-
-    @property
-    def mixes_channels(self) -> bool:
-        return isinstance(self.module, nn.Conv2d | nn.LocalResponseNorm)
-
-    @property
-    def cost_per_position(self) -> int:
-        """Multiply-adds per output position (a convolution's), 1 for other layers."""
-        m = self.module
-        if isinstance(m, nn.Conv2d):
-            return m.in_channels // m.groups * m.out_channels * m.kernel_size[0] * m.kernel_size[1]
-        return 1
-
-    @property
-    def pad_value(self) -> float:
-        return float("-inf") if isinstance(self.module, nn.MaxPool2d) else 0.0
-
-    def padded(self, clean: torch.Tensor) -> torch.Tensor:
-        """The clean input [C, H, W] padded so that every output window reads inside it, as [Hp, Wp, C]."""
-        if self.kernel is None:
-            return clean.permute(1, 2, 0).contiguous()
-        pads = []
-        for d in (1, 0):
-            trailing = (self.out_size[d] - 1) * self.stride[d] + self.kernel[d] - self.pad[d] - self.in_size[d]
-            pads += [self.pad[d], max(0, trailing)]
-        return F.pad(clean, pads, value=self.pad_value).permute(1, 2, 0).contiguous()
-
-    def apply(self, x: torch.Tensor, channels: torch.Tensor | None, sliced_input: bool) -> torch.Tensor:
-        """This layer on explicitly padded windows; ``channels`` selects output channels (convolution)
-        or says which channels a sliced input carries (per-channel layers)."""
-        m = self.module
-        if isinstance(m, nn.Conv2d):
-            weight = m.weight if channels is None else m.weight[channels]
-            bias = m.bias if channels is None or m.bias is None else m.bias[channels]
-            return F.conv2d(x, weight, bias, m.stride, 0, m.dilation, m.groups)
-        if isinstance(m, nn.MaxPool2d):
-            return F.max_pool2d(x, m.kernel_size, m.stride, 0, m.dilation)
-        if isinstance(m, nn.AvgPool2d):
-            return F.avg_pool2d(x, m.kernel_size, m.stride, 0)
-        if isinstance(m, nn.BatchNorm2d) and sliced_input and channels is not None:
-            weight = None if m.weight is None else m.weight[channels]
-            bias = None if m.bias is None else m.bias[channels]
-            mean, var = cast(torch.Tensor, m.running_mean), cast(torch.Tensor, m.running_var)
-            return F.batch_norm(x, mean[channels], var[channels], weight, bias, False, 0.0, m.eps)
-        out: torch.Tensor = m(x)
-        return out
-
-
-def _step_problem(module: nn.Module) -> str | None:
-    """Why a module cannot be run incrementally, or None when it can."""
-    if isinstance(module, nn.Conv2d):
-        return None if module.padding_mode == "zeros" else f"padding_mode={module.padding_mode!r}"
-    if isinstance(module, nn.MaxPool2d):
-        return "return_indices=True" if module.return_indices else None
-    if isinstance(module, nn.AvgPool2d):
-        if module.ceil_mode or not module.count_include_pad or module.divisor_override:
-            return "AvgPool2d with ceil_mode, count_include_pad=False or divisor_override"
-        return None
-    if isinstance(module, nn.BatchNorm2d):
-        return None if module.running_mean is not None else "BatchNorm2d without running statistics"
-    if isinstance(module, POINTWISE_TYPES):
-        return None
-    return f"{type(module).__name__} is not a supported layer"
-
-
-def extract_chain(traced: TracedModel, node: fx.Node) -> tuple[tuple[Step, ...] | None, str]:
-    """The layers from the input to ``node`` when they form a plain chain of supported modules.
-
-    Returns (steps, reason); steps is None with the reason when the model must be recomputed in full.
-    """
-    nodes: list[fx.Node] = []
-    current = node
-    while current is not traced.input_node:
-        parents = list(current.all_input_nodes)
-        if current.op != "call_module":
-            name = getattr(current.target, "__name__", str(current.target))
-            return None, f"{current.op} {name!r} before the layer is not a module (branches merge, or functional code)"
-        if len(parents) != 1:
-            return None, f"{current.target} takes {len(parents)} tensor inputs (a merge of branches)"
-        module = traced.graph_module.get_submodule(str(current.target))
-        problem = _step_problem(module)
-        if problem is not None:
-            return None, f"{current.target}: {problem}"
-        nodes.append(current)
-        current = parents[0]
-    if not nodes:
-        return None, "the layer is the input itself"
-    steps = []
-    for current in reversed(nodes):
-        module = traced.graph_module.get_submodule(str(current.target))
-        in_shape, out_shape = traced.shape(current.all_input_nodes[0]), traced.shape(current)
-        if in_shape is None or out_shape is None or len(in_shape) != 4 or len(out_shape) != 4:
-            return None, f"{current.target} has no spatial input and output"
-        sizes = {"in_size": tuple(in_shape[-2:]), "out_size": tuple(out_shape[-2:])}
-        window = window_parameters(module)
-        if window is None:
-            steps.append(Step(module, **sizes))  # type: ignore[arg-type]
-        else:
-            kernel, stride, pad, dilation = window
-            extent = tuple(dl * (k - 1) + 1 for k, dl in zip(kernel, dilation, strict=True))
-            steps.append(Step(module, kernel=extent, stride=stride, pad=pad, **sizes))  # type: ignore[arg-type]
-    names = " → ".join(str(n.target) for n in reversed(nodes))
-    return tuple(steps), f"incremental: a chain of {len(steps)} layers ({names})"
 
 
 def _forward(step: Step, a: torch.Tensor, b: torch.Tensor, d: int) -> Interval:
@@ -183,6 +60,43 @@ def _intersect(x: Interval, y: Interval) -> Interval:
     a, b = torch.maximum(x[0], y[0]), torch.minimum(x[1], y[1])
     empty = a >= b
     return torch.where(empty, 0, a), torch.where(empty, 0, b)
+
+
+def _hull(intervals: list[Interval]) -> Interval:
+    """The smallest interval holding every non-empty one (empty when all are)."""
+    big = torch.iinfo(torch.int64).max
+    lo = torch.stack([torch.where(a < b, a, big) for a, b in intervals]).amin(dim=0)
+    hi = torch.stack([torch.where(a < b, b, 0) for a, b in intervals]).amax(dim=0)
+    empty = lo >= hi
+    return torch.where(empty, 0, lo), torch.where(empty, 0, hi)
+
+
+def consumers(steps: tuple[Step, ...]) -> list[list[int]]:
+    """Per activation, the steps reading it."""
+    readers: list[list[int]] = [[] for _ in range(len(steps) + 1)]
+    for s, step in enumerate(steps):
+        for j in step.inputs:
+            readers[j].append(s)
+    return readers
+
+
+def channel_slicing(steps: tuple[Step, ...]) -> tuple[bool, ...]:
+    """Per activation: True when it need carry only the requested units' channels.
+
+    The layer's own output does; an earlier activation does when every step reading it is per-channel
+    (no convolution or LRN) and writes a sliced activation. A dense convolution writing a sliced
+    activation computes only those output channels; other steps writing one read sliced inputs.
+    """
+    sliced = [False] * len(steps) + [True]
+    readers = consumers(steps)
+    for j in range(len(steps) - 1, -1, -1):
+        sliced[j] = all(not steps[s].mixes_channels and sliced[s + 1] for s in readers[j])
+    return tuple(sliced)
+
+
+def reads_sliced(steps: tuple[Step, ...], sliced: tuple[bool, ...], s: int) -> bool:
+    """Whether step ``s`` reads only the requested channels of its inputs."""
+    return sliced[s + 1] and not steps[s].mixes_channels
 
 
 @dataclass(frozen=True)
@@ -237,11 +151,14 @@ class Regions:
 
 
 def _layer_costs(steps: tuple[Step, ...], selected: int) -> dict[int, float]:
-    """Multiply-adds per output position of each convolution (the channel-sliced one scaled down)."""
-    split, by_conv = channel_split(steps)
-    costs = {i: float(step.cost_per_position) for i, step in enumerate(steps) if step.cost_per_position > 1}
-    if by_conv and split in costs:
-        costs[split] *= selected / cast(nn.Conv2d, steps[split].module).out_channels
+    """Multiply-adds per output position of each convolution (those computing selected channels scaled down)."""
+    sliced = channel_slicing(steps)
+    costs = {}
+    for i, step in enumerate(steps):
+        if step.cost_per_position > 1:
+            share = selected / cast(nn.Conv2d, step.module).out_channels if sliced[i + 1] and step.selects_channels \
+                else 1.0
+            costs[i] = float(step.cost_per_position) * share
     return costs
 
 
@@ -250,7 +167,10 @@ def plan_regions(steps: tuple[Step, ...], corners: torch.Tensor, patch: int, pea
     """Changed and needed intervals of every occluder of one call (see the module docstring)."""
     changed: list[list[Interval]] = [[(corners[:, d], corners[:, d] + patch) for d in range(2)]]
     for step in steps:
-        changed.append([_forward(step, *changed[-1][d], d) for d in range(2)])
+        if step.is_merge:
+            changed.append([_hull([changed[j][d] for j in step.inputs]) for d in range(2)])
+        else:
+            changed.append([_forward(step, *changed[step.inputs[0]][d], d) for d in range(2)])
     last = changed[-1]
     inside = [(peaks[None, :, d] >= last[d][0][:, None]) & (peaks[None, :, d] < last[d][1][:, None])
               for d in range(2)]
@@ -261,10 +181,17 @@ def plan_regions(steps: tuple[Step, ...], corners: torch.Tensor, patch: int, pea
         lo = torch.where(reach, peaks[None, :, d], big).amin(dim=1)
         hi = torch.where(reach, peaks[None, :, d] + 1, 0).amax(dim=1)
         needed_last.append(_intersect((torch.where(reach.any(1), lo, 0), hi), last[d]))
-    needed: list[list[Interval]] = [needed_last]
-    for i in range(len(steps), 0, -1):
-        step = steps[i - 1]
-        needed.insert(0, [_intersect(_span(step, *needed[0][d], d), changed[i - 1][d]) for d in range(2)])
+    parts: list[list[list[Interval]]] = [[[], []] for _ in range(len(steps) + 1)]
+    needed: list[list[Interval]] = [[] for _ in range(len(steps) + 1)]
+    needed[-1] = needed_last
+    for s in range(len(steps) - 1, -1, -1):  # every reader of activation s + 1 comes later: it is complete
+        if s + 1 < len(steps):
+            needed[s + 1] = [_hull(parts[s + 1][d]) for d in range(2)]
+        step = steps[s]
+        for j in step.inputs:
+            for d in range(2):
+                parts[j][d].append(_intersect(_span(step, *needed[s + 1][d], d), changed[j][d]))
+    needed[0] = [_hull(parts[0][d]) for d in range(2)]
     return Regions(needed, reach)
 
 
@@ -278,59 +205,44 @@ class Windows:
     @classmethod
     def fit(cls, steps: tuple[Step, ...], regions: Regions, index: torch.Tensor, corners: torch.Tensor,
             patch: int) -> Windows:
-        """The smallest common window per activation holding every member's needed box."""
+        """The smallest common window per activation holding every member's needed box (at least one
+        position, so that a branch no member needs still has a well-formed window); a point-wise step
+        keeps its input's window, which holds its needed box."""
         origins = [[corners[:, 0], corners[:, 1]]]
         sizes = [(patch, patch)]
         for i, step in enumerate(steps, start=1):
-            extent = regions.extents(i)[index].amax(dim=0).tolist()
+            if step.is_pointwise:
+                origins.append(origins[step.inputs[0]])
+                sizes.append(sizes[step.inputs[0]])
+                continue
+            extent = regions.extents(i)[index].amax(dim=0).clamp(min=1).tolist()
             sizes.append((int(extent[0]), int(extent[1])))
             origins.append([regions.needed[i][d][0][index].clamp(max=step.out_size[d] - extent[d]).clamp(min=0)
                             for d in range(2)])
         return cls(origins, sizes)
 
 
-def channel_split(steps: tuple[Step, ...]) -> tuple[int, bool]:
-    """(t, by_conv): steps from t on carry only the selected channels; by_conv: step t selects them
-    itself (a convolution computing only those output channels) rather than slicing its input."""
-    mixing = [i for i, s in enumerate(steps) if s.mixes_channels]
-    if not mixing:
-        return 0, False
-    last = mixing[-1]
-    module = steps[last].module
-    if isinstance(module, nn.Conv2d) and module.groups == 1:
-        return last, True
-    return last + 1, False
-
-
 def clean_activations(steps: tuple[Step, ...], image: torch.Tensor) -> list[torch.Tensor]:
     """Activations [C, H, W] of the clean image: the input, then each step's output."""
     acts = [image]
-    x = image.unsqueeze(0)
     for step in steps:
-        x = step.module(x.clone())  # clone: an in-place ReLU must not rewrite the cached activation
-        acts.append(x[0])
+        acts.append(run_module(step.module, [acts[j].unsqueeze(0) for j in step.inputs])[0])
     return acts
 
 
-def _clean_windows(source: torch.Tensor, step: Step, origins: list[torch.Tensor], lengths: tuple[int, int]
-                   ) -> torch.Tensor:
-    """Clean input windows [n, Lr, Lc, C] starting at padded position ``origin * stride`` per occluder.
-
-    ``source`` is the padded clean input as [Hp, Wp, C]; the windows are a strided view of it, so the
-    gather copies whole runs of channels.
-    """
-    view = source.unfold(0, lengths[0], step.stride[0]).unfold(1, lengths[1], step.stride[1])
-    return view.permute(0, 1, 3, 4, 2)[origins[0], origins[1]]
-
-
-def _shifted(window: torch.Tensor, offsets: list[torch.Tensor], lengths: tuple[int, int]) -> torch.Tensor:
-    """Per occluder, [n, h, w, C] ``window`` values at rows/columns ``offset + 0..L-1`` (clamped; the caller
-    masks what lies outside)."""
-    n, h, w, _ = window.shape
-    rows = (offsets[0][:, None] + torch.arange(lengths[0], device=window.device)).clamp(0, h - 1)
-    cols = (offsets[1][:, None] + torch.arange(lengths[1], device=window.device)).clamp(0, w - 1)
-    batch = torch.arange(n, device=window.device)[:, None, None]
-    return window[batch, rows[:, :, None], cols[:, None, :]]
+def padded_inputs(steps: tuple[Step, ...], acts: list[torch.Tensor], channels: torch.Tensor
+                  ) -> list[list[torch.Tensor]]:
+    """Per step and input, the clean input padded for its windows as [Hp, Wp, C] (restricted to ``channels``
+    for steps reading sliced inputs); point-wise steps read their input's window and need none."""
+    sliced = channel_slicing(steps)
+    padded: list[list[torch.Tensor]] = []
+    for s, step in enumerate(steps):
+        if step.is_pointwise:
+            padded.append([])
+            continue
+        narrow = reads_sliced(steps, sliced, s)
+        padded.append([step.padded(acts[j][channels] if narrow else acts[j]) for j in step.inputs])
+    return padded
 
 
 def _nhwc(x: torch.Tensor) -> torch.Tensor:
@@ -338,37 +250,65 @@ def _nhwc(x: torch.Tensor) -> torch.Tensor:
     return x.permute(0, 2, 3, 1).contiguous()
 
 
-def run_windows(steps: tuple[Step, ...], padded: list[torch.Tensor], regions: Regions, index: torch.Tensor,
+def _gather(step: Step, clean: torch.Tensor, window: torch.Tensor, layout: Windows, out: int, source: int,
+            needed: list[Interval], index: torch.Tensor) -> torch.Tensor:
+    """The input windows [n, Lr, Lc, C] of step output ``out`` read from activation ``source``: computed
+    values where the source is needed, the padded clean input ``clean`` ([Hp, Wp, C]) elsewhere.
+
+    One row gather from the clean map and the computed windows stacked: each copied row is a run of
+    channels, and the choice between the two sources is made on indices, not on values.
+    """
+    kernel = step.gather_kernel
+    height, width, channels = clean.shape
+    n, h, w, _ = window.shape
+    device = index.device
+    picks = []
+    for d in range(2):
+        length = (layout.size[out][d] - 1) * step.stride[d] + kernel[d]
+        padded = layout.origin[out][d][:, None] * step.stride[d] + torch.arange(length, device=device)
+        positions = padded - step.pad[d]
+        lo, hi = (t[index, None] for t in needed[d])
+        inner = (positions - layout.origin[source][d][:, None]).clamp(0, (h, w)[d] - 1)
+        picks.append((padded, inner, (positions >= lo) & (positions < hi)))
+    (rows, inner_rows, in_rows), (cols, inner_cols, in_cols) = picks
+    from_clean = rows[:, :, None] * width + cols[:, None, :]
+    batch = torch.arange(n, device=device)[:, None, None]
+    from_window = height * width + (batch * h + inner_rows[:, :, None]) * w + inner_cols[:, None, :]
+    rows_of = torch.where(in_rows[:, :, None] & in_cols[:, None, :], from_window, from_clean)
+    table = torch.cat([clean.reshape(-1, channels), window.reshape(-1, channels)])
+    return table[rows_of]
+
+
+def run_windows(steps: tuple[Step, ...], padded: list[list[torch.Tensor]], regions: Regions, index: torch.Tensor,
                 corners: torch.Tensor, patches: torch.Tensor, channels: torch.Tensor
                 ) -> tuple[torch.Tensor, Windows]:
     """Last-layer windows [n, h, w, len(channels)] for the occluders ``index`` of a call, and their layout.
 
-    ``padded[i]`` is step i's clean input, padded, as [Hp, Wp, C] (already restricted to ``channels`` for
-    steps that carry only the selected channels); ``corners``/``patches`` are the occluders' [n, 2]
+    ``padded`` comes from :func:`padded_inputs`; ``corners``/``patches`` are the occluders' [n, 2]
     corners and [n, 3, p, p] contents. Windows are kept channels-last ([n, h, w, C]): the gathers copy
-    runs of channels, and convolutions and max-pooling run fastest on that layout on CPUs.
+    runs of channels, and convolutions and max-pooling run fastest on that layout on CPUs. A window is
+    dropped after its last reader.
     """
     layout = Windows.fit(steps, regions, index, corners, patches.shape[-1])
-    split, by_conv = channel_split(steps)
-    window = _nhwc(patches)
-    for i, step in enumerate(steps):
-        sliced_input = i > split or (i == split and not by_conv)
-        if i == split and not by_conv:
-            window = window[..., channels]
-        if step.kernel is not None:
-            lengths = tuple((layout.size[i + 1][d] - 1) * step.stride[d] + step.kernel[d] for d in range(2))
-            clean = _clean_windows(padded[i], step, layout.origin[i + 1], lengths)  # type: ignore[arg-type]
-            starts = [layout.origin[i + 1][d] * step.stride[d] - step.pad[d] for d in range(2)]
-            masks = []
-            for d in range(2):
-                positions = starts[d][:, None] + torch.arange(lengths[d], device=index.device)
-                lo, hi = (t[index, None] for t in regions.needed[i][d])
-                masks.append((positions >= lo) & (positions < hi))
-            offsets = [starts[d] - layout.origin[i][d] for d in range(2)]
-            changed = _shifted(window, offsets, lengths)  # type: ignore[arg-type]
-            window = torch.where((masks[0][:, :, None] & masks[1][:, None, :]).unsqueeze(3), changed, clean)
-        selecting = channels if (i == split and by_conv) or sliced_input else None
-        window = _nhwc(step.apply(window.permute(0, 3, 1, 2), selecting, sliced_input))
-    if split >= len(steps):
-        window = window[..., channels]
-    return window, layout
+    sliced = channel_slicing(steps)
+    last_read = [max(readers, default=-1) for readers in consumers(steps)]
+    windows: list[torch.Tensor | None] = [_nhwc(patches)[..., channels] if sliced[0] else _nhwc(patches)]
+    for s, step in enumerate(steps):
+        narrow = reads_sliced(steps, sliced, s)
+        inputs = []
+        for k, j in enumerate(step.inputs):
+            window = cast(torch.Tensor, windows[j])
+            if narrow and not sliced[j]:
+                window = window[..., channels]
+            if not step.is_pointwise:
+                window = _gather(step, padded[s][k], window, layout, s + 1, j, regions.needed[j], index)
+            inputs.append(window.permute(0, 3, 1, 2))
+        select = sliced[s + 1] and step.selects_channels
+        out = step.apply(inputs, channels if select or narrow else None, narrow)
+        if sliced[s + 1] and step.mixes_channels and not select:
+            out = out[:, channels]
+        windows.append(_nhwc(out))
+        for j in step.inputs:
+            if last_read[j] == s:
+                windows[j] = None
+    return cast(torch.Tensor, windows[-1]), layout

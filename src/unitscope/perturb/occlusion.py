@@ -9,14 +9,16 @@ instead, Captum's ``Occlusion`` convention, so a map can be checked against it v
 Occluders outside a unit's theoretical receptive field are not run: the activation cannot change, so
 the discrepancy there is exactly 0. Two engines give the same numbers (to float rounding):
 
-* ``incremental``: when the layer is reached through a plain chain of convolution, pooling and
-  point-wise layers (AlexNet, SceneWorldNet), each occluded copy recomputes only the windows its
-  occluder changed (``perturb.incremental``);
-* ``full``: otherwise (residual or branching networks), or when asked, batches of whole occluded images
-  run through the model up to the layer.
+* ``incremental``: when every node between the input and the layer is a convolution, pooling,
+  point-wise layer (batch norm in eval mode included) or a residual sum (AlexNet, SceneWorldNet, ResNets
+  with basic or bottleneck blocks), each occluded copy recomputes only the windows its occluder changed
+  (``perturb.incremental``, ``perturb.steps``);
+* ``full``: otherwise (attention, concatenation, unknown modules or functional code before the layer),
+  or when asked, batches of whole occluded images run through the model up to the layer.
 
-:class:`OcclusionPlan` records which engine applies and why; build it once per model, layer and input
-size with :func:`plan_occlusion` and pass it to every call.
+:class:`OcclusionPlan` records which engine applies and why (``plan.reason`` names the node that forces
+full recomputation; it is logged once per plan); build it once per model, layer and input size with
+:func:`plan_occlusion` and pass it to every call.
 """
 
 from __future__ import annotations
@@ -30,14 +32,7 @@ import torch
 from torch import fx, nn
 
 from unitscope.errors import UsageError
-from unitscope.perturb.incremental import (
-    Step,
-    channel_split,
-    clean_activations,
-    extract_chain,
-    plan_regions,
-    run_windows,
-)
+from unitscope.perturb.incremental import clean_activations, padded_inputs, plan_regions, run_windows
 from unitscope.perturb.occluders import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -45,6 +40,7 @@ from unitscope.perturb.occluders import (
     occluder_patches,
     relevant_positions,
 )
+from unitscope.perturb.steps import Step, extract_steps
 from unitscope.receptive.graph import trace_model, truncated_module
 from unitscope.receptive.theory import FieldGeometry, fields_of_traced
 
@@ -60,7 +56,7 @@ class OcclusionPlan:
     geometry: FieldGeometry
     channels: int
     full_model: fx.GraphModule  # the model truncated at the layer
-    steps: tuple[Step, ...] | None  # the chain, when incremental inference applies
+    steps: tuple[Step, ...] | None  # the graph of steps, when incremental inference applies
     reason: str
 
     @property
@@ -88,9 +84,10 @@ def plan_occlusion(model: nn.Module, layer_path: str, input_size: tuple[int, int
             f"layer {layer_path} has no spatial extent (output shape {shape}); occlusion maps need a "
             "convolutional or pooling layer"
         )
-    steps, reason = extract_chain(traced, node)
+    steps, reason = extract_steps(traced, node)
     if steps is None:
         reason = f"full recomputation: {reason}"
+        LOG.info("occluding %s of %s: %s", layer_path, type(model).__name__, reason)
     return OcclusionPlan(layer_path, size, fields[layer_path], int(shape[1]), truncated_module(traced, node),
                          steps, reason)
 
@@ -241,11 +238,8 @@ def _incremental_values(steps: tuple[Step, ...], image: torch.Tensor, patches: t
     acts = clean_activations(steps, image)
     clean = acts[-1][units_d, peaks_d[:, 0], peaks_d[:, 1]].cpu()
     channels, position_of = torch.unique(units_d, return_inverse=True)
-    split, by_conv = channel_split(steps)
-    padded = []
-    for i, step in enumerate(steps):
-        source = acts[i][channels] if i > split or (i == split and not by_conv) else acts[i]
-        padded.append(step.padded(source))
+    padded = padded_inputs(steps, acts, channels)
+    del acts
     values = torch.zeros(len(positions), len(units), dtype=image.dtype)
     for index in regions.batches(steps, len(channels), batch_size):
         windows, layout = run_windows(steps, padded, regions, index, corners[index],
