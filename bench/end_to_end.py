@@ -14,6 +14,10 @@ resident set of the command's main process (and, separately, of any worker it wa
 loads the model and runs one batch is measured as the memory reference. Medians over repetitions.
 Last line: ``ratio: X.XX`` = median CPU seconds of (a, no report) / (b) for AlexNet conv5. Goal <= 1.5
 without the report, <= 1.8 with it.
+
+``--kinds`` runs a subset of the commands (the report is the slowest); ``--before SRC`` also runs every dissect
+command with ``PYTHONPATH=SRC`` (another checkout's ``src``, e.g. the main branch), interleaved with the
+current tree's, so a before/after comparison shares the machine's load (rows ``...@before``).
 """
 
 from __future__ import annotations
@@ -124,6 +128,10 @@ def main() -> None:
     parser.add_argument("--models", default="alexnet,resnet18", help="comma-separated subset of alexnet,resnet18")
     parser.add_argument("--extra", default="", help="extra dissect options, e.g. '--workers 0'")
     parser.add_argument("--json", type=Path, default=None, help="also write every raw measurement here")
+    parser.add_argument("--kinds", default="bare,dissect,dissect+report",
+                        help="comma-separated subset of bare,dissect,dissect+report (bare is always run)")
+    parser.add_argument("--before", type=Path, default=None,
+                        help="also run the dissect commands with PYTHONPATH set to this src folder, interleaved")
     args = parser.parse_args()
     env = dict(os.environ)
     work = args.work or Path(tempfile.mkdtemp(prefix="unitscope-e2e-"))
@@ -131,7 +139,9 @@ def main() -> None:
     data, weights = setup(work, args.n, env)
     chosen = [(m, layer) for m, layer in MODELS if m in args.models.split(",")]
     me = [sys.executable, __file__]
-    kinds = ("bare", "dissect", "dissect+report")
+    wanted = ["bare", *(k for k in ("dissect", "dissect+report") if k in args.kinds.split(","))]
+    kinds = tuple(wanted + ([f"{k}@before" for k in wanted[1:]] if args.before is not None else []))
+    before_env = {**env, "PYTHONPATH": str(args.before.resolve())} if args.before is not None else env
     raw: dict[str, dict[str, list[dict[str, float]]]] = {m: {k: [] for k in kinds} for m, _ in chosen}
     for rep in range(args.reps):
         for model, layer in chosen:
@@ -141,18 +151,20 @@ def main() -> None:
                 else:
                     out = work / f"run-{model}-{kind}"
                     shutil.rmtree(out, ignore_errors=True)
+                    shutil.rmtree(work / f"run-{model}-{kind}.partial", ignore_errors=True)
                     argv = [*me, "--child-cli", "dissect", "--model", model, "--weights", str(weights[model]),
                             "--layer", layer, "--data", str(data), "--out", str(out), *args.extra.split()]
-                    if kind == "dissect":
+                    if kind.startswith("dissect@") or kind == "dissect":
                         argv.append("--no-report")
-                raw[model][kind].append(timed(argv, env))
+                raw[model][kind].append(timed(argv, before_env if kind.endswith("@before") else env))
                 m = raw[model][kind][-1]
-                print(f"rep {rep + 1} {model:>9} {kind:<15} wall {m['wall']:6.2f} s  cpu {m['cpu']:6.2f} s  "
+                print(f"rep {rep + 1} {model:>9} {kind:<21} wall {m['wall']:6.2f} s  cpu {m['cpu']:6.2f} s  "
                       f"rss {m['rss']:6.0f} MB", flush=True)
     one = {model: timed([*me, "--child-bare", model, str(weights[model]), layer, str(data), "--one-batch"], env)
            for model, layer in chosen}
     print(f"\n{args.n} images, {SIZE} px, medians of {args.reps} interleaved runs; CPU = user+sys of process tree")
-    print(f"{'model, layer':<18}{'command':<16}{'wall s':>8}{'CPU s':>8}{'wall/bare':>10}{'CPU/bare':>9}"
+    print(f"load average (1, 5, 15 min) at the end: {' '.join(f'{v:.1f}' for v in os.getloadavg())}")
+    print(f"{'model, layer':<18}{'command':<22}{'wall s':>8}{'CPU s':>8}{'wall/bare':>10}{'CPU/bare':>9}"
           f"{'RSS MB':>8}{'workers':>8}")
     ratios: dict[str, float] = {}
     for model, layer in chosen:
@@ -162,11 +174,14 @@ def main() -> None:
             ms = raw[model][kind]
             w, c = _median([m["wall"] for m in ms]), _median([m["cpu"] for m in ms])
             rss, kids = max(m["rss"] for m in ms), max(m["rss_workers"] for m in ms)
-            print(f"{model + ' ' + layer:<18}{kind:<16}{w:8.2f}{c:8.2f}{w / bw:10.2f}{c / bc:9.2f}{rss:8.0f}"
+            print(f"{model + ' ' + layer:<18}{kind:<22}{w:8.2f}{c:8.2f}{w / bw:10.2f}{c / bc:9.2f}{rss:8.0f}"
                   f"{kids:8.0f}")
             if kind == "dissect":
                 ratios[model] = c / bc
-        print(f"{model + ' ' + layer:<18}{'load+1 batch':<16}{'':>8}{'':>8}{'':>10}{'':>9}{one[model]['rss']:8.0f}")
+            if kind.endswith("@before") and raw[model][kind.split("@")[0]]:
+                now = _median([m["cpu"] for m in raw[model][kind.split("@")[0]]])
+                print(f"{'':<18}{'  after/before':<22}{'':>8}{now / c:8.2f}  (CPU of {kind.split('@')[0]})")
+        print(f"{model + ' ' + layer:<18}{'load+1 batch':<22}{'':>8}{'':>8}{'':>10}{'':>9}{one[model]['rss']:8.0f}")
     if args.json is not None:
         args.json.write_text(json.dumps({"n": args.n, "raw": raw, "one_batch": one}, indent=1))
     if args.work is None:

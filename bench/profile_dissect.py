@@ -19,11 +19,16 @@ PHASES: tuple[tuple[str, str, str], ...] = (
     ("model loading", "models/loading.py", "load_model"),
     ("decode images", "data/image_folder.py", "read_rgb"),
     ("decode label PNGs", "data/broden.py", "_label_stack"),
-    ("encode labels", "stats/labels.py", "from_samples"),
+    ("encode labels", "stats/labels.py", "from_samples|encode"),
     ("forward (all)", "unitscope/capture.py", "run"),
     ("quantile", "stats/quantile.py", "update"),
     ("top-k", "stats/topk.py", "update"),
     ("activation cache", "dissection/cache.py", "write"),
+    ("label cache (write, read)", "dissection/label_cache.py", "write|read"),
+    ("masks (WindowedMasks)", "dissection/sparse_masks.py", "pixels"),
+    ("IoU counts", "stats/iou.py", "update_active|update_counts|build"),
+    ("significance+bootstrap", "stats/evidence.py", "update"),
+    ("confidence (after the run)", "dissection/confidence.py", "layer_confidence"),
     ("pass 1 (whole)", "dissection/engine.py", "_pass_one"),
     ("IoU pass 2 (whole)", "dissection/engine.py", "_pass_two"),
     ("report (whole)", "report/dissection.py", "write_dissection_report"),
@@ -37,7 +42,7 @@ def phase_seconds(stats: pstats.Stats) -> dict[str, float]:
     for label, file_part, func in PHASES:
         total = 0.0
         for (filename, _, name), (_, _, _, cumulative, _) in table.items():
-            if name == func and file_part in filename:
+            if name in func.split("|") and file_part in filename:
                 total = max(total, cumulative) if func == "_find_and_load" else total + cumulative
         out[label] = total
     return out
@@ -63,10 +68,10 @@ def main() -> None:
     stats = pstats.Stats(profile)
     if save is not None:
         stats.dump_stats(save)
-    print(f"\n{'phase':<22}{'CPU s':>8}")
+    print(f"\n{'phase':<28}{'CPU s':>8}")
     for label, seconds in phase_seconds(stats).items():
-        print(f"{label:<22}{seconds:8.2f}")
-    print(f"{'total (this process)':<22}{total:8.2f}")
+        print(f"{label:<28}{seconds:8.2f}")
+    print(f"{'total (this process)':<28}{total:8.2f}")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@
    null units called significant detectors (nominal FDR 0.05).
 3. ``--resnet W``: random-weight torchvision ResNet-18 layer4 on the Broden export W (e.g. 100 SceneWorld
    scenes from ``unitscope world W --n 100``): significant vs IoU-only detectors.
-Last line: ``ratio: X.XX``.
+Last line: ``ratio: X.XX`` (wall seconds with / without). ``--overhead-only`` skips the calibration.
 """
 
 from __future__ import annotations
@@ -126,5 +126,6 @@ def resnet(world: str, seeds: int = 3) -> None:
 if __name__ == "__main__":
     if "--resnet" in sys.argv:
         resnet(sys.argv[sys.argv.index("--resnet") + 1])
-    calibration()
+    if "--overhead-only" not in sys.argv:  # the calibration takes a few minutes
+        calibration()
     print(f"ratio: {overhead():.2f}")

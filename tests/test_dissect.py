@@ -104,7 +104,7 @@ def test_interrupted_run_resumes_to_identical_results(tmp_path: Path, monkeypatc
     out = tmp_path / "run"
     from unitscope.dissection import engine
 
-    real_update = engine.ConceptOverlap.update_active
+    real_update = engine.ConceptOverlap.update_counts
     calls = {"n": 0}
 
     def interrupting_update(self: object, *args: object) -> None:
@@ -113,11 +113,11 @@ def test_interrupted_run_resumes_to_identical_results(tmp_path: Path, monkeypatc
             raise KeyboardInterrupt
         real_update(self, *args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(engine.ConceptOverlap, "update_active", interrupting_update)
+    monkeypatch.setattr(engine.ConceptOverlap, "update_counts", interrupting_update)
     with pytest.raises(KeyboardInterrupt):
         run_planted(tmp_path, n=40, batch_size=4, out=out, checkpoint_seconds=0.0)
     assert (tmp_path / "run.partial" / "work" / "pass2.pt").exists() and not out.exists()
-    monkeypatch.setattr(engine.ConceptOverlap, "update_active", real_update)
+    monkeypatch.setattr(engine.ConceptOverlap, "update_counts", real_update)
     resumed = run_planted(tmp_path, n=40, batch_size=4, out=out, checkpoint_seconds=0.0)
     pd.testing.assert_frame_equal(reference, resumed.units["0"])
 

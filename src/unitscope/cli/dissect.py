@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -18,6 +19,9 @@ from unitscope.dissection.settings import BASELINES, UPSAMPLE_MODES, DissectSett
 from unitscope.errors import UsageError
 from unitscope.models.precision import AMP_MODES
 
+if TYPE_CHECKING:
+    from unitscope.report.dissection import ReportOptions
+
 
 def parse_triple(value: str | None, option: str) -> tuple[float, float, float] | None:
     """``0.485,0.456,0.406`` → a 3-tuple, or a usage error naming the option."""
@@ -32,6 +36,16 @@ def parse_triple(value: str | None, option: str) -> tuple[float, float, float] |
     return parts
 
 
+def parse_workers(value: str) -> int | str:
+    """``--workers``: ``auto`` or a number of processes."""
+    text = value.strip().lower()
+    if text == "auto":
+        return "auto"
+    if not text.isdigit():
+        raise UsageError(f"--workers takes auto or a number of processes (0 or more), got {value!r}")
+    return int(text)
+
+
 def format_tables(result: object) -> str:
     """The per-layer detector table as aligned text."""
     summary = result.summary  # type: ignore[attr-defined]
@@ -43,6 +57,20 @@ def format_tables(result: object) -> str:
         cells = "".join(f"{int(wide.loc[category, n]):>8} ({int(unique.loc[category, n]):>3})" for n in layers)
         lines.append(f"{category:<10}{cells}")
     return "\n".join(lines)
+
+
+def _report_options(layers: tuple[str, ...], regions: str | None, field_sizes: Path | None) -> ReportOptions:
+    """The report's options, validated (the report modules, matplotlib among them, load only when wanted)."""
+    from unitscope.report.dissection import ReportOptions
+    from unitscope.report.regions import field_sizes_from_rf, unit_field_sizes_from_rf
+
+    measured = field_sizes_from_rf(field_sizes) if field_sizes is not None else {}
+    sizes = {name: side for name, side in measured.items() if name in layers} or None
+    per_unit = unit_field_sizes_from_rf(field_sizes) if field_sizes is not None else {}
+    options = ReportOptions(regions=regions or ("field" if sizes else "activation"), field_sizes=sizes,
+                            unit_field_sizes={name: units for name, units in per_unit.items() if name in layers})
+    options.validate()
+    return options
 
 
 @click.command("dissect")
@@ -76,7 +104,8 @@ def format_tables(result: object) -> str:
               help="Autocast the forward pass to bf16 (bare --amp) or fp16; thresholds move by its rounding "
                    "(README: measured effect).")
 @click.option("--batch-size", type=int, default=32, show_default=True)
-@click.option("--workers", type=int, default=1, show_default=True, help="Data loading processes.")
+@click.option("--workers", default="auto", show_default=True,
+              help="Data loading processes, or auto (worker processes when the machine has more than one core).")
 @click.option("--skip-bad", is_flag=True, help="Skip unreadable probe images (counted in summary.json).")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Run directory to write.")
 @click.option("--overwrite", is_flag=True, help="Replace a finished or interrupted run of another command.")
@@ -91,7 +120,7 @@ def format_tables(result: object) -> str:
 def command(model_spec: str, weights: str | None, num_classes: int | None, device: str, layers: tuple[str, ...],
             data: str, n: int, seed: int, size: int, input_size: int | None, mean: str | None, std: str | None,
             quantile: float, topk: int, iou_threshold: float, fdr: float, bootstrap: int, baseline: str,
-            baseline_seed: int, upsample: str, amp: str, batch_size: int, workers: int,
+            baseline_seed: int, upsample: str, amp: str, batch_size: int, workers: str,
             skip_bad: bool, out: Path, overwrite: bool, no_report: bool, regions: str | None, field_sizes: Path | None,
             checkpoint_seconds: float) -> None:
     """Label every unit of --layer with the concept it detects (Network Dissection, exact and resumable)."""
@@ -102,18 +131,11 @@ def command(model_spec: str, weights: str | None, num_classes: int | None, devic
     check_output_dir(out, overwrite, reusable=True)  # a finished run of this command is reused, not refused
     from unitscope.dissection.confidence import confidence_lines
     from unitscope.dissection.run import dissect
-    from unitscope.report.dissection import ReportOptions
-    from unitscope.report.regions import field_sizes_from_rf, unit_field_sizes_from_rf
 
-    measured = field_sizes_from_rf(field_sizes) if field_sizes is not None else {}
-    sizes = {name: side for name, side in measured.items() if name in layers} or None
-    per_unit = unit_field_sizes_from_rf(field_sizes) if field_sizes is not None else {}
-    options = ReportOptions(regions=regions or ("field" if sizes else "activation"), field_sizes=sizes,
-                            unit_field_sizes={name: units for name, units in per_unit.items() if name in layers})
-    options.validate()
+    options = None if no_report else _report_options(layers, regions, field_sizes)  # checked before the run
 
     settings = DissectSettings(quantile=quantile, topk=topk, iou_threshold=iou_threshold, upsample=upsample,
-                               batch_size=batch_size, skip_bad=skip_bad, workers=workers,
+                               batch_size=batch_size, skip_bad=skip_bad, workers=parse_workers(workers),
                                checkpoint_seconds=checkpoint_seconds, fdr=fdr, bootstrap=bootstrap,
                                baseline=baseline, baseline_seed=baseline_seed, amp=amp)
     result = dissect(
@@ -125,7 +147,7 @@ def command(model_spec: str, weights: str | None, num_classes: int | None, devic
 
     if not is_main_process():
         return  # under torchrun only rank 0 reports
-    if not no_report:
+    if options is not None:
         from unitscope.report.run_report import render_report
 
         render_report(result, options, device=device, trust_checkpoint=trusted_checkpoints())

@@ -332,8 +332,13 @@ class BrodenProbe:
         return image
 
     def __getitem__(self, i: int) -> ProbeSample:
-        row = self._row(i)
-        image = self.load_image(i)
+        return self._with_labels(i, self._row(i), self.load_image(i))
+
+    def load_labels(self, i: int) -> ProbeSample:
+        """Sample ``i``'s labels without decoding its image (``image`` is empty, 0x0x3)."""
+        return self._with_labels(i, self._row(i), np.zeros((0, 0, 3), dtype=np.uint8))
+
+    def _with_labels(self, i: int, row: _Row, image: np.ndarray) -> ProbeSample:
         pixel: dict[str, np.ndarray] = {}
         whole: dict[str, tuple[int, ...]] = {}
         for category, cell in zip(self._categories, row.cells, strict=True):

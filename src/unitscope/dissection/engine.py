@@ -3,9 +3,11 @@
 Pass 1 runs the network once per image, capturing every requested layer in the same forward pass
 (stopping after the deepest), feeds the exact quantile, top-k (with the top images' maps, for the report)
 and histogram statistics, and appends each layer's activations to an on-disk cache (float32 rows, so
-memory does not grow with the probe set).
-Pass 2 needs the thresholds, so it replays the cached maps — no second forward pass — upsamples them to
-the label resolution and accumulates intersections and unions with the labels, all layers per batch.
+memory does not grow with the probe set). Its loader workers decode each image and label map once and
+encode the labels, which go to an on-disk label cache.
+Pass 2 needs the thresholds, so it replays the cached maps — no second forward pass, no file of the probe
+set reopened — upsamples them to the label resolution and accumulates intersections and unions with the
+cached labels, all layers per batch.
 Both passes checkpoint their statistics every few seconds; a killed run resumes from the last checkpoint
 and, because every statistic is exact and order-independent, ends with identical results.
 """
@@ -15,7 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,17 +28,21 @@ import torch
 from unitscope.capture import LayerCapture
 from unitscope.data.probe import ProbeSample, ProbeSet, has_labels
 from unitscope.dissection.cache import ActivationCache
-from unitscope.dissection.loader import LoadedBatch, iterate_batches
+from unitscope.dissection.label_cache import LabelCache
+from unitscope.dissection.loader import LoadedBatch, available_cores, iterate_batches, resolve_workers
 from unitscope.dissection.settings import DissectSettings
 from unitscope.dissection.sparse_masks import WindowedMasks
+from unitscope.dissection.threads import intra_op_threads, threads_beside, threads_for_small_ops
 from unitscope.dissection.upsample import Upsampler
 from unitscope.distributed import Group
 from unitscope.errors import UsageError
 from unitscope.models.loading import LoadedModel
 from unitscope.progress import progress_bar
-from unitscope.stats import ConceptOverlap, LabelBatch, TopImages, TopQuantile
+from unitscope.stats import ConceptOverlap, LabelBatch, StatsError, TopImages, TopQuantile
 from unitscope.stats.evidence import LabelEvidence
 from unitscope.stats.histogram import ActivationHistogram
+from unitscope.stats.iou import MaskCounts
+from unitscope.stats.labels import LabelEncoder
 
 LOG = logging.getLogger(__name__)
 LayerShape = tuple[int, int, int]  # units, h, w
@@ -121,6 +127,10 @@ class DissectionEngine:
         self.geometry = geometry
         self.progress = progress
         self.device = model.device
+        self.workers = resolve_workers(settings.workers)
+        labelled = has_labels(probe)
+        self.encoder = LabelEncoder(probe.concepts, probe.label_size) if labelled else None
+        self.label_state: dict[str, Any] | None = None  # the label cache's state once pass 1 is done
 
     # ------------------------------------------------------------------ pass 1
     def _cache_path(self, name: str) -> Path:
@@ -128,6 +138,16 @@ class DissectionEngine:
 
     def _open_cache(self, name: str, shape: tuple[int, int, int], fresh: bool) -> ActivationCache:
         return ActivationCache(self._cache_path(name), shape, len(self.probe), fresh)
+
+    def _open_labels(self, state: dict[str, Any] | None) -> LabelCache | None:
+        """The label cache, resumed from ``state`` (None: empty); None without labels."""
+        if self.encoder is None:
+            return None
+        encoder = self.encoder
+        cache = LabelCache(self.workdir / "labels.bin", len(self.probe), encoder.num_pixels,
+                           len(encoder.categories), encoder.num_labels)
+        cache.resume(state)
+        return cache
 
     def _input_batch(self, samples: list[ProbeSample]) -> torch.Tensor:
         images = [s.image for s in samples]
@@ -166,27 +186,41 @@ class DissectionEngine:
             stats[name][0].load_state_dict(saved["quantile"])
             stats[name][1].load_state_dict(saved["topk"])
             stats[name][2].load_state_dict(saved["histogram"])
+        # A checkpoint of an older unitscope has no label cache: pass 2 then reads the labels from the probe.
+        cached = start == 0 or "labels" in state
+        self.label_state = state.get("labels") if cached else None
         n = len(self.probe)
         if start >= n:
             return shapes, stats, skipped
         caches = {name: self._open_cache(name, shape, fresh=False) for name, shape in shapes.items()}
+        labels = self._open_labels(self.label_state) if cached else None
 
         def checkpoint(next_index: int) -> None:
             for cache in caches.values():
                 cache.flush()
+            if labels is not None:
+                labels.flush()
             saved_layers = {
                 name: {"shape": shapes[name], "quantile": q.state_dict(), "topk": t.state_dict(),
                        "histogram": h.state_dict()}
                 for name, (q, t, h) in stats.items()
             }
-            _atomic_save({"next_index": next_index, "skipped": skipped, "layers": saved_layers}, state_path)
+            saved: dict[str, Any] = {"next_index": next_index, "skipped": skipped, "layers": saved_layers}
+            if labels is not None:
+                saved["labels"] = self.label_state = labels.state_dict()
+            _atomic_save(saved, state_path)
 
         last_save = time.monotonic()
         with (progress_bar(total=n, initial=start, desc="pass 1/2: activations", unit="img",
                            disable=not self.progress) as bar,
-              LayerCapture(self.model.module, list(self.layers.values())) as capture):
-            for batch in iterate_batches(self.probe, start, self.settings.batch_size, self.settings.workers):
+              LayerCapture(self.model.module, list(self.layers.values())) as capture,
+              intra_op_threads(threads_beside(self.workers, available_cores()))):
+            for batch in iterate_batches(self.probe, start, self.settings.batch_size, self.workers,
+                                         encoder=self.encoder if labels is not None else None):
                 good = self._accept(batch, skipped)
+                if labels is not None and good and batch.labels is not None:
+                    encoded = dict(zip(batch.indices, batch.labels, strict=True))
+                    labels.write([i for i, _ in good], [encoded[i] for i, _ in good])  # type: ignore[misc]
                 if good:
                     with self.model.autocast():  # --amp: reduced-precision forward, float32 maps
                         outputs = capture.run(self._input_batch([s for _, s in good]))
@@ -225,10 +259,14 @@ class DissectionEngine:
         checkpoint(n)
         for cache in caches.values():
             cache.close()
+        if labels is not None:
+            labels.close()
         return shapes, stats, skipped
 
     def _accept(self, batch: LoadedBatch, skipped: dict[int, str]) -> list[tuple[int, ProbeSample]]:
         """The batch's readable samples; unreadable ones are fatal unless --skip-bad."""
+        if batch.misfit is not None:
+            raise StatsError(batch.misfit)
         if batch.errors and not self.settings.skip_bad:
             message = next(iter(batch.errors.values()))
             raise UsageError(f"{message} (pass --skip-bad to skip unreadable probe images)")
@@ -277,15 +315,10 @@ class DissectionEngine:
 
         limits = {name: t.to(self.device, torch.float32) for name, t in thresholds.items()}
         last_save = time.monotonic()
-        with progress_bar(total=n, initial=start, desc="pass 2/2: IoU", unit="img", disable=not self.progress) as bar:
-            for batch in iterate_batches(self.probe, start, self.settings.batch_size, self.settings.workers,
-                                         labels_only=True):
-                good = [(i, s) for i, s in zip(batch.indices, batch.samples, strict=True)
-                        if s is not None and i not in skipped]
-                if good:
-                    labels = LabelBatch.from_samples([s for _, s in good], self.probe.concepts, label_size,
-                                                     device=self.device)
-                    rows = np.array([i for i, _ in good])
+        with (progress_bar(total=n, initial=start, desc="pass 2/2: IoU", unit="img", disable=not self.progress) as bar,
+              intra_op_threads(threads_for_small_ops(available_cores()))):
+            for indices, rows, labels in self._label_batches(start, skipped):
+                if len(rows):
                     global_rows = self.group.global_indices(torch.from_numpy(rows)).numpy()  # bootstrap keys
                     for name, overlap in overlaps.items():
                         acts = torch.from_numpy(caches[name].read(rows)).to(self.device)
@@ -295,16 +328,47 @@ class DissectionEngine:
                         # WindowedMasks finds just those on pixels, equal bit for bit to Upsampler(maps) > threshold.
                         image_of, unit_of = maskers[name].active_pairs(acts, threshold)
                         pixels = maskers[name].pixels(acts[image_of, unit_of], threshold[unit_of])
-                        overlap.update_active(pixels, image_of, unit_of, labels)
-                        evidence[name].update(pixels, image_of, unit_of, labels, global_rows)
-                bar.update(len(batch.indices))
+                        counts = MaskCounts.build(pixels, image_of, labels)  # one label lookup for both
+                        overlap.update_counts(counts, image_of, unit_of, labels)
+                        evidence[name].update(pixels, image_of, unit_of, labels, global_rows, counts)
+                bar.update(len(indices))
                 if time.monotonic() - last_save > self.settings.checkpoint_seconds:
-                    checkpoint(batch.indices[-1] + 1)
+                    checkpoint(indices[-1] + 1)
                     last_save = time.monotonic()
         checkpoint(n)
         for cache in caches.values():
             cache.close()
         return overlaps, evidence
+
+    def _label_batches(self, start: int, skipped: dict[int, str]) -> Iterator[tuple[list[int], np.ndarray, LabelBatch]]:
+        """Per batch from ``start``: its indices, the rows counted (not skipped) and their labels.
+
+        From the label cache pass 1 wrote; only a run resumed from an older checkpoint reads the probe again.
+        """
+        n, size, encoder = len(self.probe), self.settings.batch_size, self.encoder
+        if encoder is None:
+            return
+        counted = np.array([i for i in range(n) if i not in skipped], dtype=np.int64)
+        cache = self._open_labels(self.label_state) if self.label_state is not None else None
+        if cache is not None and not cache.complete(counted):
+            cache.close()
+            cache = None
+        if cache is None:
+            for batch in iterate_batches(self.probe, start, size, self.workers, labels_only=True, encoder=encoder):
+                if batch.misfit is not None:
+                    raise StatsError(batch.misfit)
+                good = [(i, lab) for i, lab in zip(batch.indices, batch.labels or [None] * len(batch.indices),
+                                                    strict=True) if lab is not None and i not in skipped]
+                yield (batch.indices, np.array([i for i, _ in good], dtype=np.int64),
+                       LabelBatch.from_encoded([lab for _, lab in good], encoder, self.device))
+            return
+        try:
+            for first in range(start, n, size):
+                indices = list(range(first, min(first + size, n)))
+                rows = np.array([i for i in indices if i not in skipped], dtype=np.int64)
+                yield indices, rows, LabelBatch.from_encoded(cache.read(rows), encoder, self.device)
+        finally:
+            cache.close()
 
     # ------------------------------------------------------------------ both
     def run(self) -> EngineOutcome:

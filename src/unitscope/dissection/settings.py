@@ -21,7 +21,7 @@ class DissectSettings:
     upsample: str = "rf"
     batch_size: int = 32
     skip_bad: bool = False
-    workers: int = 1
+    workers: int | str = "auto"  # loader processes, or "auto" (dissection/loader.py: resolve_workers)
     checkpoint_seconds: float = 20.0
     fdr: float = 0.05  # detectors must also be significant at this false discovery rate
     bootstrap: int = 200  # resamples of the probe images for label stability (0: none)
@@ -48,8 +48,9 @@ class DissectSettings:
             raise UsageError(f"--batch-size must be positive, got {self.batch_size}")
         if self.amp not in AMP_MODES:
             raise UsageError(f"--amp must be one of {', '.join(AMP_MODES)}, got {self.amp}")
-        if self.workers < 0:
-            raise UsageError(f"--workers must be 0 or more, got {self.workers}")
+        if self.workers != "auto" and (not isinstance(self.workers, int) or isinstance(self.workers, bool)
+                                       or self.workers < 0):
+            raise UsageError(f"--workers must be auto or a number of processes (0 or more), got {self.workers!r}")
 
     def identity(self) -> dict[str, bool | int | float | str]:
         """The settings that change results (batching and checkpoint cadence do not)."""

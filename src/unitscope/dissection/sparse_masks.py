@@ -47,6 +47,7 @@ class _AxisTiles:
     valid: torch.Tensor  # [n, T] bool, position a < the tile's length
     weights: torch.Tensor  # [n, T, 2] float32, dense weights of (first, second) at label index start + a; NaN
     # where a is past the tile's end
+    uses: torch.Tensor  # [n, n_in] float32, 1 where tile t reads the source cell (first or second)
 
     @classmethod
     def build(cls, matrix: torch.Tensor) -> _AxisTiles:
@@ -76,10 +77,14 @@ class _AxisTiles:
                                torch.where(tile_second == tile_first, 0.0, 1.0)[:, None]
                                * matrix[label, tile_second[:, None]]], dim=2)
         weights = torch.where(valid[:, :, None], weights, torch.nan)  # NaN past the end: never on
-        return cls(tile_first, tile_second, start, valid, weights.to(matrix.dtype))
+        uses = torch.zeros(len(start), n_in, dtype=torch.float32)
+        uses[torch.arange(len(start)), tile_first] = 1.0
+        uses[torch.arange(len(start)), tile_second] = 1.0
+        return cls(tile_first, tile_second, start, valid, weights.to(matrix.dtype), uses)
 
     def to(self, device: torch.device | str) -> _AxisTiles:
-        return _AxisTiles(*(getattr(self, f).to(device) for f in ("first", "second", "start", "valid", "weights")))
+        return _AxisTiles(*(getattr(self, f).to(device)
+                            for f in ("first", "second", "start", "valid", "weights", "uses")))
 
 
 @dataclass(frozen=True)
@@ -132,25 +137,25 @@ class WindowedMasks:
         limit = thresholds.to(maps.device, torch.float32)
         hot = maps > (limit - _margin(maps.abs().flatten(1).amax(dim=1), limit))[:, None, None]
         rows, cols = self.rows, self.cols
-        hot_rows = hot.index_select(1, rows.first) | hot.index_select(1, rows.second)  # [M, tile rows, w]
-        tile_map, tile_row, tile_col = torch.nonzero(
-            hot_rows.index_select(2, cols.first) | hot_rows.index_select(2, cols.second), as_tuple=True)
+        # Hot cells read by each tile, counted by a 0/1 product (exact: small integers); > 0 is "any is hot".
+        readers = torch.matmul(torch.matmul(rows.uses, hot.to(torch.float32)), cols.uses.T)  # [M, tiles, tiles]
+        tile_map, tile_row, tile_col = torch.nonzero(readers > 0, as_tuple=True)
         # The 2x2 cells of each tile: cells[:, k, l] = map[first/second row k, first/second col l].
-        cell_rows = torch.stack([rows.first[tile_row], rows.second[tile_row]], dim=1)  # [K, 2]
-        cell_cols = torch.stack([cols.first[tile_col], cols.second[tile_col]], dim=1)
+        cell_rows = torch.stack([rows.first.index_select(0, tile_row), rows.second.index_select(0, tile_row)], dim=1)
+        cell_cols = torch.stack([cols.first.index_select(0, tile_col), cols.second.index_select(0, tile_col)], dim=1)
         cells = torch.take(maps, (tile_map[:, None, None] * h + cell_rows[:, :, None]) * w + cell_cols[:, None, :])
         # Same order as the dense product, rows @ (maps @ cols.T). Past a tile's end the weights are NaN,
         # so those values compare False.
         across = torch.bmm(cells, cols.weights.index_select(0, tile_col).transpose(1, 2))  # [K, 2, Tc]
         values = torch.bmm(rows.weights.index_select(0, tile_row), across)  # [K, Tr, Tc]
         slack = _ULPS * _UNIT_ROUNDOFF * cells.abs().flatten(1).amax(dim=1) + _TINY  # [K]
-        limit_of = limit[tile_map]
+        limit_of = limit.index_select(0, tile_map)
         on = values > (limit_of + slack)[:, None, None]  # surely on in the dense product too
         maybe = values > (limit_of - slack)[:, None, None]
         per_tile = on.shape[1] * on.shape[2]
         within = (torch.arange(on.shape[1], device=maps.device)[:, None] * sw
                   + torch.arange(on.shape[2], device=maps.device)[None, :]).view(-1)
-        first_pixel = rows.start[tile_row] * sw + cols.start[tile_col]  # [K]
+        first_pixel = rows.start.index_select(0, tile_row) * sw + cols.start.index_select(0, tile_col)  # [K]
 
         def locate(flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             """Mask and pixel of positions in the flattened [K, Tr, Tc] values."""

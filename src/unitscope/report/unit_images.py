@@ -263,7 +263,8 @@ class RegionRenderer:
                 pairs = [(b, unit, slot) for b, i in enumerate(group) for (n, unit, slot) in wanted[i] if n == name]
                 if not pairs:
                     continue
-                for some in batched(pairs, PAIRS_AT_ONCE):  # bounds the stacks of tiles in memory
+                for part in batched(pairs, PAIRS_AT_ONCE):  # bounds the stacks of tiles in memory
+                    some = list(part)
                     maps = _pair_maps(request, outputs, some)
                     masks = self._masks(name, maps, request, [unit for _, unit, _ in some], input_size, shown)
                     rows = [b for b, _, _ in some]

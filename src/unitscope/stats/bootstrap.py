@@ -16,7 +16,7 @@ import scipy.sparse as sp
 import torch
 
 from unitscope.stats._state import StateValue, StatsError, require_keys
-from unitscope.stats.iou import MaskPixels
+from unitscope.stats.iou import MaskCounts
 from unitscope.stats.labels import LabelBatch
 
 _KIND = "ImageCounts"
@@ -30,28 +30,16 @@ class ImageCounts:
         self.num_units, self.num_labels = num_units, num_labels
         self._parts: dict[str, list[np.ndarray]] = {name: [] for name in _FIELDS}
 
-    def update(self, masks: MaskPixels, image_of: torch.Tensor, unit_of: torch.Tensor, labels: LabelBatch,
-               images: np.ndarray, active: torch.Tensor, label_counts: torch.Tensor) -> None:
-        """Record one batch; ``images`` [B] are the probe indices of the batch's positions, ``active`` [M]
-        each mask's on pixels and ``label_counts`` [B, L + 1] each image's label areas (LabelBatch.label_counts)."""
+    def update(self, counts: MaskCounts, image_of: torch.Tensor, unit_of: torch.Tensor, labels: LabelBatch,
+               images: np.ndarray, label_counts: torch.Tensor) -> None:
+        """Record one batch; ``counts`` are its masks' label counts (MaskCounts.build), ``images`` [B] the probe
+        indices of the batch's positions and ``label_counts`` [B, L + 1] each image's label areas
+        (LabelBatch.label_counts)."""
         device = labels.device
-        index, image_of, unit_of = masks.index.to(device), image_of.to(device), unit_of.to(device)
-        width = self.num_labels + 1
-        active = active.to(device)
-        table = labels.pixel_table.to(torch.int64)
-        found = table.view(-1, table.shape[2]).index_select(0, image_of.index_select(0, index)
-                                                            * labels.num_pixels + masks.pixel.to(device))
-        keys = (index[:, None] * width + 1 + found).view(-1)
-        if masks.count * width <= 4 * keys.numel():  # dense counting only when the table is not mostly empty
-            counts = torch.bincount(keys, minlength=masks.count * width)
-            keys = torch.nonzero(counts)[:, 0]
-            counts = counts[keys]
-        else:
-            keys, counts = torch.unique(keys, return_counts=True)
-        keep = keys % width != 0
-        keys, counts = keys[keep], counts[keep]
-        mask, label = keys // width, keys % width - 1
-        rows = [torch.stack([image_of[mask], unit_of[mask], label, counts], dim=1)]
+        image_of, unit_of = image_of.to(device), unit_of.to(device)
+        active = counts.active.to(device)
+        mask, label = counts.mask.to(device), counts.label.to(device)
+        rows = [torch.stack([image_of[mask], unit_of[mask], label, counts.count.to(device)], dim=1)]
         if labels.image_numbers.numel() > 0:
             owner = labels.image_owner.to(device)
             pair_mask, pair_label = torch.nonzero(image_of[:, None] == owner[None, :], as_tuple=True)

@@ -9,7 +9,7 @@ import torch
 
 from unitscope.stats._state import StateValue, StatsError
 from unitscope.stats.bootstrap import ImageCounts
-from unitscope.stats.iou import MaskPixels
+from unitscope.stats.iou import MaskCounts, MaskPixels
 from unitscope.stats.labels import LabelBatch
 from unitscope.stats.significance import NullMoments, image_areas
 
@@ -23,13 +23,14 @@ class LabelEvidence:
         self.counts = ImageCounts(num_units, num_labels)
 
     def update(self, masks: MaskPixels, image_of: torch.Tensor, unit_of: torch.Tensor, labels: LabelBatch,
-               images: np.ndarray) -> None:
-        """Count one batch of pass 2 (the same on pixels ConceptOverlap.update_active counted)."""
-        active = torch.bincount(masks.index.to(labels.device), minlength=masks.count)
-        counts = labels.label_counts
-        areas, label_areas = image_areas(active, image_of, unit_of, counts, self.num_units)
+               images: np.ndarray, counts: MaskCounts | None = None) -> None:
+        """Count one batch of pass 2 (the same on pixels ConceptOverlap counted); ``counts``: their label
+        counts as ConceptOverlap.update_counts got them (built here when not given)."""
+        counts = MaskCounts.build(masks, image_of, labels) if counts is None else counts
+        label_counts = labels.label_counts
+        areas, label_areas = image_areas(counts.active, image_of, unit_of, label_counts, self.num_units)
         self.moments.update(areas, label_areas, labels, masks, unit_of)
-        self.counts.update(masks, image_of, unit_of, labels, images, active, counts)
+        self.counts.update(counts, image_of, unit_of, labels, images, label_counts)
 
     def merge(self, other: LabelEvidence) -> None:
         """Add another disjoint part of the probe set (a rank's shard)."""

@@ -36,7 +36,7 @@ from unitscope.stats._state import (
 )
 from unitscope.stats.labels import LabelBatch, table_fingerprint
 
-__all__ = ["ConceptOverlap", "LabelBatch", "MaskPixels"]
+__all__ = ["ConceptOverlap", "LabelBatch", "MaskCounts", "MaskPixels"]
 
 _KIND = "ConceptOverlap"
 _COUNTS: tuple[str, ...] = ("intersection", "label_area", "unit_area")
@@ -93,6 +93,43 @@ class MaskPixels:
         masks = torch.zeros(self.count * sh * sw, dtype=torch.bool, device=self.index.device)
         masks[self.index * (sh * sw) + self.pixel] = True
         return masks.view(self.count, sh, sw)
+
+
+@dataclass(frozen=True)
+class MaskCounts:
+    """Each mask's on pixels, and its on pixels per label present: the one label lookup of a batch's masks.
+
+    ``active`` [M] int64 is each mask's area; entry e says mask ``mask[e]`` has ``count[e]`` on pixels
+    labelled ``label[e]`` (pixel labels only, each (mask, label) once, sorted by mask then label). The IoU
+    counts and the significance and bootstrap counts all start from it, so the lookup is made once.
+    """
+
+    active: torch.Tensor
+    mask: torch.Tensor
+    label: torch.Tensor
+    count: torch.Tensor
+
+    @classmethod
+    def build(cls, masks: MaskPixels, image_of: torch.Tensor, labels: LabelBatch) -> MaskCounts:
+        """Look up the labels of every on pixel of ``masks`` (mask m belongs to batch image ``image_of[m]``)."""
+        device = labels.device
+        index, pixel, image_of = masks.index.to(device), masks.pixel.to(device), image_of.to(device)
+        active = torch.bincount(index, minlength=masks.count)
+        table = labels.pixel_table
+        width = labels.num_labels + 1
+        found = table.reshape(len(labels) * labels.num_pixels, table.shape[2]).index_select(
+            0, image_of.index_select(0, index) * labels.num_pixels + pixel)  # [n, K], -1: no label
+        # Key (mask, 1 + label) so that no label (-1) falls in column 0, dropped after counting.
+        keys = (index[:, None] * width + 1 + found).view(-1)
+        if masks.count * width <= 4 * keys.numel():  # dense counting only when the table is not mostly empty
+            counts = torch.bincount(keys, minlength=masks.count * width)
+            keys = torch.nonzero(counts)[:, 0]
+            counts = counts.index_select(0, keys)
+        else:
+            keys, counts = torch.unique(keys, return_counts=True)
+        keep = keys % width != 0
+        keys, counts = keys[keep], counts[keep]
+        return cls(active, keys // width, keys % width - 1, counts)
 
 
 class ConceptOverlap:
@@ -156,7 +193,7 @@ class ConceptOverlap:
             if not len(image_of) == len(unit_of) == masks.count:
                 raise StatsError("update_active needs one image and unit index per mask")
             self._check_labels(labels, masks.size, None)
-            self._update_pixels(masks, image_of, unit_of, labels)
+            self.update_counts(MaskCounts.build(masks, image_of, labels), image_of, unit_of, labels)
             return
         if masks.ndim != 3 or masks.dtype != torch.bool or not len(image_of) == len(unit_of) == len(masks):
             raise StatsError("update_active needs bool masks [M, sh, sw] with one image and unit index each")
@@ -197,26 +234,24 @@ class ConceptOverlap:
                                                                                 labels.num_pixels))
         self.num_images += len(labels)
 
-    def _update_pixels(
-        self, masks: MaskPixels, image_of: torch.Tensor, unit_of: torch.Tensor, labels: LabelBatch
+    def update_counts(
+        self, counts: MaskCounts, image_of: torch.Tensor, unit_of: torch.Tensor, labels: LabelBatch
     ) -> None:
-        """update_active from on pixels: look up each pixel's labels instead of a product with masks."""
-        if masks.index.device != self.device:
-            self._to(masks.index.device)
+        """update_active from the masks' label counts (``MaskCounts.build``), which other statistics share."""
+        if counts.active.device != self.device:
+            self._to(counts.active.device)
         if labels.device != self.device:
             labels = labels.to(self.device)
         image_of, unit_of = image_of.to(self.device), unit_of.to(self.device)
+        if not len(image_of) == len(unit_of) == len(counts.active):
+            raise StatsError("update_counts needs one image and unit index per mask")
         width = self.num_labels
-        active = torch.bincount(masks.index, minlength=masks.count)  # [M] pixels on per mask
-        self.unit_area.index_add_(0, unit_of, active[:, None] * labels.annotated[image_of].to(torch.int64))
-        table = labels.pixel_table  # [B, P, K]
-        rows = (image_of * labels.num_pixels).index_select(0, masks.index) + masks.pixel
-        found = table.view(len(labels) * labels.num_pixels, table.shape[2]).index_select(0, rows)  # [n, K]
-        # Key (unit, 1 + label) so that no label (-1) falls in column 0, dropped after counting.
-        keys = (unit_of * (width + 1) + 1).index_select(0, masks.index)[:, None] + found  # [n, K]
-        counts = torch.bincount(keys.view(-1), minlength=self.num_units * (width + 1))
-        self.intersection += counts.view(self.num_units, width + 1)[:, 1:]
-        self.label_area += torch.bincount(table.view(-1) + 1, minlength=width + 1)[1:]
+        active = counts.active
+        annotated = labels.annotated.index_select(0, image_of).to(torch.int64)
+        self.unit_area.index_add_(0, unit_of, active[:, None] * annotated)
+        flat = unit_of.index_select(0, counts.mask) * width + counts.label
+        self.intersection.view(-1).index_add_(0, flat, counts.count)
+        self.label_area += labels.label_counts[:, 1:].sum(dim=0)
         if labels.image_numbers.numel() > 0:
             # Whole-image labels: as a [B, most per image] table, -1 padded, then one entry per mask.
             order = torch.argsort(labels.image_owner, stable=True)

@@ -145,39 +145,79 @@ class LabelBatch:
         device: torch.device | str = "cpu",
     ) -> LabelBatch:
         """Encode the labels of ``samples`` (pixel maps must be [k, sh, sw] at ``label_size``)."""
+        encoder = LabelEncoder(concepts, label_size)
+        return cls.from_encoded([encoder.encode(s) for s in samples], encoder, device)
+
+    @classmethod
+    def from_encoded(
+        cls, encoded: Sequence[SampleLabels], encoder: LabelEncoder, device: torch.device | str = "cpu"
+    ) -> LabelBatch:
+        """A batch of samples encoded one by one (in loader workers, or read back from a label cache)."""
+        pixels = encoder.num_pixels
+        depth = max((len(e.table) for e in encoded), default=0)
+        table = np.full((len(encoded), pixels, depth), -1, dtype=np.int32)
+        for b, e in enumerate(encoded):
+            table[b, :, : len(e.table)] = e.table.T
+        whole = [e.whole.astype(np.int64, copy=False) for e in encoded]
+        owner = [np.full(len(w), b, dtype=np.int64) for b, w in enumerate(whole)]
+        annotated = np.zeros((len(encoded), len(encoder.categories)), dtype=bool)
+        for b, e in enumerate(encoded):
+            annotated[b] = e.annotated
+        return cls(
+            label_size=encoder.label_size,
+            categories=encoder.categories,
+            num_labels=encoder.num_labels,
+            concepts_crc=encoder.concepts_crc,
+            pixel_table=torch.from_numpy(table).to(device),
+            image_numbers=_long(np.concatenate([np.zeros(0, np.int64), *whole]), device),
+            image_owner=_long(np.concatenate([np.zeros(0, np.int64), *owner]), device),
+            annotated=torch.from_numpy(annotated).to(device),
+        )
+
+
+@dataclass(frozen=True)
+class SampleLabels:
+    """One sample's labels as LabelBatch needs them: small, picklable, and what the label cache stores.
+
+    table: int32 [k, P], the concept label of each of the sample's k stacked maps at each pixel, -1 for none
+    or a repeat; whole: int64 [m], its whole-image concept labels, increasing; annotated: bool [C], as
+    ``LabelBatch.annotated``.
+    """
+
+    table: np.ndarray
+    whole: np.ndarray
+    annotated: np.ndarray
+
+
+class LabelEncoder:
+    """Encodes samples of one concept table at one label size, one at a time (cheap to send to a worker)."""
+
+    def __init__(self, concepts: ConceptTable, label_size: tuple[int, int]) -> None:
         sh, sw = (int(s) for s in label_size)
         if sh < 1 or sw < 1 or sh * sw >= MAX_EXACT_PIXELS:
             raise StatsError(f"label_size must be positive and below 2**24 pixels, got {label_size!r}")
-        lookup = concept_lookup(concepts)
-        primary = primary_category_index(concepts)
-        tables: list[np.ndarray] = []
-        image_numbers: list[int] = []
-        image_owner: list[int] = []
-        annotated = np.zeros((len(samples), len(concepts.categories) + 1), dtype=bool)  # last: no category
-        for b, sample in enumerate(samples):
-            whole = sorted(
-                {int(n) for labels in sample.image_labels.values() for n in labels if _known(lookup, int(n))}
-            )
-            image_numbers.extend(whole)
-            image_owner.extend([b] * len(whole))
-            rows = _pixel_table(sample, (sh, sw), lookup, whole)
-            tables.append(rows)
-            present = np.unique(np.concatenate([rows[rows >= 0].astype(np.int64), np.asarray(whole, np.int64)]))
-            annotated[b, primary[present]] = True
-        depth = max((len(t) for t in tables), default=0)
-        table = np.full((len(samples), sh * sw, depth), -1, dtype=np.int32)
-        for b, rows in enumerate(tables):
-            table[b, :, : len(rows)] = rows.T
-        return cls(
-            label_size=(sh, sw),
-            categories=tuple(concepts.categories),
-            num_labels=concepts.max_number + 1,
-            concepts_crc=table_fingerprint(concepts),
-            pixel_table=torch.from_numpy(table).to(device),
-            image_numbers=_long(np.asarray(image_numbers, dtype=np.int64), device),
-            image_owner=_long(np.asarray(image_owner, dtype=np.int64), device),
-            annotated=torch.from_numpy(annotated[:, :-1].copy()).to(device),
+        self.label_size = (sh, sw)
+        self.categories = tuple(concepts.categories)
+        self.num_labels = concepts.max_number + 1
+        self.concepts_crc = table_fingerprint(concepts)
+        self.lookup = concept_lookup(concepts)
+        self.primary = primary_category_index(concepts)
+
+    @property
+    def num_pixels(self) -> int:
+        return self.label_size[0] * self.label_size[1]
+
+    def encode(self, sample: ProbeSample) -> SampleLabels:
+        """The sample's labels; a map of another size is refused (StatsError)."""
+        whole = sorted(
+            {int(n) for labels in sample.image_labels.values() for n in labels if _known(self.lookup, int(n))}
         )
+        rows = _pixel_table(sample, self.label_size, self.lookup, whole)
+        numbers = np.concatenate([rows[rows >= 0].astype(np.int64), np.asarray(whole, np.int64)])
+        present = np.flatnonzero(np.bincount(numbers, minlength=1))  # the labels present (no sort needed)
+        annotated = np.zeros(len(self.categories) + 1, dtype=bool)  # last: no category, dropped
+        annotated[self.primary[present]] = True
+        return SampleLabels(rows, np.asarray(whole, dtype=np.int64), annotated[:-1].copy())
 
 
 def primary_category_index(concepts: ConceptTable) -> np.ndarray:
