@@ -168,7 +168,7 @@ def test_vit_report_regions_cover_the_patch_that_lit_the_unit() -> None:
     assert divmod(int(grid.argmax()), 8) == (1, 6)
     renderer = RegionRenderer(model, probe=None, upsample="rf")  # type: ignore[arg-type]
     request = LayerRequest(layer, {unit: threshold}, {unit: [0]})
-    mask = renderer._masks("vit", lit, request, [(0, unit, 0)], (64, 64), (64, 64))[0]
+    mask = renderer._masks("vit", lit[:, unit], request, [unit], (64, 64), (64, 64))[0]
     rows, cols = np.nonzero(mask)
     assert mask.any() and rows.min() >= 8 - 4 and rows.max() < 16 + 4 and cols.min() >= 48 - 4 and cols.max() < 56 + 4
     assert mask[8:16, 48:56].mean() > 0.5  # the region sits on the patch (bilinear cell edges blur by ≤ half a cell)
