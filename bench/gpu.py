@@ -3,9 +3,10 @@
 Builds (once, in --cache) a 63,305-image synthetic Broden-format probe set with ``unitscope world``
 (SceneWorld scenes at 224 px, 112 px label maps: the size of the real ``broden1_224``), then dissects
 each model's layer4 with random weights on ``--device`` and prints images/s and the time for the whole
-probe set. Without a CUDA device it says so and stops (the numbers only mean something on a GPU).
+probe set, in full precision and with ``--amp`` (bf16 autocast by default; ``--amp off`` measures fp32
+only). Without a CUDA device it says so and stops (the numbers only mean something on a GPU).
 
-    python bench/gpu.py --cache ~/.cache/unitscope-broden --device cuda [--n 63305] [--workers 8]
+    python bench/gpu.py --cache ~/.cache/unitscope-broden --device cuda [--n 63305] [--workers 8] [--amp bf16]
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=BRODEN_IMAGES)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--workers", type=int, default=8)
+    parser.add_argument("--amp", default="bf16", choices=("off", "bf16", "fp16"),
+                        help="Also time this autocast mode (off: fp32 only).")
     opts = parser.parse_args()
     import torch
 
@@ -45,18 +48,20 @@ def main() -> None:
         print("no CUDA device available: nothing measured")
         return
     probe = build_probe(opts.cache, opts.n)
+    modes = ["off"] if opts.amp == "off" else ["off", opts.amp]
     for model in ("resnet18", "resnet50"):
-        with tempfile.TemporaryDirectory() as tmp:
-            out = Path(tmp) / "run"
-            start = time.perf_counter()
-            subprocess.run([sys.executable, "-m", "unitscope", "dissect", "--model", model, "--layer", "layer4",
-                            "--data", str(probe), "--device", opts.device, "--batch-size", str(opts.batch_size),
-                            "--workers", str(opts.workers), "--no-report", "--out", str(out)], check=True)
-            wall = time.perf_counter() - start
-            engine = float(json.loads((out / "summary.json").read_text())["seconds"])
-        print(f"{model} layer4 on {opts.device}: {opts.n / engine:,.0f} images/s (engine {engine:.0f} s; "
-              f"whole command {wall:.0f} s for {opts.n:,} images)", flush=True)
-
+        for amp in modes:
+            with tempfile.TemporaryDirectory() as tmp:
+                out = Path(tmp) / "run"
+                start = time.perf_counter()
+                subprocess.run([sys.executable, "-m", "unitscope", "dissect", "--model", model, "--layer", "layer4",
+                                "--data", str(probe), "--device", opts.device, "--batch-size", str(opts.batch_size),
+                                "--workers", str(opts.workers), "--amp", amp, "--no-report", "--out", str(out)],
+                               check=True)
+                wall = time.perf_counter() - start
+                engine = float(json.loads((out / "summary.json").read_text())["seconds"])
+            print(f"{model} layer4 on {opts.device} (amp {amp}): {opts.n / engine:,.0f} images/s "
+                  f"(engine {engine:.0f} s; whole command {wall:.0f} s for {opts.n:,} images)", flush=True)
 
 if __name__ == "__main__":
     main()

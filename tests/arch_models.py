@@ -22,7 +22,10 @@ def tiny_resnet50() -> nn.Module:
 def tiny_vgg16() -> nn.Module:
     torch.manual_seed(0)
     cfg = [8, 8, "M", 16, 16, "M", 16, 16, 16, "M", 32, 32, 32, "M", 32, 32, 32, "M"]  # vgg16's "D" layout, thin
-    return vgg.VGG(vgg.make_layers(cfg), num_classes=10)
+    net = vgg.VGG(vgg.make_layers(cfg), num_classes=10)
+    net.classifier = nn.Sequential(nn.Linear(32 * 7 * 7, 64), nn.ReLU(True), nn.Dropout(), nn.Linear(64, 64),
+                                   nn.ReLU(True), nn.Dropout(), nn.Linear(64, 10))  # VGG's head, as thin
+    return net
 
 
 def tiny_densenet121() -> nn.Module:
@@ -39,8 +42,10 @@ def tiny_convnext() -> nn.Module:
 
 def tiny_vit() -> nn.Module:
     torch.manual_seed(0)
-    return vision_transformer.VisionTransformer(image_size=64, patch_size=8, num_layers=2, num_heads=2,
-                                                hidden_dim=32, mlp_dim=64, num_classes=10)
+    net = vision_transformer.VisionTransformer(image_size=64, patch_size=8, num_layers=2, num_heads=2,
+                                               hidden_dim=32, mlp_dim=64, num_classes=10)
+    nn.init.normal_(net.heads.head.weight, std=0.1)  # torchvision zero-initialises the head: no class evidence
+    return net
 
 
 def tiny_swin() -> nn.Module:

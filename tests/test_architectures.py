@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -76,3 +77,98 @@ def test_layers_command_lists_shapes_and_fields() -> None:
     rows = {line.split()[0]: line.split() for line in done.output.splitlines()[1:-1]}
     assert rows["conv_proj"][2] == "32×8×8" and rows["conv_proj"][3] == "8"  # patch embedding: field = patch
     assert rows["encoder.layers.encoder_layer_1"][2] == "32×8×8"
+
+
+CAM_CASES = [  # factory, method, layer chosen by --method auto
+    ("tiny_resnet50", "cam", "layer4"),  # layer4 → GAP → fc
+    ("tiny_vgg16", "gradcam", "features.11"),
+    ("tiny_densenet121", "gradcam", "features"),  # ReLU and pooling are functional: Grad-CAM
+    ("tiny_convnext", "gradcam", "features"),  # LayerNorm between the pooling and the classifier
+    ("tiny_vit", "gradcam", "encoder.layers.encoder_layer_1.ln_1"),  # the class token attends to every patch
+    ("tiny_swin", "cam", "permute"),  # channels-last norm → permute → GAP → head
+]
+
+
+@pytest.mark.parametrize(("factory", "method", "layer"), CAM_CASES)
+def test_cam_explains_each_family(factory: str, method: str, layer: str, tmp_path: Path) -> None:
+    from unitscope.analysis.cam.run import run_cam
+    from unitscope.analysis.inputs import open_inputs
+    from unitscope.models.loading import load_model
+
+    model = load_model(f"{MODELS}:{factory}")
+    summary = run_cam(model, open_inputs(None, "sceneworld", 3, 1, 64), tmp_path, batch_size=2, pictures=1)
+    assert (summary.method, summary.layer) == (method, layer)
+    assert len(summary.rows) == 3 and (tmp_path / "cam_00000.png").is_file()
+
+
+def _rf(factory: str, layer: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    """``unitscope rf --json`` through the real entry point: exit status and stdout + stderr."""
+    from unitscope.cli.main import main
+
+    try:
+        main(["rf", "--model", f"{MODELS}:{factory}", "--input-size", "64", "--layer", layer, "--json"])
+        code = 0
+    except SystemExit as stop:
+        code = int(stop.code or 0)
+    captured = capsys.readouterr()
+    return code, captured.out + captured.err
+
+
+@pytest.mark.parametrize(("factory", "layer", "size"), [
+    ("tiny_resnet50", "layer3", "43"),  # 7 s2, pool 3 s2, then one 3x3 per stage (strided from layer2 on)
+    ("tiny_vgg16", "features.22", "92"),  # VGG-16's conv4_3, as in the literature
+    ("tiny_densenet121", "features.denseblock3", "135"),
+    ("tiny_convnext", "features.5", "184"),  # 4 + 6·4 + 4 + 6·8 + 8 + 6·16: through permute, LayerNorm, Linear
+])
+def test_theoretical_fields_of_convolutional_families(factory: str, layer: str, size: str,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    code, output = _rf(factory, layer, capsys)
+    assert code == 0, output
+    assert json.loads(output)[layer]["size"] == int(size)
+
+
+@pytest.mark.parametrize(("factory", "layer"), [("tiny_vit", "encoder.layers.encoder_layer_1"),
+                                                ("tiny_swin", "features.5"), ("tiny_swin", "features.1.0.attn")])
+def test_attention_layers_say_why_they_have_no_theoretical_field(factory: str, layer: str,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    code, output = _rf(factory, layer, capsys)
+    assert code == 2
+    lines = output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"unitscope: error: layer {layer} "), output
+    assert "attention" in lines[0] and "not defined" in lines[0]
+
+
+def test_vit_input_size_is_fixed_by_its_positional_embedding() -> None:
+    from unitscope.errors import UsageError
+    from unitscope.models.loading import load_model
+
+    model = load_model(f"{MODELS}:tiny_vit")
+    assert model.preprocess.input_size == (64, 64)  # probe images of any size are resized to 64
+    with pytest.raises(UsageError, match="takes only 64×64 inputs"):
+        model.preprocess.with_overrides(32)
+    assert model.preprocess.with_overrides(64).input_size == (64, 64)
+    assert load_model(f"{MODELS}:tiny_resnet50").preprocess.input_size is None  # others take any size
+
+
+def test_vit_report_regions_cover_the_patch_that_lit_the_unit() -> None:
+    """The report's activation region of a ViT unit is its token grid upsampled onto the image."""
+    from unitscope.models.loading import load_model
+    from unitscope.report.unit_images import LayerRequest, RegionRenderer
+
+    model = load_model(f"{MODELS}:tiny_vit")
+    layer = "encoder.layers.encoder_layer_0"
+    image = torch.zeros(1, 3, 64, 64)
+    image[:, :, 8:16, 48:56] = 5.0  # patch (row 1, column 6) of the 8×8 grid
+    with LayerCapture(model.module, [layer]) as cap:
+        plain = cap.run(torch.zeros(1, 3, 64, 64))[layer]
+        lit = cap.run(image)[layer]
+    unit = int((lit - plain)[0, :, 1, 6].argmax())  # the unit that the planted patch raised most
+    grid = lit[0, unit]
+    threshold = float(grid.flatten().sort().values[-2] + grid.max()) / 2  # only the hottest cell above it
+    assert divmod(int(grid.argmax()), 8) == (1, 6)
+    renderer = RegionRenderer(model, probe=None, upsample="rf")  # type: ignore[arg-type]
+    request = LayerRequest(layer, {unit: threshold}, {unit: [0]})
+    mask = renderer._masks("vit", lit, request, [(0, unit, 0)], (64, 64), (64, 64))[0]
+    rows, cols = np.nonzero(mask)
+    assert mask.any() and rows.min() >= 8 - 4 and rows.max() < 16 + 4 and cols.min() >= 48 - 4 and cols.max() < 56 + 4
+    assert mask[8:16, 48:56].mean() > 0.5  # the region sits on the patch (bilinear cell edges blur by ≤ half a cell)

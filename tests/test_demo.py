@@ -12,8 +12,7 @@ from unitscope.demo import DemoConfig, run_demo
 
 @pytest.mark.slow
 def test_small_demo_writes_the_story(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    config = DemoConfig(out=tmp_path / "demo", n_probe=48, n_eval=24, n_transfer=40, n_segment=8, workers=0,
-                        n_minimal=1, n_rf=8, n_cam=2)
+    config = DemoConfig.quick(tmp_path / "demo")  # the images of `unitscope demo --quick`
     summary = run_demo(config)
     out = capsys.readouterr().out
     assert "detector units (unique concepts) per layer" in out and "transfer" in out

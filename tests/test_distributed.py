@@ -16,7 +16,7 @@ import pytest
 
 from unitscope.distributed import Group
 
-FILES = ["conv5/units.csv", "conv5/top_images.csv", "conv5/iou.npy",
+FILES = ["conv5/units.csv", "conv5/top_images.csv", "conv5/iou.npy", "conv5/top_maps.npy", "conv5/histogram.npz",
          "pool5/units.csv", "pool5/top_images.csv", "pool5/iou.npy", "concepts.csv"]
 ARGS = ["dissect", "--layer", "conv5", "--layer", "pool5", "--images", "13",
         "--size", "48", "--batch-size", "2", "--no-report", "--checkpoint-seconds", "0"]
@@ -39,7 +39,7 @@ def _torchrun(*launcher: str) -> list[str]:
 
 
 def _run(cmd: list[str], check: bool = True, **env: str) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run(cmd, env=_env(**env), capture_output=True, text=True, timeout=120)
+    done = subprocess.run(cmd, env=_env(**env), capture_output=True, text=True, timeout=300)
     if check and done.returncode != 0:
         raise AssertionError(f"{cmd} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
     return done
@@ -85,12 +85,22 @@ main(["rf", "--model", "sceneworld-scene", "--layer", "conv3", "--empirical", "-
       "--topk", "3", "--units", "0-5", "--stride", "6", "--out", f"{out}/rf"])
 main(["minimal", "--model", "sceneworld-scene", "--data", "sceneworld", "--images", "5", "--segments", "8",
       "--out", f"{out}/minimal"])
+# a run with object detectors (no significance test on 12 images), then 7 images in batches of 2:
+# rank 0 takes batches 0 and 2, rank 1 batches 1 and 3
+main(["dissect", "--model", "sceneworld-scene", "--layer", "conv5", "--images", "12", "--size", "48",
+      "--bootstrap", "0", "--batch-size", "4", "--no-report", "--out", f"{out}/detectors"])
+common = ["--model", "sceneworld-scene", "--data", "sceneworld", "--n", "7", "--batch-size", "2", "--pictures", "3"]
+main(["segment", *common, "--run", f"{out}/detectors", "--method", "units", "--out", f"{out}/units"])
+main(["segment", *common, "--run", f"{out}/detectors", "--method", "vectors", "--fit-n", "12",
+      "--out", f"{out}/vectors"])
+main(["cam", *common, "--out", f"{out}/cam"])
 """
 
 
 @pytest.fixture(scope="module")
 def job(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One launch, three commands (dissect, rf --empirical, minimal --data): process start-up is the cost."""
+    """One launch, seven commands (dissect, rf --empirical, minimal --data, dissect, segment twice, cam --data):
+    process start-up is the cost."""
     path = tmp_path_factory.mktemp("job") / "job.py"
     path.write_text(JOB)
     return path
@@ -132,7 +142,12 @@ def test_two_ranks_write_the_bytes_of_one_process(reference: Path, args: list[st
     _same(reference, tmp_path)
     _same_tree(reference / "rf", tmp_path / "rf")  # rf --empirical: maps, sizes, figures
     _same_tree(reference / "minimal", tmp_path / "minimal")  # minimal --data: images, sequences, tables
-    assert done.stdout.count("results in") == 2  # dissect and rf, each from rank 0 only
+    for name in ("units", "vectors", "cam"):  # segment and cam --data: label PNGs, pictures, tables, metrics
+        _same_tree(reference / name, tmp_path / name)
+    assert len(list((tmp_path / "units").glob("labels_*.png"))) == 7
+    assert len(list((tmp_path / "cam").glob("cam_*.png"))) == 3  # --pictures 3 over two ranks' batches
+    assert done.stdout.count("results in") == 3  # dissect twice and rf, each from rank 0 only
+    assert done.stdout.count("segmented 7 image(s)") == 2 and done.stdout.count("image(s) →") == 3
     assert not list(tmp_path.glob("*.partial"))
 
 
@@ -164,3 +179,22 @@ def test_a_killed_rank_resumes_to_the_same_bytes(reference: Path, args: list[str
          KILL_MARKER=str(marker))
     _same(reference, tmp_path)
     assert not (tmp_path / "run.partial").exists()
+
+
+
+def test_a_bad_image_on_one_rank_stops_both_with_one_line(reference: Path, tmp_path: Path) -> None:
+    """Image 2 (rank 1's batch) has the wrong size: both ranks stop after that round, nothing is written."""
+    from PIL import Image
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i, side in enumerate((48, 48, 40, 48)):
+        Image.new("RGB", (side, side), (40 * i, 90, 160)).save(folder / f"{i:02d}.png")
+    out = tmp_path / "seg"
+    done = _run([*_torchrun("--nproc_per_node=2", f"--master_port={_port()}"), "segment", "--model",
+                 "sceneworld-scene", "--run-dir", str(reference / "detectors"), "--method", "units", "--data",
+                 str(folder), "--batch-size", "2", "--out", str(out)], check=False)
+    assert done.returncode != 0
+    errors = [line for line in done.stderr.splitlines() if line.startswith("unitscope: error:")]
+    assert len(errors) == 2 and len(set(errors)) == 1 and "40x40" in errors[0], done.stderr  # rank 1's, on both
+    assert not out.exists() and not (tmp_path / "seg.partial").exists()

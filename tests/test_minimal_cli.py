@@ -147,10 +147,10 @@ def test_bad_inputs_give_one_line_and_status_2(tmp_path: Path, model_spec: str, 
     flat = save(tmp_path / "flat.png", np.full((16, 16, 3), 100, dtype=np.uint8))
     out = tmp_path / "out"
     base = ["minimal", "--model", model_spec, "--out", str(out)]
-    assert "cannot be decoded" in error_line(capsys, [*base, "--image", str(broken), "--label", "red"])
-    assert "no class 'blue'" in error_line(capsys, [*base, "--image", str(good), "--label", "blue"])
-    assert "1 region" in error_line(capsys, [*base, "--image", str(flat), "--label", "red", "--segments", "2"])
-    wrong = error_line(capsys, [*base, "--image", str(good), "--label", "green"])
+    assert "cannot be decoded" in error_line(capsys, [*base, "--image", str(broken), "--class", "red"])
+    assert "no class 'blue'" in error_line(capsys, [*base, "--image", str(good), "--class", "blue"])
+    assert "1 region" in error_line(capsys, [*base, "--image", str(flat), "--class", "red", "--segments", "2"])
+    wrong = error_line(capsys, [*base, "--image", str(good), "--class", "green"])
     assert "classifies good as 'red', not 'green'" in wrong
     assert "either --image" in error_line(capsys, base)
     folder = class_folder(tmp_path / "data")

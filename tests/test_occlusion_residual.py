@@ -153,8 +153,8 @@ def test_unknown_modules_fall_back_per_layer_with_the_reason_logged_once(caplog:
     assert plan_occlusion(model, "stem", (8, 8)).path == "incremental"
     with caplog.at_level(logging.INFO, logger="unitscope.perturb.occlusion"):
         plan = plan_occlusion(model, "head", (8, 8))
-    assert plan.path == "full" and plan.reason.startswith("full recomputation: ")
-    assert "attend: MultiheadAttention is not a layer the incremental engine knows" in plan.reason
+    assert plan.path == "full" and plan.reason.startswith("full recomputation over the whole image: ")
+    assert "positions are mixed by attention at attend (MultiheadAttention)" in plan.reason and not plan.field_defined
     assert [r.getMessage() for r in caplog.records if "full recomputation" in r.getMessage()] == [
         f"occluding head of Mixed: {plan.reason}"]
     gated = plan_occlusion(model, "gate", (8, 8))

@@ -20,7 +20,8 @@ from unitscope.training_config import TrainConfig
 
 def test_world_export_reads_back_exactly(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "world"
-    result = run_cli(capsys, "world", "--out", str(out), "--kind", "scenes", "--n", "6", "--seed", "3", "--size", "64")
+    result = run_cli(capsys, "world", "--out", str(out), "--data", "sceneworld", "--n", "6", "--seed", "3",
+                     "--size", "64")
     assert result.code == 0, result.err
     read = BrodenProbe(out)
     made = SceneWorldProbe(n=6, seed=3, size=64)

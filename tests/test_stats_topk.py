@@ -93,3 +93,63 @@ def test_merging_into_itself_is_refused() -> None:
     with pytest.raises(StatsError, match="into itself"):
         stat.merge(stat)
     assert stat.count == 5
+
+
+# Each (image, unit) gets its own 2x2 map, so a kept map can be traced to its image.
+MAPS = torch.arange(5 * 2 * 4, dtype=torch.float32).view(5, 2, 4)
+
+
+def fed_maps(k: int, batch: int, order: list[int] | None = None) -> TopImages:
+    """A TopImages keeping maps, fed the fixture rows in ``order``, ``batch`` rows at a time."""
+    rows = torch.tensor(order if order is not None else range(len(INDICES)))
+    stat = TopImages(2, k, map_pixels=4)
+    for start in range(0, len(rows), batch):
+        pick = rows[start : start + batch]
+        stat.update(SCORES[pick], INDICES[pick], PEAKS[pick], MAPS[pick])
+    return stat
+
+
+def expected_maps(stat: TopImages) -> torch.Tensor:
+    """The fixture maps of the images ``stat`` ranks first, unit by unit."""
+    indices = stat.result()[0]
+    return torch.stack([MAPS[indices[u] - 10, u] for u in range(2)])
+
+
+@pytest.mark.parametrize("batch", [1, 2, 5])
+def test_kept_maps_are_those_of_the_kept_images_whatever_the_batching(batch: int) -> None:
+    whole = fed_maps(3, 5)
+    maps = whole.maps()
+    assert maps is not None and maps.shape == (2, 3, 4)
+    assert torch.equal(maps, expected_maps(whole))
+    assert torch.equal(whole.result()[0], fed(3, 5).result()[0])  # maps change nothing of the ranking
+    for order in ([0, 1, 2, 3, 4], [4, 2, 0, 3, 1]):
+        assert torch.equal(fed_maps(3, batch, order).maps(), maps)  # type: ignore[arg-type]
+
+
+def test_maps_merge_and_resume_like_one_pass() -> None:
+    whole = fed_maps(3, 5).maps()
+    first, second = fed_maps(3, 1, [2, 3, 4]), fed_maps(3, 2, [0, 1])
+    first.merge(second)
+    assert torch.equal(first.maps(), whole)  # type: ignore[arg-type]
+    buffer = io.BytesIO()
+    torch.save(fed_maps(3, 2, [0, 1]).state_dict(), buffer)
+    buffer.seek(0)
+    resumed = TopImages(2, 3, map_pixels=4)
+    resumed.load_state_dict(torch.load(buffer, weights_only=True))
+    resumed.update(SCORES[2:], INDICES[2:], PEAKS[2:], MAPS[2:])
+    assert torch.equal(resumed.maps(), whole)  # type: ignore[arg-type]
+
+
+def test_maps_are_required_exactly_when_kept() -> None:
+    keeping = TopImages(2, 3, map_pixels=4)
+    with pytest.raises(StatsError, match="float maps"):
+        keeping.update(SCORES, INDICES, PEAKS)
+    with pytest.raises(StatsError, match="float maps"):
+        keeping.update(SCORES, INDICES, PEAKS, MAPS[:, :, :3])
+    with pytest.raises(StatsError, match="without map_pixels"):
+        TopImages(2, 3).update(SCORES, INDICES, PEAKS, MAPS)
+    with pytest.raises(StatsError, match="map_pixels"):
+        keeping.merge(fed(3, 5))
+    with pytest.raises(StatsError, match="map_pixels"):
+        keeping.load_state_dict(fed(3, 5).state_dict())  # a state without maps cannot fill them
+    assert keeping.count == 0 and TopImages(2, 3).maps() is None

@@ -43,13 +43,14 @@ def as_model(model: ModelArg, *, weights: str | None = None, num_classes: int | 
         loaded = replace(model)
     elif isinstance(model, nn.Module):
         module = copy.deepcopy(model).eval().to(device)
-        loaded = LoadedModel(module, type(model).__name__, Preprocessing(), None, torch.device(device))
+        loaded = LoadedModel(module, type(model).__name__, Preprocessing().fixed_to(module), None,
+                             torch.device(device))
     else:
         raise UsageError(f"model must be a spec string, an nn.Module or a LoadedModel, not {type(model).__name__}")
     if class_names is not None:
         loaded = replace(loaded, class_names=list(class_names))
     if preprocessing is not None:
-        loaded = replace(loaded, preprocess=preprocessing)
+        loaded = replace(loaded, preprocess=preprocessing.fixed_to(loaded.module))
     return loaded
 
 

@@ -10,7 +10,9 @@ requested cost nothing.
 Every capture is handed over as ``[batch, units, h, w]`` where it has a spatial meaning
 (:func:`spatial_output`): a transformer's tokens ``[batch, tokens, dim]`` become a ``dim × g × g`` grid
 (the class token, when ``tokens = 1 + g²``, is dropped: it belongs to no image position), and Swin's
-channels-last ``[batch, h, w, dim]`` feature maps are permuted to channels-first.
+channels-last ``[batch, h, w, dim]`` feature maps are permuted to channels-first. Outputs of a forward
+pass under autocast (``--amp``) are widened to float32 as they are captured, so statistics never run in
+reduced precision.
 """
 
 from __future__ import annotations
@@ -87,7 +89,10 @@ class LayerCapture:
                                    "sub-module that returns one (unitscope layers --model M lists them)")
             # Clone: an in-place ReLU after this module would otherwise rewrite what we captured.
             grid = spatial_output(output.detach(), name in self._channels_last)
-            self._outputs[name] = grid.clone() if self.clone else grid
+            if grid.dtype in (torch.bfloat16, torch.float16):
+                self._outputs[name] = grid.float()  # autocast's output, widened exactly (a copy)
+            else:
+                self._outputs[name] = grid.clone() if self.clone else grid
             if self.stop_after_last and len(self._outputs) == len(self.layers):
                 raise _StopForward
 
@@ -167,3 +172,21 @@ class LayerRecorder(ForwardHook):
 
     def _on_gradient(self, grad: torch.Tensor) -> None:
         self.gradient = grad.detach().clone()
+
+
+def modules_entered(module: nn.Module, layers: Sequence[str], x: torch.Tensor) -> list[str]:
+    """Paths of every sub-module whose forward starts before the last of ``layers`` has produced its output.
+
+    Only these (their own parameters, buffers and settings) can shape the layers' outputs: what runs
+    after the deepest layer cannot. Found with one stopped forward pass on ``x``; hooks always removed.
+    """
+    entered: list[str] = []
+    handles = [sub.register_forward_pre_hook(lambda _m, _i, path=path: entered.append(path))
+               for path, sub in module.named_modules()]
+    try:
+        with LayerCapture(module, layers, stop_after_last=True) as capture:
+            capture.run(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return list(dict.fromkeys(entered))

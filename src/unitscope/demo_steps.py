@@ -32,6 +32,7 @@ def minimal_step(out: Path, n: int, seed: int, device: str) -> list[Path]:
 def receptive_step(out: Path, data: Path, n: int, device: str) -> list[Path]:
     """Empirical receptive fields by occlusion for a few units per layer of the scene net (§3.2)."""
     from unitscope.data import open_probe
+    from unitscope.distributed import ShardProbe
     from unitscope.models.layers import resolve_layer
     from unitscope.models.loading import load_model
     from unitscope.rf.empirical import EmpiricalSettings, empirical_fields
@@ -40,7 +41,8 @@ def receptive_step(out: Path, data: Path, n: int, device: str) -> list[Path]:
     target = out / "rf"
     if not (target / "rf.json").is_file():
         model = load_model("sceneworld-scene", device=device)
-        probe = open_probe(str(data), n=n)
+        exported = open_probe(str(data))
+        probe = ShardProbe(exported, range(min(n, len(exported))))  # a Broden directory is read whole: its first n
         settings = EmpiricalSettings(topk=3, stride=6)
         preprocess = model.preprocess
         results = {

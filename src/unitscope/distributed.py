@@ -13,7 +13,8 @@ statistics, which are exact multisets and sums, are merged with collectives:
   global multiset of largest values and computes the same thresholds as one process would;
 - ``TopImages``: local positions are mapped back to global image indices (the map is increasing, so ties
   still go to the lower index) and the gathered tables merged;
-- ``ConceptOverlap``: intersections and unions are int64 sums, reduced with ``all_reduce``.
+- ``ConceptOverlap``: intersections and unions are int64 sums, reduced with ``all_reduce``;
+- ``TopImages`` keeps its top images' maps through the merge; ``ActivationHistogram`` counts are int64 sums.
 
 Without ``WORLD_SIZE`` > 1 everything here is a no-op (:class:`Group` of one), so the engine has a single
 code path.
@@ -25,7 +26,7 @@ import atexit
 import copy
 import os
 import pickle
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -34,12 +35,15 @@ from typing import TypeVar
 import torch
 import torch.distributed as dist
 
+from unitscope.batching import batch_count, batch_ranges
 from unitscope.data.probe import ConceptTable, ProbeSample, ProbeSet
 from unitscope.errors import UsageError
 from unitscope.stats import ConceptOverlap, TopImages, TopQuantile
 from unitscope.stats.evidence import LabelEvidence
+from unitscope.stats.histogram import ActivationHistogram
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 DEFAULT_TIMEOUT_SECONDS: float = 1800.0
 TIMEOUT_ENV: str = "UNITSCOPE_DIST_TIMEOUT"
@@ -77,14 +81,13 @@ class Group:
         """
         if batch_size < 1:
             raise UsageError(f"batch size must be positive, got {batch_size}")
-        batches = range(self.rank, -(-n // batch_size), self.world)
-        return [i for b in batches for i in range(b * batch_size, min(n, (b + 1) * batch_size))]
+        return [i for part in list(batch_ranges(n, batch_size))[self.rank::self.world] for i in part]
 
     def shard_probe(self, probe: ProbeSet, batch_size: int) -> ShardProbe:
         """This rank's part of ``probe``; later merges map its positions back to global indices."""
-        if self.world > -(-len(probe) // batch_size):
+        if self.world > batch_count(len(probe), batch_size):
             raise UsageError(
-                f"{self.world} ranks but only {-(-len(probe) // batch_size)} batches of {batch_size} images; "
+                f"{self.world} ranks but only {batch_count(len(probe), batch_size)} batches of {batch_size} images; "
                 "use fewer ranks, a smaller --batch-size or more probe images"
             )
         shard = ShardProbe(probe, self.shard(len(probe), batch_size))
@@ -116,6 +119,18 @@ class Group:
         except (RuntimeError, ValueError) as err:
             raise self._failed(err) from err
         return parts  # type: ignore[return-value]
+
+    def gather(self, obj: T) -> list[T]:
+        """Every rank's ``obj`` in rank order on rank 0, an empty list elsewhere (half the traffic of all_gather)."""
+        if not self.active:
+            return [obj]
+        self.sent_bytes += len(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL))
+        parts: list[object] | None = [None] * self.world if self.is_main else None
+        try:
+            dist.gather_object(obj, parts, dst=0)
+        except (RuntimeError, ValueError) as err:
+            raise self._failed(err) from err
+        return parts if parts is not None else []  # type: ignore[return-value]
 
     def broadcast(self, obj: T) -> T:
         """Rank 0's ``obj`` on every rank."""
@@ -183,11 +198,21 @@ class Group:
         if not isinstance(local, torch.Tensor):
             raise UsageError("TopImages state has no index table; merge states written by TopImages.state_dict()")
         state["indices"] = self.global_indices(local)
-        merged = TopImages(mine.num_units, mine.k)
+        merged = TopImages(mine.num_units, mine.k, mine.map_pixels)
         for part_state in self.all_gather(state):
-            part = TopImages(mine.num_units, mine.k)
+            part = TopImages(mine.num_units, mine.k, mine.map_pixels)
             part.load_state_dict(part_state)
             merged.merge(part)
+        return merged
+
+    def merge_histogram(self, mine: ActivationHistogram) -> ActivationHistogram:
+        """Activation counts summed over the ranks (int64, same on every rank)."""
+        if not self.active:
+            return mine
+        counts = mine.counts
+        self.sum_int64([counts])
+        merged = ActivationHistogram(mine.num_units)
+        merged.load_state_dict({"num_units": mine.num_units, "counts": counts.cpu()})
         return merged
 
     def merge_skipped(self, mine: dict[int, str]) -> dict[int, str]:
@@ -226,6 +251,44 @@ class Group:
         self.sum_int64([mine.intersection, mine.label_area, mine.unit_area, images])
         mine.num_images = int(images.item())
         return mine
+
+
+def batches_in_order(group: Group, n: int, batch_size: int, compute: Callable[[range], R],
+                     consume: Callable[[range, R], None]) -> None:
+    """``compute`` this rank's batches of ``[0, n)`` (the shard of :meth:`Group.shard`), ``consume`` all on rank 0.
+
+    For per-image commands (``segment``, ``cam``) whose output is written by rank 0 alone: in round r,
+    rank k computes batch ``r * world + k``; rank 0 gathers the round's results and consumes them in batch
+    order, so whatever it accumulates or writes is what one process would have, batch for batch. One
+    round's results are in flight at a time (memory stays flat in n). A usage error on any rank, in
+    ``compute`` or in rank 0's ``consume``, stops every rank with that message after the round.
+    """
+    ranges = list(batch_ranges(n, batch_size))
+    batches = len(ranges)
+    for first in range(0, batches, group.world):
+        mine = first + group.rank
+        outcome: tuple[str | None, R | None] = (None, None)
+        if mine < batches:
+            try:
+                outcome = (None, compute(ranges[mine]))
+            except UsageError as err:
+                if not group.active:
+                    raise
+                outcome = (str(err), None)
+        parts = group.gather(outcome)
+        problem = next((message for message, _ in parts if message is not None), None)
+        if group.is_main and problem is None:
+            try:
+                for b, (_, result) in enumerate(parts, start=first):
+                    if b < batches:
+                        consume(ranges[b], result)  # type: ignore[arg-type]
+            except UsageError as err:
+                if not group.active:
+                    raise
+                problem = str(err)
+        problem = group.broadcast(problem)
+        if problem is not None:
+            raise UsageError(problem)
 
 
 class ShardProbe:
@@ -301,7 +364,12 @@ def session(device: str = "cpu") -> Iterator[Group]:
         raise UsageError(f"RANK {rank} is outside WORLD_SIZE {world}; start ranks with torchrun")
     cuda = device.startswith("cuda")
     if cuda:
+        if not torch.cuda.is_available():
+            raise UsageError(f"rank {rank}: --device {device} asked for CUDA but no GPU is visible; use --device cpu")
         local = _env_int("LOCAL_RANK", 0)
+        if local >= torch.cuda.device_count():
+            raise UsageError(f"rank {rank}: LOCAL_RANK {local} but this machine has {torch.cuda.device_count()} "
+                             "GPU(s); start at most that many ranks per node (--nproc_per_node)")
         device = f"cuda:{local}"
         torch.cuda.set_device(local)
     if not dist.is_initialized():

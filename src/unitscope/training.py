@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from unitscope.batching import batch_count, batch_ranges
 from unitscope.models.builtin import SceneWorldCheckpoint
 from unitscope.models.preprocessing import Preprocessing
 from unitscope.models.sceneworld_net import SceneWorldNet, SceneWorldNetConfig
@@ -45,9 +46,9 @@ def accuracy_on(net: SceneWorldNet, preprocess: Preprocessing, images: torch.Ten
     net.eval()
     correct = 0
     with torch.no_grad():
-        for start in range(0, len(images), batch_size):
-            logits = net(preprocess.to_tensor(images[start:start + batch_size]))
-            correct += int((logits.argmax(1) == labels[start:start + batch_size]).sum())
+        for part in batch_ranges(len(images), batch_size):
+            logits = net(preprocess.to_tensor(images[part.start:part.stop]))
+            correct += int((logits.argmax(1) == labels[part.start:part.stop]).sum())
     return correct / len(images)
 
 
@@ -68,7 +69,7 @@ def train_sceneworld_net(config: TrainConfig, progress: bool = True) -> SceneWor
     preprocess = Preprocessing(input_size=(config.size, config.size))
     net = SceneWorldNet(SceneWorldNetConfig(num_classes=len(class_names), input_size=config.size))
     optimizer = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    steps_per_epoch = (config.n_train + config.batch_size - 1) // config.batch_size
+    steps_per_epoch = batch_count(config.n_train, config.batch_size)
     schedule = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=config.lr, total_steps=steps_per_epoch * config.epochs, pct_start=0.2
     )
@@ -77,10 +78,11 @@ def train_sceneworld_net(config: TrainConfig, progress: bool = True) -> SceneWor
     for epoch in range(config.epochs):
         net.train()
         order = torch.randperm(config.n_train, generator=generator)
-        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress)
+        bar = tqdm(list(batch_ranges(config.n_train, config.batch_size)), desc=f"epoch {epoch + 1}/{config.epochs}",
+                   disable=not progress)
         total_loss = 0.0
-        for step in bar:
-            idx = order[step * config.batch_size:(step + 1) * config.batch_size]
+        for step, part in enumerate(bar):
+            idx = order[part.start:part.stop]
             x = preprocess.to_tensor(_augment(train_x[idx], generator))
             loss = F.cross_entropy(net(x), train_y[idx], label_smoothing=0.1)
             optimizer.zero_grad(set_to_none=True)

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from unitscope.ablation.hooks import UnitEdit
+from unitscope.batching import batch_ranges
 from unitscope.capture import LayerRecorder
 from unitscope.data.classification import ClassificationData
 from unitscope.errors import UsageError
@@ -33,8 +34,8 @@ def unit_means(model: LoadedModel, path: str, data: ClassificationData, batch_si
     """Each unit's mean activation over ``data`` (all images and positions): the ``mean`` replacement."""
     total: torch.Tensor | None = None
     count = 0
-    for start in range(0, len(data), batch_size):
-        images = [data[i][0] for i in range(start, min(start + batch_size, len(data)))]
+    for indices in batch_ranges(len(data), batch_size):
+        images = [data[i][0] for i in indices]
         x = model.preprocess.batch(images, model.device)
         with torch.no_grad(), LayerRecorder(model.module, path) as recorder:
             model.module(x)
@@ -69,15 +70,15 @@ def measure_conditions(
     targets = np.zeros(len(data), dtype=np.int64)
     expand = True
     with progress_bar(total=len(data), desc="ablate", unit="img", disable=not progress) as bar:
-        for start in range(0, len(data), batch_size):
-            samples = [data[i] for i in range(start, min(start + batch_size, len(data)))]
-            stop = start + len(samples)
+        for part in batch_ranges(len(data), batch_size):
+            samples = [data[i] for i in part]
+            start, stop = part.start, part.stop
             x = model.preprocess.batch([image for image, _ in samples], model.device)
             target = torch.tensor([t for _, t in samples], device=model.device)
             targets[start:stop] = target.cpu().numpy()
             chunk = max(1, max_items // len(samples))
-            for lo in range(0, n_cond, chunk):
-                hi = min(n_cond, lo + chunk)
+            for conditions in batch_ranges(n_cond, chunk):
+                lo, hi = conditions.start, conditions.stop
                 logits, expand = _logits(model, path, masks[lo:hi], values, x, expand)
                 probs = torch.softmax(logits.double(), dim=2)  # [c, B, K]
                 hit = probs.argmax(dim=2) == target[None]

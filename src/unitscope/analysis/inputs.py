@@ -9,6 +9,7 @@ from typing import cast
 import numpy as np
 
 from unitscope.data.probe import ProbeSample, ProbeSet, has_labels
+from unitscope.defaults import PICTURE_N
 from unitscope.errors import UsageError
 
 
@@ -63,6 +64,6 @@ def open_inputs(image: str | None, data: str | None, n: int | None, seed: int, s
         raise UsageError(f"--n must be positive, got {n}")
     from unitscope.data import open_probe
 
-    count = n if n is not None else 8
+    count = n if n is not None else PICTURE_N
     probe = open_probe(data, n=count, seed=seed, size=size)  # type: ignore[arg-type]
     return InputSource(probe, min(count, len(probe)))

@@ -1,8 +1,8 @@
 """Pictures for segment and cam: label maps and heatmaps blended over the image, saved as PNG panels.
 
-Built on ``matplotlib.figure.Figure`` (no pyplot, no global state). Concept colours come from a fixed
-qualitative palette in the order the caller lists the concepts, so a concept keeps its colour across
-all images of one command.
+Built on ``matplotlib.figure.Figure`` (no pyplot, no global state). Concept colours come from a
+palette sized to the concepts (``unitscope.palette``) in the order the caller lists them, so a concept
+keeps its colour across all images of one command.
 """
 
 from __future__ import annotations
@@ -12,28 +12,19 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib import colormaps
-from matplotlib.colors import hsv_to_rgb
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-RGB = tuple[float, float, float]
-GOLDEN = 0.6180339887498949
+from unitscope.palette import RGB, colours_for
 
 
 def concept_colours(numbers: Sequence[int]) -> dict[int, RGB]:
     """A distinct colour per label number, assigned in the given order (0 = unlabeled gets none).
 
-    Hues step by the golden ratio (so consecutive concepts are far apart on the colour wheel) and three
-    brightness/saturation levels alternate, which keeps some 60 concepts tellable apart; no greys.
+    The palette is sized to the concepts shown (``unitscope.palette``: farthest-point colours in OKLab,
+    no greys), so the worst pair stays tellable apart however many concepts a picture shows.
     """
-    ordered = [n for n in dict.fromkeys(numbers) if n != 0]
-    levels = ((0.80, 0.95), (0.55, 0.80), (0.95, 0.60))  # (saturation, value)
-    colours: dict[int, RGB] = {}
-    for i, number in enumerate(ordered):
-        saturation, value = levels[(i // 7) % len(levels)]
-        hue = (0.07 + i * GOLDEN) % 1.0
-        colours[number] = tuple(float(c) for c in hsv_to_rgb((hue, saturation, value)))  # type: ignore[assignment]
-    return colours
+    return colours_for(numbers)
 
 
 def resize_nearest(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -59,6 +50,18 @@ def blend_labels(image: np.ndarray, labels: np.ndarray, colours: dict[int, RGB],
         if where.any():
             out[where] = (1 - alpha) * base[where] + alpha * np.array(colour)
     return (out.clip(0, 1) * 255).round().astype(np.uint8)
+
+
+def colour_labels(labels: np.ndarray, colours: dict[int, RGB], size: tuple[int, int]) -> np.ndarray:
+    """A label map [h, w] as a picture at ``size``: each concept in its colour, everything else black.
+
+    What a person opens instead of a Broden-encoded label PNG (label = R + 256·G looks black).
+    """
+    resized = resize_nearest(labels, size) if labels.shape != size else labels
+    out = np.zeros((*size, 3), dtype=np.uint8)
+    for number, colour in colours.items():
+        out[resized == number] = np.round(np.array(colour) * 255).astype(np.uint8)
+    return out
 
 
 def blend_heatmap(image: np.ndarray, heat: np.ndarray, alpha: float = 0.5) -> np.ndarray:

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from unitscope.cli.options import check_output_dir, check_positive, model_options, open_model
+from unitscope.cli.options import check_output_dir, check_positive, model_options, open_model, require_run
+from unitscope.defaults import FRESH_SEED, PROBE_N
 
 
 @click.command("ablate")
@@ -21,8 +22,8 @@ from unitscope.cli.options import check_output_dir, check_positive, model_option
               help="Labelled images: sceneworld, sceneworld-objects or a folder of class sub-folders.")
 @click.option("--mode", type=click.Choice(["zero", "mean"]), default="zero", show_default=True,
               help="Replace ablated units by zero or by their mean activation over --data.")
-@click.option("--n", "n", type=int, default=500, show_default=True, help="Images to generate (SceneWorld).")
-@click.option("--seed", type=int, default=12345, show_default=True,
+@click.option("--n", "n", type=int, default=PROBE_N, show_default=True, help="Images to generate (SceneWorld).")
+@click.option("--seed", type=int, default=FRESH_SEED, show_default=True,
               help="SceneWorld seed (fresh images by default) and seed of the random unit sets.")
 @click.option("--seeds", type=int, default=10, show_default=True, help="Random unit sets per set size.")
 @click.option("--batch-size", type=int, default=32, show_default=True)
@@ -32,11 +33,13 @@ def command(model_spec: str, weights: str | None, num_classes: int | None, devic
             layer: str, concept: str | None, units: str | None, category: str, data: str, mode: str, n: int,
             seed: int, seeds: int, batch_size: int, out: Path, overwrite: bool) -> None:
     """Which units does the network need for each class? Ablate them and compare with random units."""
+    check_positive(n=n, batch_size=batch_size, seeds=seeds)
+    if run_dir is not None:
+        require_run(run_dir, "--run")
     from unitscope.ablation.output import write_ablation
     from unitscope.ablation.sweep import ablate
     from unitscope.dissection.result import DissectionResult
 
-    check_positive(n=n, batch_size=batch_size, seeds=seeds)
     check_output_dir(out, overwrite)
     run = DissectionResult.load(run_dir) if run_dir is not None else None
     model = open_model(model_spec, weights, num_classes, device)

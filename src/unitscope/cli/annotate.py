@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from unitscope.cli.options import check_positive
+from unitscope.cli.options import check_positive, require_run
 from unitscope.errors import UsageError
 
 
@@ -35,6 +35,7 @@ def command(run: Path, layer: str | None, host: str, port: int, db: Path | None,
             per_unit: int, max_units: int | None, device: str) -> None:
     """Serve RUN's units as annotation tasks: 57 top images with the unit's region + 3 hidden catch images."""
     check_positive(port=port, per_unit=per_unit, max_units=max_units)
+    require_run(run)
     from unitscope.annotate.security import NAME_PATTERN, new_token, token_hash
     from unitscope.annotate.store import Store
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from unitscope.cli.options import require_path, require_run
 from unitscope.errors import UsageError
 
 
@@ -22,6 +23,7 @@ def command() -> None:
               help="Mean precision from which a unit counts as a detector of its majority category.")
 def summary(source: Path, as_json: bool, precision: float) -> None:
     """Per layer: units, share of annotations per category, agreeing units, detectors per category."""
+    require_path(source, "SOURCE")
     from unitscope.annotate.sources import load_annotations
     from unitscope.annotate.summary import format_summary, summarize
 
@@ -39,6 +41,7 @@ def summary(source: Path, as_json: bool, precision: float) -> None:
               help="File to write (default DB with the suffix).")
 def export(db: Path, fmt: str, out: Path | None) -> None:
     """Write DB's annotations as the authors' .mat layout, CSV or JSON."""
+    require_path(db, "DB")
     from unitscope.annotate.sources import export_annotations, load_annotations
 
     annotations = load_annotations(db)
@@ -57,6 +60,8 @@ def export(db: Path, fmt: str, out: Path | None) -> None:
               help="Scatter plot of precision vs IoU (default SOURCE's folder/agreement.png).")
 def agree(source: Path, run: Path, as_json: bool, plot: Path | None) -> None:
     """How often humans agree with RUN's automatic labels: category, concept text, precision vs IoU."""
+    require_path(source, "SOURCE")
+    require_run(run)
     from unitscope.annotate.agree import agreement_summary, agreement_table, scatter_plot
     from unitscope.annotate.runview import read_run
     from unitscope.annotate.sources import load_annotations

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import click
 
 from unitscope.cli.options import check_output_dir, check_positive, model_options, open_model
+from unitscope.defaults import FRESH_SEED, PICTURE_N
 
 
 @click.command("cam")
 @model_options
 @click.option("--image", default=None, help="One image file to explain.")
 @click.option("--data", default=None, help="sceneworld, sceneworld-objects, a Broden directory or an image folder.")
-@click.option("--n", "n", type=int, default=None, help="Images to take from --data (default 8).")
-@click.option("--seed", type=int, default=1, show_default=True, help="SceneWorld seed.")
+@click.option("--n", "n", type=int, default=None, help=f"Images to take from --data (default {PICTURE_N}).")
+@click.option("--seed", type=int, default=FRESH_SEED, show_default=True, help="SceneWorld seed (fresh by default).")
 @click.option("--out", "out", type=click.Path(path_type=Path), required=True, help="Output directory.")
 @click.option("--class", "class_name", default=None, help="Class to explain (default: each image's top-1).")
 @click.option("--layer", default=None, help="Layer to explain (default: the GAP feature map, or conv5).")
@@ -38,16 +40,20 @@ def command(model_spec: str, weights: str | None, num_classes: int | None, devic
     if not 0 < top_fraction <= 1:
         raise UsageError(f"--top-fraction must be in (0, 1], got {top_fraction}")
     check_output_dir(out, overwrite)
-    model = open_model(model_spec, weights, num_classes, device)
-    size = model.preprocess.input_size[0] if model.preprocess.input_size else 112
-    source = open_inputs(image, data, n, seed, size)
     if pictures < 0:
         raise UsageError(f"--pictures must be 0 or more, got {pictures}")
+    from unitscope.distributed import session
     from unitscope.staging import staged
 
-    with staged(out) as stage:
-        summary = run_cam(model, source, stage, class_name, layer, method, batch_size, _foreground(data),
-                          top_fraction, pictures)
+    with session(device) as group:  # under torchrun each rank explains every world-th batch; rank 0 writes
+        model = open_model(model_spec, weights, num_classes, group.device)
+        size = model.preprocess.input_size[0] if model.preprocess.input_size else 112
+        source = open_inputs(image, data, n, seed, size)
+        with staged(out) if group.is_main else contextlib.nullcontext(None) as stage:
+            summary = run_cam(model, source, stage, class_name, layer, method, batch_size, _foreground(data),
+                              top_fraction, pictures, group)
+    if not group.is_main:
+        return
     click.echo(f"{summary.method} at {summary.layer}: {len(summary.rows)} image(s) → {out}")
     score = summary.localisation
     if score is not None and score.n_images:

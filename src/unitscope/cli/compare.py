@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from unitscope.cli.options import check_output_dir
+from unitscope.cli.options import check_output_dir, require_run
 from unitscope.errors import UsageError
 from unitscope.staging import staged
 
@@ -24,6 +24,8 @@ from unitscope.staging import staged
 def command(run_a: Path, run_b: Path, out: Path, force: bool, data: str | None, max_images: int | None,
             category: str, overwrite: bool) -> None:
     """Detectors per layer and category of RUN_A and RUN_B, the objects they detect, and why (ρ)."""
+    require_run(run_a, "RUN_A")
+    require_run(run_b, "RUN_B")
     from unitscope.analysis.compare.output import write_comparison
     from unitscope.analysis.compare.probe_reopen import run_statistics
     from unitscope.analysis.compare.runs import check_same_probe, compare_runs, pair_layers

@@ -7,9 +7,17 @@ from typing import TYPE_CHECKING
 
 import click
 
-from unitscope.cli.options import check_output_dir, check_positive, model_options, trusted_checkpoints
+from unitscope.cli.options import (
+    check_output_dir,
+    check_positive,
+    model_options,
+    require_path,
+    trusted_checkpoints,
+)
+from unitscope.defaults import PROBE_N, PROBE_SEED
 from unitscope.dissection.settings import BASELINES, UPSAMPLE_MODES, DissectSettings
 from unitscope.errors import UsageError
+from unitscope.models.precision import AMP_MODES
 
 if TYPE_CHECKING:
     from unitscope.report.dissection import ReportOptions
@@ -54,11 +62,13 @@ def format_tables(result: object) -> str:
 def _report_options(layers: tuple[str, ...], regions: str | None, field_sizes: Path | None) -> ReportOptions:
     """The report's options, validated (the report modules, matplotlib among them, load only when wanted)."""
     from unitscope.report.dissection import ReportOptions
-    from unitscope.report.regions import field_sizes_from_rf
+    from unitscope.report.regions import field_sizes_from_rf, unit_field_sizes_from_rf
 
     measured = field_sizes_from_rf(field_sizes) if field_sizes is not None else {}
     sizes = {name: side for name, side in measured.items() if name in layers} or None
-    options = ReportOptions(regions=regions or ("field" if sizes else "activation"), field_sizes=sizes)
+    per_unit = unit_field_sizes_from_rf(field_sizes) if field_sizes is not None else {}
+    options = ReportOptions(regions=regions or ("field" if sizes else "activation"), field_sizes=sizes,
+                            unit_field_sizes={name: units for name, units in per_unit.items() if name in layers})
     options.validate()
     return options
 
@@ -69,9 +79,9 @@ def _report_options(layers: tuple[str, ...], regions: str | None, field_sizes: P
               help="Module path (features.10, layer4) or paper name (conv5); repeat for several layers.")
 @click.option("--data", default="sceneworld", show_default=True,
               help="sceneworld, sceneworld-objects, a Broden-format directory, or a plain image folder.")
-@click.option("--n", "--images", "n", type=int, default=500, show_default=True,
+@click.option("--n", "--images", "n", type=int, default=PROBE_N, show_default=True,
               help="Images to generate (SceneWorld); --images under torchrun, whose own options swallow --n.")
-@click.option("--seed", type=int, default=0, show_default=True, help="SceneWorld seed.")
+@click.option("--seed", type=int, default=PROBE_SEED, show_default=True, help="SceneWorld seed.")
 @click.option("--size", type=int, default=112, show_default=True, help="SceneWorld image side.")
 @click.option("--input-size", type=int, default=None, help="Resize images to this side before the network.")
 @click.option("--mean", default=None, help="Normalisation mean R,G,B (default ImageNet's or the weights').")
@@ -89,6 +99,10 @@ def _report_options(layers: tuple[str, ...], regions: str | None, field_sizes: P
 @click.option("--baseline-seed", type=int, default=0, show_default=True, help="Seed of the random weights.")
 @click.option("--upsample", type=click.Choice(UPSAMPLE_MODES), default="rf", show_default=True,
               help="rf: align maps to receptive-field centres; bilinear: NetDissect-Lite's plain resize.")
+@click.option("--amp", type=click.Choice(AMP_MODES), default="off", show_default=True, is_flag=False,
+              flag_value="bf16",
+              help="Autocast the forward pass to bf16 (bare --amp) or fp16; thresholds move by its rounding "
+                   "(README: measured effect).")
 @click.option("--batch-size", type=int, default=32, show_default=True)
 @click.option("--workers", default="auto", show_default=True,
               help="Data loading processes, or auto (worker processes when the machine has more than one core).")
@@ -106,13 +120,14 @@ def _report_options(layers: tuple[str, ...], regions: str | None, field_sizes: P
 def command(model_spec: str, weights: str | None, num_classes: int | None, device: str, layers: tuple[str, ...],
             data: str, n: int, seed: int, size: int, input_size: int | None, mean: str | None, std: str | None,
             quantile: float, topk: int, iou_threshold: float, fdr: float, bootstrap: int, baseline: str,
-            baseline_seed: int, upsample: str, batch_size: int, workers: str,
+            baseline_seed: int, upsample: str, amp: str, batch_size: int, workers: str,
             skip_bad: bool, out: Path, overwrite: bool, no_report: bool, regions: str | None, field_sizes: Path | None,
             checkpoint_seconds: float) -> None:
     """Label every unit of --layer with the concept it detects (Network Dissection, exact and resumable)."""
     check_positive(n=n, size=size, input_size=input_size)
     if num_classes is not None and num_classes <= 0:
         raise UsageError(f"--num-classes must be positive, got {num_classes}")
+    require_path(field_sizes, "--field-sizes")
     check_output_dir(out, overwrite, reusable=True)  # a finished run of this command is reused, not refused
     from unitscope.dissection.confidence import confidence_lines
     from unitscope.dissection.run import dissect
@@ -122,7 +137,7 @@ def command(model_spec: str, weights: str | None, num_classes: int | None, devic
     settings = DissectSettings(quantile=quantile, topk=topk, iou_threshold=iou_threshold, upsample=upsample,
                                batch_size=batch_size, skip_bad=skip_bad, workers=parse_workers(workers),
                                checkpoint_seconds=checkpoint_seconds, fdr=fdr, bootstrap=bootstrap,
-                               baseline=baseline, baseline_seed=baseline_seed)
+                               baseline=baseline, baseline_seed=baseline_seed, amp=amp)
     result = dissect(
         model_spec, layers, data, out, weights=weights, num_classes=num_classes, n=n, seed=seed, size=size,
         input_size=input_size, mean=parse_triple(mean, "--mean"), std=parse_triple(std, "--std"),

@@ -7,14 +7,15 @@ import json
 import click
 
 from unitscope.cli.options import check_positive, model_options, open_model
+from unitscope.defaults import FRESH_SEED, PROBE_N
 
 
 @click.command("evaluate")
 @model_options
 @click.option("--data", default="sceneworld", show_default=True,
               help="sceneworld, sceneworld-objects, sceneworld-background, or a folder of class sub-folders.")
-@click.option("--n", "n", type=int, default=1000, show_default=True, help="Images to generate (SceneWorld).")
-@click.option("--seed", type=int, default=12345, show_default=True, help="SceneWorld seed (fresh by default).")
+@click.option("--n", "n", type=int, default=PROBE_N, show_default=True, help="Images to generate (SceneWorld).")
+@click.option("--seed", type=int, default=FRESH_SEED, show_default=True, help="SceneWorld seed (fresh by default).")
 @click.option("--batch-size", type=int, default=64, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object with top1 and top5.")
 @click.option("--transfer", "transfer_layer", default=None,

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from unitscope.cli.options import require_run
+
 
 @click.command("explain")
 @click.option("--run", "run_dir", type=click.Path(path_type=Path), required=True,
@@ -23,6 +25,7 @@ import click
 def command(run_dir: Path, layer: str, length: int, beam: int, ops: str, units: str | None, out: Path,
             device: str, batch_size: int, overwrite: bool) -> None:
     """Label units with formulas like (water OR river) AND NOT blue (Mu & Andreas 2020), by beam search."""
+    require_run(run_dir, "--run")
     from unitscope.explain import explain
 
     result = explain(run_dir, layer, out, length=length, beam=beam,

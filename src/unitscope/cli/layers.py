@@ -18,6 +18,8 @@ def command(model_spec: str, weights: str | None, num_classes: int | None, devic
     from unitscope.receptive.listing import list_layers
 
     model = open_model(model_spec, weights, num_classes, device)
+    if input_size:
+        model.preprocess = model.preprocess.with_overrides(input_size)  # a ViT refuses another size, in one line
     side = input_size or (model.preprocess.input_size[0] if model.preprocess.input_size else 224)
     rows = list_layers(model.module, (side, side), model.device)
     click.echo(f"{'layer':<44}{'type':<24}{'output (units, h, w)':<24}{'field':>6}")

@@ -13,6 +13,7 @@ import sys
 
 import click
 
+from unitscope.cli.options import ArgsGroup
 from unitscope.errors import UsageError
 
 COMMAND_MODULES: tuple[str, ...] = (
@@ -37,7 +38,7 @@ COMMAND_MODULES: tuple[str, ...] = (
 OUTPUT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM})
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=ArgsGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="unitscope", prog_name="unitscope")
 @click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
 @click.pass_context

@@ -8,33 +8,34 @@ from typing import Any
 
 import click
 
-from unitscope.cli.options import check_output_dir, check_positive, model_options, open_model
+from unitscope.cli.options import AliasOption, check_output_dir, check_positive, model_options, open_model
+from unitscope.defaults import FRESH_SEED, PICTURE_N
 from unitscope.errors import UsageError
 
 
 def _target_index(label: str, class_names: list[str] | None) -> int:
-    """The model's index of ``--label``: a class name, or a number for models without class names."""
+    """The model's index of ``--class``: a class name, or a number for models without class names."""
     if class_names:
         if label in class_names:
             return class_names.index(label)
         shown = ", ".join(class_names[:12]) + (" …" if len(class_names) > 12 else "")
-        raise UsageError(f"the model has no class {label!r}; give --label as one of its classes ({shown})")
+        raise UsageError(f"the model has no class {label!r}; give --class as one of its classes ({shown})")
     if label.isdigit():
         return int(label)
-    raise UsageError(f"the model has no class names, so --label must be a class number, not {label!r}")
+    raise UsageError(f"the model has no class names, so --class must be a class number, not {label!r}")
 
 
 @click.command("minimal")
 @model_options
 @click.option("--image", "image_path", type=click.Path(path_type=Path), default=None,
               help="One image to simplify (needs --class).")
-@click.option("--class", "--label", "label", default=None,
-              help="True class of --image (a class name of the model); --label is the old spelling.")
+@click.option("--class", "label", cls=AliasOption, old=("--label",), default=None,
+              help="True class of --image (a class name of the model).")
 @click.option("--data", default=None,
               help="sceneworld, sceneworld-objects, sceneworld-background, or a folder of class sub-folders.")
-@click.option("--n", "--images", "n", type=int, default=50, show_default=True,
-              help="SceneWorld images to make (a folder is used whole).")
-@click.option("--seed", type=int, default=12345, show_default=True, help="SceneWorld seed (fresh by default).")
+@click.option("--n", "--images", "n", type=int, default=PICTURE_N, show_default=True,
+              help="SceneWorld images to simplify (a folder is used whole; --images under torchrun).")
+@click.option("--seed", type=int, default=FRESH_SEED, show_default=True, help="SceneWorld seed (fresh by default).")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Output directory.")
 @click.option("--segments", type=int, default=40, show_default=True,
               help="About how many SLIC superpixels per image (SLIC may make fewer).")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +17,56 @@ F = Callable[..., Any]
 
 
 TRUST_KEY = "unitscope.trust_checkpoint"
+ARGS_KEY = "unitscope.args"
+
+class AliasOption(click.Option):
+    """An option whose old spellings (``old=``) still parse for one release but are hidden from --help.
+
+    Using one prints a one-line note naming the new spelling (on stderr; the command runs as before).
+    """
+
+    def __init__(self, param_decls: Sequence[str], old: Sequence[str] = (), **attrs: Any) -> None:
+        super().__init__([*param_decls, *old], **attrs)
+        self.old = tuple(old)
+
+    def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
+        shown, self.opts = self.opts, [o for o in self.opts if o not in self.old]
+        try:
+            return super().get_help_record(ctx)
+        finally:
+            self.opts = shown
+
+    def handle_parse_result(self, ctx: click.Context, opts: Any, args: list[str]) -> tuple[Any, list[str]]:
+        given = ctx.meta.get(ARGS_KEY, ())
+        used = [o for o in self.old if any(a == o or a.startswith(o + "=") for a in given)]
+        if used:
+            click.echo(f"unitscope: note: {used[0]} is now {self.opts[0]}; the old spelling goes in the next "
+                       "release", err=True)
+        return super().handle_parse_result(ctx, opts, args)
+
+
+class ArgsGroup(click.Group):
+    """The top-level group: keeps the raw arguments in ``ctx.meta`` so options can tell old spellings."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta[ARGS_KEY] = tuple(args)
+        return super().parse_args(ctx, args)
+
+
+def require_run(path: Path, what: str = "RUN") -> None:
+    """A finished dissection run directory, checked before anything heavy is imported."""
+    if not path.exists():
+        raise UsageError(f"{what} {path} does not exist (no summary.json); give the --out directory of a "
+                         "finished `unitscope dissect`")
+    if not (path / "summary.json").is_file():
+        raise UsageError(f"{what} {path} is not a finished dissection run (no summary.json); run "
+                         "`unitscope dissect --out RUN` first")
+
+
+def require_path(path: Path | None, what: str) -> None:
+    """An input file or directory that must exist (checked before anything heavy is imported)."""
+    if path is not None and not Path(path).exists():
+        raise UsageError(f"{what} {path} does not exist")
 
 
 def _remember_trust(ctx: click.Context, _param: click.Parameter, value: bool) -> bool:

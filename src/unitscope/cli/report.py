@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from unitscope.cli.options import require_path, require_run
 from unitscope.errors import UsageError
 
 
@@ -38,21 +39,21 @@ def parse_units(value: str) -> int | None:
 def command(run_dir: Path, regions: str | None, field_sizes: Path | None, units: str, out: Path | None,
             device: str, trust_checkpoint: bool) -> None:
     """Render RUN's report.html and a page per unit (RUN/units/<layer>/<unit>.html) from the run's data."""
-    if not (run_dir / "summary.json").is_file():
-        raise UsageError(f"{run_dir} is not a finished dissection run (no summary.json); run dissect first")
+    require_run(run_dir)
     max_units = parse_units(units)
-    if field_sizes is not None and not field_sizes.exists():
-        raise UsageError(f"--field-sizes {field_sizes} does not exist; run `unitscope rf --empirical --out DIR`")
+    require_path(field_sizes, "--field-sizes")
     from unitscope.dissection.result import DissectionResult
     from unitscope.report.dissection import ReportOptions
-    from unitscope.report.regions import field_sizes_from_rf
+    from unitscope.report.regions import field_sizes_from_rf, unit_field_sizes_from_rf
     from unitscope.report.run_report import render_report
 
     run = DissectionResult.load(run_dir)
     measured = field_sizes_from_rf(field_sizes) if field_sizes is not None else {}
     sizes = {name: side for name, side in measured.items() if name in run.layers} or None
+    per_unit = unit_field_sizes_from_rf(field_sizes) if field_sizes is not None else {}
     options = ReportOptions(max_units=max_units, regions=regions or ("field" if sizes else "activation"),
-                            field_sizes=sizes)
+                            field_sizes=sizes,
+                            unit_field_sizes={name: units for name, units in per_unit.items() if name in run.layers})
     from unitscope.staging import lock_output
 
     with lock_output(out if out is not None else run_dir):  # no report written while a dissect writes the run

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from unitscope.cli.options import check_output_dir, check_positive, model_options, open_model
+from unitscope.defaults import PROBE_N, PROBE_SEED
 from unitscope.errors import UsageError
 
 if TYPE_CHECKING:
@@ -41,16 +42,16 @@ def parse_units(text: str | None) -> list[int] | None:
 def theory_rows(model: LoadedModel, input_size: tuple[int, int], layers: tuple[str, ...]) -> list[dict[str, object]]:
     """Rows of the theoretical table (all spatial layers, or the named ones), in module order."""
     from unitscope.models.layers import paper_names, resolve_layer
-    from unitscope.receptive.theory import theoretical_fields
+    from unitscope.receptive.theory import fields_and_gaps, missing_field_reason
 
     module = model.module
-    fields = theoretical_fields(module, input_size)
+    fields, gaps = fields_and_gaps(module, input_size)
     paper = {path: name for name, path in paper_names(module).items()}
     if layers:
         paths = [resolve_layer(module, name) for name in layers]
         flat = [p for p in paths if p not in fields]
         if flat:
-            raise UsageError(f"layer {flat[0]} has no spatial extent (no receptive field); pick a conv or pool layer")
+            raise UsageError(missing_field_reason(module, flat[0], gaps))
     else:
         paths = [p for p, _ in module.named_modules() if p in fields]
     return [{"layer": p, "paper": paper.get(p, ""), **fields[p].to_dict(),
@@ -66,9 +67,10 @@ def theory_rows(model: LoadedModel, input_size: tuple[int, int], layers: tuple[s
 @click.option("--empirical", is_flag=True, help="Also measure empirical fields by occlusion (needs --layer, --out).")
 @click.option("--data", default="sceneworld", show_default=True,
               help="sceneworld, sceneworld-objects, a Broden-format directory, or a plain image folder.")
-@click.option("--n", "--images", "n", type=int, default=200, show_default=True,
+@click.option("--n", "--images", "n", type=int, default=PROBE_N, show_default=True,
               help="Probe images searched for top images (--images under torchrun).")
-@click.option("--seed", type=int, default=0, show_default=True, help="SceneWorld seed and random-occluder seed.")
+@click.option("--seed", type=int, default=PROBE_SEED, show_default=True,
+              help="SceneWorld seed and random-occluder seed.")
 @click.option("--size", type=int, default=112, show_default=True, help="SceneWorld image side.")
 @click.option("--topk", type=int, default=10, show_default=True, help="Top images averaged per unit.")
 @click.option("--patch", type=int, default=11, show_default=True, help="Occluder side in pixels.")
@@ -149,13 +151,16 @@ def _run_empirical(model: LoadedModel, layers: tuple[str, ...], data: str, n: in
     info = {"model": model.name, "data": probe.name, "n_images": len(probe),
             "settings": settings.__dict__}
     write_run(out, results, info)
-    summary: dict[str, dict[str, Any]] = {name: {"theoretical": r.theoretical.size, **r.summary(), "engine": r.engine}
-               for name, r in results.items()}
+    summary: dict[str, dict[str, Any]] = {
+        name: {"theoretical": r.theoretical.size if r.theoretical_defined else None, **r.summary(),
+               "engine": r.engine}
+        for name, r in results.items()}
     if as_json:
         click.echo(json.dumps(summary))
         return
     click.echo(f"{'layer':<14}{'theoretical':>12}{'empirical':>18}{'units':>7}  engine")
     for name, s in summary.items():
         emp = "-" if s["mean"] is None else f"{s['mean']:.1f} ± {s['std']:.1f}"
-        click.echo(f"{name:<14}{s['theoretical']:>12}{emp:>18}{s['units']:>7}  {s['engine'].split(':')[0]}")
+        theory = "-" if s["theoretical"] is None else s["theoretical"]
+        click.echo(f"{name:<14}{theory!s:>12}{emp:>18}{s['units']:>7}  {s['engine'].split(':')[0]}")
     click.echo(f"results in {out}/ (rf.json, rf.csv, rf.png, per-layer maps)")

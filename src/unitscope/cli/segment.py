@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import click
 
-from unitscope.cli.options import check_output_dir, check_positive, model_options, open_model
+from unitscope.cli.options import check_output_dir, check_positive, model_options, open_model, require_run
+from unitscope.defaults import FRESH_SEED, PICTURE_N
 
 
 @click.command("segment")
 @model_options
-@click.option("--run", "run_dir", type=click.Path(path_type=Path), required=True,
-              help="A finished dissection run of this model (unitscope dissect --out RUN).")
+@click.option("--run", "--run-dir", "run_dir", type=click.Path(path_type=Path), required=True,
+              help="A finished dissection run of this model (unitscope dissect --out RUN); write --run-dir "
+                   "under torchrun, whose own parser takes --run for its --run-path.")
 @click.option("--method", type=click.Choice(["vectors", "units"]), default="vectors", show_default=True,
               help="vectors: concept vectors over the layers' units (Net2Vec), fitted on the run's probe set; "
                    "units: the paper's detector units.")
@@ -25,9 +28,9 @@ from unitscope.cli.options import check_output_dir, check_positive, model_option
 @click.option("--category", default="object", show_default=True, help="Concept category to segment.")
 @click.option("--image", default=None, help="One image file, at the size the run was dissected at.")
 @click.option("--data", default=None, help="sceneworld, sceneworld-objects, a Broden directory or an image folder.")
-@click.option("--n", "n", type=int, default=None, help="Images to take from --data (default 8).")
-@click.option("--seed", type=int, default=1, show_default=True,
-              help="SceneWorld seed (dissect uses 0 by default, so 1 gives images the thresholds never saw).")
+@click.option("--n", "n", type=int, default=None, help=f"Images to take from --data (default {PICTURE_N}).")
+@click.option("--seed", type=int, default=FRESH_SEED, show_default=True,
+              help="SceneWorld seed (fresh by default: images the run's thresholds never saw).")
 @click.option("--out", "out", type=click.Path(path_type=Path), required=True, help="Output directory.")
 @click.option("--batch-size", type=int, default=8, show_default=True)
 @click.option("--pictures", type=int, default=16, show_default=True,
@@ -38,30 +41,35 @@ def command(model_spec: str, weights: str | None, num_classes: int | None, devic
             image: str | None, data: str | None, n: int | None, seed: int, out: Path, batch_size: int,
             pictures: int, overwrite: bool) -> None:
     """Segment images with concept vectors (default) or detector units, beside the model's top-3 classes."""
+    check_positive(batch_size=batch_size, n=n, fit_n=fit_n)
+    require_run(run_dir, "--run")
     from unitscope.analysis.inputs import open_inputs
     from unitscope.analysis.segment.run import run_segment
     from unitscope.dissection.result import DissectionResult
 
-    check_positive(batch_size=batch_size, n=n, fit_n=fit_n)
     if pictures < 0:
         from unitscope.errors import UsageError
 
         raise UsageError(f"--pictures must be 0 or more, got {pictures}")
     run = DissectionResult.load(run_dir)
     check_output_dir(out, overwrite)
-    model = open_model(model_spec, weights, num_classes, device)
-    source = open_inputs(image, data, n, seed, run.record.image_size[0])
+    from unitscope.distributed import session
     from unitscope.staging import staged
 
-    with staged(out) as stage:
-        if method == "vectors":
-            from unitscope.analysis.segment.vector_run import run_vector_segment
+    with session(device) as group:  # under torchrun each rank segments every world-th batch; rank 0 writes
+        model = open_model(model_spec, weights, num_classes, group.device)
+        source = open_inputs(image, data, n, seed, run.record.image_size[0])
+        with staged(out) if group.is_main else contextlib.nullcontext(None) as stage:
+            if method == "vectors":
+                from unitscope.analysis.segment.vector_run import run_vector_segment
 
-            summary = run_vector_segment(model, run, source, stage, layers or None, category, batch_size,
-                                         pictures, fit_n, fit_data)
-        else:
-            summary = run_segment(model, run, source, stage, layers[-1] if layers else None, category,
-                                  batch_size, pictures)
+                summary = run_vector_segment(model, run, source, stage, layers or None, category, batch_size,
+                                             pictures, fit_n, fit_data, group)
+            else:
+                summary = run_segment(model, run, source, stage, layers[-1] if layers else None, category,
+                                      batch_size, pictures, group)
+    if not group.is_main:
+        return
     click.echo(f"segmented {len(summary.predictions)} image(s) → {out}")
     if summary.metrics is not None and summary.metrics["pixel_accuracy"] is not None:
         m = summary.metrics

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from unitscope.cli.options import check_output_dir, check_positive
+from unitscope.defaults import PROBE_N, PROBE_SEED
 from unitscope.errors import UsageError
 
 
@@ -21,28 +22,48 @@ def check_free_space(out: Path, n: int, size: int) -> None:
                          f"but {out.absolute().parent} has {free / 1e9:.3g} GB free; lower --n or --size")
 
 
+KINDS: dict[str, str] = {"scenes": "sceneworld", "objects": "sceneworld-objects"}  # old --kind values
+
+
 @click.command("world")
 @click.argument("out_arg", metavar="", required=False, type=click.Path(path_type=Path))
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Directory to write (Broden format).")
-@click.option("--kind", type=click.Choice(["scenes", "objects"]), default="scenes", show_default=True)
-@click.option("--n", "n", type=int, default=500, show_default=True, help="Number of images.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--data", type=click.Choice(list(KINDS.values())), default=None,
+              help="Which SceneWorld: scenes (sceneworld, the default) or object-centric images.")
+@click.option("--kind", type=click.Choice(list(KINDS)), default=None, hidden=True)  # old spelling of --data
+@click.option("--n", "n", type=int, default=PROBE_N, show_default=True, help="Number of images.")
+@click.option("--seed", type=int, default=PROBE_SEED, show_default=True)
 @click.option("--size", type=int, default=112, show_default=True, help="Image side in pixels.")
+@click.option("--previews", type=int, default=100, show_default=True,
+              help="Images whose label PNGs also get a colour preview under OUT/preview/ (0: none).")
 @click.option("--overwrite", is_flag=True, help="Replace a non-empty OUT.")
-def command(out_arg: Path | None, out: Path | None, kind: str, n: int, seed: int, size: int, overwrite: bool) -> None:
+def command(out_arg: Path | None, out: Path | None, data: str | None, kind: str | None, n: int, seed: int,
+            size: int, previews: int, overwrite: bool) -> None:
     """Render N SceneWorld images with exact labels into --out, in the Broden directory format.
 
-    (``world OUT`` with OUT positional still works, an alias kept for one release.)
+    \f
+    (``world OUT`` with OUT positional and ``--kind scenes|objects`` still work, aliases kept for one release.)
     """
     target = out if out is not None else out_arg
     if target is None or (out is not None and out_arg is not None):
         raise UsageError("give the output directory once, as --out DIR")
+    if kind is not None:
+        if data is not None and data != KINDS[kind]:
+            raise UsageError(f"--kind {kind} (the old spelling of --data) contradicts --data {data}; give --data only")
+        click.echo(f"unitscope: note: --kind {kind} is now --data {KINDS[kind]}; the old spelling goes in the "
+                   "next release", err=True)
+        data = KINDS[kind]
+    data = data or "sceneworld"
     check_positive(n=n, size=size)
+    if previews < 0:
+        raise UsageError(f"--previews must be 0 or more, got {previews}")
     check_output_dir(target, overwrite)
     check_free_space(target, n, size)
     from unitscope.data.broden_export import write_broden
     from unitscope.data.sceneworld import SceneWorldProbe
 
-    probe = SceneWorldProbe(n=n, seed=seed, size=size, kind=kind)
-    write_broden(target, probe, overwrite=overwrite)
-    click.echo(f"wrote {n} {kind} images with labels to {target} (Broden format)")
+    world_kind = "objects" if data == "sceneworld-objects" else "scenes"
+    probe = SceneWorldProbe(n=n, seed=seed, size=size, kind=world_kind)
+    write_broden(target, probe, overwrite=overwrite, previews=previews)
+    click.echo(f"wrote {n} {world_kind} images with labels to {target} (Broden format; colour previews of "
+               f"{min(previews, n)} images' labels in {target / 'preview'})")

@@ -318,7 +318,8 @@ class BrodenProbe:
         """The ``split`` column of sample ``i``."""
         return self._row(i).split
 
-    def __getitem__(self, i: int) -> ProbeSample:
+    def load_image(self, i: int) -> np.ndarray:
+        """Sample ``i``'s image alone (checked against index.csv), without decoding its label files."""
         row = self._row(i)
         where = f"index.csv line {row.line}"
         image = read_rgb(self.images_dir / row.image, where)
@@ -328,7 +329,10 @@ class BrodenProbe:
                 f"{row.ih}x{row.iw}; fix ih,iw in index.csv or replace the image",
                 self.images_dir / row.image,
             )
-        return self._with_labels(i, row, image)
+        return image
+
+    def __getitem__(self, i: int) -> ProbeSample:
+        return self._with_labels(i, self._row(i), self.load_image(i))
 
     def load_labels(self, i: int) -> ProbeSample:
         """Sample ``i``'s labels without decoding its image (``image`` is empty, 0x0x3)."""

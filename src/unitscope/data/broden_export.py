@@ -6,6 +6,8 @@ The files follow NetDissect's ``unify`` writer, so NetDissect-Lite and :class:`B
   (``_<category>_<j>.png``, j = 1…k, when a category has k > 1 layers), label = R + 256·G. ``<name>``
   is the probe's name with characters other than letters, digits, ``_.-`` replaced by ``_``;
   ``<index>`` is zero-padded to six digits.
+- ``preview/<name>/<index>_<category>.png``: for people, the image beside its label map in colour, and
+  ``preview/legend_<category>.png`` (``label_preview``); readers ignore the folder.
 - ``index.csv``: ``image,split,ih,iw,sh,sw`` then one column per category, in the order of the probe's
   ``concepts.categories``; image categories hold ``;``-separated label numbers (0 omitted). A category
   missing from a sample's dicts is written as an empty cell (not annotated). ``split`` is ``train``.
@@ -41,6 +43,7 @@ import numpy as np
 from PIL import Image
 
 from unitscope.data.broden import is_broden_dir
+from unitscope.data.label_preview import LabelPreviews
 from unitscope.data.probe import ConceptTable, ProbeSample, ProbeSet
 from unitscope.errors import UsageError
 from unitscope.progress import progress_iter
@@ -118,8 +121,11 @@ def _encode_rg(labels: np.ndarray) -> np.ndarray:
 class _Writer:
     """Writes images, label PNGs and index rows into a staging directory."""
 
-    def __init__(self, stage: Path, probe: ProbeSet, image_format: str, frequency_stats: bool) -> None:
+    def __init__(self, stage: Path, probe: ProbeSet, image_format: str, frequency_stats: bool,
+                 previews: int | None) -> None:
         self.stage = stage
+        self.previews = LabelPreviews(stage / "preview", probe.concepts)
+        self.preview_count = len(probe) if previews is None else previews
         self.probe = probe
         self.pil_format, self.suffix = IMAGE_FORMATS[image_format]
         self.subdir = _safe_name(probe.name)
@@ -150,6 +156,8 @@ class _Writer:
             for j, layer in enumerate(maps, start=1):
                 name = f"{stem}_{category}.png" if len(maps) == 1 else f"{stem}_{category}_{j}.png"
                 Image.fromarray(_encode_rg(layer)).save(self.stage / "images" / name, "PNG", compress_level=1)
+                if i < self.preview_count:
+                    self.previews.write(name, sample.image, layer, category)
                 names.append(name)
             row[category] = ";".join(names)
             self.stats.add_maps(category, maps)
@@ -165,6 +173,7 @@ class _Writer:
 
     def finish(self) -> None:
         """Write the four kinds of CSV once every sample is in."""
+        self.previews.write_legends()
         fields = ["image", "split", "ih", "iw", "sh", "sw", *self.categories]
         _write_csv(self.stage / "index.csv", fields, self.rows)
         per_category = self._category_members()
@@ -262,8 +271,13 @@ def write_broden(
     progress: bool = True,
     frequency_stats: bool = True,
     overwrite: bool = False,
+    previews: int | None = None,
 ) -> Path:
-    """Write ``probe`` as a Broden directory at ``out_dir`` and return its path."""
+    """Write ``probe`` as a Broden directory at ``out_dir`` and return its path.
+
+    ``previews``: how many images (the first ones; None = all) also get human previews of their label
+    PNGs under ``preview/`` (see ``label_preview``); 0 writes none.
+    """
     fmt = image_format.lower()
     if fmt not in IMAGE_FORMATS:
         raise UsageError(f"image format {image_format!r} is not supported; use one of {', '.join(IMAGE_FORMATS)}")
@@ -273,7 +287,7 @@ def write_broden(
     _prepare_target(out, overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
     with staged(out) as stage:  # OUT.partial, renamed into place when complete, removed on any error
-        writer = _Writer(stage, probe, fmt, frequency_stats)
+        writer = _Writer(stage, probe, fmt, frequency_stats, previews)
         for i in progress_iter(range(len(probe)), desc="writing Broden", unit="img", disable=not progress):
             writer.add(i)
         writer.finish()

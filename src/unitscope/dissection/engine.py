@@ -1,9 +1,10 @@
 """The streaming dissection engine: one forward pass over the probe set, then IoU from cached maps.
 
 Pass 1 runs the network once per image, capturing every requested layer in the same forward pass
-(stopping after the deepest), feeds the exact quantile and top-k statistics, and appends each layer's
-activations to an on-disk cache (float32 rows, so memory does not grow with the probe set). Its loader
-workers decode each image and label map once and encode the labels, which go to an on-disk label cache.
+(stopping after the deepest), feeds the exact quantile, top-k (with the top images' maps, for the report)
+and histogram statistics, and appends each layer's activations to an on-disk cache (float32 rows, so
+memory does not grow with the probe set). Its loader workers decode each image and label map once and
+encode the labels, which go to an on-disk label cache.
 Pass 2 needs the thresholds, so it replays the cached maps — no second forward pass, no file of the probe
 set reopened — upsamples them to the label resolution and accumulates intersections and unions with the
 cached labels, all layers per batch.
@@ -13,6 +14,7 @@ and, because every statistic is exact and order-independent, ends with identical
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -38,10 +40,25 @@ from unitscope.models.loading import LoadedModel
 from unitscope.progress import progress_bar
 from unitscope.stats import ConceptOverlap, LabelBatch, StatsError, TopImages, TopQuantile
 from unitscope.stats.evidence import LabelEvidence
+from unitscope.stats.histogram import ActivationHistogram
 from unitscope.stats.iou import MaskCounts
 from unitscope.stats.labels import LabelEncoder
 
+LOG = logging.getLogger(__name__)
 LayerShape = tuple[int, int, int]  # units, h, w
+LayerStats = tuple[TopQuantile, TopImages, ActivationHistogram]
+TOP_MAPS_BYTES = 64 * 2**20  # largest float32 [U, k, h, w] of top-image maps kept per layer
+
+
+def top_map_pixels(name: str, shape: LayerShape, k: int) -> int:
+    """h * w when a layer's top-k maps fit in TOP_MAPS_BYTES (the report draws from them), else 0."""
+    units, h, w = shape
+    size = 4 * units * k * h * w
+    if size <= TOP_MAPS_BYTES:
+        return h * w
+    LOG.warning("layer %s: its top-%d maps would take %.0f MiB (over %.0f MiB), so they are not kept; "
+                "the report reruns the network on its top images", name, k, size / 2**20, TOP_MAPS_BYTES / 2**20)
+    return 0
 
 
 @dataclass
@@ -58,6 +75,8 @@ class LayerStatistics:
     iou: torch.Tensor | None  # [U, L] float64 (column = label number), None without labels
     overlap: ConceptOverlap | None
     evidence: LabelEvidence | None = None  # significance and bootstrap counts (stats/evidence.py)
+    top_maps: torch.Tensor | None = None  # [U, k, h, w] float32 maps of the top images (None: not kept)
+    histogram: ActivationHistogram | None = None  # every activation of each unit, binned (stats/histogram.py)
 
 
 @dataclass
@@ -142,28 +161,31 @@ class DissectionEngine:
             )
         return self.model.preprocess.batch(images, self.device)
 
-    def _new_stats(self, shape: tuple[int, int, int]) -> tuple[TopQuantile, TopImages]:
+    def _new_stats(self, name: str, shape: tuple[int, int, int]) -> LayerStats:
         units, h, w = shape
         total = self._total_images() * h * w
-        return TopQuantile(units, self.settings.quantile, total), TopImages(units, self.settings.topk)
+        k = self.settings.topk
+        return (TopQuantile(units, self.settings.quantile, total), TopImages(units, k, top_map_pixels(name, shape, k)),
+                ActivationHistogram(units))
 
     def _total_images(self) -> int:
         """Images of the whole probe set (a torchrun shard knows the size of what it was cut from)."""
         return int(getattr(self.probe, "full_size", len(self.probe)))
 
-    def _pass_one(self) -> tuple[dict[str, LayerShape], dict[str, tuple[TopQuantile, TopImages]], dict[int, str]]:
-        """Shapes, quantile and top-k statistics of every layer, and the skipped images."""
+    def _pass_one(self) -> tuple[dict[str, LayerShape], dict[str, LayerStats], dict[int, str]]:
+        """Shapes, quantile, top-k (with maps) and histogram statistics of every layer, and the skipped images."""
         state_path = self.workdir / "pass1.pt"
         state: dict[str, Any] = _load_state(state_path)
         start = int(state.get("next_index", 0))
         skipped: dict[int, str] = dict(state.get("skipped", {}))
         shapes: dict[str, LayerShape] = {}
-        stats: dict[str, tuple[TopQuantile, TopImages]] = {}
+        stats: dict[str, LayerStats] = {}
         for name, saved in dict(state.get("layers", {})).items():
             shapes[name] = tuple(saved["shape"])
-            stats[name] = self._new_stats(shapes[name])
+            stats[name] = self._new_stats(name, shapes[name])
             stats[name][0].load_state_dict(saved["quantile"])
             stats[name][1].load_state_dict(saved["topk"])
+            stats[name][2].load_state_dict(saved["histogram"])
         # A checkpoint of an older unitscope has no label cache: pass 2 then reads the labels from the probe.
         cached = start == 0 or "labels" in state
         self.label_state = state.get("labels") if cached else None
@@ -179,8 +201,9 @@ class DissectionEngine:
             if labels is not None:
                 labels.flush()
             saved_layers = {
-                name: {"shape": shapes[name], "quantile": q.state_dict(), "topk": t.state_dict()}
-                for name, (q, t) in stats.items()
+                name: {"shape": shapes[name], "quantile": q.state_dict(), "topk": t.state_dict(),
+                       "histogram": h.state_dict()}
+                for name, (q, t, h) in stats.items()
             }
             saved: dict[str, Any] = {"next_index": next_index, "skipped": skipped, "layers": saved_layers}
             if labels is not None:
@@ -199,7 +222,8 @@ class DissectionEngine:
                     encoded = dict(zip(batch.indices, batch.labels, strict=True))
                     labels.write([i for i, _ in good], [encoded[i] for i, _ in good])  # type: ignore[misc]
                 if good:
-                    outputs = capture.run(self._input_batch([s for _, s in good]))
+                    with self.model.autocast():  # --amp: reduced-precision forward, float32 maps
+                        outputs = capture.run(self._input_batch([s for _, s in good]))
                     indices = torch.tensor([i for i, _ in good], dtype=torch.int64)
                     for name, path in self.layers.items():
                         acts = outputs[path]
@@ -215,15 +239,16 @@ class DissectionEngine:
                             )
                         if name not in stats:
                             shapes[name] = tuple(acts.shape[1:])  # type: ignore[assignment]
-                            stats[name] = self._new_stats(shapes[name])
+                            stats[name] = self._new_stats(name, shapes[name])
                             caches[name] = self._open_cache(name, shapes[name], fresh=True)
-                        quantile, topk = stats[name]
+                        quantile, topk, histogram = stats[name]
                         cache = caches[name]
                         units = acts.shape[1]
                         quantile.update(acts.transpose(0, 1).reshape(units, -1))
                         flat = acts.flatten(2)
                         scores, peaks = flat.max(dim=2)
-                        topk.update(scores, indices.to(acts.device), peaks)
+                        topk.update(scores, indices.to(acts.device), peaks, flat if topk.map_pixels else None)
+                        histogram.update(flat)
                         cache.write(indices.numpy(), acts.float().cpu().numpy())
                 bar.update(len(batch.indices))
                 if time.monotonic() - last_save > self.settings.checkpoint_seconds:
@@ -351,18 +376,22 @@ class DissectionEngine:
         self.workdir.mkdir(parents=True, exist_ok=True)
         shapes, stats, skipped = self._pass_one()
         group = self.group
-        stats = {k: (group.merge_quantile(q), group.merge_topk(t)) for k, (q, t) in stats.items()}
+        stats = {k: (group.merge_quantile(q), group.merge_topk(t), group.merge_histogram(h))
+                 for k, (q, t, h) in stats.items()}
         all_skipped = group.merge_skipped(skipped)
         counted = self._total_images() - len(all_skipped)
         results: dict[str, LayerStatistics] = {}
         thresholds: dict[str, torch.Tensor] = {}
         for name, path in self.layers.items():
             shape = shapes[name]
-            quantile, topk = stats[name]
+            quantile, topk, histogram = stats[name]
             thresholds[name] = quantile.thresholds(count=counted * shape[1] * shape[2])
             indices, scores, peaks = topk.result()
+            maps = topk.maps()
             results[name] = LayerStatistics(name, path, shape, thresholds[name].cpu(), indices.cpu(),
-                                            scores.cpu(), peaks.cpu(), None, None)
+                                            scores.cpu(), peaks.cpu(), None, None, histogram=histogram,
+                                            top_maps=None if maps is None else maps.cpu().view(*indices.shape,
+                                                                                                *shape[1:]))
         if has_labels(self.probe):
             overlaps, evidence = self._pass_two(shapes, thresholds, skipped)
             for name, overlap in overlaps.items():

@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from unitscope.batching import batch_ranges
 from unitscope.data.errors import BadSampleError
 from unitscope.data.probe import ProbeSample, ProbeSet
 from unitscope.errors import UsageError
@@ -101,7 +102,7 @@ def iterate_batches(
 ) -> Iterator[LoadedBatch]:
     """Batches covering ``[start, len(probe))`` in order; with ``encoder``, each sample's labels encoded."""
     n = len(probe)
-    ranges = [list(range(s, min(s + batch_size, n))) for s in range(start, n, batch_size)]
+    ranges = [list(part) for part in batch_ranges(n, batch_size, start)]
     if not ranges:
         return iter(())
     loader = DataLoader(

@@ -68,6 +68,8 @@ class LayerRecord:
     stride: float | None = None
     start: float | None = None
     intervals: dict[str, Any] = field(default_factory=dict)  # bootstrap intervals of the counts (issue 12)
+    top_maps: str | None = None  # file in ``directory``: float32 [U, k, h, w] maps of the top images
+    histogram: str | None = None  # file in ``directory``: int64 [U, bins] activation counts and the bin edges
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -9,12 +11,22 @@ import numpy as np
 import pandas as pd
 
 from unitscope.data.probe import Concept, ConceptTable
-from unitscope.dissection.record import RunRecord, read_record, write_record
+from unitscope.dissection.record import LayerRecord, RunRecord, read_record, write_record
+from unitscope.errors import UsageError
+from unitscope.stats.histogram import bin_edges
+
+TOP_MAPS = "top_maps.npy"
+HISTOGRAM = "histogram.npz"
 
 
 @dataclass
 class LayerResult:
-    """One dissected layer: unit labels, top images, and the full IoU matrix (None without labels)."""
+    """One dissected layer: unit labels, top images, and the full IoU matrix (None without labels).
+
+    ``top_maps`` [U, k, h, w] float32: each unit's map on each of its top images, in ``top_images`` order,
+    as pass 1 saw them (None: not kept, an older run or a layer too large); ``histogram`` [U, bins] int64:
+    every activation of each unit counted in the bins of :func:`unitscope.stats.histogram.bin_edges`.
+    """
 
     name: str
     path: str
@@ -24,6 +36,8 @@ class LayerResult:
     top_images: pd.DataFrame
     iou: np.ndarray | None = None
     intervals: dict[str, object] = field(default_factory=dict)  # bootstrap intervals of the layer's counts
+    top_maps: np.ndarray | None = None
+    histogram: np.ndarray | None = None
 
 
 @dataclass
@@ -66,6 +80,10 @@ class DissectionResult:
                 np.save(layer_dir / "iou.npy", layer.iou.astype(np.float32))
             if "threshold" in layer.units:  # exact: units.csv rounds to 6 digits, masks need every bit
                 np.save(layer_dir / "thresholds.npy", layer.units["threshold"].to_numpy(dtype=np.float64))
+            if layer.top_maps is not None:
+                np.save(layer_dir / TOP_MAPS, np.ascontiguousarray(layer.top_maps, dtype=np.float32))
+            if layer.histogram is not None:
+                save_npz(layer_dir / HISTOGRAM, counts=layer.histogram.astype(np.int64), edges=bin_edges())
         write_record(self.record, directory)
 
     @classmethod
@@ -94,12 +112,50 @@ class DissectionResult:
                 top_images=pd.read_csv(layer_dir / "top_images.csv"),
                 iou=np.load(iou_path) if iou_path.exists() else None,
                 intervals=dict(info.intervals),
+                top_maps=_top_maps(layer_dir, info),
+                histogram=_histogram(layer_dir, info),
             )
         label_pixels = None
         if len(frame) and frame["pixels"].notna().all():
             label_pixels = np.zeros(int(frame["number"].max()) + 1)
             label_pixels[frame["number"].to_numpy()] = frame["pixels"].to_numpy(dtype=float)
         return cls(layers, concepts, record, directory, label_pixels)
+
+
+def save_npz(path: Path, **arrays: np.ndarray) -> None:
+    """``np.savez_compressed`` with fixed zip timestamps, so equal arrays give equal bytes (runs compare bytes)."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, array in arrays.items():
+            buffer = io.BytesIO()
+            np.lib.format.write_array(buffer, np.asanyarray(array), allow_pickle=False)
+            entry = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            entry.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(entry, buffer.getvalue())
+
+
+def _top_maps(layer_dir: Path, info: LayerRecord) -> np.ndarray | None:
+    """The layer's stored top-image maps, memory-mapped (None when the run did not keep them)."""
+    if info.top_maps is None or not (layer_dir / info.top_maps).is_file():
+        return None
+    try:
+        maps: np.ndarray = np.load(layer_dir / info.top_maps, mmap_mode="r")
+    except (OSError, ValueError) as err:
+        raise UsageError(f"{layer_dir / info.top_maps} is corrupt ({err}); run dissect again with --overwrite") \
+            from None
+    return maps
+
+
+def _histogram(layer_dir: Path, info: LayerRecord) -> np.ndarray | None:
+    """The layer's activation counts per unit and bin (None when the run did not keep them)."""
+    if info.histogram is None or not (layer_dir / info.histogram).is_file():
+        return None
+    try:
+        with np.load(layer_dir / info.histogram) as stored:
+            counts: np.ndarray = stored["counts"]
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as err:
+        raise UsageError(f"{layer_dir / info.histogram} is corrupt ({err}); run dissect again with --overwrite") \
+            from None
+    return counts
 
 
 def layer_dirname(name: str) -> str:

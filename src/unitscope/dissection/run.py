@@ -8,7 +8,6 @@ mid-run removes the staging directory, so nothing half-written is left behind.
 
 from __future__ import annotations
 
-import copy
 import json
 import shutil
 import sys
@@ -24,16 +23,18 @@ import torch
 from unitscope.capture import LayerCapture
 from unitscope.data import open_probe
 from unitscope.data.probe import ProbeSet, has_labels
+from unitscope.dissection.baseline import baseline_info
 from unitscope.dissection.confidence import layer_confidence, small_probe_warning
 from unitscope.dissection.engine import DissectionEngine, EngineOutcome, LayerStatistics
 from unitscope.dissection.labels import detector_table, label_units
 from unitscope.dissection.record import DataSpec, LayerRecord, ModelSpec, RunRecord, RunSpec, versions
-from unitscope.dissection.result import DissectionResult, LayerResult, layer_dirname
+from unitscope.dissection.result import HISTOGRAM, TOP_MAPS, DissectionResult, LayerResult, layer_dirname
 from unitscope.dissection.settings import DissectSettings
 from unitscope.distributed import Group, PeerFailure, session
 from unitscope.errors import UsageError
 from unitscope.models.layers import resolve_layer
 from unitscope.models.loading import LoadedModel, load_model
+from unitscope.models.precision import check_amp
 from unitscope.receptive.theory import alignment_geometry
 from unitscope.staging import lock_output, publish, staging_path
 
@@ -97,6 +98,8 @@ def _layer_result(stats: LayerStatistics, probe: ProbeSet, settings: DissectSett
     iou = stats.iou.float().numpy() if stats.iou is not None else None
     layer = LayerResult(stats.name, stats.path, stats.shape, units, table, pd.DataFrame(rows), iou)
     layer.intervals = intervals
+    layer.top_maps = stats.top_maps.numpy() if stats.top_maps is not None else None
+    layer.histogram = stats.histogram.counts.cpu().numpy() if stats.histogram is not None else None
     return layer
 
 
@@ -112,40 +115,13 @@ def layer_shapes(model: LoadedModel, paths: dict[str, str], probe: ProbeSet) -> 
             if outputs[path].dim() == 4}
 
 
-def random_baseline(model: LoadedModel, seed: int) -> LoadedModel:
-    """The same architecture with every parameter re-initialised from ``seed`` (batch-norm statistics reset)."""
-    clone = copy.copy(model)
-    clone.module = copy.deepcopy(model.module)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        for module in clone.module.modules():
-            reset = getattr(module, "reset_parameters", None)
-            if callable(reset):
-                reset()
-            running = getattr(module, "reset_running_stats", None)
-            if callable(running):
-                running()
-    clone.name = f"{model.name} (random weights, seed {seed})"
-    return clone
-
-
-def _baseline_info(model: LoadedModel, paths: dict[str, str], probe: ProbeSet, settings: DissectSettings,
-                   workdir: Path, geometry: dict[str, tuple[float, float]], progress: bool) -> dict[str, object]:
-    """Detector counts of the randomly re-initialised architecture on the same probe set and rules."""
-    random_model = random_baseline(model, settings.baseline_seed)
-    outcome = DissectionEngine(random_model, paths, probe, settings, workdir, geometry.get, progress).run()
-    layers = {}
-    for stats in outcome.layers:
-        layer = _layer_result(stats, probe, settings)
-        layers[stats.name] = {"table": layer.table.to_dict(orient="records"), "intervals": layer.intervals}
-    return {"kind": "random", "seed": settings.baseline_seed, "layers": layers}
-
-
 def dissect(*args: object, device: str = "cpu", **kwargs: object) -> DissectionResult:
     """Label every unit of ``layers`` with the concept it detects (Network Dissection, exact).
 
     Under ``torchrun`` each rank dissects a strided shard of the probe set and the ranks merge their
     statistics; the result equals a single process's bit for bit and only rank 0 writes ``out``.
+    ``reuse_baseline``: a run whose random-weights baseline is taken when it provably is this one's
+    (same fingerprint: see ``dissection.baseline``) instead of dissecting the random network again.
     The run writes data only; :func:`unitscope.report.dissection.write_dissection_report` renders it.
     """
     with session(device) as group:
@@ -172,6 +148,7 @@ def _dissect(
     progress: bool = True,
     trust_checkpoint: bool = False,
     group: Group | None = None,
+    reuse_baseline: DissectionResult | None = None,
 ) -> DissectionResult:
     group = group or Group()
     progress = progress and group.is_main
@@ -186,10 +163,12 @@ def _dissect(
     out_path = Path(out) if out is not None else None
     if out_path is None or not group.is_main:
         return _dissect_locked(model, layers, data, out_path, identity, weights, num_classes, n, seed, size,
-                               input_size, mean, std, settings, device, overwrite, progress, trust_checkpoint, group)
+                               input_size, mean, std, settings, device, overwrite, progress, trust_checkpoint, group,
+                               reuse_baseline)
     with lock_output(out_path):  # one writer per run directory (re-entrant: the CLI holds it too); rank 0 only
         return _dissect_locked(model, layers, data, out_path, identity, weights, num_classes, n, seed, size,
-                               input_size, mean, std, settings, device, overwrite, progress, trust_checkpoint, group)
+                               input_size, mean, std, settings, device, overwrite, progress, trust_checkpoint, group,
+                               reuse_baseline)
 
 
 def _dissect_locked(
@@ -197,6 +176,7 @@ def _dissect_locked(
     identity: RunSpec, weights: str | None, num_classes: int | None, n: int, seed: int, size: int,
     input_size: int | None, mean: Sequence[float] | None, std: Sequence[float] | None, settings: DissectSettings,
     device: str, overwrite: bool, progress: bool, trust_checkpoint: bool, group: Group,
+    reuse_baseline: DissectionResult | None = None,
 ) -> DissectionResult:
     """``dissect`` once the output (if any) is locked for this process."""
     if out_path is not None and (out_path / "summary.json").is_file() and not overwrite:
@@ -212,7 +192,9 @@ def _dissect_locked(
 
     loaded = model if isinstance(model, LoadedModel) else load_model(model, weights, num_classes, device,
                                                                       trust_checkpoint)
-    loaded = replace(loaded, preprocess=loaded.preprocess.with_overrides(input_size, mean, std))  # never mutate
+    loaded = replace(loaded, preprocess=loaded.preprocess.with_overrides(input_size, mean, std),
+                     amp=settings.amp)  # never mutate
+    check_amp(settings.amp, loaded.device)
     paths = {name: resolve_layer(loaded.module, name) for name in layers}
     probe = data if not isinstance(data, str) else open_probe(data, n=n, seed=seed, size=size)
     if len(probe) == 0:
@@ -231,8 +213,9 @@ def _dissect_locked(
             outcome = DissectionEngine(loaded, paths, mine, settings, Path(tmp), geometry.get, progress, group).run()
             result = _assemble(outcome, probe, settings, identity, loaded, None, geometry, warnings)
             if settings.baseline == "random":
-                result.record = replace(result.record, baseline=_baseline_info(
-                    loaded, paths, probe, settings, Path(tmp) / "baseline", geometry, progress))
+                result.record = replace(result.record, baseline=baseline_info(
+                    loaded, paths, probe, settings, Path(tmp) / "baseline", geometry, progress, _layer_result,
+                    reuse_baseline))
             return result
 
     staging = staging_path(out_path)
@@ -253,8 +236,9 @@ def _dissect_locked(
         group.barrier()
         result = _assemble(outcome, probe, settings, identity, loaded, out_path, geometry, warnings)
         if settings.baseline == "random":
-            result.record = replace(result.record, baseline=_baseline_info(
-                loaded, paths, probe, settings, staging / "baseline-work", geometry, progress))
+            result.record = replace(result.record, baseline=baseline_info(
+                loaded, paths, probe, settings, staging / "baseline-work", geometry, progress, _layer_result,
+                reuse_baseline))
         result_dir = staging / "result"
         if result_dir.exists():
             shutil.rmtree(result_dir)
@@ -295,7 +279,9 @@ def _assemble(outcome: EngineOutcome, probe: ProbeSet, settings: DissectSettings
         LayerRecord(name, layer.path, layer.shape[0], (layer.shape[1], layer.shape[2]), layer_dirname(name),
                     tuple(layer.table.to_dict(orient="records")),
                     *cast(tuple[float | None, float | None], geometry.get(layer.path) or (None, None)),
-                    intervals=layer.intervals)
+                    intervals=layer.intervals,
+                    top_maps=TOP_MAPS if layer.top_maps is not None else None,
+                    histogram=HISTOGRAM if layer.histogram is not None else None)
         for name, layer in layers.items()
     )
     record = RunRecord(

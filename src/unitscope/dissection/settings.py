@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from unitscope.errors import UsageError
+from unitscope.models.precision import AMP_MODES
 
 UPSAMPLE_MODES: tuple[str, ...] = ("rf", "bilinear")
 BASELINES: tuple[str, ...] = ("none", "random")
@@ -26,6 +27,7 @@ class DissectSettings:
     bootstrap: int = 200  # resamples of the probe images for label stability (0: none)
     baseline: str = "none"  # "random": also dissect the architecture with re-initialised weights
     baseline_seed: int = 0
+    amp: str = "off"  # "bf16"/"fp16": autocast forward passes (models/precision.py)
 
     def validate(self) -> None:
         if not 0 < self.quantile < 1:
@@ -44,6 +46,8 @@ class DissectSettings:
             raise UsageError(f"--baseline must be one of {', '.join(BASELINES)}, got {self.baseline}")
         if self.batch_size <= 0:
             raise UsageError(f"--batch-size must be positive, got {self.batch_size}")
+        if self.amp not in AMP_MODES:
+            raise UsageError(f"--amp must be one of {', '.join(AMP_MODES)}, got {self.amp}")
         if self.workers != "auto" and (not isinstance(self.workers, int) or isinstance(self.workers, bool)
                                        or self.workers < 0):
             raise UsageError(f"--workers must be auto or a number of processes (0 or more), got {self.workers!r}")
@@ -53,4 +57,6 @@ class DissectSettings:
         data: dict[str, bool | int | float | str] = asdict(self)
         for key in ("batch_size", "workers", "checkpoint_seconds"):
             data.pop(key)
+        if data["amp"] == "off":  # full precision: the identity (and summary.json) of runs before --amp
+            data.pop("amp")
         return data

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from unitscope.batching import batch_ranges
 from unitscope.data.classification import ClassificationData
 from unitscope.errors import UsageError
 from unitscope.models.loading import LoadedModel
@@ -43,8 +44,8 @@ def evaluate_accuracy(
         raise UsageError("no images to evaluate; check --data and --n")
     hits1 = hits5 = 0
     with progress_bar(total=len(data), desc=f"evaluate {model.name}", unit="img", disable=not progress) as bar:
-        for start in range(0, len(data), batch_size):
-            samples = [data[i] for i in range(start, min(start + batch_size, len(data)))]
+        for part in batch_ranges(len(data), batch_size):
+            samples = [data[i] for i in part]
             logits = predict_logits(model, [image for image, _ in samples])
             targets = torch.tensor([target for _, target in samples])
             k = min(5, logits.shape[1])

@@ -27,6 +27,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC
 
+from unitscope.batching import batch_ranges
 from unitscope.capture import LayerCapture
 from unitscope.errors import UsageError
 from unitscope.models.layers import resolve_layer
@@ -114,8 +115,8 @@ def pooled_features(model: LoadedModel, layer_path: str, data: LabelledImages, b
     """[N, C] features: the layer's output averaged over space (or as is when it has no spatial axes)."""
     chunks = []
     with LayerCapture(model.module, [layer_path], stop_after_last=True) as capture:
-        for start in range(0, len(data), batch_size):
-            images = [data.image(i) for i in range(start, min(start + batch_size, len(data)))]
+        for part in batch_ranges(len(data), batch_size):
+            images = [data.image(i) for i in part]
             output = capture.run(model.preprocess.batch(images, model.device))[layer_path]
             pooled = output.float().mean(dim=(2, 3)) if output.dim() == 4 else output.float().flatten(1)
             chunks.append(pooled.cpu())

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from unitscope.batching import batched
 from unitscope.errors import UsageError
 from unitscope.explain.bank import UnitMask
 from unitscope.explain.formulas import chain
@@ -200,7 +201,7 @@ def _explain_in(source: RunLayer, staging: Path, identity: dict[str, object], ch
     masks, mask_seconds = _masks(source, staging, device, batch_size, progress)
     search = BeamSearch(masks.bank, length, beam, ops)
     parts = []
-    batches = [list(chosen[i:i + unit_batch]) for i in range(0, len(chosen), unit_batch)]
+    batches = [list(group) for group in batched(chosen, unit_batch)]
     search_started = time.perf_counter()
     with progress_bar(total=len(chosen), desc="explain: search", unit="unit", disable=not progress) as bar:
         for group in batches:

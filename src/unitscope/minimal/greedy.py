@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from unitscope.batching import batch_ranges
 from unitscope.errors import UsageError
 from unitscope.minimal.fills import Fill, make_fill
 from unitscope.minimal.poisson import PoissonSolver
@@ -121,8 +122,8 @@ class TargetScorer:
     def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(probability of the target float64 [C], top-1 class int64 [C]) for uint8 images [C, H, W, 3]."""
         probs, preds = [], []
-        for start in range(0, len(images), self.batch_size):
-            chunk = images[start : start + self.batch_size]
+        for part in batch_ranges(len(images), self.batch_size):
+            chunk = images[part.start : part.stop]
             with torch.no_grad():
                 logits = self.model(self.preprocess.batch(list(chunk), self.device)).float()
             self.forward_passes += 1
@@ -146,7 +147,7 @@ def greedy_removal(fill: Fill, scorer: TargetScorer, segmentation: Segmentation)
     if preds[0] != scorer.target:
         raise MisclassifiedImageError(
             f"the model classifies the image as class {int(preds[0])}, not {scorer.target}; minimal images "
-            "start from a correctly classified image (check --label, the image, or the model)",
+            "start from a correctly classified image (check --class, the image, or the model)",
             int(preds[0]),
             float(probs[0]),
         )
@@ -159,8 +160,8 @@ def greedy_removal(fill: Fill, scorer: TargetScorer, segmentation: Segmentation)
         flags[np.arange(len(candidates)), candidates] = False
         probs = np.empty(len(candidates))
         preds = np.empty(len(candidates), dtype=np.int64)
-        for start in range(0, len(candidates), scorer.batch_size):
-            part = slice(start, start + scorer.batch_size)
+        for indices in batch_ranges(len(candidates), scorer.batch_size):
+            part = slice(indices.start, indices.stop)
             probs[part], preds[part] = scorer(fill.render(flags[part]))
         best = int(np.argmax(probs))  # first maximum: lowest region number on ties
         predicted = int(preds[best])

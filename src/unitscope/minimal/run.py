@@ -162,7 +162,7 @@ class _Runner:
                 said = _class_name(self.class_names, err.predicted)
                 raise UsageError(
                     f"the model classifies {ident} as {said!r}, not {class_name!r}; minimal images start from a "
-                    "correctly classified image (check --label, the image, or the model)"
+                    "correctly classified image (check --class, the image, or the model)"
                 ) from err
             return ImageRecord(ident, sample.index, class_name, "misclassified", initial_score=err.score)
         except TooFewRegionsError:

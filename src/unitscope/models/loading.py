@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import inspect
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from unitscope.models.builtin import (
     read_sceneworld_checkpoint,
 )
 from unitscope.models.checkpoint import first_line, load_into, read_checkpoint
+from unitscope.models.precision import autocast
 from unitscope.models.preprocessing import Preprocessing
 
 
@@ -30,6 +32,11 @@ class LoadedModel:
     preprocess: Preprocessing
     class_names: list[str] | None = None
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    amp: str = "off"  # forward passes autocast to "bf16"/"fp16" (models/precision.py)
+
+    def autocast(self) -> AbstractContextManager[object]:
+        """The precision context of this model's forward passes (nothing unless ``amp`` is set)."""
+        return autocast(self.amp, self.device)
 
 
 def resolve_device(device: str) -> torch.device:
@@ -77,6 +84,7 @@ def load_model(
         loaded = _load_torchvision(spec, weights, num_classes, trust_checkpoint)
     loaded.module.to(dev).eval()
     loaded.device = dev
+    loaded.preprocess = loaded.preprocess.fixed_to(loaded.module)  # a ViT takes one input size only
     return loaded
 
 

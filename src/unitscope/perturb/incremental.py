@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from unitscope.batching import batch_ranges
 from unitscope.perturb.steps import Step, run_module
 
 Interval = tuple[torch.Tensor, torch.Tensor]  # [a, b) per occluder, int64 [N] each
@@ -125,8 +126,8 @@ class Regions:
         reachable = self.reach.any(dim=1).cpu().numpy()
         if not costs:  # no convolution: every window is cheap, keep the given order
             order = np.flatnonzero(reachable)
-            return [torch.from_numpy(order[i:i + batch_size]).to(self.reach.device)
-                    for i in range(0, len(order), batch_size)]
+            return [torch.from_numpy(order[part.start:part.stop]).to(self.reach.device)
+                    for part in batch_ranges(len(order), batch_size)]
         layers = sorted(costs, key=lambda i: costs[i])  # cheapest first: least significant sort key
         shapes = np.stack([self.extents(i + 1).cpu().numpy() for i in layers], axis=1).astype(np.float64)
         weights = np.array([costs[i] for i in layers], dtype=np.float64)

@@ -16,6 +16,11 @@ the discrepancy there is exactly 0. Two engines give the same numbers (to float 
 * ``full``: otherwise (attention, concatenation, unknown modules or functional code before the layer),
   or when asked, batches of whole occluded images run through the model up to the layer.
 
+Where attention or a shift mixes positions on the way to the layer (a ViT's tokens, Swin after its first
+window attention) no theoretical field exists: the plan recomputes in full over the whole image (every
+occluder is run for every unit, none skipped) and reads the output through the capture's token grid
+(:func:`unitscope.capture.spatial_output`: class token dropped, channels-last maps permuted).
+
 :class:`OcclusionPlan` records which engine applies and why (``plan.reason`` names the node that forces
 full recomputation; it is logged once per plan); build it once per model, layer and input size with
 :func:`plan_occlusion` and pass it to every call.
@@ -31,6 +36,8 @@ from dataclasses import dataclass
 import torch
 from torch import fx, nn
 
+from unitscope.batching import batch_ranges
+from unitscope.capture import channels_last_layers, spatial_output
 from unitscope.errors import UsageError
 from unitscope.perturb.incremental import clean_activations, padded_inputs, plan_regions, run_windows
 from unitscope.perturb.occluders import (
@@ -40,9 +47,9 @@ from unitscope.perturb.occluders import (
     occluder_patches,
     relevant_positions,
 )
-from unitscope.perturb.steps import Step, extract_steps
-from unitscope.receptive.graph import trace_model, truncated_module
-from unitscope.receptive.theory import FieldGeometry, fields_of_traced
+from unitscope.perturb.steps import Step, ancestors, extract_steps
+from unitscope.receptive.graph import TracedModel, trace_model, truncated_module
+from unitscope.receptive.theory import MIXED_POSITIONS, MOVES_POSITIONS, FieldGeometry, fields_of_traced, name_of
 
 LOG = logging.getLogger(__name__)
 
@@ -55,9 +62,10 @@ class OcclusionPlan:
     input_size: tuple[int, int]
     geometry: FieldGeometry
     channels: int
-    full_model: fx.GraphModule  # the model truncated at the layer
+    full_model: nn.Module  # the model truncated at the layer, output as [B, C, h, w]
     steps: tuple[Step, ...] | None  # the graph of steps, when incremental inference applies
     reason: str
+    field_defined: bool = True  # False: attention mixes positions, ``geometry`` is the whole image
 
     @property
     def path(self) -> str:
@@ -76,6 +84,9 @@ def plan_occlusion(model: nn.Module, layer_path: str, input_size: tuple[int, int
         traced = trace_model(model, size)
     node = traced.node_for(layer_path)
     fields, skipped = fields_of_traced(traced)
+    mixing = _position_mixing(traced, node, skipped.get(layer_path))
+    if mixing is not None:
+        return _whole_image_plan(model, traced, node, layer_path, size, mixing)
     if layer_path in skipped:
         raise UsageError(f"the receptive field of {layer_path} is unknown ({skipped[layer_path]}); pick another layer")
     shape = traced.shape(node)
@@ -90,6 +101,52 @@ def plan_occlusion(model: nn.Module, layer_path: str, input_size: tuple[int, int
         LOG.info("occluding %s of %s: %s", layer_path, type(model).__name__, reason)
     return OcclusionPlan(layer_path, size, fields[layer_path], int(shape[1]), truncated_module(traced, node),
                          steps, reason)
+
+
+def _position_mixing(traced: TracedModel, node: fx.Node, skipped: str | None) -> str | None:
+    """Where attention or a shift mixes positions on the way to ``node`` (None: nowhere)."""
+    for current in ancestors(traced, node):
+        if current.op == "call_module":
+            module = traced.graph_module.get_submodule(str(current.target))
+            if isinstance(module, nn.MultiheadAttention) or "Attention" in type(module).__name__:
+                return f"{current.target} ({type(module).__name__})"
+        elif name_of(current) in MOVES_POSITIONS:
+            return f"{name_of(current)} (node {current.name})"
+    return skipped.split(":", 1)[0] if skipped is not None and MIXED_POSITIONS in skipped else None
+
+
+class _GridReadout(nn.Module):
+    """The truncated model with its output read as the capture reads it: [B, C, h, w]."""
+
+    def __init__(self, inner: nn.Module, channels_last: bool) -> None:
+        super().__init__()
+        self.inner = inner
+        self.channels_last = channels_last
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return spatial_output(self.inner(x), self.channels_last)
+
+
+def _whole_image_plan(model: nn.Module, traced: TracedModel, node: fx.Node, layer_path: str,
+                      size: tuple[int, int], mixing: str) -> OcclusionPlan:
+    """Full recomputation with every occluder considered for every unit: no field bounds its reach."""
+    shape = traced.shape(node)
+    channels_last = layer_path in channels_last_layers(model)
+    grid = None if shape is None else spatial_output(torch.empty(shape, device="meta"), channels_last).shape
+    if grid is None or len(grid) != 4:
+        raise UsageError(f"layer {layer_path} has no spatial extent (output shape {shape}); occlusion maps need "
+                         "a layer with a map or a grid of patch tokens")
+    map_size = (int(grid[2]), int(grid[3]))
+    rows, cols = (max(1, side // n) for side, n in zip(size, map_size, strict=True))
+    whole = 2 * max(size) + 1  # centred anywhere on the image, it covers all of it
+    geometry = FieldGeometry(whole, rows, (rows - 1) / 2, None if rows == cols else whole,
+                             None if rows == cols else cols, None if rows == cols else (cols - 1) / 2, map_size)
+    reason = (f"full recomputation over the whole image: positions are mixed by attention at {mixing}, so "
+              "no theoretical field bounds where an occluder acts")
+    LOG.info("occluding %s of %s: %s", layer_path, type(model).__name__, reason)
+    return OcclusionPlan(layer_path, size, geometry, int(grid[1]),
+                         _GridReadout(truncated_module(traced, node), channels_last), None, reason,
+                         field_defined=False)
 
 
 @contextlib.contextmanager
@@ -219,8 +276,8 @@ def _full_run(plan: OcclusionPlan, image: torch.Tensor, patches: torch.Tensor, g
     units_d, peaks_d = units.to(device), peaks.to(device)
     clean = plan.full_model(image.unsqueeze(0))[0, units_d, peaks_d[:, 0], peaks_d[:, 1]].cpu()
     values = []
-    for start in range(0, len(positions), batch_size):
-        chunk = slice(start, start + batch_size)
+    for part in batch_ranges(len(positions), batch_size):
+        chunk = slice(part.start, part.stop)
         batch_patches = _patch_batch(patches, positions[chunk], device)
         values.append(_full_values(plan, image, batch_patches, corners[chunk], units_d, peaks_d, grid.patch)
                       .cpu())

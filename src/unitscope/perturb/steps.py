@@ -144,7 +144,7 @@ def _module_problem(module: nn.Module) -> str | None:
     return f"{type(module).__name__} is not a layer the incremental engine knows (no known local footprint)"
 
 
-def _ancestors(traced: TracedModel, node: fx.Node) -> list[fx.Node]:
+def ancestors(traced: TracedModel, node: fx.Node) -> list[fx.Node]:
     """The nodes ``node`` depends on (itself included, the input excluded), in graph order."""
     seen: set[fx.Node] = set()
     stack = [node]
@@ -205,7 +205,7 @@ def extract_steps(traced: TracedModel, node: fx.Node) -> tuple[tuple[Step, ...] 
     Returns (steps, reason); steps is None with the reason (naming the first node in the way) when the
     model must be recomputed in full.
     """
-    nodes = _ancestors(traced, node)
+    nodes = ancestors(traced, node)
     for current in nodes:  # an unknown layer says more than the functional code around it
         if current.op == "call_module":
             problem = _module_problem(traced.graph_module.get_submodule(str(current.target)))

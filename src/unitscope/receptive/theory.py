@@ -162,9 +162,28 @@ def _node_inputs(node: fx.Node) -> Iterator[fx.Node]:
     yield from seen
 
 
-def _merge(node: fx.Node, out_hw: tuple[int, int], fields: dict[fx.Node, Geometry | None],
-           traced: TracedModel) -> Geometry | None:
+Layout = tuple[int, int]  # the dimensions of a 4-D value that are its rows and columns
+CHANNELS_FIRST: Layout = (2, 3)
+MIXED_POSITIONS = ("positions are mixed here (attention over tokens or windows, or a shift of the map): a "
+                   "theoretical receptive field is not defined from this layer on")
+MOVES_POSITIONS: frozenset[str] = frozenset(
+    {"roll", "scaled_dot_product_attention", "multi_head_attention_forward", "shifted_window_attention"}
+)
+
+
+def name_of(node: fx.Node) -> str:
+    """A short name for what a node does (its function, method or module path)."""
+    return str(getattr(node.target, "__name__", node.target))
+
+
+def _spatial(shape: Sequence[int], layout: Layout) -> tuple[int, int]:
+    return int(shape[layout[0]]), int(shape[layout[1]])
+
+
+def _merge(node: fx.Node, out_shape: Sequence[int], layout: Layout, fields: dict[fx.Node, Geometry | None],
+           layouts: dict[fx.Node, Layout], traced: TracedModel) -> Geometry | None:
     """Element-wise and merging nodes: the largest field among same-size inputs (broadcast ones widen it)."""
+    out_hw = _spatial(out_shape, layout)
     same: list[Geometry] = []
     widest = [0, 0]
     for parent in _node_inputs(node):
@@ -172,8 +191,10 @@ def _merge(node: fx.Node, out_hw: tuple[int, int], fields: dict[fx.Node, Geometr
         shape = traced.shape(parent)
         if field is None or shape is None or len(shape) != 4:
             continue
-        hw = tuple(shape[-2:])
-        if hw == out_hw:
+        if layouts.get(parent, CHANNELS_FIRST) != layout:
+            raise _Unsupported(f"{node.format_node()} combines channels-first and channels-last maps")
+        hw = _spatial(shape, layout)
+        if hw == out_hw and _spatial(out_shape, layout) == hw and len(out_shape) == 4:
             same.append(field)
         elif hw != (1, 1):
             raise _Unsupported(f"{node.format_node()} changes the spatial size from {hw} to {out_hw}")
@@ -191,53 +212,93 @@ class _Unsupported(Exception):
     """A node whose effect on the receptive field is unknown."""
 
 
-def _node_field(node: fx.Node, fields: dict[fx.Node, Geometry | None], traced: TracedModel) -> Geometry | None:
-    """The field of one node's output, from its parents'."""
+def _permutation(node: fx.Node) -> tuple[int, ...] | None:
+    """The dims of a ``permute`` call (function, method or torchvision's Permute module), else None."""
+    if (node.op == "call_function" and getattr(node.target, "__name__", "") == "permute") or \
+            (node.op == "call_method" and node.target == "permute"):
+        dims = node.args[1:] if len(node.args) > 2 else node.args[1] if len(node.args) > 1 else node.kwargs["dims"]
+        return tuple(int(d) for d in dims)  # type: ignore[union-attr, arg-type]
+    return None
+
+
+def _node_field(node: fx.Node, fields: dict[fx.Node, Geometry | None], layouts: dict[fx.Node, Layout],
+                traced: TracedModel) -> tuple[Geometry | None, Layout]:
+    """The field of one node's output, from its parents', and which of its dimensions are rows and columns.
+
+    Channels-last maps (ConvNeXt's and Swin's blocks) are followed through ``permute``: point-wise layers
+    on them (LayerNorm, Linear over channels) keep the field; windows need channels-first maps.
+    """
     shape = traced.shape(node)
-    if shape is None or len(shape) != 4:
-        return None
     if node is traced.input_node:
         unit = AxisField(1, 1, 0.0)
-        return unit, unit
-    parents = list(_node_inputs(node))
+        return (unit, unit), CHANNELS_FIRST
+    parents = [p for p in _node_inputs(node) if fields.get(p) is not None]
+    name = name_of(node)
+    if parents and name in MOVES_POSITIONS:
+        raise _Unsupported(f"{name} at node {node.name}: {MIXED_POSITIONS}")
+    if shape is None or len(shape) != 4:
+        return None, CHANNELS_FIRST
+    layout = layouts.get(parents[0], CHANNELS_FIRST) if parents else CHANNELS_FIRST
     source = fields.get(parents[0]) if parents else None
+    dims = _permutation(node)
+    if dims is not None and source is not None:
+        return source, (dims.index(layout[0]), dims.index(layout[1]))
     window = None
     if node.op == "call_module":
         module = traced.graph_module.get_submodule(str(node.target))
         window = window_parameters(module)
         if isinstance(module, nn.AdaptiveAvgPool2d | nn.AdaptiveMaxPool2d) and source is not None:
-            return _adaptive(source, traced.shape(parents[0])[-2:], shape[-2:])  # type: ignore[index]
+            window = window or ()
     elif node.op == "call_function":
-        name = getattr(node.target, "__name__", "")
         window = _function_window(node, traced.values)
         if name in _ADAPTIVE_FUNCTIONS and source is not None:
-            return _adaptive(source, traced.shape(parents[0])[-2:], shape[-2:])  # type: ignore[index]
+            window = window or ()
     if window is not None and source is not None:
+        if layout != CHANNELS_FIRST:
+            raise _Unsupported(f"{node.format_node()} slides a window over a channels-last map")
+        if window == ():
+            return _adaptive(source, traced.shape(parents[0])[-2:], shape[-2:]), layout  # type: ignore[index]
         kernel, stride, pad, dilation = window
-        return tuple(source[d].through(kernel[d], stride[d], pad[d], dilation[d]) for d in range(2))  # type: ignore[return-value]
-    return _merge(node, (shape[-2], shape[-1]), fields, traced)
+        return tuple(source[d].through(kernel[d], stride[d], pad[d], dilation[d]) for d in range(2)), layout  # type: ignore[return-value]
+    return _merge(node, shape, layout, fields, layouts, traced), layout
 
 
 def node_fields(traced: TracedModel) -> tuple[dict[fx.Node, Geometry | None], dict[fx.Node, str]]:
     """Field of every node (None: no spatial extent), and the nodes whose field is unknown, with why."""
+    fields, _, problems = _fields_layouts(traced)
+    return fields, problems
+
+
+def _fields_layouts(
+    traced: TracedModel,
+) -> tuple[dict[fx.Node, Geometry | None], dict[fx.Node, Layout], dict[fx.Node, str]]:
+    """Field and layout of every node, and the nodes whose field is unknown, with why.
+
+    Known position-mixing calls (Swin's window attention, ``roll``, scaled-dot-product attention) make
+    the field unknown from there on. A map flattened to tokens, attended by an ``nn.MultiheadAttention``
+    and reshaped back is not detected: that branch carries no field, and a merge takes the others'.
+    """
     fields: dict[fx.Node, Geometry | None] = {}
+    layouts: dict[fx.Node, Layout] = {}
     problems: dict[fx.Node, str] = {}
     for node in traced.graph_module.graph.nodes:
-        if any(parent in problems for parent in _node_inputs(node)):
-            problems[node] = next(problems[p] for p in _node_inputs(node) if p in problems)
+        parents = list(_node_inputs(node))
+        if any(parent in problems for parent in parents):
+            problems[node] = next(problems[p] for p in parents if p in problems)
             fields[node] = None
             continue
         try:
-            fields[node] = _node_field(node, fields, traced)
+            fields[node], layouts[node] = _node_field(node, fields, layouts, traced)
         except _Unsupported as err:
             problems[node] = str(err)
             fields[node] = None
-    return fields, problems
+            continue
+    return fields, layouts, problems
 
 
 def fields_of_traced(traced: TracedModel) -> tuple[dict[str, FieldGeometry], dict[str, str]]:
     """Per module path: its field (spatial layers only), and the layers skipped because a field is unknown."""
-    fields, problems = node_fields(traced)
+    fields, layouts, problems = _fields_layouts(traced)
     out: dict[str, FieldGeometry] = {}
     skipped: dict[str, str] = {}
     for path, node in traced.outputs.items():
@@ -247,9 +308,9 @@ def fields_of_traced(traced: TracedModel) -> tuple[dict[str, FieldGeometry], dic
         field = fields.get(node)
         if field is not None:
             shape = traced.shape(node)
-            out[path] = FieldGeometry.from_axes(field[0], field[1], (shape[-2], shape[-1]))  # type: ignore[index]
+            out[path] = FieldGeometry.from_axes(field[0], field[1], _spatial(shape, layouts.get(node, CHANNELS_FIRST)))  # type: ignore[arg-type]
     if skipped:
-        LOG.warning("receptive fields unknown for %d layers (first: %s)", len(skipped), next(iter(skipped.values())))
+        LOG.info("receptive fields unknown for %d layers (first: %s)", len(skipped), next(iter(skipped.values())))
     return out, skipped
 
 
@@ -258,12 +319,30 @@ def theoretical_fields(module: nn.Module, input_size: tuple[int, int]) -> dict[s
 
     Non-spatial modules (classifier layers) are absent. Costs one fx trace and one pass on meta tensors.
     """
+    return fields_and_gaps(module, input_size)[0]
+
+
+def fields_and_gaps(module: nn.Module, input_size: tuple[int, int]) -> tuple[dict[str, FieldGeometry], dict[str, str]]:
+    """:func:`theoretical_fields`, and the spatial layers whose field is not defined, with why."""
     size = tuple(int(v) for v in input_size)
     if len(size) != 2 or min(size) <= 0:
         raise UsageError(f"input size must be two positive integers (height, width), got {input_size!r}")
     with torch.no_grad():
         traced = trace_model(module, size)
-    return fields_of_traced(traced)[0]
+    return fields_of_traced(traced)
+
+
+def missing_field_reason(module: nn.Module, path: str, gaps: dict[str, str]) -> str:
+    """Why layer ``path`` has no theoretical field, in words a user can act on."""
+    if path in gaps:
+        return f"layer {path} has no theoretical receptive field ({gaps[path].split(': ', 1)[-1]})"
+    attention = any(isinstance(m, nn.MultiheadAttention) or "Attention" in type(m).__name__
+                    for m in module.modules())
+    if attention:
+        return (f"layer {path} is a sequence of tokens after attention, which lets every patch see every other: "
+                "a theoretical receptive field is not defined (it can span the whole image); pick a layer "
+                "before the first attention block for a theoretical field")
+    return f"layer {path} has no spatial extent (no receptive field); pick a conv or pool layer"
 
 
 def alignment_geometry(module: nn.Module, input_size: tuple[int, int]) -> dict[str, tuple[float, float]]:

@@ -19,24 +19,32 @@ from typing import SupportsFloat
 
 import numpy as np
 import pandas as pd
-from PIL import Image
 
 from unitscope.data.probe import ProbeSet
 from unitscope.dissection.result import DissectionResult, LayerResult
 from unitscope.errors import UsageError
-from unitscope.models.loading import LoadedModel
 from unitscope.report.figures import UNKNOWN_COLOR, category_colors, plot_detector_counts
-from unitscope.report.html import figure_css_width, figure_data_uri, image_data_uri, render_template, write_html
+from unitscope.report.html import (
+    figure_css_width,
+    figure_data_uri,
+    image_data_uri,
+    render_template,
+    report_environment,
+    write_html,
+)
+from unitscope.report.pngs import PngWriter
 from unitscope.report.regions import check_field_sizes, check_region_rule
 from unitscope.report.unit_images import (
     LayerRequest,
+    ModelSource,
     OutlineStyle,
     RegionRenderer,
+    UnitKey,
     layer_request,
     renderer_for,
     tile_images,
 )
-from unitscope.report.unit_pages import unit_page_path, write_unit_page
+from unitscope.report.unit_pages import unit_image_path, unit_page_path, write_unit_page
 
 TEMPLATE = "dissection.html"
 MAX_SKIPPED_LISTED = 20
@@ -49,7 +57,8 @@ class ReportOptions:
     ``regions``: ``"activation"`` (default: the upsampled map cut at the threshold, the region that entered
     the IoU) or ``"field"`` (the paper's unit segmentation through receptive fields: each layer's empirical
     side from ``field_sizes`` — see ``unitscope rf --empirical`` — or, without it, the theoretical one,
-    which at deep layers covers most of the image).
+    which at deep layers covers most of the image). ``unit_field_sizes``: each unit's empirical side per layer
+    (shown on its page), from the same ``rf --empirical`` run.
     """
 
     max_units: int | None = None  # None: every unit
@@ -59,6 +68,8 @@ class ReportOptions:
     batch_size: int = 32
     regions: str = "activation"
     field_sizes: Mapping[str, float] | None = None
+    unit_field_sizes: Mapping[str, Mapping[int, float]] | None = None
+    png_threads: int | None = None  # None: pngs.default_threads()
 
     def validate(self) -> None:
         for name in ("max_units", "images_per_unit", "max_concepts", "batch_size"):
@@ -99,17 +110,29 @@ def gallery_units(layer: LayerResult, max_units: int | None) -> list[int]:
     return [int(u) for u in (frame["unit"] if max_units is None else frame["unit"].head(max_units))]
 
 
+def _finite(row: pd.Series, column: str) -> float | None:
+    """A number from a units table cell, None when absent or empty (units.csv keeps NaN as "")."""
+    value = row.get(column)
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
 def _number(value: SupportsFloat | None, digits: int = 3) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "–"
     return f"{float(value):.{digits}f}"
 
 
-def _card(row: pd.Series, unit: int, image: np.ndarray, colors: dict[str, str], categories: tuple[str, ...],
+def _card(row: pd.Series, unit: int, image: str, colors: dict[str, str], categories: tuple[str, ...],
           peak: float, labelled: bool) -> dict[str, object]:
     label = str(row.get("label", "") or "")
     category = str(row.get("category", "") or "")
-    iou = float(row["iou"]) if labelled and pd.notna(row.get("iou")) else float("nan")
+    found = _finite(row, "iou") if labelled else None
+    iou = float("nan") if found is None else found
+    q_value, stability = _finite(row, "q_value"), _finite(row, "stability")
     alternatives = [
         f"{c}: {row[f'{c}_label']} ({float(row[f'{c}_iou']):.3f})"
         for c in categories if f"{c}_label" in row.index and str(row[f"{c}_label"])
@@ -124,14 +147,13 @@ def _card(row: pd.Series, unit: int, image: np.ndarray, colors: dict[str, str], 
         "detector": bool(row.get("detector", False)) and labelled,
         # NetDissect would call it a detector, but its label is not significant at --fdr: marked on the card.
         "not_significant": bool(row.get("iou_detector", False)) and not bool(row.get("detector", False)),
-        "q_text": f"{float(row['q_value']):.2g}" if labelled and pd.notna(row.get("q_value")) else "",
-        "stability_text": (f"{100 * float(row['stability']):.0f}%"
-                           if labelled and pd.notna(row.get("stability")) else ""),
+        "q_text": f"{q_value:.2g}" if labelled and q_value is not None else "",
+        "stability_text": f"{100 * stability:.0f}%" if labelled and stability is not None else "",
         "peak": peak,
         "peak_text": f"{peak:.3g}",
         "threshold_text": f"{float(row['threshold']):.3g}",
         "alternatives": "\n".join(alternatives),
-        "image": image_data_uri(image, "jpeg", quality=85),
+        "image": image,
         "link": "",
     }
 
@@ -199,7 +221,7 @@ def _layer_section(result: DissectionResult, name: str, cards: list[dict[str, ob
     }
 
 
-def _header(result: DissectionResult, model: LoadedModel, probe: ProbeSet) -> dict[str, object]:
+def _header(result: DissectionResult, probe: ProbeSet) -> dict[str, object]:
     record = result.record
     settings = record.settings
     skipped = record.skipped
@@ -223,9 +245,27 @@ def _header(result: DissectionResult, model: LoadedModel, probe: ProbeSet) -> di
     }
 
 
-def build_report(result: DissectionResult, probe: ProbeSet, model: LoadedModel,
+def _unit_field_text(renderer: RegionRenderer, options: ReportOptions, name: str, unit: int) -> str:
+    """A unit page's field line: its own empirical field size when known, and how its regions were drawn."""
+    parts = []
+    own = (options.unit_field_sizes or {}).get(name, {}).get(unit)
+    if own is not None:
+        parts.append(f"empirical field {own:.3g} px")
+    layer_mean = (options.field_sizes or {}).get(name)
+    if layer_mean is not None:
+        parts.append(f"layer mean empirical field {layer_mean:.3g} px")
+    drawn = _field_text(renderer, name)
+    if drawn and not drawn.startswith("empirical"):
+        parts.append(drawn)
+    return " · ".join(parts)
+
+
+def build_report(result: DissectionResult, probe: ProbeSet, model: ModelSource,
                  options: ReportOptions | None = None, directory: Path | None = None) -> str:
-    """The whole page as an HTML string; with ``directory``, also a page and PNG files per unit there."""
+    """The whole page as an HTML string; with ``directory``, also a page and PNG files per unit there.
+
+    ``model`` may be a loader: runs that stored their top maps draw without it unless a layer lacks them.
+    """
     started = time.perf_counter()
     options = options or ReportOptions()
     options.validate()
@@ -240,31 +280,34 @@ def build_report(result: DissectionResult, probe: ProbeSet, model: LoadedModel,
     }
     style = OutlineStyle(max_side=options.thumbnail)
     renderer = renderer_for(result, model, probe, options.batch_size, style, options.regions, options.field_sizes)
-    tiles = renderer.render(requests)
     sections = []
-    for name, units in shown.items():
-        layer = result.layers[name]
-        labelled = is_labelled(layer.units)
-        peaks = peak_activations(layer)
-        rows = layer.units.set_index("unit")
-        cards = []
-        for u in units:
-            unit_tiles = tiles[(name, u)]
-            if not unit_tiles:
-                continue
-            strip = tile_images(unit_tiles[: options.images_per_unit])
-            card = _card(rows.loc[u], u, strip, colors, categories, float(peaks.loc[u]), labelled)
-            if directory is not None:
-                write_unit_page(result, directory, name, u, unit_tiles, _field_text(renderer, name))
-                Image.fromarray(strip).save(directory / unit_page_path(name, u).replace(".html", ".png"))
-                card["link"] = unit_page_path(name, u)
-            cards.append(card)
-        sections.append(_layer_section(result, name, cards, options, _field_text(renderer, name)))
+    environment = report_environment()
+    with PngWriter(options.png_threads) as pngs:
+        tiles = _TileWriter(requests, options.images_per_unit, directory, pngs)
+        renderer.render_each(requests, tiles)
+        for name, units in shown.items():
+            layer = result.layers[name]
+            labelled = is_labelled(layer.units)
+            peaks = peak_activations(layer)
+            rows = layer.units.set_index("unit")
+            cards = []
+            for u in units:
+                strip = tiles.cards.get((name, u))
+                if strip is None:  # no top images
+                    continue
+                card = _card(rows.loc[u], u, strip, colors, categories, float(peaks.loc[u]), labelled)
+                if directory is not None:
+                    write_unit_page(result, directory, name, u, len(requests[name].images[u]),
+                                    _unit_field_text(renderer, options, name, u), environment)
+                    card["link"] = unit_page_path(name, u)
+                cards.append(card)
+            sections.append(_layer_section(result, name, cards, options, _field_text(renderer, name)))
     legend = [{"name": c, "color": colors[c]} for c in categories]
-    header = _header(result, model, probe)
+    header = _header(result, probe)
     header["regions"] = region_sentence(renderer, header["quantile"])
     return render_template(
         TEMPLATE,
+        environment,
         header=header,
         layers=sections,
         legend=legend,
@@ -273,6 +316,43 @@ def build_report(result: DissectionResult, probe: ProbeSet, model: LoadedModel,
         written=datetime.now().strftime("%Y-%m-%d %H:%M"),
         report_seconds=f"{time.perf_counter() - started:.1f}",
     )
+
+
+class _TileWriter:
+    """The renderer's tile sink: writes each unit-page image as it is drawn, and builds each card's strip.
+
+    Only a card's first few tiles are held, until its strip is complete; then the strip is written
+    (``units/<layer>/<unit>.png``) and kept as the card's JPEG, so memory does not grow with units × k.
+    """
+
+    def __init__(self, requests: Mapping[str, LayerRequest], per_card: int, directory: Path | None,
+                 pngs: PngWriter) -> None:
+        self.directory = directory
+        self.pngs = pngs
+        self.need = {(name, int(u)): min(len(images), per_card)
+                     for name, request in requests.items() for u, images in request.images.items()}
+        self.partial: dict[UnitKey, dict[int, np.ndarray]] = {}
+        self.cards: dict[UnitKey, str] = {}
+        if directory is not None:
+            for name, unit in self.need:
+                (directory / unit_page_path(name, unit)).with_suffix("").mkdir(parents=True, exist_ok=True)
+
+    def __call__(self, key: UnitKey, slot: int, tile: np.ndarray) -> None:
+        name, unit = key
+        if self.directory is not None:
+            self.pngs.save(tile, self.directory / unit_image_path(name, unit, slot))
+        need = self.need[key]
+        if slot >= need:
+            return
+        parts = self.partial.setdefault(key, {})
+        parts[slot] = tile.copy()  # not a view that keeps the renderer's whole stack alive
+        if len(parts) < need:
+            return
+        strip = tile_images([parts[i] for i in range(need)])
+        del self.partial[key]
+        self.cards[key] = image_data_uri(strip, "jpeg", quality=85)
+        if self.directory is not None:
+            self.pngs.save(strip, self.directory / unit_page_path(name, unit).replace(".html", ".png"))
 
 
 def _kept_images(result: DissectionResult, layer: str, options: ReportOptions, directory: Path | None) -> int:
@@ -284,7 +364,7 @@ def _kept_images(result: DissectionResult, layer: str, options: ReportOptions, d
     return max(kept, options.images_per_unit)
 
 
-def write_dissection_report(result: DissectionResult, probe: ProbeSet, directory: Path, model: LoadedModel,
+def write_dissection_report(result: DissectionResult, probe: ProbeSet, directory: Path, model: ModelSource,
                             options: ReportOptions | None = None) -> Path:
     """Write ``directory/report.html`` for a finished dissection and return its path."""
     return write_html(build_report(result, probe, model, options, Path(directory)), Path(directory) / "report.html")

@@ -59,6 +59,19 @@ def field_sizes_from_rf(path: str | Path) -> dict[str, float]:
     return {name: float(size) for name, size in sizes.items() if size is not None}
 
 
+def unit_field_sizes_from_rf(path: str | Path) -> dict[str, dict[int, float]]:
+    """Each unit's empirical field side per layer from an ``unitscope rf --empirical`` run (dead units absent)."""
+    file = Path(path) / "rf.json" if Path(path).is_dir() else Path(path)
+    try:
+        layers = json.loads(file.read_text())["layers"]
+        return {str(name): {int(unit): float(size) for unit, size in dict(entry.get("units", {})).items()
+                            if size is not None}
+                for name, entry in layers.items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+        raise UsageError(f"cannot read empirical field sizes from {file} ({type(err).__name__}: {err}); "
+                         "pass the output of `unitscope rf --empirical`") from None
+
+
 @dataclass(frozen=True)
 class FieldUsed:
     """The field square drawn for one layer: side in network-input pixels and where the size came from."""

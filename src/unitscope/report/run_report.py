@@ -1,11 +1,14 @@
 """The report step: render a finished run's pages from its data, without recomputing statistics.
 
-A run directory holds data only; this step reopens the run's model and probe set (from what the run
-recorded, or the objects given) to draw the top images' regions, and writes ``report.html`` next to it.
+A run directory holds data only; this step reopens the run's probe set (from what the run recorded, or the
+object given) to draw the top images' regions from the maps pass 1 stored, and writes ``report.html`` next to
+it. The model is reopened only if something needs it: a layer without stored maps (an older run), or the
+``field`` rule's receptive-field tracing.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -24,6 +27,7 @@ def reopen_model(run: DissectionResult, device: str = "cpu", trust_checkpoint: b
     spec = run.record.spec.model
     model = load_model(spec.spec, spec.weights, spec.num_classes, device, trust_checkpoint)
     model.preprocess = model.preprocess.with_overrides(spec.input_size, spec.mean, spec.std)
+    model.amp = str(run.record.setting("amp", "off"))  # the maps drawn are those the run measured
     return model
 
 
@@ -48,9 +52,10 @@ def render_report(run: DissectionResult, options: ReportOptions | None = None, *
         raise UsageError("the run has no directory; pass out= for the report")
     options = options or ReportOptions()
     options.validate()
-    model = model or reopen_model(run, device, trust_checkpoint)
+    source: LoadedModel | Callable[[], LoadedModel] = (
+        model if model is not None else (lambda: reopen_model(run, device, trust_checkpoint)))
     probe = probe or reopen_probe(run)
-    return write_html(build_report(run, probe, model, options, directory), directory / "report.html")
+    return write_html(build_report(run, probe, source, options, directory), directory / "report.html")
 
 
 class Renderable(Protocol):

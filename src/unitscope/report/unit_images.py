@@ -1,7 +1,10 @@
 """Where a unit fires in its top images: its region outlined on the image, the rest dimmed.
 
-The dissection keeps only each unit's threshold and top image indices, so the maps are recomputed here:
-one forward pass per batch of distinct images captures every layer shown. The region follows one of two
+A dissection keeps each unit's maps on its top images (``top_maps.npy``, from pass 1), so drawing a region
+costs decoding the image and no forward pass. Runs without stored maps (older runs, layers too large to keep
+them) get them recomputed here: one forward pass per batch of distinct images captures every such layer.
+The model is loaded only when something needs it (such a forward pass, or tracing receptive fields that the
+run did not record). The region follows one of two
 rules (:mod:`unitscope.report.regions`): ``activation`` upsamples each map with the run's own geometry
 (:class:`~unitscope.dissection.upsample.Upsampler`, same mode) to the size the image is shown at and cuts it
 at the unit's threshold — the region that entered its IoU; ``field`` (the paper's unit segmentation)
@@ -19,8 +22,8 @@ from typing import cast
 import numpy as np
 import torch
 from PIL import Image
-from scipy import ndimage
 
+from unitscope.batching import batched
 from unitscope.capture import LayerCapture
 from unitscope.data.errors import BadSampleError
 from unitscope.data.probe import ProbeSet
@@ -35,6 +38,9 @@ LOG = logging.getLogger(__name__)
 
 Geometry = Callable[[str, tuple[int, int]], tuple[float, float] | None]
 UnitKey = tuple[str, int]  # (layer name, unit)
+ModelSource = LoadedModel | Callable[[], LoadedModel]  # a model, or how to load it when first needed
+TileSink = Callable[[UnitKey, int, np.ndarray], None]  # (layer, unit), slot, outlined image
+PAIRS_AT_ONCE = 256  # (image, unit) regions drawn in one stack
 
 
 @dataclass(frozen=True)
@@ -55,38 +61,61 @@ class OutlineStyle:
 
 @dataclass(frozen=True)
 class LayerRequest:
-    """The units of one layer to draw: module path, per-unit thresholds and image indices (in order)."""
+    """The units of one layer to draw: module path, per-unit thresholds and image indices (in order).
+
+    ``maps``, when given, holds each unit's stored maps [len(images), h, w] on those images (in order);
+    the renderer draws from them instead of running the network.
+    """
 
     path: str
     thresholds: Mapping[int, float]
     images: Mapping[int, Sequence[int]]
+    maps: Mapping[int, np.ndarray] | None = None
 
 
 def region_boundaries(masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(inner, outer) one-pixel boundary rings of a stack of boolean masks [..., H, W].
 
     The same rings as ``skimage.segmentation.find_boundaries(mask, mode="inner"/"outer")`` (4-connected;
-    the image border is not a boundary), computed for the whole stack in two morphology calls.
+    the image border is not a boundary): erosion and dilation by the 4-neighbour cross, written as shifted
+    ANDs and ORs of the whole stack (several times faster than ``scipy.ndimage`` on small masks).
     """
-    cross = ndimage.generate_binary_structure(2, 1)
-    footprint = cross.reshape((1,) * (masks.ndim - 2) + cross.shape)
-    inner = masks & ~ndimage.binary_erosion(masks, footprint, border_value=1)
-    outer = ndimage.binary_dilation(masks, footprint) & ~masks
-    return inner, outer
+    masks = masks.astype(bool, copy=False)
+    eroded, dilated = masks.copy(), masks.copy()
+    for axis in (-2, -1):
+        n = masks.shape[axis]
+        if n < 2:
+            continue
+        head = [slice(None)] * masks.ndim
+        tail = [slice(None)] * masks.ndim
+        head[axis], tail[axis] = slice(0, n - 1), slice(1, n)
+        eroded[tuple(tail)] &= masks[tuple(head)]  # outside the image counts as inside (border_value=1)
+        eroded[tuple(head)] &= masks[tuple(tail)]
+        dilated[tuple(tail)] |= masks[tuple(head)]
+        dilated[tuple(head)] |= masks[tuple(tail)]
+    return masks & ~eroded, dilated & ~masks
 
 
-def outline_regions(images: np.ndarray, masks: np.ndarray, style: OutlineStyle | None = None) -> np.ndarray:
+def dim_images(images: np.ndarray, style: OutlineStyle | None = None) -> np.ndarray:
+    """uint8 images [..., H, W, 3] blended towards ``style.shade`` by ``style.dim`` (what lies outside a region)."""
+    style = style or OutlineStyle()
+    shade = np.asarray(style.shade, np.float32)
+    return (images.astype(np.float32) * (1 - style.dim) + shade * style.dim).round().clip(0, 255).astype(np.uint8)
+
+
+def outline_regions(images: np.ndarray, masks: np.ndarray, style: OutlineStyle | None = None,
+                    dimmed: np.ndarray | None = None) -> np.ndarray:
     """uint8 [..., H, W, 3] images with the outside of ``masks`` [..., H, W] darkened and the boundary drawn.
 
     The inner pixel ring takes ``style.color`` and the outer ring ``style.shade``, so the outline stands out
-    on light and dark images alike.
+    on light and dark images alike. ``dimmed``: ``dim_images(images, style)`` when the caller has it (an image
+    shown for many units is dimmed once).
     """
     style = style or OutlineStyle()
     if images.shape[:-1] != masks.shape or images.shape[-1] != 3:
         raise UsageError(f"masks {masks.shape} do not match images {images.shape}; upsample them to the image size")
     masks = masks.astype(bool)
-    shade = np.asarray(style.shade, np.float32)
-    dimmed = (images.astype(np.float32) * (1 - style.dim) + shade * style.dim).round().clip(0, 255).astype(np.uint8)
+    dimmed = dim_images(images, style) if dimmed is None else dimmed
     out = np.where(masks[..., None], images, dimmed)
     inner, outer = region_boundaries(masks)
     out[outer] = style.shade
@@ -134,9 +163,9 @@ class RegionRenderer:
     rule instead because their receptive field is unknown, with why.
     """
 
-    def __init__(self, model: LoadedModel, probe: ProbeSet, upsample: str, geometry: Geometry | None = None,
+    def __init__(self, model: ModelSource, probe: ProbeSet, upsample: str, geometry: Geometry | None = None,
                  batch_size: int = 32, style: OutlineStyle | None = None, regions: str = "activation",
-                 field_sizes: Mapping[str, float] | None = None) -> None:
+                 field_sizes: Mapping[str, float] | None = None, input_size: tuple[int, int] | None = None) -> None:
         if batch_size < 1:
             raise UsageError(f"batch size must be positive, got {batch_size}")
         check_region_rule(regions)
@@ -147,7 +176,8 @@ class RegionRenderer:
         self.fallbacks: dict[str, str] = {}
         self._theory: dict[tuple[int, int], dict[str, FieldGeometry]] = {}
         self._untraceable: str | None = None
-        self.model = model
+        self._model = model
+        self._input_size = input_size  # the network's input size without a forward pass (the run's)
         self.probe = probe
         self.upsample = upsample
         self.geometry = geometry
@@ -157,71 +187,101 @@ class RegionRenderer:
         self._upsamplers: dict[tuple[object, ...], Upsampler] = {}
         self._fields: dict[tuple[str, tuple[int, int]], tuple[float, float] | None] = {}
 
+    @property
+    def model(self) -> LoadedModel:
+        """The model, loaded on first use (drawing from stored maps may never need it)."""
+        if not isinstance(self._model, LoadedModel):
+            self._model = self._model()
+        return self._model
+
     def render(self, requests: Mapping[str, LayerRequest]) -> dict[UnitKey, list[np.ndarray]]:
         """For each (layer name, unit): its outlined images, in the order requested."""
-        wanted: dict[int, list[tuple[str, int, int]]] = defaultdict(list)  # image -> (layer, unit, slot)
-        out: dict[UnitKey, list[np.ndarray | None]] = {}
+        out: dict[UnitKey, list[np.ndarray]] = {}
         for name, request in requests.items():
             for unit, images in request.images.items():
-                out[(name, unit)] = [None] * len(images)
+                out[(name, int(unit))] = [placeholder((1, 1))] * len(images)
+
+        def keep(key: UnitKey, slot: int, tile: np.ndarray) -> None:
+            out[key][slot] = tile
+
+        self.render_each(requests, keep)
+        return out
+
+    def render_each(self, requests: Mapping[str, LayerRequest], sink: TileSink) -> None:
+        """Hand every outlined image to ``sink(key, slot, tile)`` as soon as it is drawn, keeping none.
+
+        Images are visited in index order (each decoded once for all the units that show it); an unreadable
+        image's tiles are grey placeholders, handed over at the end.
+        """
+        wanted: dict[int, list[tuple[str, int, int]]] = defaultdict(list)  # image -> (layer, unit, slot)
+        for name, request in requests.items():
+            for unit, images in request.images.items():
                 for slot, index in enumerate(images):
                     wanted[int(index)].append((name, int(unit), slot))
         order = sorted(wanted)
-        for start in range(0, len(order), self.batch_size):
-            self._render_batch(order[start: start + self.batch_size], requests, wanted, out)
+        missing: list[int] = []
+        for indices in batched(order, self.batch_size):
+            missing += self._render_batch(list(indices), requests, wanted, sink)
         fallback = display_size(self.probe.image_size, self.style.max_side)
-        return {key: [im if im is not None else placeholder(fallback) for im in ims] for key, ims in out.items()}
+        for index in missing:
+            for name, unit, slot in wanted[index]:
+                sink((name, unit), slot, placeholder(fallback))
 
     def _render_batch(self, indices: list[int], requests: Mapping[str, LayerRequest],
-                      wanted: Mapping[int, list[tuple[str, int, int]]],
-                      out: dict[UnitKey, list[np.ndarray | None]]) -> None:
+                      wanted: Mapping[int, list[tuple[str, int, int]]], sink: TileSink) -> list[int]:
+        """Draw the tiles of images ``indices``; the indices that could not be read."""
         images: dict[int, np.ndarray] = {}
+        load_image = getattr(self.probe, "load_image", None)  # the image alone, without decoding its labels
         for index in indices:
             try:
-                images[index] = self.probe[index].image
+                images[index] = load_image(index) if callable(load_image) else self.probe[index].image
             except BadSampleError:
-                continue  # the run skipped it too; its tile stays a placeholder
+                continue  # the run skipped it too; its tile becomes a placeholder
         by_shape: dict[tuple[int, ...], list[int]] = defaultdict(list)
         for index, image in images.items():
             by_shape[image.shape].append(index)
         paths = sorted({r.path for r in requests.values()})
+        unstored = sorted({r.path for r in requests.values() if r.maps is None})  # these need a forward pass
         for group in by_shape.values():
-            batch = self.model.preprocess.batch([images[i] for i in group], self.model.device)
             size = images[group[0]].shape[:2]
             shown = display_size(size, self.style.max_side)
-            input_size = cast(tuple[int, int], tuple(batch.shape[-2:]))
+            outputs: dict[str, torch.Tensor] = {}
+            if unstored:
+                batch = self.model.preprocess.batch([images[i] for i in group], self.model.device)
+                input_size = cast(tuple[int, int], tuple(batch.shape[-2:]))
+            else:
+                input_size = self._input_size or self.model.preprocess.input_size or (size[0], size[1])
             for path in paths:  # before hooking: the geometry tracer runs the model itself
                 self._field(path, input_size)
             self._theoretical(input_size)
-            with LayerCapture(self.model.module, paths) as capture:
-                outputs = capture.run(batch)
+            if unstored:
+                with LayerCapture(self.model.module, unstored) as capture, self.model.autocast():  # as the run did
+                    outputs = capture.run(batch)
             thumbs = np.stack([_thumbnail(images[i], shown) for i in group])
+            dimmed = dim_images(thumbs, self.style)
             for name, request in requests.items():
                 pairs = [(b, unit, slot) for b, i in enumerate(group) for (n, unit, slot) in wanted[i] if n == name]
                 if not pairs:
                     continue
-                acts = outputs[request.path]
-                masks = self._masks(name, acts, request, pairs, input_size, shown)
-                drawn = outline_regions(thumbs[[b for b, _, _ in pairs]], masks, self.style)
-                for (_, unit, slot), tile in zip(pairs, drawn, strict=True):
-                    out[(name, unit)][slot] = tile
+                for some in batched(pairs, PAIRS_AT_ONCE):  # bounds the stacks of tiles in memory
+                    maps = _pair_maps(request, outputs, some)
+                    masks = self._masks(name, maps, request, [unit for _, unit, _ in some], input_size, shown)
+                    rows = [b for b, _, _ in some]
+                    drawn = outline_regions(thumbs[rows], masks, self.style, dimmed[rows])
+                    for (_, unit, slot), tile in zip(some, drawn, strict=True):
+                        sink((name, unit), slot, tile)
+        return [index for index in indices if index not in images]
 
-    def _masks(self, name: str, acts: torch.Tensor, request: LayerRequest, pairs: list[tuple[int, int, int]],
+    def _masks(self, name: str, maps: torch.Tensor, request: LayerRequest, units: list[int],
                input_size: tuple[int, int], shown: tuple[int, int]) -> np.ndarray:
-        """[P, H, W] bool: each (image, unit) region at the shown size, by the renderer's rule."""
-        if acts.dim() != 4:
-            raise UsageError(f"layer {request.path} outputs {tuple(acts.shape)}, not [batch, units, h, w]; "
-                             "only convolutional layers have regions to draw")
-        rows = torch.tensor([b for b, _, _ in pairs], device=acts.device)
-        units = torch.tensor([u for _, u, _ in pairs], device=acts.device)
-        maps = acts[rows, units]  # [P, h, w]
-        thresholds = torch.tensor([request.thresholds[u] for _, u, _ in pairs], dtype=torch.float32,
-                                  device=acts.device)
+        """[P, H, W] bool: each (image, unit) region at the shown size, by the renderer's rule; maps [P, h, w]."""
+        thresholds = torch.tensor([request.thresholds[u] for u in units], dtype=torch.float32, device=maps.device)
         geometry = self._layer_field(name, request.path, input_size)
         if geometry is not None:
             side = self.fields_used[name].side
             return field_masks(maps, thresholds, geometry, side, shown, input_size)
-        upsampler = self._upsampler(request.path, cast(tuple[int, int], tuple(acts.shape[-2:])), shown, input_size)
+        upsampler = self._upsampler(request.path, cast(tuple[int, int], tuple(maps.shape[-2:])), shown, input_size,
+                                    maps.device)
         return (upsampler(maps) > thresholds[:, None, None]).cpu().numpy()
 
     def _theoretical(self, input_size: tuple[int, int]) -> dict[str, FieldGeometry]:
@@ -260,14 +320,29 @@ class RegionRenderer:
         return self._fields[key]
 
     def _upsampler(self, path: str, feature: tuple[int, int], shown: tuple[int, int],
-                   input_size: tuple[int, int]) -> Upsampler:
-        key = (path, feature, shown, input_size)
+                   input_size: tuple[int, int], device: torch.device) -> Upsampler:
+        key = (path, feature, shown, input_size, str(device))
         if key not in self._upsamplers:
             field = self._field(path, input_size)
             stride, start = field if field is not None else (None, None)
             self._upsamplers[key] = Upsampler.build(self.upsample, feature, shown, input_size, stride, start).to(
-                self.model.device)
+                device)
         return self._upsamplers[key]
+
+
+def _pair_maps(request: LayerRequest, outputs: Mapping[str, torch.Tensor],
+               pairs: list[tuple[int, int, int]]) -> torch.Tensor:
+    """[P, h, w]: the map of each (batch row, unit, slot) pair, stored with the request or from ``outputs``."""
+    if request.maps is not None:
+        return torch.from_numpy(np.stack([np.asarray(request.maps[unit][slot], dtype=np.float32)
+                                          for _, unit, slot in pairs]))
+    acts = outputs[request.path]
+    if acts.dim() != 4:
+        raise UsageError(f"layer {request.path} outputs {tuple(acts.shape)}, not [batch, units, h, w]; "
+                         "only convolutional layers have regions to draw")
+    rows = torch.tensor([b for b, _, _ in pairs], device=acts.device)
+    units = torch.tensor([u for _, u, _ in pairs], device=acts.device)
+    return acts[rows, units]
 
 
 def _thumbnail(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -276,19 +351,38 @@ def _thumbnail(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.asarray(Image.fromarray(image).resize((size[1], size[0]), Image.Resampling.LANCZOS))
 
 
-def run_geometry(model: LoadedModel) -> Geometry:
-    """Receptive-field (stride, start) per module path and input size, as the ``rf`` upsampling uses."""
+def _loaded(model: ModelSource) -> LoadedModel:
+    return model if isinstance(model, LoadedModel) else model()
+
+
+def run_geometry(model: ModelSource, recorded: Mapping[tuple[str, tuple[int, int]], tuple[float, float]]
+                 | None = None) -> Geometry:
+    """Receptive-field (stride, start) per module path and input size, as the ``rf`` upsampling uses.
+
+    ``recorded`` (what a run wrote, per module path and input size) is used as is; only other sizes trace the
+    model (loading it then, when ``model`` is a loader).
+    """
     cache: dict[tuple[int, int], dict[str, tuple[float, float]]] = {}
+    known = dict(recorded or {})
 
     def lookup(path: str, input_size: tuple[int, int]) -> tuple[float, float] | None:
+        if (path, input_size) in known:
+            return known[(path, input_size)]
         if input_size not in cache:
-            cache[input_size] = alignment_geometry(model.module, input_size)
+            cache[input_size] = alignment_geometry(_loaded(model).module, input_size)
         return cache[input_size].get(path)
 
     return lookup
 
 
-def renderer_for(result: DissectionResult, model: LoadedModel, probe: ProbeSet, batch_size: int = 32,
+def recorded_geometry(result: DissectionResult) -> dict[tuple[str, tuple[int, int]], tuple[float, float]]:
+    """The (stride, start) the run recorded for each layer at its input size."""
+    size = cast(tuple[int, int], tuple(result.record.input_size))
+    return {(layer.path, size): (layer.stride, layer.start) for layer in result.record.layers
+            if layer.stride is not None and layer.start is not None and all(size)}
+
+
+def renderer_for(result: DissectionResult, model: ModelSource, probe: ProbeSet, batch_size: int = 32,
                  style: OutlineStyle | None = None, regions: str = "activation",
                  field_sizes: Mapping[str, float] | None = None) -> RegionRenderer:
     """A renderer that upsamples exactly as the run did (its ``upsample`` setting and geometry).
@@ -297,8 +391,10 @@ def renderer_for(result: DissectionResult, model: LoadedModel, probe: ProbeSet, 
     """
     check_field_sizes(field_sizes, result.layers)
     mode = str(result.record.setting("upsample", "rf"))
-    geometry = run_geometry(model) if mode == "rf" else None
-    return RegionRenderer(model, probe, mode, geometry, batch_size, style, regions, field_sizes)
+    geometry = run_geometry(model, recorded_geometry(result)) if mode == "rf" else None
+    input_size = cast(tuple[int, int], tuple(result.record.input_size))
+    return RegionRenderer(model, probe, mode, geometry, batch_size, style, regions, field_sizes,
+                          input_size if all(input_size) else None)
 
 
 def layer_request(result: DissectionResult, layer: str, units: Sequence[int], n_images: int) -> LayerRequest:
@@ -310,20 +406,27 @@ def layer_request(result: DissectionResult, layer: str, units: Sequence[int], n_
     found = result.layers[layer]
     table = found.units.set_index("unit")
     per_unit: dict[int, list[int]] = {}
+    ranks: dict[int, list[int]] = {}
     if {"unit", "rank", "image"} <= set(found.top_images.columns):
         top = found.top_images[found.top_images["rank"] < n_images].sort_values(["unit", "rank"])
-        per_unit = {int(u): [int(i) for i in g["image"]] for u, g in top.groupby("unit")}
+        for u, g in top.groupby("unit"):
+            per_unit[int(u)], ranks[int(u)] = [int(i) for i in g["image"]], [int(r) for r in g["rank"]]
     missing = [u for u in units if u not in table.index]
     if missing:
         raise UsageError(f"layer {layer} has no unit {missing[0]}; units run from 0 to {len(table) - 1}")
+    stored = found.top_maps
+    usable = stored is not None and stored.ndim == 4 and stored.shape[0] == len(table) and all(
+        max(ranks.get(int(u), [-1]), default=-1) < stored.shape[1] for u in units)
     return LayerRequest(
         path=found.path,
         thresholds={int(u): float(table.at[u, "threshold"]) for u in units},
         images={int(u): per_unit.get(int(u), []) for u in units},
+        maps={int(u): stored[int(u), ranks.get(int(u), [])] for u in units} if stored is not None and usable
+        else None,
     )
 
 
-def unit_card_image(result: DissectionResult, model: LoadedModel, probe: ProbeSet, layer: str, unit: int,
+def unit_card_image(result: DissectionResult, model: ModelSource, probe: ProbeSet, layer: str, unit: int,
                     n_images: int = 4, style: OutlineStyle | None = None) -> np.ndarray:
     """One unit's top ``n_images`` with its region outlined, side by side (for compare/demo reports)."""
     renderer = renderer_for(result, model, probe, style=style)

@@ -2,8 +2,9 @@
 
 The page answers "why this label?": the top 5 concepts with IoU and the margin to the next one (a label that
 contradicts its images, boat 0.113 over stove 0.101, shows its runner-up), the threshold, the top
-activations (the upper tail of the unit's activation distribution that pass 1 keeps), and the empirical
-field size when the report was given one.
+activations, the unit's activation histogram over the whole probe set with the threshold marked (when the run
+counted it; also written as ``<unit>/histogram.svg``), and the empirical field size when the report was given
+an ``rf --empirical`` run.
 """
 
 from __future__ import annotations
@@ -11,11 +12,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import jinja2
 import numpy as np
-from PIL import Image
+import pandas as pd
+from markupsafe import Markup
 
 from unitscope.dissection.result import DissectionResult, layer_dirname
+from unitscope.report.histogram import histogram_svg
 from unitscope.report.html import render_template, write_html
+from unitscope.stats.histogram import bin_edges
 
 TEMPLATE = "unit.html"
 TOP_CONCEPTS = 5
@@ -53,21 +58,47 @@ def top_concepts(result: DissectionResult, layer: str, unit: int, k: int = TOP_C
     return rows
 
 
-def write_unit_page(result: DissectionResult, directory: Path, layer: str, unit: int, tiles: list[np.ndarray],
-                    field_text: str = "") -> Path:
-    """Write one unit's page and its images (``<unit>/<rank>.png``) under ``directory/units/<layer>/``."""
+def unit_histogram(result: DissectionResult, layer: str, unit: int, row: pd.Series | None = None) -> str:
+    """The unit's activation histogram as SVG markup, or "" when the run did not count one (older runs).
+
+    ``row``: the unit's row of ``units.csv`` when the caller has it.
+    """
+    found = result.layers[layer]
+    if found.histogram is None or unit >= len(found.histogram):
+        return ""
+    row = found.units.set_index("unit").loc[unit] if row is None else row
+    try:
+        peak: float | None = float(row["max_activation"])
+    except (KeyError, TypeError, ValueError):
+        peak = None
+    return histogram_svg(found.histogram[unit], bin_edges(), float(row["threshold"]), peak,
+                         result.record.setting("quantile", 0.005))
+
+
+def unit_image_path(layer: str, unit: int, rank: int) -> str:
+    """Where a unit's ``rank``-th top image (outlined) lives, relative to the run directory."""
+    return f"units/{layer_dirname(layer)}/{unit}/{rank}.png"
+
+
+def write_unit_page(result: DissectionResult, directory: Path, layer: str, unit: int, shown: int,
+                    field_text: str = "", environment: jinja2.Environment | None = None) -> Path:
+    """Write one unit's page under ``directory/units/<layer>/``, showing its first ``shown`` top images.
+
+    The images (:func:`unit_image_path`) are written by the report as they are drawn; ``environment``: one
+    jinja environment for all pages (see :func:`render_template`).
+    """
     page = directory / unit_page_path(layer, unit)
     images_dir = page.with_suffix("")
     images_dir.mkdir(parents=True, exist_ok=True)
     top = result.layers[layer].top_images
     rows = top[top["unit"] == unit].sort_values("rank")
-    images = []
-    for rank, (tile, row) in enumerate(zip(tiles, rows.itertuples(), strict=False)):
-        name = f"{rank}.png"
-        Image.fromarray(tile).save(images_dir / name)
-        images.append({"src": f"{images_dir.name}/{name}", "image": int(row.image), "score": f"{row.score:.3g}"})
+    images = [{"src": f"{images_dir.name}/{rank}.png", "image": int(row.image), "score": f"{row.score:.3g}"}
+              for rank, row in enumerate(rows.head(shown).itertuples())]
     units = result.layers[layer].units.set_index("unit")
     row = units.loc[unit]
+    histogram = unit_histogram(result, layer, unit, row)
+    if histogram:
+        (images_dir / "histogram.svg").write_text(histogram, encoding="utf-8")
     scores = [float(s) for s in rows["score"]]
     context = {
         "layer": layer,
@@ -81,8 +112,10 @@ def write_unit_page(result: DissectionResult, directory: Path, layer: str, unit:
                      for c in top_concepts(result, layer, unit)],
         "scores": [f"{s:.3g}" for s in scores],
         "field": field_text,
+        "histogram": Markup(histogram),  # our own markup: numbers and escaped text only
+        "histogram_src": f"{images_dir.name}/histogram.svg" if histogram else "",
         "images": images,
         "model": result.record.model,
         "data": result.record.data,
     }
-    return write_html(render_template(TEMPLATE, **context), page)
+    return write_html(render_template(TEMPLATE, environment, **context), page)

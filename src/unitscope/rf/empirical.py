@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from unitscope.batching import batched
 from unitscope.data.probe import ProbeSet
 from unitscope.distributed import Group
 from unitscope.errors import UsageError
@@ -79,6 +80,7 @@ class LayerFields:
     units: list[UnitField]
     engine: str
     input_size: tuple[int, int]
+    theoretical_defined: bool = True  # False: attention mixes positions; ``theoretical`` is the whole image
 
     @property
     def sizes(self) -> list[float]:
@@ -150,11 +152,9 @@ def top_images(plan: OcclusionPlan, model: nn.Module, probe: ProbeSet, preproces
     width = plan.map_size[1]
     n = len(probe)
     mine = group.shard(n, batch_size)
-    starts = range(0, len(mine), batch_size)
     with torch.no_grad():
-        for start in progress_iter(starts, desc=f"top images {plan.layer}", disable=None if progress else True,
-                                   unit="batch"):
-            indices = mine[start:start + batch_size]
+        for indices in progress_iter(list(batched(mine, batch_size)), desc=f"top images {plan.layer}",
+                                     disable=None if progress else True, unit="batch"):
             batch = prepare(preprocess, [probe[i].image for i in indices], plan.input_size).to(device)
             acts = plan.full_model(batch)[:, units.to(device)].flatten(2)
             scores, flat = acts.max(dim=2)
@@ -211,7 +211,7 @@ def empirical_fields(
                                 tops[row].tolist(), [tuple(p) for p in peaks[row].tolist()]))
     engine = plan.reason if settings.incremental and plan.steps is not None else (
         "full recomputation (asked for)" if plan.steps is not None else plan.reason)
-    return LayerFields(layer, plan.geometry, fields, engine, input_size)
+    return LayerFields(layer, plan.geometry, fields, engine, input_size, plan.field_defined)
 
 
 def _occlude_tops(model: nn.Module, plan: OcclusionPlan, probe: ProbeSet, preprocess: Preprocess,

@@ -36,7 +36,7 @@ def layer_record(fields: LayerFields) -> dict[str, Any]:
     """The rf.json entry of one layer."""
     return {
         "path": fields.layer,
-        "theoretical": fields.theoretical.to_dict(),
+        "theoretical": fields.theoretical.to_dict() if fields.theoretical_defined else None,
         "empirical": fields.summary(),
         "units": {str(u.unit): u.size for u in fields.units},
         "top_images": {str(u.unit): u.images for u in fields.units},
@@ -50,9 +50,10 @@ def summary_table(layers: Mapping[str, LayerFields]) -> pd.DataFrame:
     rows = []
     for name, fields in layers.items():
         summary = fields.summary()
+        theory = fields.theoretical if fields.theoretical_defined else None
         rows.append({
-            "layer": name, "path": fields.layer, "theoretical_size": fields.theoretical.size,
-            "stride": fields.theoretical.stride, "start": fields.theoretical.start,
+            "layer": name, "path": fields.layer, "theoretical_size": None if theory is None else theory.size,
+            "stride": None if theory is None else theory.stride, "start": None if theory is None else theory.start,
             "empirical_mean": summary["mean"], "empirical_std": summary["std"],
             "units": summary["units"], "dead_units": summary["dead_units"],
         })
@@ -74,7 +75,7 @@ def size_plot(table: pd.DataFrame) -> Figure:
     figure = Figure(figsize=(max(4.0, 0.9 * len(table) + 2), 3.6), layout="constrained")
     ax = figure.add_subplot()
     x = np.arange(len(table))
-    ax.plot(x, table["theoretical_size"], "o-", color="#3b6fb6", label="theoretical")
+    ax.plot(x, table["theoretical_size"].astype(float), "o-", color="#3b6fb6", label="theoretical")
     mean = table["empirical_mean"].astype(float)
     ax.errorbar(x, mean, yerr=table["empirical_std"].astype(float), fmt="s-", color="#c8463d", capsize=3,
                 label="empirical (mean ± std)")

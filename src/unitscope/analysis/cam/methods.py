@@ -23,7 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from unitscope.capture import LayerRecorder
+from unitscope.capture import LayerRecorder, channels_last_layers, spatial_output
+from unitscope.errors import UsageError
 
 NORMALISE_EPS = 1e-7
 
@@ -89,11 +90,18 @@ class ChannelWeightedCAM:
             if self.needs_gradients:
                 score = logits.gather(1, chosen[:, None]).sum()
                 torch.autograd.grad(score, x)
-        if recorder.activation is None or recorder.activation.dim() != 4:
+        last = self.layer in channels_last_layers(self.module)  # tokens and channels-last maps as [B, K, h, w]
+        activation = spatial_output(recorder.activation, last) if recorder.activation is not None else None
+        gradient = spatial_output(recorder.gradient, last) if recorder.gradient is not None else None
+        if activation is None or activation.dim() != 4:
             raise ValueError(f"layer {self.layer} did not produce a 4-D feature map")
-        if self.needs_gradients and recorder.gradient is None:
+        if self.needs_gradients and gradient is None:
             raise ValueError(f"no gradient reached layer {self.layer}; it does not influence the class score")
-        return recorder.activation, recorder.gradient, logits.detach(), chosen
+        if gradient is not None and not bool(gradient.any()):
+            raise UsageError(f"the class scores do not depend on layer {self.layer} (its gradient is zero for every "
+                             "image: an untrained head, e.g. torchvision's zero-initialised ViT head); give "
+                             "trained --weights or choose another --layer")
+        return activation, gradient, logits.detach(), chosen
 
 
 class CAM(ChannelWeightedCAM):

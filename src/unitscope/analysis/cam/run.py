@@ -18,6 +18,7 @@ from unitscope.analysis.cam.site import find_cam_site
 from unitscope.analysis.inputs import InputImage, InputSource
 from unitscope.analysis.overlay import blend_heatmap, save_panels
 from unitscope.data.probe import ConceptTable
+from unitscope.distributed import Group, batches_in_order
 from unitscope.errors import UsageError
 from unitscope.models.loading import LoadedModel
 
@@ -75,10 +76,13 @@ def relevant_objects(concepts: ConceptTable, class_name: str | None, foreground:
     return {c.number for c in objects}
 
 
+Explained = tuple[InputImage, np.ndarray, int, torch.Tensor]  # image, heatmap, target class, logits
+
+
 def run_cam(
     model: LoadedModel,
     source: InputSource,
-    out: Path,
+    out: Path | None,
     class_name: str | None = None,
     layer: str | None = None,
     method: str = "auto",
@@ -86,33 +90,54 @@ def run_cam(
     foreground: Collection[str] | None = None,
     top_fraction: float = 0.2,
     pictures: int | None = 16,
+    group: Group | None = None,
 ) -> CamSummary:
     """``out/cam.json`` (a localisation score when labelled) and, for the first ``pictures`` images (all
-    when None), heatmap overlays ``out/cam_<key>.png``."""
+    when None), heatmap overlays ``out/cam_<key>.png``.
+
+    Under torchrun (``group``) each rank explains every world-th batch and rank 0 (``out`` set there only)
+    scores and draws them all in batch order: its files are those of one process. Every rank picks the
+    site from the first batch, as one process does.
+    """
+    group = group or Group()
+    if len(source) == 0:
+        raise UsageError("no images to explain; check --image or --data/--n")
+    if group.is_main and out is None:
+        raise UsageError("rank 0 needs an output directory for cam")
     target = class_index(model, class_name)
     meter = LocalisationMeter(top_fraction) if source.labelled else None
-    cam: ChannelWeightedCAM | None = None
+    first = [source[i] for i in range(min(batch_size, len(source)))]
+    size0 = first[0].image.shape[:2]
+    example = model.preprocess.batch([item.image for item in first if item.image.shape[:2] == size0], model.device)
+    cam = build_cam(model, example, layer, method)
     rows: list[dict[str, object]] = []
-    for start in range(0, len(source), batch_size):
-        batch = [source[i] for i in range(start, min(start + batch_size, len(source)))]
+
+    def compute(indices: range) -> list[Explained]:
+        batch = first if indices.start == 0 else [source[i] for i in indices]
+        done: list[Explained] = []
         for size in dict.fromkeys(item.image.shape[:2] for item in batch):  # images of one size at a time
             items = [item for item in batch if item.image.shape[:2] == size]
             x = model.preprocess.batch([item.image for item in items], model.device)
-            if cam is None:
-                cam = build_cam(model, x, layer, method)
-                out.mkdir(parents=True, exist_ok=True)
             result = cam(x, None if target is None else [target] * len(items), size=size)
             if not (torch.isfinite(result.heatmaps).all() and torch.isfinite(result.logits).all()):
                 raise UsageError(f"{model.name} produced NaN or infinite values on image {items[0].key}; "
                                  "check the weights and the input normalisation")
-            for j, item in enumerate(items):
-                draw = pictures is None or len(rows) < pictures
-                rows.append(_one_image(model, item, result.heatmaps[j].cpu().numpy(), int(result.targets[j]),
-                                       result.logits[j], source, meter, foreground, out if draw else None))
-    if cam is None:
-        raise UsageError("no images to explain; check --image or --data/--n")
-    summary = CamSummary(cam.name, cam.layer, rows, meter.result() if meter else None)
-    (out / "cam.json").write_text(json.dumps({"model": model.name, **summary.to_dict()}, indent=2))
+            done.extend((item, result.heatmaps[j].cpu().numpy(), int(result.targets[j]), result.logits[j].cpu())
+                        for j, item in enumerate(items))
+        return done
+
+    def consume(_indices: range, done: list[Explained]) -> None:
+        for item, heat, explained, logits in done:
+            draw = pictures is None or len(rows) < pictures
+            rows.append(_one_image(model, item, heat, explained, logits, source, meter, foreground,
+                                   out if draw else None))
+
+    if out is not None and group.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+    batches_in_order(group, len(source), batch_size, compute, consume)
+    summary = CamSummary(cam.name, cam.layer, rows, meter.result() if meter and group.is_main else None)
+    if out is not None and group.is_main:
+        (out / "cam.json").write_text(json.dumps({"model": model.name, **summary.to_dict()}, indent=2))
     return summary
 
 

@@ -6,6 +6,11 @@ We detect that structure numerically, for any architecture: one forward pass rec
 of every 4-D output and the input of the final linear layer; a feature map whose mean *is* that input
 (same values) feeds the classifier through global average pooling. Otherwise Grad-CAM is used, at the
 paper's ``conv5`` when the network has paper names, else at the last non-pooling 4-D output.
+
+Transformer outputs count as feature maps through :func:`~unitscope.capture.spatial_output` (tokens on
+their grid, class token dropped; Swin's channels-last maps permuted). A ViT's head reads the class token
+alone, so after the last attention block the patch tokens get no gradient: Grad-CAM defaults to the input
+of that block (its ``ln_1``), where the class token still attends to every patch.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from typing import cast
 import torch
 from torch import nn
 
+from unitscope.capture import channels_last_layers, spatial_output
 from unitscope.errors import UsageError
 from unitscope.models.layers import paper_names, resolve_layer
 
@@ -51,14 +57,16 @@ class _Trace:
 
 def _trace(module: nn.Module, x: torch.Tensor) -> tuple[_Trace, torch.Tensor]:
     trace = _Trace([], {}, set(), {}, {})
+    channels_last = channels_last_layers(module)
 
     def hook_for(name: str, sub: nn.Module) -> Callable[[nn.Module, tuple[object, ...], object], None]:
         def hook(_m: nn.Module, inputs: tuple[object, ...], output: object) -> None:
             if name in trace.order:
                 trace.order.remove(name)
             trace.order.append(name)
-            if isinstance(output, torch.Tensor) and output.dim() == 4 and output.shape[2] * output.shape[3] > 1:
-                trace.means[name] = output.detach().double().mean(dim=(2, 3))
+            grid = spatial_output(output, name in channels_last) if isinstance(output, torch.Tensor) else None
+            if grid is not None and grid.dim() == 4 and grid.shape[2] * grid.shape[3] > 1:
+                trace.means[name] = grid.detach().double().mean(dim=(2, 3))
                 if isinstance(sub, POOLING_TYPES):
                     trace.pooling.add(name)
             if isinstance(sub, nn.Linear) and inputs and isinstance(inputs[0], torch.Tensor):
@@ -103,10 +111,21 @@ def _default_gradcam_layer(module: nn.Module, trace: _Trace) -> str:
     conv5 = paper_names(module).get("conv5")
     if conv5 is not None:
         return conv5
+    last_attention = _vit_last_attention_input(module)
+    if last_attention is not None and last_attention in trace.means:
+        return last_attention
     for name in reversed(trace.order):
         if name in trace.means and name not in trace.pooling:
             return name
     raise UsageError("the model has no spatial feature map to explain; pass --layer with a convolutional layer")
+
+
+def _vit_last_attention_input(module: nn.Module) -> str | None:
+    """``encoder.layers.<last>.ln_1`` of a torchvision VisionTransformer, else None."""
+    if type(module).__name__ != "VisionTransformer":
+        return None
+    blocks = [name for name, _ in module.named_modules() if name.startswith("encoder.layers.") and name.count(".") == 2]
+    return f"{blocks[-1]}.ln_1" if blocks else None
 
 
 def find_cam_site(module: nn.Module, x: torch.Tensor, layer: str | None = None, method: str = "auto") -> CamSite:

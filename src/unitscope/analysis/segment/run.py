@@ -6,20 +6,22 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, cast
 
 import numpy as np
 import pandas as pd
 from PIL import Image
 
 from unitscope.analysis.inputs import InputImage, InputSource
-from unitscope.analysis.overlay import RGB, blend_labels, concept_colours, save_panels
+from unitscope.analysis.overlay import blend_labels, colour_labels, concept_colours, save_panels
 from unitscope.analysis.segment.metrics import SegmentationMeter
 from unitscope.analysis.segment.segmenter import DetectorSet, UnitSegmenter, detector_set
 from unitscope.dissection.result import DissectionResult
 from unitscope.dissection.upsample import Upsampler
+from unitscope.distributed import Group, batches_in_order
 from unitscope.errors import UsageError
 from unitscope.models.loading import LoadedModel
+from unitscope.palette import RGB
 
 TOP_K = 3
 
@@ -65,14 +67,16 @@ def run_segment(
     model: LoadedModel,
     run: DissectionResult,
     source: InputSource,
-    out: Path,
+    out: Path | None,
     layer: str | None = None,
     category: str = "object",
     batch_size: int = 8,
     pictures: int | None = 16,
+    group: Group | None = None,
 ) -> SegmentSummary:
     """Write ``predictions.csv``, ``labels_<key>.png``, (if labelled) ``metrics.json``, and for the first
-    ``pictures`` images (all when None) ``segment_<key>.png`` overlays, the slow part."""
+    ``pictures`` images (all when None) ``segment_<key>.png`` overlays, the slow part. Under torchrun
+    (``group``) only rank 0 writes (``out`` None elsewhere; its summary is empty)."""
     model = prepare_model(model, run)
     segmenter = build_segmenter(model, run, layer, category)
     vocabulary = sorted(set(segmenter.detectors.numbers))
@@ -84,9 +88,10 @@ def run_segment(
         result = segmenter(images)
         return [t.numpy() for t in result.labels], [t.numpy() for t in result.probabilities]
 
-    predictions = segment_inputs(out, source, batch_size, model, run, category, segment, meter, colours, pictures)
-    metrics = _metrics(meter, run, segmenter, category) if meter is not None else None
-    if metrics is not None:
+    predictions = segment_inputs(out, source, batch_size, model, run, category, segment, meter, colours, pictures,
+                                 group=group)
+    metrics = _metrics(meter, run, segmenter, category) if meter is not None and out is not None else None
+    if metrics is not None and out is not None:
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     return SegmentSummary(predictions, metrics)
 
@@ -95,30 +100,51 @@ class _Meter(Protocol):
     def update(self, labels: np.ndarray, truth: np.ndarray) -> None: ...
 
 
-def segment_inputs(out: Path, source: InputSource, batch_size: int, model: LoadedModel, run: DissectionResult,
-                   category: str, segment: Callable[[list[np.ndarray]], tuple[list[np.ndarray], list[np.ndarray]]],
-                   meter: _Meter | None, colours: dict[int, RGB], pictures: int | None,
-                   caption: str = "units' segmentation") -> pd.DataFrame:
+Segmenter = Callable[[list[np.ndarray]], tuple[list[np.ndarray], list[np.ndarray]]]
+
+
+def segment_inputs(out: Path | None, source: InputSource, batch_size: int, model: LoadedModel, run: DissectionResult,
+                   category: str, segment: Segmenter, meter: _Meter | None, colours: dict[int, RGB],
+                   pictures: int | None, caption: str = "units' segmentation", group: Group | None = None,
+                   ) -> pd.DataFrame:
     """The one loop of every segmentation method: batches of inputs through ``segment`` (labels and class
-    probabilities per image), scored by ``meter``, written as label PNGs, pictures and ``predictions.csv``."""
+    probabilities per image), scored by ``meter``, written as label PNGs, pictures and ``predictions.csv``.
+
+    Under torchrun (``group``) each rank segments every world-th batch and rank 0 (``out`` set there only)
+    scores and writes them all in batch order, so its files are those of one process.
+    """
+    group = group or Group()
     image_size, _, _ = _sizes(run)
-    out.mkdir(parents=True, exist_ok=True)
+    if group.is_main:
+        if out is None:
+            raise UsageError("rank 0 needs an output directory for segment")
+        out.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, object]] = []
-    for start in range(0, len(source), batch_size):
-        items = [source[i] for i in range(start, min(start + batch_size, len(source)))]
+
+    def compute(indices: range) -> tuple[list[InputImage], list[np.ndarray], list[np.ndarray]]:
+        items = [source[i] for i in indices]
         for item in items:
             _check_size(item, image_size)
         labels, probabilities = segment([item.image for item in items])
+        return items, list(labels), list(probabilities)
+
+    def consume(_indices: range, done: tuple[list[InputImage], list[np.ndarray], list[np.ndarray]]) -> None:
+        items, labels, probabilities = done
+        target = cast(Path, out)
         for j, item in enumerate(items):
             rows.append(_prediction_row(model, item, probabilities[j], labels[j]))
             truth = item.sample.pixel_labels.get(category) if item.sample is not None else None
             if meter is not None and truth is not None:
                 meter.update(labels[j], truth)
-            _write_labels(out, item, labels[j])
+            _write_labels(target, item, labels[j])
             if pictures is None or len(rows) <= pictures:
-                _write_pictures(out, item, labels[j], truth, colours, run, rows[-1], caption)
+                _write_pictures(target, item, labels[j], truth, colours, run, rows[-1], caption)
+                _write_preview(target, item, labels[j], colours)
+
+    batches_in_order(group, len(source), batch_size, compute, consume)
     predictions = pd.DataFrame(rows)
-    predictions.to_csv(out / "predictions.csv", index=False, float_format="%.6g")
+    if out is not None and group.is_main:
+        predictions.to_csv(out / "predictions.csv", index=False, float_format="%.6g")
     return predictions
 
 
@@ -142,11 +168,21 @@ def _prediction_row(
 
 
 def _write_labels(out: Path, item: InputImage, labels: np.ndarray) -> None:
-    """The segmentation as a Broden-style label PNG (label number = R + 256·G)."""
+    """The segmentation as a Broden-style label PNG (label number = R + 256·G), for programs; people
+    look at ``preview_<key>.png`` beside it."""
     encoded = np.zeros((*labels.shape, 3), np.uint8)
     encoded[..., 0] = labels % 256
     encoded[..., 1] = labels // 256
     Image.fromarray(encoded).save(out / f"labels_{item.key}.png")
+
+
+def _write_preview(out: Path, item: InputImage, labels: np.ndarray, colours: dict[int, RGB]) -> None:
+    """``preview_<key>.png`` beside the label PNG: the image and its segmentation in the pictures' colours."""
+    side = max(1, -(-224 // min(item.image.shape[:2])))  # small images are shown larger
+    image = np.repeat(np.repeat(item.image, side, axis=0), side, axis=1)
+    coloured = colour_labels(labels, colours, image.shape[:2])
+    gap = np.full((image.shape[0], 4, 3), 255, dtype=np.uint8)
+    Image.fromarray(np.concatenate([image, gap, coloured], axis=1)).save(out / f"preview_{item.key}.png")
 
 
 def _write_pictures(out: Path, item: InputImage, labels: np.ndarray, truth: np.ndarray | None,

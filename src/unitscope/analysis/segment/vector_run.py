@@ -27,6 +27,7 @@ from unitscope.analysis.segment.scores import ConfusionMeter
 from unitscope.analysis.segment.vectors import ConceptVectors, FeatureMaps, fit_concept_vectors
 from unitscope.dissection.result import DissectionResult
 from unitscope.dissection.upsample import Upsampler
+from unitscope.distributed import Group
 from unitscope.errors import UsageError
 from unitscope.models.loading import LoadedModel
 
@@ -52,13 +53,36 @@ def feature_maps(model: LoadedModel, run: DissectionResult, layers: tuple[str, .
 
 
 def fit_for_run(model: LoadedModel, run: DissectionResult, layers: tuple[str, ...] | None, category: str = "object",
-                fit_n: int = 200, fit_data: str | None = None) -> tuple[FeatureMaps, ConceptVectors]:
-    """Fit vectors for ``layers`` (default: all the run's layers) on the probe set the run was dissected on."""
-    from unitscope.data import open_probe
+                fit_n: int = 200, fit_data: str | None = None,
+                group: Group | None = None) -> tuple[FeatureMaps, ConceptVectors]:
+    """Fit vectors for ``layers`` (default: all the run's layers) on the probe set the run was dissected on.
 
+    Under torchrun rank 0 fits and the others receive its vectors (the fit is deterministic, so one
+    fit spares the others' cores and every rank segments with the same bits).
+    """
+    group = group or Group()
     chosen = tuple(layers) if layers else tuple(run.layers)
     model = prepare_model(model, run)
     features = feature_maps(model, run, chosen)
+    problem: str | None = None
+    vectors: ConceptVectors | None = None
+    if group.is_main:
+        try:
+            vectors = _fit(features, run, chosen, category, fit_n, fit_data)
+        except UsageError as err:
+            if not group.active:
+                raise
+            problem = str(err)
+    problem, vectors = group.broadcast((problem, vectors))
+    if problem is not None or vectors is None:
+        raise UsageError(problem or "rank 0 fitted no concept vectors")
+    return features, vectors
+
+
+def _fit(features: FeatureMaps, run: DissectionResult, chosen: tuple[str, ...], category: str, fit_n: int,
+         fit_data: str | None) -> ConceptVectors:
+    from unitscope.data import open_probe
+
     spec = run.record.spec.data
     name = fit_data or spec.data
     try:
@@ -66,7 +90,7 @@ def fit_for_run(model: LoadedModel, run: DissectionResult, layers: tuple[str, ..
     except UsageError as err:
         raise UsageError(f"cannot reopen the run's probe set {name!r} to fit concept vectors ({err}); "
                          "pass --fit-data with a labelled probe set") from err
-    return features, fit_concept_vectors(features, chosen, probe, category, n=fit_n)
+    return fit_concept_vectors(features, chosen, probe, category, n=fit_n)
 
 
 def segment_labels(features: FeatureMaps, vectors: ConceptVectors,
@@ -81,14 +105,18 @@ def segment_labels(features: FeatureMaps, vectors: ConceptVectors,
     return labels, torch.softmax(logits.double(), dim=1).cpu().numpy()
 
 
-def run_vector_segment(model: LoadedModel, run: DissectionResult, source: InputSource, out: Path,
+def run_vector_segment(model: LoadedModel, run: DissectionResult, source: InputSource, out: Path | None,
                        layers: tuple[str, ...] | None = None, category: str = "object", batch_size: int = 8,
-                       pictures: int | None = 16, fit_n: int = 200, fit_data: str | None = None) -> SegmentSummary:
-    """Fit, then segment every input; ``metrics.json`` when the inputs are labelled."""
-    features, vectors = fit_for_run(model, run, layers, category, fit_n, fit_data)
+                       pictures: int | None = 16, fit_n: int = 200, fit_data: str | None = None,
+                       group: Group | None = None) -> SegmentSummary:
+    """Fit, then segment every input; ``metrics.json`` when the inputs are labelled. Under torchrun
+    (``group``) only rank 0 writes (``out`` None elsewhere)."""
+    group = group or Group()
+    features, vectors = fit_for_run(model, run, layers, category, fit_n, fit_data, group)
     model = features.model
-    out.mkdir(parents=True, exist_ok=True)
-    vectors.save(out)
+    if out is not None and group.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        vectors.save(out)
     truth_classes = [c.number for c in run.concepts.in_category(category)]
     colours = concept_colours(truth_classes)
     meter = ConfusionMeter(truth_classes) if source.labelled else None
@@ -98,9 +126,9 @@ def run_vector_segment(model: LoadedModel, run: DissectionResult, source: InputS
         return list(labels), list(probabilities)
 
     predictions = segment_inputs(out, source, batch_size, model, run, category, segment, meter, colours, pictures,
-                                 "concept vectors")
-    metrics = score_summary(meter, run, category, vectors) if meter is not None else None
-    if metrics is not None:
+                                 "concept vectors", group)
+    metrics = score_summary(meter, run, category, vectors) if meter is not None and out is not None else None
+    if metrics is not None and out is not None:
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     return SegmentSummary(predictions, metrics)
 

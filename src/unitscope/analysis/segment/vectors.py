@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from unitscope.analysis.segment.scores import ConfusionMeter
+from unitscope.batching import batch_ranges
 from unitscope.capture import LayerRecorder
 from unitscope.data.probe import ProbeSet
 from unitscope.dissection.upsample import Upsampler
@@ -110,15 +111,15 @@ def fit_concept_vectors(
     train_y: list[np.ndarray] = []
     test_x: list[torch.Tensor] = []
     test_truth: list[np.ndarray] = []
-    for start in range(0, count, batch_size):
-        samples = [probe[i] for i in range(start, min(start + batch_size, count))]
+    for part in batch_ranges(count, batch_size):
+        samples = [probe[i] for i in part]
         _, maps = features([s.image for s in samples])
         for j, sample in enumerate(samples):
             truth = sample.pixel_labels.get(category)
             if truth is None:
                 continue
             flat = maps[j].flatten(1).T  # [P, D]
-            if start + j >= count - n_test:
+            if part.start + j >= count - n_test:
                 test_x.append(flat)
                 test_truth.append(truth)
                 continue

@@ -1,0 +1,12 @@
+"""One default per idea, shared by the CLI and the API (README "CLI conventions").
+
+``--n`` and ``--seed`` mean the same thing in every command that takes them, so they default the same:
+a probe set that statistics are taken over, fresh images no threshold saw, or images explained one by one.
+"""
+
+from __future__ import annotations
+
+PROBE_N = 500  # images of a probe set statistics are taken over (dissect, rf, world, evaluate, ablate)
+PROBE_SEED = 0  # the probe set dissect, rf and world share, so their runs see the same images
+FRESH_SEED = 12345  # fresh images no threshold saw (evaluate, ablate, minimal, cam, segment)
+PICTURE_N = 8  # images explained one by one, each with its own pictures (minimal, cam, segment)
