@@ -232,7 +232,9 @@ def _dissect_locked(
         if not group.is_main:
             shutil.rmtree(work, ignore_errors=True)
             group.barrier()
-            return _assemble(outcome, probe, settings, identity, loaded, None, geometry, warnings)
+            assembled = _assemble(outcome, probe, settings, identity, loaded, None, geometry, warnings)
+            group.barrier()  # rank 0 has published the run: a next command of this rank may read it
+            return assembled
         group.barrier()
         result = _assemble(outcome, probe, settings, identity, loaded, out_path, geometry, warnings)
         if settings.baseline == "random":
@@ -250,6 +252,7 @@ def _dissect_locked(
         raise
     publish(result_dir, out_path)
     shutil.rmtree(staging)
+    group.barrier()  # the other ranks wait for the published run
     result.run_dir = out_path
     return result
 
