@@ -116,3 +116,20 @@ def test_rf_empirical_runs_on_vit_tokens(tmp_path: Path, capsys: pytest.CaptureF
     record = json.loads((out / "rf.json").read_text())
     assert record["layers"][layer]["theoretical"] is None
     assert (out / "rf.csv").exists() and (out / "rf.png").exists()
+
+
+def test_channels_last_map_with_a_field_is_read_as_the_capture_reads_it() -> None:
+    """Swin's patch embedding has a field but a [B, h, w, C] output: maps must index units, not rows."""
+    model = tiny_swin().double().eval()
+    layer = "features.0"
+    plan = plan_occlusion(model, layer, (64, 64))
+    assert plan.field_defined and plan.path == "full" and "channels-last" in plan.reason
+    image = torch.randn(3, 64, 64, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    h, w = plan.map_size
+    units = torch.tensor([0, 3, plan.channels - 1])
+    peaks = torch.tensor([[0, 0], [h - 1, w - 1], [h // 2, 1]])
+    maps = occlusion_discrepancy(model, layer, image, units, peaks, PATCH, STRIDE, fill="zeros", batch_size=5,
+                                 plan=plan)
+    expected = brute_force(model, layer, image, units, peaks)
+    assert expected.abs().max() > 0
+    torch.testing.assert_close(maps, expected, rtol=0, atol=1e-10)

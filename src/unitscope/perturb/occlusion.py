@@ -95,6 +95,11 @@ def plan_occlusion(model: nn.Module, layer_path: str, input_size: tuple[int, int
             f"layer {layer_path} has no spatial extent (output shape {shape}); occlusion maps need a "
             "convolutional or pooling layer"
         )
+    if layer_path in channels_last_layers(model):  # [B, h, w, C]: read as the capture reads it
+        reason = f"full recomputation: {layer_path} outputs a channels-last map, read as [B, C, h, w]"
+        LOG.info("occluding %s of %s: %s", layer_path, type(model).__name__, reason)
+        return OcclusionPlan(layer_path, size, fields[layer_path], int(shape[-1]),
+                             _GridReadout(truncated_module(traced, node), True), None, reason)
     steps, reason = extract_steps(traced, node)
     if steps is None:
         reason = f"full recomputation: {reason}"
