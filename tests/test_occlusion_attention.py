@@ -16,6 +16,7 @@ from torch import nn
 
 from unitscope.capture import LayerCapture
 from unitscope.perturb import occlusion_discrepancy, plan_occlusion
+from unitscope.perturb.occlusion import OcclusionPlan
 
 MODELS = Path(__file__).with_name("arch_models.py")
 PATCH, STRIDE = 8, 8
@@ -39,6 +40,20 @@ def brute_force(model: nn.Module, layer: str, image: torch.Tensor, units: torch.
             occluded[:, y:y + PATCH, x:x + PATCH] = 0
             maps[:, i, j] = (values(occluded) - clean).abs()
     return maps
+
+
+def assert_maps_equal_brute_force(model: nn.Module, layer: str, plan: OcclusionPlan, size: int, seed: int,
+                                  middle_unit: int) -> None:
+    """The plan's maps for three units (first, ``middle_unit``, last) at corner and edge peaks equal brute force."""
+    image = torch.randn(3, size, size, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    h, w = plan.map_size
+    units = torch.tensor([0, middle_unit, plan.channels - 1])
+    peaks = torch.tensor([[0, 0], [h - 1, w - 1], [h // 2, 1]])
+    maps = occlusion_discrepancy(model, layer, image, units, peaks, PATCH, STRIDE, fill="zeros", batch_size=5,
+                                 plan=plan)
+    expected = brute_force(model, layer, image, units, peaks)
+    assert maps.shape == expected.shape and expected.abs().max() > 0
+    torch.testing.assert_close(maps, expected, rtol=0, atol=1e-10)
 
 
 class Attended(nn.Module):
@@ -75,15 +90,7 @@ def test_maps_where_attention_mixes_positions_equal_brute_force(factory: Callabl
     plan = plan_occlusion(model, layer, (size, size))
     assert plan.path == "full" and not plan.field_defined
     assert plan.reason.startswith("full recomputation over the whole image: positions are mixed by attention at ")
-    image = torch.randn(3, size, size, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
-    h, w = plan.map_size
-    units = torch.tensor([0, 1, plan.channels - 1])
-    peaks = torch.tensor([[0, 0], [h - 1, w - 1], [h // 2, 1]])
-    maps = occlusion_discrepancy(model, layer, image, units, peaks, PATCH, STRIDE, fill="zeros", batch_size=5,
-                                 plan=plan)
-    expected = brute_force(model, layer, image, units, peaks)
-    assert maps.shape == expected.shape and expected.abs().max() > 0
-    torch.testing.assert_close(maps, expected, rtol=0, atol=1e-10)
+    assert_maps_equal_brute_force(model, layer, plan, size, seed=3, middle_unit=1)
 
 
 @pytest.mark.parametrize(("factory", "layer", "size"), [(tiny_vit, "encoder.layers.encoder_layer_1", 64),
@@ -124,12 +131,4 @@ def test_channels_last_map_with_a_field_is_read_as_the_capture_reads_it() -> Non
     layer = "features.0"
     plan = plan_occlusion(model, layer, (64, 64))
     assert plan.field_defined and plan.path == "full" and "channels-last" in plan.reason
-    image = torch.randn(3, 64, 64, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
-    h, w = plan.map_size
-    units = torch.tensor([0, 3, plan.channels - 1])
-    peaks = torch.tensor([[0, 0], [h - 1, w - 1], [h // 2, 1]])
-    maps = occlusion_discrepancy(model, layer, image, units, peaks, PATCH, STRIDE, fill="zeros", batch_size=5,
-                                 plan=plan)
-    expected = brute_force(model, layer, image, units, peaks)
-    assert expected.abs().max() > 0
-    torch.testing.assert_close(maps, expected, rtol=0, atol=1e-10)
+    assert_maps_equal_brute_force(model, layer, plan, 64, seed=5, middle_unit=3)

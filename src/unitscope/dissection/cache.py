@@ -7,9 +7,24 @@ memory and grow with the probe set, while the page cache that file I/O uses does
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
+
+
+def adjacent_runs(count: int, joins: Callable[[int], bool]) -> Iterator[tuple[int, int]]:
+    """``[start, end)`` spans of ``range(count)`` where ``joins(j)`` says item j continues item j - 1.
+
+    Both caches read and write each such span in one positional call instead of one call per row.
+    """
+    start = 0
+    while start < count:
+        end = start + 1
+        while end < count and joins(end):
+            end += 1
+        yield start, end
+        start = end
 
 
 class ActivationCache:
@@ -28,26 +43,16 @@ class ActivationCache:
     def write(self, rows: np.ndarray, values: np.ndarray) -> None:
         """Store ``values[j]`` as row ``rows[j]``; consecutive rows go out in one call."""
         data = np.ascontiguousarray(values, dtype=np.float32)
-        start = 0
-        while start < len(rows):
-            end = start + 1
-            while end < len(rows) and rows[end] == rows[end - 1] + 1:
-                end += 1
+        for start, end in adjacent_runs(len(rows), lambda j: bool(rows[j] == rows[j - 1] + 1)):
             os.pwrite(self._fd, data[start:end].tobytes(), int(rows[start]) * self.row_bytes)
-            start = end
 
     def read(self, rows: np.ndarray) -> np.ndarray:
         """Rows as float32 [len(rows), units, h, w]."""
         out = np.empty((len(rows), *self.shape), dtype=np.float32)
         flat = out.reshape(len(rows), -1)
-        start = 0
-        while start < len(rows):
-            end = start + 1
-            while end < len(rows) and rows[end] == rows[end - 1] + 1:
-                end += 1
+        for start, end in adjacent_runs(len(rows), lambda j: bool(rows[j] == rows[j - 1] + 1)):
             raw = os.pread(self._fd, (end - start) * self.row_bytes, int(rows[start]) * self.row_bytes)
             flat[start:end] = np.frombuffer(raw, dtype=np.float32).reshape(end - start, -1)
-            start = end
         return out
 
     def flush(self) -> None:

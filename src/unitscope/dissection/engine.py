@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from unitscope.batching import batch_ranges
 from unitscope.capture import LayerCapture
 from unitscope.data.probe import ProbeSample, ProbeSet, has_labels
 from unitscope.dissection.cache import ActivationCache
@@ -363,8 +364,8 @@ class DissectionEngine:
                        LabelBatch.from_encoded([lab for _, lab in good], encoder, self.device))
             return
         try:
-            for first in range(start, n, size):
-                indices = list(range(first, min(first + size, n)))
+            for part in batch_ranges(n, size, start):
+                indices = list(part)
                 rows = np.array([i for i in indices if i not in skipped], dtype=np.int64)
                 yield indices, rows, LabelBatch.from_encoded(cache.read(rows), encoder, self.device)
         finally:

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from unitscope.dissection.cache import adjacent_runs
 from unitscope.errors import UsageError
 from unitscope.stats.labels import SampleLabels
 
@@ -74,12 +75,11 @@ class LabelCache:
     def read(self, rows: np.ndarray) -> list[SampleLabels]:
         """The labels of ``rows`` (each stored), one read per run of consecutive records."""
         out: list[SampleLabels] = []
-        start = 0
-        while start < len(rows):
-            end = start + 1
-            while (end < len(rows) and self.offsets[rows[end]]
-                   == self.offsets[rows[end - 1]] + self.sizes[rows[end - 1]]):
-                end += 1
+
+        def follows(j: int) -> bool:  # record j starts where record j - 1 ends in the file
+            return bool(self.offsets[rows[j]] == self.offsets[rows[j - 1]] + self.sizes[rows[j - 1]])
+
+        for start, end in adjacent_runs(len(rows), follows):
             first = int(self.offsets[rows[start]])
             if first == _MISSING:
                 raise UsageError(f"image {int(rows[start])} is missing from the label cache {self.path}; "
@@ -91,7 +91,6 @@ class LabelCache:
                 length = int(self.sizes[row])
                 out.append(self._decode(raw[place:place + length]))
                 place += length
-            start = end
         return out
 
     def flush(self) -> None:
