@@ -1,4 +1,4 @@
-"""The report's cost: drawn from the top maps pass 1 stored vs rerunning the network, PNG threads on and off.
+"""The report's cost: drawn from the top maps pass 1 stored vs rerunning the network, image-encoding threads on and off.
 
 Setup (not timed, as in ``bench/end_to_end.py``): a Broden-format SceneWorld export (``--n`` images, 224 px)
 and a seeded random-weight torchvision checkpoint; one ``unitscope dissect --no-report`` run. A copy of that
@@ -6,8 +6,8 @@ run without ``top_maps.npy`` (and without the record's pointer to it) stands for
 were stored, so its report reruns the network on the top images. Then, interleaved, ``--reps`` times each,
 every command its own process rendering ``report.html`` and a page per unit (all units, every top image):
 
-- ``stored``: the run as written (default PNG threads);
-- ``stored, 0 threads``: the same, PNG files encoded in the main thread;
+- ``stored``: the run as written (default encoding threads);
+- ``stored, 0 threads``: the same, image files encoded in the main thread;
 - ``forward``: the copy without stored maps.
 
 CPU seconds are user + sys of the process tree, wall seconds beside them, peak RSS of the process; medians.
@@ -31,7 +31,7 @@ LAYERS = {"alexnet": "conv5", "resnet18": "layer4"}
 
 
 def run_report(run: str, out: str, threads: str) -> None:
-    """Child mode: render the report of ``run`` into ``out`` (``threads``: PNG threads, or "auto")."""
+    """Child mode: render the report of ``run`` into ``out`` (``threads``: encoding threads, or "auto")."""
     from end_to_end import _record_rss
 
     from unitscope.dissection.result import DissectionResult
@@ -39,7 +39,7 @@ def run_report(run: str, out: str, threads: str) -> None:
     from unitscope.report.run_report import render_report
 
     try:
-        options = ReportOptions(png_threads=None if threads == "auto" else int(threads))
+        options = ReportOptions(image_threads=None if threads == "auto" else int(threads))
         render_report(DissectionResult.load(run), options, out=Path(out))
     finally:
         _record_rss()

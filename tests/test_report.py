@@ -90,7 +90,7 @@ def test_dissect_writes_a_self_contained_report(tmp_path: Path) -> None:
             assert f'href="units/{layer}/{unit}.html"' in html
             text = page.read_text()
             kept = len(run.layers[layer].top_images.query("unit == @unit"))
-            assert text.count("<figure>") == kept == len(list((out / "units" / layer / str(unit)).glob("*.png")))
+            assert text.count("<figure>") == kept == len(list((out / "units" / layer / str(unit)).glob("*.jpg")))
     assert 'id="layer-0"' in html and 'id="layer-1"' in html
     # detectors first, by IoU: the planted square/bar units lead each gallery (layer 1 swaps them)
     assert card_labels(html, "layer-0")[:2] == ["square", "bar"]

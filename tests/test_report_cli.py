@@ -38,7 +38,7 @@ def test_report_with_field_regions_changes_the_page_not_the_units(finished_run: 
     assert "2 of 3 units shown" in page
     assert (finished_run / "0" / "units.csv").read_bytes() == units_before
     assert (finished_run / "summary.json").read_bytes() == summary_before
-    assert (finished_run / "units" / "0" / "0.png").is_file()
+    assert (finished_run / "units" / "0" / "0.jpg").is_file()
 
 
 def test_corrupt_summary_is_one_line(finished_run: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -51,7 +51,8 @@ def model_of(spec: str) -> LoadedModel:
 
 
 def pixels(directory: Path) -> dict[str, np.ndarray]:
-    return {str(p.relative_to(directory)): np.asarray(Image.open(p)) for p in sorted(directory.rglob("*.png"))}
+    return {str(p.relative_to(directory)): np.asarray(Image.open(p)) for p in sorted(directory.rglob("*"))
+            if p.suffix in (".png", ".jpg")}
 
 
 def test_the_run_stores_each_units_maps_on_its_top_images(run: tuple[DissectionResult, str]) -> None:
@@ -88,7 +89,7 @@ def test_stored_maps_give_the_regions_of_a_forward_pass(run: tuple[DissectionRes
         loads.append("model")
         return model_of(spec)
 
-    options = ReportOptions(regions=regions, png_threads=2)
+    options = ReportOptions(regions=regions, image_threads=2)
     stored = DissectionResult.load(result.run_dir)  # type: ignore[arg-type]
     render_report(stored, options, model=None, probe=PlantedProbe(20), out=tmp_path / "stored")
     older = tmp_path / "older"  # a run from before stored maps: no top_maps.npy, no histogram, no record fields
@@ -133,7 +134,7 @@ def test_unit_page_shows_k_images_five_concepts_and_the_histogram(run: tuple[Dis
         for unit in range(units):
             page = (tmp_path / "units" / name / f"{unit}.html").read_text()
             assert page.count("<figure>") == K
-            assert len(list((tmp_path / "units" / name / str(unit)).glob("*.png"))) == K
+            assert len(list((tmp_path / "units" / name / str(unit)).glob("*.jpg"))) == K
             concepts = page.split("<h2>Top concepts</h2>", 1)[1].split("</table>", 1)[0]
             assert concepts.count("<tr><td>") == 5
             svg = (tmp_path / "units" / name / str(unit) / "histogram.svg").read_text()

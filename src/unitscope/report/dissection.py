@@ -32,7 +32,7 @@ from unitscope.report.html import (
     report_environment,
     write_html,
 )
-from unitscope.report.pngs import PngWriter
+from unitscope.report.image_files import ImageWriter
 from unitscope.report.regions import check_field_sizes, check_region_rule
 from unitscope.report.unit_images import (
     LayerRequest,
@@ -44,7 +44,7 @@ from unitscope.report.unit_images import (
     renderer_for,
     tile_images,
 )
-from unitscope.report.unit_pages import unit_image_path, unit_page_path, write_unit_page
+from unitscope.report.unit_pages import unit_image_path, unit_page_path, unit_strip_path, write_unit_page
 
 TEMPLATE = "dissection.html"
 MAX_SKIPPED_LISTED = 20
@@ -69,7 +69,7 @@ class ReportOptions:
     regions: str = "activation"
     field_sizes: Mapping[str, float] | None = None
     unit_field_sizes: Mapping[str, Mapping[int, float]] | None = None
-    png_threads: int | None = None  # None: pngs.default_threads()
+    image_threads: int | None = None  # None: image_files.default_threads()
 
     def validate(self) -> None:
         for name in ("max_units", "images_per_unit", "max_concepts", "batch_size"):
@@ -282,8 +282,8 @@ def build_report(result: DissectionResult, probe: ProbeSet, model: ModelSource,
     renderer = renderer_for(result, model, probe, options.batch_size, style, options.regions, options.field_sizes)
     sections = []
     environment = report_environment()
-    with PngWriter(options.png_threads) as pngs:
-        tiles = _TileWriter(requests, options.images_per_unit, directory, pngs)
+    with ImageWriter(options.image_threads) as files:
+        tiles = _TileWriter(requests, options.images_per_unit, directory, files)
         renderer.render_each(requests, tiles)
         for name, units in shown.items():
             layer = result.layers[name]
@@ -322,13 +322,14 @@ class _TileWriter:
     """The renderer's tile sink: writes each unit-page image as it is drawn, and builds each card's strip.
 
     Only a card's first few tiles are held, until its strip is complete; then the strip is written
-    (``units/<layer>/<unit>.png``) and kept as the card's JPEG, so memory does not grow with units × k.
+    (``units/<layer>/<unit>.jpg``, which the card shows) or, without a directory, kept as the card's
+    embedded JPEG; so memory does not grow with units × k.
     """
 
     def __init__(self, requests: Mapping[str, LayerRequest], per_card: int, directory: Path | None,
-                 pngs: PngWriter) -> None:
+                 files: ImageWriter) -> None:
         self.directory = directory
-        self.pngs = pngs
+        self.files = files
         self.need = {(name, int(u)): min(len(images), per_card)
                      for name, request in requests.items() for u, images in request.images.items()}
         self.partial: dict[UnitKey, dict[int, np.ndarray]] = {}
@@ -340,7 +341,7 @@ class _TileWriter:
     def __call__(self, key: UnitKey, slot: int, tile: np.ndarray) -> None:
         name, unit = key
         if self.directory is not None:
-            self.pngs.save(tile, self.directory / unit_image_path(name, unit, slot))
+            self.files.save(tile, self.directory / unit_image_path(name, unit, slot))
         need = self.need[key]
         if slot >= need:
             return
@@ -350,9 +351,11 @@ class _TileWriter:
             return
         strip = tile_images([parts[i] for i in range(need)])
         del self.partial[key]
-        self.cards[key] = image_data_uri(strip, "jpeg", quality=85)
-        if self.directory is not None:
-            self.pngs.save(strip, self.directory / unit_page_path(name, unit).replace(".html", ".png"))
+        if self.directory is None:
+            self.cards[key] = image_data_uri(strip, "jpeg")
+        else:
+            self.cards[key] = unit_strip_path(name, unit)
+            self.files.save(strip, self.directory / self.cards[key])
 
 
 def _kept_images(result: DissectionResult, layer: str, options: ReportOptions, directory: Path | None) -> int:

@@ -76,8 +76,13 @@ def unit_histogram(result: DissectionResult, layer: str, unit: int, row: pd.Seri
 
 
 def unit_image_path(layer: str, unit: int, rank: int) -> str:
-    """Where a unit's ``rank``-th top image (outlined) lives, relative to the run directory."""
-    return f"units/{layer_dirname(layer)}/{unit}/{rank}.png"
+    """Where a unit's ``rank``-th top image (outlined, JPEG) lives, relative to the run directory."""
+    return f"units/{layer_dirname(layer)}/{unit}/{rank}.jpg"
+
+
+def unit_strip_path(layer: str, unit: int) -> str:
+    """Where a unit's card strip (its first top images side by side, JPEG) lives, relative to the run directory."""
+    return f"units/{layer_dirname(layer)}/{unit}.jpg"
 
 
 def write_unit_page(result: DissectionResult, directory: Path, layer: str, unit: int, shown: int,
@@ -92,7 +97,7 @@ def write_unit_page(result: DissectionResult, directory: Path, layer: str, unit:
     images_dir.mkdir(parents=True, exist_ok=True)
     top = result.layers[layer].top_images
     rows = top[top["unit"] == unit].sort_values("rank")
-    images = [{"src": f"{images_dir.name}/{rank}.png", "image": int(row.image), "score": f"{row.score:.3g}"}
+    images = [{"src": f"{images_dir.name}/{rank}.jpg", "image": int(row.image), "score": f"{row.score:.3g}"}
               for rank, row in enumerate(rows.head(shown).itertuples())]
     units = result.layers[layer].units.set_index("unit")
     row = units.loc[unit]
