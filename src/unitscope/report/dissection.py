@@ -44,7 +44,7 @@ from unitscope.report.unit_images import (
     renderer_for,
     tile_images,
 )
-from unitscope.report.unit_pages import unit_image_path, unit_page_path, unit_strip_path, write_unit_page
+from unitscope.report.unit_pages import LayerPages, unit_image_path, unit_page_path, unit_strip_path
 
 TEMPLATE = "dissection.html"
 MAX_SKIPPED_LISTED = 20
@@ -290,15 +290,16 @@ def build_report(result: DissectionResult, probe: ProbeSet, model: ModelSource,
             labelled = is_labelled(layer.units)
             peaks = peak_activations(layer)
             rows = layer.units.set_index("unit")
+            pages = LayerPages(result, name, environment) if directory is not None else None
             cards = []
             for u in units:
                 strip = tiles.cards.get((name, u))
                 if strip is None:  # no top images
                     continue
                 card = _card(rows.loc[u], u, strip, colors, categories, float(peaks.loc[u]), labelled)
-                if directory is not None:
-                    write_unit_page(result, directory, name, u, len(requests[name].images[u]),
-                                    _unit_field_text(renderer, options, name, u), environment)
+                if directory is not None and pages is not None:
+                    pages.write(directory, u, len(requests[name].images[u]),
+                                _unit_field_text(renderer, options, name, u))
                     card["link"] = unit_page_path(name, u)
                 cards.append(card)
             sections.append(_layer_section(result, name, cards, options, _field_text(renderer, name)))
