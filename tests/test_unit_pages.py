@@ -27,6 +27,7 @@ from unitscope.report.html import render_template, report_environment, write_htm
 from unitscope.report.unit_pages import (
     ConceptScore,
     LayerPages,
+    cell_style,
     top_concepts,
     unit_histogram,
     unit_page_path,
@@ -133,13 +134,16 @@ def reference_unit_histogram(result: DissectionResult, layer: str, unit: int, ro
 
 
 def reference_write_unit_page(result: DissectionResult, directory: Path, layer: str, unit: int, shown: int,
-                              field_text: str = "", environment: jinja2.Environment | None = None) -> Path:
+                              field_text: str = "", environment: jinja2.Environment | None = None,
+                              cell: tuple[int, int] = (128, 128), png: bool = False) -> Path:
     page = directory / unit_page_path(layer, unit)
     images_dir = page.with_suffix("")
     images_dir.mkdir(parents=True, exist_ok=True)
     top = result.layers[layer].top_images
     rows = top[top["unit"] == unit].sort_values("rank")
-    images = [{"src": f"{images_dir.name}/{rank}.jpg", "image": int(row.image), "score": f"{row.score:.3g}"}
+    sprite = f"{images_dir.name}/top.jpg"
+    images = [{"src": sprite, "href": f"{images_dir.name}/{rank}.png" if png else sprite, "image": int(row.image),
+               "score": f"{row.score:.3g}", **cell_style(rank, shown, cell)}
               for rank, row in enumerate(rows.head(shown).itertuples())]
     units = result.layers[layer].units.set_index("unit")
     row = units.loc[unit]
@@ -224,13 +228,14 @@ def test_layer_pages_write_the_per_unit_paths_bytes(run: DissectionResult, varia
     for name, layer in result.layers.items():
         pages = LayerPages(result, name, environment)
         for unit in range(layer.shape[0]):
-            for shown, field in ((K, ""), (2, "empirical field 31 px"), (0, "")):
+            for shown, field, cell, png in ((K, "", (128, 128), False), (2, "empirical field 31 px", (96, 128), True),
+                                            (0, "", (128, 128), False)):
                 old, new = tmp_path / f"old-{shown}", tmp_path / f"new-{shown}"
-                reference_write_unit_page(result, old, name, unit, shown, field, environment)
-                written = pages.write(new, unit, shown, field)
+                reference_write_unit_page(result, old, name, unit, shown, field, environment, cell, png)
+                written = pages.write(new, unit, shown, field, cell, png)
                 assert written == new / unit_page_path(name, unit)
                 wrapper = tmp_path / f"wrapper-{shown}"
-                write_unit_page(result, wrapper, name, unit, shown, field)
+                write_unit_page(result, wrapper, name, unit, shown, field, cell=cell, png=png)
     for shown in (K, 2, 0):
         old = files(tmp_path / f"old-{shown}")
         assert old and any(p.endswith(".html") for p in old)

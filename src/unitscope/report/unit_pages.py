@@ -21,6 +21,7 @@ from markupsafe import Markup
 
 from unitscope.data.probe import Concept
 from unitscope.dissection.result import DissectionResult, layer_dirname
+from unitscope.errors import UsageError
 from unitscope.report.histogram import histogram_svg
 from unitscope.report.html import report_environment, write_html
 from unitscope.stats.histogram import bin_edges
@@ -104,9 +105,23 @@ def _histogram_markup(counts: np.ndarray, edges: np.ndarray, row: Mapping[str, o
     return histogram_svg(counts, edges, float(row["threshold"]), peak, quantile)  # type: ignore[arg-type]
 
 
-def unit_image_path(layer: str, unit: int, rank: int) -> str:
-    """Where a unit's ``rank``-th top image (outlined, JPEG) lives, relative to the run directory."""
-    return f"units/{layer_dirname(layer)}/{unit}/{rank}.jpg"
+def unit_sprite_path(layer: str, unit: int) -> str:
+    """Where a unit's top images (outlined, side by side in one JPEG, see :mod:`unitscope.report.sprites`)
+    live, relative to the run directory."""
+    return f"units/{layer_dirname(layer)}/{unit}/top.jpg"
+
+
+def unit_png_path(layer: str, unit: int, rank: int) -> str:
+    """Where ``report --png`` puts a unit's ``rank``-th top image (outlined, lossless), relative to the run."""
+    return f"units/{layer_dirname(layer)}/{unit}/{rank}.png"
+
+
+def cell_style(slot: int, count: int, cell: tuple[int, int]) -> dict[str, str]:
+    """CSS that shows cell ``slot`` of a ``count``-cell sprite with cells ``cell`` (h, w), at any width."""
+    if not 0 <= slot < count:
+        raise UsageError(f"cell {slot} is outside a sprite of {count}")
+    x = 0.0 if count == 1 else 100 * slot / (count - 1)  # percentages align the cell's edge with the box's
+    return {"size": f"{100 * count}% 100%", "position": f"{x:.4g}% 0", "ratio": f"{cell[1]} / {cell[0]}"}
 
 
 def unit_strip_path(layer: str, unit: int) -> str:
@@ -176,13 +191,17 @@ class LayerPages:
             return ""
         return _histogram_markup(self.histogram[unit], self.edges, row, self.quantile)
 
-    def write(self, directory: Path, unit: int, shown: int, field_text: str = "") -> Path:
-        """Write the unit's page under ``directory/units/<layer>/``, showing its first ``shown`` top images."""
+    def write(self, directory: Path, unit: int, shown: int, field_text: str = "",
+              cell: tuple[int, int] = (128, 128), png: bool = False) -> Path:
+        """Write the unit's page under ``directory/units/<layer>/``, showing its first ``shown`` top images
+        (see :func:`write_unit_page`)."""
         page = directory / unit_page_path(self.layer, unit)
         images_dir = page.with_suffix("")
         images_dir.mkdir(parents=True, exist_ok=True)
         rows = self.top_images(unit)
-        images = [{"src": f"{images_dir.name}/{rank}.jpg", "image": int(row.image), "score": f"{row.score:.3g}"}
+        sprite = f"{images_dir.name}/top.jpg"
+        images = [{"src": sprite, "href": f"{images_dir.name}/{rank}.png" if png else sprite, "image": int(row.image),
+                   "score": f"{row.score:.3g}", **cell_style(rank, shown, cell)}
                   for rank, row in enumerate(rows[:shown])]
         row = self.rows[unit]
         histogram = self.histogram_markup(unit, row)
@@ -215,11 +234,13 @@ class LayerPages:
 
 
 def write_unit_page(result: DissectionResult, directory: Path, layer: str, unit: int, shown: int,
-                    field_text: str = "", environment: jinja2.Environment | None = None) -> Path:
+                    field_text: str = "", environment: jinja2.Environment | None = None,
+                    cell: tuple[int, int] = (128, 128), png: bool = False) -> Path:
     """Write one unit's page under ``directory/units/<layer>/``, showing its first ``shown`` top images.
 
-    The images (:func:`unit_image_path`) are written by the report as they are drawn; ``environment``: one
-    jinja environment for all pages (see :func:`render_template`). Gathers the whole layer's data for one
-    page: to write many, make one :class:`LayerPages` per layer.
+    The images are the cells (of size ``cell``, h × w) of the unit's sprite (:func:`unit_sprite_path`),
+    which the report writes as it draws them; with ``png`` each figure links its PNG file. ``environment``:
+    one jinja environment for all pages (see :func:`~unitscope.report.html.render_template`). Gathers the whole
+    layer's data for one page: to write many, make one :class:`LayerPages` per layer.
     """
-    return LayerPages(result, layer, environment).write(directory, unit, shown, field_text)
+    return LayerPages(result, layer, environment).write(directory, unit, shown, field_text, cell, png)
