@@ -227,6 +227,7 @@ def test_layer_pages_write_the_per_unit_paths_bytes(run: DissectionResult, varia
     environment = report_environment()
     for name, layer in result.layers.items():
         pages = LayerPages(result, name, environment)
+        some = LayerPages(result, name, environment, units=[2, 0])  # concepts of other units ranked one by one
         for unit in range(layer.shape[0]):
             for shown, field, cell, png in ((K, "", (128, 128), False), (2, "empirical field 31 px", (96, 128), True),
                                             (0, "", (128, 128), False)):
@@ -234,13 +235,13 @@ def test_layer_pages_write_the_per_unit_paths_bytes(run: DissectionResult, varia
                 reference_write_unit_page(result, old, name, unit, shown, field, environment, cell, png)
                 written = pages.write(new, unit, shown, field, cell, png)
                 assert written == new / unit_page_path(name, unit)
-                wrapper = tmp_path / f"wrapper-{shown}"
-                write_unit_page(result, wrapper, name, unit, shown, field, cell=cell, png=png)
+                write_unit_page(result, tmp_path / f"wrapper-{shown}", name, unit, shown, field, cell=cell, png=png)
+                some.write(tmp_path / f"some-{shown}", unit, shown, field, cell, png)
     for shown in (K, 2, 0):
         old = files(tmp_path / f"old-{shown}")
         assert old and any(p.endswith(".html") for p in old)
-        assert files(tmp_path / f"new-{shown}") == old
-        assert files(tmp_path / f"wrapper-{shown}") == old
+        for way in ("new", "wrapper", "some"):
+            assert files(tmp_path / f"{way}-{shown}") == old, way
     has_svg = any(p.endswith("histogram.svg") for p in files(tmp_path / f"old-{K}"))
     assert has_svg == (variant != "bare")
 

@@ -294,14 +294,15 @@ def build_report(result: DissectionResult, probe: ProbeSet, model: ModelSource,
             labelled = is_labelled(layer.units)
             peaks = peak_activations(layer)
             rows = layer.units.set_index("unit")
-            pages = LayerPages(result, name, environment) if directory is not None else None
+            pages: LayerPages | None = None  # made for the layer's first page
             cards = []
             for u in units:
                 strip = tiles.cards.get((name, u))
                 if strip is None:  # no top images
                     continue
                 card = _card(rows.loc[u], u, strip, colors, categories, float(peaks.loc[u]), labelled)
-                if directory is not None and pages is not None:
+                if directory is not None:
+                    pages = pages or LayerPages(result, name, environment, units)
                     pages.write(directory, u, len(requests[name].images[u]),
                                 _unit_field_text(renderer, options, name, u), tiles.cells[(name, u)], options.png)
                     card["link"] = unit_page_path(name, u)
