@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from PIL import Image
 from planted import CONCEPTS, PlantedProbe
 from torch import nn
 
@@ -90,7 +91,10 @@ def test_dissect_writes_a_self_contained_report(tmp_path: Path) -> None:
             assert f'href="units/{layer}/{unit}.html"' in html
             text = page.read_text()
             kept = len(run.layers[layer].top_images.query("unit == @unit"))
-            assert text.count("<figure>") == kept == len(list((out / "units" / layer / str(unit)).glob("*.jpg")))
+            assert text.count("<figure>") == kept
+            sprite = Image.open(out / "units" / layer / str(unit) / "top.jpg")  # one square cell per top image
+            assert sprite.width == kept * sprite.height
+            assert len(set(re.findall(r"background-position: ([\d.]+)% 0", text))) == kept
     assert 'id="layer-0"' in html and 'id="layer-1"' in html
     # detectors first, by IoU: the planted square/bar units lead each gallery (layer 1 swaps them)
     assert card_labels(html, "layer-0")[:2] == ["square", "bar"]

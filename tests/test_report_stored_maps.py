@@ -107,7 +107,7 @@ def test_stored_maps_give_the_regions_of_a_forward_pass(run: tuple[DissectionRes
     build_report(old, PlantedProbe(20), loader, options, tmp_path / "forward")
     assert loads == ["model"]  # the older run needs the network
     a, b = pixels(tmp_path / "stored"), pixels(tmp_path / "forward")
-    assert a.keys() == b.keys() and len(a) == (4 + 5) * (K + 1)  # k tiles and one card strip per unit
+    assert a.keys() == b.keys() and len(a) == (4 + 5) * 2  # per unit: its k tiles in one sprite, its card strip
     for key in a:
         assert np.array_equal(a[key], b[key]), key
     page = (tmp_path / "forward" / "units" / "1" / "0.html").read_text()
@@ -134,7 +134,8 @@ def test_unit_page_shows_k_images_five_concepts_and_the_histogram(run: tuple[Dis
         for unit in range(units):
             page = (tmp_path / "units" / name / f"{unit}.html").read_text()
             assert page.count("<figure>") == K
-            assert len(list((tmp_path / "units" / name / str(unit)).glob("*.jpg"))) == K
+            sprite = Image.open(tmp_path / "units" / name / str(unit) / "top.jpg")
+            assert sprite.width == K * sprite.height  # the K top images in one row of square cells
             concepts = page.split("<h2>Top concepts</h2>", 1)[1].split("</table>", 1)[0]
             assert concepts.count("<tr><td>") == 5
             svg = (tmp_path / "units" / name / str(unit) / "histogram.svg").read_text()

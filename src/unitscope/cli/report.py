@@ -33,10 +33,13 @@ def parse_units(value: str) -> int | None:
 @click.option("--units", "units", default="all", show_default=True, help="Units per layer on the page, or 'all'.")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Where report.html and units/ go (default: the run directory).")
+@click.option("--png", is_flag=True,
+              help="Also write every top image as a lossless PNG file, units/<layer>/<unit>/<rank>.png (for papers; "
+                   "the pages show one JPEG per unit).")
 @click.option("--device", default="cpu", show_default=True, help="Torch device for the top images' maps.")
 @click.option("--trust-checkpoint", is_flag=True,
               help="Fully unpickle the run's --weights file if it is not tensor-only (can run code from it).")
-def command(run_dir: Path, regions: str | None, field_sizes: Path | None, units: str, out: Path | None,
+def command(run_dir: Path, regions: str | None, field_sizes: Path | None, units: str, out: Path | None, png: bool,
             device: str, trust_checkpoint: bool) -> None:
     """Render RUN's report.html and a page per unit (RUN/units/<layer>/<unit>.html) from the run's data."""
     require_run(run_dir)
@@ -52,7 +55,7 @@ def command(run_dir: Path, regions: str | None, field_sizes: Path | None, units:
     sizes = {name: side for name, side in measured.items() if name in run.layers} or None
     per_unit = unit_field_sizes_from_rf(field_sizes) if field_sizes is not None else {}
     options = ReportOptions(max_units=max_units, regions=regions or ("field" if sizes else "activation"),
-                            field_sizes=sizes,
+                            field_sizes=sizes, png=png,
                             unit_field_sizes={name: units for name, units in per_unit.items() if name in run.layers})
     from unitscope.staging import lock_output
 

@@ -34,19 +34,23 @@ from unitscope.report.html import (
 )
 from unitscope.report.image_files import ImageWriter
 from unitscope.report.regions import check_field_sizes, check_region_rule
+from unitscope.report.sprites import SpriteWriter, unit_rounds
 from unitscope.report.unit_images import (
     LayerRequest,
     ModelSource,
     OutlineStyle,
     RegionRenderer,
+    ThumbnailCache,
     UnitKey,
     layer_request,
     renderer_for,
     tile_images,
 )
-from unitscope.report.unit_pages import unit_image_path, unit_page_path, unit_strip_path, write_unit_page
+from unitscope.report.unit_pages import unit_page_path, write_unit_page
 
 TEMPLATE = "dissection.html"
+TILES_PER_ROUND = 768  # tiles held at once while drawing a report on disk (~50 MB at 128 px)
+THUMBNAILS_KEPT = 1024  # decoded images kept between rounds (~130 MB at 128 px, if that many are shown)
 MAX_SKIPPED_LISTED = 20
 
 
@@ -70,6 +74,7 @@ class ReportOptions:
     field_sizes: Mapping[str, float] | None = None
     unit_field_sizes: Mapping[str, Mapping[int, float]] | None = None
     image_threads: int | None = None  # None: image_files.default_threads()
+    png: bool = False  # also every top image as a lossless PNG file (for papers), beside the page's JPEG sprite
 
     def validate(self) -> None:
         for name in ("max_units", "images_per_unit", "max_concepts", "batch_size"):
@@ -283,8 +288,7 @@ def build_report(result: DissectionResult, probe: ProbeSet, model: ModelSource,
     sections = []
     environment = report_environment()
     with ImageWriter(options.image_threads) as files:
-        tiles = _TileWriter(requests, options.images_per_unit, directory, files)
-        renderer.render_each(requests, tiles)
+        tiles = _draw(renderer, requests, options.images_per_unit, directory, files, options.png)
         for name, units in shown.items():
             layer = result.layers[name]
             labelled = is_labelled(layer.units)
@@ -298,7 +302,8 @@ def build_report(result: DissectionResult, probe: ProbeSet, model: ModelSource,
                 card = _card(rows.loc[u], u, strip, colors, categories, float(peaks.loc[u]), labelled)
                 if directory is not None:
                     write_unit_page(result, directory, name, u, len(requests[name].images[u]),
-                                    _unit_field_text(renderer, options, name, u), environment)
+                                    _unit_field_text(renderer, options, name, u), environment,
+                                    tiles.cells[(name, u)], options.png)
                     card["link"] = unit_page_path(name, u)
                 cards.append(card)
             sections.append(_layer_section(result, name, cards, options, _field_text(renderer, name)))
@@ -318,44 +323,44 @@ def build_report(result: DissectionResult, probe: ProbeSet, model: ModelSource,
     )
 
 
-class _TileWriter:
-    """The renderer's tile sink: writes each unit-page image as it is drawn, and builds each card's strip.
+def _draw(renderer: RegionRenderer, requests: Mapping[str, LayerRequest], per_card: int, directory: Path | None,
+          files: ImageWriter, png: bool = False) -> _CardStrips | SpriteWriter:
+    """Draw every requested tile; the sink that holds what the cards show.
 
-    Only a card's first few tiles are held, until its strip is complete; then the strip is written
-    (``units/<layer>/<unit>.jpg``, which the card shows) or, without a directory, kept as the card's
-    embedded JPEG; so memory does not grow with units × k.
+    On disk: each unit's sprite and card strip, units drawn in rounds of about ``TILES_PER_ROUND`` tiles
+    (what a round holds in memory) with the images' thumbnails kept between rounds, so each image is
+    decoded once when ``THUMBNAILS_KEPT`` covers them. In memory only: the cards' strips, embedded.
     """
+    if directory is None:
+        cards = _CardStrips(requests, per_card)
+        renderer.render_each(requests, cards)
+        return cards
+    sprites = SpriteWriter(requests, per_card, directory, files, png)
+    renderer.thumbnails = ThumbnailCache(THUMBNAILS_KEPT)
+    for chunk in unit_rounds(requests, TILES_PER_ROUND):
+        renderer.render_each(chunk, sprites, packed=True)
+    return sprites
 
-    def __init__(self, requests: Mapping[str, LayerRequest], per_card: int, directory: Path | None,
-                 files: ImageWriter) -> None:
-        self.directory = directory
-        self.files = files
+
+class _CardStrips:
+    """The renderer's tile sink for a page without files: each card's first few tiles, as an embedded JPEG."""
+
+    def __init__(self, requests: Mapping[str, LayerRequest], per_card: int) -> None:
         self.need = {(name, int(u)): min(len(images), per_card)
                      for name, request in requests.items() for u, images in request.images.items()}
         self.partial: dict[UnitKey, dict[int, np.ndarray]] = {}
         self.cards: dict[UnitKey, str] = {}
-        if directory is not None:
-            for name, unit in self.need:
-                (directory / unit_page_path(name, unit)).with_suffix("").mkdir(parents=True, exist_ok=True)
+        self.cells: dict[UnitKey, tuple[int, int]] = {}
 
     def __call__(self, key: UnitKey, slot: int, tile: np.ndarray) -> None:
-        name, unit = key
-        if self.directory is not None:
-            self.files.save(tile, self.directory / unit_image_path(name, unit, slot))
         need = self.need[key]
         if slot >= need:
             return
         parts = self.partial.setdefault(key, {})
         parts[slot] = tile.copy()  # not a view that keeps the renderer's whole stack alive
-        if len(parts) < need:
-            return
-        strip = tile_images([parts[i] for i in range(need)])
-        del self.partial[key]
-        if self.directory is None:
-            self.cards[key] = image_data_uri(strip, "jpeg")
-        else:
-            self.cards[key] = unit_strip_path(name, unit)
-            self.files.save(strip, self.directory / self.cards[key])
+        if len(parts) == need:
+            del self.partial[key]
+            self.cards[key] = image_data_uri(tile_images([parts[i] for i in range(need)]), "jpeg")
 
 
 def _kept_images(result: DissectionResult, layer: str, options: ReportOptions, directory: Path | None) -> int:

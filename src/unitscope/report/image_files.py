@@ -35,6 +35,10 @@ def default_threads() -> int:
 
 
 def _pil(image: np.ndarray) -> Image.Image:
+    """Pillow's view of uint8 [H, W, 3] / [H, W] pixels, or of packed uint32 [H, W] RGB pixels (RGBX, no copy)."""
+    if image.dtype == np.uint32 and image.ndim == 2 and 0 not in image.shape:  # bytes R, G, B, 0
+        packed = np.ascontiguousarray(image)
+        return Image.frombuffer("RGBX", (packed.shape[1], packed.shape[0]), packed, "raw", "RGBX", 0, 1)
     if image.dtype != np.uint8 or image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] != 3) \
             or 0 in image.shape:
         raise UsageError(f"an image file needs uint8 [H, W, 3] or [H, W] pixels, got {image.dtype} {image.shape}")
@@ -44,12 +48,15 @@ def _pil(image: np.ndarray) -> Image.Image:
 def encode_png(image: np.ndarray) -> bytes:
     """uint8 [H, W, 3] (RGB) or [H, W] (grey) as the bytes of an 8-bit PNG file (lossless)."""
     buffer = io.BytesIO()
-    _pil(image).save(buffer, format="PNG", compress_level=PNG_COMPRESS_LEVEL, compress_type=zlib.Z_RLE)
+    pil = _pil(image)
+    (pil.convert("RGB") if pil.mode == "RGBX" else pil).save(buffer, format="PNG", compress_level=PNG_COMPRESS_LEVEL,
+                                                             compress_type=zlib.Z_RLE)
     return buffer.getvalue()
 
 
 def encode_jpeg(image: np.ndarray, quality: int = JPEG_QUALITY) -> bytes:
-    """uint8 [H, W, 3] (or [H, W]) as the bytes of a JPEG file, colour at full resolution (4:4:4)."""
+    """uint8 [H, W, 3] (or [H, W], or packed uint32 [H, W]) as the bytes of a JPEG file, colour at full
+    resolution (4:4:4)."""
     if not 1 <= quality <= 95:
         raise UsageError(f"JPEG quality must be in 1..95, got {quality}")
     buffer = io.BytesIO()

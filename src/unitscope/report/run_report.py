@@ -72,12 +72,14 @@ class Renderable(Protocol):
 
 
 def report(run: str | Path | DissectionResult | Renderable, *, regions: str = "activation", units: int | None = None,
-           field_sizes: dict[str, float] | None = None, out: str | Path | None = None, device: str = "cpu") -> Path:
+           field_sizes: dict[str, float] | None = None, out: str | Path | None = None, device: str = "cpu",
+           png: bool = False) -> Path:
     """``unitscope.report(run)``: render ``report.html`` and a page per unit for a finished run.
 
-    ``run`` is a run directory, a ``DissectionResult`` or what ``unitscope.dissect`` returned.
+    ``run`` is a run directory, a ``DissectionResult`` or what ``unitscope.dissect`` returned; ``png``: also
+    every top image as a PNG file (``units/<layer>/<unit>/<rank>.png``).
     """
-    options = ReportOptions(max_units=units, regions=regions, field_sizes=field_sizes)
+    options = ReportOptions(max_units=units, regions=regions, field_sizes=field_sizes, png=png)
     target = Path(out) if out is not None else None
     if isinstance(run, (str, Path)):
         return render_report(DissectionResult.load(run), options, out=target, device=device)

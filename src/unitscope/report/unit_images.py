@@ -14,7 +14,7 @@ keeps the union of the receptive-field squares of the positions above the thresh
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import cast
@@ -172,6 +172,51 @@ def placeholder(size: tuple[int, int]) -> np.ndarray:
     return np.full((*size, 3), 200, dtype=np.uint8)
 
 
+@dataclass(frozen=True)
+class Thumbnail:
+    """One probe image as shown: its own size, and its pixels at the shown size, plain and dimmed (packed)."""
+
+    image_size: tuple[int, int]
+    plain: np.ndarray
+    dimmed: np.ndarray
+
+    @classmethod
+    def of(cls, image: np.ndarray, style: OutlineStyle) -> Thumbnail:
+        thumb = _thumbnail(image, display_size(image.shape[:2], style.max_side))
+        return cls((int(image.shape[0]), int(image.shape[1])), pack_rgb(thumb), pack_rgb(dim_images(thumb, style)))
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.plain.nbytes + self.dimmed.nbytes)
+
+
+class ThumbnailCache:
+    """The last ``capacity`` thumbnails made, so drawing units in several rounds decodes each image once."""
+
+    def __init__(self, capacity: int) -> None:
+        if capacity < 0:
+            raise UsageError(f"thumbnail cache size must be 0 or more, got {capacity}")
+        self.capacity = capacity
+        self._kept: OrderedDict[int, Thumbnail] = OrderedDict()
+
+    def get(self, index: int) -> Thumbnail | None:
+        found = self._kept.get(index)
+        if found is not None:
+            self._kept.move_to_end(index)
+        return found
+
+    def put(self, index: int, thumb: Thumbnail) -> Thumbnail:
+        if self.capacity:
+            self._kept[index] = thumb
+            self._kept.move_to_end(index)
+            while len(self._kept) > self.capacity:
+                self._kept.popitem(last=False)
+        return thumb
+
+    def __len__(self) -> int:
+        return len(self._kept)
+
+
 class RegionRenderer:
     """Draws units' top-image regions for several layers at once, one forward pass per image batch.
 
@@ -203,6 +248,7 @@ class RegionRenderer:
         self.style = style or OutlineStyle()
         self.style.validate()
         self._upsamplers: dict[tuple[object, ...], Upsampler] = {}
+        self.thumbnails = ThumbnailCache(0)  # the report sets a size when it renders units in several rounds
         self._fields: dict[tuple[str, tuple[int, int]], tuple[float, float] | None] = {}
 
     @property
@@ -220,16 +266,18 @@ class RegionRenderer:
                 out[(name, int(unit))] = [placeholder((1, 1))] * len(images)
 
         def keep(key: UnitKey, slot: int, tile: np.ndarray) -> None:
-            out[key][slot] = tile
+            out[key][slot] = np.ascontiguousarray(tile)  # not a view that keeps a whole stack of tiles alive
 
         self.render_each(requests, keep)
         return out
 
-    def render_each(self, requests: Mapping[str, LayerRequest], sink: TileSink) -> None:
+    def render_each(self, requests: Mapping[str, LayerRequest], sink: TileSink, packed: bool = False) -> None:
         """Hand every outlined image to ``sink(key, slot, tile)`` as soon as it is drawn, keeping none.
 
-        Images are visited in index order (each decoded once for all the units that show it); an unreadable
-        image's tiles are grey placeholders, handed over at the end.
+        Images are visited in index order (each decoded once for all the units that show it, or taken from
+        :attr:`thumbnails`); an unreadable image's tiles are grey placeholders, handed over at the end.
+        Tiles are uint8 [H, W, 3] views, or with ``packed`` uint32 [H, W] pixels (:func:`pack_rgb`), which
+        an image file takes without a copy (:func:`unitscope.report.image_files.encode_jpeg`).
         """
         wanted: dict[int, list[tuple[str, int, int]]] = defaultdict(list)  # image -> (layer, unit, slot)
         for name, request in requests.items():
@@ -239,45 +287,56 @@ class RegionRenderer:
         order = sorted(wanted)
         missing: list[int] = []
         for indices in batched(order, self.batch_size):
-            missing += self._render_batch(list(indices), requests, wanted, sink)
-        fallback = display_size(self.probe.image_size, self.style.max_side)
+            missing += self._render_batch(list(indices), requests, wanted, sink, packed)
+        fallback = placeholder(display_size(self.probe.image_size, self.style.max_side))
         for index in missing:
             for name, unit, slot in wanted[index]:
-                sink((name, unit), slot, placeholder(fallback))
+                sink((name, unit), slot, pack_rgb(fallback) if packed else fallback)
 
-    def _render_batch(self, indices: list[int], requests: Mapping[str, LayerRequest],
-                      wanted: Mapping[int, list[tuple[str, int, int]]], sink: TileSink) -> list[int]:
-        """Draw the tiles of images ``indices``; the indices that could not be read."""
+    def _thumbnails(self, indices: list[int], decode: bool) -> tuple[dict[int, Thumbnail], dict[int, np.ndarray]]:
+        """The thumbnails of ``indices`` that could be read, and their decoded images (all of them with
+        ``decode``, else only those not already in the cache)."""
+        thumbs: dict[int, Thumbnail] = {}
         images: dict[int, np.ndarray] = {}
         load_image = getattr(self.probe, "load_image", None)  # the image alone, without decoding its labels
         for index in indices:
+            cached = self.thumbnails.get(index)
+            if cached is not None and not decode:
+                thumbs[index] = cached
+                continue
             try:
-                images[index] = load_image(index) if callable(load_image) else self.probe[index].image
+                image = load_image(index) if callable(load_image) else self.probe[index].image
             except BadSampleError:
                 continue  # the run skipped it too; its tile becomes a placeholder
-        by_shape: dict[tuple[int, ...], list[int]] = defaultdict(list)
-        for index, image in images.items():
-            by_shape[image.shape].append(index)
+            images[index] = image
+            thumbs[index] = cached or self.thumbnails.put(index, Thumbnail.of(image, self.style))
+        return thumbs, images
+
+    def _render_batch(self, indices: list[int], requests: Mapping[str, LayerRequest],
+                      wanted: Mapping[int, list[tuple[str, int, int]]], sink: TileSink, packed: bool) -> list[int]:
+        """Draw the tiles of images ``indices``; the indices that could not be read."""
         paths = sorted({r.path for r in requests.values()})
         unstored = sorted({r.path for r in requests.values() if r.maps is None})  # these need a forward pass
-        for group in by_shape.values():
-            size = images[group[0]].shape[:2]
+        thumbs, images = self._thumbnails(indices, decode=bool(unstored))
+        by_shape: dict[tuple[int, int], list[int]] = defaultdict(list)
+        for index, thumb in thumbs.items():
+            by_shape[thumb.image_size].append(index)
+        for size, group in by_shape.items():
             shown = display_size(size, self.style.max_side)
             outputs: dict[str, torch.Tensor] = {}
             if unstored:
                 batch = self.model.preprocess.batch([images[i] for i in group], self.model.device)
                 input_size = cast(tuple[int, int], tuple(batch.shape[-2:]))
             else:
-                input_size = self._input_size or self.model.preprocess.input_size or (size[0], size[1])
+                input_size = self._input_size or self.model.preprocess.input_size or size
             for path in paths:  # before hooking: the geometry tracer runs the model itself
                 self._field(path, input_size)
             self._theoretical(input_size)
             if unstored:
                 with LayerCapture(self.model.module, unstored) as capture, self.model.autocast():  # as the run did
                     outputs = capture.run(batch)
-            thumbs = np.stack([_thumbnail(images[i], shown) for i in group])
-            dimmed = pack_rgb(dim_images(thumbs, self.style))
-            thumbs = pack_rgb(thumbs)
+            plain = np.stack([thumbs[i].plain for i in group])
+            dimmed = np.stack([thumbs[i].dimmed for i in group])
             for name, request in requests.items():
                 pairs = [(b, unit, slot) for b, i in enumerate(group) for (n, unit, slot) in wanted[i] if n == name]
                 if not pairs:
@@ -287,10 +346,11 @@ class RegionRenderer:
                     maps = _pair_maps(request, outputs, some)
                     masks = self._masks(name, maps, request, [unit for _, unit, _ in some], input_size, shown)
                     rows = [b for b, _, _ in some]
-                    drawn = unpack_rgb(outline_packed(thumbs[rows], dimmed[rows], masks, self.style))
-                    for (_, unit, slot), tile in zip(some, drawn, strict=True):
+                    drawn = outline_packed(plain[rows], dimmed[rows], masks, self.style)
+                    tiles = drawn if packed else unpack_rgb(drawn)
+                    for (_, unit, slot), tile in zip(some, tiles, strict=True):
                         sink((name, unit), slot, tile)
-        return [index for index in indices if index not in images]
+        return [index for index in indices if index not in thumbs]
 
     def _masks(self, name: str, maps: torch.Tensor, request: LayerRequest, units: list[int],
                input_size: tuple[int, int], shown: tuple[int, int]) -> np.ndarray:

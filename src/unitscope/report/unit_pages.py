@@ -18,6 +18,7 @@ import pandas as pd
 from markupsafe import Markup
 
 from unitscope.dissection.result import DissectionResult, layer_dirname
+from unitscope.errors import UsageError
 from unitscope.report.histogram import histogram_svg
 from unitscope.report.html import render_template, write_html
 from unitscope.stats.histogram import bin_edges
@@ -75,9 +76,23 @@ def unit_histogram(result: DissectionResult, layer: str, unit: int, row: pd.Seri
                          result.record.setting("quantile", 0.005))
 
 
-def unit_image_path(layer: str, unit: int, rank: int) -> str:
-    """Where a unit's ``rank``-th top image (outlined, JPEG) lives, relative to the run directory."""
-    return f"units/{layer_dirname(layer)}/{unit}/{rank}.jpg"
+def unit_sprite_path(layer: str, unit: int) -> str:
+    """Where a unit's top images (outlined, side by side in one JPEG, see :mod:`unitscope.report.sprites`)
+    live, relative to the run directory."""
+    return f"units/{layer_dirname(layer)}/{unit}/top.jpg"
+
+
+def unit_png_path(layer: str, unit: int, rank: int) -> str:
+    """Where ``report --png`` puts a unit's ``rank``-th top image (outlined, lossless), relative to the run."""
+    return f"units/{layer_dirname(layer)}/{unit}/{rank}.png"
+
+
+def cell_style(slot: int, count: int, cell: tuple[int, int]) -> dict[str, str]:
+    """CSS that shows cell ``slot`` of a ``count``-cell sprite with cells ``cell`` (h, w), at any width."""
+    if not 0 <= slot < count:
+        raise UsageError(f"cell {slot} is outside a sprite of {count}")
+    x = 0.0 if count == 1 else 100 * slot / (count - 1)  # percentages align the cell's edge with the box's
+    return {"size": f"{100 * count}% 100%", "position": f"{x:.4g}% 0", "ratio": f"{cell[1]} / {cell[0]}"}
 
 
 def unit_strip_path(layer: str, unit: int) -> str:
@@ -86,18 +101,22 @@ def unit_strip_path(layer: str, unit: int) -> str:
 
 
 def write_unit_page(result: DissectionResult, directory: Path, layer: str, unit: int, shown: int,
-                    field_text: str = "", environment: jinja2.Environment | None = None) -> Path:
+                    field_text: str = "", environment: jinja2.Environment | None = None,
+                    cell: tuple[int, int] = (128, 128), png: bool = False) -> Path:
     """Write one unit's page under ``directory/units/<layer>/``, showing its first ``shown`` top images.
 
-    The images (:func:`unit_image_path`) are written by the report as they are drawn; ``environment``: one
-    jinja environment for all pages (see :func:`render_template`).
+    The images are the cells (of size ``cell``, h × w) of the unit's sprite (:func:`unit_sprite_path`),
+    which the report writes as it draws them; with ``png`` each figure links its PNG file. ``environment``:
+    one jinja environment for all pages (see :func:`render_template`).
     """
     page = directory / unit_page_path(layer, unit)
     images_dir = page.with_suffix("")
     images_dir.mkdir(parents=True, exist_ok=True)
     top = result.layers[layer].top_images
     rows = top[top["unit"] == unit].sort_values("rank")
-    images = [{"src": f"{images_dir.name}/{rank}.jpg", "image": int(row.image), "score": f"{row.score:.3g}"}
+    sprite = f"{images_dir.name}/top.jpg"
+    images = [{"src": sprite, "href": f"{images_dir.name}/{rank}.png" if png else sprite, "image": int(row.image),
+               "score": f"{row.score:.3g}", **cell_style(rank, shown, cell)}
               for rank, row in enumerate(rows.head(shown).itertuples())]
     units = result.layers[layer].units.set_index("unit")
     row = units.loc[unit]
