@@ -142,3 +142,33 @@ def test_permutation_mean_scores_masks_against_other_images_labels() -> None:
     restored = NullMoments(1, 3, 2, cells=4, pixels=4)
     restored.load_state_dict(stat.state_dict())
     assert np.allclose(restored.moments(torch.tensor([-1, 0, 1]))[0], mean)
+
+
+def test_position_maps_and_label_counts_match_brute_force() -> None:
+    """The per-position maps (unit on, label present) and per-image label areas against plain loops."""
+    from unitscope.stats.iou import MaskPixels
+
+    rng = np.random.default_rng(3)
+    names = ("object", "part")
+    concepts = ConceptTable(tuple(Concept(n, f"c{n}", names[n % 2]) for n in range(1, 7)), names)
+    size, units = (3, 4), 3
+    samples = [ProbeSample(i, np.zeros((3, 4, 3), np.uint8),
+                           {"object": rng.integers(0, 7, (2, *size)), "part": rng.integers(0, 7, (1, *size))}, {})
+               for i in range(5)]
+    labels = LabelBatch.from_samples(samples, concepts, size)
+    on = rng.random((5, units, 12)) < 0.4  # [image, unit, pixel]
+    image_of, unit_of = (torch.from_numpy(a.ravel()) for a in np.indices((5, units)))
+    index, pixel = (torch.from_numpy(a) for a in np.nonzero(on.reshape(5 * units, 12)))
+    stat = NullMoments(units, 7, 2, cells=4, pixels=12)
+    areas = torch.from_numpy(on.sum(axis=2).astype(np.float64))
+    for _ in range(2):  # a second batch adds to the first
+        stat.update(areas, labels.label_counts[:, 1:].double(), labels, MaskPixels(index, pixel, 15, size), unit_of)
+    assert torch.equal(stat.unit_map, torch.from_numpy(2 * on.sum(axis=0).astype(np.float32)))
+    present = np.zeros((5, 7, 12), dtype=np.int64)  # image, label, pixel: the label in any of its maps
+    for b, sample in enumerate(samples):
+        stacked = np.concatenate([m.reshape(len(m), 12) for m in sample.pixel_labels.values()])
+        for label in range(1, 7):
+            present[b, label] = (stacked == label).any(axis=0)
+    assert torch.equal(stat.label_map, torch.from_numpy(2 * present.sum(axis=0).astype(np.float32)))  # row: label
+    assert torch.equal(labels.label_counts[:, 1:], torch.from_numpy(present.sum(axis=2)))  # column 0: no label
+    assert int(image_of.max()) == 4

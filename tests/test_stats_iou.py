@@ -228,3 +228,34 @@ def test_update_active_with_only_non_empty_masks_equals_dense_update(batch: int)
         assert torch.equal(getattr(sparse, key), getattr(dense, key)), key
     assert sparse.num_images == dense.num_images
     np.testing.assert_allclose(sparse.iou().numpy(), naive_iou(table, samples, masks), rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("density", [0.5, 0.02])  # dense counting, and torch.unique for a mostly empty table
+def test_mask_counts_match_brute_force(density: float) -> None:
+    """Each mask's area and its on pixels per label, against a loop over masks and labels."""
+    from unitscope.stats.iou import MaskCounts, MaskPixels
+
+    rng = np.random.default_rng(5)
+    names = ("object", "part")
+    concepts = ConceptTable(tuple(Concept(n, f"c{n}", names[n % 2]) for n in range(1, 40)), names)
+    size = (4, 5)
+    samples = [ProbeSample(i, np.zeros((4, 5, 3), np.uint8),
+                           {"object": rng.integers(0, 40, (2, *size)), "part": rng.integers(0, 40, (1, *size))}, {})
+               for i in range(3)]
+    labels = LabelBatch.from_samples(samples, concepts, size)
+    image_of = torch.tensor([0, 0, 1, 2, 2, 2])
+    on = rng.random((6, 20)) < density
+    index, pixel = (torch.from_numpy(a) for a in np.nonzero(on))
+    counts = MaskCounts.build(MaskPixels(index, pixel, 6, size), image_of, labels)
+    assert torch.equal(counts.active, torch.from_numpy(on.sum(axis=1)))
+    expected = []
+    for m in range(6):
+        sample = samples[int(image_of[m])]
+        stacked = np.concatenate([v.reshape(len(v), 20) for v in sample.pixel_labels.values()])
+        for label in range(1, 40):
+            n = int((on[m] & (stacked == label).any(axis=0)).sum())
+            if n:
+                expected.append((m, label, n))
+    got = list(zip(counts.mask.tolist(), counts.label.tolist(), counts.count.tolist(), strict=True))
+    assert got == expected
+    assert counts.mask.dtype == counts.label.dtype == torch.int64

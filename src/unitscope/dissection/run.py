@@ -27,9 +27,11 @@ from unitscope.dissection.baseline import baseline_info
 from unitscope.dissection.confidence import layer_confidence, small_probe_warning
 from unitscope.dissection.engine import DissectionEngine, EngineOutcome, LayerStatistics
 from unitscope.dissection.labels import detector_table, label_units
+from unitscope.dissection.loader import available_cores, resolve_workers
 from unitscope.dissection.record import DataSpec, LayerRecord, ModelSpec, RunRecord, RunSpec, versions
 from unitscope.dissection.result import HISTOGRAM, TOP_MAPS, DissectionResult, LayerResult, layer_dirname
 from unitscope.dissection.settings import DissectSettings
+from unitscope.dissection.threads import intra_op_threads, threads_beside
 from unitscope.distributed import Group, PeerFailure, session
 from unitscope.errors import UsageError
 from unitscope.models.layers import resolve_layer
@@ -161,11 +163,16 @@ def _dissect(
     data_spec = DataSpec(data if isinstance(data, str) else data.name, n, seed, size)
     identity = _identity(model_spec, data_spec, layers, settings)
     out_path = Path(out) if out is not None else None
+    # The whole run (model loading, the shape probe, both passes, the tables) at pass 1's thread count: at
+    # torch's default beside a loader worker, OpenMP threads spin at every barrier of the small operations
+    # outside the passes too (on 2 cores the shape probe cost 7x the CPU of one thread).
+    threads = intra_op_threads(threads_beside(resolve_workers(settings.workers), available_cores()))
     if out_path is None or not group.is_main:
-        return _dissect_locked(model, layers, data, out_path, identity, weights, num_classes, n, seed, size,
-                               input_size, mean, std, settings, device, overwrite, progress, trust_checkpoint, group,
-                               reuse_baseline)
-    with lock_output(out_path):  # one writer per run directory (re-entrant: the CLI holds it too); rank 0 only
+        with threads:
+            return _dissect_locked(model, layers, data, out_path, identity, weights, num_classes, n, seed, size,
+                                   input_size, mean, std, settings, device, overwrite, progress, trust_checkpoint,
+                                   group, reuse_baseline)
+    with lock_output(out_path), threads:  # one writer per run directory (re-entrant: the CLI holds it too)
         return _dissect_locked(model, layers, data, out_path, identity, weights, num_classes, n, seed, size,
                                input_size, mean, std, settings, device, overwrite, progress, trust_checkpoint, group,
                                reuse_baseline)

@@ -1,13 +1,13 @@
 """How many intra-op threads torch uses beside the loader workers, so the cores are not oversubscribed.
 
-A DataLoader worker decoding images is a busy process; with torch's default (one thread per core) beside
-it, OpenMP threads spin waiting for a core the worker holds, and CPU time grows with nothing done. During
-pass 1 the engine leaves one core per worker (never raising torch's own setting). Pass 2 is thousands of
-small, memory-bound operations (a few milliseconds each), where every OpenMP fork/join costs about as much
-as the work it splits and a descheduled thread stalls the others: it uses a quarter of the cores (at least
-one). Measured on a shared 2-core machine (AlexNet conv5 maps, pass 2 alone): one thread took 5x less CPU
-*and* 5x less wall time than two. An explicit ``OMP_NUM_THREADS`` or ``MKL_NUM_THREADS`` is the user's
-choice and is never overridden. Results do not depend on the thread count (every count is an integer).
+A DataLoader worker decoding images is a busy process; with torch's default (one thread per core) beside it,
+OpenMP threads spin waiting for a core the worker holds, and CPU time grows with nothing done. During pass 1
+(and, through ``dissect()``, the whole run) one core is left per worker (never raising torch's own setting).
+Pass 2 is thousands of small, memory-bound operations (a few milliseconds each), where every OpenMP fork/join
+costs about as much as the work it splits and a descheduled thread stalls the others: it uses a quarter of the
+cores (at least one). Measured on a shared 2-core machine (AlexNet conv5 maps, pass 2 alone): one thread took
+5x less CPU *and* 5x less wall time than two. An explicit ``OMP_NUM_THREADS`` or ``MKL_NUM_THREADS`` is the
+user's choice and is never overridden. Results do not depend on the thread count (every count is an integer).
 """
 
 from __future__ import annotations

@@ -77,8 +77,10 @@ class NullMoments:
         self.count += len(labels)
         if masks is not None and unit_of is not None:
             keys = unit_of.to(device).index_select(0, masks.index.to(device)) * self.pixels + masks.pixel.to(device)
-            self.unit_map += torch.bincount(keys, minlength=self.num_units * self.pixels).view(
-                self.num_units, self.pixels).to(torch.float32)
+            # One 1.0 added per on pixel, in place: the same whole numbers as adding a bincount (exact in
+            # float32 below 2**24 images) without a dense [U, P] count and its float32 copy per batch.
+            self.unit_map.view(-1).index_add_(0, keys, torch.ones(1, dtype=torch.float32, device=device)
+                                              .expand(keys.numel()))
         self.label_map += labels.position_counts.to(device)
         self.mean += areas.T @ label_areas / n
         self.var += (areas * (n - areas)).T @ (label_areas * (n - label_areas)) / (n * n * (self.cells - 1))
