@@ -30,10 +30,10 @@ from unitscope.capture import LayerCapture
 from unitscope.data.probe import ProbeSample, ProbeSet, has_labels
 from unitscope.dissection.cache import ActivationCache
 from unitscope.dissection.label_cache import LabelCache
-from unitscope.dissection.loader import LoadedBatch, available_cores, iterate_batches, resolve_workers
+from unitscope.dissection.loader import LoadedBatch, iterate_batches, resolve_workers
 from unitscope.dissection.settings import DissectSettings
 from unitscope.dissection.sparse_masks import WindowedMasks
-from unitscope.dissection.threads import intra_op_threads, threads_beside, threads_for_small_ops
+from unitscope.dissection.threads import available_cores, intra_op_threads, threads_beside, threads_for_small_ops
 from unitscope.dissection.upsample import Upsampler
 from unitscope.distributed import Group
 from unitscope.errors import UsageError

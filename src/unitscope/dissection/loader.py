@@ -10,7 +10,6 @@ prefetch queue is bounded (two batches per worker), so memory does not grow when
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
@@ -20,6 +19,7 @@ from torch.utils.data import DataLoader, Dataset
 from unitscope.batching import batch_ranges
 from unitscope.data.errors import BadSampleError
 from unitscope.data.probe import ProbeSample, ProbeSet
+from unitscope.dissection.threads import available_cores
 from unitscope.errors import UsageError
 from unitscope.processes import die_with_parent
 from unitscope.stats._state import StatsError
@@ -31,14 +31,6 @@ PREFETCH_PER_WORKER = 2
 
 # index, sample (None: unreadable), its encoded labels, why it is unreadable, labels that do not fit
 Item = tuple[int, ProbeSample | None, SampleLabels | None, str | None, str | None]
-
-
-def available_cores() -> int:
-    """CPU cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
 
 def resolve_workers(workers: int | str, cores: int | None = None) -> int:

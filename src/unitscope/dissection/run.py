@@ -27,11 +27,11 @@ from unitscope.dissection.baseline import baseline_info
 from unitscope.dissection.confidence import layer_confidence, small_probe_warning
 from unitscope.dissection.engine import DissectionEngine, EngineOutcome, LayerStatistics
 from unitscope.dissection.labels import detector_table, label_units
-from unitscope.dissection.loader import available_cores, resolve_workers
+from unitscope.dissection.loader import resolve_workers
 from unitscope.dissection.record import DataSpec, LayerRecord, ModelSpec, RunRecord, RunSpec, versions
 from unitscope.dissection.result import HISTOGRAM, TOP_MAPS, DissectionResult, LayerResult, layer_dirname
 from unitscope.dissection.settings import DissectSettings
-from unitscope.dissection.threads import intra_op_threads, threads_beside
+from unitscope.dissection.threads import available_cores, intra_op_threads, threads_beside
 from unitscope.distributed import Group, PeerFailure, session
 from unitscope.errors import UsageError
 from unitscope.models.layers import resolve_layer

@@ -22,6 +22,7 @@ import pandas as pd
 
 from unitscope.data.probe import ProbeSet
 from unitscope.dissection.result import DissectionResult, LayerResult
+from unitscope.dissection.threads import available_cores, intra_op_threads, threads_for_small_ops
 from unitscope.errors import UsageError
 from unitscope.report.figures import UNKNOWN_COLOR, category_colors, plot_detector_counts
 from unitscope.report.html import (
@@ -288,7 +289,8 @@ def build_report(result: DissectionResult, probe: ProbeSet, model: ModelSource,
     sections = []
     environment = report_environment()
     with ImageWriter(options.image_threads) as files:
-        tiles = _draw(renderer, requests, options.images_per_unit, directory, files, options.png)
+        with intra_op_threads(threads_for_small_ops(available_cores())):
+            tiles = _draw(renderer, requests, options.images_per_unit, directory, files, options.png)
         for name, units in shown.items():
             layer = result.layers[name]
             labelled = is_labelled(layer.units)
