@@ -17,16 +17,8 @@ from unitscope.dissection.result import DissectionResult, LayerResult
 from unitscope.errors import UsageError
 from unitscope.models.loading import LoadedModel
 from unitscope.models.preprocessing import Preprocessing
-from unitscope.report.unit_images import (
-    LayerRequest,
-    OutlineStyle,
-    RegionRenderer,
-    outline_region,
-    outline_regions,
-    region_boundaries,
-    tile_images,
-    unit_card_image,
-)
+from unitscope.report.outlines import OutlineStyle, outline_region, outline_regions, region_boundaries, tile_images
+from unitscope.report.unit_images import LayerRequest, RegionRenderer, unit_card_image
 
 STYLE = OutlineStyle(color=(255, 255, 0), dim=0.5, shade=(0, 0, 0), max_side=64)
 # Red boxes per image (rows, cols), aligned to the 2-pixel grid of the stride-2 layer.

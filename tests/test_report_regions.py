@@ -18,8 +18,9 @@ from unitscope.errors import UsageError
 from unitscope.models.loading import LoadedModel
 from unitscope.models.preprocessing import Preprocessing
 from unitscope.report.dissection import ReportOptions, build_report
+from unitscope.report.outlines import OutlineStyle, outline_region
 from unitscope.report.regions import field_sizes_from_rf
-from unitscope.report.unit_images import LayerRequest, OutlineStyle, RegionRenderer, outline_region
+from unitscope.report.unit_images import LayerRequest, RegionRenderer
 
 STYLE = OutlineStyle(color=(255, 255, 0), dim=0.5, shade=(0, 0, 0), max_side=64)
 # One red dot per image (row, col) in a 32x32 black image; each lands on one position of the stride-4 map.

@@ -18,17 +18,10 @@ from unitscope.models.loading import LoadedModel, load_model
 from unitscope.report import dissection as report_module
 from unitscope.report.dissection import ReportOptions
 from unitscope.report.image_files import encode_jpeg, encode_png
+from unitscope.report.outlines import OutlineStyle, pack_rgb, unpack_rgb
 from unitscope.report.run_report import render_report
 from unitscope.report.sprites import WHITE, sprite, strip, unit_rounds
-from unitscope.report.unit_images import (
-    LayerRequest,
-    OutlineStyle,
-    Thumbnail,
-    ThumbnailCache,
-    pack_rgb,
-    renderer_for,
-    unpack_rgb,
-)
+from unitscope.report.unit_images import LayerRequest, Thumbnail, ThumbnailCache, renderer_for
 from unitscope.report.unit_pages import cell_style
 
 SOURCE = """

@@ -29,7 +29,7 @@ def unit_pictures(run: RunLayer, masks: LayerMasks, formulas: pd.DataFrame, per_
     """unit → a JPEG data URI: its ``per_unit`` most active images, unit mask and formula mask side by side."""
     from unitscope.data import open_probe
     from unitscope.report.html import image_data_uri
-    from unitscope.report.unit_images import OutlineStyle, display_size, outline_region, tile_images
+    from unitscope.report.outlines import OutlineStyle, display_size, outline_region, tile_images
 
     data = run.data
     probe = open_probe(str(data["data"]), n=int(str(data["n"])), seed=int(str(data["seed"])),

@@ -11,8 +11,9 @@ from typing import Any
 
 from unitscope.report.dissection import ReportOptions, build_report, write_dissection_report
 from unitscope.report.figures import category_colors, plot_detector_counts
+from unitscope.report.outlines import OutlineStyle, outline_region
 from unitscope.report.regions import REGION_RULES, field_sizes_from_rf
-from unitscope.report.unit_images import OutlineStyle, outline_region, unit_card_image
+from unitscope.report.unit_images import unit_card_image
 
 __all__ = [
     "REGION_RULES",

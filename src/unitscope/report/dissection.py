@@ -34,18 +34,17 @@ from unitscope.report.html import (
     write_html,
 )
 from unitscope.report.image_files import ImageWriter
+from unitscope.report.outlines import OutlineStyle, tile_images
 from unitscope.report.regions import check_field_sizes, check_region_rule
 from unitscope.report.sprites import SpriteWriter, unit_rounds
 from unitscope.report.unit_images import (
     LayerRequest,
     ModelSource,
-    OutlineStyle,
     RegionRenderer,
     ThumbnailCache,
     UnitKey,
     layer_request,
     renderer_for,
-    tile_images,
 )
 from unitscope.report.unit_pages import LayerPages, unit_page_path
 
@@ -303,9 +302,9 @@ def build_report(result: DissectionResult, probe: ProbeSet, model: ModelSource,
                 if strip is None:  # no top images
                     continue
                 card = _card(rows.loc[u], u, strip, colors, categories, float(peaks.loc[u]), labelled)
-                if directory is not None:
+                if isinstance(tiles, SpriteWriter):  # a report on disk: a page per unit
                     pages = pages or LayerPages(result, name, environment, units)
-                    pages.write(directory, u, len(requests[name].images[u]),
+                    pages.write(tiles.directory, u, len(requests[name].images[u]),
                                 _unit_field_text(renderer, options, name, u), tiles.cells[(name, u)], options.png)
                     card["link"] = unit_page_path(name, u)
                 cards.append(card)
@@ -353,7 +352,6 @@ class _CardStrips:
                      for name, request in requests.items() for u, images in request.images.items()}
         self.partial: dict[UnitKey, dict[int, np.ndarray]] = {}
         self.cards: dict[UnitKey, str] = {}
-        self.cells: dict[UnitKey, tuple[int, int]] = {}
 
     def __call__(self, key: UnitKey, slot: int, tile: np.ndarray) -> None:
         need = self.need[key]

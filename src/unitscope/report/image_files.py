@@ -11,7 +11,6 @@ colour, so the report's tiles are JPEG; PNG stays for what is not a photo (label
 from __future__ import annotations
 
 import io
-import os
 import zlib
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -20,6 +19,7 @@ from types import TracebackType
 import numpy as np
 from PIL import Image
 
+from unitscope.dissection.threads import available_cores
 from unitscope.errors import UsageError
 
 PNG_COMPRESS_LEVEL = 1
@@ -30,7 +30,7 @@ SUFFIXES = (".png", ".jpg")
 def default_threads() -> int:
     """Encoding threads: none on up to 2 cores (no faster there, a little more CPU; see bench/report.py),
     else up to 4 (Pillow encodes without the GIL, so they overlap with the drawing)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cores = available_cores()
     return 0 if cores <= 2 else min(4, cores - 1)
 
 

@@ -18,7 +18,8 @@ import numpy as np
 
 from unitscope.errors import UsageError
 from unitscope.report.image_files import ImageWriter
-from unitscope.report.unit_images import LayerRequest, UnitKey, pack_rgb
+from unitscope.report.outlines import pack_rgb
+from unitscope.report.unit_images import LayerRequest, UnitKey
 from unitscope.report.unit_pages import unit_page_path, unit_png_path, unit_sprite_path, unit_strip_path
 
 WHITE = int(pack_rgb(np.full(3, 255, np.uint8)))

@@ -1,4 +1,4 @@
-"""A page per unit (``RUN/units/<layer>/<unit>.html``): every top image with its region, as PNG files too.
+"""A page per unit (``RUN/units/<layer>/<unit>.html``): every top image with its region (one JPEG per unit).
 
 The page answers "why this label?": the top 5 concepts with IoU and the margin to the next one (a label that
 contradicts its images, boat 0.113 over stove 0.101, shows its runner-up), the threshold, the top
@@ -129,6 +129,11 @@ def unit_strip_path(layer: str, unit: int) -> str:
     return f"units/{layer_dirname(layer)}/{unit}.jpg"
 
 
+def _from_page(path: str) -> str:
+    """A path relative to the run (``units/<layer>/…``) as a unit page links it (pages sit in ``units/<layer>/``)."""
+    return path.split("/", 2)[2]
+
+
 class TopImage(NamedTuple):
     """One of a unit's top images, as its page lists it."""
 
@@ -203,9 +208,9 @@ class LayerPages:
         images_dir = page.with_suffix("")
         images_dir.mkdir(parents=True, exist_ok=True)
         rows = self.top_images(unit)
-        sprite = f"{images_dir.name}/top.jpg"
-        images = [{"src": sprite, "href": f"{images_dir.name}/{rank}.png" if png else sprite, "image": int(row.image),
-                   "score": f"{row.score:.3g}", **cell_style(rank, shown, cell)}
+        sprite = _from_page(unit_sprite_path(self.layer, unit))
+        images = [{"src": sprite, "href": _from_page(unit_png_path(self.layer, unit, rank)) if png else sprite,
+                   "image": int(row.image), "score": f"{row.score:.3g}", **cell_style(rank, shown, cell)}
                   for rank, row in enumerate(rows[:shown])]
         row = self.rows[unit]
         histogram = self.histogram_markup(unit, row)
