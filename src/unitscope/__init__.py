@@ -1,8 +1,8 @@
 """unitscope: find out what every unit of a convolutional network detects.
 
 One API shape (:mod:`unitscope.api`): ``dissect``, ``report``, ``receptive_fields``, ``minimal_images``,
-``compare``, ``segment``, ``cam`` take a model spec string or an ``nn.Module`` and a probe spec or a
-``ProbeSet``, and return typed results with pandas tables. Heavy modules (torch) load on first use, so
+``compare``, ``segment``, ``cam``, ``explain``, ``ablate`` take a model spec string or an ``nn.Module`` and a
+probe spec or a ``ProbeSet``, and return typed results with pandas tables. Heavy modules (torch) load on first use, so
 ``import unitscope`` stays instant.
 """
 
@@ -12,7 +12,8 @@ from typing import Any
 
 from unitscope.errors import UsageError
 
-API: tuple[str, ...] = ("dissect", "report", "receptive_fields", "minimal_images", "compare", "segment", "cam")
+API: tuple[str, ...] = ("dissect", "report", "receptive_fields", "minimal_images", "compare", "segment", "cam",
+                        "explain", "ablate")
 __all__ = ["UsageError", *API]
 __version__ = "0.1.0"
 

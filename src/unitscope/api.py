@@ -20,6 +20,8 @@ from torch import nn
 
 from unitscope.analysis.compare.runs import Comparison, compare_runs
 from unitscope.data.probe import ProbeSet
+from unitscope.defaults import FIT_N, FRESH_SEED, PICTURE_N, PROBE_N, PROBE_SEED, PROBE_SIZE
+from unitscope.dissection.reopen import Trust
 from unitscope.dissection.result import DissectionResult
 from unitscope.dissection.settings import DissectSettings
 from unitscope.errors import UsageError
@@ -27,7 +29,8 @@ from unitscope.models.loading import LoadedModel, load_model
 from unitscope.models.preprocessing import Preprocessing
 from unitscope.report.run_report import report
 
-__all__ = ["cam", "compare", "dissect", "minimal_images", "receptive_fields", "report", "segment"]
+__all__ = ["ablate", "cam", "compare", "dissect", "explain", "minimal_images", "receptive_fields", "report",
+           "segment"]
 
 ModelArg = str | nn.Module | LoadedModel
 DataArg = str | ProbeSet
@@ -54,7 +57,7 @@ def as_model(model: ModelArg, *, weights: str | None = None, num_classes: int | 
     return loaded
 
 
-def as_probe(data: DataArg, n: int = 500, seed: int = 0, size: int = 112) -> ProbeSet:
+def as_probe(data: DataArg, n: int = PROBE_N, seed: int = PROBE_SEED, size: int = PROBE_SIZE) -> ProbeSet:
     """The probe set for a spec string (``open_probe``) or the ``ProbeSet`` given."""
     if isinstance(data, str):
         from unitscope.data import open_probe
@@ -93,10 +96,15 @@ class Dissection:
 def dissect(model: ModelArg = "sceneworld-scene", layers: Sequence[str] = ("conv5",), data: DataArg = "sceneworld",
             out: str | Path | None = None, *, weights: str | None = None, num_classes: int | None = None,
             class_names: Sequence[str] | None = None, preprocessing: Preprocessing | None = None,
-            n: int = 500, seed: int = 0, size: int = 112, settings: DissectSettings | None = None,
+            n: int = PROBE_N, seed: int = PROBE_SEED, size: int = PROBE_SIZE, settings: DissectSettings | None = None,
             device: str = "cpu", overwrite: bool = False, report: bool = False,
             progress: bool = True) -> Dissection:
     """Label every unit of ``layers`` (Network Dissection); with ``out`` and ``report``, also report.html.
+
+    The run is known by its content (the module's weights digest and class, the probe set's digest and
+    length, the preprocessing used): dissecting another network or probe set into the same ``out`` is
+    refused with what differs, or recomputed with ``overwrite=True``; ``n``/``seed``/``size`` apply to a
+    probe spec string only (a ``ProbeSet`` is recorded as what it holds).
 
     Example: ``unitscope.dissect(torchvision.models.resnet18(), ["layer4"], probe).units["layer4"]``.
     """
@@ -158,7 +166,7 @@ class OutputRun:
     table: pd.DataFrame
 
 
-def minimal_images(model: ModelArg, data: str, out: str | Path, *, n: int = 8, seed: int = 0,
+def minimal_images(model: ModelArg, data: str, out: str | Path, *, n: int = PICTURE_N, seed: int = FRESH_SEED,
                    class_names: Sequence[str] | None = None, preprocessing: Preprocessing | None = None,
                    overwrite: bool = False, progress: bool = False) -> OutputRun:
     """Greedy minimal image representations (Zhou et al. §3.1) for ``n`` images of ``data``."""
@@ -174,20 +182,30 @@ def minimal_images(model: ModelArg, data: str, out: str | Path, *, n: int = 8, s
 
 
 def segment(model: ModelArg, run: str | Path | Dissection, out: str | Path, *, data: str = "sceneworld",
-            n: int = 8, seed: int = 1, layer: str | None = None, category: str = "object",
+            n: int = PICTURE_N, seed: int = FRESH_SEED, method: str = "vectors", layer: str | None = None,
+            category: str = "object", fit_n: int = FIT_N, fit_data: str | None = None,
             class_names: Sequence[str] | None = None, preprocessing: Preprocessing | None = None) -> OutputRun:
-    """Segment ``n`` images by the run's detector units and predict their class in the same pass."""
+    """Segment ``n`` images with the run's concept vectors (``method="vectors"``, the CLI's default) or its
+    detector units (``"units"``), and predict their class in the same pass; ``model`` must be the run's."""
     from unitscope.analysis.inputs import open_inputs
     from unitscope.analysis.segment.run import run_segment
 
+    if method not in ("vectors", "units"):
+        raise UsageError(f"method must be 'vectors' or 'units', not {method!r}")
     result = _run(run)
     loaded = as_model(model, class_names=class_names, preprocessing=preprocessing)
     source = open_inputs(None, data, n, seed, result.record.image_size[0])
-    summary = run_segment(loaded, result, source, Path(out), layer, category)
+    if method == "vectors":
+        from unitscope.analysis.segment.vector_run import run_vector_segment
+
+        summary = run_vector_segment(loaded, result, source, Path(out), (layer,) if layer else None, category,
+                                     fit_n=fit_n, fit_data=fit_data)
+    else:
+        summary = run_segment(loaded, result, source, Path(out), layer, category)
     return OutputRun(Path(out), summary.predictions)
 
 
-def cam(model: ModelArg, out: str | Path, *, data: str = "sceneworld", n: int = 8, seed: int = 1,
+def cam(model: ModelArg, out: str | Path, *, data: str = "sceneworld", n: int = PICTURE_N, seed: int = FRESH_SEED,
         class_name: str | None = None, layer: str | None = None, method: str = "auto",
         class_names: Sequence[str] | None = None, preprocessing: Preprocessing | None = None) -> OutputRun:
     """CAM or Grad-CAM heatmaps for ``n`` images (``method``: auto, cam, gradcam)."""
@@ -203,3 +221,47 @@ def cam(model: ModelArg, out: str | Path, *, data: str = "sceneworld", n: int = 
     report_data = json.loads((Path(out) / "cam.json").read_text())
     images = report_data.get("images", []) if isinstance(report_data, dict) else []
     return OutputRun(Path(out), pd.DataFrame(images))
+
+
+def explain(run: str | Path | Dissection, layer: str, out: str | Path, *, length: int = 3, beam: int = 5,
+            ops: Sequence[str] = ("and", "or", "not"), units: Sequence[int] | str | None = None,
+            device: str = "cpu", overwrite: bool = False, trust: Trust | None = None,
+            progress: bool = False) -> OutputRun:
+    """The best formula of up to ``length`` concepts per unit of ``layer`` (Mu & Andreas), written to ``out``.
+
+    The run's model and probe set are reopened through ``dissection.reopen``: a model file named in the run
+    runs only with ``trust=Trust(model_code=True)`` (or ``Trust(model=...)``, your own choice).
+    """
+    from unitscope.explain import explain as run_explain
+
+    target = run.result.run_dir if isinstance(run, Dissection) else run
+    if target is None:
+        raise UsageError("explain needs a dissection run written to disk; dissect with out=…")
+    found = run_explain(target, layer, out, length=length, beam=beam, ops=ops, units=units, device=device,
+                        overwrite=overwrite, trust=trust, progress=progress)
+    return OutputRun(Path(out), found.formulas)
+
+
+def ablate(model: ModelArg, layer: str, out: str | Path, *, run: str | Path | Dissection | None = None,
+           data: str = "sceneworld", concept: str | None = None, units: str | Sequence[int] | None = None,
+           category: str = "object", mode: str = "zero", n: int = PROBE_N, seed: int = FRESH_SEED,
+           seeds: int = 10, class_names: Sequence[str] | None = None,
+           preprocessing: Preprocessing | None = None, overwrite: bool = False) -> OutputRun:
+    """Remove (or keep only) each concept's detector units of ``layer`` and measure per-class accuracy against
+    random unit sets; ``run`` must be a dissection of this very network (checked by its weights' digest)."""
+    from unitscope.ablation.output import write_ablation
+    from unitscope.ablation.sweep import ablate as run_ablate
+    from unitscope.dissection.reopen import reopen_model
+    from unitscope.staging import check_output, lock_output
+
+    check_output(Path(out), overwrite)
+    loaded = as_model(model, class_names=class_names, preprocessing=preprocessing)
+    found = _run(run) if run is not None else None
+    if found is not None:
+        loaded = reopen_model(found, model=loaded)
+    chosen = units if units is None or isinstance(units, str) else tuple(int(u) for u in units)
+    with lock_output(Path(out)):
+        result = run_ablate(loaded, layer, data, found, concept, chosen, category, mode, n, seed, seeds)
+        write_ablation(result, Path(out), loaded.name)
+    return OutputRun(Path(out), pd.read_csv(Path(out) / "ablation.csv"))
+

@@ -10,6 +10,7 @@ import pandas as pd
 
 if TYPE_CHECKING:
     from unitscope.data.probe import ProbeSet
+    from unitscope.dissection.reopen import Trust
     from unitscope.dissection.result import DissectionResult
     from unitscope.models.loading import LoadedModel
 
@@ -34,8 +35,8 @@ def read_run(directory: str | Path) -> RunView:
                    {k: v.top_images for k, v in result.layers.items()}, result)
 
 
-def open_inputs(view: RunView, device: str = "cpu") -> tuple[LoadedModel, ProbeSet]:
-    """Reopen the run's model and probe set, as its run record names them."""
-    from unitscope.report.run_report import reopen_model, reopen_probe
+def open_inputs(view: RunView, device: str = "cpu", trust: Trust | None = None) -> tuple[LoadedModel, ProbeSet]:
+    """Reopen the run's model and probe set through ``dissection.reopen`` (checked; no code from the run)."""
+    from unitscope.dissection.reopen import reopen_model, reopen_probe
 
-    return reopen_model(view.result, device), reopen_probe(view.result)
+    return reopen_model(view.result, device=device, trust=trust), reopen_probe(view.result)

@@ -12,6 +12,7 @@ import io
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -22,6 +23,9 @@ from unitscope.annotate.runview import RunView, open_inputs
 from unitscope.annotate.security import new_opaque_id
 from unitscope.annotate.store import Store
 from unitscope.errors import UsageError
+
+if TYPE_CHECKING:
+    from unitscope.dissection.reopen import Trust
 
 LOG = logging.getLogger(__name__)
 
@@ -81,7 +85,7 @@ def png_bytes(image: np.ndarray) -> bytes:
 
 
 def build_tasks(view: RunView, store: Store, layer: str, max_units: int | None = None, seed: int = 0,
-                device: str = "cpu") -> int:
+                device: str = "cpu", trust: Trust | None = None) -> int:
     """Render and store the tasks of ``layer`` (units already stored are kept); the number added."""
     from unitscope.report.unit_images import LayerRequest, renderer_for
 
@@ -102,7 +106,7 @@ def build_tasks(view: RunView, store: Store, layer: str, max_units: int | None =
     if not plans:
         return 0
     owners = sorted({p.owner for plan in plans.values() for p in plan})
-    model, probe = open_inputs(view, device)
+    model, probe = open_inputs(view, device, trust)
     renderer = renderer_for(view.result, model, probe, regions="field")
     request = LayerRequest(path=view.result.layers[layer].path,
                            thresholds={u: float(units_table.at[u, "threshold"]) for u in owners},

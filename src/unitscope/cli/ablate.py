@@ -43,6 +43,10 @@ def command(model_spec: str, weights: str | None, num_classes: int | None, devic
     check_output_dir(out, overwrite)
     run = DissectionResult.load(run_dir) if run_dir is not None else None
     model = open_model(model_spec, weights, num_classes, device)
+    if run is not None:  # the run must be of this very network (its weights' digest), with its preprocessing
+        from unitscope.dissection.reopen import reopen_model
+
+        model = reopen_model(run, model=model)
     result = ablate(model, layer, data, run, concept, units, category, mode, n, seed, seeds, batch_size,
                     progress=True)
     write_ablation(result, out, model.name)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from unitscope.cli.options import check_positive, require_run
+from unitscope.cli.options import check_positive, require_run, run_model_options, run_trust
 from unitscope.errors import UsageError
 
 
@@ -31,6 +31,7 @@ def is_loopback(host: str) -> bool:
 @click.option("--per-unit", type=int, default=3, show_default=True, help="Annotations wanted per unit.")
 @click.option("--max-units", type=int, default=None, help="Serve only the first N units of the layer.")
 @click.option("--device", default="cpu", show_default=True, help="Device to draw the unit regions on.")
+@run_model_options
 def command(run: Path, layer: str | None, host: str, port: int, db: Path | None, add_annotator: str | None,
             per_unit: int, max_units: int | None, device: str) -> None:
     """Serve RUN's units as annotation tasks: 57 top images with the unit's region + 3 hidden catch images."""
@@ -54,7 +55,7 @@ def command(run: Path, layer: str | None, host: str, port: int, db: Path | None,
     view = read_run(run)
     chosen = layer or view.layers[0]
     store.set_meta("per_unit", str(per_unit))
-    added = build_tasks(view, store, chosen, max_units=max_units, device=device)
+    added = build_tasks(view, store, chosen, max_units=max_units, device=device, trust=run_trust())
     served = sum(1 for name, _ in store.units() if name == chosen)
     click.echo(f"{served} units of {chosen} to annotate ({added} drawn now), {per_unit} annotations each")
     if not is_loopback(host):

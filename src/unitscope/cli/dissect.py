@@ -14,7 +14,7 @@ from unitscope.cli.options import (
     require_path,
     trusted_checkpoints,
 )
-from unitscope.defaults import PROBE_N, PROBE_SEED
+from unitscope.defaults import PROBE_N, PROBE_SEED, PROBE_SIZE
 from unitscope.dissection.settings import BASELINES, UPSAMPLE_MODES, DissectSettings
 from unitscope.errors import UsageError
 from unitscope.models.precision import AMP_MODES
@@ -82,7 +82,7 @@ def _report_options(layers: tuple[str, ...], regions: str | None, field_sizes: P
 @click.option("--n", "--images", "n", type=int, default=PROBE_N, show_default=True,
               help="Images to generate (SceneWorld); --images under torchrun, whose own options swallow --n.")
 @click.option("--seed", type=int, default=PROBE_SEED, show_default=True, help="SceneWorld seed.")
-@click.option("--size", type=int, default=112, show_default=True, help="SceneWorld image side.")
+@click.option("--size", type=int, default=PROBE_SIZE, show_default=True, help="SceneWorld image side.")
 @click.option("--input-size", type=int, default=None, help="Resize images to this side before the network.")
 @click.option("--mean", default=None, help="Normalisation mean R,G,B (default ImageNet's or the weights').")
 @click.option("--std", default=None, help="Normalisation std R,G,B.")
@@ -148,9 +148,11 @@ def command(model_spec: str, weights: str | None, num_classes: int | None, devic
     if not is_main_process():
         return  # under torchrun only rank 0 reports
     if options is not None:
+        from unitscope.dissection.reopen import Trust
         from unitscope.report.run_report import render_report
 
-        render_report(result, options, device=device, trust_checkpoint=trusted_checkpoints())
+        own = Trust(checkpoint=trusted_checkpoints(), model=model_spec, weights=weights)  # named on this command
+        render_report(result, options, device=device, trust=own)
     click.echo(format_tables(result))
     click.echo(confidence_lines(result))
     skipped = len(result.record.skipped)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from unitscope.cli.options import require_run
+from unitscope.cli.options import require_run, run_model_options, run_trust
 
 
 @click.command("explain")
@@ -22,6 +22,7 @@ from unitscope.cli.options import require_run
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N or auto (mask pass).")
 @click.option("--batch-size", type=int, default=32, show_default=True, help="Images per forward pass.")
 @click.option("--overwrite", is_flag=True, help="Replace a different --out or interrupted staging directory.")
+@run_model_options
 def command(run_dir: Path, layer: str, length: int, beam: int, ops: str, units: str | None, out: Path,
             device: str, batch_size: int, overwrite: bool) -> None:
     """Label units with formulas like (water OR river) AND NOT blue (Mu & Andreas 2020), by beam search."""
@@ -30,7 +31,7 @@ def command(run_dir: Path, layer: str, length: int, beam: int, ops: str, units: 
 
     result = explain(run_dir, layer, out, length=length, beam=beam,
                      ops=[op.strip() for op in ops.split(",") if op.strip()], units=units, device=device,
-                     batch_size=batch_size, overwrite=overwrite)
+                     batch_size=batch_size, overwrite=overwrite, trust=run_trust())
     s = result.summary
     click.echo(f"{s['units']} units of {s['layer']}: {s['units_gaining']} gain more than {s['gain_threshold']} "
                f"IoU from composition; mean IoU {s['mean_single_iou']:.3f} → {s['mean_iou']:.3f} "

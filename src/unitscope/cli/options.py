@@ -11,12 +11,16 @@ import click
 from unitscope.errors import UsageError
 
 if TYPE_CHECKING:
+    from unitscope.dissection.reopen import Trust
     from unitscope.models.loading import LoadedModel
 
 F = Callable[..., Any]
 
 
 TRUST_KEY = "unitscope.trust_checkpoint"
+TRUST_CODE_KEY = "unitscope.trust_model_code"
+RUN_MODEL_KEY = "unitscope.run_model"
+RUN_WEIGHTS_KEY = "unitscope.run_weights"
 ARGS_KEY = "unitscope.args"
 
 class AliasOption(click.Option):
@@ -78,6 +82,41 @@ def trusted_checkpoints() -> bool:
     """Whether this command was given --trust-checkpoint (False outside a click command)."""
     ctx = click.get_current_context(silent=True)
     return bool(ctx.meta.get(TRUST_KEY, False)) if ctx is not None else False
+
+
+def _remember(key: str) -> Callable[[click.Context, click.Parameter, Any], Any]:
+    def callback(ctx: click.Context, _param: click.Parameter, value: Any) -> Any:
+        ctx.meta[key] = value
+        return value
+
+    return callback
+
+
+def run_model_options(func: F) -> F:
+    """For commands that reopen a finished run's model: --model/--weights (the user's own choice instead of
+    the run's record), --trust-checkpoint and --trust-model-code (what a run folder may make us do)."""
+    func = click.option("--trust-model-code", is_flag=True, expose_value=False, callback=_remember(TRUST_CODE_KEY),
+                        help="Import the run's model file (file.py:callable) named in its summary.json. A run "
+                             "folder is untrusted input: without this, its Python code never runs.")(func)
+    func = click.option("--trust-checkpoint", is_flag=True, expose_value=False, callback=_remember_trust,
+                        help="Fully unpickle the run's --weights file if it is not tensor-only (can run code "
+                             "from it).")(func)
+    func = click.option("--weights", "run_weights", default=None, expose_value=False,
+                        callback=_remember(RUN_WEIGHTS_KEY), help="Weights for --model.")(func)
+    func = click.option("--model", "run_model", default=None, expose_value=False, callback=_remember(RUN_MODEL_KEY),
+                        help="The run's model, named by you instead of the run's record (checked against the "
+                             "run's weights digest).")(func)
+    return func
+
+
+def run_trust() -> Trust:
+    """What this command's options allow a run folder to make unitscope do (see ``dissection.reopen``)."""
+    from unitscope.dissection.reopen import Trust
+
+    ctx = click.get_current_context(silent=True)
+    meta = ctx.meta if ctx is not None else {}
+    return Trust(checkpoint=bool(meta.get(TRUST_KEY, False)), model_code=bool(meta.get(TRUST_CODE_KEY, False)),
+                 model=meta.get(RUN_MODEL_KEY), weights=meta.get(RUN_WEIGHTS_KEY))
 
 
 def model_options(func: F) -> F:

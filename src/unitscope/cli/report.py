@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from unitscope.cli.options import require_path, require_run
+from unitscope.cli.options import require_path, require_run, run_model_options, run_trust
 from unitscope.errors import UsageError
 
 
@@ -37,10 +37,9 @@ def parse_units(value: str) -> int | None:
               help="Also write every top image as a lossless PNG file, units/<layer>/<unit>/<rank>.png (for papers; "
                    "the pages show one JPEG per unit).")
 @click.option("--device", default="cpu", show_default=True, help="Torch device for the top images' maps.")
-@click.option("--trust-checkpoint", is_flag=True,
-              help="Fully unpickle the run's --weights file if it is not tensor-only (can run code from it).")
+@run_model_options
 def command(run_dir: Path, regions: str | None, field_sizes: Path | None, units: str, out: Path | None, png: bool,
-            device: str, trust_checkpoint: bool) -> None:
+            device: str) -> None:
     """Render RUN's report.html and a page per unit (RUN/units/<layer>/<unit>.html) from the run's data."""
     require_run(run_dir)
     max_units = parse_units(units)
@@ -60,5 +59,5 @@ def command(run_dir: Path, regions: str | None, field_sizes: Path | None, units:
     from unitscope.staging import lock_output
 
     with lock_output(out if out is not None else run_dir):  # no report written while a dissect writes the run
-        page = render_report(run, options, out=out, device=device, trust_checkpoint=trust_checkpoint)
+        page = render_report(run, options, out=out, device=device, trust=run_trust())
     click.echo(f"wrote {page} and a page per unit under {page.parent / 'units'}/")

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from unitscope.cli.options import check_output_dir, check_positive, model_options, open_model, require_run
-from unitscope.defaults import FRESH_SEED, PICTURE_N
+from unitscope.defaults import FIT_N, FRESH_SEED, PICTURE_N
 
 
 @click.command("segment")
@@ -22,7 +22,7 @@ from unitscope.defaults import FRESH_SEED, PICTURE_N
 @click.option("--layer", "layers", multiple=True,
               help="Dissected layer(s): vectors use all given (default: all the run's), units the last "
                    "given (default: the run's last).")
-@click.option("--fit-n", type=int, default=200, show_default=True,
+@click.option("--fit-n", type=int, default=FIT_N, show_default=True,
               help="vectors: images of the run's probe set to fit on (a quarter held out).")
 @click.option("--fit-data", default=None, help="vectors: fit on this labelled probe set instead of the run's.")
 @click.option("--category", default="object", show_default=True, help="Concept category to segment.")

@@ -33,26 +33,74 @@ class ModelSpec:
     input_size: int | None = None
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
+    digest: str | None = None  # models.digest.state_digest of the network dissected (None: an older run)
+    module_class: str | None = None  # its class's qualified name
 
 
 @dataclass(frozen=True)
 class DataSpec:
-    """How the probe set was named (``open_probe(data, n=…, seed=…, size=…)`` opens it again)."""
+    """How the probe set was named (``open_probe(data, n=…, seed=…, size=…)`` opens it again) and what it held."""
 
     data: str = "sceneworld"
     n: int = 500
     seed: int = 0
     size: int = 112
+    digest: str | None = None  # data.identity.probe_identity: what defines the images and labels
+    images: int | None = None  # how many images it held
 
 
 @dataclass(frozen=True)
 class RunSpec:
-    """The identity of a run: a finished run is reused only for an equal spec (not batch size or workers)."""
+    """The identity of a run: a finished run is reused only for an equal spec (not batch size or workers).
+
+    Known by content: the model's state digest and class, the probe set's digest and length, and the
+    preprocessing actually used, besides the names and settings (``spec_differences`` names what differs).
+    """
 
     model: ModelSpec = field(default_factory=ModelSpec)
     data: DataSpec = field(default_factory=DataSpec)
     layers: tuple[str, ...] = ()
     settings: dict[str, Setting] = field(default_factory=dict)
+    preprocessing: dict[str, Any] = field(default_factory=dict)  # input_size, mean, std, resize as used
+
+
+def _short(value: object) -> str:
+    return f"{value[:8]}…" if isinstance(value, str) and len(value) > 8 else repr(value)
+
+
+def spec_differences(have: RunSpec, want: RunSpec) -> list[str]:
+    """What differs between a recorded spec (``have``) and a wanted one, each as a short phrase (empty: same run).
+
+    The order of the layers is display only. Content first: a different network or probe set is named by
+    its digest or size, whatever its name says.
+    """
+    found: list[str] = []
+    a, b = have.model, want.model
+    if a.module_class != b.module_class:
+        found.append(f"model class differs ({a.module_class} vs {b.module_class})")
+    if a.digest != b.digest:
+        found.append(f"model weights differ (digest {_short(a.digest)} vs {_short(b.digest)})")
+    for name in ("spec", "weights", "num_classes", "input_size", "mean", "std"):
+        if getattr(a, name) != getattr(b, name):
+            found.append(f"model {name} differs ({getattr(a, name)!r} vs {getattr(b, name)!r})")
+    c, d = have.data, want.data
+    if c.images != d.images or c.n != d.n:
+        found.append(f"probe set differs: {c.images or c.n} images vs {d.images or d.n}")
+    elif c.digest != d.digest:
+        found.append(f"probe set content differs (digest {_short(c.digest)} vs {_short(d.digest)})")
+    for name in ("data", "seed", "size"):
+        if getattr(c, name) != getattr(d, name):
+            found.append(f"probe {name} differs ({getattr(c, name)!r} vs {getattr(d, name)!r})")
+    if sorted(set(have.layers)) != sorted(set(want.layers)):
+        found.append(f"layers differ ({', '.join(sorted(set(have.layers)))} vs {', '.join(sorted(set(want.layers)))})")
+    for key in sorted(set(have.settings) | set(want.settings)):
+        if have.settings.get(key) != want.settings.get(key):
+            found.append(f"setting {key} differs ({have.settings.get(key)!r} vs {want.settings.get(key)!r})")
+    for key in sorted(set(have.preprocessing) | set(want.preprocessing)):
+        if have.preprocessing.get(key) != want.preprocessing.get(key):
+            found.append(f"preprocessing {key} differs ({have.preprocessing.get(key)!r} vs "
+                         f"{want.preprocessing.get(key)!r})")
+    return found
 
 
 @dataclass(frozen=True)
@@ -93,6 +141,7 @@ class RunRecord:
     versions: dict[str, str] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()  # e.g. a probe set too small for a layer (issue 12)
     baseline: dict[str, Any] | None = None  # detector counts of the random-weight baseline (issue 12)
+    location: str | None = None  # the run directory's absolute path when written: relative paths resolve here
     format: str = RUN_FORMAT
     schema: int = SCHEMA_VERSION
 
@@ -199,4 +248,15 @@ def read_record(directory: str | Path) -> RunRecord:
     if not isinstance(record, RunRecord):
         raise UsageError(f"{path} is corrupt; run dissect again with --overwrite")
     return record
+
+
+def spec_from_json(data: object) -> RunSpec:
+    """A ``RunSpec`` from its JSON form (an interrupted run's ``config.json``); malformed is a ``UsageError``."""
+    try:
+        spec = _build(RunSpec, data)
+    except (TypeError, ValueError, KeyError, AttributeError) as err:
+        raise UsageError(f"a run spec is malformed ({err}); pass --overwrite to discard it") from err
+    if not isinstance(spec, RunSpec):
+        raise UsageError("a run spec is malformed; pass --overwrite to discard it")
+    return spec
 

@@ -28,7 +28,16 @@ from unitscope.dissection.confidence import layer_confidence, small_probe_warnin
 from unitscope.dissection.engine import DissectionEngine, EngineOutcome, LayerStatistics
 from unitscope.dissection.labels import detector_table, label_units
 from unitscope.dissection.loader import resolve_workers
-from unitscope.dissection.record import DataSpec, LayerRecord, ModelSpec, RunRecord, RunSpec, versions
+from unitscope.dissection.record import (
+    DataSpec,
+    LayerRecord,
+    ModelSpec,
+    RunRecord,
+    RunSpec,
+    spec_differences,
+    spec_from_json,
+    versions,
+)
 from unitscope.dissection.result import HISTOGRAM, TOP_MAPS, DissectionResult, LayerResult, layer_dirname
 from unitscope.dissection.settings import DissectSettings
 from unitscope.dissection.threads import available_cores, intra_op_threads, threads_beside
@@ -51,15 +60,53 @@ def _same_path(spec: str | None) -> str | None:
 
 
 def _identity(model: ModelSpec, data: DataSpec, layers: Sequence[str], settings: DissectSettings) -> RunSpec:
-    """The run's spec, with paths absolute (so ``./d``, ``d`` and ``/abs/d`` are one run, reopenable anywhere)."""
+    """The run's spec as named, with paths absolute (so ``./d``, ``d`` and ``/abs/d`` are one run, reopenable
+    anywhere); :func:`_with_content` adds what the model and probe set hold."""
     model = replace(model, spec=_same_path(model.spec) or model.spec, weights=_same_path(model.weights))
     data = replace(data, data=_same_path(data.data) or data.data)
     return RunSpec(model, data, tuple(layers), dict(settings.identity()))
 
 
+def _data_spec(data: str | ProbeSet, n: int, seed: int, size: int) -> DataSpec:
+    """The probe as named: a spec string with the command's n, seed and size; an object by what it holds."""
+    if isinstance(data, str):
+        return DataSpec(data, n, seed, size)
+    own = getattr(data, "identity", None)
+    defined = own() if callable(own) else {}
+    return DataSpec(data.name, len(data), int(defined.get("seed", seed)), int(data.image_size[0]))
+
+
+def _with_content(spec: RunSpec, model: LoadedModel, probe: ProbeSet) -> RunSpec:
+    """``spec`` with the model's state digest and class, the probe set's digest and length, and the
+    preprocessing actually used: what reuse, resume and reopening compare."""
+    from unitscope.data.identity import probe_identity
+    from unitscope.models.digest import module_class, state_digest
+
+    held = probe_identity(probe)
+    preprocess = model.preprocess
+    size = preprocess.input_size or probe.image_size
+    used = {"input_size": [int(v) for v in size], "mean": [float(v) for v in preprocess.mean],
+            "std": [float(v) for v in preprocess.std],
+            "resize": "bilinear-antialias" if tuple(size) != tuple(probe.image_size) else "none"}
+    return replace(spec, model=replace(spec.model, digest=state_digest(model.module),
+                                       module_class=module_class(model.module)),
+                   data=replace(spec.data, digest=held.digest, images=held.images), preprocessing=used)
+
+
+def _named_only(spec: RunSpec) -> RunSpec:
+    """``spec`` without what only loading the model and probe set tells (compared first, before loading)."""
+    return replace(spec, model=replace(spec.model, digest=None, module_class=None),
+                   data=replace(spec.data, digest=None, images=None), preprocessing={})
+
+
 def same_run(a: RunSpec, b: RunSpec) -> bool:
     """Whether two specs name the same run: the order of the layers is display only."""
-    return _sorted_layers(a) == _sorted_layers(b)
+    return not spec_differences(a, b)
+
+
+def _different_run(out_path: Path, differences: list[str]) -> UsageError:
+    return UsageError(f"{out_path} holds a different finished run ({'; '.join(differences[:3])}); "
+                      "choose another --out or pass --overwrite")
 
 
 def _sorted_layers(spec: RunSpec) -> RunSpec:
@@ -160,7 +207,7 @@ def _dissect(
         raise UsageError("no layer given; pass --layer NAME (e.g. conv5 or features.10)")
     model_spec = ModelSpec(model if isinstance(model, str) else model.name, weights, num_classes, input_size,
                            tuple(mean) if mean else None, tuple(std) if std else None)
-    data_spec = DataSpec(data if isinstance(data, str) else data.name, n, seed, size)
+    data_spec = _data_spec(data, n, seed, size)
     identity = _identity(model_spec, data_spec, layers, settings)
     out_path = Path(out) if out is not None else None
     # The whole run (model loading, the shape probe, both passes, the tables) at pass 1's thread count: at
@@ -186,13 +233,12 @@ def _dissect_locked(
     reuse_baseline: DissectionResult | None = None,
 ) -> DissectionResult:
     """``dissect`` once the output (if any) is locked for this process."""
+    finished: DissectionResult | None = None
     if out_path is not None and (out_path / "summary.json").is_file() and not overwrite:
         finished = DissectionResult.load(out_path)
-        if same_run(finished.record.spec, identity):
-            if progress:
-                print(f"{out_path} is already complete for this command; nothing to recompute")
-            return finished
-        raise UsageError(f"{out_path} holds a different finished run; choose another --out or pass --overwrite")
+        named = spec_differences(_named_only(finished.record.spec), _named_only(identity))
+        if named:  # told apart by name: no need to load anything
+            raise _different_run(out_path, named)
     if (out_path is not None and out_path.exists() and not (out_path / "summary.json").is_file()
             and any(out_path.iterdir()) and not overwrite):
         raise UsageError(f"{out_path} exists and is not a dissection run; choose another --out")
@@ -206,6 +252,14 @@ def _dissect_locked(
     probe = data if not isinstance(data, str) else open_probe(data, n=n, seed=seed, size=size)
     if len(probe) == 0:
         raise UsageError(f"the probe set {probe.name} is empty; check --data")
+    identity = _with_content(identity, loaded, probe)
+    if finished is not None:
+        differences = spec_differences(finished.record.spec, identity)
+        if differences:
+            raise _different_run(out_path or Path(), differences)
+        if progress:
+            print(f"{out_path} is already complete for this command; nothing to recompute")
+        return finished
     model_input = loaded.preprocess.input_size or probe.image_size
     geometry = alignment_geometry(loaded.module, model_input) if settings.upsample == "rf" else {}
     shapes = layer_shapes(loaded, paths, probe) if has_labels(probe) else {}  # no labels: no IoU to doubt
@@ -271,14 +325,23 @@ def _prepare_staging(staging: Path, identity: dict[str, object], overwrite: bool
         previous = json.loads(config_path.read_text()) if config_path.is_file() else None
         if previous != identity:
             if not overwrite:
-                return (f"{staging} holds an interrupted run of a different command; rerun that command, "
-                        "or pass --overwrite to discard it")
+                differences = _staged_differences(previous, identity)
+                return (f"{staging} holds an interrupted run of a different command ({'; '.join(differences[:3])}); "
+                        "rerun that command, or pass --overwrite to discard it")
             shutil.rmtree(staging)
         elif progress:
             print(f"resuming the interrupted run in {staging}")
     staging.mkdir(parents=True, exist_ok=True)
     config_path.write_text(json.dumps(identity, indent=2))
     return None
+
+
+def _staged_differences(previous: object, identity: dict[str, object]) -> list[str]:
+    """What differs between an interrupted run's ``config.json`` and this command (a damaged file says so)."""
+    try:
+        return spec_differences(spec_from_json(previous), spec_from_json(identity)) or ["its config.json differs"]
+    except UsageError:
+        return ["its config.json is unreadable"]
 
 
 def _assemble(outcome: EngineOutcome, probe: ProbeSet, settings: DissectSettings, spec: RunSpec,
@@ -303,6 +366,7 @@ def _assemble(outcome: EngineOutcome, probe: ProbeSet, settings: DissectSettings
         class_names=tuple(model.class_names) if model.class_names else None,
         skipped={str(k): v for k, v in sorted(outcome.skipped.items())},
         seconds=round(outcome.seconds, 2), versions=versions(), warnings=tuple(warnings or ()),
+        location=str(run_dir.resolve()) if run_dir is not None else None,
     )
     label_pixels = next((s.overlap.label_area.double().cpu().numpy() for s in outcome.layers
                          if s.overlap is not None), None)

@@ -10,6 +10,7 @@ concept masks as packed words. Nothing statistical is recomputed.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -20,6 +21,9 @@ from unitscope.explain.bank import ConceptBank
 from unitscope.explain.bitmasks import WORD_BITS, pack, words_per_image
 from unitscope.explain.source import RunLayer
 from unitscope.stats.labels import LabelBatch
+
+if TYPE_CHECKING:
+    from unitscope.dissection.reopen import Trust
 
 # Concept masks are held densely, one bit per label pixel per concept: fine for SceneWorld (20 MB at 300 images),
 # not for all of Broden (~120 GB), which would need them stored per image where each concept is present.
@@ -66,20 +70,23 @@ def _concept_masks(labels: LabelBatch, row_of: np.ndarray, concepts: int, pixels
     return out
 
 
-def compute_masks(run: RunLayer, device: str = "cpu", batch_size: int = 32, progress: bool = True) -> LayerMasks:
-    """One forward pass over the run's probe set: unit masks at the run's thresholds, and concept masks."""
+def compute_masks(run: RunLayer, device: str = "cpu", batch_size: int = 32, progress: bool = True,
+                  trust: Trust | None = None) -> LayerMasks:
+    """One forward pass over the run's probe set: unit masks at the run's thresholds, and concept masks.
+
+    The model and probe set come back through ``dissection.reopen`` (checked against the run's digests, no
+    code from the run folder without ``trust``), and the pass runs under the run's own autocast (``--amp``),
+    so the maps are compared with thresholds measured at the same precision.
+    """
     from unitscope.capture import LayerCapture
-    from unitscope.data import open_probe
     from unitscope.dissection.loader import iterate_batches
+    from unitscope.dissection.reopen import reopen_model, reopen_probe
     from unitscope.dissection.sparse_masks import WindowedMasks
     from unitscope.dissection.upsample import Upsampler
-    from unitscope.models.loading import load_model
     from unitscope.progress import progress_bar
 
-    spec, data = run.model, run.data
-    loaded = load_model(str(spec["model"]), spec.get("weights"), spec.get("num_classes"), device)  # type: ignore[arg-type]
-    loaded.preprocess = loaded.preprocess.with_overrides(spec.get("input_size"), spec.get("mean"), spec.get("std"))  # type: ignore[arg-type]
-    probe = open_probe(str(data["data"]), n=int(data["n"]), seed=int(data["seed"]), size=int(data["size"]))  # type: ignore[call-overload]
+    loaded = reopen_model(run.result, device=device, trust=trust)
+    probe = reopen_probe(run.result)
     if tuple(probe.label_size) != run.label_size:
         raise UsageError(f"the probe set now has labels of {probe.label_size}, the run used {run.label_size}; "
                          "explain needs the probe set the run was dissected on")
@@ -125,7 +132,8 @@ def compute_masks(run: RunLayer, device: str = "cpu", batch_size: int = 32, prog
                 continue
             samples: list[ProbeSample] = [s for _, s in good if s is not None]
             rows = position[[i for i, _ in good]]
-            acts = capture.run(loaded.preprocess.batch([s.image for s in samples], loaded.device))[run.path]
+            with loaded.autocast():  # the run's --amp: thresholds were measured on maps of this precision
+                acts = capture.run(loaded.preprocess.batch([s.image for s in samples], loaded.device))[run.path]
             image_of, unit_of = masker.active_pairs(acts, thresholds)
             on = masker.pixels(acts[image_of, unit_of], thresholds[unit_of])
             pair = on.index.cpu().numpy()

@@ -27,13 +27,11 @@ def _to_image_size(mask: np.ndarray, label_size: tuple[int, int], size: tuple[in
 def unit_pictures(run: RunLayer, masks: LayerMasks, formulas: pd.DataFrame, per_unit: int = 3,
                   max_side: int = 80) -> dict[int, str]:
     """unit → a JPEG data URI: its ``per_unit`` most active images, unit mask and formula mask side by side."""
-    from unitscope.data import open_probe
+    from unitscope.dissection.reopen import reopen_probe
     from unitscope.report.html import image_data_uri
     from unitscope.report.outlines import OutlineStyle, display_size, outline_region, tile_images
 
-    data = run.data
-    probe = open_probe(str(data["data"]), n=int(str(data["n"])), seed=int(str(data["seed"])),
-                       size=int(str(data["size"])))
+    probe = reopen_probe(run.result)
     bank = masks.bank
     leaves = {int(bank.numbers[k]): bank.leaf(k) for k in range(len(bank))}
 

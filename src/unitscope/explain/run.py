@@ -17,6 +17,7 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -29,6 +30,9 @@ from unitscope.explain.masks import LayerMasks, compute_masks
 from unitscope.explain.search import BeamSearch, check_ops
 from unitscope.explain.source import RunLayer, read_run
 from unitscope.staging import publish, staging_path
+
+if TYPE_CHECKING:
+    from unitscope.dissection.reopen import Trust
 
 GAIN_THRESHOLD: float = 0.02
 COLUMNS: tuple[str, ...] = ("unit", "formula", "iou", "single_label", "single_iou", "gain", "length", "candidates",
@@ -74,13 +78,14 @@ def _atomic_csv(frame: pd.DataFrame, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def _masks(run: RunLayer, staging: Path, device: str, batch_size: int, progress: bool) -> tuple[LayerMasks, float]:
+def _masks(run: RunLayer, staging: Path, device: str, batch_size: int, progress: bool,
+           trust: Trust | None = None) -> tuple[LayerMasks, float]:
     path = staging / "masks.npz"
     if path.is_file():
         with np.load(path, allow_pickle=False) as saved:
             return LayerMasks.from_state(dict(saved)), 0.0
     started = time.perf_counter()
-    masks = compute_masks(run, device, batch_size, progress)
+    masks = compute_masks(run, device, batch_size, progress, trust)
     _atomic_savez(path, masks.state())
     return masks, time.perf_counter() - started
 
@@ -139,6 +144,7 @@ def explain(
     overwrite: bool = False,
     page: bool = True,
     progress: bool = True,
+    trust: Trust | None = None,
 ) -> ExplainResult:
     """Label each unit of ``layer`` in the dissection ``run`` with its best formula of up to ``length``
     concepts (Mu & Andreas's beam search over IoU, Broden's annotated-category rule), written to ``out``.
@@ -182,7 +188,7 @@ def explain(
     config.write_text(json.dumps(identity, indent=2))
     try:
         result = _explain_in(source, staging, identity, chosen, length, beam, ops, device, batch_size,
-                             unit_batch, page, progress)
+                             unit_batch, page, progress, trust)
     except UsageError:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -194,11 +200,11 @@ def explain(
 
 def _explain_in(source: RunLayer, staging: Path, identity: dict[str, object], chosen: Sequence[int], length: int,
                 beam: int, ops: Sequence[str], device: str, batch_size: int, unit_batch: int, page: bool,
-                progress: bool) -> ExplainResult:
+                progress: bool, trust: Trust | None = None) -> ExplainResult:
     from unitscope.progress import progress_bar
 
     started, cpu = time.perf_counter(), time.process_time()
-    masks, mask_seconds = _masks(source, staging, device, batch_size, progress)
+    masks, mask_seconds = _masks(source, staging, device, batch_size, progress, trust)
     search = BeamSearch(masks.bank, length, beam, ops)
     parts = []
     batches = [list(group) for group in batched(chosen, unit_batch)]

@@ -37,6 +37,8 @@ class RunLayer:
     input_size: tuple[int, int]
     skipped: frozenset[int]
     geometry: tuple[float, float] | None = None  # (stride, start) of the receptive fields, if the run records it
+    result: Any = None  # the DissectionResult itself: its model and probe set reopen through dissection.reopen
+    amp: str = "off"  # the run's precision: masks are recomputed under the autocast that measured the thresholds
 
 
 def read_run(run_dir: str | Path, layer: str) -> RunLayer:
@@ -71,6 +73,8 @@ def read_run(run_dir: str | Path, layer: str) -> RunLayer:
         singles=units[["unit", "label", "category", "iou"]].reset_index(drop=True),
         iou=found.iou,
         concepts=run.concepts,
+        result=run,
+        amp=str(run.record.setting("amp", "off")) if record is not None else "off",
         **made,
     )
 
@@ -79,8 +83,10 @@ def _from_record(record: Any, layer: str) -> dict[str, Any]:
     """Fields of RunLayer from a typed ``RunRecord`` (dissection/record.py)."""
     spec = record.spec
     model = {"model": spec.model.spec, "weights": spec.model.weights, "num_classes": spec.model.num_classes,
-             "input_size": spec.model.input_size, "mean": spec.model.mean, "std": spec.model.std}
-    data = {"data": spec.data.data, "n": spec.data.n, "seed": spec.data.seed, "size": spec.data.size}
+             "input_size": spec.model.input_size, "mean": spec.model.mean, "std": spec.model.std,
+             "digest": spec.model.digest}
+    data = {"data": spec.data.data, "n": spec.data.n, "seed": spec.data.seed, "size": spec.data.size,
+            "digest": spec.data.digest}
     entry = record.layer(layer)
     geometry = None if entry.stride is None or entry.start is None else (float(entry.stride), float(entry.start))
     return {"model": model, "data": data, "upsample": str(record.setting("upsample", "bilinear")),

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Protocol
 
 from unitscope.data.probe import ProbeSet
+from unitscope.dissection.reopen import Trust, reopen_model, reopen_probe
 from unitscope.dissection.result import DissectionResult
 from unitscope.errors import UsageError
 from unitscope.models.loading import LoadedModel
@@ -20,32 +21,9 @@ from unitscope.report.dissection import ReportOptions, build_report
 from unitscope.report.html import write_html
 
 
-def reopen_model(run: DissectionResult, device: str = "cpu", trust_checkpoint: bool = False) -> LoadedModel:
-    """The model a run dissected, loaded again from the spec, weights and preprocessing it recorded."""
-    from unitscope.models.loading import load_model
-
-    spec = run.record.spec.model
-    model = load_model(spec.spec, spec.weights, spec.num_classes, device, trust_checkpoint)
-    model.preprocess = model.preprocess.with_overrides(spec.input_size, spec.mean, spec.std)
-    model.amp = str(run.record.setting("amp", "off"))  # the maps drawn are those the run measured
-    return model
-
-
-def reopen_probe(run: DissectionResult) -> ProbeSet:
-    """The probe set a run was dissected on, opened again from the spec it recorded."""
-    from unitscope.data import open_probe
-
-    data = run.record.spec.data
-    try:
-        return open_probe(data.data, n=data.n, seed=data.seed, size=data.size)
-    except UsageError as err:
-        raise UsageError(f"cannot reopen the probe set {data.data!r} of run {run.run_dir} ({err}); "
-                         "pass the probe set to the report") from err
-
-
 def render_report(run: DissectionResult, options: ReportOptions | None = None, *, model: LoadedModel | None = None,
                   probe: ProbeSet | None = None, out: Path | None = None, device: str = "cpu",
-                  trust_checkpoint: bool = False) -> Path:
+                  trust: Trust | None = None) -> Path:
     """Write ``report.html`` (into ``out``, default the run directory) for a finished run; return its path."""
     directory = Path(out) if out is not None else run.run_dir
     if directory is None:
@@ -53,7 +31,7 @@ def render_report(run: DissectionResult, options: ReportOptions | None = None, *
     options = options or ReportOptions()
     options.validate()
     source: LoadedModel | Callable[[], LoadedModel] = (
-        model if model is not None else (lambda: reopen_model(run, device, trust_checkpoint)))
+        model if model is not None else (lambda: reopen_model(run, device=device, trust=trust)))
     probe = probe or reopen_probe(run)
     return write_html(build_report(run, probe, source, options, directory), directory / "report.html")
 

@@ -40,12 +40,13 @@ def _sizes(run: DissectionResult) -> tuple[tuple[int, int], tuple[int, int], tup
 
 
 def prepare_model(model: LoadedModel, run: DissectionResult) -> LoadedModel:
-    """Check that ``model`` is the dissected one and give it the run's preprocessing overrides."""
-    if run.record.model != model.name:
+    """``model`` checked to be the dissected one (``dissection.reopen``: by its weights' digest, not its name),
+    with the run's preprocessing and precision."""
+    from unitscope.dissection.reopen import reopen_model
+
+    if run.record.spec.model.digest is None and run.record.model != model.name:  # an older run: names only
         raise UsageError(f"the run dissected {run.record.model}, not {model.name}; pass the same --model as dissect")
-    spec = run.record.spec.model
-    model.preprocess = model.preprocess.with_overrides(spec.input_size, spec.mean, spec.std)
-    return model
+    return reopen_model(run, model=model)
 
 
 def build_segmenter(model: LoadedModel, run: DissectionResult, layer: str | None, category: str) -> UnitSegmenter:

@@ -25,6 +25,7 @@ from unitscope.analysis.segment.run import (
 )
 from unitscope.analysis.segment.scores import ConfusionMeter
 from unitscope.analysis.segment.vectors import ConceptVectors, FeatureMaps, fit_concept_vectors
+from unitscope.defaults import FIT_N
 from unitscope.dissection.result import DissectionResult
 from unitscope.dissection.upsample import Upsampler
 from unitscope.distributed import Group
@@ -53,7 +54,7 @@ def feature_maps(model: LoadedModel, run: DissectionResult, layers: tuple[str, .
 
 
 def fit_for_run(model: LoadedModel, run: DissectionResult, layers: tuple[str, ...] | None, category: str = "object",
-                fit_n: int = 200, fit_data: str | None = None,
+                fit_n: int = FIT_N, fit_data: str | None = None,
                 group: Group | None = None) -> tuple[FeatureMaps, ConceptVectors]:
     """Fit vectors for ``layers`` (default: all the run's layers) on the probe set the run was dissected on.
 
@@ -82,9 +83,10 @@ def fit_for_run(model: LoadedModel, run: DissectionResult, layers: tuple[str, ..
 def _fit(features: FeatureMaps, run: DissectionResult, chosen: tuple[str, ...], category: str, fit_n: int,
          fit_data: str | None) -> ConceptVectors:
     from unitscope.data import open_probe
+    from unitscope.dissection.reopen import recorded_data_spec
 
     spec = run.record.spec.data
-    name = fit_data or spec.data
+    name = fit_data or recorded_data_spec(run)
     try:
         probe = open_probe(name, n=fit_n, seed=spec.seed, size=spec.size)
     except UsageError as err:
@@ -107,7 +109,7 @@ def segment_labels(features: FeatureMaps, vectors: ConceptVectors,
 
 def run_vector_segment(model: LoadedModel, run: DissectionResult, source: InputSource, out: Path | None,
                        layers: tuple[str, ...] | None = None, category: str = "object", batch_size: int = 8,
-                       pictures: int | None = 16, fit_n: int = 200, fit_data: str | None = None,
+                       pictures: int | None = 16, fit_n: int = FIT_N, fit_data: str | None = None,
                        group: Group | None = None) -> SegmentSummary:
     """Fit, then segment every input; ``metrics.json`` when the inputs are labelled. Under torchrun
     (``group``) only rank 0 writes (``out`` None elsewhere)."""

@@ -21,6 +21,7 @@ from unitscope.data.sceneworld.vocabulary import OBJECT_CLASSES, SCENE_CLASSES, 
 from unitscope.errors import UsageError
 
 MIN_SIZE = 32
+WORLD_VERSION = 1  # bump when a seed renders other pixels or labels: runs record it in their identity
 
 
 def _integer(value: object, name: str) -> int:
@@ -60,6 +61,11 @@ class SceneWorldProbe:
 
     def __len__(self) -> int:
         return self.n
+
+    def identity(self) -> dict[str, object]:
+        """What defines these images and labels (a run's probe identity): sample i depends on these alone."""
+        return {"world": WORLD_VERSION, "kind": self.kind, "n": self.n, "seed": self.seed,
+                "size": self.image_size[0], "label_scale": self.label_scale, "remove_objects": self.remove_objects}
 
     def _check(self, i: int) -> int:
         index = int(i)
