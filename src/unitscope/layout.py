@@ -117,11 +117,6 @@ def layer_layout(module: nn.Module, path: str, example: torch.Tensor | tuple[int
     return require_layout(probe_layers(module, example), path)
 
 
-def layer_layouts(module: nn.Module, example: torch.Tensor | tuple[int, int]) -> dict[str, Layout]:
-    """``{module path: layout}`` of every module that returns a tensor (see :func:`probe_layers`)."""
-    return {path: layer.layout for path, layer in probe_layers(module, example).items()}
-
-
 _CACHE: weakref.WeakKeyDictionary[nn.Module, dict[tuple[Any, ...], dict[str, LayerLayout]]] = \
     weakref.WeakKeyDictionary()  # the one cache: a probe per model, module tree, input shape and dtype
 
@@ -242,19 +237,26 @@ def _tensors(values: Iterable[Any]) -> Iterator[torch.Tensor]:
             yield from (v for v in value if isinstance(v, torch.Tensor))
 
 
+Span = tuple[int, ...]  # the consecutive axes that hold the units (two while a channel shuffle splits them)
+
+
 class _AxisTracker(TorchFunctionMode):
     """Follows the unit axis of every tensor through the torch operations of one forward pass."""
 
     def __init__(self) -> None:
         super().__init__()
-        self._axes = WeakIdKeyDictionary()  # tensor (by identity, held weakly) -> its unit axis
+        self._spans = WeakIdKeyDictionary()  # tensor (by identity, held weakly) -> its unit axes
+
+    def span_of(self, tensor: torch.Tensor) -> Span | None:
+        span = self._spans.get(tensor)  # type: ignore[no-untyped-call]
+        return span if isinstance(span, tuple) else None
 
     def axis_of(self, tensor: torch.Tensor) -> int | None:
-        axis = self._axes.get(tensor)  # type: ignore[no-untyped-call]
-        return axis if isinstance(axis, int) else None
+        span = self.span_of(tensor)
+        return span[0] if span is not None and len(span) == 1 else None
 
     def set_axis(self, tensor: torch.Tensor, axis: int) -> None:
-        self._axes[tensor] = axis
+        self._spans[tensor] = (axis,)
 
     def __torch_function__(self, func: Any, types: Any, args: tuple[Any, ...] = (),
                            kwargs: dict[str, Any] | None = None) -> Any:
@@ -264,42 +266,51 @@ class _AxisTracker(TorchFunctionMode):
             if isinstance(result, list | tuple) else []
         for output in outputs:
             if output.dim() >= 3:
-                axis = self._axis(getattr(func, "__name__", ""), func, args, kwargs, output)
-                if axis is not None:
-                    self.set_axis(output, axis)
+                span = self._span(getattr(func, "__name__", ""), func, args, kwargs, output)
+                if span is not None:
+                    self._spans[output] = span
         return result
 
-    def _axis(self, name: str, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
-              output: torch.Tensor) -> int | None:
+    def _span(self, name: str, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
+              output: torch.Tensor) -> Span | None:
         rank = output.dim()
         if name in _FIRST_AXIS_OPS:
-            return 1
+            return (1,)
         if name in _LAST_AXIS_OPS:
             shape = args[1] if len(args) > 1 else kwargs.get("normalized_shape")
             if name == "linear" or (isinstance(shape, tuple | list | torch.Size) and len(shape) == 1):
-                return rank - 1
+                return (rank - 1,)
         source = args[0] if args and isinstance(args[0], torch.Tensor) else None
-        axis = None if source is None else self.axis_of(source)
+        span = None if source is None else self.span_of(source)
         if name in _MOVE_OPS and source is not None:
-            return None if axis is None else _moved(func, args, kwargs, source.dim(), axis)
+            return None if span is None else _moved(func, args, kwargs, source.dim(), span)
         if name in _RESHAPE_OPS and source is not None:
-            return None if axis is None else _reshaped(tuple(source.shape), axis, tuple(output.shape))
+            return None if span is None else _reshaped(tuple(source.shape), span, tuple(output.shape))
         given = next((t for t in _tensors((*args, *kwargs.values()))
-                      if t.dim() == rank and self.axis_of(t) is not None), None)
-        return None if given is None else self.axis_of(given)
+                      if t.dim() == rank and self.span_of(t) is not None), None)
+        return None if given is None else self.span_of(given)
 
 
-def _moved(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any], rank: int, axis: int) -> int | None:
-    """Where a permute-like operation puts ``axis``: run it on a meta tensor whose sizes name the axes."""
+def _moved(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any], rank: int, span: Span) -> Span | None:
+    """Where a permute-like operation puts ``span``: run it on a meta tensor whose sizes name the axes."""
     sizes = tuple(range(2, rank + 2))
     moved = func(torch.empty(sizes, device="meta"), *args[1:], **kwargs)  # the mode is off inside its handler
-    return list(moved.shape).index(sizes[axis]) if isinstance(moved, torch.Tensor) else None
+    if not isinstance(moved, torch.Tensor):
+        return None
+    axes = sorted(list(moved.shape).index(sizes[axis]) for axis in span)
+    return tuple(axes) if axes == list(range(axes[0], axes[0] + len(axes))) else None
 
 
-def _reshaped(before: tuple[int, ...], axis: int, after: tuple[int, ...]) -> int | None:
-    """The axis of ``after`` that is ``axis`` of ``before``: same size, same product of sizes before it."""
-    prefix = math.prod(before[:axis])
-    for index, size in enumerate(after):
-        if math.prod(after[:index]) == prefix and size == before[axis]:
-            return index
+def _reshaped(before: tuple[int, ...], span: Span, after: tuple[int, ...]) -> Span | None:
+    """The axes of ``after`` that hold ``span`` of ``before``: the same product of sizes before them and
+    of their own sizes (a split ``C → (g, C/g)`` or its merge keeps the units; anything else loses them)."""
+    prefix, size = math.prod(before[:span[0]]), math.prod(before[span[0]:span[-1] + 1])
+    for first in reversed(range(len(after))):  # the last fit: a batch of 1 is not part of the units
+        if math.prod(after[:first]) != prefix:
+            continue
+        for stop in range(first + 1, len(after) + 1):
+            if math.prod(after[first:stop]) == size:
+                return tuple(range(first, stop))
+            if math.prod(after[first:stop]) > size:
+                break
     return None
