@@ -75,8 +75,8 @@ def test_layers_command_lists_shapes_and_fields() -> None:
     done = CliRunner().invoke(cli, ["layers", "--model", f"{MODELS}:tiny_vit", "--input-size", "64"])
     assert done.exit_code == 0, done.output
     rows = {line.split()[0]: line.split() for line in done.output.splitlines()[1:-1]}
-    assert rows["conv_proj"][2] == "32×8×8" and rows["conv_proj"][3] == "8"  # patch embedding: field = patch
-    assert rows["encoder.layers.encoder_layer_1"][2] == "32×8×8"
+    assert rows["conv_proj"][2:] == ["32×8×8", "32", "8"]  # shape, units; patch embedding: field = patch
+    assert rows["encoder.layers.encoder_layer_1"][2:4] == ["32×8×8", "32"]
 
 
 CAM_CASES = [  # factory, method, layer chosen by --method auto

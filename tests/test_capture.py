@@ -27,8 +27,10 @@ def test_capture_clones_before_inplace_relu_and_stops_after_last() -> None:
     x = torch.ones(2, 1, 3, 3)
     with LayerCapture(net, ["0"]) as cap:
         out = cap.run(x)
-    assert torch.all(out["0"] == -1.0)  # the in-place ReLU did not zero what we captured
-    assert tail.calls == 0  # stopped after layer "0"
+        assert tail.calls == 1  # the first run's layout probe: one whole pass on one image, then stopped
+        again = cap.run(x)
+    assert torch.all(out["0"] == -1.0) and torch.equal(again["0"], out["0"])  # the in-place ReLU did not zero it
+    assert tail.calls == 1  # stopped after layer "0"
     assert not net[0]._forward_hooks
 
 

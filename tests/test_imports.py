@@ -16,7 +16,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "unitscope"
 # Floors, lowest first: a module may import its own floor or lower ones only.
 FLOORS: tuple[tuple[str, ...], ...] = (
     ("errors", "progress", "processes", "staging", "training_config", "batching", "palette", "defaults"),
-    ("data", "stats", "capture", "models"),
+    ("data", "stats", "capture", "layout", "models"),
     ("receptive", "perturb", "distributed"),
     ("dissection", "minimal", "rf", "evaluation", "training"),
     ("report", "analysis", "explain", "annotate", "ablation"),

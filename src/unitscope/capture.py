@@ -7,18 +7,21 @@ In the style of baukit's ``Trace``/``StopForward``: the forward pass is abandone
 exception) as soon as every requested layer has produced its output, so layers after the deepest one
 requested cost nothing.
 
-Every capture is handed over as ``[batch, units, h, w]`` where it has a spatial meaning
-(:func:`spatial_output`): a transformer's tokens ``[batch, tokens, dim]`` become a ``dim × g × g`` grid
-(the class token, when ``tokens = 1 + g²``, is dropped: it belongs to no image position), and Swin's
-channels-last ``[batch, h, w, dim]`` feature maps are permuted to channels-first. Outputs of a forward
-pass under autocast (``--amp``) are widened to float32 as they are captured, so statistics never run in
-reduced precision.
+Every capture is handed over with its units on axis 1 (:func:`unitscope.layout.read_units`): maps as
+``[batch, units, h, w]``, whatever their layout in the model (a channels-last ``[batch, h, w, C]`` map
+from a Linear or LayerNorm, as inside ConvNeXt blocks and Swin stages, is permuted), a transformer's
+tokens ``[batch, tokens, dim]`` as a ``dim × g × g`` grid (the class token, when ``tokens = 1 + g²``, is
+dropped: it belongs to no image position). Each layer's layout comes from a one-image probe of the model
+(:func:`unitscope.layout.probe_layers`, cached per model), run by the first ``run``; a layer whose layout
+it cannot decide is refused. A module called several times in one forward pass is captured at its last
+call (ForwardHook subclasses given an ``example`` act on it alone). Outputs of a forward pass under
+autocast (``--amp``) are widened to float32 as they are captured, so statistics never run in reduced
+precision.
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
 from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Self
@@ -26,26 +29,15 @@ from typing import Self
 import torch
 from torch import nn
 
-
-def channels_last_layers(module: nn.Module) -> set[str]:
-    """Module paths whose 4-D outputs are [B, h, w, C]: torchvision Swin's ``features`` and ``norm``."""
-    if type(module).__name__ != "SwinTransformer":
-        return set()
-    return {name for name, _ in module.named_modules() if name.split(".")[0] in ("features", "norm")}
+from unitscope.layout import LayerLayout, layer_layout, probe_layers, read_units, require_layout
 
 
 def spatial_output(output: torch.Tensor, channels_last: bool = False) -> torch.Tensor:
-    """``output`` as [B, C, h, w] where it is a token sequence or a channels-last map; else unchanged."""
-    if output.dim() == 4 and channels_last:
-        return output.permute(0, 3, 1, 2)
-    if output.dim() == 3:
-        tokens = output.shape[1]
-        for drop in (1, 0):  # a class token first, or none
-            side = math.isqrt(max(tokens - drop, 0))
-            if side > 1 and side * side == tokens - drop:
-                grid = output[:, drop:, :]
-                return grid.transpose(1, 2).reshape(output.shape[0], output.shape[2], side, side)
-    return output
+    """``output`` as [B, C, h, w] where it is a token grid or (``channels_last``) a [B, h, w, C] map.
+
+    For callers that know the layout themselves; captures read it from :mod:`unitscope.layout`.
+    """
+    return read_units(output, "channels_last" if channels_last else "tokens")
 
 
 class _StopForward(Exception):
@@ -66,7 +58,8 @@ class LayerCapture:
         self.stop_after_last = stop_after_last
         self.clone = clone
         self._targets = {name: modules[name] for name in self.layers}
-        self._channels_last = channels_last_layers(module)
+        self._probed: dict[str, LayerLayout] | None = None  # set by the first run: layouts and calls
+        self._seen: dict[str, int] = {}
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
         self._outputs: dict[str, torch.Tensor] = {}
 
@@ -84,11 +77,17 @@ class LayerCapture:
 
     def _make_hook(self, name: str) -> Callable[[nn.Module, tuple[torch.Tensor, ...], torch.Tensor], None]:
         def hook(_module: nn.Module, _inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+            if self._probed is None:  # the layout probe's own pass
+                return
+            layer = self._probed.get(name)
+            self._seen[name] = self._seen.get(name, 0) + 1
+            if layer is not None and self._seen[name] != layer.calls:
+                return  # called again later in this pass: the last call is the layer's output
             if not isinstance(output, torch.Tensor):
                 raise RuntimeError(f"layer {name} returns {type(output).__name__}, not a tensor; capture a "
                                    "sub-module that returns one (unitscope layers --model M lists them)")
             # Clone: an in-place ReLU after this module would otherwise rewrite what we captured.
-            grid = spatial_output(output.detach(), name in self._channels_last)
+            grid = read_units(output.detach(), layer.layout if layer is not None else "other")
             if grid.dtype in (torch.bfloat16, torch.float16):
                 self._outputs[name] = grid.float()  # autocast's output, widened exactly (a copy)
             else:
@@ -99,8 +98,12 @@ class LayerCapture:
         return hook
 
     def run(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """One forward pass; returns {layer path: output}."""
+        """One forward pass; returns {layer path: output}. The first also probes the layouts (one image)."""
+        if self._probed is None:
+            probed = probe_layers(self.module, x)
+            self._probed = {name: require_layout(probed, name) for name in self.layers if name in probed}
         self._outputs = {}
+        self._seen = {}
         with torch.no_grad(), contextlib.suppress(_StopForward):
             self.module(x)
         missing = [name for name in self.layers if name not in self._outputs]
@@ -111,26 +114,48 @@ class LayerCapture:
 
 
 class ForwardHook:
-    """A forward hook on one module (by path) that is always removed: subclasses define ``_on_forward``."""
+    """A forward hook on one module (by path) that is always removed: subclasses define ``_on_forward``.
 
-    def __init__(self, module: nn.Module, path: str) -> None:
+    Given an ``example`` input (a batch or an input size), the layer's layout and calls per forward pass
+    are probed (:func:`unitscope.layout.layer_layout`) and ``_on_forward`` sees only the last call, the one
+    :class:`LayerCapture` captures; without one it sees every call.
+    """
+
+    def __init__(self, module: nn.Module, path: str, example: torch.Tensor | tuple[int, int] | None = None) -> None:
         modules = dict(module.named_modules())
         if path not in modules:
             raise ValueError(f"no module {path!r} in the model")
+        self.root = module
         self.target = modules[path]
         self.path = path
-        self._handle: torch.utils.hooks.RemovableHandle | None = None
+        self.layer: LayerLayout | None = None if example is None else layer_layout(module, path, example)
+        self._seen = 0
+        self._handles: list[torch.utils.hooks.RemovableHandle] = []
 
     def __enter__(self) -> Self:
-        self._handle = self.target.register_forward_hook(self._on_forward)
+        self._handles = [self.root.register_forward_pre_hook(self._on_pass),
+                         self.target.register_forward_hook(self._on_call)]
         return self
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if self._handle is not None:
-            self._handle.remove()
-        self._handle = None
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+    def read(self, tensor: torch.Tensor) -> torch.Tensor:
+        """``tensor`` (the layer's output or its gradient) with the units on axis 1, as captures hand it over."""
+        return tensor if self.layer is None else read_units(tensor, self.layer.layout)
+
+    def _on_pass(self, _module: nn.Module, _inputs: tuple[object, ...]) -> None:
+        self._seen = 0
+
+    def _on_call(self, module: nn.Module, inputs: tuple[torch.Tensor, ...], output: object) -> object:
+        self._seen += 1
+        if self.layer is not None and self._seen != self.layer.calls:
+            return None  # called again later in this pass: only the last call is the layer's output
+        return self._on_forward(module, inputs, output)
 
     def _on_forward(self, _module: nn.Module, _inputs: tuple[torch.Tensor, ...], output: object) -> object:
         raise NotImplementedError
@@ -140,12 +165,14 @@ class LayerRecorder(ForwardHook):
     """Context manager: ``with LayerRecorder(model, "conv5", gradients=True) as rec: out = model(x)``.
 
     ``rec.activation`` is a detached copy of the layer's output (safe from later in-place operations);
-    ``rec.gradient`` is filled by ``backward`` when ``gradients`` is set. A module called several times
-    in one pass (a ReLU shared inside a ResNet block) keeps only its last call, for both.
+    ``rec.gradient`` is filled by ``backward`` when ``gradients`` is set; both raw (``rec.read`` puts the
+    units on axis 1 when an ``example`` was given). A module called several times in one pass (a ReLU
+    shared inside a ResNet block) keeps only its last call, for both.
     """
 
-    def __init__(self, module: nn.Module, path: str, gradients: bool = False) -> None:
-        super().__init__(module, path)
+    def __init__(self, module: nn.Module, path: str, gradients: bool = False,
+                 example: torch.Tensor | tuple[int, int] | None = None) -> None:
+        super().__init__(module, path, example)
         self.gradients = gradients
         self.activation: torch.Tensor | None = None
         self.gradient: torch.Tensor | None = None
@@ -180,6 +207,7 @@ def modules_entered(module: nn.Module, layers: Sequence[str], x: torch.Tensor) -
     Only these (their own parameters, buffers and settings) can shape the layers' outputs: what runs
     after the deepest layer cannot. Found with one stopped forward pass on ``x``; hooks always removed.
     """
+    probe_layers(module, x)  # before hooking: the capture's layout probe runs the whole model (cached)
     entered: list[str] = []
     handles = [sub.register_forward_pre_hook(lambda _m, _i, path=path: entered.append(path))
                for path, sub in module.named_modules()]

@@ -7,6 +7,9 @@ one larger batch. That is exact for any network whose later layers treat batch i
 mode); a network that mixes the hooked tensor with an earlier one (a skip connection around the layer)
 cannot be expanded, and :func:`~unitscope.ablation.measure.measure_conditions` then falls back to one pass
 per condition.
+
+Units are edited along the layer's unit axis (probed: channels first or last, a transformer's token
+dimension) at the module's last call in the forward pass, the call that dissect captures and cam explains.
 """
 
 from __future__ import annotations
@@ -20,11 +23,13 @@ from unitscope.capture import ForwardHook
 class UnitEdit(ForwardHook):
     """``with UnitEdit(model, path, masks, values) as edit: logits = model(x)`` → ``[C·B, K]`` logits.
 
-    ``masks`` is ``[C, U]`` bool, ``values`` ``[U]`` (the replacement of each unit, broadcast over space).
+    ``masks`` is ``[C, U]`` bool, ``values`` ``[U]`` (the replacement of each unit, broadcast over space);
+    ``example``: the batch about to run (or the input size), from which the layer's layout is probed.
     """
 
-    def __init__(self, module: nn.Module, path: str, masks: torch.Tensor, values: torch.Tensor) -> None:
-        super().__init__(module, path)
+    def __init__(self, module: nn.Module, path: str, masks: torch.Tensor, values: torch.Tensor,
+                 example: torch.Tensor | tuple[int, int]) -> None:
+        super().__init__(module, path, example)
         if masks.dim() != 2 or values.dim() != 1 or masks.shape[1] != values.shape[0]:
             raise ValueError(f"masks must be [conditions, units] and values [units]; got {tuple(masks.shape)} "
                              f"and {tuple(values.shape)}")
@@ -32,12 +37,14 @@ class UnitEdit(ForwardHook):
         self.values = values
 
     def _on_forward(self, _module: nn.Module, _inputs: tuple[torch.Tensor, ...], output: object) -> torch.Tensor:
-        if not isinstance(output, torch.Tensor) or output.dim() < 2:
+        axis = None if self.layer is None else self.layer.unit_axis
+        if not isinstance(output, torch.Tensor) or axis is None or output.dim() <= axis:
             raise TypeError(f"layer {self.path} does not return a [batch, units, …] tensor; choose another layer")
-        if output.shape[1] != self.masks.shape[1]:
-            raise ValueError(f"layer {self.path} has {output.shape[1]} units, the masks {self.masks.shape[1]}")
-        extra = (1,) * (output.dim() - 2)
-        masks = self.masks.to(output.device).view(self.masks.shape[0], 1, -1, *extra)
-        values = self.values.to(device=output.device, dtype=output.dtype).view(1, 1, -1, *extra)
+        if output.shape[axis] != self.masks.shape[1]:
+            raise ValueError(f"layer {self.path} has {output.shape[axis]} units, the masks {self.masks.shape[1]}")
+        shape = [1] * (output.dim() + 1)  # [conditions, batch, …] with the units on their own axis
+        shape[1 + axis] = -1
+        masks = self.masks.to(output.device).view(self.masks.shape[0], *shape[1:])
+        values = self.values.to(device=output.device, dtype=output.dtype).view(shape)
         edited = torch.where(masks, values, output.unsqueeze(0))  # [C, B, U, …]
         return edited.reshape(-1, *output.shape[1:])

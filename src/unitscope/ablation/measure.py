@@ -37,15 +37,16 @@ def unit_means(model: LoadedModel, path: str, data: ClassificationData, batch_si
     for indices in batch_ranges(len(data), batch_size):
         images = [data[i][0] for i in indices]
         x = model.preprocess.batch(images, model.device)
-        with torch.no_grad(), LayerRecorder(model.module, path) as recorder:
+        with torch.no_grad(), LayerRecorder(model.module, path, example=x) as recorder:
             model.module(x)
         act = recorder.activation
-        if act is None or act.dim() < 2:
+        axis = None if recorder.layer is None else recorder.layer.unit_axis
+        if act is None or axis is None or act.dim() <= axis:
             raise UsageError(f"layer {path} gave no [batch, units, …] output; choose another layer")
-        dims = [0, *range(2, act.dim())]
+        dims = [d for d in range(act.dim()) if d != axis]
         part = act.double().sum(dim=dims)
         total = part if total is None else total + part
-        count += act.numel() // act.shape[1]
+        count += act.numel() // act.shape[axis]
     if total is None:
         raise UsageError("no images to measure the unit means on; check --data and --n")
     return (total / count).float()
@@ -103,7 +104,7 @@ def _logits(model: LoadedModel, path: str, masks: torch.Tensor, values: torch.Te
 
 
 def _forward(model: LoadedModel, path: str, masks: torch.Tensor, values: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    with torch.no_grad(), UnitEdit(model.module, path, masks, values):
+    with torch.no_grad(), UnitEdit(model.module, path, masks, values, x):
         out = model.module(x)
     if not isinstance(out, torch.Tensor) or out.dim() != 2:
         raise UsageError("ablate needs a classifier whose output is [batch, classes]; this model's is not")

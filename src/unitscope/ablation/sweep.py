@@ -17,10 +17,10 @@ import pandas as pd
 import torch
 
 from unitscope.ablation.measure import Outcomes, measure_conditions, unit_means
-from unitscope.capture import LayerRecorder
 from unitscope.data.classification import ClassificationData, open_classification
 from unitscope.dissection.result import DissectionResult
 from unitscope.errors import UsageError
+from unitscope.layout import layer_layout
 from unitscope.models.layers import resolve_layer
 from unitscope.models.loading import LoadedModel
 
@@ -137,11 +137,10 @@ def ablate(
 
 def _num_units(model: LoadedModel, path: str, data: ClassificationData) -> int:
     x = model.preprocess.batch([data[0][0]], model.device)
-    with torch.no_grad(), LayerRecorder(model.module, path) as recorder:
-        model.module(x)
-    if recorder.activation is None or recorder.activation.dim() < 2:
+    units = layer_layout(model.module, path, x).units  # along its unit axis, whatever its layout
+    if units is None:
         raise UsageError(f"layer {path} gave no [batch, units, …] output; choose another layer")
-    return int(recorder.activation.shape[1])
+    return units
 
 
 def _unit_sets(run: DissectionResult | None, layer: str, concept: str | None, units: str | tuple[int, ...] | None,

@@ -19,7 +19,9 @@ the discrepancy there is exactly 0. Two engines give the same numbers (to float 
 Where attention or a shift mixes positions on the way to the layer (a ViT's tokens, Swin after its first
 window attention) no theoretical field exists: the plan recomputes in full over the whole image (every
 occluder is run for every unit, none skipped) and reads the output through the capture's token grid
-(:func:`unitscope.capture.spatial_output`: class token dropped, channels-last maps permuted).
+(:func:`unitscope.layout.read_units` with the layer's probed layout: class token dropped, channels-last
+maps permuted). A layer whose units are not on axis 1 (channels-last, tokens) is always recomputed in full
+and read the same way; one whose layout the probe cannot decide is refused.
 
 :class:`OcclusionPlan` records which engine applies and why (``plan.reason`` names the node that forces
 full recomputation; it is logged once per plan); build it once per model, layer and input size with
@@ -37,8 +39,8 @@ import torch
 from torch import fx, nn
 
 from unitscope.batching import batch_ranges
-from unitscope.capture import channels_last_layers, spatial_output
 from unitscope.errors import UsageError
+from unitscope.layout import LayerLayout, layer_layout, read_units
 from unitscope.perturb.incremental import clean_activations, padded_inputs, plan_regions, run_windows
 from unitscope.perturb.occluders import (
     IMAGENET_MEAN,
@@ -83,10 +85,11 @@ def plan_occlusion(model: nn.Module, layer_path: str, input_size: tuple[int, int
     with torch.no_grad():
         traced = trace_model(model, size)
     node = traced.node_for(layer_path)
+    layer = layer_layout(model, layer_path, size)  # its unit axis, probed; refused when undecided
     fields, skipped = fields_of_traced(traced)
     mixing = _position_mixing(traced, node, skipped.get(layer_path))
     if mixing is not None:
-        return _whole_image_plan(model, traced, node, layer_path, size, mixing)
+        return _whole_image_plan(model, traced, node, layer, size, mixing)
     if layer_path in skipped:
         raise UsageError(f"the receptive field of {layer_path} is unknown ({skipped[layer_path]}); pick another layer")
     shape = traced.shape(node)
@@ -95,11 +98,12 @@ def plan_occlusion(model: nn.Module, layer_path: str, input_size: tuple[int, int
             f"layer {layer_path} has no spatial extent (output shape {shape}); occlusion maps need a "
             "convolutional or pooling layer"
         )
-    if layer_path in channels_last_layers(model):  # [B, h, w, C]: read as the capture reads it
-        reason = f"full recomputation: {layer_path} outputs a channels-last map, read as [B, C, h, w]"
+    if layer.layout != "channels_first":  # [B, h, w, C] or tokens: read as the capture reads it
+        what = "a channels-last map" if layer.layout == "channels_last" else layer.layout
+        reason = f"full recomputation: {layer_path} outputs {what}, read as [B, C, h, w]"
         LOG.info("occluding %s of %s: %s", layer_path, type(model).__name__, reason)
-        return OcclusionPlan(layer_path, size, fields[layer_path], int(shape[-1]),
-                             _GridReadout(truncated_module(traced, node), True), None, reason)
+        return OcclusionPlan(layer_path, size, fields[layer_path], int(layer.units or 0),
+                             _GridReadout(truncated_module(traced, node), layer.layout), None, reason)
     steps, reason = extract_steps(traced, node)
     if steps is None:
         reason = f"full recomputation: {reason}"
@@ -123,21 +127,21 @@ def _position_mixing(traced: TracedModel, node: fx.Node, skipped: str | None) ->
 class _GridReadout(nn.Module):
     """The truncated model with its output read as the capture reads it: [B, C, h, w]."""
 
-    def __init__(self, inner: nn.Module, channels_last: bool) -> None:
+    def __init__(self, inner: nn.Module, layout: str) -> None:
         super().__init__()
         self.inner = inner
-        self.channels_last = channels_last
+        self.layout = layout
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return spatial_output(self.inner(x), self.channels_last)
+        return read_units(self.inner(x), self.layout)
 
 
-def _whole_image_plan(model: nn.Module, traced: TracedModel, node: fx.Node, layer_path: str,
+def _whole_image_plan(model: nn.Module, traced: TracedModel, node: fx.Node, layer: LayerLayout,
                       size: tuple[int, int], mixing: str) -> OcclusionPlan:
     """Full recomputation with every occluder considered for every unit: no field bounds its reach."""
+    layer_path = layer.path
     shape = traced.shape(node)
-    channels_last = layer_path in channels_last_layers(model)
-    grid = None if shape is None else spatial_output(torch.empty(shape, device="meta"), channels_last).shape
+    grid = None if shape is None else read_units(torch.empty(shape, device="meta"), layer.layout).shape
     if grid is None or len(grid) != 4:
         raise UsageError(f"layer {layer_path} has no spatial extent (output shape {shape}); occlusion maps need "
                          "a layer with a map or a grid of patch tokens")
@@ -150,7 +154,7 @@ def _whole_image_plan(model: nn.Module, traced: TracedModel, node: fx.Node, laye
               "no theoretical field bounds where an occluder acts")
     LOG.info("occluding %s of %s: %s", layer_path, type(model).__name__, reason)
     return OcclusionPlan(layer_path, size, geometry, int(grid[1]),
-                         _GridReadout(truncated_module(traced, node), channels_last), None, reason,
+                         _GridReadout(truncated_module(traced, node), layer.layout), None, reason,
                          field_defined=False)
 
 

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from unitscope.capture import LayerRecorder, channels_last_layers, spatial_output
+from unitscope.capture import LayerRecorder
 from unitscope.errors import UsageError
 
 NORMALISE_EPS = 1e-7
@@ -80,8 +80,8 @@ class ChannelWeightedCAM:
         self, x: torch.Tensor, targets: Sequence[int] | torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor]:
         x = x.detach().clone().requires_grad_(self.needs_gradients)
-        with torch.set_grad_enabled(self.needs_gradients), \
-                LayerRecorder(self.module, self.layer, gradients=self.needs_gradients) as recorder:
+        recorder = LayerRecorder(self.module, self.layer, gradients=self.needs_gradients, example=x)  # probes
+        with torch.set_grad_enabled(self.needs_gradients), recorder:
             logits = self.module(x)
             chosen = logits.detach().argmax(dim=1) if targets is None else \
                 torch.as_tensor(targets, dtype=torch.long, device=logits.device).reshape(-1)
@@ -90,9 +90,9 @@ class ChannelWeightedCAM:
             if self.needs_gradients:
                 score = logits.gather(1, chosen[:, None]).sum()
                 torch.autograd.grad(score, x)
-        last = self.layer in channels_last_layers(self.module)  # tokens and channels-last maps as [B, K, h, w]
-        activation = spatial_output(recorder.activation, last) if recorder.activation is not None else None
-        gradient = spatial_output(recorder.gradient, last) if recorder.gradient is not None else None
+        # the layer's last call, units on axis 1: tokens and channels-last maps as [B, K, h, w]
+        activation = recorder.read(recorder.activation) if recorder.activation is not None else None
+        gradient = recorder.read(recorder.gradient) if recorder.gradient is not None else None
         if activation is None or activation.dim() != 4:
             raise ValueError(f"layer {self.layer} did not produce a 4-D feature map")
         if self.needs_gradients and gradient is None:

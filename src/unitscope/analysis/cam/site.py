@@ -7,10 +7,11 @@ of every 4-D output and the input of the final linear layer; a feature map whose
 (same values) feeds the classifier through global average pooling. Otherwise Grad-CAM is used, at the
 paper's ``conv5`` when the network has paper names, else at the last non-pooling 4-D output.
 
-Transformer outputs count as feature maps through :func:`~unitscope.capture.spatial_output` (tokens on
-their grid, class token dropped; Swin's channels-last maps permuted). A ViT's head reads the class token
-alone, so after the last attention block the patch tokens get no gradient: Grad-CAM defaults to the input
-of that block (its ``ln_1``), where the class token still attends to every patch.
+Every output is read with its units on axis 1 (:func:`~unitscope.layout.read_units`, each layer's layout
+probed from the model: tokens on their grid, class token dropped; channels-last maps permuted). A ViT's
+head reads the class token alone, so after the last attention block the patch tokens get no gradient:
+Grad-CAM defaults to the input of that block (its ``ln_1``), where the class token still attends to every
+patch.
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ from typing import cast
 import torch
 from torch import nn
 
-from unitscope.capture import channels_last_layers, spatial_output
 from unitscope.errors import UsageError
+from unitscope.layout import LayerLayout, probe_layers, read_units, unknown_layout_error
 from unitscope.models.layers import paper_names, resolve_layer
 
 CAM_METHODS: tuple[str, ...] = ("auto", "cam", "gradcam")
@@ -55,16 +56,16 @@ class _Trace:
     linear_outputs: dict[str, torch.Tensor]
 
 
-def _trace(module: nn.Module, x: torch.Tensor) -> tuple[_Trace, torch.Tensor]:
+def _trace(module: nn.Module, x: torch.Tensor, layers: dict[str, LayerLayout]) -> tuple[_Trace, torch.Tensor]:
     trace = _Trace([], {}, set(), {}, {})
-    channels_last = channels_last_layers(module)
 
     def hook_for(name: str, sub: nn.Module) -> Callable[[nn.Module, tuple[object, ...], object], None]:
         def hook(_m: nn.Module, inputs: tuple[object, ...], output: object) -> None:
             if name in trace.order:
                 trace.order.remove(name)
             trace.order.append(name)
-            grid = spatial_output(output, name in channels_last) if isinstance(output, torch.Tensor) else None
+            layout = layers[name].layout if name in layers else "unknown"
+            grid = read_units(output, layout) if isinstance(output, torch.Tensor) and layout != "unknown" else None
             if grid is not None and grid.dim() == 4 and grid.shape[2] * grid.shape[3] > 1:
                 trace.means[name] = grid.detach().double().mean(dim=(2, 3))
                 if isinstance(sub, POOLING_TYPES):
@@ -132,10 +133,13 @@ def find_cam_site(module: nn.Module, x: torch.Tensor, layer: str | None = None, 
     """Choose the layer and the method for ``module`` given an example input batch ``x``."""
     if method not in CAM_METHODS:
         raise UsageError(f"--method must be one of {', '.join(CAM_METHODS)}, got {method!r}")
-    trace, output = _trace(module, x)
+    layers = probe_layers(module, x)  # before hooking: the probe runs the model itself
+    trace, output = _trace(module, x, layers)
     linear = _final_linear(trace, output)
     gap = _gap_feature(trace, linear) if linear is not None else None
     chosen = resolve_layer(module, layer) if layer is not None else None
+    if chosen is not None and chosen in layers and layers[chosen].layout == "unknown":
+        raise unknown_layout_error(chosen, layers[chosen].shape)
     if chosen is not None and chosen not in trace.means:
         raise UsageError(f"layer {layer!r} has no spatial output (4-D, over 1x1) to explain; choose a conv layer")
     cam_ok = gap is not None and (chosen is None or chosen == gap)
