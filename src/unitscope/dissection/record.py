@@ -37,10 +37,13 @@ class ModelSpec:
 
 @dataclass(frozen=True)
 class DataSpec:
-    """How the probe set was named (``open_probe(data, n=…, seed=…, size=…)`` opens it again)."""
+    """How the probe set was named (``open_probe(data, n=…, seed=…, size=…)`` opens it again).
+
+    ``n``: SceneWorld's image count; for a directory its first n rows, None for all of them.
+    """
 
     data: str = "sceneworld"
-    n: int = 500
+    n: int | None = 500
     seed: int = 0
     size: int = 112
 

@@ -21,7 +21,7 @@ import pandas as pd
 import torch
 
 from unitscope.capture import LayerCapture
-from unitscope.data import open_probe
+from unitscope.data import open_probe, probe_count
 from unitscope.data.probe import ProbeSet, has_labels
 from unitscope.dissection.baseline import baseline_info
 from unitscope.dissection.confidence import layer_confidence, small_probe_warning
@@ -138,7 +138,7 @@ def _dissect(
     *,
     weights: str | None = None,
     num_classes: int | None = None,
-    n: int = 500,
+    n: int | None = None,
     seed: int = 0,
     size: int = 112,
     input_size: int | None = None,
@@ -160,7 +160,8 @@ def _dissect(
         raise UsageError("no layer given; pass --layer NAME (e.g. conv5 or features.10)")
     model_spec = ModelSpec(model if isinstance(model, str) else model.name, weights, num_classes, input_size,
                            tuple(mean) if mean else None, tuple(std) if std else None)
-    data_spec = DataSpec(data if isinstance(data, str) else data.name, n, seed, size)
+    data_spec = DataSpec(data, probe_count(data, n), seed, size) if isinstance(data, str) else DataSpec(
+        data.name, n, seed, size)
     identity = _identity(model_spec, data_spec, layers, settings)
     out_path = Path(out) if out is not None else None
     # The whole run (model loading, the shape probe, both passes, the tables) at pass 1's thread count: at
@@ -180,7 +181,7 @@ def _dissect(
 
 def _dissect_locked(
     model: str | LoadedModel, layers: Sequence[str], data: str | ProbeSet, out_path: Path | None,
-    identity: RunSpec, weights: str | None, num_classes: int | None, n: int, seed: int, size: int,
+    identity: RunSpec, weights: str | None, num_classes: int | None, n: int | None, seed: int, size: int,
     input_size: int | None, mean: Sequence[float] | None, std: Sequence[float] | None, settings: DissectSettings,
     device: str, overwrite: bool, progress: bool, trust_checkpoint: bool, group: Group,
     reuse_baseline: DissectionResult | None = None,

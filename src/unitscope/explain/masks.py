@@ -79,7 +79,8 @@ def compute_masks(run: RunLayer, device: str = "cpu", batch_size: int = 32, prog
     spec, data = run.model, run.data
     loaded = load_model(str(spec["model"]), spec.get("weights"), spec.get("num_classes"), device)  # type: ignore[arg-type]
     loaded.preprocess = loaded.preprocess.with_overrides(spec.get("input_size"), spec.get("mean"), spec.get("std"))  # type: ignore[arg-type]
-    probe = open_probe(str(data["data"]), n=int(data["n"]), seed=int(data["seed"]), size=int(data["size"]))  # type: ignore[call-overload]
+    count = None if data["n"] is None else int(data["n"])  # type: ignore[call-overload]
+    probe = open_probe(str(data["data"]), n=count, seed=int(data["seed"]), size=int(data["size"]))  # type: ignore[call-overload]
     if tuple(probe.label_size) != run.label_size:
         raise UsageError(f"the probe set now has labels of {probe.label_size}, the run used {run.label_size}; "
                          "explain needs the probe set the run was dissected on")

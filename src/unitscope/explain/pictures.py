@@ -32,7 +32,8 @@ def unit_pictures(run: RunLayer, masks: LayerMasks, formulas: pd.DataFrame, per_
     from unitscope.report.outlines import OutlineStyle, display_size, outline_region, tile_images
 
     data = run.data
-    probe = open_probe(str(data["data"]), n=int(str(data["n"])), seed=int(str(data["seed"])),
+    count = None if data["n"] is None else int(str(data["n"]))
+    probe = open_probe(str(data["data"]), n=count, seed=int(str(data["seed"])),
                        size=int(str(data["size"])))
     bank = masks.bank
     leaves = {int(bank.numbers[k]): bank.leaf(k) for k in range(len(bank))}
