@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from unitscope.data.broden import BrodenProbe, is_broden_dir, primary_category
+from unitscope.data.broden import BrodenProbe, is_broden_dir
+from unitscope.data.broden_categories import primary_by_count
 from unitscope.data.errors import BadSampleError
 from unitscope.data.probe import ProbeSet
 from unitscope.errors import UsageError
@@ -185,10 +186,10 @@ def test_probe_survives_pickling_for_worker_processes(broden: Path) -> None:
     assert probe.concepts[3].name == "wood"
 
 
-def test_primary_category_tie_goes_to_first_listed() -> None:
-    assert primary_category([("object", 1), ("part", 1)], ["part", "object"]) == "object"
-    assert primary_category([("material", 3), ("object", 1)], ["object"]) == "object"
-    assert primary_category([("scene", 2)], ["object"]) is None
+def test_count_fallback_tie_goes_to_first_listed() -> None:
+    assert primary_by_count([("object", 1), ("part", 1)], ["part", "object"]) == "object"
+    assert primary_by_count([("material", 3), ("object", 1)], ["object"]) == "object"
+    assert primary_by_count([("scene", 2)], ["object"]) is None
 
 
 # ---- bad inputs: whole directory ----------------------------------------------------------------

@@ -37,7 +37,7 @@ def test_one_name_per_idea_in_every_help() -> None:
 
 
 @pytest.mark.parametrize(("names", "flag", "default"), [
-    (("dissect", "rf", "world", "evaluate", "ablate"), "--n", PROBE_N),
+    (("world", "evaluate", "ablate"), "--n", PROBE_N),
     (("dissect", "rf", "world"), "--seed", PROBE_SEED),
     (("evaluate", "ablate", "minimal", "cam", "segment"), "--seed", FRESH_SEED),
     (("minimal",), "--n", PICTURE_N),
@@ -46,6 +46,16 @@ def test_n_and_seed_default_the_same_where_they_mean_the_same(names: tuple[str, 
                                                                 default: int) -> None:
     found = commands()
     assert {name: option(found[name], flag).default for name in names} == dict.fromkeys(names, default)  # type: ignore[union-attr]
+
+
+def test_dissect_and_rf_render_probe_n_sceneworld_images_and_read_a_directory_whole() -> None:
+    from unitscope.data import probe_count
+
+    for name in ("dissect", "rf"):
+        n = option(commands()[name], "--n")
+        assert n is not None and n.default is None  # "not given": SceneWorld's PROBE_N, a directory's every row
+        assert f"(default {PROBE_N})" in (n.help or "") and "(default: all)" in (n.help or "")
+    assert probe_count("sceneworld", None) == PROBE_N and probe_count("/a/broden/dir", None) is None
 
 
 def test_cam_and_segment_take_picture_n_images_by_default() -> None:

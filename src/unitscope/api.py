@@ -57,7 +57,7 @@ def as_model(model: ModelArg, *, weights: str | None = None, num_classes: int | 
     return loaded
 
 
-def as_probe(data: DataArg, n: int = PROBE_N, seed: int = PROBE_SEED, size: int = PROBE_SIZE) -> ProbeSet:
+def as_probe(data: DataArg, n: int | None = None, seed: int = PROBE_SEED, size: int = PROBE_SIZE) -> ProbeSet:
     """The probe set for a spec string (``open_probe``) or the ``ProbeSet`` given."""
     if isinstance(data, str):
         from unitscope.data import open_probe
@@ -96,7 +96,8 @@ class Dissection:
 def dissect(model: ModelArg = "sceneworld-scene", layers: Sequence[str] = ("conv5",), data: DataArg = "sceneworld",
             out: str | Path | None = None, *, weights: str | None = None, num_classes: int | None = None,
             class_names: Sequence[str] | None = None, preprocessing: Preprocessing | None = None,
-            n: int = PROBE_N, seed: int = PROBE_SEED, size: int = PROBE_SIZE, settings: DissectSettings | None = None,
+            n: int | None = None, seed: int = PROBE_SEED, size: int = PROBE_SIZE,
+            settings: DissectSettings | None = None,
             device: str = "cpu", overwrite: bool = False, report: bool = False,
             progress: bool = True) -> Dissection:
     """Label every unit of ``layers`` (Network Dissection); with ``out`` and ``report``, also report.html.
@@ -106,8 +107,12 @@ def dissect(model: ModelArg = "sceneworld-scene", layers: Sequence[str] = ("conv
     refused with what differs, or recomputed with ``overwrite=True``; ``n``/``seed``/``size`` apply to a
     probe spec string only (a ``ProbeSet`` is recorded as what it holds).
 
+    ``n``: images SceneWorld renders (default 500); a Broden directory or image folder is read whole
+    unless ``n`` asks for its first n images.
+
     Example: ``unitscope.dissect(torchvision.models.resnet18(), ["layer4"], probe).units["layer4"]``.
     """
+    from unitscope.data import probe_count
     from unitscope.dissection.run import dissect as run_dissect
 
     loaded = as_model(model, weights=weights, num_classes=num_classes, class_names=class_names,
@@ -115,7 +120,8 @@ def dissect(model: ModelArg = "sceneworld-scene", layers: Sequence[str] = ("conv
     if isinstance(model, str):
         loaded = replace(loaded, name=model)
     probe = as_probe(data, n, seed, size)
-    result = run_dissect(loaded, layers, probe, out, weights=weights, num_classes=num_classes, n=n, seed=seed,
+    count = probe_count(data, n) if isinstance(data, str) else n  # the run records n as the CLI does
+    result = run_dissect(loaded, layers, probe, out, weights=weights, num_classes=num_classes, n=count, seed=seed,
                          size=size, settings=settings, device=device, overwrite=overwrite, progress=progress)
     found = Dissection(result, loaded, probe)
     if report and result.run_dir is not None:

@@ -79,8 +79,9 @@ def _report_options(layers: tuple[str, ...], regions: str | None, field_sizes: P
               help="Module path (features.10, layer4) or paper name (conv5); repeat for several layers.")
 @click.option("--data", default="sceneworld", show_default=True,
               help="sceneworld, sceneworld-objects, a Broden-format directory, or a plain image folder.")
-@click.option("--n", "--images", "n", type=int, default=PROBE_N, show_default=True,
-              help="Images to generate (SceneWorld); --images under torchrun, whose own options swallow --n.")
+@click.option("--n", "--images", "n", type=int, default=None,
+              help=f"Images: SceneWorld renders N (default {PROBE_N}); a Broden directory or image folder gives its "
+                   "first N (default: all); --images under torchrun, whose own options swallow --n.")
 @click.option("--seed", type=int, default=PROBE_SEED, show_default=True, help="SceneWorld seed.")
 @click.option("--size", type=int, default=PROBE_SIZE, show_default=True, help="SceneWorld image side.")
 @click.option("--input-size", type=int, default=None, help="Resize images to this side before the network.")
@@ -118,7 +119,7 @@ def _report_options(layers: tuple[str, ...], regions: str | None, field_sizes: P
 @click.option("--checkpoint-seconds", type=float, default=20.0, show_default=True,
               help="How often the resumable state is saved.")
 def command(model_spec: str, weights: str | None, num_classes: int | None, device: str, layers: tuple[str, ...],
-            data: str, n: int, seed: int, size: int, input_size: int | None, mean: str | None, std: str | None,
+            data: str, n: int | None, seed: int, size: int, input_size: int | None, mean: str | None, std: str | None,
             quantile: float, topk: int, iou_threshold: float, fdr: float, bootstrap: int, baseline: str,
             baseline_seed: int, upsample: str, amp: str, batch_size: int, workers: str,
             skip_bad: bool, out: Path, overwrite: bool, no_report: bool, regions: str | None, field_sizes: Path | None,

@@ -67,8 +67,9 @@ def theory_rows(model: LoadedModel, input_size: tuple[int, int], layers: tuple[s
 @click.option("--empirical", is_flag=True, help="Also measure empirical fields by occlusion (needs --layer, --out).")
 @click.option("--data", default="sceneworld", show_default=True,
               help="sceneworld, sceneworld-objects, a Broden-format directory, or a plain image folder.")
-@click.option("--n", "--images", "n", type=int, default=PROBE_N, show_default=True,
-              help="Probe images searched for top images (--images under torchrun).")
+@click.option("--n", "--images", "n", type=int, default=None,
+              help=f"Probe images searched for top images: SceneWorld renders N (default {PROBE_N}); a directory "
+                   "gives its first N (default: all); --images under torchrun.")
 @click.option("--seed", type=int, default=PROBE_SEED, show_default=True,
               help="SceneWorld seed and random-occluder seed.")
 @click.option("--size", type=int, default=112, show_default=True, help="SceneWorld image side.")
@@ -85,7 +86,7 @@ def theory_rows(model: LoadedModel, input_size: tuple[int, int], layers: tuple[s
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Run directory (with --empirical).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out directory.")
 def command(model_spec: str, weights: str | None, num_classes: int | None, device: str, layers: tuple[str, ...],
-            as_json: bool, input_size: int | None, empirical: bool, data: str, n: int, seed: int, size: int,
+            as_json: bool, input_size: int | None, empirical: bool, data: str, n: int | None, seed: int, size: int,
             topk: int, patch: int, stride: int, fill: str, units_text: str | None, fraction: float,
             batch_size: int, full: bool, out: Path | None, overwrite: bool) -> None:
     """Theoretical receptive field of every layer; with --empirical, fields measured by occlusion."""
@@ -125,8 +126,8 @@ def _print_theory(rows: list[dict[str, object]], as_json: bool) -> None:
         click.echo(f"{r['layer']!s:<28}{r['paper']!s:<8}{r['size']:>7}{r['stride']:>8}{r['start']:>8.1f}{r['map']!s:>10}")
 
 
-def _run_empirical(model: LoadedModel, layers: tuple[str, ...], data: str, n: int, seed: int, size: int, topk: int,
-                   patch: int, stride: int, fill: str, units: list[int] | None, fraction: float,
+def _run_empirical(model: LoadedModel, layers: tuple[str, ...], data: str, n: int | None, seed: int, size: int,
+                   topk: int, patch: int, stride: int, fill: str, units: list[int] | None, fraction: float,
                    batch_size: int, full: bool, out: Path, as_json: bool, group: Group) -> None:
     """Measure every --layer and write the run directory (rank 0 only, under torchrun)."""
     from unitscope.data import open_probe

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from unitscope.data.probe import ProbeSet
+from unitscope.defaults import PROBE_N
 from unitscope.errors import UsageError
 
 SCENEWORLD_SPECS: dict[str, dict[str, object]] = {
@@ -14,14 +15,25 @@ SCENEWORLD_SPECS: dict[str, dict[str, object]] = {
 }
 
 
-def open_probe(spec: str, n: int = 500, seed: int = 0, size: int = 112) -> ProbeSet:
-    """Resolve ``--data``: a SceneWorld name, a Broden-format directory or a plain image folder."""
-    if n <= 0:
+def probe_count(spec: str, n: int | None) -> int | None:
+    """The ``n`` that names a probe set: SceneWorld's image count (``PROBE_N`` unless given), or a
+    directory's row limit (its first n rows; None: every row)."""
+    return (PROBE_N if n is None else n) if spec in SCENEWORLD_SPECS else n
+
+
+def open_probe(spec: str, n: int | None = None, seed: int = 0, size: int = 112) -> ProbeSet:
+    """Resolve ``--data``: a SceneWorld name, a Broden-format directory or a plain image folder.
+
+    ``n``: images SceneWorld renders (default ``PROBE_N``); for a directory, its first n images in
+    index.csv or path order (default: all of them).
+    """
+    if n is not None and n <= 0:
         raise UsageError(f"--n must be positive, got {n}")
     if spec in SCENEWORLD_SPECS:
         from unitscope.data.sceneworld import SceneWorldProbe
 
-        return SceneWorldProbe(n=n, seed=seed, size=size, **SCENEWORLD_SPECS[spec])  # type: ignore[arg-type]
+        count = PROBE_N if n is None else n
+        return SceneWorldProbe(n=count, seed=seed, size=size, **SCENEWORLD_SPECS[spec])  # type: ignore[arg-type]
     path = Path(spec)
     if not path.exists():
         raise UsageError(
@@ -32,7 +44,7 @@ def open_probe(spec: str, n: int = 500, seed: int = 0, size: int = 112) -> Probe
     from unitscope.data.broden import BrodenProbe, is_broden_dir
 
     if is_broden_dir(path):
-        return BrodenProbe(path)
+        return BrodenProbe(path, max_images=n)
     broden_files = [name for name in ("label.csv", "category.csv") if (path / name).is_file()]
     if broden_files:
         raise UsageError(
@@ -41,4 +53,4 @@ def open_probe(spec: str, n: int = 500, seed: int = 0, size: int = 112) -> Probe
         )
     from unitscope.data.image_folder import ImageFolderProbe
 
-    return ImageFolderProbe(path)
+    return ImageFolderProbe(path, max_images=n)

@@ -8,13 +8,14 @@ Layout, as written by NetDissect's ``unify`` and read by NetDissect-Lite:
   whole image). An empty cell means "not annotated in this image".
 - ``label.csv``: ``number,name,category,frequency,coverage,syns`` with ``category`` like
   ``material(3);object(1)``. Row 0 (``-``, unlabeled) may be present or absent.
-- ``category.csv`` and ``c_<category>.csv`` carry statistics only; this reader does not need them.
+- ``category.csv`` and ``c_<category>.csv``: statistics, of which the coverage decides each label's
+  primary category (``broden_categories``: NetDissect's rule; label.csv counts where they are missing).
 
 What a sample looks like: a cell whose items are all numbers becomes ``image_labels[cat]`` (a tuple);
 a cell with at least one PNG becomes ``pixel_labels[cat]``, int32 ``[k, sh, sw]`` with one layer per
 item (a number item becomes a constant layer, as NetDissect-Lite does). Label numbers are global.
-A concept's category is the primary one: the category with the largest count in ``label.csv`` among
-the categories being read (ties: the first listed). Labels outside the categories being read, and
+A concept's category is its primary one among the categories being read: the largest ``coverage`` in
+``c_<category>.csv``, ties to the later category of ``category.csv``. Labels outside those categories, and
 label 0, read as 0 in label maps and are left out of image-label tuples, so every non-zero number a
 sample carries is in ``concepts``. Every row is kept, even one with no annotation in the categories
 being read (it still counts towards activation quantiles).
@@ -28,19 +29,19 @@ from __future__ import annotations
 
 import csv
 import re
-from collections.abc import Callable, Sequence
+import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import NamedTuple, TypeVar
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image
 
+from unitscope.data.broden_categories import PrimaryCategories, primary_categories, readable_csv
 from unitscope.data.errors import BadSampleError
 from unitscope.data.image_folder import READ_ERRORS, read_rgb
 from unitscope.data.probe import Concept, ConceptTable, ProbeSample
 from unitscope.errors import UsageError
-
-T = TypeVar("T")
 
 META_COLUMNS: tuple[str, ...] = ("image", "split", "ih", "iw", "sh", "sw")
 LABEL_COLUMNS: tuple[str, ...] = ("number", "name", "category")
@@ -90,15 +91,6 @@ def parse_category_counts(text: str, where: str) -> tuple[tuple[str, int], ...]:
     return tuple(counts)
 
 
-def primary_category(counts: Sequence[tuple[str, int]], allowed: Sequence[str]) -> str | None:
-    """The allowed category with the largest count (ties: first listed); None when none is allowed."""
-    best: tuple[str, int] | None = None
-    for name, count in counts:
-        if name in allowed and (best is None or count > best[1]):
-            best = (name, count)
-    return None if best is None else best[0]
-
-
 def read_label_csv(path: Path) -> dict[int, LabelInfo]:
     """label number -> (name, category counts), without label 0."""
     labels: dict[int, LabelInfo] = {}
@@ -124,15 +116,10 @@ def read_label_csv(path: Path) -> dict[int, LabelInfo]:
     return labels
 
 
-def concept_table(labels: dict[int, LabelInfo], wanted: Sequence[str]) -> ConceptTable:
+def concept_table(labels: dict[int, LabelInfo], wanted: Sequence[str], primary: PrimaryCategories) -> ConceptTable:
     """Concepts of the categories being read, each with its primary category among them."""
-    concepts = []
-    for number in sorted(labels):
-        name, counts = labels[number]
-        category = primary_category(counts, wanted)
-        if category is not None:
-            concepts.append(Concept(number, name, category))
-    return ConceptTable(tuple(concepts), tuple(wanted))
+    concepts = tuple(Concept(n, labels[n][0], primary.by_label[n]) for n in sorted(labels) if n in primary.by_label)
+    return ConceptTable(concepts, tuple(wanted))
 
 
 def label_lut(labels: dict[int, LabelInfo], concepts: ConceptTable) -> np.ndarray:
@@ -228,34 +215,29 @@ class _IndexParser:
 
 def _read_index(
     path: Path, categories: Sequence[str] | None, labels: dict[int, LabelInfo]
-) -> tuple[ConceptTable, np.ndarray, list[_Row]]:
-    """The concepts being read, the raw-label lookup table, and every validated row of index.csv."""
+) -> tuple[ConceptTable, PrimaryCategories, np.ndarray, list[_Row]]:
+    """The concepts being read, how their categories were decided, the raw-label lookup table, and every
+    validated row of index.csv."""
     with path.open(newline="", encoding="utf-8-sig") as f:
         reader = csv.reader(f)
         header = [h.strip() for h in next(reader, [])]
         wanted = _category_columns(path, header, categories)
-        concepts = concept_table(labels, wanted)
+        primary = primary_categories(path.parent, {n: counts for n, (_, counts) in labels.items()}, wanted)
+        concepts = concept_table(labels, wanted, primary)
         lut = label_lut(labels, concepts)
         parser = _IndexParser(path, header, wanted, lut)
         rows = [parser.row(fields, reader.line_num) for fields in reader if fields]
-    return concepts, lut, rows
-
-
-def _readable_csv(read: Callable[..., T], path: Path, *args: object) -> T:
-    """``read(path, *args)``, with a binary or non-UTF-8 file refused in one line."""
-    try:
-        return read(path, *args)
-    except UnicodeDecodeError as err:
-        raise UsageError(f"{path} is not UTF-8 text (byte {err.start}); save it as UTF-8 CSV") from None
-    except csv.Error as err:
-        raise UsageError(f"{path} is not a readable CSV ({err}); save it as UTF-8 CSV") from None
+    return concepts, primary, lut, rows
 
 
 class BrodenProbe:
     """A Broden-format directory as a :class:`~unitscope.data.probe.ProbeSet`.
 
     ``split`` keeps only rows of that split; ``categories`` reads only those category columns;
-    ``max_images`` keeps the first N rows (after the split filter). Images come at native size.
+    ``max_images`` keeps the first N rows (after the split filter): ``limit`` records it (None: every row)
+    and ``rows_taken`` how many rows that left, which with the directory defines the subset. Images come
+    at native size. ``primary`` says how each concept's category was decided; a fallback to label.csv
+    counts is noted in one line on stderr.
     """
 
     def __init__(
@@ -276,9 +258,13 @@ class BrodenProbe:
             raise UsageError(f"no images/ folder in {self.root}; {_LAYOUT_HINT}")
         if max_images is not None and max_images <= 0:
             raise UsageError(f"max_images must be positive, got {max_images}")
-        labels = _readable_csv(read_label_csv, self.root / "label.csv")
+        labels = readable_csv(read_label_csv, self.root / "label.csv")
         self.concepts: ConceptTable
-        self.concepts, self._lut, rows = _readable_csv(_read_index, self.root / "index.csv", categories, labels)
+        self.primary: PrimaryCategories
+        self.concepts, self.primary, self._lut, rows = readable_csv(
+            _read_index, self.root / "index.csv", categories, labels)
+        if self.primary.note is not None:
+            print(self.primary.note, file=sys.stderr)
         self._categories: tuple[str, ...] = self.concepts.categories
         self.splits: tuple[str, ...] = tuple(sorted({r.split for r in rows}))
         if split is not None:
@@ -291,6 +277,8 @@ class BrodenProbe:
         if not rows:
             raise UsageError(f"{self.root}/index.csv lists no images; {_LAYOUT_HINT}")
         self._rows: list[_Row] = rows[:max_images] if max_images is not None else rows
+        self.limit: int | None = max_images
+        self.rows_taken: int = len(self._rows)
         first = self._rows[0]
         for r in self._rows:
             if (r.sh, r.sw) != (first.sh, first.sw):

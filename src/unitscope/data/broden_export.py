@@ -13,11 +13,14 @@ The files follow NetDissect's ``unify`` writer, so NetDissect-Lite and :class:`B
   missing from a sample's dicts is written as an empty cell (not annotated). ``split`` is ``train``.
 - ``label.csv``: ``number,name,category,frequency,coverage,syns``. As in real Broden there is no row
   for label 0. ``category`` lists ``cat(count)`` for every category the label occurs in, largest count
-  first, so the reader's primary category (largest count) is the concept's category.
+  first (the concept's own category first on a tie).
 - ``c_<category>.csv``: ``code,number,name,frequency,coverage``; ``code`` 1… dense within the category,
   by decreasing frequency (then coverage, then number); like real Broden, no row for code 0.
 - ``category.csv``: ``name,first,last,count,frequency``: smallest and largest label number of the
   category, number of labels in it, and the sum of their frequencies; rows in index.csv's column order.
+
+A reader gives each label the category of its largest ``c_*.csv`` coverage, ties to the later category
+(NetDissect's rule, ``broden_categories``); a label that would so leave its concept's category is warned of.
 
 Statistics mean what they mean in real Broden: ``frequency`` is the number of images in which the label
 occurs (per category in ``c_*.csv`` and in ``category``'s counts; summed over categories in
@@ -43,6 +46,7 @@ import numpy as np
 from PIL import Image
 
 from unitscope.data.broden import is_broden_dir
+from unitscope.data.broden_categories import primary_by_coverage
 from unitscope.data.label_preview import LabelPreviews
 from unitscope.data.probe import ConceptTable, ProbeSample, ProbeSet
 from unitscope.errors import UsageError
@@ -177,6 +181,7 @@ class _Writer:
         fields = ["image", "split", "ih", "iw", "sh", "sw", *self.categories]
         _write_csv(self.stage / "index.csv", fields, self.rows)
         per_category = self._category_members()
+        self._warn_moved(per_category)
         _write_label_csv(self.stage / "label.csv", self.probe.concepts, self._label_counts(), self.stats)
         category_rows = []
         for category in self.categories:
@@ -200,21 +205,28 @@ class _Writer:
         counts: dict[int, list[tuple[str, int]]] = {c.number: [] for c in self.probe.concepts.concepts}
         for (number, category), freq in self.stats.frequency.items():
             counts[number].append((category, freq))
-        demoted = []
         for concept in self.probe.concepts.concepts:
             listed = counts[concept.number]
             if all(cat != concept.category for cat, _ in listed):
                 listed.append((concept.category, 0))
             listed.sort(key=lambda cf: (-cf[1], cf[0] != concept.category))
-            if listed[0][0] != concept.category:
-                demoted.append(f"{concept.name} ({concept.category} -> {listed[0][0]})")
-        if demoted:
+        return counts
+
+    def _warn_moved(self, per_category: dict[str, list[int]]) -> None:
+        """Warn of labels whose c_*.csv coverage gives a reader another category than their concept's."""
+        moved = []
+        for concept in self.probe.concepts.concepts:
+            listed = [(category, self.stats.coverage.get((concept.number, category), 0.0))
+                      for category in self.categories if concept.number in per_category.get(category, ())]
+            primary = primary_by_coverage(listed)
+            if primary != concept.category:
+                moved.append(f"{concept.name} ({concept.category} -> {primary})")
+        if moved:
             warnings.warn(
-                "these labels occur more often in another category than their own, so a Broden reader "
-                f"will give them that category: {', '.join(demoted[:5])}",
+                "these labels cover more area in another category than their own (or as much, in a later "
+                f"one), so a Broden reader will give them that category: {', '.join(moved[:5])}",
                 stacklevel=4,
             )
-        return counts
 
     def _category_members(self) -> dict[str, list[int]]:
         """category -> label numbers in dense-code order (frequency, coverage down; number up)."""

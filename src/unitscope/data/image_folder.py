@@ -103,6 +103,7 @@ class ImageFolderProbe:
                 raise UsageError(f"max_images must be positive, got {max_images}")
             paths = paths[:max_images]
         self.paths: list[Path] = paths
+        self.limit: int | None = max_images  # with the folder, what defines the subset (None: every image)
         self.name: str = self.root.resolve().name or "images"
         self.concepts: ConceptTable = ConceptTable((), ())
         self.image_size: tuple[int, int] = image_size_of(paths[0])

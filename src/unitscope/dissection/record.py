@@ -39,10 +39,13 @@ class ModelSpec:
 
 @dataclass(frozen=True)
 class DataSpec:
-    """How the probe set was named (``open_probe(data, n=…, seed=…, size=…)`` opens it again) and what it held."""
+    """How the probe set was named (``open_probe(data, n=…, seed=…, size=…)`` opens it again) and what it held.
+
+    ``n``: SceneWorld's image count; for a directory its first n rows, None for all of them.
+    """
 
     data: str = "sceneworld"
-    n: int = 500
+    n: int | None = 500
     seed: int = 0
     size: int = 112
     digest: str | None = None  # data.identity.probe_identity: what defines the images and labels

@@ -21,7 +21,7 @@ import pandas as pd
 import torch
 
 from unitscope.capture import LayerCapture
-from unitscope.data import open_probe
+from unitscope.data import open_probe, probe_count
 from unitscope.data.probe import ProbeSet, has_labels
 from unitscope.dissection.baseline import baseline_info
 from unitscope.dissection.confidence import layer_confidence, small_probe_warning
@@ -67,10 +67,13 @@ def _identity(model: ModelSpec, data: DataSpec, layers: Sequence[str], settings:
     return RunSpec(model, data, tuple(layers), dict(settings.identity()))
 
 
-def _data_spec(data: str | ProbeSet, n: int, seed: int, size: int) -> DataSpec:
+def _data_spec(data: str | ProbeSet, n: int | None, seed: int, size: int) -> DataSpec:
     """The probe as named: a spec string with the command's n, seed and size; an object by what it holds."""
     if isinstance(data, str):
-        return DataSpec(data, n, seed, size)
+        return DataSpec(data, probe_count(data, n), seed, size)
+    root = getattr(data, "root", None)
+    if isinstance(root, Path):  # a directory (Broden, image folder): reopened by its path and row limit
+        return DataSpec(str(root.resolve()), getattr(data, "limit", None), seed, size)
     own = getattr(data, "identity", None)
     defined = own() if callable(own) else {}
     return DataSpec(data.name, len(data), int(defined.get("seed", seed)), int(data.image_size[0]))
@@ -185,7 +188,7 @@ def _dissect(
     *,
     weights: str | None = None,
     num_classes: int | None = None,
-    n: int = 500,
+    n: int | None = None,
     seed: int = 0,
     size: int = 112,
     input_size: int | None = None,
@@ -227,7 +230,7 @@ def _dissect(
 
 def _dissect_locked(
     model: str | LoadedModel, layers: Sequence[str], data: str | ProbeSet, out_path: Path | None,
-    identity: RunSpec, weights: str | None, num_classes: int | None, n: int, seed: int, size: int,
+    identity: RunSpec, weights: str | None, num_classes: int | None, n: int | None, seed: int, size: int,
     input_size: int | None, mean: Sequence[float] | None, std: Sequence[float] | None, settings: DissectSettings,
     device: str, overwrite: bool, progress: bool, trust_checkpoint: bool, group: Group,
     reuse_baseline: DissectionResult | None = None,
