@@ -52,14 +52,15 @@ from unitscope.models.loading import load_model
 
 
 def build(num_classes=None):
-    """SceneWorld's scene net; with KILL_MARKER set, rank 1 kills itself on its third batch, once."""
+    """SceneWorld's scene net; with KILL_MARKER set, rank 1 kills itself on its fourth forward pass, once
+    (the shape probe's layout probe and pass, then its first two batches: the kill lands in its second)."""
     net = load_model("sceneworld-scene").module
     seen = []
     marker = Path(os.environ.get("KILL_MARKER", "-"))
 
     def hook(module, inputs):
         seen.append(1)
-        if os.environ.get("RANK") == "1" and len(seen) == 3 and str(marker) != "-" and not marker.exists():
+        if os.environ.get("RANK") == "1" and len(seen) == 4 and str(marker) != "-" and not marker.exists():
             marker.write_text("x")
             os.kill(os.getpid(), signal.SIGKILL)
 

@@ -105,7 +105,9 @@ def require_layout(layers: dict[str, LayerLayout], path: str) -> LayerLayout:
     """The probe's record of ``path``; a layer whose unit axis is undecided is one UsageError."""
     layer = layers.get(path)
     if layer is None:
-        raise UsageError(f"layer {path} does not return a tensor in the model's forward pass; pick another layer "
+        reason = ("the model's forward pass failed before it (run the model on its own input size)"
+                  if FAILED_RECORD in layers else "it does not return a tensor in the model's forward pass")
+        raise UsageError(f"layer {path} cannot be read: {reason}; pick another layer "
                          "(unitscope layers --model M lists them)")
     if layer.layout == "unknown":
         raise unknown_layout_error(path, layer.shape)
@@ -117,6 +119,7 @@ def layer_layout(module: nn.Module, path: str, example: torch.Tensor | tuple[int
     return require_layout(probe_layers(module, example), path)
 
 
+FAILED_RECORD = "\0failed"  # a record, never a module path: the probe's forward pass raised after the layers it holds
 _CACHE: weakref.WeakKeyDictionary[nn.Module, dict[tuple[Any, ...], dict[str, LayerLayout]]] = \
     weakref.WeakKeyDictionary()  # the one cache: a probe per model, module tree, input shape and dtype
 
@@ -159,6 +162,10 @@ def _probe(module: nn.Module, x: torch.Tensor) -> dict[str, LayerLayout]:
         module.eval()
         with torch.no_grad(), tracker:
             module(x)
+    except Exception:  # not swallowed: the probe records the layers reached, and the caller's own pass
+        # re-raises any error standing before a layer it asks for. A capture stops after its deepest layer, so
+        # a net may fail past it at a size its head was not made for (a 48 px image into fc6): that is no error.
+        records.setdefault(FAILED_RECORD, LayerLayout(FAILED_RECORD, "", "other", (), 0))
     finally:
         for handle in handles:
             handle.remove()

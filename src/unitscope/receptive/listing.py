@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from unitscope.layout import probe_layers
+from unitscope.layout import FAILED_RECORD, probe_layers
 
 
 @dataclass(frozen=True)
@@ -41,4 +41,4 @@ def list_layers(module: nn.Module, input_size: tuple[int, int], device: str | to
     except Exception:
         fields = {}
     return [LayerRow(path, layer.kind, layer.read_shape, fields.get(path), layer.units, layer.layout)
-            for path, layer in layers.items() if path]
+            for path, layer in layers.items() if path and path != FAILED_RECORD]
