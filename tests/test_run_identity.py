@@ -73,11 +73,12 @@ def test_a_probe_object_is_recorded_as_what_it_holds_and_explain_masks_that_many
     data = run.result.record.spec.data
     assert (data.n, data.images, run.result.record.n_images) == (8, 8, 8)
     assert data.digest == probe_identity(small).digest
-    found = unitscope.explain(tmp_path / "run", "conv5", tmp_path / "explained", length=1, beam=1, units="0-3")
+    found = unitscope.explain(tmp_path / "run", "conv5", tmp_path / "explained", length=1, beam=1, units="0-3",
+                              progress=False)
     import json
 
     assert json.loads((tmp_path / "explained" / "summary.json").read_text())["images"] == 8
-    assert len(found.table) == 4
+    assert len(found.formulas) == 4
 
 
 def test_another_probe_of_the_same_name_is_refused(tmp_path: Path, probe: object) -> None:

@@ -21,10 +21,10 @@ from torch import nn
 from unitscope.analysis.compare.runs import Comparison, compare_runs
 from unitscope.data.probe import ProbeSet
 from unitscope.defaults import FIT_N, FRESH_SEED, PICTURE_N, PROBE_N, PROBE_SEED, PROBE_SIZE
-from unitscope.dissection.reopen import Trust
 from unitscope.dissection.result import DissectionResult
 from unitscope.dissection.settings import DissectSettings
 from unitscope.errors import UsageError
+from unitscope.explain.run import explain  # the package is also callable as unitscope.explain
 from unitscope.models.loading import LoadedModel, load_model
 from unitscope.models.preprocessing import Preprocessing
 from unitscope.report.run_report import report
@@ -227,25 +227,6 @@ def cam(model: ModelArg, out: str | Path, *, data: str = "sceneworld", n: int = 
     report_data = json.loads((Path(out) / "cam.json").read_text())
     images = report_data.get("images", []) if isinstance(report_data, dict) else []
     return OutputRun(Path(out), pd.DataFrame(images))
-
-
-def explain(run: str | Path | Dissection, layer: str, out: str | Path, *, length: int = 3, beam: int = 5,
-            ops: Sequence[str] = ("and", "or", "not"), units: Sequence[int] | str | None = None,
-            device: str = "cpu", overwrite: bool = False, trust: Trust | None = None,
-            progress: bool = False) -> OutputRun:
-    """The best formula of up to ``length`` concepts per unit of ``layer`` (Mu & Andreas), written to ``out``.
-
-    The run's model and probe set are reopened through ``dissection.reopen``: a model file named in the run
-    runs only with ``trust=Trust(model_code=True)`` (or ``Trust(model=...)``, your own choice).
-    """
-    from unitscope.explain import explain as run_explain
-
-    target = run.result.run_dir if isinstance(run, Dissection) else run
-    if target is None:
-        raise UsageError("explain needs a dissection run written to disk; dissect with out=…")
-    found = run_explain(target, layer, out, length=length, beam=beam, ops=ops, units=units, device=device,
-                        overwrite=overwrite, trust=trust, progress=progress)
-    return OutputRun(Path(out), found.formulas)
 
 
 def ablate(model: ModelArg, layer: str, out: str | Path, *, run: str | Path | Dissection | None = None,
