@@ -77,7 +77,7 @@ def _files(root: Path) -> dict[str, bytes]:
 def test_a_report_that_fails_midway_leaves_everything_as_it_was(
         failure: str, finished_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch) -> None:
-    """The image writer fails after four files of a report that draws other regions than the run's: no
+    """The image writer fails after four files of a report with PNG files the run's report lacks: no
     half-written units/ in the run, no half-written --out, the previous report whole, no staging folder left,
     and no promise of a resume the report cannot do."""
     real, calls = image_files.save_image, {"n": 0}
@@ -96,10 +96,10 @@ def test_a_report_that_fails_midway_leaves_everything_as_it_was(
     elsewhere = tmp_path / "elsewhere"
     if failure == "exception":
         with pytest.raises(RuntimeError, match="broke"):
-            report(finished_run, regions="field", png=True)
+            report(finished_run, png=True)
     else:
         out = ["--out", str(elsewhere)] if failure == "disk-full-out" else []
-        result = run_cli(capsys, "report", str(finished_run), "--regions", "field", "--png", *out)
+        result = run_cli(capsys, "report", str(finished_run), "--png", *out)
         assert_usage_error(result, "No space left on device")
     assert calls["n"] > 4
     assert _files(finished_run) == before
