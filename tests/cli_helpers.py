@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
+import subprocess
+import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -47,3 +52,17 @@ def assert_iou_at_most_one(result: object) -> None:
         if layer.iou is not None:
             assert float(np.max(layer.iou, initial=0.0)) <= 1.0 + 1e-9, f"layer {name}: IoU above 1"
         assert (layer.units["iou"].fillna(0) <= 1.0 + 1e-9).all(), f"layer {name}: units.csv IoU above 1"
+
+
+@contextlib.contextmanager
+def lock_held_elsewhere(out: Path) -> Iterator[int]:
+    """Another process holding the one-writer lock of ``out`` (``staging.lock_output``) until the block ends."""
+    code = ("import sys; from pathlib import Path; from unitscope.staging import lock_output\n"
+            "with lock_output(Path(sys.argv[1])):\n    print('locked', flush=True); sys.stdin.read()\n")
+    holder = subprocess.Popen([sys.executable, "-c", code, str(out)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        yield holder.pid
+    finally:
+        holder.communicate(timeout=30)  # closes its stdin: it releases the lock and exits

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import builtins
+import socket
 from pathlib import Path
 
 import pytest
 from annotate_fixtures import add_annotator, make_store
+from cli_helpers import assert_usage_error, run_cli
 from fastapi.testclient import TestClient
 
 from unitscope.annotate.app import create_app
@@ -166,3 +168,17 @@ def test_errors_show_no_traceback(setup: tuple[Store, TestClient, str, str], mon
     r = client.get("/task", headers=bearer(alice))
     assert r.status_code == 500
     assert "Traceback" not in r.text and "secret internals" not in r.text
+
+
+def test_a_busy_port_is_one_line_before_any_work(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Another program listens on the port: one line, exit 2, before the run is read or a database made."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "summary.json").write_text("{}")  # never read: the port is checked first
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = run_cli(capsys, "annotate", str(run), "--port", str(port))
+    assert_usage_error(result, f"cannot listen on 127.0.0.1:{port} (Address already in use)")
+    assert [p.name for p in run.iterdir()] == ["summary.json"]

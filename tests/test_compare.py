@@ -159,6 +159,23 @@ def test_stored_label_stats_serve_when_the_probe_is_gone(tmp_path: Path) -> None
     assert any("label_stats.csv" in note for note in report["notes"])
 
 
+@pytest.mark.parametrize(("stats", "fragment"), [
+    ({"number": [1, 2], "label_area": ["many", 5]}, "column label_area on line 2 holds 'many'"),
+    ({"number": [1, 1], "label_area": [7, 5]}, "a label listed twice"),
+    ({"number": [1, 2]}, "no column label_area"),
+])
+def test_damaged_stored_label_stats_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture, stats: dict,
+                                                 fragment: str) -> None:
+    a = _run(tmp_path / "a", RUN_A, data=str(tmp_path / "gone"))
+    b = _run(tmp_path / "b", RUN_B, data=str(tmp_path / "gone"))
+    pd.DataFrame(stats).to_csv(a / "conv5" / "label_stats.csv", index=False)
+    with pytest.raises(SystemExit) as exit_info:
+        _cli_compare(tmp_path, a, b)
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2 and "\n" not in err and "label_stats.csv is corrupt" in err and fragment in err
+    assert not (tmp_path / "cmp").exists()
+
+
 @pytest.mark.parametrize("case", ["layers", "probe", "settings", "probe-gone", "not-a-run"])
 def test_incompatible_runs_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture, case: str) -> None:
     a = _run(tmp_path / "a", RUN_A, data=str(tmp_path / "gone"))

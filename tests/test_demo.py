@@ -1,4 +1,5 @@
-"""The main job end to end, small: every step runs, the page tells the story, a rerun recomputes nothing."""
+"""The main job end to end, small: every step runs, the page tells the story, a rerun recomputes nothing; and
+what the demo refuses before any work (a device this machine lacks, an --out that is not its own)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,11 @@ import re
 from pathlib import Path
 
 import pytest
+import torch
+from cli_helpers import assert_usage_error, run_cli
 
+from unitscope import demo
+from unitscope.cli.main import main
 from unitscope.demo import DemoConfig, run_demo
 
 
@@ -30,3 +35,57 @@ def test_small_demo_writes_the_story(tmp_path: Path, capsys: pytest.CaptureFixtu
     stamp = (config.out / "scene-net" / "summary.json").stat().st_mtime_ns
     run_demo(config)
     assert (config.out / "scene-net" / "summary.json").stat().st_mtime_ns == stamp
+
+
+class _Started(Exception):
+    """Raised by the demo's first step in these tests: the checks before it let the demo start."""
+
+
+@pytest.fixture
+def first_step(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """The demo's first step replaced by one that records its output folder and stops the demo."""
+    started: list[Path] = []
+
+    def step(config: DemoConfig) -> None:
+        started.append(config.out)
+        raise _Started
+
+    monkeypatch.setattr(demo, "accuracy_table", step)
+    return started
+
+
+@pytest.mark.parametrize("device", ["tpu", "cuda", "cuda:7"])
+def test_a_device_this_machine_lacks_is_refused_before_any_work(device: str, tmp_path: Path, first_step: list[Path],
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    if device == "cuda" and torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    assert_usage_error(run_cli(capsys, "demo", "--quick", "--out", str(tmp_path / "d"), "--device", device),
+                       f"--device {device}" if device != "tpu" else "unknown device 'tpu'")
+    assert not first_step and not (tmp_path / "d").exists() and list(tmp_path.iterdir()) == []
+
+
+def test_an_out_of_other_files_is_refused_unless_overwrite(tmp_path: Path, first_step: list[Path],
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "d"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    (out / "accuracy.csv").write_text("not,a,demo\n")  # a demo would read this back as its own table
+    assert_usage_error(run_cli(capsys, "demo", "--quick", "--out", str(out)), "not a demo's output")
+    assert not first_step and sorted(p.name for p in out.iterdir()) == ["accuracy.csv", "notes.txt"]
+    with pytest.raises(_Started):
+        main(["demo", "--quick", "--out", str(out), "--overwrite"])
+    assert first_step == [out] and [p.name for p in out.iterdir()] == [demo.MARKER]
+
+
+def test_an_earlier_demo_resumes_only_with_its_own_settings(tmp_path: Path, first_step: list[Path],
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "d"
+    with pytest.raises(_Started):
+        run_demo(DemoConfig.quick(out))
+    (out / "transfer.csv").write_text("kept\n")  # a step an earlier demo finished
+    with pytest.raises(_Started):
+        run_demo(DemoConfig.quick(out))  # same settings: resumes, keeps what was done
+    assert (out / "transfer.csv").read_text() == "kept\n"
+    assert_usage_error(run_cli(capsys, "demo", "--out", str(out), "--n", "60", "--n-eval", "30"),
+                       "holds a demo made with other settings")
+    assert (out / "transfer.csv").read_text() == "kept\n" and len(first_step) == 2

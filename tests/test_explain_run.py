@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from cli_helpers import assert_usage_error, run_cli
+from cli_helpers import assert_usage_error, lock_held_elsewhere, run_cli
 
 import unitscope
 from unitscope.explain import explain
@@ -19,6 +19,7 @@ from unitscope.explain.masks import compute_masks
 from unitscope.explain.page import formula_snippet, load_formulas
 from unitscope.explain.search import BeamSearch
 from unitscope.explain.source import read_run
+from unitscope.staging import staging_path
 
 
 @pytest.fixture(scope="module")
@@ -111,6 +112,33 @@ def test_usage_errors(tiny_run: Path, tmp_path: Path, capsys: pytest.CaptureFixt
     flat = [item for pair in base.items() for item in pair]
     assert_usage_error(run_cli(capsys, "explain", *flat), fragment)
     assert not (tmp_path / "o").exists() and not (tmp_path / "o.partial").exists()
+
+
+@pytest.mark.parametrize(("option", "value"), [("--beam", "65"), ("--beam", "100000"), ("--length", "11"),
+                                               ("--length", "1000")])
+def test_search_size_is_bounded_before_anything_is_read(option: str, value: str, tiny_run: Path, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str],
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Per unit the search scores about beam × (length - 1) × concepts × 4 formulas: --beam 100000 would never
+    end. Out of range is one line before the run is read or the model loaded."""
+    def unread(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the run was read before the search size was checked")
+
+    monkeypatch.setattr(explain_run, "read_run", unread)
+    monkeypatch.setattr(explain_run, "compute_masks", unread)
+    most = {"--beam": 64, "--length": 10}[option]
+    assert_usage_error(run_cli(capsys, "explain", "--run", str(tiny_run), "--layer", "conv5", option, value,
+                               "--out", str(tmp_path / "o")), f"{option} {value} is outside 1-{most}")
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_second_writer_of_the_same_out_is_refused(tiny_run: Path, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "o"
+    with lock_held_elsewhere(out) as pid:
+        assert_usage_error(run_cli(capsys, "explain", "--run", str(tiny_run), "--layer", "conv5", "--units", "0",
+                                   "--length", "1", "--out", str(out)), f"is being written by process {pid}")
+    assert not out.exists() and not staging_path(out).exists()
 
 
 def test_not_a_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

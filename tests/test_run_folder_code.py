@@ -12,6 +12,7 @@ import socket
 from pathlib import Path
 
 import pytest
+import uvicorn
 from cli_helpers import assert_usage_error, run_cli
 
 PAYLOAD = """\
@@ -58,17 +59,22 @@ def evil(clean_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tu
 
 @pytest.mark.parametrize("command", ["report", "explain", "annotate"])
 def test_commands_that_reopen_the_model_refuse_its_code(command: str, evil: tuple[Path, Path, Path],
-                                                        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+                                                        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     run, marker, cwd_marker = evil
-    with socket.socket() as busy:  # were the server ever reached, it would fail at once, never hang the test
-        busy.bind(("127.0.0.1", 0))
-        busy.listen()
-        port = str(busy.getsockname()[1])
-        args = {"report": ["report", str(run)],
-                "explain": ["explain", "--run", str(run), "--layer", "conv5", "--units", "0", "--out",
-                            str(tmp_path / "x")],
-                "annotate": ["annotate", str(run), "--port", port, "--max-units", "1"]}[command]
-        assert_usage_error(run_cli(capsys, *args), "--trust-model-code")
+
+    def never(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the annotation server was started")
+
+    monkeypatch.setattr(uvicorn.Server, "run", never)  # were the server ever reached: fail at once, never hang
+    with socket.socket() as free:  # annotate binds its port before any work: it must be free
+        free.bind(("127.0.0.1", 0))
+        port = str(free.getsockname()[1])
+    args = {"report": ["report", str(run)],
+            "explain": ["explain", "--run", str(run), "--layer", "conv5", "--units", "0", "--out",
+                        str(tmp_path / "x")],
+            "annotate": ["annotate", str(run), "--port", port, "--max-units", "1"]}[command]
+    assert_usage_error(run_cli(capsys, *args), "--trust-model-code")
     assert not marker.exists() and not cwd_marker.exists()
 
 

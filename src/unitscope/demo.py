@@ -8,15 +8,17 @@
 5. Segmentation with the scene net's conv5 object detectors, in the same pass as the scene prediction.
 6. Minimal images, empirical receptive fields and CAM (the 2015 paper's own figures), in ``demo_steps``.
 7. One page, ``index.html``, that ties the findings together.
-Every step whose output is complete is skipped, so an interrupted demo resumes.
+Every step whose output is complete is skipped, so an interrupted demo resumes; ``demo-config.json`` says what
+settings the folder's outputs were made with, so a folder of other settings or other files is refused.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -24,6 +26,7 @@ import pandas as pd
 from unitscope.defaults import FRESH_SEED, PROBE_N, PROBE_SEED
 from unitscope.dissection.result import DissectionResult
 from unitscope.dissection.settings import DissectSettings
+from unitscope.errors import UsageError
 from unitscope.staging import publish, staging_path
 
 DEMO_LAYERS: tuple[str, ...] = ("conv3", "conv4", "conv5", "pool5")
@@ -31,6 +34,8 @@ NETWORKS: dict[str, str] = {"scene-net": "sceneworld-scene", "object-net": "scen
 TASKS: dict[str, str] = {"scenes": "sceneworld", "objects": "sceneworld-objects"}
 SEGMENT_LAYER = "conv5"
 WORLD_PREVIEWS = 24  # images of the exported probe set whose label PNGs get colour previews (world/preview/)
+MARKER = "demo-config.json"
+DEMO_FORMAT = "unitscope-demo/1"
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,33 @@ class DemoConfig:
         numbers (``unitscope demo --quick``; the test suite runs this)."""
         return cls(out=out, n_probe=48, n_eval=24, n_transfer=40, n_segment=8, n_minimal=1, n_rf=8, n_cam=2,
                    report_units=4, device=device, workers=0)
+
+
+def _identity(config: DemoConfig) -> dict[str, object]:
+    """What the demo's outputs depend on (not where they go, nor the device or worker count)."""
+    return {"format": DEMO_FORMAT, **{k: v for k, v in asdict(config).items() if k not in ("out", "device", "workers")}}
+
+
+def claim_out(config: DemoConfig, overwrite: bool = False) -> None:
+    """Make ``config.out`` this demo's folder: empty, or an earlier demo's of the same settings (it resumes);
+    anything else is refused unless ``overwrite``, which discards it and starts afresh."""
+    out, identity = config.out, _identity(config)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"{out} exists and is not a directory; choose another --out")
+    if out.is_dir() and any(out.iterdir()):
+        try:
+            previous = json.loads((out / MARKER).read_text())
+        except (OSError, ValueError):
+            previous = None
+        if previous != identity or overwrite:
+            if not overwrite:
+                demo = isinstance(previous, dict) and previous.get("format") == DEMO_FORMAT
+                held = ("a demo made with other settings" if demo
+                        else f"files but no {MARKER} (not a demo's output, or an older unitscope's)")
+                raise UsageError(f"{out} holds {held}; choose another --out or pass --overwrite to replace it")
+            shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MARKER).write_text(json.dumps(identity, indent=1))
 
 
 def accuracy_table(config: DemoConfig) -> pd.DataFrame:
@@ -174,12 +206,14 @@ def step(number: int, text: str, started: float) -> None:
           flush=True)
 
 
-def run_demo(config: DemoConfig) -> dict[str, object]:
-    """Run every step, print what a reader needs, and return the numbers."""
+def run_demo(config: DemoConfig, overwrite: bool = False) -> dict[str, object]:
+    """Run every step, print what a reader needs, and return the numbers (``overwrite``: see :func:`claim_out`)."""
     from unitscope import demo_steps
+    from unitscope.models.loading import resolve_device
 
+    resolve_device(config.device)  # a device this machine lacks is refused before any work
     started = time.perf_counter()
-    config.out.mkdir(parents=True, exist_ok=True)
+    claim_out(config, overwrite)
     step(1, "accuracy of the shipped networks", started)
     accuracy = cached_table(config.out / "accuracy.csv", lambda: accuracy_table(config))
     print("accuracy of the shipped networks (fresh SceneWorld seed)")

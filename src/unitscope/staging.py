@@ -126,3 +126,32 @@ def staged(out: Path) -> Iterator[Path]:
         shutil.rmtree(stage, ignore_errors=True)
         raise
     publish(stage, out)
+
+
+@contextlib.contextmanager
+def staged_into(directory: Path, name: str) -> Iterator[Path]:
+    """Write some entries of a folder that holds other things too (a report inside its run) in
+    ``directory/NAME.partial``; on success each entry there replaces its namesake in ``directory`` (folders
+    first, files last, so a page goes in after what it links); on any error the stage is removed and
+    ``directory`` is as it was. A ``directory`` that does not exist yet is staged whole (:func:`staged`)."""
+    if directory.exists() and not directory.is_dir():
+        raise UsageError(f"{directory} exists and is not a directory; choose another output path")
+    if not directory.is_dir():
+        with staged(directory) as whole:
+            yield whole
+        return
+    stage = staging_path(directory / name)
+    if stage.exists():
+        shutil.rmtree(stage)  # left by a killed writer: nothing in it was published
+    stage.mkdir()
+    try:
+        yield stage
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    for entry in sorted(stage.iterdir(), key=lambda path: (not path.is_dir(), path.name)):
+        if entry.is_dir():
+            publish(entry, directory / entry.name)
+        else:
+            os.replace(entry, directory / entry.name)
+    stage.rmdir()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
+import socket
 from pathlib import Path
 
 import click
@@ -18,6 +20,26 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """The server's socket, bound before any work: a port in use is one line, not uvicorn's log and exit 1
+    after the tasks were drawn. Passed to uvicorn, so nothing can take the port in between."""
+    if not 1 <= port <= 65535:
+        raise UsageError(f"--port {port} is outside 1-65535")
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except (socket.gaierror, UnicodeError) as err:
+        raise UsageError(f"--host {host} cannot be resolved ({err}); give an address such as 127.0.0.1") from None
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: a restart need not wait
+    try:
+        sock.bind(address)
+    except OSError as err:
+        sock.close()
+        raise UsageError(f"cannot listen on {host}:{port} ({err.strerror}); choose another --port or stop the "
+                         "program that uses it") from None
+    return sock
 
 
 @click.command("annotate")
@@ -37,6 +59,9 @@ def command(run: Path, layer: str | None, host: str, port: int, db: Path | None,
     """Serve RUN's units as annotation tasks: 57 top images with the unit's region + 3 hidden catch images."""
     check_positive(port=port, per_unit=per_unit, max_units=max_units)
     require_run(run)
+    sock = None
+    if add_annotator is None:
+        sock = click.get_current_context().with_resource(contextlib.closing(listening_socket(host, port)))
     from unitscope.annotate.security import NAME_PATTERN, new_token, token_hash
     from unitscope.annotate.store import Store
 
@@ -68,4 +93,5 @@ def command(run: Path, layer: str | None, host: str, port: int, db: Path | None,
     from unitscope.annotate.app import create_app
 
     click.echo(f"serving on http://{host}:{port}/login (Ctrl-C stops; answers are saved as they arrive)")
-    uvicorn.run(create_app(store, chosen), host=host, port=port, log_level="warning", server_header=False)
+    config = uvicorn.Config(create_app(store, chosen), host=host, port=port, log_level="warning", server_header=False)
+    uvicorn.Server(config).run(sockets=[sock] if sock is not None else None)

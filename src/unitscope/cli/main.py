@@ -36,6 +36,12 @@ COMMAND_MODULES: tuple[str, ...] = (
 )
 
 OUTPUT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM})
+RESUMABLE = frozenset({"dissect", "explain", "minimal", "demo"})  # commands that continue from a checkpoint
+
+
+def _resumes(args: list[str]) -> bool:
+    """Whether the command in ``args`` resumes when run again (the group's own options take no values)."""
+    return next((arg for arg in args if not arg.startswith("-")), "") in RESUMABLE
 
 
 @click.group(cls=ArgsGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -70,24 +76,26 @@ def main(argv: list[str] | None = None) -> None:
         if debug or err.errno not in OUTPUT_ERRNOS:
             raise
         where = f": {err.filename}" if err.filename else ""
+        resume = " (an interrupted run resumes when rerun)" if _resumes(args) else ""
         mend = ("check its permissions" if err.errno in (errno.EACCES, errno.EPERM)
-                else "free space or choose a writable output path (an interrupted run resumes when rerun)")
+                else f"free space or choose a writable output path{resume}")
         click.echo(f"unitscope: error: {err.strerror}{where}; {mend}", err=True)
         sys.exit(2)
     except (click.exceptions.Abort, KeyboardInterrupt):
-        _interrupted(standalone=argv is None)
+        _interrupted(standalone=argv is None, resumes=_resumes(args))
     except click.ClickException as err:
         click.echo(f"unitscope: error: {err.format_message()}", err=True)
         sys.exit(err.exit_code)
 
 
-def _interrupted(standalone: bool) -> None:
-    """Ctrl-C: say how to resume and exit at once (status 130).
+def _interrupted(standalone: bool, resumes: bool = True) -> None:
+    """Ctrl-C: say how to resume (a command that can) and exit at once (status 130).
 
     Checkpoints are written atomically, the output lock is the kernel's and workers die with their
     parent, so a process of its own skips the interpreter's teardown (seconds with torch loaded).
     """
-    click.echo("unitscope: interrupted; run the same command again to resume", err=True)
+    click.echo("unitscope: interrupted; run the same command again to " + ("resume" if resumes else "start over"),
+               err=True)
     if standalone:
         sys.stdout.flush()
         sys.stderr.flush()

@@ -14,6 +14,7 @@ and, because every statistic is exact and order-independent, ends with identical
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -31,6 +32,7 @@ from unitscope.data.probe import ProbeSample, ProbeSet, has_labels
 from unitscope.dissection.cache import ActivationCache
 from unitscope.dissection.label_cache import LabelCache
 from unitscope.dissection.loader import LoadedBatch, iterate_batches, resolve_workers
+from unitscope.dissection.run_files import check_cache_file, check_layer_shape, check_resume_state
 from unitscope.dissection.settings import DissectSettings
 from unitscope.dissection.sparse_masks import WindowedMasks
 from unitscope.dissection.threads import available_cores, intra_op_threads, threads_beside, threads_for_small_ops
@@ -87,8 +89,8 @@ class EngineOutcome:
     seconds: float
 
 
-def _load_state(path: Path) -> dict[str, Any]:
-    """A pass's resumable state (tensors, numbers, strings only: never unpickles arbitrary objects)."""
+def _load_state(path: Path) -> object:
+    """A pass's resumable state (tensors, numbers, strings only: never unpickles arbitrary objects), unchecked."""
     if not path.exists():
         return {}
     try:
@@ -96,7 +98,17 @@ def _load_state(path: Path) -> dict[str, Any]:
     except Exception as err:  # a state file damaged outside unitscope (writes are atomic)
         raise UsageError(f"cannot resume from {path} ({type(err).__name__}); pass --overwrite to start afresh") \
             from None
-    return state if isinstance(state, dict) else {}
+    return state
+
+
+@contextlib.contextmanager
+def _resuming(path: Path) -> Iterator[None]:
+    """Statistics restored from checkpoint ``path``: a state that does not fit names the file."""
+    try:
+        yield
+    except (StatsError, KeyError, TypeError, ValueError, AttributeError) as err:
+        detail = f"no {err}" if isinstance(err, KeyError) else str(err).split(";")[0]
+        raise UsageError(f"cannot resume from {path} ({detail}); pass --overwrite to start afresh") from None
 
 
 def _atomic_save(obj: object, path: Path) -> None:
@@ -176,17 +188,19 @@ class DissectionEngine:
     def _pass_one(self) -> tuple[dict[str, LayerShape], dict[str, LayerStats], dict[int, str]]:
         """Shapes, quantile, top-k (with maps) and histogram statistics of every layer, and the skipped images."""
         state_path = self.workdir / "pass1.pt"
-        state: dict[str, Any] = _load_state(state_path)
+        state = check_resume_state(_load_state(state_path), state_path, self.layers, len(self.probe), ("layers",))
         start = int(state.get("next_index", 0))
         skipped: dict[int, str] = dict(state.get("skipped", {}))
         shapes: dict[str, LayerShape] = {}
         stats: dict[str, LayerStats] = {}
         for name, saved in dict(state.get("layers", {})).items():
-            shapes[name] = tuple(saved["shape"])
+            shapes[name] = check_layer_shape(saved.get("shape"), state_path, name)
             stats[name] = self._new_stats(name, shapes[name])
-            stats[name][0].load_state_dict(saved["quantile"])
-            stats[name][1].load_state_dict(saved["topk"])
-            stats[name][2].load_state_dict(saved["histogram"])
+            with _resuming(state_path):
+                stats[name][0].load_state_dict(saved["quantile"])
+                stats[name][1].load_state_dict(saved["topk"])
+                stats[name][2].load_state_dict(saved["histogram"])
+            check_cache_file(self._cache_path(name), 4 * int(np.prod(shapes[name])) * len(self.probe), state_path)
         # A checkpoint of an older unitscope has no label cache: pass 2 then reads the labels from the probe.
         cached = start == 0 or "labels" in state
         self.label_state = state.get("labels") if cached else None
@@ -280,7 +294,8 @@ class DissectionEngine:
         skipped: dict[int, str],
     ) -> tuple[dict[str, ConceptOverlap], dict[str, LabelEvidence]]:
         state_path = self.workdir / "pass2.pt"
-        state: dict[str, Any] = _load_state(state_path)
+        state = check_resume_state(_load_state(state_path), state_path, self.layers, len(self.probe),
+                                   ("layers", "evidence"))
         start = int(state.get("next_index", 0))
         overlaps: dict[str, ConceptOverlap] = {}
         evidence: dict[str, LabelEvidence] = {}
@@ -291,15 +306,14 @@ class DissectionEngine:
         for name in self.layers:
             shape = shapes[name]
             overlap = ConceptOverlap(shape[0], self.probe.concepts)
-            saved = state.get("layers", {}).get(name)
-            if saved is not None:
-                overlap.load_state_dict(saved)
-            overlaps[name] = overlap
             evidence[name] = LabelEvidence(shape[0], overlap.num_labels, len(overlap.categories), shape[1] * shape[2],
                                            label_size[0] * label_size[1])
-            saved_evidence = state.get("evidence", {}).get(name)
-            if saved_evidence is not None:
-                evidence[name].load_state_dict(saved_evidence)
+            with _resuming(state_path):
+                for stat, section in ((overlap, "layers"), (evidence[name], "evidence")):
+                    saved = state.get(section, {}).get(name)
+                    if saved is not None:
+                        stat.load_state_dict(saved)
+            overlaps[name] = overlap
             field = self.geometry(self.layers[name])
             stride, begin = field if field is not None else (None, None)
             maskers[name] = WindowedMasks.build(Upsampler.build(

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
 
+from unitscope.dissection.run_files import record_problem, type_problem
 from unitscope.errors import UsageError
 
 RUN_FORMAT = "unitscope-dissection/1"
@@ -248,8 +249,9 @@ def read_record(directory: str | Path) -> RunRecord:
         record = _build(RunRecord, data)
     except (TypeError, ValueError, KeyError) as err:
         raise UsageError(f"{path} is corrupt ({err}); run dissect again with --overwrite") from err
-    if not isinstance(record, RunRecord):
-        raise UsageError(f"{path} is corrupt; run dissect again with --overwrite")
+    problem = type_problem(record, RunRecord, "") or record_problem(record)  # every field of its type, sizes sane
+    if problem is not None or not isinstance(record, RunRecord):
+        raise UsageError(f"{path} is corrupt ({problem}); run dissect again with --overwrite")
     return record
 
 

@@ -11,9 +11,21 @@ import numpy as np
 import pandas as pd
 
 from unitscope.data.probe import Concept, ConceptTable
-from unitscope.dissection.record import LayerRecord, RunRecord, read_record, write_record
+from unitscope.dissection.record import SUMMARY, LayerRecord, RunRecord, read_record, write_record
+from unitscope.dissection.run_files import (
+    CONCEPTS_COLUMNS,
+    TOP_IMAGES_COLUMNS,
+    UNITS_COLUMNS,
+    UNITS_OPTIONAL,
+    RunFiles,
+    check_concepts,
+    check_iou,
+    check_top_images,
+    check_units,
+    corrupt,
+)
 from unitscope.errors import UsageError
-from unitscope.stats.histogram import bin_edges
+from unitscope.stats.histogram import NUM_BINS, bin_edges
 
 TOP_MAPS = "top_maps.npy"
 HISTOGRAM = "histogram.npz"
@@ -88,38 +100,64 @@ class DissectionResult:
 
     @classmethod
     def load(cls, directory: str | Path) -> DissectionResult:
-        """Read a finished run directory back."""
+        """Read a finished run directory back, every file checked (``run_files``: untrusted input)."""
         directory = Path(directory)
         record = read_record(directory)
-        frame = pd.read_csv(directory / "concepts.csv", keep_default_na=False, na_values={"pixels": [""]})
+        files = RunFiles(directory)
+        path = files.path("concepts.csv")
+        frame = files.table(path, CONCEPTS_COLUMNS, keep_default_na=False, na_values={"pixels": [""]})
+        check_concepts(frame, path, record.categories)
         concepts = ConceptTable(
             tuple(Concept(int(r.number), str(r.name), str(r.category)) for r in frame.itertuples()),
             record.categories,
         )
+        columns = int(frame["number"].max()) + 1 if len(frame) else None  # the IoU matrix has one per label number
         layers = {}
         for info in record.layers:
-            name = info.name
-            layer_dir = directory / info.directory
-            iou_path = layer_dir / "iou.npy"
-            units = pd.read_csv(layer_dir / "units.csv", keep_default_na=False,
-                                na_values={"iou": ["", "nan"]})
-            layers[name] = LayerResult(
-                name=name,
-                path=info.path,
-                shape=(info.units, *info.map_size),
-                units=units,
-                table=pd.DataFrame(list(info.table)),
-                top_images=pd.read_csv(layer_dir / "top_images.csv"),
-                iou=np.load(iou_path) if iou_path.exists() else None,
-                intervals=dict(info.intervals),
-                top_maps=_top_maps(layer_dir, info),
-                histogram=_histogram(layer_dir, info),
-            )
+            layers[info.name] = _load_layer(files, info, record.n_images, columns)
         label_pixels = None
         if len(frame) and frame["pixels"].notna().all():
             label_pixels = np.zeros(int(frame["number"].max()) + 1)
             label_pixels[frame["number"].to_numpy()] = frame["pixels"].to_numpy(dtype=float)
         return cls(layers, concepts, record, directory, label_pixels)
+
+
+def _load_layer(files: RunFiles, info: LayerRecord, n_images: int, columns: int | None) -> LayerResult:
+    """One layer's files, each checked against the record (units, map size) and the others."""
+    if info.directory != layer_dirname(info.name):  # consumers also find a layer's files by its name
+        raise corrupt(files.path(SUMMARY), f"layer {info.name!r} has directory {info.directory!r}, not "
+                                           f"{layer_dirname(info.name)!r}")
+    layer_dir = files.path(info.directory)
+    if not layer_dir.is_dir():
+        raise UsageError(f"{layer_dir} is missing (layer {info.name} of the run); run dissect again with --overwrite")
+    path = files.path(info.directory, "units.csv")
+    units = files.table(path, UNITS_COLUMNS, UNITS_OPTIONAL, keep_default_na=False, na_values={"iou": ["", "nan"]})
+    check_units(units, path, info.units)
+    path = files.path(info.directory, "top_images.csv")
+    top_images = files.table(path, TOP_IMAGES_COLUMNS)
+    check_top_images(top_images, path, info.units, info.map_size, n_images)
+    iou_path = files.path(info.directory, "iou.npy")
+    iou = None
+    if iou_path.exists():
+        iou = check_iou(files.array(iou_path, "float", (info.units, None)), iou_path)
+        if columns is not None and iou.shape[1] < columns:
+            raise corrupt(iou_path, f"{iou.shape[1]} label columns, the run's concepts need {columns}")
+    thresholds = files.path(info.directory, "thresholds.npy")
+    if thresholds.exists():  # read by explain (exact thresholds): checked here, where every run file is
+        files.array(thresholds, "float", (info.units,))
+    ranks = int(top_images["rank"].max()) + 1 if len(top_images) else None
+    return LayerResult(
+        name=info.name,
+        path=info.path,
+        shape=(info.units, *info.map_size),
+        units=units,
+        table=pd.DataFrame(list(info.table)),
+        top_images=top_images,
+        iou=iou,
+        intervals=dict(info.intervals),
+        top_maps=_top_maps(files, info, ranks),
+        histogram=_histogram(files, info),
+    )
 
 
 def save_npz(path: Path, **arrays: np.ndarray) -> None:
@@ -133,28 +171,22 @@ def save_npz(path: Path, **arrays: np.ndarray) -> None:
             archive.writestr(entry, buffer.getvalue())
 
 
-def _top_maps(layer_dir: Path, info: LayerRecord) -> np.ndarray | None:
-    """The layer's stored top-image maps, memory-mapped (None when the run did not keep them)."""
-    if info.top_maps is None or not (layer_dir / info.top_maps).is_file():
+def _top_maps(files: RunFiles, info: LayerRecord, ranks: int | None) -> np.ndarray | None:
+    """The layer's stored top-image maps [U, k, h, w], memory-mapped (None when the run did not keep them)."""
+    if info.top_maps is None or not files.path(info.directory, info.top_maps).is_file():
         return None
-    try:
-        maps: np.ndarray = np.load(layer_dir / info.top_maps, mmap_mode="r")
-    except (OSError, ValueError) as err:
-        raise UsageError(f"{layer_dir / info.top_maps} is corrupt ({err}); run dissect again with --overwrite") \
-            from None
-    return maps
+    return files.array(files.path(info.directory, info.top_maps), "float", (info.units, ranks, *info.map_size),
+                       mmap=True)
 
 
-def _histogram(layer_dir: Path, info: LayerRecord) -> np.ndarray | None:
+def _histogram(files: RunFiles, info: LayerRecord) -> np.ndarray | None:
     """The layer's activation counts per unit and bin (None when the run did not keep them)."""
-    if info.histogram is None or not (layer_dir / info.histogram).is_file():
+    if info.histogram is None or not files.path(info.directory, info.histogram).is_file():
         return None
-    try:
-        with np.load(layer_dir / info.histogram) as stored:
-            counts: np.ndarray = stored["counts"]
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as err:
-        raise UsageError(f"{layer_dir / info.histogram} is corrupt ({err}); run dissect again with --overwrite") \
-            from None
+    path = files.path(info.directory, info.histogram)
+    counts = files.npz_entry(path, "counts", "int", (info.units, NUM_BINS))
+    if counts.size and int(counts.min()) < 0:
+        raise corrupt(path, "negative counts")
     return counts
 
 

@@ -325,7 +325,10 @@ def _prepare_staging(staging: Path, identity: dict[str, object], overwrite: bool
     """Create or reuse ``staging`` for this command; the problem as a message, or None."""
     config_path = staging / "config.json"
     if staging.exists():
-        previous = json.loads(config_path.read_text()) if config_path.is_file() else None
+        try:
+            previous = json.loads(config_path.read_text()) if config_path.is_file() else None
+        except (OSError, ValueError):  # damaged: not this command's, like any other
+            previous = None
         if previous != identity:
             if not overwrite:
                 differences = _staged_differences(previous, identity)

@@ -27,9 +27,9 @@ from unitscope.errors import UsageError
 from unitscope.explain.bank import UnitMask
 from unitscope.explain.formulas import chain
 from unitscope.explain.masks import LayerMasks, compute_masks
-from unitscope.explain.search import BeamSearch, check_ops
+from unitscope.explain.search import BeamSearch, check_ops, check_search_size
 from unitscope.explain.source import RunLayer, read_run
-from unitscope.staging import publish, staging_path
+from unitscope.staging import lock_output, publish, staging_path
 
 if TYPE_CHECKING:
     from unitscope.dissection.reopen import Trust
@@ -158,6 +158,7 @@ def explain(
     if length < 1 or beam < 1 or unit_batch < 1 or batch_size < 1:
         raise UsageError(f"--length, --beam and batch sizes must be positive, got {length}, {beam}, "
                          f"{unit_batch}, {batch_size}")
+    check_search_size(length, beam)
     run = _run_dir(run)
     source = read_run(run, layer)
     chosen = units if isinstance(units, list | tuple) else parse_units(units, source.units)  # type: ignore[arg-type]
@@ -170,32 +171,33 @@ def explain(
                 # a run dissected again at the same path must not resume from the old run's masks
                 "dissection": {"model": source.model, "data": source.data, "upsample": source.upsample,
                                "thresholds_crc": zlib.crc32(source.thresholds.tobytes())}}
-    if (out_path / "summary.json").is_file() and not overwrite:
-        done = json.loads((out_path / "summary.json").read_text())
-        if done.get("identity") == identity:
-            return ExplainResult(pd.read_csv(out_path / "formulas.csv", keep_default_na=False), done, out_path)
-        raise UsageError(f"{out_path} holds other explanations; choose another --out or pass --overwrite")
-    if out_path.exists() and (not out_path.is_dir() or any(out_path.iterdir())) and not overwrite:
-        raise UsageError(f"{out_path} exists and is not empty; choose another --out or pass --overwrite")
-    staging = staging_path(out_path)
-    config = staging / "config.json"
-    if staging.exists() and (not config.is_file() or json.loads(config.read_text()) != identity):
-        if not overwrite:
-            raise UsageError(f"{staging} holds an interrupted explain of a different command; rerun that "
-                             "command, or pass --overwrite to discard it")
+    with lock_output(out_path):  # one writer per output (re-entrant: a caller may hold it already)
+        if (out_path / "summary.json").is_file() and not overwrite:
+            done = json.loads((out_path / "summary.json").read_text())
+            if done.get("identity") == identity:
+                return ExplainResult(pd.read_csv(out_path / "formulas.csv", keep_default_na=False), done, out_path)
+            raise UsageError(f"{out_path} holds other explanations; choose another --out or pass --overwrite")
+        if out_path.exists() and (not out_path.is_dir() or any(out_path.iterdir())) and not overwrite:
+            raise UsageError(f"{out_path} exists and is not empty; choose another --out or pass --overwrite")
+        staging = staging_path(out_path)
+        config = staging / "config.json"
+        if staging.exists() and (not config.is_file() or json.loads(config.read_text()) != identity):
+            if not overwrite:
+                raise UsageError(f"{staging} holds an interrupted explain of a different command; rerun that "
+                                 "command, or pass --overwrite to discard it")
+            shutil.rmtree(staging)
+        (staging / "parts").mkdir(parents=True, exist_ok=True)
+        config.write_text(json.dumps(identity, indent=2))
+        try:
+            result = _explain_in(source, staging, identity, chosen, length, beam, ops, device, batch_size,
+                                 unit_batch, page, progress, trust)
+        except UsageError:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        publish(staging / "result", out_path)
         shutil.rmtree(staging)
-    (staging / "parts").mkdir(parents=True, exist_ok=True)
-    config.write_text(json.dumps(identity, indent=2))
-    try:
-        result = _explain_in(source, staging, identity, chosen, length, beam, ops, device, batch_size,
-                             unit_batch, page, progress, trust)
-    except UsageError:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    publish(staging / "result", out_path)
-    shutil.rmtree(staging)
-    result.out = out_path
-    return result
+        result.out = out_path
+        return result
 
 
 def _explain_in(source: RunLayer, staging: Path, identity: dict[str, object], chosen: Sequence[int], length: int,

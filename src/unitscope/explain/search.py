@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from unitscope.errors import UsageError
 from unitscope.explain.bank import ConceptBank, UnitMask
 from unitscope.explain.bitmasks import popcount
 from unitscope.explain.formulas import OPS, Formula, category_mask, chain, extend, length
@@ -60,6 +61,19 @@ class _State:
 
 def _rank_key(iou: float, formula: Formula) -> tuple[float, int, str, str]:
     return (-iou, length(formula), str(formula), chain(formula))
+
+
+MAX_LENGTH = 10  # concepts in a formula: Mu & Andreas's sweep of formula lengths goes to 10
+MAX_BEAM = 64  # formulas kept per step
+
+
+def check_search_size(length: int, beam: int) -> None:
+    """Refuse a search that would not finish: per unit it scores about beam × (length - 1) × concepts × 4
+    formulas and caches |F ∩ c| for each of its beam × (length - 1) formulas (see the README's timings)."""
+    for option, value, most in (("--length", length, MAX_LENGTH), ("--beam", beam, MAX_BEAM)):
+        if not 1 <= value <= most:
+            raise UsageError(f"{option} {value} is outside 1-{most}; each unit's search scores about beam × "
+                             f"(length - 1) × concepts × 4 formulas (default --length 3 --beam 5)")
 
 
 def check_ops(ops: Sequence[str]) -> tuple[str, ...]:

@@ -19,12 +19,14 @@ from unitscope.errors import UsageError
 from unitscope.models.loading import LoadedModel
 from unitscope.report.dissection import ReportOptions, build_report
 from unitscope.report.html import write_html
+from unitscope.staging import lock_output, staged_into
 
 
 def render_report(run: DissectionResult, options: ReportOptions | None = None, *, model: LoadedModel | None = None,
                   probe: ProbeSet | None = None, out: Path | None = None, device: str = "cpu",
                   trust: Trust | None = None) -> Path:
-    """Write ``report.html`` (into ``out``, default the run directory) for a finished run; return its path."""
+    """Write ``report.html`` and ``units/`` (into ``out``, default the run directory) for a finished run; return
+    the page's path. Staged: the previous report stays whole until the new one is complete (``staged_into``)."""
     directory = Path(out) if out is not None else run.run_dir
     if directory is None:
         raise UsageError("the run has no directory; pass out= for the report")
@@ -33,7 +35,9 @@ def render_report(run: DissectionResult, options: ReportOptions | None = None, *
     source: LoadedModel | Callable[[], LoadedModel] = (
         model if model is not None else (lambda: reopen_model(run, device=device, trust=trust)))
     probe = probe or reopen_probe(run)
-    return write_html(build_report(run, probe, source, options, directory), directory / "report.html")
+    with lock_output(directory), staged_into(directory, "report") as stage:  # one writer; re-entrant for the CLI
+        write_html(build_report(run, probe, source, options, stage), stage / "report.html")
+    return directory / "report.html"
 
 
 class Renderable(Protocol):

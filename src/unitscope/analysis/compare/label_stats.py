@@ -21,6 +21,7 @@ import pandas as pd
 
 from unitscope.analysis.compare.discriminative import presence_mutual_information
 from unitscope.data.probe import ConceptTable, ProbeSample, ProbeSet
+from unitscope.dissection.run_files import LABEL_STATS_COLUMNS, RunFiles, corrupt
 from unitscope.progress import progress_iter
 
 STAT_COLUMNS: tuple[str, ...] = ("pixel_area", "pixel_share", "image_count", "image_frequency", "scene_mi_bits")
@@ -95,12 +96,13 @@ def run_label_stats(
 
     ``pixel_share`` is then the share of the category's labelled pixels (the run stores no image areas).
     """
-    path = run_dir / layer_dir / "label_stats.csv"
+    files = RunFiles(run_dir)  # a run file: checked like every other (dissection/run_files.py)
+    path = files.path(layer_dir, "label_stats.csv")
     if not path.is_file():
         return None
-    stored = pd.read_csv(path)
-    if not {"number", "label_area"} <= set(stored.columns):
-        return None
+    stored = files.table(path, LABEL_STATS_COLUMNS, {"image_count": "number"})
+    if stored["number"].duplicated().any() or (stored["label_area"] < 0).any():
+        raise corrupt(path, "a label listed twice or a negative area")
     stored = stored.set_index("number")
     numbers = [c.number for c in concepts.in_category(category)]
     area = stored["label_area"].reindex(numbers).fillna(0).astype(np.int64)
