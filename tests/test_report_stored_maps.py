@@ -91,7 +91,11 @@ def test_stored_maps_give_the_regions_of_a_forward_pass(run: tuple[DissectionRes
 
     options = ReportOptions(regions=regions, image_threads=2)
     stored = DissectionResult.load(result.run_dir)  # type: ignore[arg-type]
-    render_report(stored, options, model=None, probe=PlantedProbe(20), out=tmp_path / "stored")
+    from unitscope.dissection.reopen import Trust
+
+    # the field rule traces the network: the run's model file is this test's own, so it opts in to its code
+    render_report(stored, options, model=None, probe=PlantedProbe(20), out=tmp_path / "stored",
+                  trust=Trust(model_code=True))
     older = tmp_path / "older"  # a run from before stored maps: no top_maps.npy, no histogram, no record fields
     shutil.copytree(result.run_dir, older)  # type: ignore[arg-type]
     summary = json.loads((older / "summary.json").read_text())
