@@ -185,3 +185,21 @@ def test_run_given_as_a_result_object(tiny_run: Path) -> None:
     assert explain_run._run_dir(SimpleNamespace(run_dir=tiny_run)) == tiny_run
     with pytest.raises(UsageError, match="written to disk"):
         explain_run._run_dir(SimpleNamespace(result=SimpleNamespace(run_dir=None)))
+
+
+def test_masks_of_an_amp_run_reproduce_its_iou(tmp_path: Path) -> None:
+    """A run dissected under --amp bf16: explain recomputes its masks under the same autocast, so the
+    single-concept IoUs equal the run's iou.npy (float32 maps against bf16-measured thresholds do not)."""
+    from unitscope.dissection.settings import DissectSettings
+
+    out = tmp_path / "amp"
+    unitscope.dissect("sceneworld-scene", ["conv5"], "sceneworld", out, n=10, progress=False,
+                      settings=DissectSettings(amp="bf16"))
+    layer = read_run(out, "conv5")
+    assert layer.amp == "bf16"
+    masks = compute_masks(layer, batch_size=5, progress=False)
+    search = BeamSearch(masks.bank, 1, 1)
+    assert layer.iou is not None
+    for unit in range(layer.units):
+        singles, _ = search.singles(UnitMask.from_bits(masks.unit_bits(unit), masks.bank))
+        np.testing.assert_allclose(singles, layer.iou[unit, masks.bank.numbers], rtol=1e-6, atol=1e-7)
