@@ -69,6 +69,9 @@ class RunSpec:
 
 
 def _short(value: object) -> str:
+    """A digest as its first 8 characters; None (a run written before digests) said in words."""
+    if value is None:
+        return "not recorded"
     return f"{value[:8]}…" if isinstance(value, str) and len(value) > 8 else repr(value)
 
 
