@@ -53,7 +53,7 @@ def test_kill_9_right_after_acknowledged_writes_keeps_exactly_those_rows(tmp_pat
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
             for k in range(15):
-                assignment, status, row = submit_one(client, store, tokens[k % 3], k)
+                _, status, row = submit_one(client, store, tokens[k % 3], k)
                 assert status == 200
                 expected.append(row)
             # the last acknowledged write: an open (unanswered) assignment, to be resumed after the restart
