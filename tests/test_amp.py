@@ -19,16 +19,18 @@ from unitscope.models.loading import load_model
 from unitscope.models.precision import autocast, check_amp
 
 # Measured (2026-12, CPU bf16, shipped scene net, 200 SceneWorld images, conv4/conv5/pool5, 352 units):
-# thresholds move by at most 0.86 % relative, any IoU by at most 0.011, no unit gains or loses its detector
-# flag, and 4 units change label (detectors conv4 rim->bathtub, car->hull, pool5 ceramic->toilet; the
-# non-detector pool5 wallpaper->rippled), each a near-tie: the two labels' IoUs differ by at most 0.0012 in float32 and
-# 0.0017 in bf16 (median lead of a unit's best label: 0.007-0.015). Pass 2 reads the very bf16 maps whose
-# quantiles gave the thresholds (the activation cache), so a flip is the forward pass's rounding crossing a
-# tie, not thresholds and IoU measured in different precisions.
+# thresholds move by at most 0.86 % relative, any IoU by at most 0.011, no unit crosses IoU 0.04, and 4 units
+# change label (detectors conv4 rim->bathtub, car->hull, pool5 ceramic->toilet; the non-detector pool5
+# wallpaper->rippled), each a near-tie: the two labels' IoUs differ by at most 0.0012 in float32 and 0.0017
+# in bf16 (median lead of a unit's best label: 0.007-0.015). Two of those relabellings and one q-value at
+# the cut (0.045 -> 0.050) change a significance flag. Pass 2 reads the very bf16 maps whose quantiles gave
+# the thresholds (the activation cache), so a flip is the forward pass's rounding crossing a tie, not
+# thresholds and IoU measured in different precisions.
 MAX_RELATIVE_THRESHOLD_CHANGE = 0.02
 MAX_IOU_CHANGE = 0.02
 NEAR_TIE = 0.003  # bf16 keeps 8 significant bits: an IoU lead this small can reverse
 MAX_RELABELLED_SHARE = 0.02
+NEAR_CUT = 1.5  # a q-value within this factor of the FDR cut (measured: pool5 unit 46, q 0.045 -> 0.050)
 
 
 def _cli(args: list[str]) -> tuple[int, str]:
@@ -64,7 +66,12 @@ def test_bf16_changes_labels_only_on_near_ties() -> None:
         assert 0 < relative.max() < MAX_RELATIVE_THRESHOLD_CHANGE, layer  # autocast ran, and moved little
         assert full.iou is not None and low.iou is not None
         assert np.abs(full.iou - low.iou).max() < MAX_IOU_CHANGE, layer
-        assert (full.units["detector"] == low.units["detector"]).all(), layer
+        assert (full.units["iou_detector"] == low.units["iou_detector"]).all(), layer
+        # A detector is also significant (q <= 0.05): that flag may change only on a relabelled unit or
+        # where q sits at the cut in both precisions.
+        flag = (full.units["detector"] != low.units["detector"]) & (full.units["label"] == low.units["label"])
+        for q in (full.units["q_value"], low.units["q_value"]):
+            assert q[flag].between(0.05 / NEAR_CUT, 0.05 * NEAR_CUT).all(), (layer, q[flag])
         concepts = runs["off"].concepts
         for unit in np.flatnonzero((full.units["label"] != low.units["label"]).to_numpy()):
             was, now = (concepts.number_of(str(t.units["label"][unit]), str(t.units["category"][unit]))

@@ -296,7 +296,7 @@ class DissectionEngine:
                 overlap.load_state_dict(saved)
             overlaps[name] = overlap
             evidence[name] = LabelEvidence(shape[0], overlap.num_labels, len(overlap.categories), shape[1] * shape[2],
-                                           label_size[0] * label_size[1])
+                                           label_size[0] * label_size[1], grid=(shape[1], shape[2]))
             saved_evidence = state.get("evidence", {}).get(name)
             if saved_evidence is not None:
                 evidence[name].load_state_dict(saved_evidence)
