@@ -307,7 +307,7 @@ class DissectionEngine:
             shape = shapes[name]
             overlap = ConceptOverlap(shape[0], self.probe.concepts)
             evidence[name] = LabelEvidence(shape[0], overlap.num_labels, len(overlap.categories), shape[1] * shape[2],
-                                           label_size[0] * label_size[1])
+                                           label_size[0] * label_size[1], grid=(shape[1], shape[2]))
             with _resuming(state_path):
                 for stat, section in ((overlap, "layers"), (evidence[name], "evidence")):
                     saved = state.get(section, {}).get(name)
