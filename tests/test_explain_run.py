@@ -15,10 +15,10 @@ import unitscope
 from unitscope.explain import explain
 from unitscope.explain import run as explain_run
 from unitscope.explain.bank import UnitMask
-from unitscope.explain.masks import compute_masks
+from unitscope.explain.masks import LayerMasks, compute_masks
 from unitscope.explain.page import formula_snippet, load_formulas
 from unitscope.explain.search import BeamSearch
-from unitscope.explain.source import read_run
+from unitscope.explain.source import RunLayer, read_run
 from unitscope.staging import staging_path
 
 
@@ -30,15 +30,20 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def test_masks_reproduce_the_dissection_iou(tiny_run: Path) -> None:
-    """Single-concept IoUs from the rebuilt masks equal the run's iou.npy: same masks, same rule."""
-    layer = read_run(tiny_run, "conv5")
-    masks = compute_masks(layer, batch_size=3, progress=False)
+def _assert_single_iou_is_the_runs(layer: RunLayer, masks: LayerMasks) -> None:
+    """Every unit's single-concept IoUs from the rebuilt masks equal the run's iou.npy."""
     search = BeamSearch(masks.bank, 1, 1)
     assert layer.iou is not None
     for unit in range(layer.units):
         singles, _ = search.singles(UnitMask.from_bits(masks.unit_bits(unit), masks.bank))
         np.testing.assert_allclose(singles, layer.iou[unit, masks.bank.numbers], rtol=1e-6, atol=1e-7)
+
+
+def test_masks_reproduce_the_dissection_iou(tiny_run: Path) -> None:
+    """Single-concept IoUs from the rebuilt masks equal the run's iou.npy: same masks, same rule."""
+    layer = read_run(tiny_run, "conv5")
+    masks = compute_masks(layer, batch_size=3, progress=False)
+    _assert_single_iou_is_the_runs(layer, masks)
     again = compute_masks(layer, batch_size=7, progress=False)  # batch size changes nothing
     np.testing.assert_array_equal(again.bits, masks.bits)
     np.testing.assert_array_equal(again.bank.words, masks.bank.words)
@@ -197,9 +202,4 @@ def test_masks_of_an_amp_run_reproduce_its_iou(tmp_path: Path) -> None:
                       settings=DissectSettings(amp="bf16"))
     layer = read_run(out, "conv5")
     assert layer.amp == "bf16"
-    masks = compute_masks(layer, batch_size=5, progress=False)
-    search = BeamSearch(masks.bank, 1, 1)
-    assert layer.iou is not None
-    for unit in range(layer.units):
-        singles, _ = search.singles(UnitMask.from_bits(masks.unit_bits(unit), masks.bank))
-        np.testing.assert_allclose(singles, layer.iou[unit, masks.bank.numbers], rtol=1e-6, atol=1e-7)
+    _assert_single_iou_is_the_runs(layer, compute_masks(layer, batch_size=5, progress=False))
