@@ -216,3 +216,10 @@ def test_cli_baseline_none_and_background(tmp_path: Path, capsys: pytest.Capture
     assert_usage_error(run_cli(capsys, *base, "--background", "sqare", "--out", str(tmp_path / "x")),
                        "did you mean square")
     assert not (tmp_path / "x").exists()
+    folder = tmp_path / "pictures"
+    folder.mkdir()
+    from PIL import Image
+
+    Image.fromarray(probe[0].image).save(folder / "a.png")
+    assert_usage_error(run_cli(capsys, "cam", "--model", spec, "--data", str(folder), "--background", "wall",
+                               "--out", str(tmp_path / "y")), "labelled --data")

@@ -73,7 +73,9 @@ def findings(summary: dict[str, Any], results: dict[str, DissectionResult]) -> l
         rows.append({
             "claim": "The network's evidence for a scene lies on its objects (class activation maps).",
             "measured": f"{cam['method']} at {cam['layer']} on {cam['n']} fresh scenes, scored on the placed objects "
-                        f"only: {cam['verdict']}"})
+                        f"only: lift {cam['lift']} (random weights {cam['random_lift']}), pointing game "
+                        f"{cam['pointing']} (random weights {cam['random_pointing']}; chance {cam['share']}). "
+                        f"{cam['verdict']}"})
     return rows
 
 
@@ -100,6 +102,9 @@ def cam_summary(report: dict[str, Any] | None) -> dict[str, Any] | None:
                                     ("lift", "lift", "lift"), ("pointing game", "pointing", "pointing"))]
     verdict = baseline.get("verdict") or "No random-weights baseline was computed."
     return {"method": report.get("method"), "layer": report.get("layer"), "n": score.get("n_images"),
+            "lift": number(score.get("lift")), "random_lift": number(twin.get("lift")),
+            "pointing": number(score.get("pointing")), "random_pointing": number(twin.get("pointing")),
+            "share": number(score.get("object_share")),
             "excluded": score.get("excluded", 0), "max_share": score.get("max_mask_share", 0.9), "rows": rows,
             "verdict": verdict}
 
