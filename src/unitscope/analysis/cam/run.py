@@ -116,7 +116,7 @@ def run_cam(model: LoadedModel, source: InputSource, out: Path | None, options: 
     if options.background is not None and not source.labelled:
         raise UsageError("--background names object labels, but these images have none; give labelled --data")
     target = class_index(model, options.class_name)
-    rule = foreground_rule(source.probe, options.background) if source.labelled and source.probe else None
+    rule = foreground_rule(source.probe, options.background) if source.labelled and source.probe is not None else None
     meters = (LocalisationMeter(options.top_fraction), LocalisationMeter(options.top_fraction)) if rule else None
     first = [source[i] for i in range(min(options.batch_size, len(source)))]
     size0 = first[0].image.shape[:2]
