@@ -145,7 +145,7 @@ def test_the_verdict_says_when_the_twins_are_too_few_to_tell() -> None:
     assert text.startswith("No unit has a significant held-out gain: the trained network does not beat its random "
                            "twin here.")
     assert "at least 20 of the 128 units must each beat every twin unit" in text
-    assert "10 do, and 15 beat the twins' 95th percentile" in text
+    assert "10 do, and 15 beat the random twin's 95th percentile" in text
     assert "2 of 128 units have a significant" in verdict(gains, 2, null, 0.02)
     assert "at least" not in verdict(gains[:5], 0, null, 0.02)  # 5 units: one alone could pass
 

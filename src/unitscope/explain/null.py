@@ -117,5 +117,5 @@ def verdict(gains: np.ndarray, significant: int, null: dict[str, object] | None,
         above95 = int((gains > float(str(null["p95_gain"]))).sum())
         text += (f" With {null_units} twin units no p-value is below 1/{null_units + 1}, so at least {needed} of "
                  f"the {units} units must each beat every twin unit to reach q ≤ {fdr}; {above} do, and {above95} "
-                 f"beat the twins' 95th percentile (more twins, --null-twins, resolve smaller p-values).")
+                 f"beat {whose} 95th percentile (more twins, --null-twins, resolve smaller p-values).")
     return text

@@ -54,8 +54,9 @@ Held-out mean IoU {{ '%.3f' % s.mean_heldout_single_iou }} (single concept) → 
 {{ s.gain_threshold }} IoU on the held-out images ({{ s.units_gaining_fit }} on the fit images they were chosen on).
 {{ s.candidates_scored }} formulas scored in {{ s.seconds }} s.</p>
 {% if s.null.kind == 'random' %}
-<p><b>Null: the random twin</b> (the same architecture re-initialised, seed {{ s.null.seed }}; thresholds at the
-run's quantile; searched and scored the same way): its {{ s.null.units }} units gain
+<p><b>Null: {{ s.null.twins }} random twin{{ 's' if s.null.twins != 1 else '' }}</b> (the same architecture
+re-initialised, seed{{ 's' if s.null.twins != 1 else '' }} {{ s.null.seeds | join(', ') }}; thresholds at the run's
+quantile; searched and scored the same way, on the same split): {{ s.null.units }} units that gain
 {{ '%+.3f' % s.null.mean_gain }} on average on the held-out images (median {{ '%+.3f' % s.null.median_gain }},
 95th percentile {{ '%+.3f' % s.null.p95_gain }}, largest {{ '%+.3f' % s.null.max_gain }});
 {{ s.null.units_gaining }} gain more than {{ s.gain_threshold }}. A unit's p-value is the share of twin units that
