@@ -27,6 +27,7 @@ from unitscope.analysis.segment.scores import ConfusionMeter
 from unitscope.batching import batch_ranges
 from unitscope.capture import LayerRecorder
 from unitscope.data.probe import ProbeSet
+from unitscope.defaults import FIT_N
 from unitscope.dissection.upsample import Upsampler
 from unitscope.errors import UsageError
 from unitscope.models.loading import LoadedModel
@@ -88,7 +89,7 @@ def fit_concept_vectors(
     layers: tuple[str, ...],
     probe: ProbeSet,
     category: str = "object",
-    n: int = 200,
+    n: int = FIT_N,
     holdout: float = 0.25,
     pixels: int = 128,
     l2: float = 3e-4,
