@@ -19,6 +19,7 @@ from unitscope.analysis.inputs import open_inputs
 from unitscope.analysis.segment.run import build_segmenter
 from unitscope.analysis.segment.scores import ConfusionMeter
 from unitscope.analysis.segment.vector_run import detected_classes, fit_for_run, segment_labels
+from unitscope.defaults import FIT_N
 from unitscope.dissection.result import DissectionResult
 from unitscope.models.loading import load_model
 
@@ -28,11 +29,11 @@ def main() -> None:
     parser.add_argument("run", type=Path)
     parser.add_argument("--n", type=int, default=200)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--fit-n", type=int, default=200)
+    parser.add_argument("--fit-n", type=int, default=FIT_N)
     args = parser.parse_args()
     torch.set_num_threads(2)
     run = DissectionResult.load(args.run)
-    model = load_model(str(run.info["model"]))
+    model = load_model(str(run.record.model))
     start = time.process_time()
     features, vectors = fit_for_run(model, run, None, fit_n=args.fit_n)
     fit_cpu = time.process_time() - start

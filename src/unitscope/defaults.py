@@ -11,4 +11,4 @@ PROBE_SEED = 0  # the probe set dissect, rf and world share, so their runs see t
 PROBE_SIZE = 112  # SceneWorld image side of a probe set (dissect, world)
 FRESH_SEED = 12345  # fresh images no threshold saw (evaluate, ablate, minimal, cam, segment)
 PICTURE_N = 8  # images explained one by one, each with its own pictures (minimal, cam, segment)
-FIT_N = 200  # images of the run's probe set that segment's concept vectors are fitted on
+FIT_N = 400  # images of the run's probe set (its seed and size) that segment's concept vectors are fitted on
