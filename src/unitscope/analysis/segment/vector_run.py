@@ -131,33 +131,24 @@ def run_vector_segment(model: LoadedModel, run: DissectionResult, source: InputS
     group = group or Group()
     features, vectors = fit_for_run(model, run, layers, category, fit_n, fit_data, group)
     model = features.model
-    seed = twin_seed(run, baseline_seed) if baseline == "random" else None
-    twin_pass: TwinPass | None = None
-    twin_meter: ConfusionMeter | None = None
-    if seed is not None:
-        from unitscope.dissection.baseline import random_baseline
-
-        twin_features = FeatureMaps(random_baseline(model, seed), features.paths, features.upsamplers)
-        twin_vectors = fit_features(twin_features, run, vectors.layers, category, fit_n, fit_data, group)
-
-        def twin_segment(images: list[np.ndarray]) -> list[np.ndarray]:
-            return list(segment_labels(twin_features, twin_vectors, images)[0])
     if out is not None and group.is_main:
         out.mkdir(parents=True, exist_ok=True)
         vectors.save(out)
     truth_classes = [c.number for c in run.concepts.in_category(category)]
     colours = concept_colours(truth_classes)
     meter = ConfusionMeter(truth_classes) if source.labelled else None
-    if seed is not None:
-        twin_meter = ConfusionMeter(truth_classes) if source.labelled else None
-        twin_pass = TwinPass(twin_segment, twin_meter)
+    # the twin is scored against labels: unlabelled inputs (one --image) get no twin, and no fit for it
+    seed = twin_seed(run, baseline_seed) if baseline == "random" and meter is not None else None
+    twin_meter = ConfusionMeter(truth_classes) if seed is not None else None
+    twin = None if seed is None else random_twin_pass(features, vectors, run, seed, category, fit_n, fit_data,
+                                                      group, twin_meter)
 
     def segment(images: list[np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray]]:
         labels, probabilities = segment_labels(features, vectors, images)
         return list(labels), list(probabilities)
 
     predictions = segment_inputs(out, source, batch_size, model, run, category, segment, meter, colours, pictures,
-                                 "concept vectors", group, twin_pass)
+                                 "concept vectors", group, twin)
     metrics = score_summary(meter, run, category, vectors, twin_meter) if meter is not None and out is not None \
         else None
     if metrics is not None and meter is not None:
@@ -165,6 +156,21 @@ def run_vector_segment(model: LoadedModel, run: DissectionResult, source: InputS
     if metrics is not None and out is not None:
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     return SegmentSummary(predictions, metrics)
+
+
+def random_twin_pass(features: FeatureMaps, vectors: ConceptVectors, run: DissectionResult, seed: int, category: str,
+                     fit_n: int, fit_data: str | None, group: Group | None, meter: ConfusionMeter | None) -> TwinPass:
+    """The random twin of ``features.model`` (seed ``seed``), its vectors fitted as ``vectors`` were, and the
+    segmentation they give, scored by ``meter``."""
+    from unitscope.dissection.baseline import random_baseline
+
+    twin = FeatureMaps(random_baseline(features.model, seed), features.paths, features.upsamplers)
+    twin_vectors = fit_features(twin, run, vectors.layers, category, fit_n, fit_data, group)
+
+    def segment(images: list[np.ndarray]) -> list[np.ndarray]:
+        return list(segment_labels(twin, twin_vectors, images)[0])
+
+    return TwinPass(segment, meter)
 
 
 def detected_classes(run: DissectionResult, layers: tuple[str, ...], category: str = "object") -> list[int]:
