@@ -44,3 +44,43 @@ def write_significance_model(directory: Path, nulls: int = 50, seed: int = 0) ->
     path = directory / f"planted_significance_{nulls}_{seed}.py"
     path.write_text(SOURCE.format(nulls=nulls, seed=seed))
     return f"{path}:build"
+
+
+NOISE_SOURCE = """
+import torch
+from torch import nn
+
+
+class IndependentNoise(nn.Module):
+    '''Per image, {units} maps of uniform noise drawn from a generator seeded by the image's pixels: every
+    unit and image independent of the others and of every label (the image decides only the seed).'''
+
+    def __init__(self, units, seed, size):
+        super().__init__()
+        self.units, self.seed, self.size = units, seed, size
+
+    def forward(self, x):
+        codes = torch.round(x * 255).long().flatten(1)
+        weights = torch.arange(1, codes.shape[1] + 1)
+        maps = []
+        for row in codes:
+            gen = torch.Generator().manual_seed(int((row * weights).sum()) * 7919 + self.seed)
+            maps.append(torch.rand(self.units, self.size, self.size, generator=gen))
+        return torch.stack(maps)
+
+
+def build(units={units}, seed={seed}, size={size}):
+    blur = nn.Conv2d(units, units, 3, padding=1, groups=units, bias=False)  # smooth maps, as a CNN's are
+    with torch.no_grad():
+        blur.weight.fill_(1 / 9)
+    return nn.Sequential(IndependentNoise(units, seed, size), blur)
+"""
+
+
+def write_noise_model(directory: Path, units: int = 200, seed: int = 0, size: int = 16) -> str:
+    """Null units only, each independent of the others (unlike the blurs of one blue channel above, which
+    all see the same noise): layer ``1`` holds ``units`` blurred noise maps. Not traceable by torch.fx (a
+    loop over images), so dissect it with ``upsample="bilinear"``."""
+    path = directory / f"planted_noise_{units}_{seed}.py"
+    path.write_text(NOISE_SOURCE.format(units=units, seed=seed, size=size))
+    return f"{path}:build"

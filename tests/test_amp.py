@@ -18,10 +18,19 @@ from unitscope.errors import UsageError
 from unitscope.models.loading import load_model
 from unitscope.models.precision import autocast, check_amp
 
-# bench/amp.py on 500 SceneWorld images (README) finds at most ~1 % relative threshold change and a few
-# per cent of units relabelled; the bounds leave room for the smaller probe set used here.
-MAX_RELATIVE_THRESHOLD_CHANGE = 0.05
-MAX_RELABELLED_SHARE = 0.25
+# Measured (2026-12, CPU bf16, shipped scene net, 200 SceneWorld images, conv4/conv5/pool5, 352 units):
+# thresholds move by at most 0.86 % relative, any IoU by at most 0.011, no unit crosses IoU 0.04, and 4 units
+# change label (detectors conv4 rim->bathtub, car->hull, pool5 ceramic->toilet; the non-detector pool5
+# wallpaper->rippled), each a near-tie: the two labels' IoUs differ by at most 0.0012 in float32 and 0.0017
+# in bf16 (median lead of a unit's best label: 0.007-0.015). Two of those relabellings and one q-value at
+# the cut (0.045 -> 0.050) change a significance flag. Pass 2 reads the very bf16 maps whose quantiles gave
+# the thresholds (the activation cache), so a flip is the forward pass's rounding crossing a tie, not
+# thresholds and IoU measured in different precisions.
+MAX_RELATIVE_THRESHOLD_CHANGE = 0.02
+MAX_IOU_CHANGE = 0.02
+NEAR_TIE = 0.003  # bf16 keeps 8 significant bits: an IoU lead this small can reverse
+MAX_RELABELLED_SHARE = 0.02
+NEAR_CUT = 1.5  # a q-value within this factor of the FDR cut (measured: pool5 unit 46, q 0.045 -> 0.050)
 
 
 def _cli(args: list[str]) -> tuple[int, str]:
@@ -44,16 +53,34 @@ def test_captured_maps_are_float32_under_autocast() -> None:
     assert torch.allclose(out, full, rtol=0.05, atol=0.05 * float(full.abs().max()))
 
 
-def test_bf16_moves_thresholds_and_labels_only_within_the_documented_bounds() -> None:
+def test_bf16_changes_labels_only_on_near_ties() -> None:
     model = load_model("sceneworld-scene")
-    runs = {amp: dissect(model, ["conv5"], "sceneworld", None, n=48, size=64, progress=False,
-                         settings=DissectSettings(bootstrap=0, batch_size=16, amp=amp)) for amp in ("off", "bf16")}
-    full, low = runs["off"].layers["conv5"].units, runs["bf16"].layers["conv5"].units
-    t0, t1 = full["threshold"].to_numpy(), low["threshold"].to_numpy()
-    relative = np.abs(t1 - t0) / np.abs(t0)
-    assert relative.max() > 0  # not a no-op
-    assert relative.max() < MAX_RELATIVE_THRESHOLD_CHANGE
-    assert (full["label"] != low["label"]).mean() <= MAX_RELABELLED_SHARE
+    layers = ["conv4", "conv5", "pool5"]
+    runs = {amp: dissect(model, layers, "sceneworld", None, n=200, progress=False,
+                         settings=DissectSettings(bootstrap=0, batch_size=50, amp=amp)) for amp in ("off", "bf16")}
+    relabelled = total = 0
+    for layer in layers:
+        full, low = runs["off"].layers[layer], runs["bf16"].layers[layer]
+        t0, t1 = full.units["threshold"].to_numpy(), low.units["threshold"].to_numpy()
+        relative = np.abs(t1 - t0) / np.abs(t0)
+        assert 0 < relative.max() < MAX_RELATIVE_THRESHOLD_CHANGE, layer  # autocast ran, and moved little
+        assert full.iou is not None and low.iou is not None
+        assert np.abs(full.iou - low.iou).max() < MAX_IOU_CHANGE, layer
+        assert (full.units["iou_detector"] == low.units["iou_detector"]).all(), layer
+        # A detector is also significant (q <= 0.05): that flag may change only on a relabelled unit or
+        # where q sits at the cut in both precisions.
+        flag = (full.units["detector"] != low.units["detector"]) & (full.units["label"] == low.units["label"])
+        for q in (full.units["q_value"], low.units["q_value"]):
+            assert q[flag].between(0.05 / NEAR_CUT, 0.05 * NEAR_CUT).all(), (layer, q[flag])
+        concepts = runs["off"].concepts
+        for unit in np.flatnonzero((full.units["label"] != low.units["label"]).to_numpy()):
+            was, now = (concepts.number_of(str(t.units["label"][unit]), str(t.units["category"][unit]))
+                        for t in (full, low))
+            for iou in (full.iou, low.iou):  # in both precisions the two labels are all but tied
+                assert abs(float(iou[unit, was]) - float(iou[unit, now])) < NEAR_TIE, (layer, unit)
+            relabelled += 1
+        total += len(full.units)
+    assert relabelled <= MAX_RELABELLED_SHARE * total
     assert runs["bf16"].record.setting("amp", "off") == "bf16"
     assert "amp" not in runs["off"].record.settings  # full precision keeps the identity of earlier runs
 

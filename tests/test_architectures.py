@@ -92,14 +92,15 @@ CAM_CASES = [  # factory, method, layer chosen by --method auto
 
 @pytest.mark.parametrize(("factory", "method", "layer"), CAM_CASES)
 def test_cam_explains_each_family(factory: str, method: str, layer: str, tmp_path: Path) -> None:
-    from unitscope.analysis.cam.run import run_cam
+    from unitscope.analysis.cam.run import CamOptions, run_cam
     from unitscope.analysis.inputs import open_inputs
     from unitscope.models.loading import load_model
 
     model = load_model(f"{MODELS}:{factory}")
-    summary = run_cam(model, open_inputs(None, "sceneworld", 3, 1, 64), tmp_path, batch_size=2, pictures=1)
+    summary = run_cam(model, open_inputs(None, "sceneworld", 3, 1, 64), tmp_path, CamOptions(batch_size=2, pictures=1))
     assert (summary.method, summary.layer) == (method, layer)
     assert len(summary.rows) == 3 and (tmp_path / "cam_00000.png").is_file()
+    assert summary.baseline is not None and summary.baseline.localisation.n_images == summary.localisation.n_images
 
 
 def _rf(factory: str, layer: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:

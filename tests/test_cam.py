@@ -143,14 +143,15 @@ def test_bad_input_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture, case: 
 
 
 def test_relevant_objects_on_sceneworld() -> None:
-    from unitscope.analysis.cam.run import relevant_objects
-    from unitscope.data.sceneworld import OBJECT_CLASSES, sceneworld_concepts
+    from unitscope.analysis.cam.foreground import foreground_rule
+    from unitscope.data.sceneworld import SceneWorldProbe
 
-    concepts = sceneworld_concepts()
-    scene_view = relevant_objects(concepts, "kitchen", OBJECT_CLASSES)
+    probe = SceneWorldProbe(n=1)
+    rule, concepts = foreground_rule(probe), probe.concepts
+    scene_view = rule.relevant("kitchen")
     assert concepts.number_of("stove", "object") in scene_view
     assert concepts.number_of("sky", "object") not in scene_view  # background regions are not "objects"
-    assert relevant_objects(concepts, "bed", OBJECT_CLASSES) == {concepts.number_of("bed", "object")}
+    assert rule.relevant("bed") == {concepts.number_of("bed", "object")}
 
 
 def test_cli_gradcam_on_sceneworld(tmp_path: Path) -> None:

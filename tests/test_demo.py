@@ -30,6 +30,10 @@ def test_small_demo_writes_the_story(tmp_path: Path, capsys: pytest.CaptureFixtu
         assert (config.out / name).is_file()
     assert "Empirical receptive fields" in page and "Class activation maps" in page
     assert 'src="cam/cam_' in page and 'src="rf/rf.png"' in page
+    cam = summary["cam"]  # scored on the placed objects, beside the random twin, with the verdict in words
+    assert cam["localisation"]["n_images"] + cam["localisation"]["excluded"] + cam["localisation"]["skipped"] == 8
+    assert cam["localisation"]["object_share"] < 0.9 and set(cam["baseline"]["differences"]) == {"lift", "pointing"}
+    assert cam["baseline"]["verdict"] in page and "its random twin" in page and "random weights" in page
     assert {row["model"] for row in summary["accuracy"]} == {"sceneworld-scene", "sceneworld-object"}
     assert len(summary["transfer"]) == 4
     stamp = (config.out / "scene-net" / "summary.json").stat().st_mtime_ns

@@ -149,6 +149,68 @@ def test_kill_minus_nine_then_rerun_gives_identical_units(tmp_path: Path) -> Non
     assert (out / "0" / "units.csv").read_text() == whole
 
 
+# Runs the CLI with DissectionEngine._label_batches wrapped: the process SIGKILLs itself as pass 2 is about
+# to count its batch DIE_AT (batches before it counted and checkpointed). Test code only: nothing in the
+# product sleeps or dies on request.
+DIE_IN_PASS_TWO = """
+import os, signal, sys
+from unitscope.dissection.engine import DissectionEngine
+die_at = int(sys.argv[1])
+batches = DissectionEngine._label_batches
+
+def dying(self, start, skipped):
+    for k, batch in enumerate(batches(self, start, skipped)):
+        if k == die_at:
+            os.kill(os.getpid(), signal.SIGKILL)
+        yield batch
+
+DissectionEngine._label_batches = dying
+from unitscope.cli.main import main
+main(sys.argv[2:])
+"""
+
+
+def test_kill_minus_nine_in_pass_two_then_rerun_gives_identical_files(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    from unitscope.dissection.engine import DissectionEngine
+
+    data = tmp_path / "broden"
+    write_broden(data, PlantedProbe(40), progress=False)
+    common = ["dissect", "--model", write_model(tmp_path), "--layer", "0", "--data", str(data), "--quantile", "0.3",
+              "--mean", "0,0,0", "--std", "1,1,1", "--workers", "0", "--no-report", "--batch-size", "4",
+              "--checkpoint-seconds", "0"]
+    assert run_cli(capsys, *common, "--out", str(tmp_path / "whole")).code == 0
+    out = tmp_path / "killed"
+    killed = subprocess.run([sys.executable, "-c", DIE_IN_PASS_TWO, "5", *common, "--out", str(out)],
+                            capture_output=True)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()
+    assert (tmp_path / "killed.partial" / "work" / "pass2.pt").is_file()  # pass 2 had begun and checkpointed
+    assert not out.exists()
+    starts: list[int] = []
+    batches = DissectionEngine._label_batches
+
+    def watched(self: DissectionEngine, start: int, skipped: dict[int, str]) -> object:
+        starts.append(start)
+        return batches(self, start, skipped)
+
+    forward = DissectionEngine._input_batch
+    forwarded: list[int] = []
+
+    def counted(self: DissectionEngine, samples: list[object]) -> object:
+        forwarded.append(len(samples))
+        return forward(self, samples)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(DissectionEngine, "_label_batches", watched)
+    monkeypatch.setattr(DissectionEngine, "_input_batch", counted)
+    rerun = run_cli(capsys, *common, "--out", str(out))  # the same command again
+    assert rerun.code == 0, rerun.err
+    assert starts == [20]  # pass 2 resumed after the 5 batches of 4 images it had counted
+    assert forwarded == []  # and pass 1, finished before the kill, ran no forward pass again
+    for name in ("iou.npy", "top_images.csv", "units.csv"):
+        assert (out / "0" / name).read_bytes() == (tmp_path / "whole" / "0" / name).read_bytes(), name
+    assert not (tmp_path / "killed.partial").exists()
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -6,6 +6,7 @@ CPU convolution kernels round differently with another thread count, distributed
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -115,9 +116,17 @@ def reference(tmp_path_factory: pytest.TempPathFactory, args: list[str], job: Pa
 
 
 def _same(a: Path, b: Path) -> None:
-    """The dissection files of run directories a and b (under ``run/``) are byte-identical."""
+    """The dissection files of run directories a and b (under ``run/``) are byte-identical, and their
+    ``summary.json`` equal but for the wall-clock ``seconds``."""
     for name in FILES:
         assert (a / "run" / name).read_bytes() == (b / "run" / name).read_bytes(), name
+    _same_summary(a / "run", b / "run")
+
+
+def _same_summary(a: Path, b: Path) -> None:
+    mine, theirs = (json.loads((run / "summary.json").read_text()) for run in (a, b))
+    assert isinstance(mine.pop("seconds"), float) and isinstance(theirs.pop("seconds"), float)
+    assert mine == theirs
 
 
 def _same_tree(a: Path, b: Path) -> None:
@@ -141,6 +150,7 @@ def test_two_ranks_write_the_bytes_of_one_process(reference: Path, args: list[st
     launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={_port()}"]
     done = _run([*launcher, str(job), str(tmp_path), *args])
     _same(reference, tmp_path)
+    _same_summary(reference / "detectors", tmp_path / "detectors")
     _same_tree(reference / "rf", tmp_path / "rf")  # rf --empirical: maps, sizes, figures
     _same_tree(reference / "minimal", tmp_path / "minimal")  # minimal --data: images, sequences, tables
     for name in ("units", "vectors", "cam"):  # segment and cam --data: label PNGs, pictures, tables, metrics

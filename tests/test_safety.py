@@ -74,18 +74,52 @@ def slow_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]
     return root, common
 
 
+# Runs the CLI, pausing before pass 1's first forward pass (the output's lock already held) until a line
+# arrives on stdin; says "paused" on stdout when it gets there. Test code only.
+PAUSE_IN_PASS_ONE = """
+import sys
+from unitscope.dissection.engine import DissectionEngine
+forward = DissectionEngine._input_batch
+paused = []
+
+def pausing(self, samples):
+    if not paused:
+        paused.append(1)
+        print("paused", flush=True)
+        sys.stdin.readline()
+    return forward(self, samples)
+
+DissectionEngine._input_batch = pausing
+from unitscope.cli.main import main
+main(sys.argv[1:])
+"""
+
+
 def test_two_dissections_on_one_out_exactly_one_writes(slow_run: tuple[Path, list[str]], tmp_path: Path) -> None:
+    """The first writer is held inside its run (lock taken, pass 1 begun) while the second one starts and
+    ends: no race, whatever the machine's speed."""
     _, common = slow_run
     out = tmp_path / "run"
-    procs = [subprocess.Popen(_cli(*common, "--workers", "0", "--batch-size", "60",
-                                   "--checkpoint-seconds", "60", "--out", str(out)),
-                              stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
-    results = [(p.wait(timeout=120), p.stderr.read()) for p in procs]  # type: ignore[union-attr]
-    codes = sorted(code for code, _ in results)
-    assert codes == [0, 2], results
-    refused = next(err for code, err in results if code == 2)
-    assert "is being written by process" in refused and "Traceback" not in refused
+    command = [*common, "--workers", "0", "--out", str(out)]
+    first = subprocess.Popen([sys.executable, "-c", PAUSE_IN_PASS_ONE, *command], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert first.stdout is not None and first.stdin is not None
+        assert first.stdout.readline().strip() == "paused", first.stderr.read()  # type: ignore[union-attr]
+        assert (tmp_path / "run.lock").read_text() == str(first.pid)
+        second = subprocess.run(_cli(*command), capture_output=True, text=True, timeout=120)
+        assert second.returncode == 2, second
+        lines = [line for line in second.stderr.splitlines() if line.strip()]
+        assert lines == [f"unitscope: error: {out} is being written by process {first.pid}; wait for it to "
+                         "finish or choose another output path"]
+        assert not out.exists()  # the refused writer touched nothing
+        first.stdin.write("go\n")
+        first.stdin.close()
+        assert first.wait(timeout=120) == 0, first.stderr.read()  # type: ignore[union-attr]
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
     assert (out / "summary.json").is_file() and (out / "0" / "units.csv").is_file()
     assert not (tmp_path / "run.partial").exists() and not (tmp_path / "run.lock").exists()
 

@@ -59,16 +59,23 @@ def test_vectors_segment_the_planted_world_exactly(tmp_path: Path, capsys: pytes
     assert (out / "segment_00000.png").is_file() and not (out / "segment_00001.png").exists()
 
 
-def test_default_segment_beats_the_most_frequent_class(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """`segment` with no options, shipped scene net, SceneWorld, fixed seeds (a tiny run: 40 images)."""
+def test_default_segment_reaches_its_measured_mean_iou(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`segment` with its defaults (vectors on conv5+pool5, fitted on 200 of the run's probe images), shipped
+    scene net, 32 fresh SceneWorld images, fixed seeds. Measured (2026-12, CPU): mean IoU over the classes
+    with a detector 0.251 (9 classes), over all 28 classes 0.197, pixel accuracy 0.603; the most frequent
+    class everywhere scores 0.006 per class. With 64 images: 0.293 (10 classes when the significance null
+    ignored clump sizes, then 0.271). The bounds leave ~10 % for numerics."""
     run_dir = tmp_path / "run"
-    dissect("sceneworld-scene", ["conv5", "pool5"], "sceneworld", run_dir, n=40,
+    dissect("sceneworld-scene", ["conv5", "pool5"], "sceneworld", run_dir, n=200,
             settings=DissectSettings(workers=0), progress=False)
     out = tmp_path / "seg"
     result = run_cli(capsys, "segment", "--model", "sceneworld-scene", "--run", str(run_dir), "--data",
-                     "sceneworld", "--n", "8", "--out", str(out), "--pictures", "0")
+                     "sceneworld", "--n", "32", "--out", str(out), "--pictures", "0")
     assert result.code == 0, result.err
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["method"] == "vectors"
-    assert metrics["mean_iou"] > 2 * metrics["baseline_mean_iou"]
-    assert metrics["pixel_accuracy"] > metrics["baseline_pixel_accuracy"]
+    detected = [c for c, v in metrics["per_class"].items() if v["detected"]]
+    assert len(detected) >= 6, detected
+    assert metrics["mean_iou_detected"] >= 0.23
+    assert metrics["mean_iou"] >= 0.18 and metrics["pixel_accuracy"] >= 0.55
+    assert metrics["mean_iou"] > 20 * metrics["baseline_mean_iou"]

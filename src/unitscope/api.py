@@ -217,17 +217,24 @@ def segment(model: ModelArg, run: str | Path | Dissection, out: str | Path, *, d
 
 def cam(model: ModelArg, out: str | Path, *, data: str = "sceneworld", n: int = PICTURE_N, seed: int = FRESH_SEED,
         class_name: str | None = None, layer: str | None = None, method: str = "auto",
+        background: Sequence[str] | None = None, baseline: str = "random", baseline_seed: int = 0,
         class_names: Sequence[str] | None = None, preprocessing: Preprocessing | None = None) -> OutputRun:
-    """CAM or Grad-CAM heatmaps for ``n`` images (``method``: auto, cam, gradcam)."""
+    """CAM or Grad-CAM heatmaps for ``n`` images (``method``: auto, cam, gradcam); on labelled data, the
+    localisation on the foreground objects (``background``: object names that are not objects, default the
+    probe set's list) beside the random-weights twin's (``baseline``: random or none), in ``cam.json``."""
     import json
 
-    from unitscope.analysis.cam.run import run_cam
+    from unitscope.analysis.cam.foreground import parse_background
+    from unitscope.analysis.cam.run import CamOptions, run_cam
     from unitscope.analysis.inputs import open_inputs
 
+    names = parse_background(background) if isinstance(background, str) else \
+        None if background is None else tuple(background)
+    options = CamOptions(class_name, layer, method, background=names, baseline=baseline, baseline_seed=baseline_seed)
     loaded = as_model(model, class_names=class_names, preprocessing=preprocessing)
     size = loaded.preprocess.input_size[0] if loaded.preprocess.input_size else 112
     source = open_inputs(None, data, n, seed, size)
-    run_cam(loaded, source, Path(out), class_name, layer, method)
+    run_cam(loaded, source, Path(out), options)
     report_data = json.loads((Path(out) / "cam.json").read_text())
     images = report_data.get("images", []) if isinstance(report_data, dict) else []
     return OutputRun(Path(out), pd.DataFrame(images))

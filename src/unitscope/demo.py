@@ -47,7 +47,8 @@ class DemoConfig:
     n_segment: int = 120
     n_minimal: int = 4
     n_rf: int = 60
-    n_cam: int = 6
+    n_cam: int = 48  # CAM is cheap: enough scenes for an interval against the random twin
+    cam_pictures: int = 6
     seed: int = PROBE_SEED
     eval_seed: int = FRESH_SEED
     report_units: int = 16  # units per layer on each report (detectors first); `unitscope report RUN` shows all
@@ -58,8 +59,8 @@ class DemoConfig:
     def quick(cls, out: Path, device: str = "cpu") -> DemoConfig:
         """Every step on a handful of images (seconds per step): a smoke test of the whole story, not its
         numbers (``unitscope demo --quick``; the test suite runs this)."""
-        return cls(out=out, n_probe=48, n_eval=24, n_transfer=40, n_segment=8, n_minimal=1, n_rf=8, n_cam=2,
-                   report_units=4, device=device, workers=0)
+        return cls(out=out, n_probe=48, n_eval=24, n_transfer=40, n_segment=8, n_minimal=1, n_rf=8, n_cam=8,
+                   cam_pictures=2, report_units=4, device=device, workers=0)
 
 
 def _identity(config: DemoConfig) -> dict[str, object]:
@@ -255,8 +256,10 @@ def run_demo(config: DemoConfig, overwrite: bool = False) -> dict[str, object]:
     minimal = demo_steps.minimal_step(config.out, config.n_minimal, config.eval_seed + 2, config.device)
     step(9, f"empirical receptive fields by occlusion ({', '.join(demo_steps.RF_LAYERS)})", started)
     fields = demo_steps.receptive_step(config.out, world, config.n_rf, config.device)
-    step(10, f"CAM on {config.n_cam} scenes", started)
-    cams = demo_steps.cam_step(config.out, config.n_cam, config.eval_seed + 3, config.device)
+    step(10, f"CAM on {config.n_cam} scenes, beside the same network with random weights", started)
+    cams, cam_report = demo_steps.cam_step(config.out, config.n_cam, config.eval_seed + 3, config.device,
+                                           config.cam_pictures)
+    print(f"\n{demo_steps.cam_line(cam_report)}\n{(cam_report.get('baseline') or {}).get('verdict', '')}")
     seconds = time.perf_counter() - started
     summary = {
         "accuracy": accuracy.to_dict(orient="records"),
@@ -264,6 +267,7 @@ def run_demo(config: DemoConfig, overwrite: bool = False) -> dict[str, object]:
         "detectors": {label: r.summary.to_dict(orient="records") for label, r in results.items()},
         "correlations": comparison.get("correlations"),
         "segmentation": segmentation,
+        "cam": {key: cam_report.get(key) for key in ("method", "layer", "localisation", "foreground", "baseline")},
         "seconds": round(seconds, 1),
     }
     (config.out / "demo.json").write_text(json.dumps(summary, indent=2, default=str))

@@ -6,7 +6,9 @@ PNG files its gallery on ``index.html`` shows.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 from unitscope.staging import publish, staging_path
 
@@ -56,9 +58,11 @@ def receptive_step(out: Path, data: Path, n: int, device: str) -> list[Path]:
     return [target / "rf.png", *sorted(target.glob("*/unit_*.png"))]
 
 
-def cam_step(out: Path, n: int, seed: int, device: str) -> list[Path]:
-    """CAM heatmaps of the scene net's predicted class on ``n`` fresh scenes."""
-    from unitscope.analysis.cam.run import run_cam
+def cam_step(out: Path, n: int, seed: int, device: str, pictures: int) -> tuple[list[Path], dict[str, Any]]:
+    """CAM heatmaps of the scene net's predicted class on ``n`` fresh scenes (overlays for the first
+    ``pictures``), scored on the placed objects beside the random-weights twin; returns the overlays and
+    ``cam.json``."""
+    from unitscope.analysis.cam.run import CamOptions, run_cam
     from unitscope.analysis.inputs import open_inputs
     from unitscope.models.loading import load_model
 
@@ -67,6 +71,28 @@ def cam_step(out: Path, n: int, seed: int, device: str) -> list[Path]:
         model = load_model("sceneworld-scene", device=device)
         source = open_inputs(None, "sceneworld", n, seed, 112)
         stage = staging_path(target)
-        run_cam(model, source, stage, pictures=n)
+        run_cam(model, source, stage, CamOptions(pictures=pictures, baseline="random"))
         publish(stage, target)
-    return sorted(target.glob("cam_*.png"))
+    report: dict[str, Any] = json.loads((target / "cam.json").read_text())
+    return sorted(target.glob("cam_*.png")), report
+
+
+def cam_line(report: dict[str, Any]) -> str:
+    """The demo's CAM finding in one line: trained against random, with the intervals."""
+    score, baseline = report.get("localisation") or {}, report.get("baseline") or {}
+    twin, diffs = baseline.get("localisation") or {}, baseline.get("differences") or {}
+
+    def number(value: object, digits: int = 2) -> str:
+        return f"{value:.{digits}f}" if isinstance(value, (int, float)) else "—"
+
+    def interval(name: str) -> str:
+        d = diffs.get(name) or {}
+        if d.get("low") is None:
+            return "no interval"
+        return f"difference {d['difference']:+.2f}, 95% interval [{d['low']:+.2f}, {d['high']:+.2f}]"
+
+    return (f"CAM ({report.get('method')} at {report.get('layer')}) of the scene net on {score.get('n_images', 0)} "
+            f"fresh scenes, scored on the placed objects ({score.get('excluded', 0)} excluded): lift "
+            f"{number(score.get('lift'))} against {number(twin.get('lift'))} with random weights ({interval('lift')}); "
+            f"pointing game {number(score.get('pointing'))} against {number(twin.get('pointing'))} "
+            f"({interval('pointing')}); chance = object share {number(score.get('object_share'))}")

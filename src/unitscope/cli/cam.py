@@ -23,22 +23,32 @@ from unitscope.defaults import FRESH_SEED, PICTURE_N
 @click.option("--method", type=click.Choice(["auto", "cam", "gradcam"]), default="auto", show_default=True,
               help="auto: CAM when the network ends in global average pooling + linear, else Grad-CAM.")
 @click.option("--top-fraction", type=float, default=0.2, show_default=True,
-              help="Share of hottest pixels scored against the object masks.")
+              help="Share of hottest pixels scored against the foreground object masks.")
+@click.option("--background", default=None, metavar="NAME,…",
+              help="Object labels that are background, not objects (default: SceneWorld's regions, or for a "
+                   "Broden directory wall, floor, ceiling, sky, ground, grass, road, water, building, …).")
+@click.option("--baseline", type=click.Choice(["random", "none"]), default="random", show_default=True,
+              help="random: score the same architecture with re-initialised weights beside the trained one.")
+@click.option("--baseline-seed", type=int, default=0, show_default=True, help="Seed of the random weights.")
 @click.option("--batch-size", type=int, default=16, show_default=True)
 @click.option("--pictures", type=int, default=16, show_default=True,
               help="Draw overlay PNGs for the first N images only (0: none; scores use every image).")
 @click.option("--overwrite", is_flag=True, help="Write into a non-empty --out.")
 def command(model_spec: str, weights: str | None, num_classes: int | None, device: str, image: str | None,
             data: str | None, n: int | None, seed: int, out: Path, class_name: str | None, layer: str | None,
-            method: str, top_fraction: float, batch_size: int, pictures: int, overwrite: bool) -> None:
-    """Class activation maps over images, and how much of their heat lies on objects (SceneWorld)."""
-    from unitscope.analysis.cam.run import run_cam
+            method: str, top_fraction: float, background: str | None, baseline: str, baseline_seed: int,
+            batch_size: int, pictures: int, overwrite: bool) -> None:
+    """Class activation maps over images; on labelled images, how much of their heat lies on the foreground
+    objects, beside the same network with random weights."""
+    from unitscope.analysis.cam.foreground import parse_background
+    from unitscope.analysis.cam.run import CamOptions, run_cam
+    from unitscope.analysis.cam.table import localisation_lines
     from unitscope.analysis.inputs import open_inputs
     from unitscope.errors import UsageError
 
     check_positive(batch_size=batch_size, n=n)
-    if not 0 < top_fraction <= 1:
-        raise UsageError(f"--top-fraction must be in (0, 1], got {top_fraction}")
+    options = CamOptions(class_name, layer, method, batch_size, parse_background(background), top_fraction, pictures,
+                         baseline, baseline_seed)
     check_output_dir(out, overwrite)
     if pictures < 0:
         raise UsageError(f"--pictures must be 0 or more, got {pictures}")
@@ -50,24 +60,9 @@ def command(model_spec: str, weights: str | None, num_classes: int | None, devic
         size = model.preprocess.input_size[0] if model.preprocess.input_size else 112
         source = open_inputs(image, data, n, seed, size)
         with staged(out) if group.is_main else contextlib.nullcontext(None) as stage:
-            summary = run_cam(model, source, stage, class_name, layer, method, batch_size, _foreground(data),
-                              top_fraction, pictures, group)
+            summary = run_cam(model, source, stage, options, group)
     if not group.is_main:
         return
     click.echo(f"{summary.method} at {summary.layer}: {len(summary.rows)} image(s) → {out}")
-    score = summary.localisation
-    if score is not None and score.n_images:
-        click.echo(f"top {score.top_fraction:.0%} heat on objects: {score.hit_rate:.3f} "
-                   f"(object pixel share {score.object_share:.3f}, lift {score.lift:.2f}, n={score.n_images}; "
-                   f"{score.skipped} image(s) without the relevant objects skipped)")
-
-
-def _foreground(data: str | None) -> tuple[str, ...] | None:
-    """SceneWorld's foreground object names (background regions like sky or wall are object concepts too)."""
-    from unitscope.data import SCENEWORLD_SPECS
-
-    if data not in SCENEWORLD_SPECS:
-        return None
-    from unitscope.data.sceneworld import OBJECT_CLASSES
-
-    return tuple(OBJECT_CLASSES)
+    for line in localisation_lines(summary):
+        click.echo(line)

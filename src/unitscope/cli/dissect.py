@@ -15,7 +15,7 @@ from unitscope.cli.options import (
     trusted_checkpoints,
 )
 from unitscope.defaults import PROBE_N, PROBE_SEED, PROBE_SIZE
-from unitscope.dissection.settings import BASELINES, UPSAMPLE_MODES, DissectSettings
+from unitscope.dissection.settings import BASELINES, CONTROLS, UPSAMPLE_MODES, DissectSettings
 from unitscope.errors import UsageError
 from unitscope.models.precision import AMP_MODES
 
@@ -59,6 +59,20 @@ def format_tables(result: object) -> str:
     return "\n".join(lines)
 
 
+def check_control(control: str, data: str) -> None:
+    """``--control recolored`` only where a recoloured twin exists (a SceneWorld probe set), before torch loads."""
+    from unitscope.data import SCENEWORLD_SPECS
+
+    if control != "recolored":
+        return
+    if data not in SCENEWORLD_SPECS:
+        raise UsageError(f"--control recolored needs SceneWorld's recoloured twin, and --data {data} has none; "
+                         "use --data sceneworld or sceneworld-objects, or drop --control")
+    if data.endswith("-recolored"):
+        raise UsageError(f"--data {data} is already recoloured; give --data {data.removesuffix('-recolored')} "
+                         "with --control recolored")
+
+
 def _report_options(layers: tuple[str, ...], regions: str | None, field_sizes: Path | None) -> ReportOptions:
     """The report's options, validated (the report modules, matplotlib among them, load only when wanted)."""
     from unitscope.report.dissection import ReportOptions
@@ -98,6 +112,9 @@ def _report_options(layers: tuple[str, ...], regions: str | None, field_sizes: P
 @click.option("--baseline", type=click.Choice(BASELINES), default="none", show_default=True,
               help="random: also dissect the architecture with re-initialised weights and report its counts.")
 @click.option("--baseline-seed", type=int, default=0, show_default=True, help="Seed of the random weights.")
+@click.option("--control", type=click.Choice(CONTROLS), default="none", show_default=True,
+              help="recolored: measure each object/part detector again on the recoloured twin of the SceneWorld probe "
+                   "set (one palette for all classes) and record whether it survives.")
 @click.option("--upsample", type=click.Choice(UPSAMPLE_MODES), default="rf", show_default=True,
               help="rf: align maps to receptive-field centres; bilinear: NetDissect-Lite's plain resize.")
 @click.option("--amp", type=click.Choice(AMP_MODES), default="off", show_default=True, is_flag=False,
@@ -121,7 +138,7 @@ def _report_options(layers: tuple[str, ...], regions: str | None, field_sizes: P
 def command(model_spec: str, weights: str | None, num_classes: int | None, device: str, layers: tuple[str, ...],
             data: str, n: int | None, seed: int, size: int, input_size: int | None, mean: str | None, std: str | None,
             quantile: float, topk: int, iou_threshold: float, fdr: float, bootstrap: int, baseline: str,
-            baseline_seed: int, upsample: str, amp: str, batch_size: int, workers: str,
+            baseline_seed: int, control: str, upsample: str, amp: str, batch_size: int, workers: str,
             skip_bad: bool, out: Path, overwrite: bool, no_report: bool, regions: str | None, field_sizes: Path | None,
             checkpoint_seconds: float) -> None:
     """Label every unit of --layer with the concept it detects (Network Dissection, exact and resumable)."""
@@ -129,6 +146,7 @@ def command(model_spec: str, weights: str | None, num_classes: int | None, devic
     if num_classes is not None and num_classes <= 0:
         raise UsageError(f"--num-classes must be positive, got {num_classes}")
     require_path(field_sizes, "--field-sizes")
+    check_control(control, data)
     check_output_dir(out, overwrite, reusable=True)  # a finished run of this command is reused, not refused
     from unitscope.dissection.confidence import confidence_lines
     from unitscope.dissection.run import dissect
@@ -138,7 +156,7 @@ def command(model_spec: str, weights: str | None, num_classes: int | None, devic
     settings = DissectSettings(quantile=quantile, topk=topk, iou_threshold=iou_threshold, upsample=upsample,
                                batch_size=batch_size, skip_bad=skip_bad, workers=parse_workers(workers),
                                checkpoint_seconds=checkpoint_seconds, fdr=fdr, bootstrap=bootstrap,
-                               baseline=baseline, baseline_seed=baseline_seed, amp=amp)
+                               baseline=baseline, baseline_seed=baseline_seed, amp=amp, control=control)
     result = dissect(
         model_spec, layers, data, out, weights=weights, num_classes=num_classes, n=n, seed=seed, size=size,
         input_size=input_size, mean=parse_triple(mean, "--mean"), std=parse_triple(std, "--std"),

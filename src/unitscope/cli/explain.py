@@ -18,22 +18,36 @@ from unitscope.cli.options import require_run, run_model_options, run_trust
 @click.option("--ops", default="and,or,not", show_default=True,
               help="Comma-separated operators: and, or, not (not negates the concept added).")
 @click.option("--units", default=None, help="Units to explain, e.g. 0,3,5-9 (default: all).")
+@click.option("--holdout", type=float, default=0.5, show_default=True,
+              help="Fraction of the probe images held out: formulas are chosen on the rest and scored on these.")
+@click.option("--null", "null", type=click.Choice(["random", "none"]), default="random", show_default=True,
+              help="Test each held-out gain against the random twin's (the architecture re-initialised), or not.")
+@click.option("--null-seed", type=int, default=None,
+              help="Seed of the first random twin (default: the run's --baseline-seed, 0 unless set).")
+@click.option("--null-twins", type=int, default=4, show_default=True,
+              help="Random twins pooled into the null (seeds --null-seed, +1, …): finer p-values, a search each.")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Output directory.")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N or auto (mask pass).")
 @click.option("--batch-size", type=int, default=32, show_default=True, help="Images per forward pass.")
 @click.option("--overwrite", is_flag=True, help="Replace a different --out or interrupted staging directory.")
 @run_model_options
-def command(run_dir: Path, layer: str, length: int, beam: int, ops: str, units: str | None, out: Path,
-            device: str, batch_size: int, overwrite: bool) -> None:
+def command(run_dir: Path, layer: str, length: int, beam: int, ops: str, units: str | None, holdout: float,
+            null: str, null_seed: int | None, null_twins: int, out: Path, device: str, batch_size: int,
+            overwrite: bool) -> None:
     """Label units with formulas like (water OR river) AND NOT blue (Mu & Andreas 2020), by beam search."""
     require_run(run_dir, "--run")
     from unitscope.explain import explain
 
     result = explain(run_dir, layer, out, length=length, beam=beam,
-                     ops=[op.strip() for op in ops.split(",") if op.strip()], units=units, device=device,
-                     batch_size=batch_size, overwrite=overwrite, trust=run_trust())
+                     ops=[op.strip() for op in ops.split(",") if op.strip()], units=units, holdout=holdout,
+                     null=null, null_seed=null_seed, null_twins=null_twins, device=device, batch_size=batch_size,
+                     overwrite=overwrite, trust=run_trust())
     s = result.summary
-    click.echo(f"{s['units']} units of {s['layer']}: {s['units_gaining']} gain more than {s['gain_threshold']} "
-               f"IoU from composition; mean IoU {s['mean_single_iou']:.3f} → {s['mean_iou']:.3f} "
-               f"({s['seconds']} s)")
-    click.echo(f"results in {out}/ (formulas.csv, summary.json, explain.html)")
+    click.echo(f"{s['units']} units of {s['layer']}, held-out images ({s['images_heldout']} of {s['images']}): "
+               f"mean IoU {s['mean_heldout_single_iou']:.3f} (single concept) → {s['mean_heldout_iou']:.3f} "
+               f"(formula); {s['units_gaining_heldout']} gain more than {s['gain_threshold']} IoU "
+               f"({s['units_gaining_fit']} on the fit images) ({s['seconds']} s)")
+    click.echo(str(s["verdict"]))
+    files = "formulas.csv, null.csv, summary.json, explain.html" if result.null is not None else \
+        "formulas.csv, summary.json, explain.html"
+    click.echo(f"results in {out}/ ({files})")

@@ -36,9 +36,12 @@ KINDS: dict[str, str] = {"scenes": "sceneworld", "objects": "sceneworld-objects"
 @click.option("--size", type=int, default=112, show_default=True, help="Image side in pixels.")
 @click.option("--previews", type=int, default=100, show_default=True,
               help="Images whose label PNGs also get a colour preview under OUT/preview/ (0: none).")
+@click.option("--recolor", is_flag=True,
+              help="The colour control: the same scenes with every object, region and part painted from one palette "
+                   "shared by all classes (colour labels follow the paint; every other label is unchanged).")
 @click.option("--overwrite", is_flag=True, help="Replace a non-empty OUT.")
 def command(out_arg: Path | None, out: Path | None, data: str | None, kind: str | None, n: int, seed: int,
-            size: int, previews: int, overwrite: bool) -> None:
+            size: int, previews: int, recolor: bool, overwrite: bool) -> None:
     """Render N SceneWorld images with exact labels into --out, in the Broden directory format.
 
     \f
@@ -63,7 +66,8 @@ def command(out_arg: Path | None, out: Path | None, data: str | None, kind: str 
     from unitscope.data.sceneworld import SceneWorldProbe
 
     world_kind = "objects" if data == "sceneworld-objects" else "scenes"
-    probe = SceneWorldProbe(n=n, seed=seed, size=size, kind=world_kind)
+    probe = SceneWorldProbe(n=n, seed=seed, size=size, kind=world_kind, recolor=recolor)
     write_broden(target, probe, overwrite=overwrite, previews=previews)
-    click.echo(f"wrote {n} {world_kind} images with labels to {target} (Broden format; colour previews of "
+    what = f"recoloured {world_kind}" if recolor else world_kind
+    click.echo(f"wrote {n} {what} images with labels to {target} (Broden format; colour previews of "
                f"{min(previews, n)} images' labels in {target / 'preview'})")

@@ -12,6 +12,8 @@ SCENEWORLD_SPECS: dict[str, dict[str, object]] = {
     "sceneworld": {"kind": "scenes"},
     "sceneworld-objects": {"kind": "objects"},
     "sceneworld-background": {"kind": "scenes", "remove_objects": True},
+    "sceneworld-recolored": {"kind": "scenes", "recolor": True},  # the colour control (sceneworld/recolor.py)
+    "sceneworld-objects-recolored": {"kind": "objects", "recolor": True},
 }
 
 

@@ -47,8 +47,9 @@ def baseline_fingerprint(random_model: LoadedModel, paths: dict[str, str], probe
     layer's output (type, settings, own parameters and buffers), the layers, preprocessing, probe set and
     settings (a probe set is named by its name, size, concepts and first image)."""
     digest = hashlib.sha256()
+    named = {k: v for k, v in asdict(settings).items() if not (k == "control" and v == "none")}  # as before it
     digest.update(repr((sorted(paths.items()), random_model.preprocess, probe.name, len(probe), probe.image_size,
-                        probe.label_size, sorted(asdict(settings).items()))).encode())
+                        probe.label_size, sorted(named.items()))).encode())
     digest.update(repr(probe.concepts.concepts).encode())
     x = random_model.preprocess.batch([probe[0].image], random_model.device)
     digest.update(x.detach().cpu().contiguous().numpy().tobytes())  # the probe set's first image, as fed
@@ -65,10 +66,13 @@ def baseline_fingerprint(random_model: LoadedModel, paths: dict[str, str], probe
 def baseline_info(model: LoadedModel, paths: dict[str, str], probe: ProbeSet, settings: DissectSettings,
                   workdir: Path, geometry: dict[str, tuple[float, float]], progress: bool,
                   layer_result: Callable[..., LayerResult],
-                  reuse: DissectionResult | None = None) -> dict[str, object]:
+                  reuse: DissectionResult | None = None,
+                  control: Callable[[LoadedModel, dict[str, LayerResult], Path], dict[str, object]] | None = None,
+                  ) -> dict[str, object]:
     """Detector counts of the randomly re-initialised architecture on the same probe set and rules.
 
     ``reuse``: a run whose recorded baseline is taken as it is when its fingerprint matches this one's.
+    ``control``: the colour control (``colour_control.control_info``) to run on the random network's layers too.
     """
     random_model = random_baseline(model, settings.baseline_seed)
     fingerprint = baseline_fingerprint(random_model, paths, probe, settings)
@@ -79,8 +83,10 @@ def baseline_info(model: LoadedModel, paths: dict[str, str], probe: ProbeSet, se
                   f"{list(paths)[-1]}, seed, probe set and settings), reused")
         return dict(recorded)
     outcome = DissectionEngine(random_model, paths, probe, settings, workdir, geometry.get, progress).run()
-    layers = {}
-    for stats in outcome.layers:
-        layer = layer_result(stats, probe, settings)
-        layers[stats.name] = {"table": layer.table.to_dict(orient="records"), "intervals": layer.intervals}
-    return {"kind": "random", "seed": settings.baseline_seed, "layers": layers, "fingerprint": fingerprint}
+    results = {stats.name: layer_result(stats, probe, settings) for stats in outcome.layers}
+    layers = {name: {"table": layer.table.to_dict(orient="records"), "intervals": layer.intervals}
+              for name, layer in results.items()}
+    info = {"kind": "random", "seed": settings.baseline_seed, "layers": layers, "fingerprint": fingerprint}
+    if control is not None:
+        info["control"] = control(random_model, results, workdir / "control")
+    return info

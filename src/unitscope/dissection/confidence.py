@@ -61,11 +61,10 @@ def _significant_digits(values: np.ndarray, digits: int = 10) -> np.ndarray:
     return np.round(values / scale, digits - 1) * scale
 
 
-def layer_confidence(iou: np.ndarray, overlap: ConceptOverlap, evidence: LabelEvidence, concepts: ConceptTable,
-                     iou_threshold: float, fdr: float, resamples: int, seed: int = 0) -> LayerConfidence:
-    """Per-unit confidence columns and bootstrap intervals for one layer (columns = label numbers)."""
-    units, width = iou.shape
-    category = overlap.label_category.cpu().numpy()
+def concept_q_values(overlap: ConceptOverlap, evidence: LabelEvidence, concepts: ConceptTable,
+                     width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """p- and q-values (Benjamini–Hochberg over the layer's units × concepts) of every pair [U, width], and
+    which columns are concepts."""
     is_concept = np.zeros(width, dtype=bool)
     is_concept[[c.number for c in concepts.concepts if c.number < width]] = True
     mean, var = evidence.moments.moments(overlap.label_category)
@@ -75,6 +74,15 @@ def layer_confidence(iou: np.ndarray, overlap: ConceptOverlap, evidence: LabelEv
     p = p_values(overlap.intersection.cpu().double().numpy(), mean, var, is_concept)
     q = np.ones_like(p)
     q[:, is_concept] = benjamini_hochberg(p[:, is_concept])
+    return p, q, is_concept
+
+
+def layer_confidence(iou: np.ndarray, overlap: ConceptOverlap, evidence: LabelEvidence, concepts: ConceptTable,
+                     iou_threshold: float, fdr: float, resamples: int, seed: int = 0) -> LayerConfidence:
+    """Per-unit confidence columns and bootstrap intervals for one layer (columns = label numbers)."""
+    units, width = iou.shape
+    category = overlap.label_category.cpu().numpy()
+    p, q, is_concept = concept_q_values(overlap, evidence, concepts, width)
     significant = q <= fdr
     masked = np.where(is_concept[None, :], iou, -1.0)
     best = masked.argmax(axis=1)  # first maximum: the lower label number, as label_units
@@ -100,6 +108,16 @@ def layer_confidence(iou: np.ndarray, overlap: ConceptOverlap, evidence: LabelEv
     return LayerConfidence(columns, intervals)
 
 
+def control_text(control: object, layer: str) -> str:
+    """"m of k object/part detectors survive [95% CI a–b]" for one layer of a recorded colour control ("" if none)."""
+    counts = control.get("layers", {}).get(layer) if isinstance(control, dict) else None
+    if not isinstance(counts, dict):
+        return ""
+    ci = counts.get("survive_ci")
+    interval = f" [95% CI {ci[0]:.0f}–{ci[1]:.0f}]" if isinstance(ci, list) and len(ci) == 2 else ""
+    return f"{counts.get('survive_control')} of {counts.get('detectors')} object/part detectors survive{interval}"
+
+
 def confidence_lines(result: DissectionResult) -> str:
     """Per layer: detectors (IoU and significant, with bootstrap interval) beside NetDissect's IoU-only count."""
     baseline: dict[str, Any] = dict(result.record.baseline or {})
@@ -116,5 +134,10 @@ def confidence_lines(result: DissectionResult) -> str:
         if theirs:
             mine = theirs["table"][-1]
             line += f"; random weights: {mine['detectors']} ({mine['iou_detectors']} with IoU alone)"
+        survived = control_text(result.record.control, name)
+        if survived:
+            random_survived = control_text(baseline.get("control"), name)
+            line += f"; colour control: {survived}" + (f" (random weights: {random_survived})" if random_survived
+                                                       else "")
         lines.append(line)
     return "\n".join(lines)

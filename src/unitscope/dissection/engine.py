@@ -130,8 +130,10 @@ class DissectionEngine:
         geometry: Callable[[str], tuple[float, float] | None],
         progress: bool = True,
         group: Group | None = None,
+        thresholds: dict[str, torch.Tensor] | None = None,
     ) -> None:
         self.model = model
+        self.fixed_thresholds = thresholds  # per layer [U]: used instead of the quantile's (the colour control)
         self.group = group or Group()  # a shard of the probe set when run under torchrun
         self.layers = layers  # display name -> module path
         self.probe = probe
@@ -307,7 +309,7 @@ class DissectionEngine:
             shape = shapes[name]
             overlap = ConceptOverlap(shape[0], self.probe.concepts)
             evidence[name] = LabelEvidence(shape[0], overlap.num_labels, len(overlap.categories), shape[1] * shape[2],
-                                           label_size[0] * label_size[1])
+                                           label_size[0] * label_size[1], grid=(shape[1], shape[2]))
             with _resuming(state_path):
                 for stat, section in ((overlap, "layers"), (evidence[name], "evidence")):
                     saved = state.get(section, {}).get(name)
@@ -400,7 +402,10 @@ class DissectionEngine:
         for name, path in self.layers.items():
             shape = shapes[name]
             quantile, topk, histogram = stats[name]
-            thresholds[name] = quantile.thresholds(count=counted * shape[1] * shape[2])
+            if self.fixed_thresholds is not None:
+                thresholds[name] = self.fixed_thresholds[name].to(torch.float64)
+            else:
+                thresholds[name] = quantile.thresholds(count=counted * shape[1] * shape[2])
             indices, scores, peaks = topk.result()
             maps = topk.maps()
             results[name] = LayerStatistics(name, path, shape, thresholds[name].cpu(), indices.cpu(),

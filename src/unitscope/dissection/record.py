@@ -148,6 +148,7 @@ class RunRecord:
     versions: dict[str, str] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()  # e.g. a probe set too small for a layer (issue 12)
     baseline: dict[str, Any] | None = None  # detector counts of the random-weight baseline (issue 12)
+    control: dict[str, Any] | None = None  # object/part detectors surviving the colour control (colour_control.py)
     location: str | None = None  # the run directory's absolute path when written: relative paths resolve here
     format: str = RUN_FORMAT
     schema: int = SCHEMA_VERSION

@@ -24,6 +24,7 @@ from unitscope.capture import LayerCapture
 from unitscope.data import open_probe, probe_count
 from unitscope.data.probe import ProbeSet, has_labels
 from unitscope.dissection.baseline import baseline_info
+from unitscope.dissection.colour_control import Measure, control_info, control_twin
 from unitscope.dissection.confidence import layer_confidence, small_probe_warning
 from unitscope.dissection.engine import DissectionEngine, EngineOutcome, LayerStatistics
 from unitscope.dissection.labels import detector_table, label_units
@@ -255,6 +256,7 @@ def _dissect_locked(
     probe = data if not isinstance(data, str) else open_probe(data, n=n, seed=seed, size=size)
     if len(probe) == 0:
         raise UsageError(f"the probe set {probe.name} is empty; check --data")
+    twin = control_twin(probe) if settings.control == "recolored" else None  # refused before any work
     identity = _with_content(identity, loaded, probe)
     if finished is not None:
         differences = spec_differences(finished.record.spec, identity)
@@ -276,10 +278,7 @@ def _dissect_locked(
         with tempfile.TemporaryDirectory(prefix="unitscope-") as tmp:
             outcome = DissectionEngine(loaded, paths, mine, settings, Path(tmp), geometry.get, progress, group).run()
             result = _assemble(outcome, probe, settings, identity, loaded, None, geometry, warnings)
-            if settings.baseline == "random":
-                result.record = replace(result.record, baseline=baseline_info(
-                    loaded, paths, probe, settings, Path(tmp) / "baseline", geometry, progress, _layer_result,
-                    reuse_baseline))
+            _add_nulls(result, loaded, paths, probe, twin, settings, Path(tmp), geometry, progress, reuse_baseline)
             return result
 
     staging = staging_path(out_path)
@@ -301,10 +300,7 @@ def _dissect_locked(
             return assembled
         group.barrier()
         result = _assemble(outcome, probe, settings, identity, loaded, out_path, geometry, warnings)
-        if settings.baseline == "random":
-            result.record = replace(result.record, baseline=baseline_info(
-                loaded, paths, probe, settings, staging / "baseline-work", geometry, progress, _layer_result,
-                reuse_baseline))
+        _add_nulls(result, loaded, paths, probe, twin, settings, staging, geometry, progress, reuse_baseline)
         result_dir = staging / "result"
         if result_dir.exists():
             shutil.rmtree(result_dir)
@@ -319,6 +315,26 @@ def _dissect_locked(
     group.barrier()  # the other ranks wait for the published run
     result.run_dir = out_path
     return result
+
+
+def _add_nulls(result: DissectionResult, model: LoadedModel, paths: dict[str, str], probe: ProbeSet,
+               twin: ProbeSet | None, settings: DissectSettings, work: Path, geometry: dict[str, tuple[float, float]],
+               progress: bool, reuse_baseline: DissectionResult | None) -> None:
+    """The run's nulls, into ``result``: the colour control on the recoloured ``twin`` (None: not asked for) and
+    the random-weights baseline (with its own colour control), each in its work folder under ``work``."""
+    control: Measure | None = None
+    if twin is not None:
+        recoloured: ProbeSet = twin
+
+        def measure(net: LoadedModel, layers: dict[str, LayerResult], folder: Path) -> dict[str, object]:
+            return control_info(net, paths, recoloured, settings, folder, geometry, progress, layers)
+
+        control = measure
+        result.record = replace(result.record, control=measure(model, result.layers, work / "control-work"))
+    if settings.baseline == "random":
+        result.record = replace(result.record, baseline=baseline_info(
+            model, paths, probe, settings, work / "baseline-work", geometry, progress, _layer_result,
+            reuse_baseline, control))
 
 
 def _prepare_staging(staging: Path, identity: dict[str, object], overwrite: bool, progress: bool) -> str | None:

@@ -33,7 +33,8 @@ UNITS_COLUMNS: dict[str, Kind] = {"unit": "int", "label": "str", "category": "st
                                   "detector": "bool"}
 # … and columns that, when present, must hold what their readers expect.
 LABEL_STATS_COLUMNS: dict[str, Kind] = {"number": "int", "label_area": "number"}  # label_stats.csv (older runs)
-UNITS_OPTIONAL: dict[str, Kind] = {"threshold": "number", "max_activation": "number", "iou_detector": "bool"}
+UNITS_OPTIONAL: dict[str, Kind] = {"threshold": "number", "max_activation": "number", "iou_detector": "bool",
+                                   "control_iou": "number-or-nan", "survives_control": "bool"}
 TOP_IMAGES_COLUMNS: dict[str, Kind] = {"unit": "int", "rank": "int", "image": "int", "score": "number",
                                        "peak_y": "int", "peak_x": "int"}
 CONCEPTS_COLUMNS: dict[str, Kind] = {"number": "int", "name": "str", "category": "str", "pixels": "number-or-nan"}

@@ -9,6 +9,7 @@ from unitscope.models.precision import AMP_MODES
 
 UPSAMPLE_MODES: tuple[str, ...] = ("rf", "bilinear")
 BASELINES: tuple[str, ...] = ("none", "random")
+CONTROLS: tuple[str, ...] = ("none", "recolored")
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,7 @@ class DissectSettings:
     baseline: str = "none"  # "random": also dissect the architecture with re-initialised weights
     baseline_seed: int = 0
     amp: str = "off"  # "bf16"/"fp16": autocast forward passes (models/precision.py)
+    control: str = "none"  # "recolored": re-measure object/part detectors on the recoloured twin (colour_control.py)
 
     def validate(self) -> None:
         if not 0 < self.quantile < 1:
@@ -44,6 +46,8 @@ class DissectSettings:
             raise UsageError(f"--bootstrap must be 0 or more, got {self.bootstrap}")
         if self.baseline not in BASELINES:
             raise UsageError(f"--baseline must be one of {', '.join(BASELINES)}, got {self.baseline}")
+        if self.control not in CONTROLS:
+            raise UsageError(f"--control must be one of {', '.join(CONTROLS)}, got {self.control}")
         if self.batch_size <= 0:
             raise UsageError(f"--batch-size must be positive, got {self.batch_size}")
         if self.amp not in AMP_MODES:
@@ -59,4 +63,6 @@ class DissectSettings:
             data.pop(key)
         if data["amp"] == "off":  # full precision: the identity (and summary.json) of runs before --amp
             data.pop("amp")
+        if data["control"] == "none":  # likewise the identity of runs before --control
+            data.pop("control")
         return data

@@ -39,6 +39,9 @@ class RunLayer:
     geometry: tuple[float, float] | None = None  # (stride, start) of the receptive fields, if the run records it
     result: Any = None  # the DissectionResult itself: its model and probe set reopen through dissection.reopen
     amp: str = "off"  # the run's precision: masks are recomputed under the autocast that measured the thresholds
+    quantile: float = 0.005  # the top quantile the thresholds cut at (the random twin's are cut at the same one)
+    baseline_seed: int = 0  # the run's --baseline-seed: the random twin explain's null re-initialises by default
+    warnings: tuple[str, ...] = ()  # the run's warnings about this layer (a probe set too small for it)
 
 
 def read_run(run_dir: str | Path, layer: str) -> RunLayer:
@@ -92,7 +95,15 @@ def _from_record(record: Any, layer: str) -> dict[str, Any]:
     return {"model": model, "data": data, "upsample": str(record.setting("upsample", "bilinear")),
             "label_size": tuple(int(v) for v in record.label_size),
             "input_size": tuple(int(v) for v in record.input_size),
-            "skipped": frozenset(int(k) for k in record.skipped), "geometry": geometry}
+            "skipped": frozenset(int(k) for k in record.skipped), "geometry": geometry,
+            "quantile": float(record.setting("quantile", 0.005)),
+            "baseline_seed": int(record.setting("baseline_seed", 0)),
+            "warnings": layer_warnings(tuple(record.warnings), layer)}
+
+
+def layer_warnings(warnings: tuple[str, ...], layer: str) -> tuple[str, ...]:
+    """The run's warnings that concern ``layer``: those naming it, and those naming no layer."""
+    return tuple(w for w in warnings if f"layer {layer}:" in w or not w.startswith("warning: layer "))
 
 
 def _from_info(info: dict[str, object], run_dir: str | Path) -> dict[str, Any]:
@@ -107,7 +118,8 @@ def _from_info(info: dict[str, object], run_dir: str | Path) -> dict[str, Any]:
     return {"model": dict(identity["model"]), "data": dict(identity["data"]),
             "upsample": str(settings.get("upsample", "bilinear")),
             "label_size": _pair(info, "label_size", run_dir), "input_size": _pair(info, "input_size", run_dir),
-            "skipped": frozenset(int(k) for k in skipped), "geometry": None}
+            "skipped": frozenset(int(k) for k in skipped), "geometry": None,
+            "quantile": float(settings.get("quantile", 0.005)), "baseline_seed": int(settings.get("baseline_seed", 0))}
 
 
 def _pair(info: dict[str, object], key: str, run_dir: str | Path) -> tuple[int, int]:

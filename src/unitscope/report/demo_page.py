@@ -68,7 +68,45 @@ def findings(summary: dict[str, Any], results: dict[str, DissectionResult]) -> l
                         f"{seg.get('classes', '?')} object classes ({seg.get('mean_iou_detected', float('nan')):.3f} "
                         f"over the {seg.get('classes_detected', '?')} classes it has detectors for), against "
                         f"{seg['baseline_mean_iou']:.3f} for the most-frequent-class baseline."})
+    cam = cam_summary(summary.get("cam"))
+    if cam is not None:
+        rows.append({
+            "claim": "The network's evidence for a scene lies on its objects (class activation maps).",
+            "measured": f"{cam['method']} at {cam['layer']} on {cam['n']} fresh scenes, scored on the placed objects "
+                        f"only: lift {cam['lift']} (random weights {cam['random_lift']}), pointing game "
+                        f"{cam['pointing']} (random weights {cam['random_pointing']}; chance {cam['share']}). "
+                        f"{cam['verdict']}"})
     return rows
+
+
+def cam_summary(report: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The demo's CAM numbers for the page: trained beside random, each difference with its interval, and
+    the verdict in words (None when CAM was not scored)."""
+    score = (report or {}).get("localisation")
+    if not report or not score:
+        return None
+    baseline = report.get("baseline") or {}
+    twin, diffs = baseline.get("localisation") or {}, baseline.get("differences") or {}
+
+    def number(value: object) -> str:
+        return f"{value:.3f}" if isinstance(value, (int, float)) else "—"
+
+    def interval(name: str | None) -> str:
+        d = diffs.get(name) or {} if name else {}
+        return f"{d['difference']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]" if d.get("low") is not None else ""
+
+    rows = [{"name": name, "trained": number(score.get(key)), "random": number(twin.get(key)),
+             "difference": interval(diff)}
+            for name, key, diff in ((f"top {score['top_fraction']:.0%} heat on objects", "hit_rate", None),
+                                    ("object pixel share (chance)", "object_share", None),
+                                    ("lift", "lift", "lift"), ("pointing game", "pointing", "pointing"))]
+    verdict = baseline.get("verdict") or "No random-weights baseline was computed."
+    return {"method": report.get("method"), "layer": report.get("layer"), "n": score.get("n_images"),
+            "lift": number(score.get("lift")), "random_lift": number(twin.get("lift")),
+            "pointing": number(score.get("pointing")), "random_pointing": number(twin.get("pointing")),
+            "share": number(score.get("object_share")),
+            "excluded": score.get("excluded", 0), "max_share": score.get("max_mask_share", 0.9), "rows": rows,
+            "verdict": verdict}
 
 
 def write_demo_page(out: Path, summary: dict[str, Any], results: dict[str, DissectionResult],
@@ -104,6 +142,7 @@ def write_demo_page(out: Path, summary: dict[str, Any], results: dict[str, Disse
         overlays=[uri for uri in (_png(p) for p in overlays) if uri],
         galleries={name: [str(p.relative_to(out)) for p in paths if p.is_file()][:12]
                    for name, paths in (galleries or {}).items()},
+        cam=cam_summary(summary.get("cam")),
         seconds=summary["seconds"],
         headline_layer=HEADLINE_LAYER,
     )

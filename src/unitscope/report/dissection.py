@@ -205,6 +205,7 @@ def _layer_section(result: DissectionResult, name: str, cards: list[dict[str, ob
     recorded = result.record.baseline
     baseline = recorded.get("layers", {}).get(name) if isinstance(recorded, dict) else None
     return {
+        "control": control_summary(result, name),
         "iou_detectors": iou_only,
         "detectors_ci": f"{ci[0]:.0f}–{ci[1]:.0f}" if isinstance(ci, list) else "",
         "baseline": baseline["table"][-1] if baseline else None,
@@ -223,6 +224,40 @@ def _layer_section(result: DissectionResult, name: str, cards: list[dict[str, ob
         "cards": cards,
         "shown": len(cards),
         "categories": sorted({str(c["category"]) for c in cards if c["category"]}),
+    }
+
+
+def control_summary(result: DissectionResult, name: str) -> dict[str, object] | None:
+    """One layer's colour control for the page: survivors beside detectors, and a sentence saying how many
+    object detectors are colour filters (None when the run had no control)."""
+    recorded = result.record.control
+    counts = recorded.get("layers", {}).get(name) if isinstance(recorded, dict) else None
+    if not isinstance(counts, dict):
+        return None
+    ci = counts.get("survive_ci")
+    objects = counts.get("categories", {}).get("object", {})
+    found, kept = int(objects.get("detectors", 0)), int(objects.get("survive_control", 0))
+    iou = result.record.setting("iou_threshold", 0.04)
+    if found:
+        lost = found - kept
+        sentence = (f"Colour control: of {found} object detector{'s' if found != 1 else ''}, {kept} still "
+                    f"detect{'s' if kept == 1 else ''} {'its' if kept == 1 else 'their'} object when every class is "
+                    f"painted from one palette; {lost} {'is a colour filter' if lost == 1 else 'are colour filters'} "
+                    f"by this test (IoU below {iou} or no longer significant on the recoloured twin).")
+    else:
+        sentence = "Colour control: this layer has no object detectors to test."
+    baseline = result.record.baseline
+    theirs = baseline.get("control", {}).get("layers", {}).get(name) if isinstance(baseline, dict) else None
+    if isinstance(theirs, dict):
+        random_objects = theirs.get("categories", {}).get("object", {})
+        sentence += (f" Random weights: {random_objects.get('survive_control', 0)} of "
+                     f"{random_objects.get('detectors', 0)} object detectors survive.")
+    return {
+        "detectors": int(counts.get("detectors", 0)),
+        "survive": int(counts.get("survive_control", 0)),
+        "ci": f"{ci[0]:.0f}–{ci[1]:.0f}" if isinstance(ci, list) and len(ci) == 2 else "",
+        "random": theirs.get("survive_control") if isinstance(theirs, dict) else None,
+        "sentence": sentence,
     }
 
 

@@ -17,9 +17,11 @@ from unitscope.stats.significance import NullMoments, image_areas
 class LabelEvidence:
     """Null moments (for p-values) and sparse per-image counts (for the bootstrap) of one layer."""
 
-    def __init__(self, num_units: int, num_labels: int, num_categories: int, cells: int, pixels: int) -> None:
+    def __init__(self, num_units: int, num_labels: int, num_categories: int, cells: int, pixels: int,
+                 grid: tuple[int, int] | None = None) -> None:
         self.num_units = num_units
-        self.moments = NullMoments(num_units, num_labels, num_categories, max(cells, 2), pixels)
+        grid = grid if grid is not None and grid[0] * grid[1] == cells and cells >= 2 else None
+        self.moments = NullMoments(num_units, num_labels, num_categories, max(cells, 2), pixels, grid)
         self.counts = ImageCounts(num_units, num_labels)
 
     def update(self, masks: MaskPixels, image_of: torch.Tensor, unit_of: torch.Tensor, labels: LabelBatch,

@@ -17,6 +17,7 @@ from torch.utils.data import Dataset
 from unitscope.data.probe import ConceptTable, ProbeSample
 from unitscope.data.sceneworld.compose import KINDS, compose, target_index
 from unitscope.data.sceneworld.raster import RenderedImage, render_layout
+from unitscope.data.sceneworld.recolor import recolor_layout
 from unitscope.data.sceneworld.vocabulary import OBJECT_CLASSES, SCENE_CLASSES, sceneworld_concepts
 from unitscope.errors import UsageError
 
@@ -36,7 +37,7 @@ class SceneWorldProbe:
     """N SceneWorld images with exact object, part, material, colour, texture and scene labels."""
 
     def __init__(self, n: int, seed: int = 0, size: int = 112, kind: str = "scenes",
-                 label_scale: int = 2, remove_objects: bool = False) -> None:
+                 label_scale: int = 2, remove_objects: bool = False, recolor: bool = False) -> None:
         n, seed, size, label_scale = (_integer(v, k) for v, k in ((n, "n"), (seed, "seed"), (size, "size"),
                                                                   (label_scale, "label_scale")))
         if n <= 0:
@@ -50,9 +51,9 @@ class SceneWorldProbe:
         if label_scale < 1 or size % label_scale:
             raise UsageError(f"label_scale must be a positive integer dividing the size {size}, got {label_scale}")
         self.n, self.seed, self.kind = n, seed, kind
-        self.label_scale, self.remove_objects = label_scale, remove_objects
+        self.label_scale, self.remove_objects, self.recolor = label_scale, remove_objects, bool(recolor)
         base = "sceneworld" if kind == "scenes" else "sceneworld-objects"
-        self.name = base + ("-background" if remove_objects else "")
+        self.name = base + ("-background" if remove_objects else "") + ("-recolored" if recolor else "")
         self.concepts: ConceptTable = sceneworld_concepts()
         self.image_size = (size, size)
         self.label_size = (size // label_scale, size // label_scale)
@@ -63,9 +64,24 @@ class SceneWorldProbe:
         return self.n
 
     def identity(self) -> dict[str, object]:
-        """What defines these images and labels (a run's probe identity): sample i depends on these alone."""
-        return {"world": WORLD_VERSION, "kind": self.kind, "n": self.n, "seed": self.seed,
-                "size": self.image_size[0], "label_scale": self.label_scale, "remove_objects": self.remove_objects}
+        """What defines these images and labels (a run's probe identity): sample i depends on these alone.
+
+        ``recolor`` appears only when set, so the original world keeps the identity its runs recorded.
+        """
+        defined: dict[str, object] = {"world": WORLD_VERSION, "kind": self.kind, "n": self.n, "seed": self.seed,
+                                      "size": self.image_size[0], "label_scale": self.label_scale,
+                                      "remove_objects": self.remove_objects}
+        if self.recolor:
+            defined["recolor"] = True
+        return defined
+
+    def recolored(self) -> SceneWorldProbe:
+        """The colour-control twin: the same images with every part repainted from one shared palette
+        (``data/sceneworld/recolor.py``); ``dissect --control recolored`` measures detectors on it."""
+        if self.recolor:
+            raise UsageError(f"{self.name} is already recoloured; dissect the original world with --control recolored")
+        return SceneWorldProbe(self.n, seed=self.seed, size=self.image_size[0], kind=self.kind,
+                               label_scale=self.label_scale, remove_objects=self.remove_objects, recolor=True)
 
     def _check(self, i: int) -> int:
         index = int(i)
@@ -84,7 +100,10 @@ class SceneWorldProbe:
         index = self._check(i)
         if self._last is not None and self._last[0] == index:
             return self._last[1]
-        rendered = render_layout(compose(self.seed, index, self.kind), self.image_size[0], self.remove_objects)
+        layout = compose(self.seed, index, self.kind)
+        if self.recolor:
+            layout = recolor_layout(layout, self.seed, index)
+        rendered = render_layout(layout, self.image_size[0], self.remove_objects)
         self._last = (index, rendered)
         return rendered
 
@@ -108,8 +127,10 @@ class SceneWorldProbe:
 class SceneWorldClassification(Dataset[tuple[torch.Tensor, int]]):
     """(uint8 image tensor [3, H, W], class index) pairs for training and evaluating classifiers."""
 
-    def __init__(self, n: int, seed: int, size: int = 112, kind: str = "scenes", remove_objects: bool = False) -> None:
-        self.probe = SceneWorldProbe(n, seed=seed, size=size, kind=kind, remove_objects=remove_objects)
+    def __init__(self, n: int, seed: int, size: int = 112, kind: str = "scenes", remove_objects: bool = False,
+                 recolor: bool = False) -> None:
+        self.probe = SceneWorldProbe(n, seed=seed, size=size, kind=kind, remove_objects=remove_objects,
+                                     recolor=recolor)
         self.class_names = self.probe.class_names
 
     def __len__(self) -> int:

@@ -45,6 +45,8 @@ class RenderedImage:
     image: uint8 [H, W, 3]. object_map, part_map, material_map, color_map: int32 [H, W] global label
     numbers (0 = none). base: float32 [H, W, 3] paint colour in [0, 1] before texture, shading, light
     and noise (colour labels name it). texture, scene: label numbers (scene None for object-centric).
+    item_map: int32 [H, W] which item (placed object or background region, in painter's order, counting only
+    the items drawn) each pixel shows: the exact mask of every instance.
     """
 
     image: np.ndarray
@@ -57,6 +59,7 @@ class RenderedImage:
     scene: int | None
     class_index: int
     instances: tuple[ObjectInstance, ...]
+    item_map: np.ndarray | None = None
 
 
 @lru_cache(maxsize=4)
@@ -177,7 +180,8 @@ def render_layout(layout: Layout, size: int, remove_objects: bool = False) -> Re
     image = (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
     pattern_area = np.bincount(np.take(bank.tile_pattern[tile], ids).ravel(), minlength=len(TEXTURES))
     texture = label_numbers("texture")[TEXTURES[int(pattern_area.argmax())]]
-    areas = np.bincount(np.take(np.asarray(cols[10], np.intp), ids).ravel(), minlength=len(kept))
+    item_map = np.take(np.asarray(cols[10], np.int32), ids)
+    areas = np.bincount(item_map.ravel(), minlength=len(kept))
     instances = tuple(
         ObjectInstance(it.label, objects[it.label], _clip_box(it.box, size), int(areas[i]))
         for i, it in enumerate(kept) if it.is_object
@@ -189,7 +193,7 @@ def render_layout(layout: Layout, size: int, remove_objects: bool = False) -> Re
         np.take(np.asarray([parts[v] if v else 0 for v in cols[1]], np.int32), ids),
         np.take(np.asarray([materials[v] for v in cols[2]], np.int32), ids),
         np.take(color_numbers, select),
-        base, texture, scene, layout.class_index, instances,
+        base, texture, scene, layout.class_index, instances, item_map,
     )
 
 
