@@ -12,7 +12,7 @@ import pytest
 
 from unitscope.analysis.compare.discriminative import presence_mutual_information
 from unitscope.analysis.compare.label_stats import probe_label_stats
-from unitscope.analysis.compare.nulls import NOT_MEASURED_CONTROL, NOT_MEASURED_RANDOM
+from unitscope.analysis.compare.nulls import NOT_MEASURED_CONTROL, NOT_MEASURED_RANDOM, NOT_TESTED_CONTROL
 from unitscope.analysis.compare.runs import compare_runs
 from unitscope.cli.main import main
 from unitscope.data.broden_export import write_broden
@@ -265,10 +265,11 @@ def test_verdict_against_the_random_twin_flips_by_hand(tmp_path: Path, capsys: p
 
 def test_detectors_surviving_the_colour_control_are_counted(tmp_path: Path) -> None:
     """RUN_A's detectors: bed 0-2, sky 3, boat 4-5 (objects), bedroom 7 (scene); unit 6 is no detector."""
-    survives = [True, False, True, False, True, True, True, True]
+    survives = [True, False, True, False, True, True, True, False]
     a = DissectionResult.load(_run(tmp_path / "a", RUN_A, survives=survives))
     b = DissectionResult.load(_run(tmp_path / "b", RUN_B))
     cats = compare_runs(a, b, probe_label_stats(TinyProbe())).categories.set_index("category")
     assert cats.loc["object", "survive_control_a"] == 4  # units 0, 2, 4, 5 (unit 6 survives but detects nothing)
-    assert cats.loc["scene", "survive_control_a"] == 1 and cats.loc["total", "survive_control_a"] == 5
+    assert cats.loc["scene", "survive_control_a"] == NOT_TESTED_CONTROL  # the control tests objects and parts
+    assert cats.loc["total", "survive_control_a"] == 4
     assert cats.loc["object", "survive_control_b"] == NOT_MEASURED_CONTROL

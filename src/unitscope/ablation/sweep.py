@@ -7,7 +7,7 @@ same layer, drawn uniformly without replacement (a random set may share units wi
 the table says whether a concept's detectors matter more than any units would. Two intervals say how sure:
 ``random_drop_low``–``random_drop_high``, the 2.5–97.5 percentile range of the random sets' drops (which
 units were drawn), and ``excess_low``–``excess_high``, a paired bootstrap over the images (within each class,
-:func:`unitscope.stats.bootstrap.paired_bootstrap`) of the excess drop, the concept's drop minus the random
+:func:`unitscope.stats.paired.paired_bootstrap`) of the excess drop, the concept's drop minus the random
 sets' mean drop on the same images. ``beats_random`` is True only where that interval lies above 0.
 """
 
@@ -26,12 +26,12 @@ from unitscope.errors import UsageError
 from unitscope.layout import layer_layout
 from unitscope.models.layers import resolve_layer
 from unitscope.models.loading import LoadedModel
-from unitscope.stats.bootstrap import paired_bootstrap, weighted_mean
+from unitscope.stats.paired import mean_of, paired_bootstrap
 
 MODES: tuple[str, ...] = ("zero", "mean")
 KINDS: tuple[str, ...] = ("remove", "keep")
 ALL = "(all)"
-RESAMPLES = 1000  # bootstrap resamples of the images for the interval of the excess drop
+RESAMPLES = 2000  # bootstrap resamples of the images for the interval of the excess drop (as cam's)
 BOOTSTRAP_SEED = 0
 
 
@@ -227,8 +227,8 @@ def _table(sets: list[UnitSet], conditions: Conditions, outcomes: Outcomes, name
                 drops = np.array([clean_acc[cls] - r[cls] for r in rand_acc])
                 drop = clean_acc[cls] - acc[cls]
                 images = groups[cls]
-                excess = paired_bootstrap(weighted_mean(own_drop[images]), weighted_mean(random_drop[images]),
-                                          len(images), RESAMPLES, BOOTSTRAP_SEED)
+                excess = paired_bootstrap([own_drop[images]], [random_drop[images]], mean_of, RESAMPLES,
+                                          BOOTSTRAP_SEED)
                 rows.append({
                     "concept": unit_set.name, "category": unit_set.category, "kind": kind, "n_units": size,
                     "units": " ".join(str(u) for u in unit_set.units), "scene": cls,
@@ -237,7 +237,7 @@ def _table(sets: list[UnitSet], conditions: Conditions, outcomes: Outcomes, name
                     "random_drop_mean": float(drops.mean()), "random_drop_low": float(np.percentile(drops, 2.5)),
                     "random_drop_high": float(np.percentile(drops, 97.5)),
                     "excess_drop": drop - float(drops.mean()),
-                    "excess_low": excess.low, "excess_high": excess.high, "beats_random": excess.beats,
+                    "excess_low": excess.low, "excess_high": excess.high, "beats_random": excess.beats_baseline,
                     "score_drop": clean_score[cls] - score[cls],
                     "random_score_drop_mean": float(np.mean([clean_score[cls] - r[cls] for r in rand_score])),
                 })

@@ -4,16 +4,11 @@ Pass 2 already finds every (image, unit) mask's on pixels; ``ImageCounts`` keeps
 active area and its intersection with each label present (sparse: only non-zero entries), and each
 image's label areas. Resampling images with replacement then re-sums these counts — no forward pass, no
 replay of activations — to give IoU, labels and detector counts of every resample.
-
-:func:`paired_bootstrap` is the one interval of every trained-vs-null difference of the analyses (segment's
-mean IoU against the random twin's, ablate's drop against random units'): both statistics are recomputed on
-the same resampled images, and the interval of their difference says whether the trained network beats its
-null (:class:`PairedDifference`, with the verdict in words).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -164,98 +159,3 @@ def bootstrap_labels(counts: ImageCounts, label_category: np.ndarray, best: np.n
     is_detector = is_iou & significant[np.arange(units)[None, :], chosen]
     unique = np.array([len(np.unique(chosen[r][is_detector[r]])) for r in range(resamples)])
     return BootstrapOutcome(stability, is_detector.sum(axis=1), unique, is_iou.sum(axis=1))
-
-
-ImageStatistic = Callable[[np.ndarray], np.ndarray]  # image weights [R, N] → the statistic of each resample [R]
-
-
-@dataclass(frozen=True)
-class PairedDifference:
-    """A statistic of the trained network beside its null's, measured on the same images, and a bootstrap
-    interval over those images of the difference (trained − null). The finding is the difference."""
-
-    trained: float
-    random: float
-    low: float
-    high: float
-    resamples: int
-    level: float = 0.95
-    images: int = 0
-
-    @property
-    def difference(self) -> float:
-        return self.trained - self.random
-
-    @property
-    def beats(self) -> bool:
-        """True only when the whole interval of the difference lies above 0."""
-        return bool(self.resamples > 0 and self.low > 0)
-
-    def verdict(self, what: str, trained: str = "the trained network", random: str = "its random twin") -> str:
-        """One sentence saying in words whether ``trained`` beats ``random`` on ``what``."""
-        level = f"{100 * self.level:.0f}%"
-        if self.resamples == 0 or not np.isfinite([self.low, self.high]).all():
-            return (f"{trained} vs {random}: {what} {self.trained:.3f} against {self.random:.3f}; no interval "
-                    "(too few images to resample), so no verdict")
-        shown = (f"{what} {self.trained:.3f} against {self.random:.3f}, difference {self.difference:+.3f} "
-                 f"[{level} CI {self.low:+.3f}, {self.high:+.3f}] over {self.images} images")
-        if self.beats:
-            return f"{trained} beats {random}: {shown}"
-        where = "lies below 0" if self.high < 0 else "includes 0"
-        return f"{trained} does not beat {random}: {shown}, whose interval {where}"
-
-    def as_dict(self) -> dict[str, float | int | bool | None]:
-        """JSON-ready (NaN written as null)."""
-        def num(x: float) -> float | None:
-            return float(x) if np.isfinite(x) else None
-        return {"trained": num(self.trained), "random": num(self.random), "difference": num(self.difference),
-                "low": num(self.low), "high": num(self.high), "level": self.level, "resamples": self.resamples,
-                "images": self.images, "beats": self.beats}
-
-
-def resample_draws(rng: np.random.Generator, n: int, count: int) -> np.ndarray:
-    """[count, n] image weights: resample r draws ``rng.integers(0, n, size=n)`` (its own call, in order) and
-    counts how often each image was drawn."""
-    weights = np.zeros((count, n), dtype=np.float64)
-    for r in range(count):
-        weights[r] = np.bincount(rng.integers(0, n, size=n), minlength=n)
-    return weights
-
-
-def paired_bootstrap(trained: ImageStatistic, random: ImageStatistic, n: int, resamples: int = 1000,
-                     seed: int = 0, level: float = 0.95, block: int = 200) -> PairedDifference:
-    """Resample the ``n`` images with replacement ``resamples`` times and take the percentile interval (numpy's
-    linear method) of ``trained(w) − random(w)``: both statistics see the same resampled images (paired).
-
-    A statistic maps image weights ``[R, N]`` (how many times each image is in each resample; all ones for the
-    full data) to its value per resample; resamples where either is undefined (NaN) are left out.
-    """
-    if not 0 < level < 1:
-        raise ValueError(f"level must lie between 0 and 1, got {level}")
-    full = np.ones((1, n), dtype=np.float64)
-    value_t, value_r = float(trained(full)[0]), float(random(full)[0])
-    if n == 0 or resamples < 1:
-        return PairedDifference(value_t, value_r, float("nan"), float("nan"), 0, level, n)
-    rng = np.random.default_rng(seed)
-    parts = []
-    for start in range(0, resamples, block):
-        weights = resample_draws(rng, n, min(block, resamples - start))
-        parts.append(np.asarray(trained(weights), np.float64) - np.asarray(random(weights), np.float64))
-    differences = np.concatenate(parts)
-    differences = differences[np.isfinite(differences)]
-    if differences.size == 0:
-        return PairedDifference(value_t, value_r, float("nan"), float("nan"), 0, level, n)
-    tail = 50 * (1 - level)
-    low, high = np.percentile(differences, [tail, 100 - tail])
-    return PairedDifference(value_t, value_r, float(low), float(high), int(differences.size), level, n)
-
-
-def weighted_mean(values: np.ndarray) -> ImageStatistic:
-    """The mean of per-image ``values`` [N] as an :data:`ImageStatistic` (NaN for an empty resample)."""
-    values = np.asarray(values, dtype=np.float64)
-
-    def statistic(weights: np.ndarray) -> np.ndarray:
-        total = weights.sum(axis=1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(total > 0, (weights @ values) / np.where(total > 0, total, 1), np.nan)
-    return statistic

@@ -19,11 +19,13 @@ from typing import Any
 
 import pandas as pd
 
+from unitscope.dissection.colour_control import CONTROLLED
 from unitscope.dissection.result import DissectionResult
 from unitscope.dissection.run_files import corrupt
 
 NOT_MEASURED_RANDOM = "not measured: dissect with --baseline random"
 NOT_MEASURED_CONTROL = "not measured: dissect with --control recolored"
+NOT_TESTED_CONTROL = f"not tested: the colour control re-measures {' and '.join(CONTROLLED)} detectors only"
 CONTROL_COLUMN = "survives_control"
 
 
@@ -78,11 +80,13 @@ def random_counts(run: DissectionResult, layer: str) -> RandomCounts | None:
     return RandomCounts(detectors, unique, interval, seed if isinstance(seed, int) else None)
 
 
-def surviving_detectors(units: pd.DataFrame, category: str) -> int | None:
-    """Detectors of ``category`` (``total``: all) whose label survives the colour control; None when the
-    table has no ``survives_control`` column."""
+def surviving_detectors(units: pd.DataFrame, category: str) -> int | str:
+    """Detectors of ``category`` (``total``: all) whose label survives the colour control; words when the table
+    has no ``survives_control`` column, or for a category the control does not test."""
     if CONTROL_COLUMN not in units:
-        return None
+        return NOT_MEASURED_CONTROL
+    if category not in (*CONTROLLED, "total"):
+        return NOT_TESTED_CONTROL
     survives = units[CONTROL_COLUMN].astype(str).str.strip().str.lower().isin(("true", "1"))
     chosen = units["detector"].astype(bool) & survives
     if category != "total":

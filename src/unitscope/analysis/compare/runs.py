@@ -20,7 +20,6 @@ import pandas as pd
 from scipy import stats as scipy_stats
 
 from unitscope.analysis.compare.nulls import (
-    NOT_MEASURED_CONTROL,
     NOT_MEASURED_RANDOM,
     random_counts,
     surviving_detectors,
@@ -141,8 +140,7 @@ def category_table(runs: tuple[DissectionResult, DissectionResult], pairs: list[
                 row[f"random_unique_{side}"] = twin.unique.get(category, 0) if twin else NOT_MEASURED_RANDOM
                 twin_ci = twin.interval if twin is not None and category == "total" else None
                 row[f"random_detectors_ci_{side}"] = f"{twin_ci[0]:.0f}–{twin_ci[1]:.0f}" if twin_ci else ""
-                survived = surviving_detectors(units, category)
-                row[f"survive_control_{side}"] = NOT_MEASURED_CONTROL if survived is None else survived
+                row[f"survive_control_{side}"] = surviving_detectors(units, category)
                 row[f"vs_random_{side}"] = versus_random(len(detectors), ci if isinstance(ci, list) else None,
                                                          twin, category)
             rows.append(row)

@@ -16,13 +16,15 @@ from __future__ import annotations
 
 from typing import Protocol
 
+import numpy as np
+
 from unitscope.analysis.segment.scores import ImageClassCounts
 from unitscope.dissection.result import DissectionResult
 from unitscope.errors import UsageError
-from unitscope.stats.bootstrap import paired_bootstrap
+from unitscope.stats.paired import paired_bootstrap_weighted, verdict
 
 BASELINES: tuple[str, ...] = ("random", "none")
-RESAMPLES = 1000  # bootstrap resamples of the images for the interval of the difference
+RESAMPLES = 2000  # bootstrap resamples of the images for the interval of the difference (as cam's)
 BOOTSTRAP_SEED = 0
 NOT_MEASURED_NONE = "not measured (--baseline none)"
 NOT_MEASURED_UNITS = ("not measured for --method units: a run records only its random twin's detector counts, "
@@ -61,12 +63,15 @@ def random_column(trained: ScoredMeter, twin: ScoredMeter | None, baseline: str,
     mine, theirs = trained.image_counts(), twin.image_counts()
     if mine.classes != theirs.classes or len(mine.truth) != len(theirs.truth):
         raise ValueError("the trained network and its twin were scored on different images")
-    difference = paired_bootstrap(mine.mean_iou, theirs.mean_iou, len(mine.truth), resamples, BOOTSTRAP_SEED)
-    scores = twin.result()
+    difference = paired_bootstrap_weighted(mine.mean_iou, theirs.mean_iou, len(mine.truth), resamples,
+                                           BOOTSTRAP_SEED)
+    ours, scores = trained.result()["mean_iou"], twin.result()
+    measured = not np.isnan(difference.low)
+    measure = f"mean IoU {ours:.3f} against {scores['mean_iou']:.3f}" if measured else "mean IoU"
+    words = verdict(difference, measure, baseline=f"its random twin (seed {seed})")
     return {**column, "random_mean_iou": scores["mean_iou"], "random_pixel_accuracy": scores["pixel_accuracy"],
-            "mean_iou_vs_random": difference.as_dict(), "beats_random": difference.beats if difference.resamples
-            else None,
-            "random_verdict": difference.verdict("mean IoU", random=f"its random twin (seed {seed})")}
+            "mean_iou_vs_random": difference.to_dict(), "beats_random": difference.beats_baseline if measured
+            else None, "random_verdict": words}
 
 
 def random_lines(metrics: dict[str, object]) -> list[str]:
