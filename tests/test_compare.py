@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -263,13 +264,26 @@ def test_verdict_against_the_random_twin_flips_by_hand(tmp_path: Path, capsys: p
     assert (f'<li class="note">conv5, all detectors: scene-net {total_words}' in html) == ("does not" in total_words)
 
 
-def test_detectors_surviving_the_colour_control_are_counted(tmp_path: Path) -> None:
-    """RUN_A's detectors: bed 0-2, sky 3, boat 4-5 (objects), bedroom 7 (scene); unit 6 is no detector."""
+def test_detectors_surviving_the_colour_control_are_counted(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """RUN_A's detectors: bed 0-2, sky 3, boat 4-5 (objects), bedroom 7 (scene); unit 6 is no detector.
+    Its random twin's survivors come from its record (1 object detector of 2 survives)."""
     survives = [True, False, True, False, True, True, True, False]
-    a = DissectionResult.load(_run(tmp_path / "a", RUN_A, survives=survives))
-    b = DissectionResult.load(_run(tmp_path / "b", RUN_B))
-    cats = compare_runs(a, b, probe_label_stats(TinyProbe())).categories.set_index("category")
-    assert cats.loc["object", "survive_control_a"] == 4  # units 0, 2, 4, 5 (unit 6 survives but detects nothing)
+    baseline = _baseline(2, 3, [1, 4])
+    baseline["control"] = {"kind": "recolored", "layers": {"conv5": {
+        "detectors": 2, "survive_control": 1, "categories": {"object": {"detectors": 2, "survive_control": 1}}}}}
+    broden = str(write_broden(tmp_path / "probe", TinyProbe(), progress=False))
+    a = _run(tmp_path / "a", RUN_A, data=broden, survives=survives, baseline=baseline, model="scene-net")
+    b = _run(tmp_path / "b", RUN_B, data=broden, baseline=_baseline(2, 3, [1, 4]), model="object-net")
+    out = _cli_compare(tmp_path, a, b)
+    cats = pd.read_csv(out / "compare.csv").set_index("category")
+    assert cats.loc["object", "survive_control_a"] == "4"  # units 0, 2, 4, 5 (unit 6 survives but detects nothing)
     assert cats.loc["scene", "survive_control_a"] == NOT_TESTED_CONTROL  # the control tests objects and parts
-    assert cats.loc["total", "survive_control_a"] == 4
+    assert cats.loc["total", "survive_control_a"] == "4"
     assert cats.loc["object", "survive_control_b"] == NOT_MEASURED_CONTROL
+    assert cats.loc["object", "random_survive_control_a"] == "1" == cats.loc["total", "random_survive_control_a"]
+    assert cats.loc["scene", "random_survive_control_a"] == NOT_TESTED_CONTROL
+    assert cats.loc["object", "random_survive_control_b"] == NOT_MEASURED_CONTROL  # its twin ran no control
+    printed = capsys.readouterr().out
+    assert f"object detectors surviving the colour control: 4 vs {NOT_MEASURED_CONTROL}; their random twins': 1 vs" \
+        in printed
+    assert re.search(r"<td>4\s*<span class=\"small\">\(twin 1\)</span>", (out / "report.html").read_text())

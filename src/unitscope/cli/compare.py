@@ -57,7 +57,9 @@ def command(run_a: Path, run_b: Path, out: Path, force: bool, data: str | None, 
                    f"{total.random_detectors_b} [{total.random_detectors_ci_b or '–'}]")
         survive = (row.survive_control_a if row.survive_control_a == row.survive_control_b
                    else f"{row.survive_control_a} vs {row.survive_control_b}")
-        click.echo(f"  {category} detectors surviving the colour control: {survive}")
+        twins = (row.random_survive_control_a if row.random_survive_control_a == row.random_survive_control_b
+                 else f"{row.random_survive_control_a} vs {row.random_survive_control_b}")
+        click.echo(f"  {category} detectors surviving the colour control: {survive}; their random twins': {twins}")
         for side, name in zip(("a", "b"), comparison.names, strict=True):
             click.echo(f"  {name}: {category} detectors {getattr(row, f'vs_random_{side}')}; "
                        f"all detectors {getattr(total, f'vs_random_{side}')}")

@@ -37,6 +37,7 @@ class RandomCounts:
     unique: dict[str, int]
     interval: tuple[float, float] | None  # the total's 95 % bootstrap interval, when recorded
     seed: int | None
+    survive: dict[str, int] | None = None  # the twin's detectors surviving the colour control (object, part, total)
 
 
 def _count(value: Any, where: str, path: Path | str) -> int:
@@ -77,7 +78,33 @@ def random_counts(run: DissectionResult, layer: str) -> RandomCounts | None:
                                                       for v in ci):
         interval = (float(ci[0]), float(ci[1]))
     seed = recorded.get("seed")
-    return RandomCounts(detectors, unique, interval, seed if isinstance(seed, int) else None)
+    return RandomCounts(detectors, unique, interval, seed if isinstance(seed, int) else None,
+                        control_counts(recorded.get("control"), layer, path))
+
+
+def control_counts(recorded: Any, layer: str, path: Path | str) -> dict[str, int] | None:
+    """Detectors surviving the colour control per tested category and in all (``total``), as
+    ``dissect --control recolored`` records them (``RunRecord.control``, or the random baseline's); None
+    when not recorded for ``layer``."""
+    layers = recorded.get("layers") if isinstance(recorded, dict) else None
+    entry = layers.get(layer) if isinstance(layers, dict) else None
+    if not isinstance(entry, dict):
+        return None
+    counts = {"total": _count(entry.get("survive_control"), f"{layer} survivors of the colour control", path)}
+    categories = entry.get("categories")
+    for category, row in (categories.items() if isinstance(categories, dict) else ()):
+        value = row.get("survive_control") if isinstance(row, dict) else None
+        counts[str(category)] = _count(value, f"{layer} {category} survivors of the colour control", path)
+    return counts
+
+
+def control_cell(counts: dict[str, int] | None, category: str) -> int | str:
+    """A count of survivors for a table cell, or the words saying why there is none."""
+    if counts is None:
+        return NOT_MEASURED_CONTROL
+    if category not in counts:
+        return NOT_TESTED_CONTROL
+    return counts[category]
 
 
 def surviving_detectors(units: pd.DataFrame, category: str) -> int | str:

@@ -17,6 +17,7 @@ DEFINITIONS: dict[str, str] = {
     "random_detectors": "detectors of the run's random twin (the same architecture re-initialised, dissected on the "
                         "same probe set with the same rules: dissect --baseline random)",
     "survive_control": "detectors whose label survives the colour control (units.csv survives_control)",
+    "random_survive_control": "the random twin's detectors surviving the colour control (its record's counts)",
     "vs_random": "the run's detectors against its random twin's, in words: beats only where the total's 95% "
                  "bootstrap interval lies above the twin's",
     "pixel_share": "pixels carrying the class / pixels of annotated probe images",

@@ -56,7 +56,8 @@ beats the twin's.</p>
 / {{ s.units }} · IoU alone {{ s.iou_detectors }}</span></td><td>{{ s.unique }}</td>
 <td title="{{ s.vs_random }}">{{ s.random_detectors }}{% if s.random_detectors_ci %}
 <span class="small">[{{ s.random_detectors_ci }}]</span>{% endif %}</td>
-<td>{{ s.survive_control }}</td>{% endfor %}</tr>
+<td>{{ s.survive_control }}{% if s.random_survive_control is number %}
+<span class="small">(twin {{ s.random_survive_control }})</span>{% endif %}</td>{% endfor %}</tr>
 {% endfor %}</table>
 <img alt="categories per layer" src="{{ figures['categories'] }}">
 
@@ -120,7 +121,7 @@ def _records(frame: pd.DataFrame) -> list[dict[str, object]]:
 
 
 SIDE_COLUMNS: tuple[str, ...] = ("detectors", "detectors_ci", "units", "iou_detectors", "unique", "random_detectors",
-                                 "random_detectors_ci", "survive_control", "vs_random")
+                                 "random_detectors_ci", "survive_control", "random_survive_control", "vs_random")
 
 
 def _category_rows(frame: pd.DataFrame) -> list[dict[str, object]]:
