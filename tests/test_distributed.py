@@ -117,7 +117,7 @@ def reference(tmp_path_factory: pytest.TempPathFactory, args: list[str], job: Pa
 
 def _same(a: Path, b: Path) -> None:
     """The dissection files of run directories a and b (under ``run/``) are byte-identical, and their
-    ``summary.json`` equal but for the wall-clock ``seconds``."""
+    ``summary.json`` equal but for the wall-clock ``seconds`` and the run's own ``location``."""
     for name in FILES:
         assert (a / "run" / name).read_bytes() == (b / "run" / name).read_bytes(), name
     _same_summary(a / "run", b / "run")
@@ -126,6 +126,7 @@ def _same(a: Path, b: Path) -> None:
 def _same_summary(a: Path, b: Path) -> None:
     mine, theirs = (json.loads((run / "summary.json").read_text()) for run in (a, b))
     assert isinstance(mine.pop("seconds"), float) and isinstance(theirs.pop("seconds"), float)
+    assert mine.pop("location") == str(a.resolve()) and theirs.pop("location") == str(b.resolve())  # where each is
     assert mine == theirs
 
 
