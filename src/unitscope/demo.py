@@ -3,11 +3,15 @@
 1. Accuracy of the two shipped networks (scene net on scenes and on background-only scenes; object net
    on object-centric images) and the transfer table (linear SVM on each network's fc7, both tasks).
 2. A SceneWorld probe set exported in the Broden format (and read back through the Broden reader).
-3. Dissection of conv3, conv4, conv5 and pool5 of both networks; the detector tables side by side.
+3. Dissection of conv3, conv4, conv5 and pool5 of both networks, each beside its random-weights twin and the
+   colour control (detectors measured again on the same scenes recoloured from one shared palette).
 4. The comparison: object detectors per layer, which objects, and why (frequency, discriminativeness).
 5. Segmentation with the scene net's conv5 object detectors, in the same pass as the scene prediction.
-6. Minimal images, empirical receptive fields and CAM (the 2015 paper's own figures), in ``demo_steps``.
-7. One page, ``index.html``, that ties the findings together.
+6. Minimal images, empirical receptive fields and CAM (the 2015 paper's own figures), in ``demo_steps``; CAM
+   beside the random twin.
+7. Compositional explanations of the scene net's conv5, chosen on half the probe set, scored on the other
+   half against random twins.
+8. One page, ``index.html``, that ties the findings together, every number beside its null.
 Every step whose output is complete is skipped, so an interrupted demo resumes; ``demo-config.json`` says what
 settings the folder's outputs were made with, so a folder of other settings or other files is refused.
 """
@@ -49,6 +53,7 @@ class DemoConfig:
     n_rf: int = 60
     n_cam: int = 48  # CAM is cheap: enough scenes for an interval against the random twin
     cam_pictures: int = 6
+    explain_twins: int = 4  # random twins pooled as explain's null (one twin cannot resolve p below 1/(U+1))
     seed: int = PROBE_SEED
     eval_seed: int = FRESH_SEED
     report_units: int = 16  # units per layer on each report (detectors first); `unitscope report RUN` shows all
@@ -60,7 +65,7 @@ class DemoConfig:
         """Every step on a handful of images (seconds per step): a smoke test of the whole story, not its
         numbers (``unitscope demo --quick``; the test suite runs this)."""
         return cls(out=out, n_probe=48, n_eval=24, n_transfer=40, n_segment=8, n_minimal=1, n_rf=8, n_cam=8,
-                   cam_pictures=2, report_units=4, device=device, workers=0)
+                   cam_pictures=2, explain_twins=1, report_units=4, device=device, workers=0)
 
 
 def _identity(config: DemoConfig) -> dict[str, object]:
@@ -171,7 +176,7 @@ def compare_networks(config: DemoConfig, results: dict[str, DissectionResult], w
         loaded: dict[str, object] = json.loads((out / "compare.json").read_text())
         return loaded
     scene, objects = results["scene-net"], results["object-net"]
-    stats, _ = run_statistics(scene, str(world), "object", None, progress=False)
+    stats, _ = run_statistics(scene, None, "object", None, progress=False)  # the runs' own probe set
     comparison = compare_runs(scene, objects, stats, False, "object", OBJECT_CLASSES)
     staging = staging_path(out)
     write_comparison(comparison, staging)
@@ -197,7 +202,19 @@ def segment_scenes(config: DemoConfig, run: DissectionResult) -> dict[str, objec
     return summary.metrics or {}
 
 
-STEPS = 10
+def explain_scene_net(config: DemoConfig, run: DissectionResult) -> dict[str, object]:
+    """`unitscope explain` of the scene net's conv5: formulas chosen on half the probe set, scored on the other
+    half against the same architecture with random weights (``config.explain_twins`` twins pooled)."""
+    from unitscope.explain import explain
+
+    out = config.out / "explain"
+    if not (out / "summary.json").is_file():
+        explain(run, SEGMENT_LAYER, out, null_twins=config.explain_twins, device=config.device, progress=False)
+    summary: dict[str, object] = json.loads((out / "summary.json").read_text())
+    return summary
+
+
+STEPS = 11
 
 
 def step(number: int, text: str, started: float) -> None:
@@ -228,12 +245,17 @@ def run_demo(config: DemoConfig, overwrite: bool = False) -> dict[str, object]:
     world = export_world(config)
     from unitscope.dissection.run import dissect
 
-    settings = DissectSettings(workers=config.workers, baseline="random")  # random weights beside each net
+    # Random weights beside each net, and the colour control: every object/part detector measured again on the
+    # same scenes painted from one palette shared by all classes. The probe set is the exported one's own
+    # scenes (SceneWorld, same n and seed: the same pixels and labels), which has a recoloured twin.
+    settings = DissectSettings(workers=config.workers, baseline="random", control="recolored")
     results: dict[str, DissectionResult] = {}
     for number, (label, model_name) in enumerate(NETWORKS.items(), start=4):
-        step(number, f"dissecting {model_name}: {', '.join(DEMO_LAYERS)} (and its report)", started)
-        results[label] = dissect(model_name, DEMO_LAYERS, str(world), config.out / label, settings=settings,
-                                 device=config.device, reuse_baseline=results.get("scene-net"))
+        step(number, f"dissecting {model_name}: {', '.join(DEMO_LAYERS)}, its random twin and the colour control "
+                     "(and its report)", started)
+        results[label] = dissect(model_name, DEMO_LAYERS, "sceneworld", config.out / label, n=config.n_probe,
+                                 seed=config.seed, settings=settings, device=config.device,
+                                 reuse_baseline=results.get("scene-net"))
         if not (config.out / label / "report.html").is_file():
             from unitscope.report.dissection import ReportOptions
             from unitscope.report.run_report import render_report
@@ -260,6 +282,10 @@ def run_demo(config: DemoConfig, overwrite: bool = False) -> dict[str, object]:
     cams, cam_report = demo_steps.cam_step(config.out, config.n_cam, config.eval_seed + 3, config.device,
                                            config.cam_pictures)
     print(f"\n{demo_steps.cam_line(cam_report)}\n{(cam_report.get('baseline') or {}).get('verdict', '')}")
+    step(11, f"explaining the scene net's {SEGMENT_LAYER} units with formulas, held out, against random twins",
+         started)
+    explained = explain_scene_net(config, results["scene-net"])
+    print(f"\nexplain {SEGMENT_LAYER}: {explained.get('verdict', '')}")
     seconds = time.perf_counter() - started
     summary = {
         "accuracy": accuracy.to_dict(orient="records"),
@@ -268,6 +294,10 @@ def run_demo(config: DemoConfig, overwrite: bool = False) -> dict[str, object]:
         "correlations": comparison.get("correlations"),
         "segmentation": segmentation,
         "cam": {key: cam_report.get(key) for key in ("method", "layer", "localisation", "foreground", "baseline")},
+        "control": {label: {"run": r.record.control, "random": (r.record.baseline or {}).get("control")}
+                    for label, r in results.items()},
+        "explain": {key: explained.get(key) for key in ("layer", "units", "units_significant", "verdict",
+                                                         "mean_heldout_iou", "null")},
         "seconds": round(seconds, 1),
     }
     (config.out / "demo.json").write_text(json.dumps(summary, indent=2, default=str))

@@ -36,6 +36,36 @@ def _rho(correlations: list[dict[str, Any]] | None, run: str, layer: str, measur
     return None
 
 
+def _survivors(control: dict[str, Any] | None, layer: str) -> str | None:
+    """'k of n object detectors (object+part interval)' for one layer of a run's colour-control record."""
+    found = ((control or {}).get("layers") or {}).get(layer)
+    if not found:
+        return None
+    objects = found["categories"]["object"]
+    low, high = (found.get("survive_ci") or [float("nan"), float("nan")])[:2]
+    interval = "" if low != low else f"; object and part detectors surviving: {found['survive_control']} " \
+                                     f"[95% CI {low:.0f}–{high:.0f}]"
+    return f"{objects['survive_control']} of {objects['detectors']} object detectors survive{interval}"
+
+
+def control_sentence(control: dict[str, Any]) -> str | None:
+    """The colour control of both nets and their random twin at the headline layers, in words."""
+    parts = []
+    for layer in ("conv5", HEADLINE_LAYER):
+        scene = _survivors((control.get("scene-net") or {}).get("run"), layer)
+        objects = _survivors((control.get("object-net") or {}).get("run"), layer)
+        random = _survivors((control.get("scene-net") or {}).get("random"), layer)
+        if scene is None:
+            continue
+        parts.append(f"At {layer}: scene net {scene}; object net {objects or 'not measured'}; random weights "
+                     f"{random or 'not measured'}.")
+    if not parts:
+        return None
+    return ("Measured again on the same scenes with every object painted from one palette shared by all classes "
+            "(the colour control): " + " ".join(parts) + " A detector that does not survive was following "
+            "its concept's colour, not the object.")
+
+
 def findings(summary: dict[str, Any], results: dict[str, DissectionResult]) -> list[dict[str, str]]:
     """The paper's claims beside what SceneWorld shows, as short sentences."""
     accuracy = {(r["model"], r["data"]): r for r in summary["accuracy"]}
@@ -68,6 +98,17 @@ def findings(summary: dict[str, Any], results: dict[str, DissectionResult]) -> l
                         f"{seg.get('classes', '?')} object classes ({seg.get('mean_iou_detected', float('nan')):.3f} "
                         f"over the {seg.get('classes_detected', '?')} classes it has detectors for), against "
                         f"{seg['baseline_mean_iou']:.3f} for the most-frequent-class baseline."})
+    control = control_sentence(summary.get("control") or {})
+    if control is not None:
+        rows.append({
+            "claim": "The object detectors are detectors of objects (the paper had no control for colour).",
+            "measured": control})
+    explained = summary.get("explain") or {}
+    if explained.get("verdict"):
+        rows.append({
+            "claim": "Units are better explained by combinations of concepts (Mu & Andreas, a successor's claim).",
+            "measured": f"Scene net {explained.get('layer')}: formulas chosen on half the probe set and scored on "
+                        f"the other half, against random twins of the same architecture: {explained['verdict']}"})
     cam = cam_summary(summary.get("cam"))
     if cam is not None:
         rows.append({
