@@ -12,6 +12,7 @@ from cli_helpers import assert_usage_error, run_cli
 from PIL import Image
 
 from unitscope.ablation.measure import measure_conditions
+from unitscope.ablation.output import weak_rows
 from unitscope.ablation.sweep import ablate, random_sets
 from unitscope.data.classification import open_classification
 from unitscope.data.probe import Concept, ConceptTable
@@ -103,6 +104,26 @@ def test_removing_the_planted_unit_drops_its_class_only(planted: tuple[str, Path
     assert keep.loc["red", "accuracy"] == 1.0 and keep.loc["green", "accuracy"] == 0.0
 
 
+def test_excess_over_random_units_has_an_interval_over_images_and_a_verdict(planted: tuple[str, Path]) -> None:
+    """Removing unit 0 drops every red image (1 each); a random single unit drops a red image exactly when it
+    is unit 0, so every red image's excess is 1 − share and the interval is that point: the verdict flips
+    between red (beats random units) and green or blue (the excess is 0 − share ≤ 0: it does not)."""
+    spec, data = planted
+    result = ablate(load_model(spec), "features", str(data), units="0", seeds=12, seed=3)
+    remove = _rows(result.table, "remove")
+    share = [sum(c in units for units in random_sets(UNITS, 1, 12, 3)) / 12 for c in range(3)]
+    assert remove.loc["red", "excess_low"] == pytest.approx(1 - share[0])
+    assert remove.loc["red", "excess_high"] == pytest.approx(1 - share[0]) and remove.loc["red", "beats_random"]
+    for c, name in ((1, "green"), (2, "blue")):
+        assert remove.loc[name, "excess_low"] == pytest.approx(-share[c]) and not remove.loc[name, "beats_random"]
+    # (all): 6 of 18 images drop; the bootstrap over all 18 images gives a real interval around the excess.
+    row = remove.loc["(all)"]
+    assert row["excess_low"] < row["excess_drop"] < row["excess_high"]
+    assert row["beats_random"] == (row["excess_low"] > 0)
+    weak = weak_rows(result.top_drops(10))
+    assert any(line.startswith("units 0 → green") for line in weak) and not any("→ red" in line for line in weak)
+
+
 def test_concept_sweep_uses_the_runs_detectors(planted: tuple[str, Path]) -> None:
     spec, data = planted
     units = pd.DataFrame({"unit": range(UNITS), "label": ["reddish", "greenish", "bluish", *["-"] * 5],
@@ -130,6 +151,23 @@ def test_outcomes_do_not_depend_on_batching_or_expansion(planted: tuple[str, Pat
     assert base.correct[0].all()  # condition 0 edits nothing
 
 
+def test_the_page_and_the_cli_say_which_drops_do_not_beat_random_units(planted: tuple[str, Path], tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    spec, data = planted
+    out = tmp_path / "abl"
+    result = run_cli(capsys, "ablate", "--model", spec, "--layer", "features", "--units", "0", "--data",
+                     str(data), "--seeds", "12", "--seed", "3", "--out", str(out))
+    assert result.code == 0, result.err
+    table = pd.read_csv(out / "ablation.csv")
+    weak = table[(table["kind"] == "remove") & ~table["beats_random"]]
+    assert set(weak["scene"]) - {"(all)"} == {"green", "blue"}  # the red row beats random units, the others not
+    page = (out / "report.html").read_text()
+    assert "does <b>not</b> beat removing as many random" in page and "units 0 → green" in page
+    assert "these drops do not beat random units" in result.out and "units 0 → green" in result.out
+    lines = {line.split()[2]: line for line in result.out.splitlines() if line.startswith("units 0 ")}
+    assert lines["red"].endswith("yes") and lines["green"].endswith("no")
+
+
 def test_cli_writes_table_heatmaps_and_page(planted: tuple[str, Path], tmp_path: Path,
                                              capsys: pytest.CaptureFixture[str]) -> None:
     spec, data = planted
@@ -140,6 +178,15 @@ def test_cli_writes_table_heatmaps_and_page(planted: tuple[str, Path], tmp_path:
     table = pd.read_csv(out / "ablation.csv")
     assert set(table["kind"]) == {"remove", "keep"} and len(table) == 2 * 4
     assert (out / "heatmap_remove.png").is_file() and "largest accuracy drops" in (out / "report.html").read_text()
+    # the random-units column, with both intervals, in every table written and printed
+    assert {"random_drop_mean", "random_drop_low", "random_drop_high", "excess_drop", "excess_low", "excess_high",
+            "beats_random"} <= set(table.columns)
+    page = (out / "report.html").read_text()
+    assert page.count("random units: mean drop") == 1 and "random units kept: mean drop" in page
+    assert "95 % interval (images)" in page and "beats random units?" in page
+    assert "random [95% sets]" in result.out and "excess [95% CI images]" in result.out
+    first = table[table["kind"] == "remove"].sort_values(["drop", "excess_drop"], ascending=False).iloc[0]
+    assert f"[{first['random_drop_low']:.3f}, {first['random_drop_high']:.3f}]" in result.out
     assert not (tmp_path / "abl.partial").exists()
     bad = run_cli(capsys, "ablate", "--model", spec, "--layer", "features", "--units", "1,99", "--data",
                   str(data), "--out", str(tmp_path / "bad"))

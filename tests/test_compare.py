@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ import pytest
 
 from unitscope.analysis.compare.discriminative import presence_mutual_information
 from unitscope.analysis.compare.label_stats import probe_label_stats
+from unitscope.analysis.compare.nulls import NOT_MEASURED_CONTROL, NOT_MEASURED_RANDOM, NOT_TESTED_CONTROL
 from unitscope.analysis.compare.runs import compare_runs
 from unitscope.cli.main import main
 from unitscope.data.broden_export import write_broden
@@ -50,8 +52,12 @@ class TinyProbe:
 
 
 def _run(directory: Path, labels: list[str], layer: str = "conv5", data: str = "tiny", model: str = "net",
-         iou_threshold: float = 0.04, topk: int = 20) -> Path:
-    """A finished run whose units detect ``labels`` ('' = no detector; 'bedroom' = a scene detector)."""
+         iou_threshold: float = 0.04, topk: int = 20, baseline: dict | None = None,
+         intervals: dict | None = None, survives: list[bool] | None = None) -> Path:
+    """A finished run whose units detect ``labels`` ('' = no detector; 'bedroom' = a scene detector).
+
+    ``baseline``: the record's random baseline; ``intervals``: the layer's bootstrap intervals; ``survives``:
+    a ``survives_control`` column of units.csv (the colour control)."""
     cats = {c.name: c.category for c in CONCEPTS.concepts}
     units = pd.DataFrame({
         "unit": range(len(labels)),
@@ -61,13 +67,16 @@ def _run(directory: Path, labels: list[str], layer: str = "conv5", data: str = "
         "detector": [bool(lab) for lab in labels],
         "threshold": 1.0,
     })
+    if survives is not None:
+        units["survives_control"] = survives
     top = pd.DataFrame(columns=["unit", "rank", "image", "score", "peak_y", "peak_x"])
     table = detector_table(units, CONCEPTS.categories)
     layer_result = LayerResult(layer, layer, (len(labels), 3, 3), units, table, top)
     spec = RunSpec(ModelSpec(model), DataSpec(data, 4, 0, 4), (layer,),
                    {"quantile": 0.005, "iou_threshold": iou_threshold, "topk": topk})
     record = RunRecord(spec, model, "tiny", 4, (4, 4), (4, 4), (4, 4), categories=CONCEPTS.categories,
-                       layers=(LayerRecord(layer, layer, len(labels), (3, 3), layer, tuple(table.to_dict("records"))),))
+                       layers=(LayerRecord(layer, layer, len(labels), (3, 3), layer, tuple(table.to_dict("records")),
+                                           intervals=intervals or {}),), baseline=baseline)
     DissectionResult({layer: layer_result}, CONCEPTS, record).write(directory)
     return directory
 
@@ -196,3 +205,85 @@ def test_force_pairs_layers_in_order(tmp_path: Path) -> None:
     comparison = compare_runs(a, b, probe_label_stats(TinyProbe()), force=True)
     assert [p.label for p in comparison.pairs] == ["conv5 ↔ layer4"]
     assert any("different probe sets" in note for note in comparison.notes)
+
+
+def _baseline(objects: int, total: int, ci: list[float], layer: str = "conv5") -> dict:
+    """A random baseline as ``dissect --baseline random`` records it: per-category counts and the total's interval."""
+    table = [{"category": "object", "detectors": objects, "unique": min(objects, 2), "iou_detectors": objects},
+             {"category": "scene", "detectors": total - objects, "unique": 1, "iou_detectors": total - objects},
+             {"category": "total", "detectors": total, "unique": 3, "iou_detectors": total}]
+    return {"kind": "random", "seed": 0, "fingerprint": "x",
+            "layers": {layer: {"table": table, "intervals": {"detectors_ci": ci}}}}
+
+
+def test_runs_without_a_random_baseline_say_so_in_every_table(tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    broden = str(write_broden(tmp_path / "probe", TinyProbe(), progress=False))
+    a = _run(tmp_path / "a", RUN_A, data=broden, model="scene-net")
+    b = _run(tmp_path / "b", RUN_B, data=broden, model="object-net")
+    out = _cli_compare(tmp_path, a, b)
+    printed = capsys.readouterr().out
+    table = pd.read_csv(out / "compare.csv").set_index("category")
+    for side in ("a", "b"):
+        assert table.loc["object", f"random_detectors_{side}"] == NOT_MEASURED_RANDOM
+        assert table.loc["total", f"vs_random_{side}"] == NOT_MEASURED_RANDOM
+        assert table.loc["object", f"survive_control_{side}"] == NOT_MEASURED_CONTROL
+    assert f"their random twins: object detectors {NOT_MEASURED_RANDOM} vs {NOT_MEASURED_RANDOM}" in printed
+    assert f"scene-net: object detectors {NOT_MEASURED_RANDOM}" in printed
+    report = json.loads((out / "compare.json").read_text())
+    assert f"conv5, object detectors: scene-net {NOT_MEASURED_RANDOM}" in report["verdicts"]
+    html = (out / "report.html").read_text()
+    assert "its random twin</th>" in html and html.count(NOT_MEASURED_RANDOM) >= 2
+
+
+@pytest.mark.parametrize(("objects", "total", "ci", "object_words", "total_words"), [
+    (2, 3, [1, 4], "more than its random twin: 6 against 2", "beats its random twin: 7 [6–8] against 3 [1–4]"),
+    (6, 9, [7, 12], "does not beat its random twin: 6 against 6", "does not beat its random twin: 7 against 9"),
+    (4, 5, [3, 7], "more than its random twin: 6 against 4",
+     "does not clearly beat its random twin: 7 [6–8] against 5 [3–7], 95% intervals overlap"),
+])
+def test_verdict_against_the_random_twin_flips_by_hand(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                       objects: int, total: int, ci: list[float],
+                                                       object_words: str, total_words: str) -> None:
+    """Run A: 6 object and 7 detectors in all, total interval [6, 8]; its random twin's counts vary."""
+    broden = str(write_broden(tmp_path / "probe", TinyProbe(), progress=False))
+    a = _run(tmp_path / "a", RUN_A, data=broden, model="scene-net", baseline=_baseline(objects, total, ci),
+             intervals={"detectors_ci": [6.0, 8.0]})
+    b = _run(tmp_path / "b", RUN_B, data=broden, model="object-net")
+    out = _cli_compare(tmp_path, a, b)
+    printed = capsys.readouterr().out
+    table = pd.read_csv(out / "compare.csv").set_index("category")
+    assert table.loc["object", "random_detectors_a"] == objects
+    assert table.loc["object", "random_unique_a"] == min(objects, 2)
+    assert table.loc["total", "random_detectors_ci_a"] == f"{ci[0]}–{ci[1]}"
+    assert table.loc["object", "vs_random_a"].startswith(object_words)
+    assert table.loc["total", "vs_random_a"].startswith(total_words)
+    assert f"scene-net: object detectors {object_words}" in printed and f"all detectors {total_words}" in printed
+    html = (out / "report.html").read_text()
+    assert f"conv5, all detectors: scene-net {total_words}" in html
+    assert (f'<li class="note">conv5, all detectors: scene-net {total_words}' in html) == ("does not" in total_words)
+
+
+def test_detectors_surviving_the_colour_control_are_counted(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """RUN_A's detectors: bed 0-2, sky 3, boat 4-5 (objects), bedroom 7 (scene); unit 6 is no detector.
+    Its random twin's survivors come from its record (1 object detector of 2 survives)."""
+    survives = [True, False, True, False, True, True, True, False]
+    baseline = _baseline(2, 3, [1, 4])
+    baseline["control"] = {"kind": "recolored", "layers": {"conv5": {
+        "detectors": 2, "survive_control": 1, "categories": {"object": {"detectors": 2, "survive_control": 1}}}}}
+    broden = str(write_broden(tmp_path / "probe", TinyProbe(), progress=False))
+    a = _run(tmp_path / "a", RUN_A, data=broden, survives=survives, baseline=baseline, model="scene-net")
+    b = _run(tmp_path / "b", RUN_B, data=broden, baseline=_baseline(2, 3, [1, 4]), model="object-net")
+    out = _cli_compare(tmp_path, a, b)
+    cats = pd.read_csv(out / "compare.csv").set_index("category")
+    assert cats.loc["object", "survive_control_a"] == "4"  # units 0, 2, 4, 5 (unit 6 survives but detects nothing)
+    assert cats.loc["scene", "survive_control_a"] == NOT_TESTED_CONTROL  # the control tests objects and parts
+    assert cats.loc["total", "survive_control_a"] == "4"
+    assert cats.loc["object", "survive_control_b"] == NOT_MEASURED_CONTROL
+    assert cats.loc["object", "random_survive_control_a"] == "1" == cats.loc["total", "random_survive_control_a"]
+    assert cats.loc["scene", "random_survive_control_a"] == NOT_TESTED_CONTROL
+    assert cats.loc["object", "random_survive_control_b"] == NOT_MEASURED_CONTROL  # its twin ran no control
+    printed = capsys.readouterr().out
+    assert f"object detectors surviving the colour control: 4 vs {NOT_MEASURED_CONTROL}; their random twins': 1 vs" \
+        in printed
+    assert re.search(r"<td>4\s*<span class=\"small\">\(twin 1\)</span>", (out / "report.html").read_text())

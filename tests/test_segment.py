@@ -15,6 +15,8 @@ from test_analysis_planted import dissect_planted, load_run
 from unitscope.analysis.inputs import InputSource
 from unitscope.analysis.segment.metrics import SegmentationMeter
 from unitscope.analysis.segment.run import run_segment
+from unitscope.analysis.segment.scores import ConfusionMeter
+from unitscope.analysis.segment.twin import NOT_MEASURED_NONE, NOT_MEASURED_UNITS, random_column, random_lines
 from unitscope.cli.main import main
 from unitscope.data.broden_export import write_broden
 from unitscope.models.loading import load_model
@@ -97,3 +99,64 @@ def test_bad_input_exits_2(planted_run: tuple[str, Path], tmp_path: Path, capsys
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("unitscope: error:") and "\n" not in err
+
+
+def test_units_method_says_why_its_random_column_is_not_measured(planted_run: tuple[str, Path], tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture) -> None:
+    spec, run_dir = planted_run
+    data = str(write_broden(tmp_path / "broden", PlantedProbe(3, seed=3, blue_noise=False), progress=False))
+    for baseline, words in (("random", NOT_MEASURED_UNITS), ("none", NOT_MEASURED_NONE)):
+        out = tmp_path / baseline
+        _cli("segment", "--method", "units", "--model", spec, "--run", str(run_dir), "--data", data, "--n", "3",
+             "--out", str(out), "--pictures", "0", "--baseline", baseline)
+        metrics = json.loads((out / "metrics.json").read_text())
+        assert metrics["random_mean_iou"] is None and metrics["random_verdict"] == words
+        assert metrics["baseline"] == baseline and metrics["mean_iou_vs_random"] is None
+        assert all(row["random_iou"] is None for row in metrics["per_class"].values())
+        assert "random_segmented_share" in pd.read_csv(out / "predictions.csv").columns
+        assert f"random twin: {words}" in capsys.readouterr().out
+
+
+def _meter(hits: list[bool]) -> ConfusionMeter:
+    """Four 2x2 images of classes 1 (top row) and 2 (bottom row): right everywhere, or all wrong, per image."""
+    meter = ConfusionMeter([1, 2])
+    truth = np.array([[[1, 1], [2, 2]]])
+    for hit in hits:
+        meter.update(truth[0] if hit else 3 - truth[0], truth)
+    return meter
+
+
+@pytest.mark.parametrize(("trained", "twin", "beats", "words"), [
+    ([True] * 4, [False] * 4, True, "mean IoU 1.000 against 0.000: the trained network beats its random twin (seed 5)"),
+    ([False] * 4, [True] * 4, False, "mean IoU 0.000 against 1.000: the trained network does not beat its random twin"),
+    ([True, True, False, False], [True, True, False, False], False, "[+0.000, +0.000], which includes 0)."),
+])
+def test_random_column_verdict_flips_by_hand(trained: list[bool], twin: list[bool], beats: bool,
+                                             words: str) -> None:
+    column = random_column(_meter(trained), _meter(twin), "random", 5)
+    assert column["beats_random"] is beats and words in str(column["random_verdict"])
+    assert column["random_mean_iou"] == pytest.approx(sum(twin) / 4 / (2 - sum(twin) / 4))  # I/(P+G-I) per class
+    assert column["mean_iou_vs_random"]["n"] == 4  # type: ignore[index]
+    assert random_lines(column)[1] == column["random_verdict"]
+
+
+def test_vectors_print_and_write_the_random_twins_column(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """The planted world is told apart by colour alone, which any invertible 1x1 convolution keeps: the random
+    twin's vectors segment it exactly too, so the trained network does not beat its twin (and the page says so)."""
+    spec, run_dir = dissect_planted(tmp_path, n=6)
+    fit = write_broden(tmp_path / "fit", PlantedProbe(24, seed=4, blue_noise=False), progress=False)
+    test = write_broden(tmp_path / "test", PlantedProbe(5, seed=9, blue_noise=False), progress=False)
+    out = tmp_path / "out"
+    _cli("segment", "--model", spec, "--run", str(run_dir), "--fit-data", str(fit), "--fit-n", "24", "--data",
+         str(test), "--n", "5", "--out", str(out), "--pictures", "0", "--baseline-seed", "3")
+    printed = capsys.readouterr().out
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["mean_iou"] == 1.0 and metrics["random_mean_iou"] == 1.0 and metrics["baseline_seed"] == 3
+    difference = metrics["mean_iou_vs_random"]
+    assert (difference["difference"], difference["low"], difference["high"]) == (0.0, 0.0, 0.0)
+    assert metrics["beats_random"] is False and "does not beat its random twin (seed 3)" in metrics["random_verdict"]
+    assert all(row["random_iou"] == 1.0 for row in metrics["per_class"].values())
+    shares = pd.read_csv(out / "predictions.csv")
+    assert np.allclose(shares["random_segmented_share"], shares["segmented_share"])
+    assert "random twin (same architecture, weights re-initialised with seed 3): mean IoU 1.000" in printed
+    assert metrics["random_verdict"] in printed

@@ -189,10 +189,14 @@ def minimal_images(model: ModelArg, data: str, out: str | Path, *, n: int = PICT
 
 def segment(model: ModelArg, run: str | Path | Dissection, out: str | Path, *, data: str = "sceneworld",
             n: int = PICTURE_N, seed: int = FRESH_SEED, method: str = "vectors", layer: str | None = None,
-            category: str = "object", fit_n: int = FIT_N, fit_data: str | None = None,
-            class_names: Sequence[str] | None = None, preprocessing: Preprocessing | None = None) -> OutputRun:
+            category: str = "object", fit_n: int = FIT_N, fit_data: str | None = None, baseline: str = "random",
+            baseline_seed: int | None = None, class_names: Sequence[str] | None = None,
+            preprocessing: Preprocessing | None = None) -> OutputRun:
     """Segment ``n`` images with the run's concept vectors (``method="vectors"``, the CLI's default) or its
-    detector units (``"units"``), and predict their class in the same pass; ``model`` must be the run's."""
+    detector units (``"units"``), and predict their class in the same pass; ``model`` must be the run's.
+
+    ``baseline="random"``: the random twin segments the same images too (vectors); ``metrics.json`` holds its
+    mean IoU, the bootstrap interval of the difference and the verdict in words."""
     from unitscope.analysis.inputs import open_inputs
     from unitscope.analysis.segment.run import run_segment
 
@@ -205,9 +209,9 @@ def segment(model: ModelArg, run: str | Path | Dissection, out: str | Path, *, d
         from unitscope.analysis.segment.vector_run import run_vector_segment
 
         summary = run_vector_segment(loaded, result, source, Path(out), (layer,) if layer else None, category,
-                                     fit_n=fit_n, fit_data=fit_data)
+                                     fit_n=fit_n, fit_data=fit_data, baseline=baseline, baseline_seed=baseline_seed)
     else:
-        summary = run_segment(loaded, result, source, Path(out), layer, category)
+        summary = run_segment(loaded, result, source, Path(out), layer, category, baseline=baseline)
     return OutputRun(Path(out), summary.predictions)
 
 

@@ -54,9 +54,10 @@ def write_ablation(result: AblationResult, out: Path, model: str, top: int = 10)
         info = {"model": model, "layer": result.layer, "mode": result.mode, **result.info,
                 "clean_accuracy": result.clean_accuracy}
         (stage / "ablation.json").write_text(json.dumps(info, indent=2, default=str))
+        shown = result.top_drops(top)
         page = render_template(
             "ablation.html", model=model, layer=result.layer, mode=result.mode, info=result.info,
-            clean=result.clean_accuracy, top=_rows(result.top_drops(top)),
+            clean=result.clean_accuracy, top=_rows(shown), weak=weak_rows(shown),
             keep=_rows(result.table[(result.table["kind"] == "keep") & (result.table["scene"] == ALL)]),
             heatmaps={k: figure_data_uri(f) for k, f in figures.items()})
         write_html(page, stage / "report.html")
@@ -64,6 +65,12 @@ def write_ablation(result: AblationResult, out: Path, model: str, top: int = 10)
         shutil.rmtree(stage, ignore_errors=True)
         raise
     return publish(stage, out)
+
+
+def weak_rows(frame: pd.DataFrame) -> list[str]:
+    """The rows whose drop does not beat random units', in words (concept → class, excess and its interval)."""
+    return [f"{row.concept} → {row.scene}: excess {row.excess_drop:+.3f} [{row.excess_low:+.3f}, "
+            f"{row.excess_high:+.3f}]" for row in frame.itertuples() if not row.beats_random]
 
 
 def _rows(frame: pd.DataFrame) -> list[dict[str, object]]:

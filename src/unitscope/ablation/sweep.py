@@ -4,8 +4,11 @@ For every unit set (the detectors of each detected concept of a layer, or the un
 conditions are scored on fresh labelled images: *remove* the set, and *keep* only the set (remove every
 other unit of the layer). Each is compared with ``seeds`` random sets of the same number of units of the
 same layer, drawn uniformly without replacement (a random set may share units with the concept's), so
-the table says whether a concept's detectors matter more than any units would. The interval is the
-2.5–97.5 percentile range of the random sets' drops.
+the table says whether a concept's detectors matter more than any units would. Two intervals say how sure:
+``random_drop_low``–``random_drop_high``, the 2.5–97.5 percentile range of the random sets' drops (which
+units were drawn), and ``excess_low``–``excess_high``, a paired bootstrap over the images (within each class,
+:func:`unitscope.stats.paired.paired_bootstrap`) of the excess drop, the concept's drop minus the random
+sets' mean drop on the same images. ``beats_random`` is True only where that interval lies above 0.
 """
 
 from __future__ import annotations
@@ -23,10 +26,13 @@ from unitscope.errors import UsageError
 from unitscope.layout import layer_layout
 from unitscope.models.layers import resolve_layer
 from unitscope.models.loading import LoadedModel
+from unitscope.stats.paired import mean_of, paired_bootstrap
 
 MODES: tuple[str, ...] = ("zero", "mean")
 KINDS: tuple[str, ...] = ("remove", "keep")
 ALL = "(all)"
+RESAMPLES = 2000  # bootstrap resamples of the images for the interval of the excess drop (as cam's)
+BOOTSTRAP_SEED = 0
 
 
 @dataclass(frozen=True)
@@ -131,7 +137,7 @@ def ablate(
     table = _table(sets, conditions, outcomes, names)
     clean = _per_class(outcomes, 0, names, "correct")
     info = {"layer_path": path, "units": num_units, "images": len(data), "seeds": seeds, "seed": seed,
-            "data": data.name}
+            "data": data.name, "bootstrap": {"resamples": RESAMPLES, "seed": BOOTSTRAP_SEED, "level": 0.95}}
     return AblationResult(table, layer, mode, names, clean, info)
 
 
@@ -202,6 +208,9 @@ def _per_class(outcomes: Outcomes, row: int, names: list[str], what: str) -> dic
 def _table(sets: list[UnitSet], conditions: Conditions, outcomes: Outcomes, names: list[str]) -> pd.DataFrame:
     clean_acc = _per_class(outcomes, 0, names, "correct")
     clean_score = _per_class(outcomes, 0, names, "score")
+    groups = {ALL: np.arange(len(outcomes.targets)),
+              **{name: np.flatnonzero(outcomes.targets == k) for k, name in enumerate(names)}}
+    correct = outcomes.correct.astype(np.float64)
     rows: list[dict[str, object]] = []
     index = conditions.index
     for unit_set in sets:
@@ -212,18 +221,23 @@ def _table(sets: list[UnitSet], conditions: Conditions, outcomes: Outcomes, name
             randoms = [index[(kind, units)] for units in conditions.random[size]]
             rand_acc = [_per_class(outcomes, r, names, "correct") for r in randoms]
             rand_score = [_per_class(outcomes, r, names, "score") for r in randoms]
+            own_drop = correct[0] - correct[index[(kind, unit_set.units)]]  # [N] per image
+            random_drop = (correct[0][None] - correct[randoms]).mean(axis=0)  # [N] mean over the random sets
             for cls in acc:
                 drops = np.array([clean_acc[cls] - r[cls] for r in rand_acc])
                 drop = clean_acc[cls] - acc[cls]
+                images = groups[cls]
+                excess = paired_bootstrap([own_drop[images]], [random_drop[images]], mean_of, RESAMPLES,
+                                          BOOTSTRAP_SEED)
                 rows.append({
                     "concept": unit_set.name, "category": unit_set.category, "kind": kind, "n_units": size,
                     "units": " ".join(str(u) for u in unit_set.units), "scene": cls,
-                    "images": int((outcomes.targets == names.index(cls)).sum()) if cls != ALL else len(
-                        outcomes.targets),
+                    "images": len(images),
                     "clean_accuracy": clean_acc[cls], "accuracy": acc[cls], "drop": drop,
                     "random_drop_mean": float(drops.mean()), "random_drop_low": float(np.percentile(drops, 2.5)),
                     "random_drop_high": float(np.percentile(drops, 97.5)),
                     "excess_drop": drop - float(drops.mean()),
+                    "excess_low": excess.low, "excess_high": excess.high, "beats_random": excess.beats_baseline,
                     "score_drop": clean_score[cls] - score[cls],
                     "random_score_drop_mean": float(np.mean([clean_score[cls] - r[cls] for r in rand_score])),
                 })

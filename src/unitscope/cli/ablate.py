@@ -36,7 +36,7 @@ def command(model_spec: str, weights: str | None, num_classes: int | None, devic
     check_positive(n=n, batch_size=batch_size, seeds=seeds)
     if run_dir is not None:
         require_run(run_dir, "--run")
-    from unitscope.ablation.output import write_ablation
+    from unitscope.ablation.output import weak_rows, write_ablation
     from unitscope.ablation.sweep import ablate
     from unitscope.dissection.result import DissectionResult
 
@@ -50,8 +50,15 @@ def command(model_spec: str, weights: str | None, num_classes: int | None, devic
     result = ablate(model, layer, data, run, concept, units, category, mode, n, seed, seeds, batch_size,
                     progress=True)
     write_ablation(result, out, model.name)
-    click.echo(f"{'concept':<16}{'class':<14}{'units':>6}{'clean':>7}{'ablated':>9}{'drop':>7}{'random':>8}")
+    click.echo(f"{'concept':<16}{'class':<14}{'units':>6}{'clean':>7}{'ablated':>9}{'drop':>7}"
+               f"{'random [95% sets]':>24}{'excess [95% CI images]':>27}  beats random")
     for row in result.top_drops(10).itertuples():
+        random = f"{row.random_drop_mean:.3f} [{row.random_drop_low:.3f}, {row.random_drop_high:.3f}]"
+        excess = f"{row.excess_drop:+.3f} [{row.excess_low:+.3f}, {row.excess_high:+.3f}]"
         click.echo(f"{row.concept:<16}{row.scene:<14}{row.n_units:>6}{row.clean_accuracy:>7.3f}{row.accuracy:>9.3f}"
-                   f"{row.drop:>7.3f}{row.random_drop_mean:>8.3f}")
+                   f"{row.drop:>7.3f}{random:>24}{excess:>27}  {'yes' if row.beats_random else 'no'}")
+    weak = weak_rows(result.top_drops(10))
+    if weak:
+        click.echo("these drops do not beat random units (the excess interval includes 0 or lies below): "
+                   + "; ".join(weak))
     click.echo(f"results in {out}/ (ablation.csv, heatmap_remove.png, heatmap_keep.png, report.html)")

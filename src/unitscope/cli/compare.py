@@ -52,6 +52,17 @@ def command(run_a: Path, run_b: Path, out: Path, force: bool, data: str | None, 
         click.echo(f"  all detectors {total.detectors_a} [{total.detectors_ci_a or '–'}] vs {total.detectors_b} "
                    f"[{total.detectors_ci_b or '–'}] (95% bootstrap intervals; IoU alone {total.iou_detectors_a} "
                    f"vs {total.iou_detectors_b})")
+        click.echo(f"  their random twins: {category} detectors {row.random_detectors_a} vs {row.random_detectors_b}; "
+                   f"all {total.random_detectors_a} [{total.random_detectors_ci_a or '–'}] vs "
+                   f"{total.random_detectors_b} [{total.random_detectors_ci_b or '–'}]")
+        survive = (row.survive_control_a if row.survive_control_a == row.survive_control_b
+                   else f"{row.survive_control_a} vs {row.survive_control_b}")
+        twins = (row.random_survive_control_a if row.random_survive_control_a == row.random_survive_control_b
+                 else f"{row.random_survive_control_a} vs {row.random_survive_control_b}")
+        click.echo(f"  {category} detectors surviving the colour control: {survive}; their random twins': {twins}")
+        for side, name in zip(("a", "b"), comparison.names, strict=True):
+            click.echo(f"  {name}: {category} detectors {getattr(row, f'vs_random_{side}')}; "
+                       f"all detectors {getattr(total, f'vs_random_{side}')}")
     for row in comparison.correlations.itertuples():
         if not math.isnan(row.rho):
             click.echo(f"  {row.run} {row.layer} ({row.classes} classes): ρ(units, {row.measure}) = {row.rho:.2f} "

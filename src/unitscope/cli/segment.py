@@ -31,6 +31,11 @@ from unitscope.defaults import FIT_N, FRESH_SEED, PICTURE_N
 @click.option("--n", "n", type=int, default=None, help=f"Images to take from --data (default {PICTURE_N}).")
 @click.option("--seed", type=int, default=FRESH_SEED, show_default=True,
               help="SceneWorld seed (fresh by default: images the run's thresholds never saw).")
+@click.option("--baseline", type=click.Choice(["random", "none"]), default="random", show_default=True,
+              help="random: the same method with the architecture re-initialised (the random twin), on the same "
+                   "images, beside the trained network (vectors only: a run keeps no twin units to segment with).")
+@click.option("--baseline-seed", type=int, default=None,
+              help="Seed of the random weights (default: the run's own --baseline-seed, else 0).")
 @click.option("--out", "out", type=click.Path(path_type=Path), required=True, help="Output directory.")
 @click.option("--batch-size", type=int, default=8, show_default=True)
 @click.option("--pictures", type=int, default=16, show_default=True,
@@ -38,8 +43,8 @@ from unitscope.defaults import FIT_N, FRESH_SEED, PICTURE_N
 @click.option("--overwrite", is_flag=True, help="Write into a non-empty --out.")
 def command(model_spec: str, weights: str | None, num_classes: int | None, device: str, run_dir: Path,
             method: str, layers: tuple[str, ...], fit_n: int, fit_data: str | None, category: str,
-            image: str | None, data: str | None, n: int | None, seed: int, out: Path, batch_size: int,
-            pictures: int, overwrite: bool) -> None:
+            image: str | None, data: str | None, n: int | None, seed: int, baseline: str, baseline_seed: int | None,
+            out: Path, batch_size: int, pictures: int, overwrite: bool) -> None:
     """Segment images with concept vectors (default) or detector units, beside the model's top-3 classes."""
     check_positive(batch_size=batch_size, n=n, fit_n=fit_n)
     require_run(run_dir, "--run")
@@ -64,10 +69,10 @@ def command(model_spec: str, weights: str | None, num_classes: int | None, devic
                 from unitscope.analysis.segment.vector_run import run_vector_segment
 
                 summary = run_vector_segment(model, run, source, stage, layers or None, category, batch_size,
-                                             pictures, fit_n, fit_data, group)
+                                             pictures, fit_n, fit_data, group, baseline, baseline_seed)
             else:
                 summary = run_segment(model, run, source, stage, layers[-1] if layers else None, category,
-                                      batch_size, pictures, group)
+                                      batch_size, pictures, group, baseline)
     if not group.is_main:
         return
     click.echo(f"segmented {len(summary.predictions)} image(s) → {out}")
@@ -76,3 +81,7 @@ def command(model_spec: str, weights: str | None, num_classes: int | None, devic
         click.echo(f"pixel accuracy {m['pixel_accuracy']:.3f}, mean IoU {m['mean_iou']:.3f} "
                    f"(baseline: most frequent class everywhere {m['baseline_mean_iou']:.3f}"
                    + (f"; per-image majority {m['majority_mean_iou']:.3f})" if "majority_mean_iou" in m else ")"))
+        from unitscope.analysis.segment.twin import random_lines
+
+        for line in random_lines(m):
+            click.echo(line)

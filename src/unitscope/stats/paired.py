@@ -4,6 +4,11 @@ Each resample draws N images with replacement once and recomputes the statistic 
 same draw, so what the images share (an easy image is easy for both) cancels in the difference. The
 interval is the percentile interval of the resampled differences (2.5th to 97.5th percentile for 95 %,
 numpy's linear method, as the dissection's intervals). Seeded: the same inputs give the same interval.
+
+:func:`paired_bootstrap_weighted` draws the very same resamples but hands each statistic its image weights
+(how often each image was drawn), for statistics that re-sum per-image counts (segment's mean IoU from each
+image's per-class intersections and unions) rather than average one value per image. :func:`verdict` says
+in words whether the trained network beats its null: only where the whole interval lies above 0.
 """
 
 from __future__ import annotations
@@ -74,6 +79,51 @@ def paired_bootstrap(trained: Sequence[np.ndarray], baseline: Sequence[np.ndarra
     tail = 100 * (1 - level) / 2
     low, high = np.percentile(values, [tail, 100 - tail])
     return PairedDifference(difference, float(low), float(high), n, resamples, level)
+
+
+# A statistic of image weights: [R, N] (how often each image is in each resample; ones for all images) → [R].
+WeightStatistic = Callable[[np.ndarray], np.ndarray]
+
+
+def paired_bootstrap_weighted(trained: WeightStatistic, baseline: WeightStatistic, n: int, resamples: int = 2000,
+                              seed: int = 0, level: float = 0.95) -> PairedDifference:
+    """Bootstrap interval of ``trained(w) - baseline(w)`` over ``n`` paired images, ``w`` the image weights of
+    each resample: the resamples of :func:`paired_bootstrap` with the same ``seed`` and ``n``, counted."""
+    if resamples < 1 or not 0 < level < 1:
+        raise ValueError(f"need resamples >= 1 and 0 < level < 1, got {resamples} and {level}")
+    if n <= 0:
+        nan = float("nan")
+        return PairedDifference(nan, nan, nan, 0, resamples, level)
+    full = np.ones((1, n), dtype=np.float64)
+    difference = float(np.asarray(trained(full))[0] - np.asarray(baseline(full))[0])
+    rng = np.random.default_rng(seed)
+    draws: list[np.ndarray] = []
+    block = max(1, _BLOCK // n)
+    for start in range(0, resamples, block):
+        index = rng.integers(0, n, size=(min(block, resamples - start), n))
+        weights = np.zeros(index.shape, dtype=np.float64)
+        np.add.at(weights, (np.arange(len(index))[:, None], index), 1.0)
+        draws.append(np.asarray(trained(weights), np.float64) - np.asarray(baseline(weights), np.float64))
+    values = np.concatenate(draws)
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return PairedDifference(difference, float("nan"), float("nan"), n, resamples, level)
+    tail = 100 * (1 - level) / 2
+    low, high = np.percentile(values, [tail, 100 - tail])
+    return PairedDifference(difference, float(low), float(high), n, resamples, level)
+
+
+def verdict(diff: PairedDifference, measure: str, trained: str = "the trained network",
+            baseline: str = "its random twin") -> str:
+    """``measure`` of ``trained`` against ``baseline``, in words: it beats it only where the interval lies above 0."""
+    if diff.n == 0 or np.isnan(diff.low):
+        return f"{measure}: nothing to resample, so nothing can be said of {trained} against {baseline}."
+    shown = (f"difference {diff.difference:+.3f}, {diff.level:.0%} paired bootstrap interval over {diff.n} images "
+             f"[{diff.low:+.3f}, {diff.high:+.3f}]")
+    if diff.beats_baseline:
+        return f"{measure}: {trained} beats {baseline} ({shown})."
+    where = "lies below 0" if diff.high < 0 else "includes 0"
+    return f"{measure}: {trained} does not beat {baseline} ({shown}, which {where})."
 
 
 def mean_of(values: np.ndarray) -> np.ndarray:

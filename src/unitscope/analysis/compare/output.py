@@ -14,6 +14,12 @@ from unitscope.dissection.result import layer_dirname
 DEFINITIONS: dict[str, str] = {
     "detectors": "units whose best concept (IoU >= the run's threshold) is in the category",
     "unique": "distinct concepts among those detectors",
+    "random_detectors": "detectors of the run's random twin (the same architecture re-initialised, dissected on the "
+                        "same probe set with the same rules: dissect --baseline random)",
+    "survive_control": "detectors whose label survives the colour control (units.csv survives_control)",
+    "random_survive_control": "the random twin's detectors surviving the colour control (its record's counts)",
+    "vs_random": "the run's detectors against its random twin's, in words: beats only where the total's 95% "
+                 "bootstrap interval lies above the twin's",
     "pixel_share": "pixels carrying the class / pixels of annotated probe images",
     "image_frequency": "annotated probe images containing the class / annotated images",
     "scene_mi_bits": "mutual information (bits) between the class's presence in an image and its scene label",
@@ -48,6 +54,7 @@ def comparison_json(comparison: Comparison) -> dict[str, object]:
         "correlations": comparison.correlations.to_dict(orient="records"),
         "definitions": DEFINITIONS,
         "notes": comparison.notes,
+        "verdicts": comparison.verdicts,
     })  # type: ignore[return-value]
 
 

@@ -35,18 +35,29 @@ TEMPLATE = """<!doctype html>
 </table>
 {% for note in notes %}<p class="note">{{ note }}</p>{% endfor %}
 
+<h2>Each network against its random twin</h2>
+<p>The random twin is the same architecture with its weights re-initialised, dissected on the same probe set
+with the same rules (<code>dissect --baseline random</code>): a detector count means something only where it
+beats the twin's.</p>
+<ul>{% for v in verdicts %}<li{% if 'does not' in v or 'not measured' in v %} class="note"{% endif %}>{{ v }}</li>
+{% endfor %}</ul>
+
 <h2>Detector units and unique concepts per layer and category</h2>
 <p class="note">Detectors: IoU above the threshold and label significant at the run's FDR;
 [95% bootstrap interval of the total]; "IoU alone" is Network Dissection's count.</p>
 <table><tr><th class="l">layer</th><th class="l">category</th>
-<th class="a">{{ names[0] }} detectors</th><th class="a">unique</th>
-<th class="b">{{ names[1] }} detectors</th><th class="b">unique</th></tr>
+{% for side in ("a", "b") %}<th class="{{ side }}">{{ names[loop.index0] }} detectors</th>
+<th class="{{ side }}">unique</th><th class="{{ side }}">its random twin</th>
+<th class="{{ side }}">survive colour control</th>{% endfor %}</tr>
 {% for row in categories %}<tr{% if row.category == 'total' %} style="font-weight:600"{% endif %}>
 <td class="l">{{ row.layer }}</td><td class="l">{{ row.category }}</td>
-<td>{{ row.detectors_a }} <span class="small">{% if row.detectors_ci_a %}[{{ row.detectors_ci_a }}] {% endif %}
-/ {{ row.units_a }} · IoU alone {{ row.iou_detectors_a }}</span></td><td>{{ row.unique_a }}</td>
-<td>{{ row.detectors_b }} <span class="small">{% if row.detectors_ci_b %}[{{ row.detectors_ci_b }}] {% endif %}
-/ {{ row.units_b }} · IoU alone {{ row.iou_detectors_b }}</span></td><td>{{ row.unique_b }}</td></tr>
+{% for s in row.sides %}
+<td>{{ s.detectors }} <span class="small">{% if s.detectors_ci %}[{{ s.detectors_ci }}] {% endif %}
+/ {{ s.units }} · IoU alone {{ s.iou_detectors }}</span></td><td>{{ s.unique }}</td>
+<td title="{{ s.vs_random }}">{{ s.random_detectors }}{% if s.random_detectors_ci %}
+<span class="small">[{{ s.random_detectors_ci }}]</span>{% endif %}</td>
+<td>{{ s.survive_control }}{% if s.random_survive_control is number %}
+<span class="small">(twin {{ s.random_survive_control }})</span>{% endif %}</td>{% endfor %}</tr>
 {% endfor %}</table>
 <img alt="categories per layer" src="{{ figures['categories'] }}">
 
@@ -72,6 +83,11 @@ TEMPLATE = """<!doctype html>
 <h2>Definitions</h2><dl>
 <dt>detector unit</dt><dd>a unit whose best Network Dissection IoU is at least the run's threshold; its
 category is that of its best concept.</dd>
+<dt>random twin</dt><dd>the same architecture with re-initialised weights, dissected on the same probe set with
+the same rules; a run beats it only where the 95% bootstrap interval of its total lies wholly above the twin's
+(the record keeps no interval per category: there a count at or below the twin's does not beat it).</dd>
+<dt>survive colour control</dt><dd>detectors whose label still holds on the recoloured twin of the probe set
+(every object painted from one shared palette), so they are not colour filters.</dd>
 <dt>pixel share</dt><dd>pixels labelled with the class over all pixels of the probe images where the category
 is annotated (coverage).</dd>
 <dt>image frequency</dt><dd>share of annotated probe images in which the class appears.</dd>
@@ -104,6 +120,17 @@ def _records(frame: pd.DataFrame) -> list[dict[str, object]]:
     return [{k: _fmt(v) for k, v in row.items()} for row in frame.to_dict(orient="records")]
 
 
+SIDE_COLUMNS: tuple[str, ...] = ("detectors", "detectors_ci", "units", "iou_detectors", "unique", "random_detectors",
+                                 "random_detectors_ci", "survive_control", "random_survive_control", "vs_random")
+
+
+def _category_rows(frame: pd.DataFrame) -> list[dict[str, object]]:
+    """Rows of the categories table with each run's columns grouped under ``sides`` (run A, then B)."""
+    return [{"layer": row["layer"], "category": row["category"],
+             "sides": [{name: row[f"{name}_{side}"] for name in SIDE_COLUMNS} for side in ("a", "b")]}
+            for row in _records(frame)]
+
+
 def render_report(comparison: Comparison, figures: dict[str, Path], layer_figures: dict[str, tuple[str, str]],
                   out: Path) -> None:
     """Write ``out`` (report.html) from the comparison and the PNG files already saved."""
@@ -123,7 +150,8 @@ def render_report(comparison: Comparison, figures: dict[str, Path], layer_figure
                        "rows": _records(objects), "correlations": _records(correlations)})
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
     html = env.from_string(TEMPLATE).render(
-        names=comparison.names, runs=runs, notes=comparison.notes, categories=_records(comparison.categories),
+        names=comparison.names, runs=runs, notes=comparison.notes, categories=_category_rows(comparison.categories),
+        verdicts=comparison.verdicts,
         layers=layers, category=comparison.category, figures={k: data_uri(p) for k, p in figures.items()},
     )
     out.write_text(html, encoding="utf-8")

@@ -19,6 +19,13 @@ import numpy as np
 import pandas as pd
 from scipy import stats as scipy_stats
 
+from unitscope.analysis.compare.nulls import (
+    NOT_MEASURED_RANDOM,
+    control_cell,
+    random_counts,
+    surviving_detectors,
+    versus_random,
+)
 from unitscope.dissection.result import DissectionResult
 from unitscope.errors import UsageError
 
@@ -51,6 +58,7 @@ class Comparison:
     category: str = "object"
     notes: list[str] = field(default_factory=list)
     foreground: set[str] | None = None
+    verdicts: list[str] = field(default_factory=list)  # each run against its random twin, in words
 
 
 def pair_layers(a: DissectionResult, b: DissectionResult, force: bool) -> list[LayerPair]:
@@ -104,13 +112,18 @@ def detector_counts(run: DissectionResult, layer: str, category: str) -> pd.Seri
 
 
 def category_table(runs: tuple[DissectionResult, DissectionResult], pairs: list[LayerPair]) -> pd.DataFrame:
-    """Per layer and category: units, detector units and unique concepts of both runs, plus totals."""
+    """Per layer and category: units, detector units and unique concepts of both runs, plus totals; beside
+    them each run's random twin (``random_*``; "not measured: …" for a run dissected without one), the
+    detectors that survive the colour control (``survive_control_*``, when units.csv says; the twin's in
+    ``random_survive_control_*``, when its record says) and the verdict
+    against the random twin in words (``vs_random_*``; :mod:`unitscope.analysis.compare.nulls`)."""
     categories = list(dict.fromkeys([*runs[0].concepts.categories, *runs[1].concepts.categories]))
     rows = []
     for pair in pairs:
+        twins = [random_counts(run, layer) for run, layer in zip(runs, (pair.a, pair.b), strict=True)]
         for category in [*categories, "total"]:
             row: dict[str, object] = {"layer": pair.label, "category": category}
-            for side, run, layer in zip(SIDES, runs, (pair.a, pair.b), strict=True):
+            for side, run, layer, twin in zip(SIDES, runs, (pair.a, pair.b), twins, strict=True):
                 units = run.layers[layer].units
                 detectors = units[units["detector"].astype(bool)]
                 if category != "total":
@@ -125,8 +138,27 @@ def category_table(runs: tuple[DissectionResult, DissectionResult], pairs: list[
                 row[f"iou_detectors_{side}"] = int(in_category.sum())
                 ci = run.layers[layer].intervals.get("detectors_ci") if category == "total" else None
                 row[f"detectors_ci_{side}"] = f"{ci[0]:.0f}–{ci[1]:.0f}" if isinstance(ci, list) else ""
+                row[f"random_detectors_{side}"] = twin.detectors.get(category, 0) if twin else NOT_MEASURED_RANDOM
+                row[f"random_unique_{side}"] = twin.unique.get(category, 0) if twin else NOT_MEASURED_RANDOM
+                twin_ci = twin.interval if twin is not None and category == "total" else None
+                row[f"random_detectors_ci_{side}"] = f"{twin_ci[0]:.0f}–{twin_ci[1]:.0f}" if twin_ci else ""
+                row[f"survive_control_{side}"] = surviving_detectors(units, category)
+                row[f"random_survive_control_{side}"] = control_cell(twin.survive, category) if twin \
+                    else NOT_MEASURED_RANDOM
+                row[f"vs_random_{side}"] = versus_random(len(detectors), ci if isinstance(ci, list) else None,
+                                                         twin, category)
             rows.append(row)
     return pd.DataFrame(rows)
+
+
+def verdict_sentences(categories: pd.DataFrame, names: tuple[str, str], category: str) -> list[str]:
+    """Per layer, each run's ``category`` detectors and all its detectors against its random twin, in words."""
+    sentences = []
+    for row in categories[categories["category"].isin([category, "total"])].itertuples():
+        what = "all detectors" if row.category == "total" else f"{row.category} detectors"
+        for side, name in zip(SIDES, names, strict=True):
+            sentences.append(f"{row.layer}, {what}: {name} {getattr(row, f'vs_random_{side}')}")
+    return sentences
 
 
 def object_table(runs: tuple[DissectionResult, DissectionResult], pairs: list[LayerPair],
@@ -202,5 +234,7 @@ def compare_runs(
     elif label_stats["scene_mi_bits"].isna().all():
         notes.append("The probe set has no scene labels (or none were readable): discriminativeness not computed.")
     correlations = correlation_table(objects, names, foreground)
-    return Comparison(names, runs, pairs, category_table(runs, pairs), objects, correlations, category, notes,
-                      set(foreground) if foreground is not None else None)
+    categories = category_table(runs, pairs)
+    return Comparison(names, runs, pairs, categories, objects, correlations, category, notes,
+                      set(foreground) if foreground is not None else None,
+                      verdict_sentences(categories, names, category))

@@ -18,6 +18,8 @@ from collections.abc import Collection
 
 import numpy as np
 
+from unitscope.analysis.segment.scores import ImageClassCounts
+
 
 class SegmentationMeter:
     """Integer counts per class for the prediction and both baselines."""
@@ -33,6 +35,7 @@ class SegmentationMeter:
         self.majority_correct = 0
         self.labelled = 0
         self.images = 0
+        self._images: list[tuple[dict[int, int], dict[int, int], dict[int, int]]] = []  # (inter, pred, truth)
 
     def update(self, predicted: np.ndarray, truth_maps: np.ndarray) -> None:
         """Add one image: ``predicted`` [h, w] concept numbers, ``truth_maps`` [k, h, w] (0 = unlabeled)."""
@@ -42,6 +45,8 @@ class SegmentationMeter:
         labelled = (truth_maps != 0).any(axis=0)
         n_labelled = int(labelled.sum())
         self.images += 1
+        mine: tuple[dict[int, int], dict[int, int], dict[int, int]] = ({}, {}, {})
+        self._images.append(mine)
         if n_labelled == 0:
             return
         self.labelled += n_labelled
@@ -50,15 +55,28 @@ class SegmentationMeter:
         classes, areas = _areas(truth_maps)
         for c, area in zip(classes, areas, strict=True):
             self.truth[c] = self.truth.get(c, 0) + area
+            mine[2][c] = area
         kept = predicted[labelled]
         for c, count in zip(*np.unique(kept[kept != 0], return_counts=True), strict=True):
             self.predicted[int(c)] = self.predicted.get(int(c), 0) + int(count)
+            mine[1][int(c)] = int(count)
         for c, count in zip(*np.unique(predicted[hit], return_counts=True), strict=True):
             self.intersection[int(c)] = self.intersection.get(int(c), 0) + int(count)
+            mine[0][int(c)] = int(count)
         majority = classes[int(np.argmax(areas))]  # ties: the lower label number (classes are sorted)
         self.majority_predicted[majority] = self.majority_predicted.get(majority, 0) + n_labelled
         self.majority_intersection[majority] = self.majority_intersection.get(majority, 0) + max(areas)
         self.majority_correct += max(areas)
+
+    def image_counts(self) -> ImageClassCounts:
+        """Every scored image's own counts over the ground truth's classes (those :meth:`class_iou` scores)."""
+        classes = tuple(sorted(self.truth))
+
+        def table(part: int) -> np.ndarray:
+            rows = [[image[part].get(c, 0) for c in classes] for image in self._images]
+            return np.array(rows, dtype=np.int64).reshape(len(self._images), len(classes))
+
+        return ImageClassCounts(classes, table(0), table(2), table(1))
 
     def class_iou(self) -> dict[int, float]:
         """IoU of each class present in the ground truth."""

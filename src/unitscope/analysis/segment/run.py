@@ -16,6 +16,7 @@ from unitscope.analysis.inputs import InputImage, InputSource
 from unitscope.analysis.overlay import blend_labels, colour_labels, concept_colours, save_panels
 from unitscope.analysis.segment.metrics import SegmentationMeter
 from unitscope.analysis.segment.segmenter import DetectorSet, UnitSegmenter, detector_set
+from unitscope.analysis.segment.twin import NOT_MEASURED_NONE, NOT_MEASURED_UNITS, check_baseline, random_column
 from unitscope.dissection.result import DissectionResult
 from unitscope.dissection.upsample import Upsampler
 from unitscope.distributed import Group, batches_in_order
@@ -74,10 +75,16 @@ def run_segment(
     batch_size: int = 8,
     pictures: int | None = 16,
     group: Group | None = None,
+    baseline: str = "random",
 ) -> SegmentSummary:
     """Write ``predictions.csv``, ``labels_<key>.png``, (if labelled) ``metrics.json``, and for the first
     ``pictures`` images (all when None) ``segment_<key>.png`` overlays, the slow part. Under torchrun
-    (``group``) only rank 0 writes (``out`` None elsewhere; its summary is empty)."""
+    (``group``) only rank 0 writes (``out`` None elsewhere; its summary is empty).
+
+    ``baseline``: the random column of ``metrics.json`` says why the units method has no random twin
+    (:data:`~unitscope.analysis.segment.twin.NOT_MEASURED_UNITS`), or that none was asked for.
+    """
+    check_baseline(baseline)
     model = prepare_model(model, run)
     segmenter = build_segmenter(model, run, layer, category)
     vocabulary = sorted(set(segmenter.detectors.numbers))
@@ -92,6 +99,9 @@ def run_segment(
     predictions = segment_inputs(out, source, batch_size, model, run, category, segment, meter, colours, pictures,
                                  group=group)
     metrics = _metrics(meter, run, segmenter, category) if meter is not None and out is not None else None
+    if metrics is not None and meter is not None:
+        note = NOT_MEASURED_UNITS if baseline == "random" else NOT_MEASURED_NONE
+        metrics.update(random_column(meter, None, baseline, None, note))
     if metrics is not None and out is not None:
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     return SegmentSummary(predictions, metrics)
@@ -104,12 +114,26 @@ class _Meter(Protocol):
 Segmenter = Callable[[list[np.ndarray]], tuple[list[np.ndarray], list[np.ndarray]]]
 
 
+@dataclass(frozen=True)
+class TwinPass:
+    """The random twin's segmentation of the same images (``segment``: labels per image), scored by ``meter``."""
+
+    segment: Callable[[list[np.ndarray]], list[np.ndarray]]
+    meter: _Meter | None
+
+
+Computed = tuple[list[InputImage], list[np.ndarray], list[np.ndarray], list[np.ndarray] | None]
+
+
 def segment_inputs(out: Path | None, source: InputSource, batch_size: int, model: LoadedModel, run: DissectionResult,
                    category: str, segment: Segmenter, meter: _Meter | None, colours: dict[int, RGB],
                    pictures: int | None, caption: str = "units' segmentation", group: Group | None = None,
-                   ) -> pd.DataFrame:
+                   twin: TwinPass | None = None) -> pd.DataFrame:
     """The one loop of every segmentation method: batches of inputs through ``segment`` (labels and class
     probabilities per image), scored by ``meter``, written as label PNGs, pictures and ``predictions.csv``.
+
+    ``twin``: the random twin segments the same batch and its ``meter`` scores it on the same truth, in the
+    same order (``predictions.csv`` gets its ``random_segmented_share``; empty without a twin).
 
     Under torchrun (``group``) each rank segments every world-th batch and rank 0 (``out`` set there only)
     scores and writes them all in batch order, so its files are those of one process.
@@ -122,21 +146,25 @@ def segment_inputs(out: Path | None, source: InputSource, batch_size: int, model
         out.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, object]] = []
 
-    def compute(indices: range) -> tuple[list[InputImage], list[np.ndarray], list[np.ndarray]]:
+    def compute(indices: range) -> Computed:
         items = [source[i] for i in indices]
         for item in items:
             _check_size(item, image_size)
-        labels, probabilities = segment([item.image for item in items])
-        return items, list(labels), list(probabilities)
+        images = [item.image for item in items]
+        labels, probabilities = segment(images)
+        return items, list(labels), list(probabilities), list(twin.segment(images)) if twin is not None else None
 
-    def consume(_indices: range, done: tuple[list[InputImage], list[np.ndarray], list[np.ndarray]]) -> None:
-        items, labels, probabilities = done
+    def consume(_indices: range, done: Computed) -> None:
+        items, labels, probabilities, twin_labels = done
         target = cast(Path, out)
         for j, item in enumerate(items):
             rows.append(_prediction_row(model, item, probabilities[j], labels[j]))
+            rows[-1]["random_segmented_share"] = float((twin_labels[j] != 0).mean()) if twin_labels else None
             truth = item.sample.pixel_labels.get(category) if item.sample is not None else None
             if meter is not None and truth is not None:
                 meter.update(labels[j], truth)
+            if twin is not None and twin.meter is not None and twin_labels is not None and truth is not None:
+                twin.meter.update(twin_labels[j], truth)
             _write_labels(target, item, labels[j])
             if pictures is None or len(rows) <= pictures:
                 _write_pictures(target, item, labels[j], truth, colours, run, rows[-1], caption)
@@ -211,8 +239,8 @@ def _metrics(
         units_per[number] = units_per.get(number, 0) + 1
     scores["per_class"] = {
         run.concepts[c].name if c in run.concepts else str(c): {
-            "iou": iou, "truth_pixels": meter.truth[c], "predicted_pixels": meter.predicted.get(c, 0),
-            "units": units_per.get(c, 0)}
+            "iou": iou, "random_iou": None, "truth_pixels": meter.truth[c],
+            "predicted_pixels": meter.predicted.get(c, 0), "units": units_per.get(c, 0)}
         for c, iou in meter.class_iou().items()
     }
     scores.update({"layer": segmenter.detectors.layer, "category": category,

@@ -5,14 +5,41 @@ the predicted concept when that is one of its labels, else its first map's label
 of its labels is a hit. Unlabelled pixels (0 in every map) are ignored. The confusion matrix is summed over
 images in int64, so scores do not depend on batching. The baseline predicts the most frequent class (the
 largest ground-truth area over the evaluated images) everywhere.
+
+Each image's own counts (true positives, truth and predicted pixels per class) are kept too
+(:meth:`ConfusionMeter.image_counts`): resampling images re-sums them, for the bootstrap interval of the
+difference from the random twin (:mod:`unitscope.analysis.segment.twin`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from sklearn.metrics import confusion_matrix
+
+
+@dataclass(frozen=True)
+class ImageClassCounts:
+    """Per image (rows, in the order scored) and class (columns): intersection, truth and predicted pixels.
+
+    The scores re-summed over images with weights: ``weights [R, N] @ intersection`` and so on.
+    """
+
+    classes: tuple[int, ...]
+    intersection: np.ndarray  # [N, C] int64
+    truth: np.ndarray  # [N, C]
+    predicted: np.ndarray  # [N, C]
+
+    def mean_iou(self, weights: np.ndarray) -> np.ndarray:
+        """[R] mean IoU over the classes present in each weighted resample's ground truth (NaN: none)."""
+        inter, truth, pred = (weights @ a.astype(np.float64) for a in (self.intersection, self.truth, self.predicted))
+        present = truth > 0
+        union = truth + pred - inter
+        iou = np.where(present, inter / np.where(union > 0, union, 1.0), 0.0)
+        count = present.sum(axis=1)
+        return np.where(count > 0, iou.sum(axis=1) / np.maximum(count, 1), np.nan)
 
 
 class ConfusionMeter:
@@ -22,6 +49,7 @@ class ConfusionMeter:
         self.classes = [0, *sorted({int(c) for c in classes} - {0})]
         self._position = {c: i for i, c in enumerate(self.classes)}
         self.matrix = np.zeros((len(self.classes), len(self.classes)), dtype=np.int64)
+        self._images: list[np.ndarray] = []  # per image: [3, K] true positives, truth and predicted per class
 
     def update(self, predicted: np.ndarray, truth_maps: np.ndarray) -> None:
         """One image: ``predicted`` [h, w] concept numbers, ``truth_maps`` [k, h, w] or [h, w]."""
@@ -35,7 +63,14 @@ class ConfusionMeter:
         known = np.isin(predicted[labelled], self.classes)
         pred = np.where(known, predicted[labelled], 0)
         truth = np.where(np.isin(truth, self.classes), truth, 0)
-        self.matrix += confusion_matrix(truth, pred, labels=self.classes)
+        matrix = confusion_matrix(truth, pred, labels=self.classes)
+        self.matrix += matrix
+        self._images.append(np.stack([np.diag(matrix), matrix.sum(axis=1), matrix.sum(axis=0)]).astype(np.int64))
+
+    def image_counts(self) -> ImageClassCounts:
+        """Every scored image's own counts per class (0 = none left out), summing to :attr:`matrix`'s."""
+        rows = np.stack(self._images) if self._images else np.zeros((0, 3, len(self.classes)), np.int64)
+        return ImageClassCounts(tuple(self.classes[1:]), rows[:, 0, 1:], rows[:, 1, 1:], rows[:, 2, 1:])
 
     def class_iou(self) -> dict[int, float]:
         """IoU of every class (other than 0) present in the ground truth."""

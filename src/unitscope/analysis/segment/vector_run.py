@@ -19,11 +19,13 @@ from unitscope.analysis.inputs import InputSource
 from unitscope.analysis.overlay import concept_colours
 from unitscope.analysis.segment.run import (
     SegmentSummary,
+    TwinPass,
     _sizes,
     prepare_model,
     segment_inputs,
 )
 from unitscope.analysis.segment.scores import ConfusionMeter
+from unitscope.analysis.segment.twin import check_baseline, random_column, twin_seed
 from unitscope.analysis.segment.vectors import ConceptVectors, FeatureMaps, fit_concept_vectors
 from unitscope.defaults import FIT_N
 from unitscope.dissection.result import DissectionResult
@@ -61,10 +63,15 @@ def fit_for_run(model: LoadedModel, run: DissectionResult, layers: tuple[str, ..
     Under torchrun rank 0 fits and the others receive its vectors (the fit is deterministic, so one
     fit spares the others' cores and every rank segments with the same bits).
     """
-    group = group or Group()
     chosen = tuple(layers) if layers else tuple(run.layers)
-    model = prepare_model(model, run)
-    features = feature_maps(model, run, chosen)
+    features = feature_maps(prepare_model(model, run), run, chosen)
+    return features, fit_features(features, run, chosen, category, fit_n, fit_data, group)
+
+
+def fit_features(features: FeatureMaps, run: DissectionResult, chosen: tuple[str, ...], category: str = "object",
+                 fit_n: int = FIT_N, fit_data: str | None = None, group: Group | None = None) -> ConceptVectors:
+    """Fit vectors on ``features`` (the run's model, or its random twin) as :func:`fit_for_run` does."""
+    group = group or Group()
     problem: str | None = None
     vectors: ConceptVectors | None = None
     if group.is_main:
@@ -77,7 +84,7 @@ def fit_for_run(model: LoadedModel, run: DissectionResult, layers: tuple[str, ..
     problem, vectors = group.broadcast((problem, vectors))
     if problem is not None or vectors is None:
         raise UsageError(problem or "rank 0 fitted no concept vectors")
-    return features, vectors
+    return vectors
 
 
 def _fit(features: FeatureMaps, run: DissectionResult, chosen: tuple[str, ...], category: str, fit_n: int,
@@ -110,9 +117,17 @@ def segment_labels(features: FeatureMaps, vectors: ConceptVectors,
 def run_vector_segment(model: LoadedModel, run: DissectionResult, source: InputSource, out: Path | None,
                        layers: tuple[str, ...] | None = None, category: str = "object", batch_size: int = 8,
                        pictures: int | None = 16, fit_n: int = FIT_N, fit_data: str | None = None,
-                       group: Group | None = None) -> SegmentSummary:
+                       group: Group | None = None, baseline: str = "random",
+                       baseline_seed: int | None = None) -> SegmentSummary:
     """Fit, then segment every input; ``metrics.json`` when the inputs are labelled. Under torchrun
-    (``group``) only rank 0 writes (``out`` None elsewhere)."""
+    (``group``) only rank 0 writes (``out`` None elsewhere).
+
+    ``baseline="random"``: the random twin (the same architecture re-initialised with ``baseline_seed``, by
+    default the seed of the run's own random baseline, else 0) gets its own vectors, fitted the same way, and
+    segments the same images; ``metrics.json`` holds its scores, the bootstrap interval of the mean-IoU
+    difference and the verdict (:mod:`unitscope.analysis.segment.twin`).
+    """
+    check_baseline(baseline)
     group = group or Group()
     features, vectors = fit_for_run(model, run, layers, category, fit_n, fit_data, group)
     model = features.model
@@ -122,17 +137,40 @@ def run_vector_segment(model: LoadedModel, run: DissectionResult, source: InputS
     truth_classes = [c.number for c in run.concepts.in_category(category)]
     colours = concept_colours(truth_classes)
     meter = ConfusionMeter(truth_classes) if source.labelled else None
+    # the twin is scored against labels: unlabelled inputs (one --image) get no twin, and no fit for it
+    seed = twin_seed(run, baseline_seed) if baseline == "random" and meter is not None else None
+    twin_meter = ConfusionMeter(truth_classes) if seed is not None else None
+    twin = None if seed is None else random_twin_pass(features, vectors, run, seed, category, fit_n, fit_data,
+                                                      group, twin_meter)
 
     def segment(images: list[np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray]]:
         labels, probabilities = segment_labels(features, vectors, images)
         return list(labels), list(probabilities)
 
     predictions = segment_inputs(out, source, batch_size, model, run, category, segment, meter, colours, pictures,
-                                 "concept vectors", group)
-    metrics = score_summary(meter, run, category, vectors) if meter is not None and out is not None else None
+                                 "concept vectors", group, twin)
+    metrics = score_summary(meter, run, category, vectors, twin_meter) if meter is not None and out is not None \
+        else None
+    if metrics is not None and meter is not None:
+        metrics.update(random_column(meter, twin_meter, baseline, seed))
     if metrics is not None and out is not None:
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     return SegmentSummary(predictions, metrics)
+
+
+def random_twin_pass(features: FeatureMaps, vectors: ConceptVectors, run: DissectionResult, seed: int, category: str,
+                     fit_n: int, fit_data: str | None, group: Group | None, meter: ConfusionMeter | None) -> TwinPass:
+    """The random twin of ``features.model`` (seed ``seed``), its vectors fitted as ``vectors`` were, and the
+    segmentation they give, scored by ``meter``."""
+    from unitscope.dissection.baseline import random_baseline
+
+    twin = FeatureMaps(random_baseline(features.model, seed), features.paths, features.upsamplers)
+    twin_vectors = fit_features(twin, run, vectors.layers, category, fit_n, fit_data, group)
+
+    def segment(images: list[np.ndarray]) -> list[np.ndarray]:
+        return list(segment_labels(twin, twin_vectors, images)[0])
+
+    return TwinPass(segment, meter)
 
 
 def detected_classes(run: DissectionResult, layers: tuple[str, ...], category: str = "object") -> list[int]:
@@ -145,16 +183,18 @@ def detected_classes(run: DissectionResult, layers: tuple[str, ...], category: s
     return sorted(found)
 
 
-def score_summary(meter: ConfusionMeter, run: DissectionResult, category: str,
-                  vectors: ConceptVectors) -> dict[str, object]:
-    """The scores, with per-class IoU named, and the mean over classes that have detectors."""
+def score_summary(meter: ConfusionMeter, run: DissectionResult, category: str, vectors: ConceptVectors,
+                  twin: ConfusionMeter | None = None) -> dict[str, object]:
+    """The scores, with per-class IoU named (and the random twin's, None when not measured), and the mean over
+    classes that have detectors."""
     detected = detected_classes(run, vectors.layers, category)
     scores: dict[str, object] = dict(meter.result(detected))
     scores["mean_iou_detected"] = scores.pop("mean_iou_subset")
     baseline = scores.get("baseline_class")
     if isinstance(baseline, int) and baseline in run.concepts:
         scores["baseline_class"] = run.concepts[baseline].name
-    scores["per_class"] = {run.concepts[c].name: {"iou": iou, "detected": c in detected}
+    theirs = twin.class_iou() if twin is not None else {}
+    scores["per_class"] = {run.concepts[c].name: {"iou": iou, "random_iou": theirs.get(c), "detected": c in detected}
                            for c, iou in meter.class_iou().items() if c in run.concepts}
     scores.update({"method": "vectors", "layers": list(vectors.layers), "category": category,
                    "held_out_fit": vectors.report})
