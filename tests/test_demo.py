@@ -3,6 +3,7 @@ what the demo refuses before any work (a device this machine lacks, an --out tha
 
 from __future__ import annotations
 
+import html
 import re
 from pathlib import Path
 
@@ -21,8 +22,8 @@ def test_small_demo_writes_the_story(tmp_path: Path, capsys: pytest.CaptureFixtu
     summary = run_demo(config)
     out = capsys.readouterr().out
     assert "detector units (unique concepts) per layer" in out and "transfer" in out
-    assert [line.split()[0] for line in out.splitlines() if line.startswith("[")][:10] == [
-        f"[{k}/10" for k in range(1, 11)]
+    assert [line.split()[0] for line in out.splitlines() if line.startswith("[")][:11] == [
+        f"[{k}/11" for k in range(1, 12)]
     page = (config.out / "index.html").read_text()
     assert "Object detectors emerge in a scene network" in page
     assert "bound method" not in page and "nan" not in re.sub(r"<[^>]+>", "", page).lower().split()
@@ -34,6 +35,14 @@ def test_small_demo_writes_the_story(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert cam["localisation"]["n_images"] + cam["localisation"]["excluded"] + cam["localisation"]["skipped"] == 8
     assert cam["localisation"]["object_share"] < 0.9 and set(cam["baseline"]["differences"]) == {"lift", "pointing"}
     assert cam["baseline"]["verdict"] in page and "its random twin" in page and "random weights" in page
+    control = summary["control"]  # each net and the random twin beside the colour control, on the page in words
+    for label in ("scene-net", "object-net"):
+        for name in ("run", "random"):
+            layer = control[label][name]["layers"]["conv5"]
+            assert 0 <= layer["survive_control"] <= layer["detectors"] and len(layer["survive_ci"]) == 2
+    assert "colour control" in page and "object detectors survive" in page
+    explained = summary["explain"]  # explain held out against random twins, its verdict on the page
+    assert explained["units"] == 128 and explained["verdict"] and explained["verdict"] in html.unescape(page)
     assert {row["model"] for row in summary["accuracy"]} == {"sceneworld-scene", "sceneworld-object"}
     assert len(summary["transfer"]) == 4
     stamp = (config.out / "scene-net" / "summary.json").stat().st_mtime_ns
