@@ -28,6 +28,15 @@ def _object_detectors(result: DissectionResult, layer: str) -> tuple[int, int]:
     return len(found), found["label"].nunique()
 
 
+def _random_objects(result: DissectionResult, layer: str) -> str:
+    """', and N units / K classes with random weights' from the run's recorded random-weights baseline."""
+    table = (((result.record.baseline or {}).get("layers") or {}).get(layer) or {}).get("table") or []
+    row = next((r for r in table if r.get("category") == "object"), None)
+    if row is None:
+        return ""
+    return f", and {row['detectors']} units / {row['unique']} classes in the same architecture with random weights"
+
+
 def _rho(correlations: list[dict[str, Any]] | None, run: str, layer: str, measure: str) -> dict[str, Any] | None:
     for row in correlations or []:
         if row["run"] == run and row["layer"] == layer and row["measure"] == measure \
@@ -83,7 +92,8 @@ def findings(summary: dict[str, Any], results: dict[str, DissectionResult]) -> l
         {"claim": "A network trained on scenes develops object detectors, more than one trained on objects.",
          "measured": f"At {HEADLINE_LAYER}: {scene_units} object-detector units covering {scene_classes} object "
                      f"classes in the scene net, against {object_units} units and {object_classes} classes in "
-                     "the object net."},
+                     f"the object net{_random_objects(results['scene-net'], HEADLINE_LAYER)} (significant "
+                     "detectors; how many follow the object rather than its colour: the colour-control row)."},
     ]
     if mi is not None and freq is not None:
         rows.append({
