@@ -37,9 +37,24 @@ from unitscope.explain import explain
 from unitscope.explain import run as explain_run
 from unitscope.explain.bank import ConceptBank, UnitMask
 from unitscope.explain.formulas import Leaf
-from unitscope.explain.heldout import check_holdout, explain_unit, formula_iou, heldout_images, split_masks
+from unitscope.explain.heldout import (
+    check_holdout,
+    explain_unit,
+    formula_iou,
+    heldout_counts,
+    heldout_images,
+    split_masks,
+)
 from unitscope.explain.masks import LayerMasks, compute_masks
-from unitscope.explain.null import empirical_p, judge_gains, needed_to_pass, twin_masks, verdict
+from unitscope.explain.null import (
+    empirical_p,
+    gain_interval,
+    gain_summary,
+    judge_gains,
+    needed_to_pass,
+    twin_masks,
+    verdict,
+)
 from unitscope.explain.reference import BooleanProbe, all_formulas, exhaustive
 from unitscope.explain.search import BeamSearch
 from unitscope.explain.source import read_run
@@ -191,6 +206,76 @@ def test_the_twin_masks_are_what_dissect_measures_of_the_random_twin(random_run:
         np.testing.assert_allclose(singles, stats.iou[unit, masks.bank.numbers].numpy(), rtol=1e-6, atol=1e-7)
 
 
+# ------------------------------------------------------------- the layer's gain against the twins, interval
+# Per held-out image (columns): [formula ∩, formula ∪, single ∩, single ∪] of each unit, three images.
+TRAINED_COUNTS = np.array([[[2, 0, 1], [4, 2, 2], [1, 0, 0], [4, 1, 2]],     # gain 3/8 - 1/7
+                           [[0, 3, 1], [1, 4, 3], [0, 3, 0], [1, 4, 2]]], dtype=np.float64)  # 4/8 - 3/7
+TWIN_COUNTS = np.array([[[1, 0, 0], [3, 2, 2], [1, 0, 0], [3, 1, 2]],        # 1/7 - 1/6
+                        [[0, 0, 1], [0, 0, 2], [0, 0, 0], [0, 0, 1]],        # 1/2 - 0 (empty unions: IoU 0)
+                        [[0, 1, 1], [2, 3, 2], [0, 1, 1], [2, 2, 2]]], dtype=np.float64)  # 2/7 - 2/6
+
+
+def _brute_force_interval(trained: np.ndarray, twins: np.ndarray, resamples: int, seed: int) -> tuple[float, ...]:
+    """The same resamples (numpy's draws of paired_bootstrap), each one re-summed image by image in loops."""
+    def layer_mean(counts: np.ndarray, images: list[int]) -> float:
+        gains = []
+        for unit in counts:
+            sums = [sum(float(unit[c, i]) for i in images) for c in range(4)]
+            ious = [sums[0] / sums[1] if sums[1] > 0 else 0.0, sums[2] / sums[3] if sums[3] > 0 else 0.0]
+            gains.append(ious[0] - ious[1])
+        return sum(gains) / len(gains)
+
+    n = trained.shape[2]
+    draws = np.random.default_rng(seed).integers(0, n, size=(resamples, n))
+    values = [layer_mean(trained, list(d)) - layer_mean(twins, list(d)) for d in draws]
+    low, high = np.percentile(values, [2.5, 97.5])
+    return layer_mean(trained, list(range(n))) - layer_mean(twins, list(range(n))), float(low), float(high)
+
+
+def test_gain_interval_equals_a_brute_force_bootstrap_of_hand_counts() -> None:
+    expected_trained = ((3 / 8 - 1 / 7) + (4 / 8 - 3 / 7)) / 2
+    expected_twins = ((1 / 7 - 1 / 6) + (1 / 2 - 0) + (2 / 7 - 2 / 6)) / 3
+    diff = gain_interval(TRAINED_COUNTS, TWIN_COUNTS, resamples=500, seed=3)
+    assert diff.n == 3 and diff.resamples == 500
+    assert diff.difference == pytest.approx(expected_trained - expected_twins)
+    difference, low, high = _brute_force_interval(TRAINED_COUNTS, TWIN_COUNTS, 500, 3)
+    assert (diff.difference, diff.low, diff.high) == pytest.approx((difference, low, high))
+    assert low < high  # three images do resample to different layers' means
+    again = gain_interval(TRAINED_COUNTS, TWIN_COUNTS, resamples=500, seed=3)
+    assert (again.low, again.high) == (diff.low, diff.high)  # seeded
+
+
+def test_gain_verdict_flips_when_the_trained_gains_are_shifted() -> None:
+    same = gain_interval(TWIN_COUNTS, TWIN_COUNTS)
+    assert same.difference == 0 and same.low == 0 == same.high and not same.beats_baseline
+    summary = gain_summary(same, twins=4)
+    assert "the trained layer does not beat its 4 random twins" in str(summary["verdict"])
+    assert "includes 0" in str(summary["verdict"]) and summary["resamples"] == 2000
+    shifted = TWIN_COUNTS.copy()
+    shifted[:, 0] = shifted[:, 1]  # every formula now covers its unit exactly: IoU 1 wherever the union is not empty
+    better = gain_interval(shifted, TWIN_COUNTS)
+    assert better.low > 0 and better.beats_baseline
+    text = str(gain_summary(better, twins=1)["verdict"])
+    assert "the trained layer beats its random twin (difference +" in text and "over 3 images" in text
+    worse = gain_interval(TWIN_COUNTS, shifted)
+    assert worse.high < 0 and "lies below 0" in str(gain_summary(worse, twins=1)["verdict"])
+
+
+def test_held_out_counts_sum_to_the_held_out_ious_of_the_rows(random_run: Path) -> None:
+    source = read_run(random_run, "conv5")
+    split = split_masks(compute_masks(source, progress=False), 0.5)
+    search = BeamSearch(split.fit.bank, 2, 3)
+    rows = pd.DataFrame([explain_unit(search, split, unit) for unit in range(6)])
+    counts = heldout_counts(split.heldout, rows)
+    assert counts.shape == (6, 4, split.heldout.bank.num_images)
+    sums = counts.sum(axis=2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ious = np.where(sums[:, 1::2] > 0, sums[:, 0::2] / sums[:, 1::2], 0.0)
+    np.testing.assert_allclose(ious[:, 0], rows["heldout_iou"])
+    np.testing.assert_allclose(ious[:, 1], rows["heldout_single_iou"])
+    assert (counts[:, 0] <= counts[:, 1]).all() and (counts[:, 2] <= counts[:, 3]).all()
+
+
 def test_a_random_network_has_no_significant_held_out_gain(random_run: Path, tmp_path: Path) -> None:
     """Scored where they were chosen, most of a random network's units "gain" from a formula (the issue's
     429 of 512); held out and against the twin, at most 5 % are significant (here none)."""
@@ -206,6 +291,12 @@ def test_a_random_network_has_no_significant_held_out_gain(random_run: Path, tmp
     assert isinstance(null, dict) and null["kind"] == "random" and null["seeds"] == [0, 1, 2, 3]
     expected_p = empirical_p(formulas["heldout_gain"].to_numpy(), result.null["heldout_gain"].to_numpy())
     np.testing.assert_allclose(formulas["p_value"], expected_p)
+    # the layer against its twins: the difference of the tables' mean gains, with an interval that includes 0
+    interval = s["gain_vs_random"]
+    assert isinstance(interval, dict) and interval["n"] == 15 and interval["resamples"] == 2000
+    assert interval["difference"] == pytest.approx(formulas["heldout_gain"].mean() - result.null["heldout_gain"].mean())
+    assert interval["low"] <= 0 <= interval["high"]
+    assert "the trained layer does not beat its 4 random twins" in str(interval["verdict"])
 
 
 # ------------------------------------------------------------------------------------------ planted units
@@ -239,6 +330,9 @@ def test_planted_or_and_and_not_units_are_found_held_out_and_significant(planted
     assert result.summary["units_significant"] == 3
     assert "3 of 4 units have a significant held-out gain" in str(result.summary["verdict"])
     assert result.null is not None and result.null["heldout_gain"].max() < 0.25
+    interval = result.summary["gain_vs_random"]
+    assert isinstance(interval, dict) and interval["low"] > 0  # 3 of 4 planted units gain > 0.25, no twin unit does
+    assert "the trained layer beats its 4 random twins" in str(interval["verdict"])
 
 
 # ----------------------------------------------------------------------------- outputs, page, CLI, resume
@@ -261,6 +355,9 @@ def test_page_and_summary_carry_held_out_numbers_the_null_and_the_verdict(random
     assert list(formulas.loc[formulas["significant"], "unit"]) == [8]
     page = (out / "explain.html").read_text()
     assert str(markupsafe.escape(summary["verdict"])) in page
+    interval = summary["gain_vs_random"]["verdict"]
+    assert interval.startswith("Mean held-out gain") and interval in result.out
+    assert str(markupsafe.escape(interval)) in page
     assert summary["verdict"].startswith("1 of 10 units have a significant held-out gain")
     assert "held-out" in page and "random twin" in page and "95th percentile" in page
     # the run's small-probe warning (30 images of a 14x14 layer) is on the page, and the held-out half's
@@ -278,7 +375,8 @@ def test_null_none_writes_no_null_and_calls_nothing_significant(random_run: Path
     assert not (out / "null.csv").exists()
     summary = json.loads((out / "summary.json").read_text())
     assert summary["null"] == {"kind": "none"} and summary["images_heldout"] == 7  # 30 images, every 4th
-    assert "No null" in summary["verdict"]
+    assert "No null" in summary["verdict"] and summary["gain_vs_random"] is None
+    assert "Mean held-out gain" not in result.out
     formulas = pd.read_csv(out / "formulas.csv")
     assert formulas["p_value"].isna().all() and not formulas["significant"].any()
 

@@ -286,6 +286,9 @@ def run_demo(config: DemoConfig, overwrite: bool = False) -> dict[str, object]:
          started)
     explained = explain_scene_net(config, results["scene-net"])
     print(f"\nexplain {SEGMENT_LAYER}: {explained.get('verdict', '')}")
+    interval = explained.get("gain_vs_random")
+    if isinstance(interval, dict):
+        print(interval.get("verdict", ""))
     seconds = time.perf_counter() - started
     summary = {
         "accuracy": accuracy.to_dict(orient="records"),
@@ -297,7 +300,7 @@ def run_demo(config: DemoConfig, overwrite: bool = False) -> dict[str, object]:
         "control": {label: {"run": r.record.control, "random": (r.record.baseline or {}).get("control")}
                     for label, r in results.items()},
         "explain": {key: explained.get(key) for key in ("layer", "units", "units_significant", "verdict",
-                                                         "mean_heldout_iou", "null")},
+                                                         "mean_heldout_iou", "null", "gain_vs_random")},
         "seconds": round(seconds, 1),
     }
     (config.out / "demo.json").write_text(json.dumps(summary, indent=2, default=str))

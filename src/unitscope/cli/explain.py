@@ -48,6 +48,8 @@ def command(run_dir: Path, layer: str, length: int, beam: int, ops: str, units: 
                f"(formula); {s['units_gaining_heldout']} gain more than {s['gain_threshold']} IoU "
                f"({s['units_gaining_fit']} on the fit images) ({s['seconds']} s)")
     click.echo(str(s["verdict"]))
+    if s.get("gain_vs_random"):
+        click.echo(str(s["gain_vs_random"]["verdict"]))  # type: ignore[index]
     files = "formulas.csv, null.csv, summary.json, explain.html" if result.null is not None else \
         "formulas.csv, summary.json, explain.html"
     click.echo(f"results in {out}/ ({files})")

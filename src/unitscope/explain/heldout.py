@@ -18,11 +18,12 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 import numpy as np
+import pandas as pd
 
 from unitscope.errors import UsageError
 from unitscope.explain.bank import ConceptBank, UnitMask
 from unitscope.explain.bitmasks import popcount
-from unitscope.explain.formulas import Formula, category_mask, chain
+from unitscope.explain.formulas import Formula, Leaf, category_mask, chain, from_chain
 from unitscope.explain.masks import LayerMasks
 from unitscope.explain.search import BeamSearch
 
@@ -72,13 +73,41 @@ def split_masks(masks: LayerMasks, fraction: float, like: Split | None = None) -
                  masks.subset(held_rows, like.heldout.bank if like else None))
 
 
-def formula_iou(bank: ConceptBank, unit: UnitMask, formula: Formula) -> float:
-    """IoU of ``unit`` with ``formula`` on ``bank``'s images, by the search's rule (the unit counts only in
-    the images where one of the formula's categories is annotated)."""
+def formula_counts(bank: ConceptBank, unit: UnitMask, formula: Formula) -> tuple[np.ndarray, np.ndarray]:
+    """[N] int64 intersection and union of ``unit`` with ``formula`` in each of ``bank``'s images, by the
+    search's rule (the unit counts only in the images where one of the formula's categories is annotated);
+    summed over images they give :func:`formula_iou`, re-summed with image weights a bootstrap resample's."""
     bits = bank.bits(formula)
-    inter = int(unit.overlap_per_image(bits).sum())
-    union = unit.area(category_mask(formula), bank) + int(popcount(bits)) - inter
+    inter = unit.overlap_per_image(bits)
+    in_domain = (bank.image_categories & category_mask(formula)) != 0
+    formula_area = popcount(bits.reshape(bank.num_images, bank.words_per_image))
+    return inter, np.where(in_domain, unit.per_image, 0) + formula_area - inter
+
+
+def formula_iou(bank: ConceptBank, unit: UnitMask, formula: Formula) -> float:
+    """IoU of ``unit`` with ``formula`` on ``bank``'s images (the sums of :func:`formula_counts`)."""
+    inter, union = (int(c.sum()) for c in formula_counts(bank, unit, formula))
     return inter / union if union > 0 else 0.0
+
+
+def heldout_counts(masks: LayerMasks, rows: pd.DataFrame) -> np.ndarray:
+    """float64 [R, 4, N]: for each row of ``rows`` (``ROW_COLUMNS``, units of ``masks``) the unit's per-image
+    intersection and union with its formula, then with its single concept, on ``masks``' (held-out) images:
+    what the bootstrap over held-out images re-sums."""
+    bank = masks.bank
+    by_number = {int(bank.numbers[k]): bank.leaf(k) for k in range(len(bank))}
+    by_label = {bank.labels[k]: bank.leaf(k) for k in range(len(bank))}
+
+    def leaf(number: int) -> Leaf:
+        return by_number[number]
+
+    counts = np.zeros((len(rows), 4, bank.num_images), dtype=np.float64)
+    for r, (unit, formula_chain, single) in enumerate(zip(rows["unit"], rows["chain"], rows["single_label"],
+                                                         strict=True)):
+        mask = UnitMask.from_bits(masks.unit_bits(int(unit)), bank)
+        counts[r, 0], counts[r, 1] = formula_counts(bank, mask, from_chain(str(formula_chain), leaf))
+        counts[r, 2], counts[r, 3] = formula_counts(bank, mask, by_label[str(single)])
+    return counts
 
 
 def explain_unit(search: BeamSearch, split: Split, unit: int) -> dict[str, object]:

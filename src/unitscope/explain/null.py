@@ -14,6 +14,11 @@ BH needs about m / (FDR · (1 + U)) units at that smallest p (one unit alone, wh
 20 of a layer's units when one twin has as many). So explain pools K twins (``--null-twins``, default 4; seeds
 s, s+1, …): K · U null units, p-values K times finer. On the SceneWorld scene net's conv5 (300 images) one
 twin calls no unit significant (33 units beat all but one of its 128 units: q 0.06), four twins call 33.
+
+The layer as a whole: the trained units' mean held-out gain minus the twins' (all their units pooled), with a
+paired bootstrap interval over the held-out images (``stats.paired``): each resample draws the held-out images
+with replacement, re-sums every unit's per-image intersections and unions (``heldout.heldout_counts``) of its
+formula and of its single concept, and recomputes every gain, trained and twin, on that same draw.
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ import pandas as pd
 from unitscope.errors import UsageError
 from unitscope.explain.masks import LayerMasks, layer_thresholds, reopen_probe_of, unit_bits
 from unitscope.explain.source import RunLayer
+from unitscope.stats.paired import PairedDifference, paired_bootstrap_weighted
+from unitscope.stats.paired import verdict as paired_verdict
 from unitscope.stats.significance import benjamini_hochberg
 
 if TYPE_CHECKING:
@@ -34,6 +41,8 @@ if TYPE_CHECKING:
 
 NULL_KINDS: tuple[str, ...] = ("random", "none")
 FDR: float = 0.05
+RESAMPLES: int = 2000
+_CELLS: int = 1 << 22  # re-summed counts held at once (count rows x resamples), ~32 MB
 
 
 def check_null(kind: str) -> str:
@@ -119,3 +128,38 @@ def verdict(gains: np.ndarray, significant: int, null: dict[str, object] | None,
                  f"the {units} units must each beat every twin unit to reach q ≤ {fdr}; {above} do, and {above95} "
                  f"beat {whose} 95th percentile (more twins, --null-twins, resolve smaller p-values).")
     return text
+
+
+def mean_gain(counts: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """[R] the mean over units of IoU(formula) − IoU(single) (0 where a union is empty, as ``formula_iou``),
+    from ``counts`` [U, 4, N] (``heldout_counts``) with the images weighted by ``weights`` [R, N]."""
+    units, _, images = counts.shape
+    flat = counts.reshape(units * 4, images)
+    out = []
+    step = max(1, _CELLS // max(1, units * 4))
+    for start in range(0, len(weights), step):
+        sums = (flat @ weights[start:start + step].T).reshape(units, 4, -1)  # [U, 4, r]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            iou = np.where(sums[:, 1::2] > 0, sums[:, 0::2] / sums[:, 1::2], 0.0)  # [U, 2, r]
+        out.append((iou[:, 0] - iou[:, 1]).mean(axis=0))
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def gain_interval(trained: np.ndarray, twins: np.ndarray, resamples: int = RESAMPLES,
+                  seed: int = 0) -> PairedDifference:
+    """The trained units' mean held-out gain minus the twins' (counts [U, 4, N] and [V, 4, N] over the same N
+    held-out images), with its paired bootstrap interval over those images."""
+    if trained.shape[2] != twins.shape[2]:
+        raise ValueError("the trained and twin counts must cover the same held-out images")
+    if not len(trained) or not len(twins):
+        nan = float("nan")
+        return PairedDifference(nan, nan, nan, 0, resamples, 0.95)
+    return paired_bootstrap_weighted(lambda w: mean_gain(trained, w), lambda w: mean_gain(twins, w),
+                                     trained.shape[2], resamples, seed)
+
+
+def gain_summary(diff: PairedDifference, twins: int) -> dict[str, object]:
+    """``gain_vs_random`` of summary.json: the difference, its interval and the sentence that says it."""
+    whose = "its random twin" if twins == 1 else f"its {twins} random twins"
+    text = paired_verdict(diff, "Mean held-out gain (formula IoU − single-concept IoU)", "the trained layer", whose)
+    return {**diff.to_dict(), "verdict": text}

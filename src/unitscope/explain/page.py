@@ -63,6 +63,9 @@ quantile; searched and scored the same way, on the same split): {{ s.null.units 
 gain at least as much (1 + count) / (1 + {{ s.null.units }}); q-values by Benjamini–Hochberg across these
 {{ s.units }} units; <span class="sig">significant</span>: q ≤ {{ s.fdr }} and gain > {{ s.gain_threshold }}.
 <b>{{ s.units_significant }}</b> of {{ s.units }} units are significant.</p>
+{% if s.get('gain_vs_random') %}
+<p class="verdict">{{ s.gain_vs_random.verdict }}</p>
+{% endif %}
 {% else %}
 <p><b>No null</b> (--null none): no unit is tested against the random twin.</p>
 {% endif %}

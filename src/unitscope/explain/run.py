@@ -36,10 +36,20 @@ from unitscope.explain.heldout import (
     Split,
     check_holdout,
     explain_unit,
+    heldout_counts,
     split_masks,
 )
 from unitscope.explain.masks import LayerMasks, compute_masks
-from unitscope.explain.null import FDR, check_null, judge_gains, null_summary, twin_masks, verdict
+from unitscope.explain.null import (
+    FDR,
+    check_null,
+    gain_interval,
+    gain_summary,
+    judge_gains,
+    null_summary,
+    twin_masks,
+    verdict,
+)
 from unitscope.explain.search import BeamSearch, check_ops, check_search_size
 from unitscope.explain.source import RunLayer, read_run
 from unitscope.staging import lock_output, publish, staging_path
@@ -324,23 +334,30 @@ def _explain_in(source: RunLayer, staging: Path, identity: dict[str, object], pl
     search_seconds = time.perf_counter() - search_started
     null_rows: pd.DataFrame | None = None
     null_info: dict[str, object] | None = None
-    null_seconds = 0.0
+    null_seconds = interval_seconds = 0.0
+    gain_vs_random: dict[str, object] | None = None
     if plan.seeds:
         null_started = time.perf_counter()
         tables = []
+        twin_counts: list[np.ndarray] = []
         for seed in plan.seeds:
             twin, thresholds, _ = _twin(source, masks, staging, seed, plan.device, plan.batch_size, plan.progress,
                                         plan.trust)
             # the twin's masks share the trained split's concept banks, so the search (and its formula cache) too
-            table = _search_units(search, split_masks(twin, plan.holdout, like=split), list(range(twin.units)),
-                                  plan.unit_batch, staging, f"null-{seed}", plan.progress,
-                                  f"explain: random twin {seed}")
+            twin_split = split_masks(twin, plan.holdout, like=split)
+            table = _search_units(search, twin_split, list(range(twin.units)), plan.unit_batch, staging,
+                                  f"null-{seed}", plan.progress, f"explain: random twin {seed}")
+            twin_counts.append(heldout_counts(twin_split.heldout, table))
             table.insert(0, "seed", seed)
             table["threshold"] = thresholds[table["unit"].to_numpy(dtype=np.int64)]
             tables.append(table)
         null_rows = pd.concat(tables, ignore_index=True)
         null_info = null_summary(null_rows, list(plan.seeds), GAIN_THRESHOLD)
         null_seconds = time.perf_counter() - null_started
+        interval_started = time.perf_counter()
+        diff = gain_interval(heldout_counts(split.heldout, rows), np.concatenate(twin_counts), seed=plan.seeds[0])
+        gain_vs_random = gain_summary(diff, len(plan.seeds))
+        interval_seconds = time.perf_counter() - interval_started
     gains = rows["heldout_gain"].to_numpy(dtype=np.float64)
     p, q, significant = judge_gains(gains, None if null_rows is None else
                                     null_rows["heldout_gain"].to_numpy(dtype=np.float64), GAIN_THRESHOLD)
@@ -352,7 +369,8 @@ def _explain_in(source: RunLayer, staging: Path, identity: dict[str, object], pl
         "images_fit": int(split.fit.bank.num_images), "images_heldout": int(split.heldout.bank.num_images),
         "concepts": len(masks.bank), "warnings": list(_warnings(source, split)),
         "seconds_masks": round(mask_seconds, 2), "seconds_search": round(search_seconds, 2),
-        "seconds_null": round(null_seconds, 2),
+        "seconds_null": round(null_seconds, 2), "seconds_interval": round(interval_seconds, 2),
+        "gain_vs_random": gain_vs_random,
         "seconds": round(time.perf_counter() - started, 2),
         "cpu_seconds": round(time.process_time() - cpu, 2),
     })
