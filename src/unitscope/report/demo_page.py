@@ -115,10 +115,12 @@ def findings(summary: dict[str, Any], results: dict[str, DissectionResult]) -> l
             "measured": control})
     explained = summary.get("explain") or {}
     if explained.get("verdict"):
+        layer_wide = (explained.get("gain_vs_random") or {}).get("verdict") or ""
         rows.append({
             "claim": "Units are better explained by combinations of concepts (Mu & Andreas, a successor's claim).",
             "measured": f"Scene net {explained.get('layer')}: formulas chosen on half the probe set and scored on "
-                        f"the other half, against random twins of the same architecture: {explained['verdict']}"})
+                        f"the other half, against random twins of the same architecture. Unit by unit: "
+                        f"{explained['verdict']} The layer as a whole: {layer_wide}"})
     cam = cam_summary(summary.get("cam"))
     if cam is not None:
         rows.append({
