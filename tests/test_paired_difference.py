@@ -8,17 +8,18 @@ from typing import Any
 
 import numpy as np
 import pytest
-
-import unitscope.dissection.confidence as confidence
 from planted import PlantedProbe
 from planted_significance import write_significance_model
+
+import unitscope.dissection.confidence as confidence
 from unitscope.dissection.run import dissect
 from unitscope.dissection.settings import DissectSettings
 from unitscope.stats.bootstrap import ImageCounts
 
 
 def _dense(counts: ImageCounts, width: int) -> tuple[np.ndarray, ...]:
-    """Per image (in probe order): intersections [N, U, L], active areas [N, U], annotated [N, C], label areas [N, L]."""
+    """Per image (in probe order): intersections [N, U, L], active areas [N, U], annotated [N, C] and label
+    areas [N, L]."""
     annotated = counts.table("annotated")
     images = np.unique(annotated[:, 0])
     at = {int(image): k for k, image in enumerate(images)}
@@ -73,8 +74,8 @@ def test_paired_difference_matches_brute_force(tmp_path: Path, monkeypatch: pyte
     monkeypatch.setattr(confidence, "bootstrap_labels", spy)
     probe = PlantedProbe(30)
     settings = DissectSettings(quantile=0.1, bootstrap=30, baseline="random", workers=0)
-    result = dissect(write_significance_model(tmp_path, 8, 0), ["0"], probe, None, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0),
-                     settings=settings, progress=False)
+    result = dissect(write_significance_model(tmp_path, 8, 0), ["0"], probe, None, mean=(0.0, 0.0, 0.0),
+                     std=(1.0, 1.0, 1.0), settings=settings, progress=False)
     assert len(calls) == 2  # the run's layer, then its random twin's
     run_args, twin_args = calls
     mine = _brute_force_counts(run_args, probe.concepts.categories)

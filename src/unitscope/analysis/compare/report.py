@@ -123,8 +123,8 @@ def _records(frame: pd.DataFrame) -> list[dict[str, object]]:
 
 
 SIDE_COLUMNS: tuple[str, ...] = ("detectors", "detectors_ci", "units", "iou_detectors", "unique", "random_detectors",
-                                 "random_detectors_ci", "random_difference", "survive_control", "random_survive_control",
-                                 "vs_random")
+                                 "random_detectors_ci", "random_difference", "survive_control",
+                                 "random_survive_control", "vs_random")
 
 
 def _category_rows(frame: pd.DataFrame) -> list[dict[str, object]]:
