@@ -5,7 +5,8 @@ part of the architecture (the demo's scene and object nets differ only in their 
 the baseline: :func:`baseline_fingerprint` names exactly those inputs, and a baseline recorded with the
 same fingerprint is reused instead of dissected again (the numbers are the same bit for bit).
 
-The twin's detectors in every bootstrap resample of the probe images are kept with it (``resampled``), so the
+The twin's detectors in every bootstrap resample of the probe images are kept with it (``resampled``: per
+layer and category a line of space-separated counts, one per resample, and the resamples' digest), so the
 run's own resampled counts pair with them image resample by image resample: ``difference`` holds, per layer
 and category, the run's detectors minus the twin's and the 95 % interval of that paired difference. It
 depends on the run, so it is computed for each run, also when the twin's counts are reused.
@@ -96,8 +97,9 @@ def baseline_info(model: LoadedModel, paths: dict[str, str], probe: ProbeSet, se
         for name, layer in results.items()}
     for name, layer in results.items():
         if layer.resampled is not None:
-            layers[name]["resampled"] = {"draws": layer.resampled.draws,
-                                         "counts": {k: [int(v) for v in c] for k, c in layer.resampled.counts.items()}}
+            layers[name]["resampled"] = {  # one short line per category: "3 1 0 2 …" (counts are small ints)
+                "draws": layer.resampled.draws,
+                "counts": {k: " ".join(str(int(v)) for v in c) for k, c in layer.resampled.counts.items()}}
     info = {"kind": "random", "seed": settings.baseline_seed, "layers": layers, "fingerprint": fingerprint}
     if control is not None:
         info["control"] = control(random_model, results, workdir / "control")
@@ -111,10 +113,10 @@ def recorded_resamples(entry: object) -> ResampledCounts | None:
     counts = resampled.get("counts") if isinstance(resampled, dict) else None
     if not isinstance(draws, str) or not isinstance(counts, dict):
         return None
-    if not all(isinstance(c, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in c)
-               for c in counts.values()):
+    if not all(isinstance(c, str) and all(v.isdigit() for v in c.split()) for c in counts.values()):
         return None
-    return ResampledCounts(draws, {str(k): np.asarray(c, dtype=np.int64) for k, c in counts.items()})
+    return ResampledCounts(draws, {str(k): np.asarray([int(v) for v in c.split()], dtype=np.int64)
+                                   for k, c in counts.items()})
 
 
 def paired_difference(mine: ResampledCounts, theirs: ResampledCounts, observed: dict[str, int],
