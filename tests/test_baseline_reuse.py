@@ -20,6 +20,16 @@ def test_a_matching_baseline_is_reused_and_equals_a_fresh_one(capsys: pytest.Cap
     assert fresh.record.baseline["fingerprint"] == scene.record.baseline["fingerprint"]
     assert reused.record.baseline == fresh.record.baseline  # the same numbers, without dissecting again
     assert "reused" in capsys.readouterr().out
+    # the paired difference depends on the run: each run's own detectors minus the (shared) twin's
+    for run in (scene, reused):
+        entry = run.record.baseline["layers"]["conv3"]  # type: ignore[index]
+        mine = {row["category"]: row["detectors"] for row in run.layers["conv3"].table.to_dict(orient="records")}
+        theirs = {row["category"]: row["detectors"] for row in entry["table"]}
+        assert {k: v[0] for k, v in entry["difference"].items()} == {k: mine[k] - theirs[k] for k in mine}
+        assert all(low <= high for _, low, high in entry["difference"].values())
+    assert scene.layers["conv3"].table["detectors"].tolist() != reused.layers["conv3"].table["detectors"].tolist()
+    assert scene.record.baseline["layers"]["conv3"]["difference"] \
+        != reused.record.baseline["layers"]["conv3"]["difference"]
     other_seed = DissectSettings(baseline="random", baseline_seed=1, bootstrap=5, workers=0)
     own = dissect("sceneworld-object", ["conv3"], probe, settings=other_seed, progress=False, reuse_baseline=scene)
     assert own.record.baseline is not None

@@ -207,13 +207,17 @@ def test_force_pairs_layers_in_order(tmp_path: Path) -> None:
     assert any("different probe sets" in note for note in comparison.notes)
 
 
-def _baseline(objects: int, total: int, ci: list[float], layer: str = "conv5") -> dict:
-    """A random baseline as ``dissect --baseline random`` records it: per-category counts and the total's interval."""
+def _baseline(objects: int, total: int, ci: list[float], layer: str = "conv5",
+              difference: dict[str, list[float]] | None = None) -> dict:
+    """A random baseline as ``dissect --baseline random`` records it: per-category counts and the total's interval
+    (and, since the paired intervals, the run's detectors minus the twin's with their 95 % interval)."""
     table = [{"category": "object", "detectors": objects, "unique": min(objects, 2), "iou_detectors": objects},
              {"category": "scene", "detectors": total - objects, "unique": 1, "iou_detectors": total - objects},
              {"category": "total", "detectors": total, "unique": 3, "iou_detectors": total}]
-    return {"kind": "random", "seed": 0, "fingerprint": "x",
-            "layers": {layer: {"table": table, "intervals": {"detectors_ci": ci}}}}
+    entry: dict = {"table": table, "intervals": {"detectors_ci": ci}}
+    if difference is not None:
+        entry["difference"] = difference
+    return {"kind": "random", "seed": 0, "fingerprint": "x", "layers": {layer: entry}}
 
 
 def test_runs_without_a_random_baseline_say_so_in_every_table(tmp_path: Path,
@@ -287,3 +291,46 @@ def test_detectors_surviving_the_colour_control_are_counted(tmp_path: Path, caps
     assert f"object detectors surviving the colour control: 4 vs {NOT_MEASURED_CONTROL}; their random twins': 1 vs" \
         in printed
     assert re.search(r"<td>4\s*<span class=\"small\">\(twin 1\)</span>", (out / "report.html").read_text())
+
+
+PAIRED = "over the same image resamples"
+
+
+@pytest.mark.parametrize(("total", "difference", "object_words", "total_words"), [
+    # intervals of the counts overlap ([6, 8] against [5, 9]), yet the paired difference lies above 0
+    (5, {"object": [2.0, -1.0, 4.0], "total": [2.0, 1.0, 3.0]},
+     f"does not clearly beat its random twin: 6 against 4, difference +2 [95% CI -1–+4] {PAIRED}",
+     f"beats its random twin: 7 against 5, difference +2 [95% CI +1–+3] {PAIRED}"),
+    (9, {"object": [0.0, -2.0, 2.0], "total": [-2.0, -4.0, 0.0]},
+     f"does not beat its random twin: 6 against 6, difference +0 [95% CI -2–+2] {PAIRED}",
+     f"does not beat its random twin: 7 against 9, difference -2 [95% CI -4–+0] {PAIRED}"),
+    (6, {"object": [3.0, 1.0, 5.0], "total": [1.0, 0.0, 2.0]},
+     f"beats its random twin: 6 against 3, difference +3 [95% CI +1–+5] {PAIRED}",
+     f"does not clearly beat its random twin: 7 against 6, difference +1 [95% CI +0–+2] {PAIRED}"),
+])
+def test_verdict_uses_the_paired_difference(tmp_path: Path, capsys: pytest.CaptureFixture[str], total: int,
+                                            difference: dict[str, list[float]], object_words: str,
+                                            total_words: str) -> None:
+    """Run A (6 object, 7 detectors in all, interval [6, 8]) with a recorded paired difference from its twin; run
+    B's record predates the paired difference, so its verdict compares intervals and says so."""
+    broden = str(write_broden(tmp_path / "probe", TinyProbe(), progress=False))
+    objects = 6 - int(difference["object"][0])
+    a = _run(tmp_path / "a", RUN_A, data=broden, model="scene-net",
+             baseline=_baseline(objects, total, [5, 9], difference=difference), intervals={"detectors_ci": [6.0, 8.0]})
+    b = _run(tmp_path / "b", RUN_B, data=broden, model="object-net", baseline=_baseline(2, 3, [1, 4]),
+             intervals={"detectors_ci": [6.0, 8.0]})
+    out = _cli_compare(tmp_path, a, b)
+    printed = capsys.readouterr().out
+    table = pd.read_csv(out / "compare.csv").set_index("category")
+    assert table.loc["object", "vs_random_a"] == object_words
+    assert table.loc["total", "vs_random_a"] == total_words
+    d, low, high = difference["total"]
+    assert table.loc["total", "random_difference_a"] == f"{d:+.0f} [{low:+.0f}–{high:+.0f}]"
+    assert pd.isna(table.loc["total", "random_difference_b"])  # recorded without it
+    assert table.loc["total", "vs_random_b"].endswith("(recorded without a paired difference: intervals compared)")
+    assert f"scene-net: object detectors {object_words}; all detectors {total_words}" in printed
+    report = json.loads((out / "compare.json").read_text())
+    assert f"conv5, all detectors: scene-net {total_words}" in report["verdicts"]
+    html = (out / "report.html").read_text()
+    assert f"difference {d:+.0f} [{low:+.0f}–{high:+.0f}]" in html
+    assert (f'<li class="note">conv5, all detectors: scene-net {total_words}' in html) == ("does not" in total_words)

@@ -4,6 +4,12 @@ Its numbers depend only on what runs up to the deepest dissected layer, so two n
 part of the architecture (the demo's scene and object nets differ only in their last classifier) share
 the baseline: :func:`baseline_fingerprint` names exactly those inputs, and a baseline recorded with the
 same fingerprint is reused instead of dissected again (the numbers are the same bit for bit).
+
+The twin's detectors in every bootstrap resample of the probe images are kept with it (``resampled``: per
+layer and category a line of space-separated counts, one per resample, and the resamples' digest), so the
+run's own resampled counts pair with them image resample by image resample: ``difference`` holds, per layer
+and category, the run's detectors minus the twin's and the 95 % interval of that paired difference. It
+depends on the run, so it is computed for each run, also when the twin's counts are reused.
 """
 
 from __future__ import annotations
@@ -14,12 +20,13 @@ from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from unitscope.capture import modules_entered
 from unitscope.data.probe import ProbeSet
 from unitscope.dissection.engine import DissectionEngine
-from unitscope.dissection.result import DissectionResult, LayerResult
+from unitscope.dissection.result import DissectionResult, LayerResult, ResampledCounts
 from unitscope.dissection.settings import DissectSettings
 from unitscope.models.loading import LoadedModel
 
@@ -68,11 +75,12 @@ def baseline_info(model: LoadedModel, paths: dict[str, str], probe: ProbeSet, se
                   layer_result: Callable[..., LayerResult],
                   reuse: DissectionResult | None = None,
                   control: Callable[[LoadedModel, dict[str, LayerResult], Path], dict[str, object]] | None = None,
-                  ) -> dict[str, object]:
+                  mine: dict[str, LayerResult] | None = None) -> dict[str, object]:
     """Detector counts of the randomly re-initialised architecture on the same probe set and rules.
 
     ``reuse``: a run whose recorded baseline is taken as it is when its fingerprint matches this one's.
     ``control``: the colour control (``colour_control.control_info``) to run on the random network's layers too.
+    ``mine``: the run's own layers, whose resampled counts give each layer's paired ``difference``.
     """
     random_model = random_baseline(model, settings.baseline_seed)
     fingerprint = baseline_fingerprint(random_model, paths, probe, settings)
@@ -81,12 +89,73 @@ def baseline_info(model: LoadedModel, paths: dict[str, str], probe: ProbeSet, se
         if progress:
             print(f"random-weights baseline: the same as {reuse.record.model}'s (same layers up to "
                   f"{list(paths)[-1]}, seed, probe set and settings), reused")
-        return dict(recorded)
+        return with_differences(dict(recorded), mine or {})
     outcome = DissectionEngine(random_model, paths, probe, settings, workdir, geometry.get, progress).run()
     results = {stats.name: layer_result(stats, probe, settings) for stats in outcome.layers}
-    layers = {name: {"table": layer.table.to_dict(orient="records"), "intervals": layer.intervals}
-              for name, layer in results.items()}
+    layers: dict[str, dict[str, object]] = {
+        name: {"table": layer.table.to_dict(orient="records"), "intervals": layer.intervals}
+        for name, layer in results.items()}
+    for name, layer in results.items():
+        if layer.resampled is not None:
+            layers[name]["resampled"] = {  # one short line per category: "3 1 0 2 …" (counts are small ints)
+                "draws": layer.resampled.draws,
+                "counts": {k: " ".join(str(int(v)) for v in c) for k, c in layer.resampled.counts.items()}}
     info = {"kind": "random", "seed": settings.baseline_seed, "layers": layers, "fingerprint": fingerprint}
     if control is not None:
         info["control"] = control(random_model, results, workdir / "control")
-    return info
+    return with_differences(info, mine or {})
+
+
+def recorded_resamples(entry: object) -> ResampledCounts | None:
+    """The twin's resampled counts of one recorded baseline layer; None when absent or malformed (older runs)."""
+    resampled = entry.get("resampled") if isinstance(entry, dict) else None
+    draws = resampled.get("draws") if isinstance(resampled, dict) else None
+    counts = resampled.get("counts") if isinstance(resampled, dict) else None
+    if not isinstance(draws, str) or not isinstance(counts, dict):
+        return None
+    if not all(isinstance(c, str) and all(v.isdigit() for v in c.split()) for c in counts.values()):
+        return None
+    return ResampledCounts(draws, {str(k): np.asarray([int(v) for v in c.split()], dtype=np.int64)
+                                   for k, c in counts.items()})
+
+
+def paired_difference(mine: ResampledCounts, theirs: ResampledCounts, observed: dict[str, int],
+                      twin: dict[str, int]) -> dict[str, list[float]]:
+    """Per category: [run's detectors − twin's, 2.5th, 97.5th percentile of the per-resample difference].
+
+    Empty unless both counts come from the same resamples of the probe images (equal draw digests)."""
+    if mine.draws != theirs.draws:
+        return {}
+    out: dict[str, list[float]] = {}
+    for category, counts in mine.counts.items():
+        other = theirs.counts.get(category)
+        if other is None or len(other) != len(counts) or len(counts) == 0 or category not in observed \
+                or category not in twin:
+            continue
+        low, high = np.percentile(counts - other, [2.5, 97.5])
+        out[category] = [float(observed[category] - twin[category]), float(low), float(high)]
+    return out
+
+
+def with_differences(info: dict[str, object], mine: dict[str, LayerResult]) -> dict[str, object]:
+    """``info`` with each layer's paired ``difference`` for this run (layers copied, the reused record untouched)."""
+    layers = info.get("layers")
+    if not isinstance(layers, dict):
+        return info
+    updated: dict[str, object] = {}
+    for name, entry in layers.items():
+        entry = dict(entry) if isinstance(entry, dict) else entry
+        if isinstance(entry, dict):
+            entry.pop("difference", None)
+            theirs = recorded_resamples(entry)
+            layer = mine.get(name)
+            if theirs is not None and layer is not None and layer.resampled is not None:
+                observed = {str(r["category"]): int(r["detectors"]) for r in layer.table.to_dict(orient="records")}
+                table = entry.get("table")
+                twin = {str(r["category"]): int(r["detectors"]) for r in table if isinstance(r, dict)} \
+                    if isinstance(table, list) else {}
+                difference = paired_difference(layer.resampled, theirs, observed, twin)
+                if difference:
+                    entry["difference"] = difference
+        updated[name] = entry
+    return {**info, "layers": updated}

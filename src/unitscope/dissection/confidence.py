@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from unitscope.data.probe import ConceptTable
-from unitscope.dissection.result import DissectionResult
+from unitscope.dissection.result import DissectionResult, ResampledCounts
 from unitscope.stats.bootstrap import bootstrap_labels
 from unitscope.stats.evidence import LabelEvidence
 from unitscope.stats.iou import ConceptOverlap
@@ -44,6 +44,7 @@ def small_probe_warning(quantile: float, images: int, shape: tuple[int, int, int
 class LayerConfidence:
     columns: pd.DataFrame  # p_value, q_value, significant, margin, stability per unit
     intervals: dict[str, object]  # bootstrap intervals of the layer's counts
+    resampled: ResampledCounts | None = None  # detectors per category in each resample
 
 
 def _interval(values: np.ndarray) -> list[float]:
@@ -105,7 +106,11 @@ def layer_confidence(iou: np.ndarray, overlap: ConceptOverlap, evidence: LabelEv
         "iou_detectors_ci": _interval(outcome.iou_detectors),
         "unique_ci": _interval(outcome.unique),
     }
-    return LayerConfidence(columns, intervals)
+    counts = {name: outcome.by_category[:, c] for c, name in enumerate(concepts.categories)
+              if c < outcome.by_category.shape[1]}
+    counts["total"] = np.asarray(outcome.detectors, dtype=np.int64)
+    resampled = ResampledCounts(outcome.draws, counts) if outcome.draws else None
+    return LayerConfidence(columns, intervals, resampled)
 
 
 def control_text(control: object, layer: str) -> str:

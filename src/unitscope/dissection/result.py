@@ -31,6 +31,15 @@ TOP_MAPS = "top_maps.npy"
 HISTOGRAM = "histogram.npz"
 
 
+@dataclass(frozen=True)
+class ResampledCounts:
+    """Detectors per category (and ``total``) in each bootstrap resample of the probe images, and the digest
+    of those resamples (``stats.bootstrap.draws_digest``): two networks' counts pair only under equal digests."""
+
+    draws: str
+    counts: dict[str, np.ndarray]  # category (and "total") -> int [R]
+
+
 @dataclass
 class LayerResult:
     """One dissected layer: unit labels, top images, and the full IoU matrix (None without labels).
@@ -50,6 +59,7 @@ class LayerResult:
     intervals: dict[str, object] = field(default_factory=dict)  # bootstrap intervals of the layer's counts
     top_maps: np.ndarray | None = None
     histogram: np.ndarray | None = None
+    resampled: ResampledCounts | None = None  # in memory only: pairs the run with its random twin at dissect time
 
 
 @dataclass

@@ -126,6 +126,7 @@ def _identity_json(spec: RunSpec) -> dict[str, object]:
 def _layer_result(stats: LayerStatistics, probe: ProbeSet, settings: DissectSettings) -> LayerResult:
     units = label_units(stats.iou, probe.concepts, stats.thresholds, settings.iou_threshold)
     intervals: dict[str, object] = {}
+    resampled = None
     if stats.iou is not None and stats.overlap is not None and stats.evidence is not None and len(probe.concepts):
         confidence = layer_confidence(stats.iou.double().numpy(), stats.overlap, stats.evidence, probe.concepts,
                                       settings.iou_threshold, settings.fdr, settings.bootstrap)
@@ -135,6 +136,7 @@ def _layer_result(stats: LayerStatistics, probe: ProbeSet, settings: DissectSett
             units[column] = confidence.columns[column].to_numpy()
         units["detector"] = units["iou_detector"] & units["significant"].astype(bool)
         intervals = confidence.intervals
+        resampled = confidence.resampled
     units.insert(len(units.columns), "max_activation", stats.top_scores[:, 0].double().numpy()
                  if stats.top_scores.numel() else 0.0)
     k = stats.top_indices.shape[1]
@@ -151,6 +153,7 @@ def _layer_result(stats: LayerStatistics, probe: ProbeSet, settings: DissectSett
     iou = stats.iou.float().numpy() if stats.iou is not None else None
     layer = LayerResult(stats.name, stats.path, stats.shape, units, table, pd.DataFrame(rows), iou)
     layer.intervals = intervals
+    layer.resampled = resampled
     layer.top_maps = stats.top_maps.numpy() if stats.top_maps is not None else None
     layer.histogram = stats.histogram.counts.cpu().numpy() if stats.histogram is not None else None
     return layer
@@ -334,7 +337,7 @@ def _add_nulls(result: DissectionResult, model: LoadedModel, paths: dict[str, st
     if settings.baseline == "random":
         result.record = replace(result.record, baseline=baseline_info(
             model, paths, probe, settings, work / "baseline-work", geometry, progress, _layer_result,
-            reuse_baseline, control))
+            reuse_baseline, control, result.layers))
 
 
 def _prepare_staging(staging: Path, identity: dict[str, object], overwrite: bool, progress: bool) -> str | None:

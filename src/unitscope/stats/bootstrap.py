@@ -8,8 +8,9 @@ replay of activations — to give IoU, labels and detector counts of every resam
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
@@ -100,6 +101,13 @@ class BootstrapOutcome:
     detectors: np.ndarray  # [R] IoU and significant
     unique: np.ndarray  # [R]
     iou_detectors: np.ndarray  # [R] IoU only
+    by_category: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.int64))  # [R, C] detectors
+    draws: str = ""  # digest of the resampled image positions: equal digests, the same resamples
+
+
+def draws_digest(draws: np.ndarray) -> str:
+    """A short digest of a resample matrix [R, N]: two layers' (or networks') counts pair only when equal."""
+    return hashlib.sha256(np.ascontiguousarray(draws, dtype=np.int64).tobytes()).hexdigest()[:16]
 
 
 def bootstrap_labels(counts: ImageCounts, label_category: np.ndarray, best: np.ndarray, iou: np.ndarray,
@@ -125,7 +133,7 @@ def bootstrap_labels(counts: ImageCounts, label_category: np.ndarray, best: np.n
     slot = np.full((units, width), -1)
     slot[np.arange(units)[:, None], order] = np.arange(units)[:, None] * k + np.arange(k)
     rng = np.random.default_rng(seed)
-    draws = rng.integers(0, n, size=(resamples, n))
+    draws = rng.integers(0, n, size=(resamples, n))  # the same for every network dissected on one probe set
     weights = np.stack([np.bincount(d, minlength=n) for d in draws]).astype(np.float64)  # [R, N]
 
     def summed(rows: np.ndarray, column: np.ndarray, values: np.ndarray, size: int) -> np.ndarray:
@@ -158,4 +166,8 @@ def bootstrap_labels(counts: ImageCounts, label_category: np.ndarray, best: np.n
     is_iou = top >= iou_threshold
     is_detector = is_iou & significant[np.arange(units)[None, :], chosen]
     unique = np.array([len(np.unique(chosen[r][is_detector[r]])) for r in range(resamples)])
-    return BootstrapOutcome(stability, is_detector.sum(axis=1), unique, is_iou.sum(axis=1))
+    chosen_category = label_category[chosen]
+    by_category = np.stack([(is_detector & (chosen_category == c)).sum(axis=1) for c in range(cats)], axis=1) \
+        if cats else np.zeros((resamples, 0), np.int64)
+    return BootstrapOutcome(stability, is_detector.sum(axis=1), unique, is_iou.sum(axis=1),
+                            by_category.astype(np.int64), draws_digest(draws))

@@ -6,9 +6,12 @@
 - The colour control: a ``survives_control`` column of ``units.csv`` (True where a detector's label holds on
   the recoloured twin of the probe set) counts the detectors that are not colour filters. Optional.
 
-A run's record keeps each count's own bootstrap interval for the total only, not the resampled counts, so the
-verdict compares intervals: the trained network *beats* its twin only where its total's 95 % interval lies
-wholly above the twin's; per category (no intervals) a count at or below the twin's *does not beat* it.
+The verdict uses the paired difference where the run's record has it (``dissect --baseline random`` records,
+per layer and category, the run's detectors minus the twin's and the 95 % interval of that difference over
+the same bootstrap resamples of the probe images): the trained network *beats* its twin only where the
+interval lies wholly above 0. Runs recorded before that keep only each total's own interval, so their
+verdict compares intervals, and says so: *beats* only where the total's 95 % interval lies wholly above the
+twin's; per category (no intervals) a count at or below the twin's *does not beat* it.
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ class RandomCounts:
     interval: tuple[float, float] | None  # the total's 95 % bootstrap interval, when recorded
     seed: int | None
     survive: dict[str, int] | None = None  # the twin's detectors surviving the colour control (object, part, total)
+    # per category (and total): (run's detectors − twin's, 2.5th, 97.5th percentile over paired resamples)
+    difference: dict[str, tuple[float, float, float]] | None = None
 
 
 def _count(value: Any, where: str, path: Path | str) -> int:
@@ -79,7 +84,31 @@ def random_counts(run: DissectionResult, layer: str) -> RandomCounts | None:
         interval = (float(ci[0]), float(ci[1]))
     seed = recorded.get("seed")
     return RandomCounts(detectors, unique, interval, seed if isinstance(seed, int) else None,
-                        control_counts(recorded.get("control"), layer, path))
+                        control_counts(recorded.get("control"), layer, path),
+                        difference_counts(entry.get("difference"), layer, path))
+
+
+def difference_counts(recorded: Any, layer: str, path: Path | str) -> dict[str, tuple[float, float, float]] | None:
+    """The recorded paired differences of one layer (category -> (difference, low, high)); None for runs
+    recorded without them."""
+    if recorded is None:
+        return None
+    if not isinstance(recorded, dict):
+        raise corrupt(path, f"the random baseline's difference of layer {layer} is not a table")
+    out = {}
+    for category, value in recorded.items():
+        if not (isinstance(value, list) and len(value) == 3
+                and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)):
+            raise corrupt(path, f"the random baseline's {layer} {category} difference is {value!r}, "
+                                "expected [difference, low, high]")
+        out[str(category)] = (float(value[0]), float(value[1]), float(value[2]))
+    return out
+
+
+def difference_cell(random: RandomCounts | None, category: str) -> str:
+    """The paired difference for a table cell ("+12 [5–19]"); "" where not recorded."""
+    value = random.difference.get(category) if random is not None and random.difference else None
+    return f"{value[0]:+.0f} [{value[1]:+.0f}–{value[2]:+.0f}]" if value else ""
 
 
 def control_counts(recorded: Any, layer: str, path: Path | str) -> dict[str, int] | None:
@@ -126,15 +155,26 @@ def versus_random(detectors: int, interval: list[float] | None, random: RandomCo
     if random is None:
         return NOT_MEASURED_RANDOM
     theirs = random.detectors.get(category, 0)
+    paired = random.difference.get(category) if random.difference else None
+    if paired is not None:
+        d, low, high = paired
+        numbers = (f"{detectors} against {theirs}, difference {d:+.0f} [95% CI {low:+.0f}–{high:+.0f}] "
+                   "over the same image resamples")
+        if low > 0:
+            return f"beats its random twin: {numbers}"
+        if d <= 0:
+            return f"does not beat its random twin: {numbers}"
+        return f"does not clearly beat its random twin: {numbers}"
+    old = " (recorded without a paired difference: intervals compared)"
     if category == "total" and isinstance(interval, list) and random.interval is not None:
         low, high = random.interval
         if interval[0] > high:
             return (f"beats its random twin: {detectors} [{interval[0]:.0f}–{interval[1]:.0f}] against {theirs} "
-                    f"[{low:.0f}–{high:.0f}], 95% intervals apart")
+                    f"[{low:.0f}–{high:.0f}], 95% intervals apart{old}")
         if detectors <= theirs:
             return f"does not beat its random twin: {detectors} against {theirs}"
         return (f"does not clearly beat its random twin: {detectors} [{interval[0]:.0f}–{interval[1]:.0f}] "
-                f"against {theirs} [{low:.0f}–{high:.0f}], 95% intervals overlap")
+                f"against {theirs} [{low:.0f}–{high:.0f}], 95% intervals overlap{old}")
     if detectors <= theirs:
         return f"does not beat its random twin: {detectors} against {theirs}"
     return f"more than its random twin: {detectors} against {theirs} (no interval per category)"

@@ -18,8 +18,11 @@ DEFINITIONS: dict[str, str] = {
                         "same probe set with the same rules: dissect --baseline random)",
     "survive_control": "detectors whose label survives the colour control (units.csv survives_control)",
     "random_survive_control": "the random twin's detectors surviving the colour control (its record's counts)",
-    "vs_random": "the run's detectors against its random twin's, in words: beats only where the total's 95% "
-                 "bootstrap interval lies above the twin's",
+    "random_difference": "the run's detectors minus its random twin's [95% interval of that difference over the "
+                         "same bootstrap resamples of the probe images] (dissect --baseline random records it)",
+    "vs_random": "the run's detectors against its random twin's, in words: beats only where the paired "
+                 "difference's 95% interval lies above 0 (runs recorded without it: where the total's 95% "
+                 "bootstrap interval lies above the twin's)",
     "pixel_share": "pixels carrying the class / pixels of annotated probe images",
     "image_frequency": "annotated probe images containing the class / annotated images",
     "scene_mi_bits": "mutual information (bits) between the class's presence in an image and its scene label",

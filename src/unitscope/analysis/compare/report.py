@@ -44,7 +44,8 @@ beats the twin's.</p>
 
 <h2>Detector units and unique concepts per layer and category</h2>
 <p class="note">Detectors: IoU above the threshold and label significant at the run's FDR;
-[95% bootstrap interval of the total]; "IoU alone" is Network Dissection's count.</p>
+[95% bootstrap interval of the total]; "IoU alone" is Network Dissection's count; "difference": the run's
+detectors minus its twin's [95% interval over the same bootstrap resamples of the probe images].</p>
 <table><tr><th class="l">layer</th><th class="l">category</th>
 {% for side in ("a", "b") %}<th class="{{ side }}">{{ names[loop.index0] }} detectors</th>
 <th class="{{ side }}">unique</th><th class="{{ side }}">its random twin</th>
@@ -55,7 +56,8 @@ beats the twin's.</p>
 <td>{{ s.detectors }} <span class="small">{% if s.detectors_ci %}[{{ s.detectors_ci }}] {% endif %}
 / {{ s.units }} · IoU alone {{ s.iou_detectors }}</span></td><td>{{ s.unique }}</td>
 <td title="{{ s.vs_random }}">{{ s.random_detectors }}{% if s.random_detectors_ci %}
-<span class="small">[{{ s.random_detectors_ci }}]</span>{% endif %}</td>
+<span class="small">[{{ s.random_detectors_ci }}]</span>{% endif %}{% if s.random_difference %}
+<span class="small">difference {{ s.random_difference }}</span>{% endif %}</td>
 <td>{{ s.survive_control }}{% if s.random_survive_control is number %}
 <span class="small">(twin {{ s.random_survive_control }})</span>{% endif %}</td>{% endfor %}</tr>
 {% endfor %}</table>
@@ -121,7 +123,8 @@ def _records(frame: pd.DataFrame) -> list[dict[str, object]]:
 
 
 SIDE_COLUMNS: tuple[str, ...] = ("detectors", "detectors_ci", "units", "iou_detectors", "unique", "random_detectors",
-                                 "random_detectors_ci", "survive_control", "random_survive_control", "vs_random")
+                                 "random_detectors_ci", "random_difference", "survive_control",
+                                 "random_survive_control", "vs_random")
 
 
 def _category_rows(frame: pd.DataFrame) -> list[dict[str, object]]:

@@ -22,6 +22,7 @@ from scipy import stats as scipy_stats
 from unitscope.analysis.compare.nulls import (
     NOT_MEASURED_RANDOM,
     control_cell,
+    difference_cell,
     random_counts,
     surviving_detectors,
     versus_random,
@@ -115,7 +116,8 @@ def category_table(runs: tuple[DissectionResult, DissectionResult], pairs: list[
     """Per layer and category: units, detector units and unique concepts of both runs, plus totals; beside
     them each run's random twin (``random_*``; "not measured: …" for a run dissected without one), the
     detectors that survive the colour control (``survive_control_*``, when units.csv says; the twin's in
-    ``random_survive_control_*``, when its record says) and the verdict
+    ``random_survive_control_*``, when its record says), the paired difference from the twin with its 95 %
+    interval (``random_difference_*``, "" for runs recorded without it) and the verdict
     against the random twin in words (``vs_random_*``; :mod:`unitscope.analysis.compare.nulls`)."""
     categories = list(dict.fromkeys([*runs[0].concepts.categories, *runs[1].concepts.categories]))
     rows = []
@@ -142,6 +144,7 @@ def category_table(runs: tuple[DissectionResult, DissectionResult], pairs: list[
                 row[f"random_unique_{side}"] = twin.unique.get(category, 0) if twin else NOT_MEASURED_RANDOM
                 twin_ci = twin.interval if twin is not None and category == "total" else None
                 row[f"random_detectors_ci_{side}"] = f"{twin_ci[0]:.0f}–{twin_ci[1]:.0f}" if twin_ci else ""
+                row[f"random_difference_{side}"] = difference_cell(twin, category)
                 row[f"survive_control_{side}"] = surviving_detectors(units, category)
                 row[f"random_survive_control_{side}"] = control_cell(twin.survive, category) if twin \
                     else NOT_MEASURED_RANDOM
