@@ -72,6 +72,11 @@ def paired_bootstrap(trained: Sequence[np.ndarray], baseline: Sequence[np.ndarra
         index = rng.integers(0, n, size=(min(block, resamples - start), n))
         picked = [c[index] for c in columns]
         draws.append(np.asarray(statistic(*picked[:k]) - statistic(*picked[k:]), dtype=np.float64))
+    return _interval(difference, draws, n, resamples, level)
+
+
+def _interval(difference: float, draws: list[np.ndarray], n: int, resamples: int, level: float) -> PairedDifference:
+    """The percentile interval of the resampled differences (non-finite ones dropped; none left: NaN bounds)."""
     values = np.concatenate(draws)
     values = values[np.isfinite(values)]
     if values.size == 0:
@@ -104,13 +109,7 @@ def paired_bootstrap_weighted(trained: WeightStatistic, baseline: WeightStatisti
         weights = np.zeros(index.shape, dtype=np.float64)
         np.add.at(weights, (np.arange(len(index))[:, None], index), 1.0)
         draws.append(np.asarray(trained(weights), np.float64) - np.asarray(baseline(weights), np.float64))
-    values = np.concatenate(draws)
-    values = values[np.isfinite(values)]
-    if values.size == 0:
-        return PairedDifference(difference, float("nan"), float("nan"), n, resamples, level)
-    tail = 100 * (1 - level) / 2
-    low, high = np.percentile(values, [tail, 100 - tail])
-    return PairedDifference(difference, float(low), float(high), n, resamples, level)
+    return _interval(difference, draws, n, resamples, level)
 
 
 def verdict(diff: PairedDifference, measure: str, trained: str = "the trained network",
