@@ -73,11 +73,6 @@ def require_path(path: Path | None, what: str) -> None:
         raise UsageError(f"{what} {path} does not exist")
 
 
-def _remember_trust(ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
-    ctx.meta[TRUST_KEY] = value
-    return value
-
-
 def trusted_checkpoints() -> bool:
     """Whether this command was given --trust-checkpoint (False outside a click command)."""
     ctx = click.get_current_context(silent=True)
@@ -98,7 +93,7 @@ def run_model_options(func: F) -> F:
     func = click.option("--trust-model-code", is_flag=True, expose_value=False, callback=_remember(TRUST_CODE_KEY),
                         help="Import the run's model file (file.py:callable) named in its summary.json. A run "
                              "folder is untrusted input: without this, its Python code never runs.")(func)
-    func = click.option("--trust-checkpoint", is_flag=True, expose_value=False, callback=_remember_trust,
+    func = click.option("--trust-checkpoint", is_flag=True, expose_value=False, callback=_remember(TRUST_KEY),
                         help="Fully unpickle the run's --weights file if it is not tensor-only (can run code "
                              "from it).")(func)
     func = click.option("--weights", "run_weights", default=None, expose_value=False,
@@ -121,7 +116,7 @@ def run_trust() -> Trust:
 
 def model_options(func: F) -> F:
     """--model, --weights, --trust-checkpoint, --num-classes, --device."""
-    func = click.option("--trust-checkpoint", is_flag=True, expose_value=False, callback=_remember_trust,
+    func = click.option("--trust-checkpoint", is_flag=True, expose_value=False, callback=_remember(TRUST_KEY),
                         help="Fully unpickle a --weights file that is not tensor-only (legacy whole-model "
                              "pickles). Unpickling can run code from the file: only for files you trust.")(func)
     func = click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N or auto.")(func)

@@ -99,18 +99,38 @@ def _concept_masks(labels: LabelBatch, row_of: np.ndarray, concepts: int, pixels
     return out
 
 
+class RunInputs:
+    """The run's model and probe set, reopened once (``dissection.reopen``) when first needed: the mask pass,
+    every random twin and the page's pictures share them instead of each reopening and re-checking the run."""
+
+    def __init__(self, run: RunLayer, device: str = "cpu", trust: Trust | None = None) -> None:
+        self.run, self.device, self.trust = run, device, trust
+        self._model: LoadedModel | None = None
+        self._probe: ProbeSet | None = None
+
+    def model(self) -> LoadedModel:
+        if self._model is None:
+            from unitscope.dissection.reopen import reopen_model
+
+            self._model = reopen_model(self.run.result, device=self.device, trust=self.trust)
+        return self._model
+
+    def probe(self) -> ProbeSet:
+        if self._probe is None:
+            self._probe = reopen_probe_of(self.run)
+        return self._probe
+
+
 def compute_masks(run: RunLayer, device: str = "cpu", batch_size: int = 32, progress: bool = True,
-                  trust: Trust | None = None) -> LayerMasks:
+                  trust: Trust | None = None, inputs: RunInputs | None = None) -> LayerMasks:
     """One forward pass over the run's probe set: unit masks at the run's thresholds, and concept masks.
 
     The model and probe set come back through ``dissection.reopen`` (checked against the run's digests, no
     code from the run folder without ``trust``), and the pass runs under the run's own autocast (``--amp``),
     so the maps are compared with thresholds measured at the same precision.
     """
-    from unitscope.dissection.reopen import reopen_model
-
-    loaded = reopen_model(run.result, device=device, trust=trust)
-    probe = reopen_probe_of(run)
+    inputs = inputs or RunInputs(run, device, trust)
+    loaded, probe = inputs.model(), inputs.probe()
     concepts = run.concepts
     pixels = run.label_size[0] * run.label_size[1]
     words = words_per_image(pixels)

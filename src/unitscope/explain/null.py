@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from unitscope.errors import UsageError
-from unitscope.explain.masks import LayerMasks, layer_thresholds, reopen_probe_of, unit_bits
+from unitscope.explain.masks import LayerMasks, RunInputs, layer_thresholds, unit_bits
 from unitscope.explain.source import RunLayer
 from unitscope.stats.paired import PairedDifference, paired_bootstrap_weighted
 from unitscope.stats.paired import verdict as paired_verdict
@@ -52,13 +52,14 @@ def check_null(kind: str) -> str:
 
 
 def twin_masks(run: RunLayer, masks: LayerMasks, seed: int, device: str = "cpu", batch_size: int = 32,
-               progress: bool = True, trust: Trust | None = None) -> tuple[LayerMasks, np.ndarray]:
+               progress: bool = True, trust: Trust | None = None,
+               inputs: RunInputs | None = None) -> tuple[LayerMasks, np.ndarray]:
     """The random twin's unit masks over ``masks``' images (sharing its concept bank) and its thresholds [U]."""
     from unitscope.dissection.baseline import random_baseline
-    from unitscope.dissection.reopen import reopen_model
 
-    twin = random_baseline(reopen_model(run.result, device=device, trust=trust), seed)
-    probe = reopen_probe_of(run)
+    inputs = inputs or RunInputs(run, device, trust)
+    twin = random_baseline(inputs.model(), seed)  # a re-initialised copy: the run's model is left as it is
+    probe = inputs.probe()
     thresholds = layer_thresholds(run, twin, probe, masks.images, batch_size, progress)
     bits, offsets = unit_bits(run, twin, probe, masks.images, thresholds, batch_size, progress)
     return LayerMasks(masks.bank, bits, offsets, masks.images), thresholds

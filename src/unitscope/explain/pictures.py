@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from unitscope.data.probe import ProbeSet
 from unitscope.explain.bank import UnitMask
 from unitscope.explain.bitmasks import WORD_BITS, unpack
 from unitscope.explain.formulas import Leaf, from_chain
@@ -25,13 +26,14 @@ def _to_image_size(mask: np.ndarray, label_size: tuple[int, int], size: tuple[in
 
 
 def unit_pictures(run: RunLayer, masks: LayerMasks, formulas: pd.DataFrame, per_unit: int = 3,
-                  max_side: int = 80) -> dict[int, str]:
-    """unit → a JPEG data URI: its ``per_unit`` most active images, unit mask and formula mask side by side."""
+                  max_side: int = 80, probe: ProbeSet | None = None) -> dict[int, str]:
+    """unit → a JPEG data URI: its ``per_unit`` most active images, unit mask and formula mask side by side
+    (``probe``: the run's probe set when the caller has it open already)."""
     from unitscope.dissection.reopen import reopen_probe
     from unitscope.report.html import image_data_uri
     from unitscope.report.outlines import OutlineStyle, display_size, outline_region, tile_images
 
-    probe = reopen_probe(run.result)
+    probe = probe if probe is not None else reopen_probe(run.result)
     bank = masks.bank
     leaves = {int(bank.numbers[k]): bank.leaf(k) for k in range(len(bank))}
 

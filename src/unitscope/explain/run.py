@@ -39,7 +39,7 @@ from unitscope.explain.heldout import (
     heldout_counts,
     split_masks,
 )
-from unitscope.explain.masks import LayerMasks, compute_masks
+from unitscope.explain.masks import LayerMasks, RunInputs, compute_masks
 from unitscope.explain.null import (
     FDR,
     check_null,
@@ -112,27 +112,27 @@ def _atomic_csv(frame: pd.DataFrame, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def _masks(run: RunLayer, staging: Path, device: str, batch_size: int, progress: bool,
-           trust: Trust | None = None) -> tuple[LayerMasks, float]:
+def _masks(run: RunLayer, staging: Path, inputs: RunInputs, batch_size: int,
+           progress: bool) -> tuple[LayerMasks, float]:
     path = staging / "masks.npz"
     if path.is_file():
         with np.load(path, allow_pickle=False) as saved:
             return LayerMasks.from_state(dict(saved)), 0.0
     started = time.perf_counter()
-    masks = compute_masks(run, device, batch_size, progress, trust)
+    masks = compute_masks(run, batch_size=batch_size, progress=progress, inputs=inputs)
     _atomic_savez(path, masks.state())
     return masks, time.perf_counter() - started
 
 
-def _twin(run: RunLayer, masks: LayerMasks, staging: Path, seed: int, device: str, batch_size: int,
-          progress: bool, trust: Trust | None = None) -> tuple[LayerMasks, np.ndarray, float]:
+def _twin(run: RunLayer, masks: LayerMasks, staging: Path, seed: int, inputs: RunInputs, batch_size: int,
+          progress: bool) -> tuple[LayerMasks, np.ndarray, float]:
     """A random twin's masks and thresholds, from ``null_masks-<seed>.npz`` if a run was interrupted after them."""
     path = staging / f"null_masks-{seed}.npz"
     if path.is_file():
         with np.load(path, allow_pickle=False) as saved:
             return LayerMasks(masks.bank, saved["bits"], saved["offsets"], masks.images), saved["thresholds"], 0.0
     started = time.perf_counter()
-    twin, thresholds = twin_masks(run, masks, seed, device, batch_size, progress, trust)
+    twin, thresholds = twin_masks(run, masks, seed, batch_size=batch_size, progress=progress, inputs=inputs)
     _atomic_savez(path, {"bits": twin.bits, "offsets": twin.offsets, "thresholds": thresholds})
     return twin, thresholds, time.perf_counter() - started
 
@@ -325,7 +325,8 @@ class _Plan:
 
 def _explain_in(source: RunLayer, staging: Path, identity: dict[str, object], plan: _Plan) -> ExplainResult:
     started, cpu = time.perf_counter(), time.process_time()
-    masks, mask_seconds = _masks(source, staging, plan.device, plan.batch_size, plan.progress, plan.trust)
+    inputs = RunInputs(source, plan.device, plan.trust)  # reopened once, only if something below needs them
+    masks, mask_seconds = _masks(source, staging, inputs, plan.batch_size, plan.progress)
     split = split_masks(masks, plan.holdout)
     search = BeamSearch(split.fit.bank, plan.length, plan.beam, plan.ops)
     search_started = time.perf_counter()
@@ -341,8 +342,7 @@ def _explain_in(source: RunLayer, staging: Path, identity: dict[str, object], pl
         tables = []
         twin_counts: list[np.ndarray] = []
         for seed in plan.seeds:
-            twin, thresholds, _ = _twin(source, masks, staging, seed, plan.device, plan.batch_size, plan.progress,
-                                        plan.trust)
+            twin, thresholds, _ = _twin(source, masks, staging, seed, inputs, plan.batch_size, plan.progress)
             # the twin's masks share the trained split's concept banks, so the search (and its formula cache) too
             twin_split = split_masks(twin, plan.holdout, like=split)
             table = _search_units(search, twin_split, list(range(twin.units)), plan.unit_batch, staging,
@@ -386,7 +386,7 @@ def _explain_in(source: RunLayer, staging: Path, identity: dict[str, object], pl
         from unitscope.explain.page import write_explain_page
         from unitscope.explain.pictures import unit_pictures
 
-        pictures = unit_pictures(source, masks, formulas)
+        pictures = unit_pictures(source, masks, formulas, probe=inputs.probe())
         write_explain_page(formulas, summary, result_dir / "explain.html", pictures)
     return ExplainResult(formulas, summary, result_dir, null_rows)
 

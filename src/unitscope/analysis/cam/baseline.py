@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from unitscope.analysis.cam.localisation import ImageScore, LocalisationScore
-from unitscope.stats.paired import PairedDifference, mean_of, paired_bootstrap, ratio_of_means
+from unitscope.stats.paired import PairedDifference, mean_of, paired_bootstrap, ratio_of_means, verdict
 
 BOOTSTRAP_RESAMPLES = 2000
 BOOTSTRAP_SEED = 0
@@ -62,11 +62,5 @@ def paired_differences(trained: Sequence[ImageScore], random: Sequence[ImageScor
 
 
 def verdict_sentence(measure: str, diff: PairedDifference) -> str:
-    """``measure`` of the trained network against its random twin, in words."""
-    if diff.n == 0 or np.isnan(diff.low):
-        return f"{measure}: no image was scored for both networks, so nothing can be said against the random twin."
-    shown = f"trained − random {diff.difference:+.3f}, {diff.level:.0%} interval [{diff.low:+.3f}, {diff.high:+.3f}]"
-    if diff.beats_baseline:
-        return f"{measure}: the trained network beats its random twin ({shown}, n={diff.n})."
-    where = "lies below 0" if diff.high < 0 else "includes 0"
-    return f"{measure}: the trained network does not beat its random twin ({shown} {where}, n={diff.n})."
+    """``measure`` of the trained network against its random twin, in words (``stats.paired.verdict``)."""
+    return verdict(diff, measure)
