@@ -1,4 +1,4 @@
-"""One default per idea, shared by the CLI and the API (README "CLI conventions").
+"""One default per idea, shared by the CLI and the API (docs/cli.md, "Conventions").
 
 ``--n`` and ``--seed`` mean the same thing in every command that takes them, so they default the same:
 a probe set that statistics are taken over, fresh images no threshold saw, or images explained one by one.
