@@ -23,7 +23,7 @@ def _run_browser_test(tmp_path: Path, require: bool) -> str:
     env["PATH"] = str(bare)
     if require:
         env["UNITSCOPE_REQUIRE_BROWSER"] = "1"
-    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", str(tmp_path)],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     return done.stdout + done.stderr
 
