@@ -12,7 +12,6 @@ import torch
 from PIL import Image
 
 from tests.cli_helpers import assert_usage_error, run_cli
-
 from unitscope.api import as_model
 from unitscope.data import class_names as class_names_module
 from unitscope.data.class_names import read_class_names
