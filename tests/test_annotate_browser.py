@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import re
-import shutil
 import signal
 import sqlite3
 from collections.abc import Iterator
@@ -20,19 +19,6 @@ from PIL import Image
 from unitscope.annotate.runview import read_run
 from unitscope.annotate.store import Store
 from unitscope.annotate.tasks import build_tasks
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-
-
-@pytest.fixture()
-def browser() -> Iterator[Any]:
-    if CHROMIUM is None:
-        pytest.skip("no chromium on PATH: `apt-get install -y chromium` (the CI set-up does this)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
-    with sync_api.sync_playwright() as p:
-        launched = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield launched
-        launched.close()
 
 
 @pytest.fixture()
