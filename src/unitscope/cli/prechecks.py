@@ -9,6 +9,7 @@ their own checks, with the same messages, for the Python API and what only the m
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 from unitscope.errors import UsageError
 from unitscope.models.catalog import check_layer_names, check_model_files, check_model_name
@@ -41,3 +42,37 @@ def check_at_least(option: str, value: int | None, low: int) -> None:
     if value is not None and value < low:
         floor = "0 or more" if low == 0 else f"at least {low}"
         raise UsageError(f"{option} must be {floor}, got {value}")
+
+
+def check_inputs(image: str | None, data: str | None, n: int | None) -> None:
+    """``--image PATH`` or ``--data D`` (exactly one), as ``analysis.inputs.open_inputs`` takes them."""
+    from unitscope.data import check_probe_spec
+
+    if (image is None) == (data is None):
+        raise UsageError("give exactly one of --image PATH or --data D (with --n N)")
+    if image is not None:
+        if n is not None:
+            raise UsageError("--n goes with --data, not with --image")
+        if not Path(image).is_file():
+            raise UsageError(f"--image {image} does not exist; give the path of a PNG or JPEG file")
+    else:
+        check_probe_spec(str(data))
+
+
+def check_run_layers(run_dir: Path, layers: Sequence[str]) -> None:
+    """Layers named by their run names, as ``segment`` takes them (from summary.json alone)."""
+    from unitscope.dissection.record import read_record
+
+    names = [layer.name for layer in read_record(run_dir).layers] if layers else []
+    for name in layers:
+        if name not in names:
+            raise UsageError(f"the run has no layer {name!r}; its layers are {', '.join(names)}")
+
+
+def check_run_layer(run_dir: Path, layer: str) -> None:
+    """A layer named by its run name or module path, as ``explain`` takes it (from summary.json alone)."""
+    from unitscope.dissection.record import read_record
+
+    held = read_record(run_dir).layers
+    if not any(layer in (record.name, record.path) for record in held):
+        raise UsageError(f"{run_dir} has no layer {layer!r}; it holds {', '.join(record.name for record in held)}")

@@ -26,9 +26,10 @@ def architecture(spec: str) -> nn.Module:
     widths with tensors, which the meta device cannot, so it is built on the CPU."""
     try:
         with torch.device("meta"):
-            return torchvision.models.get_model(spec, weights=None)
+            net: nn.Module = torchvision.models.get_model(spec, weights=None)
     except NotImplementedError:
-        return torchvision.models.get_model(spec, weights=None)
+        net = torchvision.models.get_model(spec, weights=None)
+    return net
 
 
 def build_layer_table() -> dict[str, object]:
