@@ -46,7 +46,11 @@ def different_run(out_path: Path, differences: list[str]) -> UsageError:
 def refuse_other_finished(out_path: Path, identity: RunSpec, overwrite: bool) -> None:
     """Refuse ``out_path`` when it holds a finished run that differs from ``identity`` by name or setting
     (reads only its summary.json; a run that differs only in content is told apart after loading)."""
-    if overwrite or not (out_path / SUMMARY).is_file():
+    if overwrite or not out_path.is_dir():
+        return
+    if not (out_path / SUMMARY).is_file():
+        if any(out_path.iterdir()):
+            raise UsageError(f"{out_path} exists and is not a dissection run; choose another --out")
         return
     named = spec_differences(named_only(read_record(out_path).spec), named_only(identity))
     if named:
