@@ -7,7 +7,8 @@ from pathlib import Path
 
 import click
 
-from unitscope.cli.options import check_output_dir, require_run
+from unitscope.cli.options import check_output_dir, check_positive, require_run
+from unitscope.data import check_probe_spec
 from unitscope.errors import UsageError
 from unitscope.staging import staged
 
@@ -26,6 +27,10 @@ def command(run_a: Path, run_b: Path, out: Path, force: bool, data: str | None, 
     """Detectors per layer and category of RUN_A and RUN_B, the objects they detect, and why (ρ)."""
     require_run(run_a, "RUN_A")
     require_run(run_b, "RUN_B")
+    check_positive(max_images=max_images)
+    if data is not None:
+        check_probe_spec(data)
+    check_output_dir(out, overwrite)
     from unitscope.analysis.compare.output import write_comparison
     from unitscope.analysis.compare.probe_reopen import run_statistics
     from unitscope.analysis.compare.runs import check_same_probe, compare_runs, pair_layers
@@ -37,7 +42,6 @@ def command(run_a: Path, run_b: Path, out: Path, force: bool, data: str | None, 
     known = tuple(a.concepts.categories)
     if category not in known:
         raise UsageError(f"--category {category!r} is not a category of {run_a}; choose one of {', '.join(known)}")
-    check_output_dir(out, overwrite)
     stats, source = run_statistics(a, data, category, max_images, progress=True)
     comparison = compare_runs(a, b, stats, force, category, _foreground(a, data))
     comparison.notes.insert(0, f"Probe statistics from {source}.")
