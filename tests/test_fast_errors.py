@@ -57,6 +57,11 @@ def blink(root: Path, *args: str) -> str:
 
 
 CASES: list[tuple[list[str], str]] = [
+    # a class-names file that is not there fails while the options are parsed
+    (["evaluate", "--model", "resnet18", "--class-names", "nope.txt", "--data", "sceneworld"],
+     "unitscope: error: --class-names nope.txt: no such file; give the path of a class-names file"),
+    (["ablate", "--model", "resnet18", "--class-names", "nope.txt", "--layer", "layer4", "--out", "x"],
+     "unitscope: error: --class-names nope.txt: no such file; give the path of a class-names file"),
     # dissect: the cases
     (["dissect", "--model", "resnet18", "--data", "nope", "--layer", "layer4", "--out", "x"],
      f"unitscope: error: --data 'nope' is neither {SCENEWORLD} nor an existing directory"),
