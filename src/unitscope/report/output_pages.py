@@ -191,10 +191,11 @@ def segment_page(out: Path) -> Path:
     predictions = out / "predictions.csv"
     if predictions.is_file():
         frame = pd.read_csv(predictions, dtype={"image": str}, keep_default_na=False)
-        rows = [[str(r["image"]), *(f"{r[f'class{k}']} ({fmt(r[f'p{k}'], 2)})" for k in (1, 2, 3)),
+        ranks = [k for k in (1, 2, 3) if f"class{k}" in frame.columns and f"p{k}" in frame.columns]
+        rows = [[str(r["image"]), *(f"{r[f'class{k}']} ({fmt(r[f'p{k}'], 2)})" for k in ranks),
                  fmt(r.get("segmented_share")), fmt(r.get("random_segmented_share") or None)]
                 for r in frame.to_dict(orient="records")]
-        table = Table((Column("image"), Column("top-1"), Column("top-2"), Column("top-3"),
+        table = Table((Column("image"), *(Column(f"top-{k}") for k in ranks),
                        Column("segmented share", True), Column("random twin's", True)), rows, role="predictions")
         sections.append(Section("Scene classes, from the same forward pass", "predictions", tables=[table]))
     figures, more = _figures(out, sorted(out.glob("segment_*.png")))
