@@ -286,3 +286,16 @@ def test_histogram_svg_matches_the_reference_on_varied_counts() -> None:
         assert hist.histogram_svg(counts, edges, threshold, peak, quantile) == reference_histogram_svg(
             counts, edges, threshold, peak, quantile)
     assert hist.histogram_svg(np.zeros(len(edges) - 1), edges, 1.0) == ""
+
+
+def test_a_unit_page_shows_the_q_value_and_stability_of_its_card(run: DissectionResult, tmp_path: Path) -> None:
+    """The report's card showed q and stability; the unit's own page did not (#25)."""
+    layer = next(iter(run.layers))
+    units = run.layers[layer].units.copy()
+    units["stability"] = 0.875  # the fixture ran without a bootstrap: give every unit a stability to show
+    found = dataclasses.replace(run, layers={**run.layers, layer: dataclasses.replace(run.layers[layer], units=units)})
+    row = units[units["label"].astype(str) != ""].iloc[0]
+    page = LayerPages(found, layer).write(tmp_path, int(row["unit"]), shown=2).read_text()
+    assert f'id="q-value">{float(row["q_value"]):.2g}<' in page
+    assert 'id="stability">stable in 88% of resamples<' in page
+    assert '<meta name="generator" content="unitscope">' in page and 'href="../../report.html"' in page

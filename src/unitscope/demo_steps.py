@@ -20,8 +20,8 @@ def minimal_step(out: Path, n: int, seed: int, device: str) -> list[Path]:
     """Minimal image representations (Zhou et al. §3.1) of ``n`` fresh scenes by the scene net."""
     from unitscope.minimal.run import MinimalSettings, run_minimal
     from unitscope.minimal.sources import open_source
-    from unitscope.report.output_pages import minimal_page
     from unitscope.models.loading import load_model
+    from unitscope.report.output_pages import minimal_page
 
     target = out / "minimal"
     if not (target / "summary.csv").is_file():
@@ -39,8 +39,8 @@ def receptive_step(out: Path, data: Path, n: int, device: str) -> list[Path]:
     from unitscope.distributed import ShardProbe
     from unitscope.models.layers import resolve_layer
     from unitscope.models.loading import load_model
-    from unitscope.rf.empirical import EmpiricalSettings, empirical_fields
     from unitscope.report.output_pages import rf_page
+    from unitscope.rf.empirical import EmpiricalSettings, empirical_fields
     from unitscope.rf.output import write_run
 
     target = out / "rf"

@@ -88,4 +88,5 @@ def command(model_spec: str, weights: str | None, num_classes: int | None, devic
     done = summary["processed"]
     skipped = ", ".join(f"{v} {k}" for k, v in summary["skipped"].items()) or "none"
     kept = f"mean pixels kept {summary['mean_pixel_fraction']:.1%}; " if done else ""
-    click.echo(f"{done} minimal images in {out}/images (skipped: {skipped}); {kept}{seconds:.1f} s; page: {out}/report.html")
+    click.echo(f"{done} minimal images in {out}/images (skipped: {skipped}); {kept}{seconds:.1f} s; "
+               f"page: {out}/report.html")

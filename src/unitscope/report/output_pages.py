@@ -125,10 +125,11 @@ def cam_page(out: Path) -> Path:
     verdicts = [v for v in (_verdict(baseline.get("verdict")),) if v]
     sections = []
     if scores:
+        measures = (("pointing game", "pointing"), (f"top {scores.get('top_fraction', 0.2):.0%} hit rate", "hit_rate"),
+                    ("lift over the object share", "lift"), ("heat mass on objects", "mass_on_objects"),
+                    ("object share (chance)", "object_share"))
         rows = [[name, fmt(scores.get(key)), fmt(theirs.get(key)) if theirs else "–", _difference(differences.get(key))]
-                for name, key in (("pointing game", "pointing"), (f"top {scores.get('top_fraction', 0.2):.0%} hit rate",
-                                  "hit_rate"), ("lift over the object share", "lift"),
-                                  ("heat mass on objects", "mass_on_objects"), ("object share (chance)", "object_share"))]
+                for name, key in measures]
         note = (f"Over {scores.get('n_images')} images ({scores.get('excluded', 0)} excluded: objects cover "
                 f"≥ {100 * float(scores.get('max_mask_share', 0.9)):.0f}%; {scores.get('skipped', 0)} without a "
                 f"foreground object). Foreground: {(found.get('foreground') or {}).get('foreground', 'objects')}.")

@@ -143,7 +143,8 @@ def render_report(comparison: Comparison, figures: dict[str, Path], layer_figure
         objects_key, scatter_key = layer_figures[pair.label]
         layers.append({"label": pair.label, "objects": objects_key, "scatter": scatter_key,
                        "rows": _records(objects), "correlations": _records(correlations)})
-    html = report_environment().from_string(TEMPLATE).render(
+    # this template was written without trim_blocks: its line breaks after tags are spaces between numbers
+    html = report_environment().overlay(trim_blocks=False, lstrip_blocks=False).from_string(TEMPLATE).render(
         names=comparison.names, runs=runs, notes=comparison.notes, categories=_category_rows(comparison.categories),
         verdicts=comparison.verdicts,
         layers=layers, category=comparison.category, figures={k: data_uri(p) for k, p in figures.items()},
