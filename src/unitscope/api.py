@@ -185,12 +185,14 @@ def minimal_images(model: ModelArg, data: str, out: str | Path, *, n: int = PICT
     """Greedy minimal image representations (Zhou et al. §3.1) for ``n`` images of ``data``."""
     from unitscope.minimal.run import MinimalSettings, run_minimal
     from unitscope.minimal.sources import open_source
+    from unitscope.report.output_pages import minimal_page
 
     loaded = as_model(model, class_names=class_names, preprocessing=preprocessing)
     size = loaded.preprocess.input_size[0] if loaded.preprocess.input_size else 112
     source = open_source(data, loaded.class_names, n=n, seed=seed, size=size)
     run_minimal(loaded, source, out, MinimalSettings(), overwrite=overwrite, identity={"seed": seed},
                 progress=progress)
+    minimal_page(Path(out))
     return OutputRun(Path(out), pd.read_csv(Path(out) / "summary.csv"))
 
 

@@ -45,9 +45,11 @@ HEADERS = {"X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY", "Refe
 
 
 def _templates() -> jinja2.Environment:
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
-                             undefined=jinja2.StrictUndefined)
-    for name in ("task.html", "message.html", "login.html", "base_style.html"):
+    # the app's pages first, then the shared base template and stylesheet of every unitscope page
+    loader = jinja2.ChoiceLoader([jinja2.FileSystemLoader(TEMPLATES), jinja2.PackageLoader("unitscope.report",
+                                                                                             "templates")])
+    env = jinja2.Environment(loader=loader, autoescape=True, undefined=jinja2.StrictUndefined)
+    for name in ("task.html", "message.html", "login.html"):
         env.get_template(name)  # load every template at start, not on a request
     return env
 

@@ -99,7 +99,11 @@ def command(model_spec: str, weights: str | None, num_classes: int | None, devic
     seconds = time.perf_counter() - start
     if not group.is_main:
         return
+    from unitscope.report.output_pages import minimal_page
+
+    minimal_page(out)
     done = summary["processed"]
     skipped = ", ".join(f"{v} {k}" for k, v in summary["skipped"].items()) or "none"
     kept = f"mean pixels kept {summary['mean_pixel_fraction']:.1%}; " if done else ""
-    click.echo(f"{done} minimal images in {out}/images (skipped: {skipped}); {kept}{seconds:.1f} s")
+    click.echo(f"{done} minimal images in {out}/images (skipped: {skipped}); {kept}{seconds:.1f} s; "
+               f"page: {out}/report.html")

@@ -158,6 +158,9 @@ def _run_empirical(model: LoadedModel, layers: tuple[str, ...], data: str, n: in
     info = {"model": model.name, "data": probe.name, "n_images": len(probe),
             "settings": settings.__dict__}
     write_run(out, results, info)
+    from unitscope.report.output_pages import rf_page
+
+    rf_page(out)
     summary: dict[str, dict[str, Any]] = {
         name: {"theoretical": r.theoretical.size if r.theoretical_defined else None, **r.summary(),
                "engine": r.engine}
@@ -170,4 +173,4 @@ def _run_empirical(model: LoadedModel, layers: tuple[str, ...], data: str, n: in
         emp = "-" if s["mean"] is None else f"{s['mean']:.1f} ± {s['std']:.1f}"
         theory = "-" if s["theoretical"] is None else s["theoretical"]
         click.echo(f"{name:<14}{theory!s:>12}{emp:>18}{s['units']:>7}  {s['engine'].split(':')[0]}")
-    click.echo(f"results in {out}/ (rf.json, rf.csv, rf.png, per-layer maps)")
+    click.echo(f"results in {out}/ (report.html, rf.json, rf.csv, rf.png, per-layer maps)")

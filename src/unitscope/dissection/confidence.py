@@ -66,6 +66,28 @@ class LayerConfidence:
     resampled: ResampledCounts | None = None  # detectors per category in each resample
 
 
+# What a page or a line shows where a run has no bootstrap interval (dissected with --bootstrap 0).
+NO_INTERVAL = "no interval (--bootstrap 0)"
+
+
+def interval_text(ci: object) -> str:
+    """``"a–b"`` for a recorded 95% interval ``[a, b]``; "" when there is none (``--bootstrap 0`` records NaNs,
+    which must never reach a page as ``nan–nan``)."""
+    if not isinstance(ci, list | tuple) or len(ci) != 2:
+        return ""
+    try:
+        low, high = float(ci[0]), float(ci[1])
+    except (TypeError, ValueError):
+        return ""
+    return f"{low:.0f}–{high:.0f}" if np.isfinite(low) and np.isfinite(high) else ""
+
+
+def ci_suffix(ci: object) -> str:
+    """``" [95% CI a–b]"`` for a line of text, or ``" (no interval: --bootstrap 0)"`` without one."""
+    text = interval_text(ci)
+    return f" [95% CI {text}]" if text else " (no interval: --bootstrap 0)"
+
+
 def _interval(values: np.ndarray) -> list[float]:
     if len(values) == 0:
         return [float("nan"), float("nan")]
@@ -137,8 +159,7 @@ def control_text(control: object, layer: str) -> str:
     counts = control.get("layers", {}).get(layer) if isinstance(control, dict) else None
     if not isinstance(counts, dict):
         return ""
-    ci = counts.get("survive_ci")
-    interval = f" [95% CI {ci[0]:.0f}–{ci[1]:.0f}]" if isinstance(ci, list) and len(ci) == 2 else ""
+    interval = ci_suffix(counts.get("survive_ci"))
     return f"{counts.get('survive_control')} of {counts.get('detectors')} object/part detectors survive{interval}"
 
 
@@ -150,8 +171,7 @@ def confidence_lines(result: DissectionResult) -> str:
         total = layer.table.iloc[-1]
         if "iou_detectors" not in layer.table:
             continue
-        ci = layer.intervals.get("detectors_ci")
-        interval = f" [95% CI {ci[0]:.0f}–{ci[1]:.0f}]" if isinstance(ci, list) else ""
+        interval = ci_suffix(layer.intervals.get("detectors_ci"))
         line = (f"{name}: {int(total['detectors'])} significant detectors{interval} "
                 f"of {int(total['iou_detectors'])} with IoU alone")
         theirs = baseline.get("layers", {}).get(name)

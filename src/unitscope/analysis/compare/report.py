@@ -1,4 +1,5 @@
-"""The comparison as one self-contained HTML page (jinja2; figures inlined as PNG data URIs)."""
+"""The comparison as one self-contained HTML page (jinja2 on the shared base template and stylesheet; figures
+inlined as PNG data URIs)."""
 
 from __future__ import annotations
 
@@ -6,25 +7,16 @@ import base64
 import math
 from pathlib import Path
 
-import jinja2
 import pandas as pd
 
 from unitscope.analysis.compare.runs import Comparison
+from unitscope.report.html import report_environment, write_html
 
-TEMPLATE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<title>unitscope compare: {{ names[0] }} vs {{ names[1] }}</title>
-<style>
- body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; padding: 0 1em; }
- h1 { font-size: 1.5em; } h2 { font-size: 1.2em; margin-top: 2em; border-bottom: 1px solid #ddd; }
- table { border-collapse: collapse; margin: .6em 0; font-size: 13px; }
- th, td { padding: 3px 10px; border-bottom: 1px solid #eee; text-align: right; }
- th { background: #f5f6f8; } td.l, th.l { text-align: left; }
- .a { color: #3b6fb6; font-weight: 600; } .b { color: #e08a2c; font-weight: 600; }
- .note { background: #fff7e0; padding: .5em 1em; border-left: 3px solid #e0b030; }
- img { max-width: 100%; border: 1px solid #eee; margin: .5em 0; }
- dt { font-weight: 600; margin-top: .5em; } .small { color: #666; font-size: 12px; }
-</style></head><body>
+TEMPLATE = """{% extends "base.html" %}
+{% block title %}unitscope compare: {{ names[0] }} vs {{ names[1] }}{% endblock %}
+{% block page %}compare{% endblock %}
+{% block kind %}comparison{% endblock %}
+{% block content %}
 <h1>Object detectors: <span class="a">{{ names[0] }}</span> vs <span class="b">{{ names[1] }}</span></h1>
 <table>
 <tr><th class="l">run</th><th class="l">directory</th><th class="l">model</th><th class="l">probe set</th>
@@ -100,8 +92,8 @@ likely scenes).</dd>
 the probe set (classes with no detector count as 0 units): <em>all</em> of them, and, where the probe set says
 which classes are objects proper (SceneWorld), the <em>foreground</em> ones without background regions
 such as sky or wall, whose areas are too large for any unit's top-0.5% activations to cover.</dd></dl>
-<p class="small">Written by unitscope compare.</p>
-</body></html>
+<footer>Written by unitscope compare.</footer>
+{% endblock %}
 """
 
 
@@ -151,10 +143,10 @@ def render_report(comparison: Comparison, figures: dict[str, Path], layer_figure
         objects_key, scatter_key = layer_figures[pair.label]
         layers.append({"label": pair.label, "objects": objects_key, "scatter": scatter_key,
                        "rows": _records(objects), "correlations": _records(correlations)})
-    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
-    html = env.from_string(TEMPLATE).render(
+    # this template was written without trim_blocks: its line breaks after tags are spaces between numbers
+    html = report_environment().overlay(trim_blocks=False, lstrip_blocks=False).from_string(TEMPLATE).render(
         names=comparison.names, runs=runs, notes=comparison.notes, categories=_category_rows(comparison.categories),
         verdicts=comparison.verdicts,
         layers=layers, category=comparison.category, figures={k: data_uri(p) for k, p in figures.items()},
     )
-    out.write_text(html, encoding="utf-8")
+    write_html(html, out)
