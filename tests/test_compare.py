@@ -245,6 +245,10 @@ def test_runs_without_a_random_baseline_say_so_in_every_table(tmp_path: Path,
     assert f"conv5, object detectors: scene-net {NOT_MEASURED_RANDOM}" in report["verdicts"]
     html = (out / "report.html").read_text()
     assert "its random twin</th>" in html and html.count(NOT_MEASURED_RANDOM) >= 2
+    assert "Layers paired by name: conv5." in printed and "Layers paired by name: conv5." in html
+    # shares of each layer's 8 units beside the raw counts: 6 object detectors of A, 3 of B
+    assert table.loc["object", "share_a"] == 0.75 and table.loc["object", "share_b"] == 0.375
+    assert "<td>75.0%</td>" in html and "<td>37.5%</td>" in html
 
 
 @pytest.mark.parametrize(("objects", "total", "ci", "object_words", "total_words"), [

@@ -52,10 +52,10 @@ def test_three_architectures_pair_by_relative_depth_and_count_shares(runs: dict[
     out = tmp_path / "cmp"
     result = _compare(capsys, [runs["scene"], runs["resnet"], runs["vgg"]], out)
     assert result.code == 0, result.err  # type: ignore[attr-defined]
-    said = ("Layers paired by relative depth (relative depth: the share of the network's convolutions a layer's "
-            "output has passed through (100% for its last convolutional stage)): conv3 (60%) ↔ layer2 (50%) ↔ "
-            "conv7 (54%); pool5 (100%) ↔ layer4 (100%) ↔ pool13 (100%). Not paired (nearer to none of the "
-            "leading run's layers): conv5 (100%) of scene, conv10 (77%) of vgg.")
+    said = ("Layers paired by relative depth (the share of the network's convolutions a layer's output has passed "
+            "through, 100% at its last convolutional stage): conv3 (60%) ↔ layer2 (50%) ↔ conv7 (54%); pool5 (100%) "
+            "↔ layer4 (100%) ↔ pool13 (100%). Not paired (nearer to none of the leading run's layers): conv5 (100%) "
+            "of scene, conv10 (77%) of vgg.")
     assert said in result.out  # type: ignore[attr-defined]
     table = pd.read_csv(out / "compare.csv")
     assert list(dict.fromkeys(table["layer"])) == DEPTH_GROUPS

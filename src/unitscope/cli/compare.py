@@ -72,6 +72,11 @@ def _joined(row: object, column: str, sides: tuple[str, ...]) -> str:
     return values[0] if len(set(values)) == 1 else " vs ".join(values)
 
 
+def _each(values: list[str]) -> str:
+    """One value per run, " vs " between them; for more than two runs that all say the same, said once."""
+    return f"{values[0]} (all {len(values)})" if len(values) > 2 and len(set(values)) == 1 else " vs ".join(values)
+
+
 def _echo_counts(comparison: Comparison) -> None:
     """Per layer group: each run's detectors (count and share), against its random twin, and the colour control."""
     table, category, sides = comparison.categories, comparison.category, comparison.sides
@@ -84,9 +89,9 @@ def _echo_counts(comparison: Comparison) -> None:
         alls = " vs ".join(f"{total[f'detectors_{s}']} [{total[f'detectors_ci_{s}'] or '–'}]" for s in sides)
         iou = " vs ".join(str(total[f"iou_detectors_{s}"]) for s in sides)
         click.echo(f"  all detectors {alls} (95% bootstrap intervals; IoU alone {iou})")
-        twins = " vs ".join(str(row[f"random_detectors_{s}"]) for s in sides)
-        twin_alls = " vs ".join(f"{total[f'random_detectors_{s}']} [{total[f'random_detectors_ci_{s}'] or '–'}]"
-                                for s in sides)
+        twins = _each([str(row[f"random_detectors_{s}"]) for s in sides])
+        twin_alls = _each([f"{total[f'random_detectors_{s}']} [{total[f'random_detectors_ci_{s}'] or '–'}]"
+                           for s in sides])
         click.echo(f"  their random twins: {category} detectors {twins}; all {twin_alls}")
         rows = table[(table["layer"] == pair.label) & (table["category"] == category)]
         record = next(rows.itertuples())

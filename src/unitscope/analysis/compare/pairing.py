@@ -25,8 +25,8 @@ from unitscope.errors import UsageError
 if TYPE_CHECKING:
     from torch import nn
 
-DEPTH_RULE = ("relative depth: the share of the network's convolutions a layer's output has passed through "
-              "(100% for its last convolutional stage)")
+DEPTH_RULE = ("the share of the network's convolutions a layer's output has passed through, 100% at its last "
+              "convolutional stage")
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,7 @@ class Pairing:
     def sentence(self) -> str:
         groups = "; ".join(group.described() for group in self.groups)
         if self.method == "name":
-            said = f"Layers paired by name: {groups}."
+            said = f"Layers paired by name: {', '.join(group.label for group in self.groups)}."
         elif self.method == "given":
             said = f"Layers paired as given by --pair: {groups}."
         else:
