@@ -14,9 +14,10 @@ demo: $(STAMP)
 	$(VENV)/bin/unitscope demo --out demo-out
 
 test: $(STAMP)
+	bash scripts/ensure-chromium
 	$(VENV)/bin/ruff check src tests bench
 	$(PY) -m mypy
-	$(PY) -m pytest
+	UNITSCOPE_REQUIRE_BROWSER=1 $(PY) -m pytest
 
 bench: $(STAMP)
 	for b in bench/dissect.py bench/occlusion.py bench/minimal.py bench/render.py bench/stats.py; do $(PY) $$b || exit 1; done

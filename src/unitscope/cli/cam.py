@@ -7,12 +7,13 @@ from pathlib import Path
 
 import click
 
-from unitscope.cli.options import check_output_dir, check_positive, model_options, open_model
+from unitscope.cli.options import check_output_dir, check_positive, class_names_option, model_options, open_model
 from unitscope.defaults import FRESH_SEED, PICTURE_N
 
 
 @click.command("cam")
 @model_options
+@class_names_option
 @click.option("--image", default=None, help="One image file to explain.")
 @click.option("--data", default=None, help="sceneworld, sceneworld-objects, a Broden directory or an image folder.")
 @click.option("--n", "n", type=int, default=None, help=f"Images to take from --data (default {PICTURE_N}).")
@@ -34,7 +35,8 @@ from unitscope.defaults import FRESH_SEED, PICTURE_N
 @click.option("--pictures", type=int, default=16, show_default=True,
               help="Draw overlay PNGs for the first N images only (0: none; scores use every image).")
 @click.option("--overwrite", is_flag=True, help="Write into a non-empty --out.")
-def command(model_spec: str, weights: str | None, num_classes: int | None, device: str, image: str | None,
+def command(model_spec: str, weights: str | None, num_classes: int | None, device: str, class_names: str | None,
+            image: str | None,
             data: str | None, n: int | None, seed: int, out: Path, class_name: str | None, layer: str | None,
             method: str, top_fraction: float, background: str | None, baseline: str, baseline_seed: int,
             batch_size: int, pictures: int, overwrite: bool) -> None:
@@ -56,7 +58,7 @@ def command(model_spec: str, weights: str | None, num_classes: int | None, devic
     from unitscope.staging import staged
 
     with session(device) as group:  # under torchrun each rank explains every world-th batch; rank 0 writes
-        model = open_model(model_spec, weights, num_classes, group.device)
+        model = open_model(model_spec, weights, num_classes, group.device, class_names)
         size = model.preprocess.input_size[0] if model.preprocess.input_size else 112
         source = open_inputs(image, data, n, seed, size)
         with staged(out) if group.is_main else contextlib.nullcontext(None) as stage:

@@ -120,7 +120,7 @@ def _report_options(layers: tuple[str, ...], regions: str | None, field_sizes: P
 @click.option("--amp", type=click.Choice(AMP_MODES), default="off", show_default=True, is_flag=False,
               flag_value="bf16",
               help="Autocast the forward pass to bf16 (bare --amp) or fp16; thresholds move by its rounding "
-                   "(README: measured effect).")
+                   "(docs/gpu.md: measured effect).")
 @click.option("--batch-size", type=int, default=32, show_default=True)
 @click.option("--workers", default="auto", show_default=True,
               help="Data loading processes, or auto (worker processes when the machine has more than one core).")

@@ -8,7 +8,14 @@ from typing import Any
 
 import click
 
-from unitscope.cli.options import AliasOption, check_output_dir, check_positive, model_options, open_model
+from unitscope.cli.options import (
+    AliasOption,
+    check_output_dir,
+    check_positive,
+    class_names_option,
+    model_options,
+    open_model,
+)
 from unitscope.defaults import FRESH_SEED, PICTURE_N
 from unitscope.errors import UsageError
 
@@ -22,11 +29,13 @@ def _target_index(label: str, class_names: list[str] | None) -> int:
         raise UsageError(f"the model has no class {label!r}; give --class as one of its classes ({shown})")
     if label.isdigit():
         return int(label)
-    raise UsageError(f"the model has no class names, so --class must be a class number, not {label!r}")
+    raise UsageError(f"the model has no class names, so --class must be a class number, not {label!r}; or give "
+                     "--class-names FILE")
 
 
 @click.command("minimal")
 @model_options
+@class_names_option
 @click.option("--image", "image_path", type=click.Path(path_type=Path), default=None,
               help="One image to simplify (needs --class).")
 @click.option("--class", "label", cls=AliasOption, old=("--label",), default=None,
@@ -44,7 +53,8 @@ def _target_index(label: str, class_names: list[str] | None) -> int:
               help="What removed regions become.")
 @click.option("--batch-size", type=int, default=64, show_default=True, help="Candidates per forward pass.")
 @click.option("--overwrite", is_flag=True, help="Replace a non-empty --out.")
-def command(model_spec: str, weights: str | None, num_classes: int | None, device: str, image_path: Path | None,
+def command(model_spec: str, weights: str | None, num_classes: int | None, device: str, class_names: str | None,
+            image_path: Path | None,
             label: str | None, data: str | None, n: int, seed: int, out: Path, segments: int, edges: bool,
             fill: str, batch_size: int, overwrite: bool) -> None:
     """Remove image regions greedily while --model still classifies the image correctly; write the minimal
@@ -62,7 +72,7 @@ def command(model_spec: str, weights: str | None, num_classes: int | None, devic
     from unitscope.minimal.sources import ImageSource, SingleImage, open_source
 
     with session(device) as group:  # under torchrun each rank takes every world-th image
-        model = open_model(model_spec, weights, num_classes, group.device)
+        model = open_model(model_spec, weights, num_classes, group.device, class_names)
         settings = MinimalSettings(n_segments=segments, edges=edges, fill=fill, batch_size=batch_size)
         if image_path is not None:
             from unitscope.data.image_folder import read_rgb

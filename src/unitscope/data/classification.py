@@ -10,6 +10,7 @@ from typing import Protocol
 import numpy as np
 
 from unitscope.data import SCENEWORLD_SPECS
+from unitscope.data.class_names import no_class_names
 from unitscope.errors import UsageError
 
 
@@ -57,13 +58,17 @@ def class_remap(data_classes: Sequence[str], model_classes: Sequence[str], sourc
 
 
 def open_classification(
-    spec: str, model_classes: Sequence[str] | None, n: int = 1000, seed: int = 12345, size: int = 112
+    spec: str, model_classes: Sequence[str] | None, n: int = 1000, seed: int = 12345, size: int = 112,
+    command: str = "evaluate",
 ) -> ClassificationData:
-    """Resolve ``evaluate --data``: SceneWorld scenes/objects/background, or an image class folder."""
+    """Resolve ``evaluate --data``: SceneWorld scenes/objects/background, or an image class folder.
+
+    ``command`` names the command in the error for a model without class names.
+    """
     if n <= 0:
         raise UsageError(f"--n must be positive, got {n}")
     if not model_classes:
-        raise UsageError("the model has no class names; evaluate needs a model that knows its classes")
+        raise no_class_names(command)
     if spec in SCENEWORLD_SPECS:
         from unitscope.data.sceneworld import SceneWorldProbe
 

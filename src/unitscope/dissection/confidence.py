@@ -29,15 +29,34 @@ def active_cells(quantile: float, images: int, shape: tuple[int, int, int]) -> f
     return quantile * images * shape[1] * shape[2]
 
 
-def small_probe_warning(quantile: float, images: int, shape: tuple[int, int, int], layer: str) -> str | None:
-    """A warning line when the probe set is too small for the layer, else None."""
+# The image side a small map most often comes from too-small images for: an ImageNet-style network's input.
+SUGGESTED_SIDE = 224
+
+
+def _images_needed(quantile: float, h: int, w: int) -> int:
+    return int(np.ceil(MIN_ACTIVE_CELLS / (quantile * h * w)))
+
+
+def small_probe_warning(quantile: float, images: int, shape: tuple[int, int, int], layer: str,
+                        image_side: int | None = None) -> str | None:
+    """A warning line when the probe set is too small for the layer, else None; it says what to change.
+
+    ``image_side``: the side the network saw the probe images at, when it takes them at their own size (then
+    larger images give larger maps, and the line suggests ``world --size 224`` below that size).
+    """
     cells = active_cells(quantile, images, shape)
     if cells >= MIN_ACTIVE_CELLS:
         return None
-    needed = int(np.ceil(MIN_ACTIVE_CELLS / (quantile * shape[1] * shape[2])))
-    return (f"warning: layer {layer}: each unit is active on only {cells:.0f} of its {shape[1]}x{shape[2]} map cells "
+    needed = _images_needed(quantile, shape[1], shape[2])
+    line = (f"warning: layer {layer}: each unit is active on only {cells:.0f} of its {shape[1]}x{shape[2]} map cells "
             f"over {images} images (below {MIN_ACTIVE_CELLS:.0f}); IoU labels are unreliable — use at least "
-            f"{needed} probe images")
+            f"{needed} probe images (--n {needed}; for an export, unitscope world --n {needed})")
+    if image_side is not None and image_side < SUGGESTED_SIDE:
+        scale = SUGGESTED_SIDE / image_side
+        h, w = max(1, round(shape[1] * scale)), max(1, round(shape[2] * scale))
+        line += (f", or larger images: unitscope world --size {SUGGESTED_SIDE} gives this layer about {h}x{w} "
+                 f"cells, where {_images_needed(quantile, h, w)} images suffice")
+    return line
 
 
 @dataclass(frozen=True)

@@ -272,8 +272,9 @@ def _dissect_locked(
     model_input = loaded.preprocess.input_size or probe.image_size
     geometry = alignment_geometry(loaded.module, model_input) if settings.upsample == "rf" else {}
     shapes = layer_shapes(loaded, paths, probe) if has_labels(probe) else {}  # no labels: no IoU to doubt
+    native = None if loaded.preprocess.input_size is not None else min(probe.image_size)  # larger images help
     warnings = [w for name, shape in shapes.items()
-                if (w := small_probe_warning(settings.quantile, len(probe), shape, name)) is not None]
+                if (w := small_probe_warning(settings.quantile, len(probe), shape, name, native)) is not None]
     for line in warnings:
         print(line, file=sys.stderr)
 

@@ -186,6 +186,9 @@ def region_sentence(renderer: RegionRenderer, quantile: object) -> str:
     if renderer.fallbacks:
         sentence += (f" Layers {', '.join(renderer.fallbacks)} show the upsampled activation instead: "
                      f"{next(iter(renderer.fallbacks.values()))}.")
+    if renderer.oversized:
+        sentence += (f" The receptive fields of {', '.join(renderer.oversized)} are larger than the image, so "
+                     "their regions cover most or all of it.")
     return sentence
 
 

@@ -82,8 +82,11 @@ def class_index(model: LoadedModel, name: str | None) -> int | None:
         return int(name)
     close = get_close_matches(name, names, n=4)
     hint = f" (did you mean {', '.join(close)}?)" if close else ""
+    if not names:
+        raise UsageError(f"--class {name!r}: {model.name} has no class names, so give a class number, or the "
+                         "model's names with --class-names FILE")
     shown = ", ".join(names[:12]) + (" …" if len(names) > 12 else "")
-    raise UsageError(f"--class {name!r} is not a class of {model.name}{hint}; classes: {shown or 'unnamed'}")
+    raise UsageError(f"--class {name!r} is not a class of {model.name}{hint}; classes: {shown}")
 
 
 def build_cam(model: LoadedModel, example: torch.Tensor, layer: str | None, method: str) -> ChannelWeightedCAM:
