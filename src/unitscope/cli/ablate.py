@@ -14,6 +14,8 @@ from unitscope.cli.options import (
     open_model,
     require_run,
 )
+from unitscope.cli.prechecks import check_model_args
+from unitscope.data import check_class_folder
 from unitscope.defaults import FRESH_SEED, PROBE_N
 
 
@@ -45,11 +47,13 @@ def command(model_spec: str, weights: str | None, num_classes: int | None, devic
     check_positive(n=n, batch_size=batch_size, seeds=seeds)
     if run_dir is not None:
         require_run(run_dir, "--run")
+    check_model_args(model_spec, weights, num_classes, [layer])
+    check_class_folder(data)
+    check_output_dir(out, overwrite)
     from unitscope.ablation.output import weak_rows, write_ablation
     from unitscope.ablation.sweep import ablate
     from unitscope.dissection.result import DissectionResult
 
-    check_output_dir(out, overwrite)
     run = DissectionResult.load(run_dir) if run_dir is not None else None
     model = open_model(model_spec, weights, num_classes, device, class_names)
     if run is not None:  # the run must be of this very network (its weights' digest), with its preprocessing

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from unitscope.cli.options import check_output_dir, check_positive, class_names_option, model_options, open_model
+from unitscope.cli.prechecks import check_at_least, check_inputs, check_model_args, check_range
 from unitscope.defaults import FRESH_SEED, PICTURE_N
 
 
@@ -42,18 +43,19 @@ def command(model_spec: str, weights: str | None, num_classes: int | None, devic
             batch_size: int, pictures: int, overwrite: bool) -> None:
     """Class activation maps over images; on labelled images, how much of their heat lies on the foreground
     objects, beside the same network with random weights."""
+    check_positive(batch_size=batch_size, n=n)
+    check_at_least("--pictures", pictures, 0)
+    check_range("--top-fraction", top_fraction, 0, 1, open_low=True)
+    check_model_args(model_spec, weights, num_classes, [layer])
+    check_inputs(image, data, n)
+    check_output_dir(out, overwrite)
     from unitscope.analysis.cam.foreground import parse_background
     from unitscope.analysis.cam.run import CamOptions, run_cam
     from unitscope.analysis.cam.table import localisation_lines
     from unitscope.analysis.inputs import open_inputs
-    from unitscope.errors import UsageError
 
-    check_positive(batch_size=batch_size, n=n)
     options = CamOptions(class_name, layer, method, batch_size, parse_background(background), top_fraction, pictures,
                          baseline, baseline_seed)
-    check_output_dir(out, overwrite)
-    if pictures < 0:
-        raise UsageError(f"--pictures must be 0 or more, got {pictures}")
     from unitscope.distributed import session
     from unitscope.staging import staged
 

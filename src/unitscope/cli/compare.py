@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 
 import click
 
-from unitscope.cli.options import check_output_dir, require_run
+from unitscope.cli.options import check_output_dir, check_positive, require_run
+from unitscope.data import check_probe_spec
 from unitscope.errors import UsageError
 from unitscope.staging import staged
 
@@ -37,6 +38,10 @@ def command(runs: tuple[Path, ...], out: Path, pairs: tuple[str, ...], force: bo
         raise UsageError(f"compare needs two or more runs, got {len(runs)}; give RUN RUN [RUN ...]")
     for k, run in enumerate(runs):
         require_run(run, f"RUN {k + 1}" if len(runs) > 2 else ("RUN_A", "RUN_B")[k])
+    check_positive(max_images=max_images)
+    if data is not None:
+        check_probe_spec(data)
+    check_output_dir(out, overwrite)
     from unitscope.analysis.compare.output import write_comparison
     from unitscope.analysis.compare.probe_reopen import run_statistics
     from unitscope.analysis.compare.runs import check_same_probe, compare_many, display_names, side_keys
@@ -51,7 +56,6 @@ def command(runs: tuple[Path, ...], out: Path, pairs: tuple[str, ...], force: bo
     from unitscope.analysis.compare.pairing import pair_layers
 
     pair_layers(results, display_names(*results), pairs)  # a wrong --pair or unknown depth: before the probe pass
-    check_output_dir(out, overwrite)
     stats, source = run_statistics(results[0], data, category, max_images, progress=True)
     comparison = compare_many(results, stats, force, category, _foreground(results[0], data), pairs)
     comparison.notes.insert(0, f"Probe statistics from {source}.")

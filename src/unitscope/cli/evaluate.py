@@ -7,6 +7,8 @@ import json
 import click
 
 from unitscope.cli.options import check_positive, class_names_option, model_options, open_model
+from unitscope.cli.prechecks import check_model_args
+from unitscope.data import check_class_folder
 from unitscope.defaults import FRESH_SEED, PROBE_N
 
 
@@ -29,6 +31,8 @@ def command(model_spec: str, weights: str | None, num_classes: int | None, devic
             train_n: int | None, train_seed: int) -> None:
     """Top-1 and top-5 accuracy of --model on --data (or, with --transfer, of a linear probe)."""
     check_positive(n=n, batch_size=batch_size, train_n=train_n)
+    check_model_args(model_spec, weights, num_classes, [transfer_layer])
+    check_class_folder(data)
     if transfer_layer is not None:
         _transfer(model_spec, weights, num_classes, device, data, n, seed, batch_size, as_json, transfer_layer,
                   train_n, train_seed)

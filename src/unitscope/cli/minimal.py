@@ -16,6 +16,8 @@ from unitscope.cli.options import (
     model_options,
     open_model,
 )
+from unitscope.cli.prechecks import check_model_args
+from unitscope.data import check_class_folder
 from unitscope.defaults import FRESH_SEED, PICTURE_N
 from unitscope.errors import UsageError
 
@@ -66,6 +68,11 @@ def command(model_spec: str, weights: str | None, num_classes: int | None, devic
     check_positive(n=n, batch_size=batch_size)
     if segments < 2:
         raise UsageError(f"--segments is {segments}; it must be at least 2 so there is something to remove")
+    check_model_args(model_spec, weights, num_classes)
+    if image_path is not None and not image_path.is_file():
+        raise UsageError(f"--image {image_path} does not exist; give the path of a PNG or JPEG file")
+    if data is not None:
+        check_class_folder(data)
     check_output_dir(out, overwrite)
     from unitscope.distributed import session
     from unitscope.minimal.run import MinimalSettings, run_minimal

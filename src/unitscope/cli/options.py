@@ -131,10 +131,19 @@ def model_options(func: F) -> F:
     return func
 
 
+def _read_class_names_early(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Read --class-names while the options are parsed, so a bad file fails before torch is imported."""
+    if value is not None:
+        from unitscope.data.class_names import read_class_names
+
+        read_class_names(value)
+    return value
+
+
 def class_names_option(func: F) -> F:
     """--class-names FILE, for commands that show or need the model's classes (dest ``class_names``)."""
     return click.option(
-        "--class-names", "class_names", default=None, metavar="FILE",
+        "--class-names", "class_names", default=None, metavar="FILE", callback=_read_class_names_early,
         help="The model's class names, in output order: Places365's categories_places365.txt (/a/airfield 0), "
              "one name per line, or ImageNet's class-index JSON ({\"0\": [\"n01440764\", \"tench\"], …}); "
              "as many as the model's outputs. Needed for a checkpoint without names (torchvision weights by "

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from unitscope.cli.options import check_output_dir, check_positive, model_options, open_model
+from unitscope.cli.prechecks import check_model_args, check_range
+from unitscope.data import check_probe_spec
 from unitscope.defaults import PROBE_N, PROBE_SEED
 from unitscope.errors import UsageError
 
@@ -98,6 +100,10 @@ def command(model_spec: str, weights: str | None, num_classes: int | None, devic
     units = parse_units(units_text)
     if empirical and (not layers or out is None):
         raise UsageError("--empirical needs --layer NAME and --out RUN")
+    check_range("--fraction", fraction, 0, 1, open_low=True, open_high=True)
+    check_model_args(model_spec, weights, num_classes, layers)
+    if empirical:
+        check_probe_spec(data)
     if empirical and out is not None:
         check_output_dir(out, overwrite)
     if not empirical:

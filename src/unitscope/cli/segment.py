@@ -15,6 +15,8 @@ from unitscope.cli.options import (
     open_model,
     require_run,
 )
+from unitscope.cli.prechecks import check_at_least, check_inputs, check_model_args, check_run_layers
+from unitscope.data import check_probe_spec
 from unitscope.defaults import FIT_N, FRESH_SEED, PICTURE_N
 
 
@@ -56,17 +58,19 @@ def command(model_spec: str, weights: str | None, num_classes: int | None, devic
             out: Path, batch_size: int, pictures: int, overwrite: bool) -> None:
     """Segment images with concept vectors (default) or detector units, beside the model's top-3 classes."""
     check_positive(batch_size=batch_size, n=n, fit_n=fit_n)
+    check_at_least("--pictures", pictures, 0)
     require_run(run_dir, "--run")
+    check_model_args(model_spec, weights, num_classes)
+    check_run_layers(run_dir, layers)
+    check_inputs(image, data, n)
+    if fit_data is not None:
+        check_probe_spec(fit_data)
+    check_output_dir(out, overwrite)
     from unitscope.analysis.inputs import open_inputs
     from unitscope.analysis.segment.run import run_segment
     from unitscope.dissection.result import DissectionResult
 
-    if pictures < 0:
-        from unitscope.errors import UsageError
-
-        raise UsageError(f"--pictures must be 0 or more, got {pictures}")
     run = DissectionResult.load(run_dir)
-    check_output_dir(out, overwrite)
     from unitscope.distributed import session
     from unitscope.staging import staged
 

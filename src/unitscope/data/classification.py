@@ -9,7 +9,7 @@ from typing import Protocol
 
 import numpy as np
 
-from unitscope.data import SCENEWORLD_SPECS
+from unitscope.data import SCENEWORLD_SPECS, check_class_folder
 from unitscope.data.class_names import no_class_names
 from unitscope.errors import UsageError
 
@@ -75,11 +75,8 @@ def open_classification(
         probe = SceneWorldProbe(n=n, seed=seed, size=size, **SCENEWORLD_SPECS[spec])  # type: ignore[arg-type]
         remap = class_remap(probe.class_names, model_classes, f"--data {spec}")
         return ClassificationData(spec, _SceneWorldTargets(probe, remap), len(probe))
+    check_class_folder(spec)
     path = Path(spec)
-    if not path.is_dir():
-        raise UsageError(
-            f"--data {spec!r} is neither {', '.join(SCENEWORLD_SPECS)} nor a folder of class sub-folders"
-        )
     from unitscope.data.image_folder import ImageClassFolder
 
     folder = ImageClassFolder(path, list(model_classes))

@@ -17,12 +17,14 @@ import types
 import zipfile
 from collections.abc import Collection, Mapping
 from pathlib import Path
-from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
+from typing import TYPE_CHECKING, Any, Literal, Union, get_args, get_origin, get_type_hints
 
 import numpy as np
-import pandas as pd
 
 from unitscope.errors import UsageError
+
+if TYPE_CHECKING:  # pandas loads with the first table read: reading summary.json alone stays quick
+    import pandas as pd
 
 Kind = Literal["int", "number", "number-or-nan", "bool", "str"]
 MEND = "run dissect again with --overwrite (or get an intact copy of the run)"
@@ -170,6 +172,8 @@ class RunFiles:
     def table(self, path: Path, columns: Mapping[str, Kind], optional: Mapping[str, Kind] | None = None,
               **read: Any) -> pd.DataFrame:
         """A CSV file of the run whose ``columns`` exist and hold values of their kinds (``optional``: when present)."""
+        import pandas as pd
+
         try:
             with open(path, "rb") as handle:
                 size = handle.seek(0, os.SEEK_END)
@@ -230,6 +234,8 @@ def check_array(array: np.ndarray, path: Path, dtype: Literal["float", "int"], s
 
 def _column(values: pd.Series, kind: Kind, path: Path, name: str) -> pd.Series:
     """A column converted to ``kind``, or one error naming the file, the column and the first bad row."""
+    import pandas as pd
+
     if len(values) == 0:
         return values
     converted: pd.Series
