@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from unitscope.analysis.compare.runs import Comparison, compare_runs
+from unitscope.analysis.compare.runs import Comparison, compare_many
 from unitscope.data.probe import ProbeSet
 from unitscope.defaults import FIT_N, FRESH_SEED, PICTURE_N, PROBE_N, PROBE_SEED, PROBE_SIZE
 from unitscope.dissection.result import DissectionResult
@@ -146,10 +146,12 @@ def _run(run: str | Path | Dissection | DissectionResult) -> DissectionResult:
     return DissectionResult.load(run)
 
 
-def compare(a: str | Path | Dissection, b: str | Path | Dissection, *, force: bool = False,
-            category: str = "object") -> Comparison:
-    """Two runs side by side: detectors per category and per concept (tables in the result)."""
-    return compare_runs(_run(a), _run(b), force=force, category=category)
+def compare(a: str | Path | Dissection, b: str | Path | Dissection, *more: str | Path | Dissection,
+            force: bool = False, category: str = "object", pairs: Sequence[str] = ()) -> Comparison:
+    """Two or more runs side by side: detectors per category (counts and shares of each layer's units) and
+    per concept (tables in the result); layers of different names pair by relative depth, or as ``pairs``
+    ("A:B", one layer per run) say."""
+    return compare_many([_run(run) for run in (a, b, *more)], force=force, category=category, pairs=pairs)
 
 
 @dataclass(frozen=True)

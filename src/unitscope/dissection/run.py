@@ -45,6 +45,7 @@ from unitscope.dissection.settings import DissectSettings
 from unitscope.dissection.threads import available_cores, intra_op_threads, threads_beside
 from unitscope.distributed import Group, PeerFailure, session
 from unitscope.errors import UsageError
+from unitscope.models.depth import layer_depth
 from unitscope.models.layers import resolve_layer
 from unitscope.models.loading import LoadedModel, load_model
 from unitscope.models.precision import check_amp
@@ -353,7 +354,8 @@ def _assemble(outcome: EngineOutcome, probe: ProbeSet, settings: DissectSettings
                     *cast(tuple[float | None, float | None], geometry.get(layer.path) or (None, None)),
                     intervals=layer.intervals,
                     top_maps=TOP_MAPS if layer.top_maps is not None else None,
-                    histogram=HISTOGRAM if layer.histogram is not None else None)
+                    histogram=HISTOGRAM if layer.histogram is not None else None,
+                    depth=layer_depth(model.module, layer.path))
         for name, layer in layers.items()
     )
     record = RunRecord(
