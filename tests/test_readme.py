@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import os
 import re
 import stat
@@ -114,16 +113,6 @@ def test_api_example_runs(index: int, tmp_path: Path) -> None:
         os.chdir(here)
 
 
-def _interfaces_landed() -> bool:
-    """``--class-names`` (data.class_names) and ``compare RUN RUN [RUN …]`` (issue #25's parallel branches)."""
-    from unitscope.cli.main import cli, register_commands
-
-    register_commands(cli)
-    compare_runs = [p for p in cli.commands["compare"].params if p.param_type_name == "argument"]
-    many = any(p.nargs == -1 for p in compare_runs)
-    return importlib.util.find_spec("unitscope.data.class_names") is not None and many
-
-
 def _shims(bin_dir: Path) -> None:
     """``python`` and ``unitscope`` on PATH run this interpreter on this checkout's sources."""
     bin_dir.mkdir()
@@ -133,8 +122,6 @@ def _shims(bin_dir: Path) -> None:
         shim.chmod(shim.stat().st_mode | stat.S_IXUSR)
 
 
-@pytest.mark.xfail(not _interfaces_landed(), strict=True,
-                   reason="the Quick start uses --class-names and compare across architectures (issue #25 branches)")
 def test_quick_start_runs(tmp_path: Path) -> None:
     commands = [c.replace(*SMALL_N) for c in quick_start_commands(readme_text())]
     assert len(commands) >= 6 and not any(c.startswith("make ") for c in commands)

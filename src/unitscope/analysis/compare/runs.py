@@ -32,6 +32,7 @@ from unitscope.analysis.compare.nulls import (
     versus_random,
 )
 from unitscope.analysis.compare.pairing import LayerGroup, pair_layers
+from unitscope.dissection.confidence import interval_text
 from unitscope.dissection.result import DissectionResult
 from unitscope.errors import UsageError
 
@@ -150,11 +151,11 @@ def category_table(runs: Sequence[DissectionResult], pairs: list[LayerGroup]) ->
                 in_category = iou_only if category == "total" else iou_only & (units["category"] == category)
                 row[f"iou_detectors_{side}"] = int(in_category.sum())
                 ci = run.layers[layer].intervals.get("detectors_ci") if category == "total" else None
-                row[f"detectors_ci_{side}"] = f"{ci[0]:.0f}–{ci[1]:.0f}" if isinstance(ci, list) else ""
+                row[f"detectors_ci_{side}"] = interval_text(ci)
                 row[f"random_detectors_{side}"] = twin.detectors.get(category, 0) if twin else NOT_MEASURED_RANDOM
                 row[f"random_unique_{side}"] = twin.unique.get(category, 0) if twin else NOT_MEASURED_RANDOM
                 twin_ci = twin.interval if twin is not None and category == "total" else None
-                row[f"random_detectors_ci_{side}"] = f"{twin_ci[0]:.0f}–{twin_ci[1]:.0f}" if twin_ci else ""
+                row[f"random_detectors_ci_{side}"] = interval_text(twin_ci)
                 row[f"random_difference_{side}"] = difference_cell(twin, category)
                 row[f"survive_control_{side}"] = surviving_detectors(units, category)
                 row[f"random_survive_control_{side}"] = control_cell(twin.survive, category) if twin \
