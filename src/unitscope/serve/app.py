@@ -118,12 +118,16 @@ class ServeApp:
         run = self.runs[result.run]
         boxes = []
         for b in result.view.boxes:
-            units = [{"layer": u.layer, "unit": u.unit, "href": _unit_href(run, u.layer, u.unit)} for u in b.units]
+            units = [{"layer": u.layer, "unit": u.unit, "label": u.label, "detector": u.detector,
+                      "href": _unit_href(run, u.layer, u.unit)} for u in b.units]
             boxes.append({"label": b.label, "score": b.score, "style": _box_style(b.box), "units": units,
                           "href": next((u["href"] for u in units if u["href"]), None)})
-        pictures = [name for name in result.view.pictures if name != "image"]
+        captions = {"segmentation": "segmentation (the run's concept vectors)",
+                    "cam": f"class activation map of {result.view.scenes[0].label if result.view.scenes else '?'} "
+                           f"({result.view.cam})"}
+        pictures = [(name, captions.get(name, name)) for name in result.view.pictures if name != "image"]
         return self.page("sight.html", key=key, result=result, run=run, scenes=result.view.scenes, boxes=boxes,
-                         pictures=pictures)
+                         pictures=pictures, legend=result.view.legend)
 
 
 def _box_style(box: tuple[float, float, float, float]) -> str:

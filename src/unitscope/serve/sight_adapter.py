@@ -17,17 +17,22 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
+from unitscope.analysis.overlay import blend_heatmap, blend_labels, concept_colours
+
 if TYPE_CHECKING:
     from unitscope.dissection.reopen import Trust
 
 PICTURE_SIDE = 640  # the longest side of the uploaded image as shown
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 @dataclass(frozen=True)
 class UnitRef:
+    """A unit behind an object: its layer and number, its Network Dissection label, whether it detects the object."""
+
     layer: str
     unit: int
+    label: str = ""
+    detector: bool = False
 
 
 @dataclass(frozen=True)
@@ -48,11 +53,14 @@ class Scene:
 
 @dataclass(frozen=True)
 class SightView:
-    """What the result page shows: top scenes, boxes, and named PNG pictures ("image" is the upload itself)."""
+    """What the result page shows: top scenes, boxes, and PNG pictures ("image": the upload as shown,
+    "segmentation", "cam")."""
 
     scenes: tuple[Scene, ...]
     boxes: tuple[Box, ...]
     pictures: dict[str, bytes]
+    legend: tuple[tuple[str, str], ...] = ()  # segmentation concept → colour (#rrggbb)
+    cam: str = ""  # how the class map was made ("cam at conv5")
 
     @property
     def nbytes(self) -> int:
@@ -88,35 +96,43 @@ class Seer:
 
 
 def view_of(found: Mapping[str, Any], image: Image.Image) -> SightView:
-    """A :class:`SightView` from ``Sight.to_json()``: scenes, boxes (scaled to fractions) and its pictures."""
-    height, width = _size(found, image)
-    scenes = tuple(Scene(str(s.get("label", s.get("class", "?"))), float(s.get("probability", s.get("p", 0.0))))
-                   for s in found.get("scenes", ()))
-    boxes = tuple(Box(str(b.get("label", "?")), float(b.get("score", 0.0)), _fractions(b.get("box", ()), width, height),
-                      tuple(UnitRef(str(u["layer"]), int(u["unit"])) for u in b.get("units", ())))
-                  for b in found.get("boxes", ()))
-    pictures = {"image": png(_shown(image))}
-    for key, value in dict(found.get("images", {})).items():
-        encoded = _picture(value)
-        if encoded is not None and str(key).isidentifier():
-            pictures[str(key)] = encoded
-    return SightView(scenes, boxes, pictures)
-
-
-def _size(found: Mapping[str, Any], image: Image.Image) -> tuple[int, int]:
-    size = found.get("size")
-    if isinstance(size, Sequence) and len(size) == 2:
-        return int(size[0]), int(size[1])
-    return image.height, image.width
+    """A :class:`SightView` from ``Sight.to_json()`` (schema ``unitscope.see/sight`` 1): the scene's top classes,
+    the objects' boxes as fractions of the picture with their units, the segmentation and the class map drawn
+    over the shown image."""
+    height, width = (int(v) for v in found["image_size"])
+    scenes = tuple(Scene(str(s["name"]), float(s["probability"])) for s in found["scene"])
+    boxes = tuple(Box(str(o["concept"]), float(o["confidence"]), _fractions(o["box"], width, height),
+                      tuple(UnitRef(str(u["layer"]), int(u["unit"]), str(u.get("label", "")),
+                                    bool(u.get("detector", False))) for u in o["units"]))
+                  for o in found["objects"])
+    shown = _shown(image)
+    picture = np.asarray(shown, dtype=np.uint8)
+    segmentation = found["segmentation"]
+    names = {int(k): str(v) for k, v in segmentation["concepts"].items()}
+    colours = concept_colours(sorted(names))
+    labels = np.asarray(segmentation["labels"], dtype=np.int64)
+    cam = found["cam"]
+    heat = np.asarray(cam["heatmap"], dtype=np.float32) / float(cam["scale"])
+    heat_shown = np.asarray(Image.fromarray(heat, mode="F").resize(shown.size, Image.Resampling.BILINEAR))
+    pictures = {"image": png(shown),
+                "segmentation": png(Image.fromarray(blend_labels(picture, labels, colours))),
+                "cam": png(Image.fromarray(blend_heatmap(picture, heat_shown)))}
+    legend = tuple((names[k], _hex(colours[k])) for k in sorted(names))
+    return SightView(scenes, boxes, pictures, legend, f"{cam['method']} at {cam['layer']}")
 
 
 def _fractions(box: Sequence[float], width: int, height: int) -> tuple[float, float, float, float]:
-    x0, y0, x1, y1 = (float(v) for v in box)
+    """(x0, y0, x1, y1) as fractions of the image from see's (y0, x0, y1, x1) in image pixels."""
+    y0, x0, y1, x1 = (float(v) for v in box)
     return _clip(x0 / width), _clip(y0 / height), _clip(x1 / width), _clip(y1 / height)
 
 
 def _clip(value: float) -> float:
     return min(1.0, max(0.0, value))
+
+
+def _hex(colour: tuple[float, float, float]) -> str:
+    return "#" + "".join(f"{round(255 * c):02x}" for c in colour)
 
 
 def _shown(image: Image.Image) -> Image.Image:
@@ -125,18 +141,6 @@ def _shown(image: Image.Image) -> Image.Image:
         return image
     return image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
                         Image.Resampling.BILINEAR)
-
-
-def _picture(value: object) -> bytes | None:
-    """PNG bytes from PNG bytes or an image array (uint8, or floats in [0, 1])."""
-    if isinstance(value, bytes | bytearray):
-        return bytes(value) if bytes(value[:8]) == PNG_SIGNATURE else None
-    if isinstance(value, Image.Image):
-        return png(value)
-    if isinstance(value, np.ndarray) and value.ndim in (2, 3):
-        array = value if value.dtype == np.uint8 else (np.clip(value, 0, 1) * 255).round().astype(np.uint8)
-        return png(Image.fromarray(array))
-    return None
 
 
 def png(image: Image.Image) -> bytes:
