@@ -98,7 +98,9 @@ class OnePass:
         self.cam = cam
         self.method = cam.build(model.module)
 
-    def __call__(self, x: torch.Tensor, label_size: tuple[int, int]) -> PassResult:
+    def __call__(self, x: torch.Tensor, label_size: tuple[int, int], targets: torch.Tensor | None = None) -> PassResult:
+        """``targets``: the class each image's map explains (default its own top-1; the random twin is scored on
+        the trained network's, as ``cam`` scores it)."""
         module = self.model.module
         gradients = self.cam.classifier is None
         with ExitStack() as stack:
@@ -112,7 +114,7 @@ class OnePass:
             logits = module(x)
             if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
                 raise UsageError("see needs a classifier whose output is [batch, classes]; this model's is not")
-            targets = logits.detach().argmax(dim=1)
+            targets = logits.detach().argmax(dim=1) if targets is None else targets.to(logits.device)
             gradient = None
             if site is not None:
                 if site.leaf is None:

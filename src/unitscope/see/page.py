@@ -40,7 +40,7 @@ class BoxView:
 
 
 def _hex(colour: RGB) -> str:
-    return "#{:02x}{:02x}{:02x}".format(*colour)
+    return "#" + "".join(f"{min(255, max(0, round(float(c) * 255))):02x}" for c in colour)
 
 
 def unit_href(run_url: str | None, layer: str, unit: int) -> str:
@@ -73,7 +73,7 @@ def sight_context(sight: Sight, image: Image.Image | np.ndarray, run_url: str | 
                   f"{', detector of ' + found.concept if s.detector else ''}); contribution {s.contribution:.2f}",
                   unit_href(run_url, s.layer, s.unit)) for s in found.units]
         first = next((u[2] for u in units if u[2]), "")
-        boxes.append(BoxView(i, x0, y0, max(1, x1 - x0), max(1, y1 - y0), _hex(colours.get(found.number, (255, 0, 0))),
+        boxes.append(BoxView(i, x0, y0, max(1, x1 - x0), max(1, y1 - y0), _hex(colours.get(found.number, (1.0, 0.0, 0.0))),
                              f"{found.concept} {found.confidence:.2f}", first or f"#object-{i}", units))
     scale = DISPLAY / max(h, w)
     return {

@@ -132,11 +132,13 @@ class SeeSystem:
             sights.extend(self.see_arrays(arrays, [chosen[i] for i in part], sizes))
         return sights
 
-    def see_arrays(self, arrays: list[np.ndarray], names: list[str],
-                   sizes: list[tuple[int, int]] | None = None) -> list[Sight]:
-        """Images already at the run's size (uint8 [H, W, 3]) as one batch: one forward pass."""
+    def see_arrays(self, arrays: list[np.ndarray], names: list[str], sizes: list[tuple[int, int]] | None = None,
+                   targets: Sequence[int] | None = None) -> list[Sight]:
+        """Images already at the run's size (uint8 [H, W, 3]) as one batch: one forward pass. ``targets``: the
+        classes the maps explain (default each image's top-1)."""
         x = self.model.preprocess.batch(arrays, self.model.device)
-        result = self._pass(x, self.label_size)
+        chosen = None if targets is None else torch.as_tensor(list(targets), dtype=torch.long)
+        result = self._pass(x, self.label_size, chosen)
         self.passes += 1
         return [self._sight(result, j, names[j], sizes[j] if sizes else self.image_size) for j in range(len(arrays))]
 
