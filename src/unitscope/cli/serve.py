@@ -23,15 +23,19 @@ from unitscope.errors import UsageError
 @click.option("--queue", type=int, default=3, show_default=True,
               help="Uploads that may wait for a worker; more are answered 503 with Retry-After.")
 @click.option("--max-upload-mb", type=int, default=20, show_default=True, help="Largest upload accepted.")
+@click.option("--fit-n", type=int, default=None,
+              help="Probe images each run's concept vectors are fitted on (default: see's).")
 @run_model_options
 def command(runs: tuple[Path, ...], host: str, port: int, token_file: Path | None, device: str, workers: int,
-            queue: int, max_upload_mb: int) -> None:
+            queue: int, max_upload_mb: int, fit_n: int | None) -> None:
     """Serve RUNS' reports and unit pages, `compare` between them, and an upload form that shows an image's
     scene, objects (boxes, segmentation, class activation map) and the units behind each object.
 
     Only this machine can connect unless --host says otherwise; every page needs the token printed at start.
     """
     check_positive(port=port, workers=workers, max_upload_mb=max_upload_mb)
+    if fit_n is not None and fit_n < 2:
+        raise UsageError(f"--fit-n must be at least 2, got {fit_n}")
     if workers > 2:
         raise UsageError(f"--workers {workers}: at most 2 images are worked on at once; give 1 or 2")
     if queue < 0:
@@ -45,9 +49,9 @@ def command(runs: tuple[Path, ...], host: str, port: int, token_file: Path | Non
     sock = click.get_current_context().with_resource(contextlib.closing(listening_socket(host, port)))
     port = int(sock.getsockname()[1])
     from unitscope.serve.app import ServeSettings, create_app
-    from unitscope.serve.runs import open_runs
+    from unitscope.serve.runs import open_runs, warm_in_background
 
-    served = open_runs(list(runs), device, run_trust())
+    served = open_runs(list(runs), device, run_trust(), fit_n)
     if token is None:
         import secrets
 
@@ -60,6 +64,8 @@ def command(runs: tuple[Path, ...], host: str, port: int, token_file: Path | Non
         refused = f" ({one.files.refused} links out of the run refused)" if one.files.refused else ""
         click.echo(f"run {one.name}: {one.directory} ({len(one.files.files)} pages and pictures){refused}")
     import uvicorn
+
+    warm_in_background(served, lambda line: click.echo(line, err=True))
 
     settings = ServeSettings(max_upload=max_upload_mb * 1024 * 1024, workers=workers, waiting=queue)
     shown = f"[{host}]" if ":" in host else host

@@ -22,6 +22,7 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from unitscope.errors import UsageError
 from unitscope.serve.compare_cache import CompareCache
 from unitscope.serve.files import FileList
 from unitscope.serve.pool import Busy, WorkPool
@@ -251,7 +252,10 @@ def create_app(runs: list[ServedRun], token: str, settings: ServeSettings | None
             future = place.submit(lambda: run.seer.see(upload.image, upload.filename))
         finally:
             place.close()
-        view: SightView = await asyncio.wrap_future(future)
+        try:
+            view: SightView = await asyncio.wrap_future(future)
+        except UsageError as err:  # the run's model cannot be reopened as given: the user's one line
+            raise HTTPException(409, f"run {run.name} cannot see images: {err}") from None
         key = state.results.add(Result(run.name, upload.filename, time.perf_counter() - start, view))
         if "application/json" in request.headers.get("accept", ""):
             return JSONResponse({"result": f"/see/{key}", "scenes": [s.label for s in view.scenes],

@@ -68,31 +68,36 @@ class SightView:
 
 
 class Seer:
-    """A run's all-in-one system, opened once on first use (thread-safe)."""
+    """A run's all-in-one system, opened once (on first use or by :meth:`warm`), one image at a time (its
+    hooks hold per-pass state, so two workers never share it)."""
 
-    def __init__(self, run: Path, device: str = "cpu", trust: Trust | None = None) -> None:
+    def __init__(self, run: Path, device: str = "cpu", trust: Trust | None = None, fit_n: int | None = None) -> None:
         self.run = run
         self.device = device
         self.trust = trust
+        self.fit_n = fit_n
         self._system: Any = None
         self._lock = threading.Lock()
 
-    def system(self) -> Any:
-        with self._lock:
-            if self._system is None:
-                from unitscope.see import SeeSystem
+    def _open(self) -> Any:
+        if self._system is None:
+            from unitscope.see import SeeOptions, SeeSystem
 
-                trust = self.trust
-                self._system = SeeSystem.open(self.run, model=trust.model if trust else None,
-                                              weights=trust.weights if trust else None, device=self.device,
-                                              trust=trust)
-            return self._system
+            options = SeeOptions(fit_n=self.fit_n) if self.fit_n is not None else None
+            self._system = SeeSystem.open(self.run, device=self.device, trust=self.trust, options=options)
+        return self._system
+
+    def warm(self) -> None:
+        """Open the system now (the network and its concept vectors), so the first upload need not wait."""
+        with self._lock:
+            self._open()
 
     def see(self, image: Image.Image, name: str = "upload") -> SightView:
         """One image through the run's system (one forward pass), as a view."""
-        system = self.system()
-        [sight] = system.see([image], names=[name])
-        return view_of(sight.to_json(), image)
+        with self._lock:
+            [sight] = self._open().see([image], names=[name])
+            found = sight.to_json()
+        return view_of(found, image)
 
 
 def view_of(found: Mapping[str, Any], image: Image.Image) -> SightView:
