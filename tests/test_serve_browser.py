@@ -109,5 +109,5 @@ def test_200_uploads_from_4_clients_are_all_answered_and_bounded(served: tuple[s
     assert pool["peak"] <= pool["places"] == 2 and pool["taken"] == 0  # never more work than places
     assert pool["refused"] == len(refused) > 0 and all(r >= 1 for r in refused)
     q = statistics.quantiles(latencies, n=20)
-    print(f"\n200 uploads, 4 clients, 1 worker + 1 waiting place: {wall:.1f} s, p50 {statistics.median(latencies):.3f} s,"
-          f" p95 {q[18]:.3f} s, {len(refused)} answered 503 first")
+    print(f"\n200 uploads, 4 clients, 1 worker + 1 waiting place: {wall:.1f} s, p50 "
+          f"{statistics.median(latencies):.3f} s, p95 {q[18]:.3f} s, {len(refused)} answered 503 first")

@@ -323,3 +323,64 @@ def test_non_image_bytes_decode_refused_directly() -> None:
     with pytest.raises(HTTPException) as refused:
         decode_image(out.getvalue(), 99)  # 100 pixels over a limit of 99
     assert refused.value.status_code == 413
+
+
+def test_compare_two_runs_on_request_once_into_a_folder_of_its_own(run: Path,
+                                                                   tmp_path_factory: pytest.TempPathFactory) -> None:
+    other = tiny_run(tmp_path_factory, "runB")
+    served = open_runs([run, other])
+    app = create_app(served, TOKEN)
+    cache = app.state.serve.compares
+    with TestClient(app, base_url="http://127.0.0.1", raise_server_exceptions=False) as c:
+        assert c.get("/compare?a=runA&b=runA", headers=bearer()).status_code == 422
+        assert c.get("/compare?a=runA&b=nope", headers=bearer()).status_code == 404
+        assert c.get("/compare/runA/runB/report.html", headers=bearer()).status_code == 404  # not computed yet
+        r = c.get("/compare?a=runA&b=runB", headers=bearer(), follow_redirects=False)
+        assert r.status_code == 303 and r.headers["location"] == "/compare/runA/runB/report.html"
+        page = c.get(r.headers["location"], headers=bearer())
+        assert page.status_code == 200 and 'data-page="compare"' in page.text
+        assert cache.folder.is_dir() and not cache.folder.is_relative_to(run.parent)  # the server's own temp dir
+        computed = app.state.serve.pool.counts.finished
+        assert c.get("/compare?a=runA&b=runB", headers=bearer(), follow_redirects=False).status_code == 303
+        assert app.state.serve.pool.counts.finished == computed  # cached: not computed again
+        assert c.get("/compare/runA/runB/../../runs/runA/summary.json", headers=bearer()).status_code == 404
+        folder = cache.folder
+    assert not folder.exists()  # removed when the server stops
+
+
+def _own_addresses() -> list[str]:
+    """This machine's non-loopback IPv4 addresses (none on a machine without a network)."""
+    found: set[str] = set()
+    for name in (socket.gethostname(), socket.getfqdn()):
+        try:
+            found.update(str(info[4][0]) for info in socket.getaddrinfo(name, None, socket.AF_INET))
+        except OSError:
+            continue
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("10.255.255.255", 1))  # no packet is sent: it picks the outgoing interface
+            found.add(probe.getsockname()[0])
+        except OSError:
+            pass
+    return sorted(a for a in found if not a.startswith("127.") and a != "0.0.0.0")
+
+
+def test_the_server_listens_on_loopback_only(server: int) -> None:
+    assert raw_get(server, "/login")[0] == 200
+    addresses = _own_addresses()
+    if not addresses:
+        pytest.skip("this machine has no non-loopback address to try")
+    for address in addresses:
+        with pytest.raises(OSError), socket.create_connection((address, server), timeout=2):
+            pass
+
+
+def test_cli_refusals_are_one_line_before_any_work(capsys: pytest.CaptureFixture[str], run: Path,
+                                                   tmp_path: Path) -> None:
+    from cli_helpers import assert_usage_error, run_cli
+
+    assert_usage_error(run_cli(capsys, "serve", str(tmp_path / "nope")), "does not exist")
+    assert_usage_error(run_cli(capsys, "serve", str(run), "--workers", "3"), "at most 2")
+    assert_usage_error(run_cli(capsys, "serve", str(run), "--token-file", str(tmp_path / "none")), "--token-file")
+    (tmp_path / "weak").write_text("abc\n")
+    assert_usage_error(run_cli(capsys, "serve", str(run), "--token-file", str(tmp_path / "weak")), "32-128")
