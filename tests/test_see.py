@@ -25,7 +25,7 @@ def planted(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path, Path]:
     """The planted GAP network's run, a Broden export to fit the vectors on, and a labelled test export."""
     root = tmp_path_factory.mktemp("see")
     spec, run_dir = dissect_planted(root, n=6)
-    fit = write_broden(root / "fit", PlantedProbe(16, seed=4, blue_noise=False), progress=False)
+    write_broden(root / "fit", PlantedProbe(16, seed=4, blue_noise=False), progress=False)
     test = write_broden(root / "test", PlantedProbe(5, seed=9, blue_noise=False), progress=False)
     return spec, run_dir, test
 

@@ -31,7 +31,8 @@ from unitscope.errors import UsageError
 @click.option("--layer", "layers", multiple=True, help="Dissected layer(s) the concept vectors read (default: all).")
 @click.option("--fit-n", type=int, default=FIT_N, show_default=True,
               help="Images of the run's probe set the concept vectors are fitted on.")
-@click.option("--fit-data", default=None, help="Fit the concept vectors on this labelled probe set instead of the run's.")
+@click.option("--fit-data", default=None,
+              help="Fit the concept vectors on this labelled probe set instead of the run's.")
 @click.option("--cam-method", type=click.Choice(["auto", "cam", "gradcam"]), default="auto", show_default=True,
               help="auto: CAM when the network ends in global average pooling + linear (no backward), else Grad-CAM.")
 @click.option("--baseline-seed", type=int, default=0, show_default=True, help="Seed of the random twin (--score).")
@@ -65,7 +66,8 @@ def command(run_dir: Path, images: tuple[str, ...], data: str | None, n: int | N
     from unitscope.see.system import SeeOptions, SeeSystem
     from unitscope.staging import staged
 
-    options = SeeOptions(layers=layers or None, fit_n=fit_n, fit_data=fit_data, cam_method=cam_method, batch_size=batch_size)
+    options = SeeOptions(layers=layers or None, fit_n=fit_n, fit_data=fit_data, cam_method=cam_method,
+                         batch_size=batch_size)
     system = SeeSystem.open(run_dir, device=device, trust=run_trust(), options=options)
     source = _source(list(images), data, n if n is not None else PICTURE_N, seed, system.image_size[0])
     stream = (lambda line: click.echo(line)) if as_json else None
