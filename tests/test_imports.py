@@ -19,7 +19,7 @@ FLOORS: tuple[tuple[str, ...], ...] = (
     ("data", "stats", "capture", "layout", "models"),
     ("receptive", "perturb", "distributed"),
     ("dissection", "minimal", "rf", "evaluation", "training"),
-    ("report", "analysis", "explain", "annotate", "ablation"),
+    ("report", "analysis", "explain", "annotate", "ablation", "see"),
     ("api", "demo", "demo_steps", "serve"),
     ("cli", "__init__", "__main__"),
 )

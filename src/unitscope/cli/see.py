@@ -31,6 +31,8 @@ from unitscope.errors import UsageError
 @click.option("--layer", "layers", multiple=True, help="Dissected layer(s) the concept vectors read (default: all).")
 @click.option("--fit-n", type=int, default=FIT_N, show_default=True,
               help="Images of the run's probe set the concept vectors are fitted on.")
+@click.option("--fit-data", default=None,
+              help="Fit the concept vectors on this labelled probe set instead of the run's.")
 @click.option("--cam-method", type=click.Choice(["auto", "cam", "gradcam"]), default="auto", show_default=True,
               help="auto: CAM when the network ends in global average pooling + linear (no backward), else Grad-CAM.")
 @click.option("--baseline-seed", type=int, default=0, show_default=True, help="Seed of the random twin (--score).")
@@ -38,7 +40,8 @@ from unitscope.errors import UsageError
 @click.option("--batch-size", type=int, default=16, show_default=True)
 @click.option("--overwrite", is_flag=True, help="Write into a non-empty --out.")
 def command(run_dir: Path, images: tuple[str, ...], data: str | None, n: int | None, seed: int, out: Path,
-            as_json: bool, score: bool, minimal: bool, layers: tuple[str, ...], fit_n: int, cam_method: str,
+            as_json: bool, score: bool, minimal: bool, layers: tuple[str, ...], fit_n: int, fit_data: str | None,
+            cam_method: str,
             baseline_seed: int, device: str, batch_size: int, overwrite: bool) -> None:
     """Name the scene, box its objects with the units behind each, and show why (CAM), per image."""
     check_positive(batch_size=batch_size, n=n)
@@ -55,13 +58,16 @@ def command(run_dir: Path, images: tuple[str, ...], data: str | None, n: int | N
         check_probe_spec(data)
     if score and images:
         raise UsageError("--score needs labelled images: --data sceneworld or a Broden directory, not --image")
+    if fit_data is not None:
+        check_probe_spec(fit_data)
     check_run_layers(run_dir, layers)
     check_output_dir(out, overwrite)
     from unitscope.see.run import _source, run_see, score_lines
     from unitscope.see.system import SeeOptions, SeeSystem
     from unitscope.staging import staged
 
-    options = SeeOptions(layers=layers or None, fit_n=fit_n, cam_method=cam_method, batch_size=batch_size)
+    options = SeeOptions(layers=layers or None, fit_n=fit_n, fit_data=fit_data, cam_method=cam_method,
+                         batch_size=batch_size)
     system = SeeSystem.open(run_dir, device=device, trust=run_trust(), options=options)
     source = _source(list(images), data, n if n is not None else PICTURE_N, seed, system.image_size[0])
     stream = (lambda line: click.echo(line)) if as_json else None

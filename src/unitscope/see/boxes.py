@@ -37,7 +37,7 @@ def regions(labels: np.ndarray, things: Collection[int], min_pixels: int = MIN_P
     found: list[Region] = []
     present = sorted(int(c) for c in np.unique(labels) if int(c) in set(things) and int(c) != 0)
     for number in present:
-        components, count = ndimage.label(labels == number, structure=EIGHT)
+        components, _ = ndimage.label(labels == number, structure=EIGHT)
         for k, where in enumerate(ndimage.find_objects(components), start=1):
             if where is None:
                 continue

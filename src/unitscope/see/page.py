@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -57,7 +58,7 @@ def _as_array(image: Image.Image | np.ndarray) -> np.ndarray:
     return np.asarray(image, dtype=np.uint8)
 
 
-def sight_context(sight: Sight, image: Image.Image | np.ndarray, run_url: str | None) -> dict[str, object]:
+def sight_context(sight: Sight, image: Image.Image | np.ndarray, run_url: str | None) -> dict[str, Any]:
     """What ``see.html`` shows of one sight."""
     picture = _as_array(image)
     h, w = picture.shape[:2]
@@ -73,7 +74,8 @@ def sight_context(sight: Sight, image: Image.Image | np.ndarray, run_url: str | 
                   f"{', detector of ' + found.concept if s.detector else ''}); contribution {s.contribution:.2f}",
                   unit_href(run_url, s.layer, s.unit)) for s in found.units]
         first = next((u[2] for u in units if u[2]), "")
-        boxes.append(BoxView(i, x0, y0, max(1, x1 - x0), max(1, y1 - y0), _hex(colours.get(found.number, (1.0, 0.0, 0.0))),
+        colour = _hex(colours.get(found.number, (1.0, 0.0, 0.0)))
+        boxes.append(BoxView(i, x0, y0, max(1, x1 - x0), max(1, y1 - y0), colour,
                              f"{found.concept} {found.confidence:.2f}", first or f"#object-{i}", units))
     scale = DISPLAY / max(h, w)
     return {
@@ -97,7 +99,7 @@ def write_sight_page(sight: Sight, image: Image.Image | np.ndarray, out_dir: Pat
 
 
 def write_index_page(sights: Sequence[Sight], out_dir: Path, title: str, facts: Sequence[tuple[str, str]] = (),
-                     score: dict[str, object] | None = None) -> Path:
+                     score: dict[str, Any] | None = None) -> Path:
     """``out_dir/index.html``: one row per image (top class, objects), linked to its page; the score table
     (trained beside its random twin, with intervals) when ``score`` is given."""
     rows = [{"name": s.name, "scene": s.top.name, "probability": s.top.probability, "objects": len(s.objects),

@@ -16,6 +16,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -37,7 +38,7 @@ class SeeResult:
     """What ``see`` found: the sights in input order, the score (None unless asked) and the folder written."""
 
     sights: list[Sight]
-    score: dict[str, object] | None
+    score: dict[str, Any] | None
     out: Path | None
 
 
@@ -130,7 +131,7 @@ def _fmt(value: object, signed: bool = False) -> str:
     return f"{value:+.3f}" if signed else f"{value:.3f}"
 
 
-def score_lines(table: dict[str, object]) -> list[str]:
+def score_lines(table: dict[str, Any]) -> list[str]:
     """The table as printed: one row per measure, trained, random, difference and its interval."""
     rows = table["rows"] if isinstance(table.get("rows"), list) else []
     lines = [f"{'':24}{'trained':>9}{'random':>9}   trained − random [95% paired bootstrap interval]   images"]
@@ -142,7 +143,7 @@ def score_lines(table: dict[str, object]) -> list[str]:
     return lines
 
 
-def write_score_csv(table: dict[str, object], path: Path) -> None:
+def write_score_csv(table: dict[str, Any], path: Path) -> None:
     rows = table["rows"] if isinstance(table.get("rows"), list) else []
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
@@ -151,7 +152,7 @@ def write_score_csv(table: dict[str, object], path: Path) -> None:
             writer.writerow([r["measure"], r["trained"], r["random"], r["difference"], r["low"], r["high"], r["n"]])
 
 
-def score_view(table: dict[str, object]) -> dict[str, object]:
+def score_view(table: dict[str, Any]) -> dict[str, Any]:
     """The score as the index page shows it."""
     rows = table["rows"] if isinstance(table.get("rows"), list) else []
     classes = table["classes"] if isinstance(table.get("classes"), list) else []

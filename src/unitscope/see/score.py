@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -127,7 +128,7 @@ class SeeScorer:
         return {c: collect([image.get(c, []) for image in network.boxes], [image.get(c, []) for image in self.truth])
                 for c in classes if c in self.things}
 
-    def result(self, resamples: int = RESAMPLES) -> dict[str, object]:
+    def result(self, resamples: int = RESAMPLES) -> dict[str, Any]:
         """The table (rows: measure, trained, random, difference, interval), per-class AP and verdicts."""
         n = len(self.truth)
         ones = np.ones((1, n))
