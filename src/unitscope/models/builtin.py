@@ -18,9 +18,12 @@ from unitscope.errors import UsageError
 from unitscope.models.architectures import NetConfig, build_network, config_from_dict
 from unitscope.models.preprocessing import Preprocessing
 
+SHIPPED_ARCHITECTURES: tuple[str, ...] = ("resnet",)  # families with a trained pair beside the AlexNet one
 BUILTIN_MODELS: dict[str, str] = {
     "sceneworld-scene": "sceneworld-scene.pt",
     "sceneworld-object": "sceneworld-object.pt",
+    **{f"sceneworld-{task}-{arch}": f"sceneworld-{task}-{arch}.pt"
+       for arch in SHIPPED_ARCHITECTURES for task in ("scene", "object")},
 }
 FORMAT_V1 = "unitscope-sceneworld-net/1"  # AlexNet-shaped SceneWorldNet only, no "arch" key
 FORMAT = "unitscope-sceneworld-net/2"
