@@ -20,7 +20,7 @@ test: $(STAMP)
 	UNITSCOPE_REQUIRE_BROWSER=1 $(PY) -m pytest
 
 bench: $(STAMP)
-	for b in bench/dissect.py bench/occlusion.py bench/minimal.py bench/render.py bench/stats.py; do $(PY) $$b || exit 1; done
+	for b in bench/dissect.py bench/occlusion.py bench/minimal.py bench/render.py bench/stats.py bench/errors.py; do $(PY) $$b || exit 1; done
 
 clean:
 	rm -rf demo-out

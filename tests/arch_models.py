@@ -53,3 +53,22 @@ def tiny_swin() -> nn.Module:
     return swin_transformer.SwinTransformer(patch_size=[4, 4], embed_dim=16, depths=[1, 1, 1, 1],
                                             num_heads=[1, 2, 2, 4], window_size=[2, 2], num_classes=10,
                                             norm_layer=partial(nn.LayerNorm, eps=1e-5))
+
+
+def tiny_resnet18() -> nn.Module:
+    """torchvision's ResNet-18 module tree (conv1 … layer4, BasicBlocks, downsampling) at widths 8-32, one block
+    per stage: ``layer4`` is its last convolutional stage, as in resnet18."""
+    torch.manual_seed(0)
+    net = resnet.ResNet(resnet.BasicBlock, [1, 1, 1, 1], num_classes=10)
+    widths = (8, 16, 24, 32)
+    net.conv1 = nn.Conv2d(3, widths[0], 7, 2, 3, bias=False)
+    net.bn1 = nn.BatchNorm2d(widths[0])
+    before = widths[0]
+    for index, width in enumerate(widths, start=1):
+        stride = 1 if index == 1 else 2
+        down = None if stride == 1 and before == width else nn.Sequential(
+            nn.Conv2d(before, width, 1, stride, bias=False), nn.BatchNorm2d(width))
+        setattr(net, f"layer{index}", nn.Sequential(resnet.BasicBlock(before, width, stride, down)))
+        before = width
+    net.fc = nn.Linear(before, 10)
+    return net

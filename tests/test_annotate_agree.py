@@ -17,7 +17,13 @@ from annotate_fixtures import add_annotator, make_store
 from cli_helpers import run_cli
 from test_analysis_planted import dissect_planted
 
-from unitscope.annotate.agree import agreement_table
+from unitscope.annotate.agree import (
+    agreement_cells,
+    agreement_summary,
+    agreement_table,
+    format_agreement,
+    scatter_plot,
+)
 from unitscope.annotate.runview import read_run
 from unitscope.annotate.security import token_hash
 from unitscope.annotate.sources import load_annotations
@@ -68,10 +74,13 @@ def test_agreement_of_three_workers_by_hand(tmp_path: Path, capsys: pytest.Captu
     # (1, 0, -1) and (.5, .5, -1): rho = 1.5 / sqrt(2 * 1.5) = sqrt(3) / 2.
     assert numbers == {"features": {
         "units": 3,
+        "with_majority": 3,
+        "category_agrees": 2,
         "category_agreement": pytest.approx(2 / 3),
         "concept_match": {"exact": 1, "synonym": 0, "substring": 1},
         "concept_match_rate": pytest.approx(2 / 3),
         "concept_matches_any_category_label": pytest.approx(2 / 3),
+        "concept_any_category_count": 2,
         "spearman_precision_iou": pytest.approx(math.sqrt(3) / 2),
     }}
     assert (tmp_path / "agreement.png").is_file()
@@ -82,7 +91,37 @@ def test_agreement_of_three_workers_by_hand(tmp_path: Path, capsys: pytest.Captu
     assert table.loc[2, "concept"] == "sky"  # the most frequent of the unit's concepts
 
     text = run_cli(capsys, "annotations", "agree", str(db), str(run_dir), "--plot", str(tmp_path / "a2.png"))
-    assert text.out.splitlines() == ["features: 3 units; category agrees 67%; concept matches 67% "
-                                     "{'exact': 1, 'synonym': 0, 'substring': 1} (any category's label: 67%); "
-                                     "Spearman ρ(precision, IoU) = 0.87",
-                                     f"scatter plot: {tmp_path / 'a2.png'}"]
+    assert text.out.endswith("\n") and "{" not in text.out  # a table, not a Python dict
+    assert text.out.splitlines() == [
+        "layer     units  category agrees  concept matches (exact/synonym/substring)  any category's label  "
+        "Spearman ρ(precision, IoU)",
+        "features      3        2/3 (67%)                            2/3 (67%) 1/0/1             2/3 (67%)  "
+        "                      0.87",
+        f"plot (the same numbers, one panel per layer): {tmp_path / 'a2.png'}"]
+    assert (tmp_path / "a2.png").stat().st_size > 1000
+
+
+def test_agreement_plot_titles_are_the_table_rows(tmp_path: Path) -> None:
+    """The plot and the table agree: each panel's title holds its layer's table cells, its legend the counts."""
+    _, run_dir = dissect_planted(tmp_path)
+    db = tmp_path / "answers.db"
+    store = make_store(db, n_units=3, layer="features", per_unit=1)
+    found = store.annotator_by_hash(token_hash(add_annotator(store, "w1")))
+    assert found is not None
+    for k in range(3):
+        assignment = store.assign(found[0], f"form-{k}")
+        assert assignment is not None
+        task = store.task(assignment)
+        assert task is not None
+        concept, category, precision = ANSWERS[("w1", task.unit)]
+        store.record(assignment, task.form_token, concept, category, precision, "[]")
+    table = agreement_table(load_annotations(db), read_run(run_dir))
+    numbers = agreement_summary(table)
+    [title] = scatter_plot(table, numbers, tmp_path / "p.png")
+    row = format_agreement(numbers).splitlines()[1]
+    cells = agreement_cells("features", numbers["features"])
+    # w1 alone: categories object/region/scene agree on units 0, 1 (2/3); only "squares" names its label (1/3)
+    assert cells == {"layer": "features", "units": "3", "category": "2/3 (67%)", "concept": "1/3 (33%) 1/0/0",
+                     "any": "1/3 (33%)", "rho": "0.87"}
+    assert all(cells[k] in row for k in ("layer", "category", "concept", "rho"))
+    assert title == "features: 3 units; category agrees 2/3 (67%)\nconcept matches 1/3 (33%) 1/0/0; ρ = 0.87"

@@ -14,13 +14,14 @@ import pytest
 from unitscope.analysis.compare.discriminative import presence_mutual_information
 from unitscope.analysis.compare.label_stats import probe_label_stats
 from unitscope.analysis.compare.nulls import NOT_MEASURED_CONTROL, NOT_MEASURED_RANDOM, NOT_TESTED_CONTROL
-from unitscope.analysis.compare.runs import compare_runs
+from unitscope.analysis.compare.runs import compare_many, compare_runs
 from unitscope.cli.main import main
 from unitscope.data.broden_export import write_broden
 from unitscope.data.probe import Concept, ConceptTable, ProbeSample
 from unitscope.dissection.labels import detector_table
 from unitscope.dissection.record import DataSpec, LayerRecord, ModelSpec, RunRecord, RunSpec
 from unitscope.dissection.result import DissectionResult, LayerResult
+from unitscope.errors import UsageError
 
 CONCEPTS = ConceptTable(
     (Concept(1, "sky", "object"), Concept(2, "bed", "object"), Concept(3, "boat", "object"),
@@ -196,14 +197,20 @@ def test_incompatible_runs_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture,
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("unitscope: error:") and "\n" not in err
-    assert ("--force" in err) == (case in ("layers", "probe", "settings")) and not (tmp_path / "cmp").exists()
+    assert ("--force" in err) == (case in ("probe", "settings")) and not (tmp_path / "cmp").exists()
+    # Different layer names are no longer refused: they pair by relative depth, which a hand-made run of an
+    # unknown model cannot tell, so the one line asks for --pair.
+    assert ("--pair" in err) == (case == "layers")
 
 
-def test_force_pairs_layers_in_order(tmp_path: Path) -> None:
+def test_force_is_about_probe_sets_and_never_pairs_layers_by_position(tmp_path: Path) -> None:
     a = DissectionResult.load(_run(tmp_path / "a", RUN_A))
     b = DissectionResult.load(_run(tmp_path / "b", RUN_B, layer="layer4", data="other"))
-    comparison = compare_runs(a, b, probe_label_stats(TinyProbe()), force=True)
+    with pytest.raises(UsageError, match="--pair"):
+        compare_runs(a, b, probe_label_stats(TinyProbe()), force=True)
+    comparison = compare_many((a, b), probe_label_stats(TinyProbe()), force=True, pairs=["conv5:layer4"])
     assert [p.label for p in comparison.pairs] == ["conv5 ↔ layer4"]
+    assert comparison.pairing == "Layers paired as given by --pair: conv5 ↔ layer4."
     assert any("different probe sets" in note for note in comparison.notes)
 
 
@@ -238,6 +245,10 @@ def test_runs_without_a_random_baseline_say_so_in_every_table(tmp_path: Path,
     assert f"conv5, object detectors: scene-net {NOT_MEASURED_RANDOM}" in report["verdicts"]
     html = (out / "report.html").read_text()
     assert "its random twin</th>" in html and html.count(NOT_MEASURED_RANDOM) >= 2
+    assert "Layers paired by name: conv5." in printed and "Layers paired by name: conv5." in html
+    # shares of each layer's 8 units beside the raw counts: 6 object detectors of A, 3 of B
+    assert table.loc["object", "share_a"] == 0.75 and table.loc["object", "share_b"] == 0.375
+    assert "<td>75.0%</td>" in html and "<td>37.5%</td>" in html
 
 
 @pytest.mark.parametrize(("objects", "total", "ci", "object_words", "total_words"), [

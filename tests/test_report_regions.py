@@ -130,6 +130,21 @@ def test_field_region_on_a_thumbnail_is_mapped_proportionally() -> None:
     assert (tiles[0][~inside] != [255, 255, 0]).any(axis=-1).all()
 
 
+def test_a_field_larger_than_the_image_says_so(capsys: pytest.CaptureFixture[str]) -> None:
+    """A 40 px field on 32 px images covers (nearly) everything: one warning line, and the page says it."""
+    renderer, _ = render("field", [0], field_sizes={"head": 40})
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [renderer.oversized["head"]]
+    assert err[0].startswith("warning: layer head: its empirical receptive field (40 px) is larger than the 32x32 px "
+                             "image") and "--regions activation" in err[0]
+    page = build_report(dot_result(), DotProbe(), loaded(),  # type: ignore[arg-type]
+                        ReportOptions(regions="field", field_sizes={"head": 40}))  # type: ignore[arg-type]
+    assert "The receptive fields of head are larger than the image" in page
+    assert capsys.readouterr().err.count("warning: layer head") == 1  # once per layer, however many images
+    small, _ = render("field", [0], field_sizes={"head": 9})
+    assert not small.oversized and "warning" not in capsys.readouterr().err
+
+
 def test_batch_size_does_not_matter_for_field_regions() -> None:
     _, small = render("field", [2, 0, 1], batch_size=1)
     _, large = render("field", [2, 0, 1], batch_size=3)

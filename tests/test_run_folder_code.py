@@ -73,7 +73,7 @@ def test_commands_that_reopen_the_model_refuse_its_code(command: str, evil: tupl
     args = {"report": ["report", str(run)],
             "explain": ["explain", "--run", str(run), "--layer", "conv5", "--units", "0", "--out",
                         str(tmp_path / "x")],
-            "annotate": ["annotate", str(run), "--port", port, "--max-units", "1"]}[command]
+            "annotate": ["annotate", str(run), "--port", port, "--max-units", "1", "--allow-small-tasks"]}[command]
     assert_usage_error(run_cli(capsys, *args), "--trust-model-code")
     assert not marker.exists() and not cwd_marker.exists()
 

@@ -187,16 +187,17 @@ def test_ctrl_c_exits_promptly_keeping_resumable_state(slow_run: tuple[Path, lis
 
 def test_same_data_other_spelling_or_layer_order_is_the_same_run(tmp_path: Path,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from unitscope.dissection.naming import named_identity
     from unitscope.dissection.record import DataSpec, ModelSpec
-    from unitscope.dissection.run import _identity, same_run
+    from unitscope.dissection.run import same_run
     from unitscope.dissection.settings import DissectSettings
 
     (tmp_path / "d").mkdir()
     monkeypatch.chdir(tmp_path)
     settings = DissectSettings()
     spellings = ["d", "./d", str(tmp_path / "d"), "d/"]
-    specs = [_identity(ModelSpec("m"), DataSpec(s), layers, settings)
+    specs = [named_identity(ModelSpec("m"), DataSpec(s), layers, settings)
              for s, layers in zip(spellings, (["a", "b"], ["b", "a"], ["a", "b"], ["b", "a"]), strict=True)]
     assert all(same_run(spec, specs[0]) for spec in specs)
     assert specs[0].data.data == str(tmp_path / "d")  # absolute: the record reopens from any directory
-    assert not same_run(_identity(ModelSpec("m"), DataSpec("sceneworld"), ["a"], settings), specs[0])
+    assert not same_run(named_identity(ModelSpec("m"), DataSpec("sceneworld"), ["a"], settings), specs[0])

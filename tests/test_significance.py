@@ -180,7 +180,8 @@ def test_random_baseline_and_small_probe_warning(tmp_path: Path) -> None:
     assert baseline["kind"] == "random"  # type: ignore[index]
     total = baseline["layers"]["0"]["table"][-1]  # type: ignore[index]
     assert total["category"] == "total" and total["iou_detectors"] >= total["detectors"]
-    assert result.record.warnings == (small_probe_warning(0.005, 20, (10, 16, 16), "0"),)
+    side = min(PlantedProbe(20).image_size)  # the model takes the probe's own size: larger images would help
+    assert result.record.warnings == (small_probe_warning(0.005, 20, (10, 16, 16), "0", image_side=side),)
     assert DissectionResult.load(tmp_path / "run").layers["0"].intervals == result.layers["0"].intervals
     assert small_probe_warning(0.005, 100, (512, 4, 4), "layer4") is not None
     assert small_probe_warning(0.005, 1000, (256, 7, 7), "conv5") is None

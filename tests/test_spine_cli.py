@@ -97,7 +97,8 @@ def test_evaluate_image_folder_and_unknown_classes(tmp_path: Path, capsys: pytes
     ("args", "fragment"),
     [
         (["--model", "sceneworld-nope"], "unknown model 'sceneworld-nope'"),
-        (["--model", "alexnet", "--data", "imagenet"], "no class names"),
+        (["--model", "alexnet", "--data", "sceneworld"], "no class names"),
+        (["--model", "alexnet", "--data", "imagenet"], "nor a folder of class sub-folders"),  # before the model
         (["--model", "alexnet", "--n", "-1"], "--n must be positive"),
     ],
 )

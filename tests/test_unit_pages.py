@@ -133,6 +133,11 @@ def reference_unit_histogram(result: DissectionResult, layer: str, unit: int, ro
                                    result.record.setting("quantile", 0.005))
 
 
+def reference_number(row: pd.Series, column: str, form: str) -> str:
+    value = pd.to_numeric(row.get(column), errors="coerce")
+    return "" if pd.isna(value) or not np.isfinite(value) else form.format(float(value))
+
+
 def reference_write_unit_page(result: DissectionResult, directory: Path, layer: str, unit: int, shown: int,
                               field_text: str = "", environment: jinja2.Environment | None = None,
                               cell: tuple[int, int] = (128, 128), png: bool = False) -> Path:
@@ -151,12 +156,17 @@ def reference_write_unit_page(result: DissectionResult, directory: Path, layer: 
     if histogram:
         (images_dir / "histogram.svg").write_text(histogram, encoding="utf-8")
     scores = [float(s) for s in rows["score"]]
+    label = str(row.get("label", "") or "")
     context = {
         "layer": layer,
         "unit": unit,
-        "label": str(row.get("label", "") or ""),
+        "label": label,
         "category": str(row.get("category", "") or ""),
         "detector": bool(row.get("detector", False)),
+        "not_significant": bool(row.get("iou_detector", False)) and not bool(row.get("detector", False)),
+        "iou": reference_number(row, "iou", "{:.3f}") if label else "",
+        "q_text": reference_number(row, "q_value", "{:.2g}") if label else "",
+        "stability_text": reference_number(row, "stability", "{:.0%}") if label else "",
         "threshold": f"{float(row['threshold']):.4g}",
         "quantile": result.record.setting("quantile", 0.005),
         "concepts": [{"name": c.name, "category": c.category, "iou": f"{c.iou:.3f}", "margin": f"{c.margin:.3f}"}
@@ -276,3 +286,16 @@ def test_histogram_svg_matches_the_reference_on_varied_counts() -> None:
         assert hist.histogram_svg(counts, edges, threshold, peak, quantile) == reference_histogram_svg(
             counts, edges, threshold, peak, quantile)
     assert hist.histogram_svg(np.zeros(len(edges) - 1), edges, 1.0) == ""
+
+
+def test_a_unit_page_shows_the_q_value_and_stability_of_its_card(run: DissectionResult, tmp_path: Path) -> None:
+    """The report's card showed q and stability; the unit's own page did not (#25)."""
+    layer = next(iter(run.layers))
+    units = run.layers[layer].units.copy()
+    units["stability"] = 0.875  # the fixture ran without a bootstrap: give every unit a stability to show
+    found = dataclasses.replace(run, layers={**run.layers, layer: dataclasses.replace(run.layers[layer], units=units)})
+    row = units[units["label"].astype(str) != ""].iloc[0]
+    page = LayerPages(found, layer).write(tmp_path, int(row["unit"]), shown=2).read_text()
+    assert f'id="q-value">{float(row["q_value"]):.2g}<' in page
+    assert 'id="stability">stable in 88% of resamples<' in page
+    assert '<meta name="generator" content="unitscope">' in page and 'href="../../report.html"' in page

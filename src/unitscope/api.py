@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from unitscope.analysis.compare.runs import Comparison, compare_runs
+from unitscope.analysis.compare.runs import Comparison, compare_many
 from unitscope.data.probe import ProbeSet
 from unitscope.defaults import FIT_N, FRESH_SEED, PICTURE_N, PROBE_N, PROBE_SEED, PROBE_SIZE
 from unitscope.dissection.result import DissectionResult
@@ -33,13 +33,18 @@ __all__ = ["ablate", "cam", "compare", "dissect", "explain", "minimal_images", "
            "segment"]
 
 ModelArg = str | nn.Module | LoadedModel
+ClassNamesArg = Sequence[str] | str | Path  # the names, or a file of them (a str is a path)
 DataArg = str | ProbeSet
 
 
 def as_model(model: ModelArg, *, weights: str | None = None, num_classes: int | None = None,
-             class_names: Sequence[str] | None = None, preprocessing: Preprocessing | None = None,
+             class_names: ClassNamesArg | None = None, preprocessing: Preprocessing | None = None,
              device: str = "cpu") -> LoadedModel:
-    """A :class:`LoadedModel` for any accepted ``model`` argument (a copy: the argument is untouched)."""
+    """A :class:`LoadedModel` for any accepted ``model`` argument (a copy: the argument is untouched).
+
+    ``class_names``: the names, or a class-names file as ``--class-names`` reads it (Places365
+    categories, one name per line, ImageNet class-index JSON); as many as the model's outputs.
+    """
     if isinstance(model, str):
         loaded = load_model(model, weights, num_classes, device)
     elif isinstance(model, LoadedModel):
@@ -51,7 +56,9 @@ def as_model(model: ModelArg, *, weights: str | None = None, num_classes: int | 
     else:
         raise UsageError(f"model must be a spec string, an nn.Module or a LoadedModel, not {type(model).__name__}")
     if class_names is not None:
-        loaded = replace(loaded, class_names=list(class_names))
+        from unitscope.models.classes import with_class_names
+
+        loaded = with_class_names(loaded, class_names)
     if preprocessing is not None:
         loaded = replace(loaded, preprocess=preprocessing.fixed_to(loaded.module))
     return loaded
@@ -95,7 +102,7 @@ class Dissection:
 
 def dissect(model: ModelArg = "sceneworld-scene", layers: Sequence[str] = ("conv5",), data: DataArg = "sceneworld",
             out: str | Path | None = None, *, weights: str | None = None, num_classes: int | None = None,
-            class_names: Sequence[str] | None = None, preprocessing: Preprocessing | None = None,
+            class_names: ClassNamesArg | None = None, preprocessing: Preprocessing | None = None,
             n: int | None = None, seed: int = PROBE_SEED, size: int = PROBE_SIZE,
             settings: DissectSettings | None = None,
             device: str = "cpu", overwrite: bool = False, report: bool = False,
@@ -139,10 +146,12 @@ def _run(run: str | Path | Dissection | DissectionResult) -> DissectionResult:
     return DissectionResult.load(run)
 
 
-def compare(a: str | Path | Dissection, b: str | Path | Dissection, *, force: bool = False,
-            category: str = "object") -> Comparison:
-    """Two runs side by side: detectors per category and per concept (tables in the result)."""
-    return compare_runs(_run(a), _run(b), force=force, category=category)
+def compare(a: str | Path | Dissection, b: str | Path | Dissection, *more: str | Path | Dissection,
+            force: bool = False, category: str = "object", pairs: Sequence[str] = ()) -> Comparison:
+    """Two or more runs side by side: detectors per category (counts and shares of each layer's units) and
+    per concept (tables in the result); layers of different names pair by relative depth, or as ``pairs``
+    ("A:B", one layer per run) say."""
+    return compare_many([_run(run) for run in (a, b, *more)], force=force, category=category, pairs=pairs)
 
 
 @dataclass(frozen=True)
@@ -153,7 +162,7 @@ class FieldTable:
 
 
 def receptive_fields(model: ModelArg, input_size: tuple[int, int] = (224, 224), *,
-                     class_names: Sequence[str] | None = None,
+                     class_names: ClassNamesArg | None = None,
                      preprocessing: Preprocessing | None = None) -> FieldTable:
     """Theoretical receptive field (size, stride, start) of every module of ``model``."""
     from unitscope.receptive.theory import theoretical_fields
@@ -173,24 +182,26 @@ class OutputRun:
 
 
 def minimal_images(model: ModelArg, data: str, out: str | Path, *, n: int = PICTURE_N, seed: int = FRESH_SEED,
-                   class_names: Sequence[str] | None = None, preprocessing: Preprocessing | None = None,
+                   class_names: ClassNamesArg | None = None, preprocessing: Preprocessing | None = None,
                    overwrite: bool = False, progress: bool = False) -> OutputRun:
     """Greedy minimal image representations (Zhou et al. §3.1) for ``n`` images of ``data``."""
     from unitscope.minimal.run import MinimalSettings, run_minimal
     from unitscope.minimal.sources import open_source
+    from unitscope.report.output_pages import minimal_page
 
     loaded = as_model(model, class_names=class_names, preprocessing=preprocessing)
     size = loaded.preprocess.input_size[0] if loaded.preprocess.input_size else 112
     source = open_source(data, loaded.class_names, n=n, seed=seed, size=size)
     run_minimal(loaded, source, out, MinimalSettings(), overwrite=overwrite, identity={"seed": seed},
                 progress=progress)
+    minimal_page(Path(out))
     return OutputRun(Path(out), pd.read_csv(Path(out) / "summary.csv"))
 
 
 def segment(model: ModelArg, run: str | Path | Dissection, out: str | Path, *, data: str = "sceneworld",
             n: int = PICTURE_N, seed: int = FRESH_SEED, method: str = "vectors", layer: str | None = None,
             category: str = "object", fit_n: int = FIT_N, fit_data: str | None = None, baseline: str = "random",
-            baseline_seed: int | None = None, class_names: Sequence[str] | None = None,
+            baseline_seed: int | None = None, class_names: ClassNamesArg | None = None,
             preprocessing: Preprocessing | None = None) -> OutputRun:
     """Segment ``n`` images with the run's concept vectors (``method="vectors"``, the CLI's default) or its
     detector units (``"units"``), and predict their class in the same pass; ``model`` must be the run's.
@@ -218,7 +229,7 @@ def segment(model: ModelArg, run: str | Path | Dissection, out: str | Path, *, d
 def cam(model: ModelArg, out: str | Path, *, data: str = "sceneworld", n: int = PICTURE_N, seed: int = FRESH_SEED,
         class_name: str | None = None, layer: str | None = None, method: str = "auto",
         background: Sequence[str] | None = None, baseline: str = "random", baseline_seed: int = 0,
-        class_names: Sequence[str] | None = None, preprocessing: Preprocessing | None = None) -> OutputRun:
+        class_names: ClassNamesArg | None = None, preprocessing: Preprocessing | None = None) -> OutputRun:
     """CAM or Grad-CAM heatmaps for ``n`` images (``method``: auto, cam, gradcam); on labelled data, the
     localisation on the foreground objects (``background``: object names that are not objects, default the
     probe set's list) beside the random-weights twin's (``baseline``: random or none), in ``cam.json``."""
@@ -243,7 +254,7 @@ def cam(model: ModelArg, out: str | Path, *, data: str = "sceneworld", n: int = 
 def ablate(model: ModelArg, layer: str, out: str | Path, *, run: str | Path | Dissection | None = None,
            data: str = "sceneworld", concept: str | None = None, units: str | Sequence[int] | None = None,
            category: str = "object", mode: str = "zero", n: int = PROBE_N, seed: int = FRESH_SEED,
-           seeds: int = 10, class_names: Sequence[str] | None = None,
+           seeds: int = 10, class_names: ClassNamesArg | None = None,
            preprocessing: Preprocessing | None = None, overwrite: bool = False) -> OutputRun:
     """Remove (or keep only) each concept's detector units of ``layer`` and measure per-class accuracy against
     random unit sets; ``run`` must be a dissection of this very network (checked by its weights' digest)."""

@@ -21,6 +21,7 @@ def minimal_step(out: Path, n: int, seed: int, device: str) -> list[Path]:
     from unitscope.minimal.run import MinimalSettings, run_minimal
     from unitscope.minimal.sources import open_source
     from unitscope.models.loading import load_model
+    from unitscope.report.output_pages import minimal_page
 
     target = out / "minimal"
     if not (target / "summary.csv").is_file():
@@ -28,6 +29,7 @@ def minimal_step(out: Path, n: int, seed: int, device: str) -> list[Path]:
         source = open_source("sceneworld", model.class_names, n=n, seed=seed, size=112)
         run_minimal(model, source, target, MinimalSettings(n_segments=24), identity={"seed": seed},
                     progress=False)
+        minimal_page(target)
     return sorted((target / "strips").glob("*.png"))
 
 
@@ -37,6 +39,7 @@ def receptive_step(out: Path, data: Path, n: int, device: str) -> list[Path]:
     from unitscope.distributed import ShardProbe
     from unitscope.models.layers import resolve_layer
     from unitscope.models.loading import load_model
+    from unitscope.report.output_pages import rf_page
     from unitscope.rf.empirical import EmpiricalSettings, empirical_fields
     from unitscope.rf.output import write_run
 
@@ -55,6 +58,7 @@ def receptive_step(out: Path, data: Path, n: int, device: str) -> list[Path]:
         }
         write_run(target, results, {"model": model.name, "data": probe.name, "n_images": len(probe),
                                     "settings": settings.__dict__})
+        rf_page(target)
     return [target / "rf.png", *sorted(target.glob("*/unit_*.png"))]
 
 

@@ -127,7 +127,7 @@ def ablate(
     path = resolve_layer(model.module, layer)
     if isinstance(data, str):
         size = model.preprocess.input_size[0] if model.preprocess.input_size else 112
-        data = open_classification(data, model.class_names, n=n, seed=seed, size=size)
+        data = open_classification(data, model.class_names, n=n, seed=seed, size=size, command="ablate")
     num_units = _num_units(model, path, data)
     sets = _unit_sets(run, layer, concept, units, category, num_units)
     conditions = _conditions(sets, num_units, seeds, seed)

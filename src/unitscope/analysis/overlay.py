@@ -64,6 +64,19 @@ def colour_labels(labels: np.ndarray, colours: dict[int, RGB], size: tuple[int, 
     return out
 
 
+def foreground_panel(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The image with its foreground ``mask`` (any resolution) in colour and the rest dimmed to grey.
+
+    What a heatmap is scored against, shown on the picture: a bare black-and-white mask read as an empty panel
+    wherever an image had no foreground object (all black) or little of it.
+    """
+    inside = resize_nearest(mask.astype(np.int64), image.shape[:2]).astype(bool) if mask.shape != image.shape[:2] \
+        else mask.astype(bool)
+    grey = (image.astype(np.float64) @ np.array([0.299, 0.587, 0.114]))[..., None].repeat(3, axis=2)
+    out = np.where(inside[..., None], image.astype(np.float64), 0.3 * grey + 40.0)
+    return out.clip(0, 255).round().astype(np.uint8)
+
+
 def blend_heatmap(image: np.ndarray, heat: np.ndarray, alpha: float = 0.5) -> np.ndarray:
     """The image under a jet-coloured heatmap in [0, 1] (resized bilinearly by the caller)."""
     coloured: np.ndarray = colormaps["jet"](np.clip(heat, 0, 1))[..., :3]

@@ -13,6 +13,10 @@ a whole-word part of the other ("tree crown" ~ "crown"); otherwise no match. Rul
 
 Precision against IoU: per unit, the mean human precision against the automatic label's IoU, as a scatter
 plot and Spearman's ρ (scipy).
+
+The printed table (:func:`format_agreement`) and the plot (:func:`scatter_plot`) are written from the same
+cells (:func:`agreement_cells`): each panel's title is its layer's row, and its legend counts the units the
+row's category cell counts.
 """
 
 from __future__ import annotations
@@ -105,32 +109,87 @@ def agreement_summary(table: pd.DataFrame) -> dict[str, dict[str, object]]:
                if len(both) >= 3 and both["precision"].nunique() > 1 and both["iou"].nunique() > 1 else None)
         out[str(layer)] = {
             "units": len(group),
+            "with_majority": len(with_majority),
+            "category_agrees": int(with_majority["category_agrees"].sum()),
             "category_agreement": float(with_majority["category_agrees"].mean()) if len(with_majority) else None,
             "concept_match": {rule: int((group["concept_rule"] == rule).sum()) for rule in RULES},
             "concept_match_rate": float((group["concept_rule"] != "").mean()),
             "concept_matches_any_category_label": float(group["concept_any_category"].mean()),
+            "concept_any_category_count": int(group["concept_any_category"].sum()),
             "spearman_precision_iou": rho,
         }
     return out
 
 
-def scatter_plot(table: pd.DataFrame, out: Path) -> Path:
-    """Precision (human) against IoU (automatic), one point per unit, coloured by category agreement."""
+COLUMNS: tuple[tuple[str, str], ...] = (
+    ("layer", "layer"), ("units", "units"), ("category", "category agrees"),
+    ("concept", "concept matches (exact/synonym/substring)"), ("any", "any category's label"),
+    ("rho", "Spearman ρ(precision, IoU)"))
+
+
+def _share(count: int, total: int) -> str:
+    return f"{count}/{total} ({count / total:.0%})" if total else "–"
+
+
+def agreement_cells(layer: str, row: dict[str, object]) -> dict[str, str]:
+    """One layer's numbers as the text both the table and the plot show."""
+    units = int(str(row["units"]))
+    match = row["concept_match"]
+    if not isinstance(match, dict):
+        raise TypeError("concept_match must be a dict of counts per rule")
+    matched = sum(int(v) for v in match.values())
+    rho = row["spearman_precision_iou"]
+    return {
+        "layer": layer, "units": str(units),
+        "category": _share(int(str(row["category_agrees"])), int(str(row["with_majority"]))),
+        "concept": f"{_share(matched, units)} {'/'.join(str(match[r]) for r in RULES)}",
+        "any": _share(int(str(row["concept_any_category_count"])), units),
+        "rho": "–" if rho is None else f"{float(str(rho)):.2f}",
+    }
+
+
+def format_agreement(numbers: dict[str, dict[str, object]]) -> str:
+    """The per-layer agreement as an aligned text table, one row per layer."""
+    rows = [[title for _, title in COLUMNS]]
+    rows += [[agreement_cells(layer, row)[key] for key, _ in COLUMNS] for layer, row in numbers.items()]
+    widths = [max(len(r[k]) for r in rows) for k in range(len(COLUMNS))]
+    lines = ["  ".join(c.ljust(w) if k == 0 else c.rjust(w) for k, (c, w) in enumerate(zip(r, widths, strict=True)))
+             for r in rows]
+    return "\n".join(line.rstrip() for line in lines) + "\n"
+
+
+def panel_title(cells: dict[str, str]) -> str:
+    """A plot panel's title: its layer's table row."""
+    return (f"{cells['layer']}: {cells['units']} units; category agrees {cells['category']}\n"
+            f"concept matches {cells['concept']}; ρ = {cells['rho']}")
+
+
+def scatter_plot(table: pd.DataFrame, numbers: dict[str, dict[str, object]], out: Path) -> list[str]:
+    """Precision (human) against IoU (automatic), one panel per layer, one point per unit, coloured as the
+    table counts categories (agree / differ / no majority); the panel titles written, in layer order."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5, 4), dpi=110)
-    for agrees, colour, name in ((True, "#2da44e", "categories agree"), (False, "#cf222e", "categories differ")):
-        part = table[table["category_agrees"] == agrees]
-        ax.scatter(part["iou"], part["precision"], s=28, c=colour, alpha=0.8, label=f"{name} ({len(part)})")
-    ax.set_xlabel("IoU of the automatic label")
-    ax.set_ylabel("human precision (mean over annotators)")
-    ax.set_ylim(-0.02, 1.02)
-    ax.legend(loc="lower right", fontsize=8)
-    ax.set_title("Human precision vs Network Dissection IoU", fontsize=10)
+    layers = list(numbers)
+    fig, axes = plt.subplots(1, len(layers), figsize=(5 * len(layers), 4.4), dpi=110, squeeze=False)
+    titles = []
+    for ax, layer in zip(axes[0], layers, strict=True):
+        group = table[table["layer"] == layer]
+        majority = group["human_category"] != ""
+        for part, colour, name in ((group[majority & group["category_agrees"]], "#2da44e", "categories agree"),
+                                   (group[majority & ~group["category_agrees"]], "#cf222e", "categories differ"),
+                                   (group[~majority], "#8c959f", "no majority category")):
+            if len(part):
+                ax.scatter(part["iou"], part["precision"], s=28, c=colour, alpha=0.8, label=f"{name} ({len(part)})")
+        ax.set_xlabel("IoU of the automatic label")
+        ax.set_ylabel("human precision (mean over annotators)")
+        ax.set_ylim(-0.02, 1.02)
+        ax.legend(loc="lower right", fontsize=8)
+        titles.append(panel_title(agreement_cells(layer, numbers[layer])))
+        ax.set_title(titles[-1], fontsize=9)
     fig.tight_layout()
     fig.savefig(out)
     plt.close(fig)
-    return out
+    return titles

@@ -4,6 +4,9 @@ Every route but the login needs an annotator token (HttpOnly SameSite=Strict coo
 or ``Authorization: Bearer``). Posts carry the task's own form token and must come from this origin
 (CSRF). Images are fetched by opaque id, checked against the annotator's own assignments; nothing a
 client sends is ever used as a path. Errors are one short HTML message, never a traceback.
+
+A task page shows where the annotator stands ("unit 3 of 40, 180 images left to judge"); an accepted answer
+moves straight on to the next unit (the page then confirms the previous answer in one line).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from unitscope.annotate.protocol import CATEGORY_TITLES, clean_concept, refusal
+from unitscope.annotate.protocol import CATEGORY_TITLES, TASK_IMAGES, clean_concept, refusal
 from unitscope.annotate.security import (
     COOKIE,
     new_opaque_id,
@@ -42,9 +45,11 @@ HEADERS = {"X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY", "Refe
 
 
 def _templates() -> jinja2.Environment:
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
-                             undefined=jinja2.StrictUndefined)
-    for name in ("task.html", "message.html", "login.html", "base_style.html"):
+    # the app's pages first, then the shared base template and stylesheet of every unitscope page
+    loader = jinja2.ChoiceLoader([jinja2.FileSystemLoader(TEMPLATES), jinja2.PackageLoader("unitscope.report",
+                                                                                             "templates")])
+    env = jinja2.Environment(loader=loader, autoescape=True, undefined=jinja2.StrictUndefined)
+    for name in ("task.html", "message.html", "login.html"):
         env.get_template(name)  # load every template at start, not on a request
     return env
 
@@ -83,9 +88,26 @@ class AnnotationApp:
         return task
 
     def task_page(self, task: Task, name: str, status: int = 200, reason: str | None = None,
-                  marked: set[str] | None = None, concept: str = "", category: int | None = None) -> HTMLResponse:
+                  marked: set[str] | None = None, concept: str = "", category: int | None = None,
+                  recorded: str | None = None) -> HTMLResponse:
+        progress = self.store.progress(task.annotator_id, self.layer)
+        n_catch = sum(im.is_catch for im in task.images)
+        small = len(task.images) < TASK_IMAGES
         return self.page("task.html", status, name=name, task=task, reason=reason, categories=CATEGORY_TITLES,
-                         marked=marked, concept=concept, category=category)
+                         marked=marked, concept=concept, category=category, progress=progress, recorded=recorded,
+                         size_note=(f"{len(task.images)} images per task (the run kept "
+                                    f"{len(task.images) - n_catch} top images per unit; the paper's tasks "
+                                    f"show {TASK_IMAGES})") if small else None)
+
+    def recorded_line(self, previous: str | None, annotator_id: int, name: str) -> str | None:
+        """One line confirming the answer just recorded (``?recorded=<assignment>``), or None."""
+        if previous is None or not previous.isdigit() or len(previous) > 12:
+            return None
+        found = self.store.answer(int(previous), annotator_id)
+        if found is None:
+            return None
+        concept, precision = found
+        return f"Previous unit recorded as “{concept}” (precision {precision:.2f}). Thank you, {name}."
 
 
 def _check_origin(request: Request) -> None:
@@ -174,20 +196,23 @@ def create_app(store: Store, layer: str | None = None, secure_cookie: bool = Fal
         return RedirectResponse("/task", status_code=303)
 
     @app.get("/task")
-    def next_task(request: Request) -> Response:
+    def next_task(request: Request, recorded: str | None = None) -> Response:
         annotator_id, name = state.annotator(request)
         assignment = store.assign(annotator_id, new_opaque_id(), layer)
         if assignment is None:
-            return state.page("message.html", title="All done", text=f"Thank you, {name}: no unit is left for you.")
-        return RedirectResponse(f"/task/{assignment}", status_code=303, headers=HEADERS)
+            line = state.recorded_line(recorded, annotator_id, name)
+            return state.page("message.html", title="All done",
+                              text=f"{line + ' ' if line else ''}Thank you, {name}: no unit is left for you.")
+        after = f"?recorded={recorded}" if recorded is not None and recorded.isdigit() and len(recorded) <= 12 else ""
+        return RedirectResponse(f"/task/{assignment}{after}", status_code=303, headers=HEADERS)
 
     @app.get("/task/{assignment_id}")
-    def show_task(assignment_id: int, request: Request) -> Response:
+    def show_task(assignment_id: int, request: Request, recorded: str | None = None) -> Response:
         annotator_id, name = state.annotator(request)
         task = state.owned_task(assignment_id, annotator_id)
         if task.done:
             return RedirectResponse("/task", status_code=303, headers=HEADERS)
-        return state.task_page(task, name)
+        return state.task_page(task, name, recorded=state.recorded_line(recorded, annotator_id, name))
 
     @app.post("/task/{assignment_id}")
     async def submit(assignment_id: int, request: Request) -> Response:
@@ -210,9 +235,7 @@ def create_app(store: Store, layer: str | None = None, secure_cookie: bool = Fal
                                          json.dumps(sorted(marked)))
         if not stored:
             raise HTTPException(409, "this task is answered already")
-        return state.page("message.html", title="Recorded",
-                          text=f"Unit recorded as “{concept}” (precision {precision:.2f}). Thank you, {name}.",
-                          next_link="/task")
+        return RedirectResponse(f"/task?recorded={assignment_id}", status_code=303, headers=HEADERS)
 
     @app.get("/image/{image_id}")
     def image(image_id: str, request: Request) -> Response:

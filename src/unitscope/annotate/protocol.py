@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
+
+import numpy as np
 
 from unitscope.errors import UsageError
 
@@ -13,6 +16,7 @@ CATEGORY_TITLES: tuple[str, ...] = ("Scene", "Object", "Region or surface", "Obj
                                     "Texture or material", "Simple element or colour")
 N_REAL = 57
 N_CATCH = 3
+TASK_IMAGES = N_REAL + N_CATCH  # the paper's 60-image task; dissect --topk 60 keeps enough top images
 MIN_MARKED = 10
 ANNOTATIONS_PER_UNIT = 3
 CONCEPT_MAX = 40
@@ -72,3 +76,18 @@ def refusal(marked_real: int, marked_catch: int) -> str | None:
         return ("some images that do not belong to this unit are still ticked; look again and untick every "
                 "image that does not show the concept")
     return None
+
+
+def order_seed(annotator: str, layer: str, unit: int, salt: str = "0") -> int:
+    """The seed of one annotator's image order on one unit: a hash of (annotator, layer, unit, salt).
+
+    Each worker sees the unit's images (and so its catch images) in an order of their own, yet the order is
+    reproducible from names alone; ``salt`` is the task set's seed (``annotate --seed``).
+    """
+    text = "\x00".join((annotator, layer, str(int(unit)), salt))
+    return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "big")
+
+
+def image_order(seed: int, n: int) -> list[int]:
+    """The display order (a permutation of the stored slots ``0..n-1``) drawn from ``seed``."""
+    return [int(k) for k in np.random.default_rng(seed).permutation(n)]

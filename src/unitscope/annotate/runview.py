@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -35,8 +36,16 @@ def read_run(directory: str | Path) -> RunView:
                    {k: v.top_images for k, v in result.layers.items()}, result)
 
 
-def open_inputs(view: RunView, device: str = "cpu", trust: Trust | None = None) -> tuple[LoadedModel, ProbeSet]:
-    """Reopen the run's model and probe set through ``dissection.reopen`` (checked; no code from the run)."""
-    from unitscope.dissection.reopen import reopen_model, reopen_probe
+def model_loader(view: RunView, device: str = "cpu", trust: Trust | None = None) -> Callable[[], LoadedModel]:
+    """How to reopen the run's model through ``dissection.reopen`` (checked; no code from the run), called only
+    when a region must be recomputed (runs that stored their top maps never need it)."""
+    from unitscope.dissection.reopen import reopen_model
 
-    return reopen_model(view.result, device=device, trust=trust), reopen_probe(view.result)
+    return lambda: reopen_model(view.result, device=device, trust=trust)
+
+
+def open_probe(view: RunView, data: str | ProbeSet | None = None) -> ProbeSet:
+    """The run's probe set (or ``data`` in its place), checked against the run's record."""
+    from unitscope.dissection.reopen import reopen_probe
+
+    return reopen_probe(view.result, data)

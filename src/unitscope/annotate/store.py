@@ -1,5 +1,8 @@
 """The app's one store: SQLite in WAL mode, every accepted answer committed (synchronous=FULL) before replying.
 
+Each assignment records the seed and the image order its annotator saw (table ``orders``; see
+:func:`unitscope.annotate.protocol.order_seed`), so every judgement can be audited and replayed.
+
 A connection per operation keeps threads apart; writes take the lock up front (``BEGIN IMMEDIATE``) so
 two annotators asking for work at once cannot both get the last open slot of a unit. ``UNIQUE`` keys
 make a duplicated submission impossible rather than unlikely.
@@ -7,6 +10,7 @@ make a duplicated submission impossible rather than unlikely.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
@@ -14,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from unitscope.annotate.protocol import ANNOTATIONS_PER_UNIT, Annotation
+from unitscope.annotate.protocol import ANNOTATIONS_PER_UNIT, Annotation, image_order, order_seed
 from unitscope.errors import UsageError
 
 SCHEMA = """
@@ -34,6 +38,8 @@ CREATE TABLE IF NOT EXISTS annotations (
     id INTEGER PRIMARY KEY, assignment_id INTEGER UNIQUE NOT NULL REFERENCES assignments(id),
     concept TEXT NOT NULL, category INTEGER NOT NULL, precision REAL NOT NULL, marked TEXT NOT NULL,
     created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS orders (
+    assignment_id INTEGER PRIMARY KEY REFERENCES assignments(id), seed TEXT NOT NULL, slots TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS refusals (
     id INTEGER PRIMARY KEY, assignment_id INTEGER NOT NULL, reason TEXT NOT NULL, created REAL NOT NULL);
 """
@@ -59,6 +65,24 @@ class Task:
     form_token: str
     done: bool
     images: tuple[TaskImage, ...]
+    seed: int | None = None  # the seed of this annotator's image order (None: an assignment made before orders)
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where an annotator stands: units done, units left for them (the open one included), images left."""
+
+    done: int
+    units_left: int
+    images_left: int
+
+    @property
+    def current(self) -> int:
+        return self.done + 1
+
+    @property
+    def total(self) -> int:
+        return self.done + self.units_left
 
 
 class Store:
@@ -166,9 +190,18 @@ class Store:
                 (layer, layer, annotator_id, self.per_unit())).fetchone()
             if row is None:
                 return None
+            unit_id = int(row[0])
             cur = db.execute("INSERT INTO assignments (annotator_id, unit_id, form_token, created) VALUES (?,?,?,?)",
-                             (annotator_id, int(row[0]), form_token, time.time()))
-            return int(cur.lastrowid or 0)
+                             (annotator_id, unit_id, form_token, time.time()))
+            assignment = int(cur.lastrowid or 0)
+            name = db.execute("SELECT name FROM annotators WHERE id = ?", (annotator_id,)).fetchone()[0]
+            where = db.execute("SELECT layer, unit FROM units WHERE id = ?", (unit_id,)).fetchone()
+            n = int(db.execute("SELECT COUNT(*) FROM images WHERE unit_id = ?", (unit_id,)).fetchone()[0])
+            salt = db.execute("SELECT value FROM meta WHERE key = 'seed'").fetchone()
+            seed = order_seed(str(name), str(where[0]), int(where[1]), "0" if salt is None else str(salt[0]))
+            db.execute("INSERT INTO orders (assignment_id, seed, slots) VALUES (?,?,?)",
+                       (assignment, str(seed), json.dumps(image_order(seed, n))))
+            return assignment
 
     def task(self, assignment_id: int) -> Task | None:
         with self._read() as db:
@@ -178,7 +211,48 @@ class Store:
                 return None
             images = tuple(TaskImage(str(r[0]), int(r[1]), bool(r[2])) for r in db.execute(
                 "SELECT id, slot, is_catch FROM images WHERE unit_id = ? ORDER BY slot", (int(row[5]),)))
-        return Task(assignment_id, int(row[0]), str(row[1]), int(row[2]), str(row[3]), bool(row[4]), images)
+            order = db.execute("SELECT seed, slots FROM orders WHERE assignment_id = ?", (assignment_id,)).fetchone()
+        seed = None
+        if order is not None and sorted(json.loads(order[1])) == list(range(len(images))):
+            seed = int(order[0])
+            images = tuple(images[k] for k in json.loads(order[1]))
+        return Task(assignment_id, int(row[0]), str(row[1]), int(row[2]), str(row[3]), bool(row[4]), images, seed)
+
+    def progress(self, annotator_id: int, layer: str | None = None) -> Progress:
+        """The annotator's units done, and the units and images still open to them (their open task included)."""
+        with self._read() as db:
+            done = int(db.execute(
+                "SELECT COUNT(*) FROM assignments a JOIN units u ON u.id = a.unit_id "
+                "WHERE a.annotator_id = ? AND a.done = 1 AND (? IS NULL OR u.layer = ?)",
+                (annotator_id, layer, layer)).fetchone()[0])
+            open_units = [int(r[0]) for r in db.execute(
+                "SELECT u.id FROM units u LEFT JOIN assignments a ON a.unit_id = u.id "
+                "WHERE (? IS NULL OR u.layer = ?) AND u.id NOT IN "
+                "(SELECT unit_id FROM assignments WHERE annotator_id = ?) "
+                "GROUP BY u.id HAVING COUNT(a.id) < ?", (layer, layer, annotator_id, self.per_unit()))]
+            open_units += [int(r[0]) for r in db.execute(
+                "SELECT a.unit_id FROM assignments a JOIN units u ON u.id = a.unit_id "
+                "WHERE a.annotator_id = ? AND a.done = 0 AND (? IS NULL OR u.layer = ?)",
+                (annotator_id, layer, layer))]
+            images = sum(int(db.execute("SELECT COUNT(*) FROM images WHERE unit_id = ?", (u,)).fetchone()[0])
+                         for u in open_units)
+        return Progress(done, len(open_units), images)
+
+    def answer(self, assignment_id: int, annotator_id: int) -> tuple[str, float] | None:
+        """The (concept, precision) this annotator recorded for ``assignment_id``, or None."""
+        with self._read() as db:
+            row = db.execute("SELECT n.concept, n.precision FROM annotations n JOIN assignments a "
+                             "ON a.id = n.assignment_id WHERE a.id = ? AND a.annotator_id = ?",
+                             (assignment_id, annotator_id)).fetchone()
+        return None if row is None else (str(row[0]), float(row[1]))
+
+    def orders(self) -> list[tuple[str, int, str, int, list[int]]]:
+        """Every recorded order: (layer, unit, annotator, seed, stored slots in display order)."""
+        with self._read() as db:
+            rows = db.execute("SELECT u.layer, u.unit, p.name, o.seed, o.slots FROM orders o "
+                              "JOIN assignments a ON a.id = o.assignment_id JOIN units u ON u.id = a.unit_id "
+                              "JOIN annotators p ON p.id = a.annotator_id ORDER BY o.assignment_id").fetchall()
+        return [(str(r[0]), int(r[1]), str(r[2]), int(r[3]), [int(k) for k in json.loads(r[4])]) for r in rows]
 
     def image_for(self, image_id: str, annotator_id: int) -> bytes | None:
         """The PNG of ``image_id`` if it belongs to a unit assigned to this annotator, else None."""
@@ -214,7 +288,7 @@ class Store:
         return [Annotation(str(r[0]), int(r[1]), str(r[2]), str(r[3]), int(r[4]), float(r[5])) for r in rows]
 
     def count(self, table: str) -> int:
-        if table not in ("annotations", "assignments", "refusals", "units", "annotators", "images"):
+        if table not in ("annotations", "assignments", "refusals", "units", "annotators", "images", "orders"):
             raise UsageError(f"no table {table!r}")
         with self._read() as db:
             return int(db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])  # table name checked above

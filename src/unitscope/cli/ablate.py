@@ -6,12 +6,22 @@ from pathlib import Path
 
 import click
 
-from unitscope.cli.options import check_output_dir, check_positive, model_options, open_model, require_run
+from unitscope.cli.options import (
+    check_output_dir,
+    check_positive,
+    class_names_option,
+    model_options,
+    open_model,
+    require_run,
+)
+from unitscope.cli.prechecks import check_model_args
+from unitscope.data import check_class_folder
 from unitscope.defaults import FRESH_SEED, PROBE_N
 
 
 @click.command("ablate")
 @model_options
+@class_names_option
 @click.option("--run", "run_dir", type=click.Path(path_type=Path), default=None,
               help="A dissection run of this model: whose units detect which concept (needed without --units).")
 @click.option("--layer", required=True, help="Layer whose units are ablated (e.g. conv5).")
@@ -29,20 +39,23 @@ from unitscope.defaults import FRESH_SEED, PROBE_N
 @click.option("--batch-size", type=int, default=32, show_default=True)
 @click.option("--out", "out", type=click.Path(path_type=Path), required=True, help="Output directory.")
 @click.option("--overwrite", is_flag=True, help="Replace a non-empty --out.")
-def command(model_spec: str, weights: str | None, num_classes: int | None, device: str, run_dir: Path | None,
+def command(model_spec: str, weights: str | None, num_classes: int | None, device: str, class_names: str | None,
+            run_dir: Path | None,
             layer: str, concept: str | None, units: str | None, category: str, data: str, mode: str, n: int,
             seed: int, seeds: int, batch_size: int, out: Path, overwrite: bool) -> None:
     """Which units does the network need for each class? Ablate them and compare with random units."""
     check_positive(n=n, batch_size=batch_size, seeds=seeds)
     if run_dir is not None:
         require_run(run_dir, "--run")
+    check_model_args(model_spec, weights, num_classes, [layer])
+    check_class_folder(data)
+    check_output_dir(out, overwrite)
     from unitscope.ablation.output import weak_rows, write_ablation
     from unitscope.ablation.sweep import ablate
     from unitscope.dissection.result import DissectionResult
 
-    check_output_dir(out, overwrite)
     run = DissectionResult.load(run_dir) if run_dir is not None else None
-    model = open_model(model_spec, weights, num_classes, device)
+    model = open_model(model_spec, weights, num_classes, device, class_names)
     if run is not None:  # the run must be of this very network (its weights' digest), with its preprocessing
         from unitscope.dissection.reopen import reopen_model
 

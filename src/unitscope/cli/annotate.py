@@ -53,10 +53,20 @@ def listening_socket(host: str, port: int) -> socket.socket:
 @click.option("--per-unit", type=int, default=3, show_default=True, help="Annotations wanted per unit.")
 @click.option("--max-units", type=int, default=None, help="Serve only the first N units of the layer.")
 @click.option("--device", default="cpu", show_default=True, help="Device to draw the unit regions on.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Draws the catch images and salts each annotator's image order (recorded in the database).")
+@click.option("--allow-small-tasks", "allow_small", is_flag=True,
+              help="Serve a run that kept fewer than 57 top images per unit as smaller tasks (the count is shown) "
+                   "instead of refusing it.")
 @run_model_options
 def command(run: Path, layer: str | None, host: str, port: int, db: Path | None, add_annotator: str | None,
-            per_unit: int, max_units: int | None, device: str) -> None:
-    """Serve RUN's units as annotation tasks: 57 top images with the unit's region + 3 hidden catch images."""
+            per_unit: int, max_units: int | None, device: str, seed: int, allow_small: bool) -> None:
+    """Serve RUN's units as annotation tasks: 57 top images with the unit's region + 3 hidden catch images.
+
+    Each image shows where the unit fires with the rest dimmed; each annotator sees the images in an order of
+    their own (drawn from their name, the unit and --seed). A run dissected with fewer than --topk 60 is
+    refused unless --allow-small-tasks.
+    """
     check_positive(port=port, per_unit=per_unit, max_units=max_units)
     require_run(run)
     sock = None
@@ -74,15 +84,22 @@ def command(run: Path, layer: str | None, host: str, port: int, db: Path | None,
         click.echo(f"annotator {add_annotator!r} added; token (shown only now, keep it secret):\n{token}")
         click.echo(f"sign in at http://{host}:{port}/login")
         return
+    from unitscope.annotate.protocol import N_CATCH, TASK_IMAGES
     from unitscope.annotate.runview import read_run
-    from unitscope.annotate.tasks import build_tasks
+    from unitscope.annotate.tasks import build_tasks, task_size
 
     view = read_run(run)
     chosen = layer or view.layers[0]
+    if chosen not in view.layers:
+        raise UsageError(f"no layer {chosen!r} in {run}; choose one of {', '.join(view.layers)}")
+    n_real = task_size(view.top_images[chosen], allow_small)  # refuses a small run before any drawing
     store.set_meta("per_unit", str(per_unit))
-    added = build_tasks(view, store, chosen, max_units=max_units, device=device, trust=run_trust())
+    added = build_tasks(view, store, chosen, max_units=max_units, seed=seed, device=device, trust=run_trust(),
+                        allow_small=allow_small)
     served = sum(1 for name, _ in store.units() if name == chosen)
-    click.echo(f"{served} units of {chosen} to annotate ({added} drawn now), {per_unit} annotations each")
+    size = (f"{n_real + N_CATCH} images per task ({n_real} top + {N_CATCH} catch; the paper's tasks show "
+            f"{TASK_IMAGES})" if n_real + N_CATCH < TASK_IMAGES else f"{TASK_IMAGES} images per task")
+    click.echo(f"{served} units of {chosen} to annotate ({added} drawn now), {size}, {per_unit} annotations each")
     if not is_loopback(host):
         click.echo(f"warning: binding to {host} exposes the app beyond this machine; tokens travel in clear "
                    "text without a TLS proxy in front", err=True)

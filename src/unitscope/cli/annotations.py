@@ -57,25 +57,22 @@ def export(db: Path, fmt: str, out: Path | None) -> None:
 @click.argument("run", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the per-layer numbers as JSON.")
 @click.option("--plot", type=click.Path(path_type=Path), default=None,
-              help="Scatter plot of precision vs IoU (default SOURCE's folder/agreement.png).")
+              help="Scatter plot of precision vs IoU, one panel per layer titled with its table row "
+                   "(default SOURCE's folder/agreement.png).")
 def agree(source: Path, run: Path, as_json: bool, plot: Path | None) -> None:
     """How often humans agree with RUN's automatic labels: category, concept text, precision vs IoU."""
     require_path(source, "SOURCE")
     require_run(run)
-    from unitscope.annotate.agree import agreement_summary, agreement_table, scatter_plot
+    from unitscope.annotate.agree import agreement_summary, agreement_table, format_agreement, scatter_plot
     from unitscope.annotate.runview import read_run
     from unitscope.annotate.sources import load_annotations
 
     table = agreement_table(load_annotations(source), read_run(run))
     numbers = agreement_summary(table)
-    picture = scatter_plot(table, plot or source.with_name("agreement.png"))
+    picture = plot or source.with_name("agreement.png")
+    scatter_plot(table, numbers, picture)
     if as_json:
         click.echo(json.dumps(numbers, indent=2))
         return
-    for layer, row in numbers.items():
-        ca, rho = row["category_agreement"], row["spearman_precision_iou"]
-        click.echo(f"{layer}: {row['units']} units; category agrees {'–' if ca is None else f'{ca:.0%}'}; "
-                   f"concept matches {row['concept_match_rate']:.0%} {row['concept_match']} "
-                   f"(any category's label: {row['concept_matches_any_category_label']:.0%}); "
-                   f"Spearman ρ(precision, IoU) = {'–' if rho is None else f'{rho:.2f}'}")
-    click.echo(f"scatter plot: {picture}")
+    click.echo(format_agreement(numbers), nl=False)
+    click.echo(f"plot (the same numbers, one panel per layer): {picture}")

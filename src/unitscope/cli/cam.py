@@ -7,12 +7,14 @@ from pathlib import Path
 
 import click
 
-from unitscope.cli.options import check_output_dir, check_positive, model_options, open_model
+from unitscope.cli.options import check_output_dir, check_positive, class_names_option, model_options, open_model
+from unitscope.cli.prechecks import check_at_least, check_inputs, check_model_args, check_range
 from unitscope.defaults import FRESH_SEED, PICTURE_N
 
 
 @click.command("cam")
 @model_options
+@class_names_option
 @click.option("--image", default=None, help="One image file to explain.")
 @click.option("--data", default=None, help="sceneworld, sceneworld-objects, a Broden directory or an image folder.")
 @click.option("--n", "n", type=int, default=None, help=f"Images to take from --data (default {PICTURE_N}).")
@@ -34,29 +36,31 @@ from unitscope.defaults import FRESH_SEED, PICTURE_N
 @click.option("--pictures", type=int, default=16, show_default=True,
               help="Draw overlay PNGs for the first N images only (0: none; scores use every image).")
 @click.option("--overwrite", is_flag=True, help="Write into a non-empty --out.")
-def command(model_spec: str, weights: str | None, num_classes: int | None, device: str, image: str | None,
+def command(model_spec: str, weights: str | None, num_classes: int | None, device: str, class_names: str | None,
+            image: str | None,
             data: str | None, n: int | None, seed: int, out: Path, class_name: str | None, layer: str | None,
             method: str, top_fraction: float, background: str | None, baseline: str, baseline_seed: int,
             batch_size: int, pictures: int, overwrite: bool) -> None:
     """Class activation maps over images; on labelled images, how much of their heat lies on the foreground
     objects, beside the same network with random weights."""
+    check_positive(batch_size=batch_size, n=n)
+    check_at_least("--pictures", pictures, 0)
+    check_range("--top-fraction", top_fraction, 0, 1, open_low=True)
+    check_model_args(model_spec, weights, num_classes, [layer])
+    check_inputs(image, data, n)
+    check_output_dir(out, overwrite)
     from unitscope.analysis.cam.foreground import parse_background
     from unitscope.analysis.cam.run import CamOptions, run_cam
     from unitscope.analysis.cam.table import localisation_lines
     from unitscope.analysis.inputs import open_inputs
-    from unitscope.errors import UsageError
 
-    check_positive(batch_size=batch_size, n=n)
     options = CamOptions(class_name, layer, method, batch_size, parse_background(background), top_fraction, pictures,
                          baseline, baseline_seed)
-    check_output_dir(out, overwrite)
-    if pictures < 0:
-        raise UsageError(f"--pictures must be 0 or more, got {pictures}")
     from unitscope.distributed import session
     from unitscope.staging import staged
 
     with session(device) as group:  # under torchrun each rank explains every world-th batch; rank 0 writes
-        model = open_model(model_spec, weights, num_classes, group.device)
+        model = open_model(model_spec, weights, num_classes, group.device, class_names)
         size = model.preprocess.input_size[0] if model.preprocess.input_size else 112
         source = open_inputs(image, data, n, seed, size)
         with staged(out) if group.is_main else contextlib.nullcontext(None) as stage:

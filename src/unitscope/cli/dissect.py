@@ -14,7 +14,11 @@ from unitscope.cli.options import (
     require_path,
     trusted_checkpoints,
 )
+from unitscope.cli.prechecks import check_model_args
+from unitscope.data import check_probe_spec, probe_count
 from unitscope.defaults import PROBE_N, PROBE_SEED, PROBE_SIZE
+from unitscope.dissection.naming import named_identity, refuse_other_finished
+from unitscope.dissection.record import DataSpec, ModelSpec
 from unitscope.dissection.settings import BASELINES, CONTROLS, UPSAMPLE_MODES, DissectSettings
 from unitscope.errors import UsageError
 from unitscope.models.precision import AMP_MODES
@@ -120,7 +124,7 @@ def _report_options(layers: tuple[str, ...], regions: str | None, field_sizes: P
 @click.option("--amp", type=click.Choice(AMP_MODES), default="off", show_default=True, is_flag=False,
               flag_value="bf16",
               help="Autocast the forward pass to bf16 (bare --amp) or fp16; thresholds move by its rounding "
-                   "(README: measured effect).")
+                   "(docs/gpu.md: measured effect).")
 @click.option("--batch-size", type=int, default=32, show_default=True)
 @click.option("--workers", default="auto", show_default=True,
               help="Data loading processes, or auto (worker processes when the machine has more than one core).")
@@ -143,23 +147,27 @@ def command(model_spec: str, weights: str | None, num_classes: int | None, devic
             checkpoint_seconds: float) -> None:
     """Label every unit of --layer with the concept it detects (Network Dissection, exact and resumable)."""
     check_positive(n=n, size=size, input_size=input_size)
-    if num_classes is not None and num_classes <= 0:
-        raise UsageError(f"--num-classes must be positive, got {num_classes}")
-    require_path(field_sizes, "--field-sizes")
-    check_control(control, data)
-    check_output_dir(out, overwrite, reusable=True)  # a finished run of this command is reused, not refused
-    from unitscope.dissection.confidence import confidence_lines
-    from unitscope.dissection.run import dissect
-
-    options = None if no_report else _report_options(layers, regions, field_sizes)  # checked before the run
-
     settings = DissectSettings(quantile=quantile, topk=topk, iou_threshold=iou_threshold, upsample=upsample,
                                batch_size=batch_size, skip_bad=skip_bad, workers=parse_workers(workers),
                                checkpoint_seconds=checkpoint_seconds, fdr=fdr, bootstrap=bootstrap,
                                baseline=baseline, baseline_seed=baseline_seed, amp=amp, control=control)
+    settings.validate()
+    means, stds = parse_triple(mean, "--mean"), parse_triple(std, "--std")
+    check_model_args(model_spec, weights, num_classes, layers)
+    check_probe_spec(data)
+    require_path(field_sizes, "--field-sizes")
+    check_control(control, data)
+    check_output_dir(out, overwrite, reusable=True)  # a finished run of this command is reused, not refused
+    identity = named_identity(ModelSpec(model_spec, weights, num_classes, input_size, means, stds),
+                              DataSpec(data, probe_count(data, n), seed, size), layers, settings)
+    refuse_other_finished(out, identity, overwrite)  # all of the above before torch is imported
+    from unitscope.dissection.confidence import confidence_lines
+    from unitscope.dissection.run import dissect
+
+    options = None if no_report else _report_options(layers, regions, field_sizes)  # checked before the run
     result = dissect(
         model_spec, layers, data, out, weights=weights, num_classes=num_classes, n=n, seed=seed, size=size,
-        input_size=input_size, mean=parse_triple(mean, "--mean"), std=parse_triple(std, "--std"),
+        input_size=input_size, mean=means, std=stds,
         settings=settings, device=device, overwrite=overwrite, trust_checkpoint=trusted_checkpoints(),
     )
     from unitscope.distributed import is_main_process

@@ -7,6 +7,8 @@ from pathlib import Path
 import click
 
 from unitscope.cli.options import require_run, run_model_options, run_trust
+from unitscope.cli.prechecks import check_run_layer
+from unitscope.errors import UsageError
 
 
 @click.command("explain")
@@ -36,6 +38,14 @@ def command(run_dir: Path, layer: str, length: int, beam: int, ops: str, units: 
             overwrite: bool) -> None:
     """Label units with formulas like (water OR river) AND NOT blue (Mu & Andreas 2020), by beam search."""
     require_run(run_dir, "--run")
+    if length < 1 or beam < 1 or batch_size < 1:
+        raise UsageError(f"--length, --beam and --batch-size must be positive, got {length}, {beam}, {batch_size}")
+    if not 0 < holdout < 1:
+        raise UsageError(f"--holdout {holdout} is not a fraction in (0, 1); 0.5 holds out every second image")
+    check_run_layer(run_dir, layer)
+    if out.exists() and not (out / "summary.json").is_file() and not overwrite \
+            and (not out.is_dir() or any(out.iterdir())):
+        raise UsageError(f"{out} exists and is not empty; choose another --out or pass --overwrite")
     from unitscope.explain import explain
 
     result = explain(run_dir, layer, out, length=length, beam=beam,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from unitscope.cli.options import check_positive, model_options, open_model
+from unitscope.cli.prechecks import check_model_args
 
 
 @click.command("layers")
@@ -15,6 +16,7 @@ def command(model_spec: str, weights: str | None, num_classes: int | None, devic
             maps_only: bool) -> None:
     """Print every capturable layer: module path, type, output shape as dissected, units, theoretical field."""
     check_positive(input_size=input_size)
+    check_model_args(model_spec, weights, num_classes)
     from unitscope.receptive.listing import list_layers
 
     model = open_model(model_spec, weights, num_classes, device)

@@ -8,7 +8,16 @@ from typing import Any
 
 import click
 
-from unitscope.cli.options import AliasOption, check_output_dir, check_positive, model_options, open_model
+from unitscope.cli.options import (
+    AliasOption,
+    check_output_dir,
+    check_positive,
+    class_names_option,
+    model_options,
+    open_model,
+)
+from unitscope.cli.prechecks import check_model_args
+from unitscope.data import check_class_folder
 from unitscope.defaults import FRESH_SEED, PICTURE_N
 from unitscope.errors import UsageError
 
@@ -22,11 +31,13 @@ def _target_index(label: str, class_names: list[str] | None) -> int:
         raise UsageError(f"the model has no class {label!r}; give --class as one of its classes ({shown})")
     if label.isdigit():
         return int(label)
-    raise UsageError(f"the model has no class names, so --class must be a class number, not {label!r}")
+    raise UsageError(f"the model has no class names, so --class must be a class number, not {label!r}; or give "
+                     "--class-names FILE")
 
 
 @click.command("minimal")
 @model_options
+@class_names_option
 @click.option("--image", "image_path", type=click.Path(path_type=Path), default=None,
               help="One image to simplify (needs --class).")
 @click.option("--class", "label", cls=AliasOption, old=("--label",), default=None,
@@ -44,7 +55,8 @@ def _target_index(label: str, class_names: list[str] | None) -> int:
               help="What removed regions become.")
 @click.option("--batch-size", type=int, default=64, show_default=True, help="Candidates per forward pass.")
 @click.option("--overwrite", is_flag=True, help="Replace a non-empty --out.")
-def command(model_spec: str, weights: str | None, num_classes: int | None, device: str, image_path: Path | None,
+def command(model_spec: str, weights: str | None, num_classes: int | None, device: str, class_names: str | None,
+            image_path: Path | None,
             label: str | None, data: str | None, n: int, seed: int, out: Path, segments: int, edges: bool,
             fill: str, batch_size: int, overwrite: bool) -> None:
     """Remove image regions greedily while --model still classifies the image correctly; write the minimal
@@ -56,13 +68,18 @@ def command(model_spec: str, weights: str | None, num_classes: int | None, devic
     check_positive(n=n, batch_size=batch_size)
     if segments < 2:
         raise UsageError(f"--segments is {segments}; it must be at least 2 so there is something to remove")
+    check_model_args(model_spec, weights, num_classes)
+    if image_path is not None and not image_path.is_file():
+        raise UsageError(f"--image {image_path} does not exist; give the path of a PNG or JPEG file")
+    if data is not None:
+        check_class_folder(data)
     check_output_dir(out, overwrite)
     from unitscope.distributed import session
     from unitscope.minimal.run import MinimalSettings, run_minimal
     from unitscope.minimal.sources import ImageSource, SingleImage, open_source
 
     with session(device) as group:  # under torchrun each rank takes every world-th image
-        model = open_model(model_spec, weights, num_classes, group.device)
+        model = open_model(model_spec, weights, num_classes, group.device, class_names)
         settings = MinimalSettings(n_segments=segments, edges=edges, fill=fill, batch_size=batch_size)
         if image_path is not None:
             from unitscope.data.image_folder import read_rgb
@@ -82,7 +99,11 @@ def command(model_spec: str, weights: str | None, num_classes: int | None, devic
     seconds = time.perf_counter() - start
     if not group.is_main:
         return
+    from unitscope.report.output_pages import minimal_page
+
+    minimal_page(out)
     done = summary["processed"]
     skipped = ", ".join(f"{v} {k}" for k, v in summary["skipped"].items()) or "none"
     kept = f"mean pixels kept {summary['mean_pixel_fraction']:.1%}; " if done else ""
-    click.echo(f"{done} minimal images in {out}/images (skipped: {skipped}); {kept}{seconds:.1f} s")
+    click.echo(f"{done} minimal images in {out}/images (skipped: {skipped}); {kept}{seconds:.1f} s; "
+               f"page: {out}/report.html")

@@ -126,18 +126,50 @@ def model_options(func: F) -> F:
                         help="torchvision weights name, or a checkpoint path (state_dict or {'state_dict': …}).")(func)
     func = click.option("--model", "model_spec", required=True,
                         help="torchvision name, sceneworld-scene, sceneworld-object, or path/file.py:callable "
-                             "(a model file is Python code and runs as you: use only files you trust).")(func)
+                             "(a model file is Python code and runs as you: use only files you trust; the network "
+                             "it returns may carry its classes as a class_names attribute).")(func)
     return func
 
 
-def open_model(model_spec: str, weights: str | None, num_classes: int | None, device: str) -> LoadedModel:
-    """Load the model named on the command line."""
+def _read_class_names_early(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Read --class-names while the options are parsed, so a bad file fails before torch is imported."""
+    if value is not None:
+        from unitscope.data.class_names import read_class_names
+
+        read_class_names(value)
+    return value
+
+
+def class_names_option(func: F) -> F:
+    """--class-names FILE, for commands that show or need the model's classes (dest ``class_names``)."""
+    return click.option(
+        "--class-names", "class_names", default=None, metavar="FILE", callback=_read_class_names_early,
+        help="The model's class names, in output order: Places365's categories_places365.txt (/a/airfield 0), "
+             "one name per line, or ImageNet's class-index JSON ({\"0\": [\"n01440764\", \"tench\"], …}); "
+             "as many as the model's outputs. Needed for a checkpoint without names (torchvision weights by "
+             "name and the SceneWorld nets have theirs; a file.py:callable model may set a class_names "
+             "attribute on the network it returns).")(func)
+
+
+def open_model(model_spec: str, weights: str | None, num_classes: int | None, device: str,
+               class_names: str | None = None) -> LoadedModel:
+    """Load the model named on the command line, with the classes of ``--class-names`` when given."""
     if num_classes is not None and num_classes <= 0:
         raise UsageError(f"--num-classes must be positive, got {num_classes}")
+    names = None
+    if class_names is not None:
+        from unitscope.data.class_names import read_class_names  # no torch: a bad file fails at once
+
+        names = read_class_names(class_names)
     from unitscope.models.loading import load_model  # torch loads only when a command needs a model
 
-    return load_model(model_spec, weights=weights, num_classes=num_classes, device=device,
-                      trust_checkpoint=trusted_checkpoints())
+    model = load_model(model_spec, weights=weights, num_classes=num_classes, device=device,
+                       trust_checkpoint=trusted_checkpoints())
+    if names is None:
+        return model
+    from unitscope.models.classes import with_class_names
+
+    return with_class_names(model, names, file=class_names)
 
 
 MAX_IMAGES = 10_000_000  # SceneWorld renders ~100 images/s per core: 10**7 is already days of work

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from unitscope.cli.options import check_output_dir, check_positive, model_options, open_model
+from unitscope.cli.prechecks import check_model_args, check_range
+from unitscope.data import check_probe_spec
 from unitscope.defaults import PROBE_N, PROBE_SEED
 from unitscope.errors import UsageError
 
@@ -98,6 +100,10 @@ def command(model_spec: str, weights: str | None, num_classes: int | None, devic
     units = parse_units(units_text)
     if empirical and (not layers or out is None):
         raise UsageError("--empirical needs --layer NAME and --out RUN")
+    check_range("--fraction", fraction, 0, 1, open_low=True, open_high=True)
+    check_model_args(model_spec, weights, num_classes, layers)
+    if empirical:
+        check_probe_spec(data)
     if empirical and out is not None:
         check_output_dir(out, overwrite)
     if not empirical:
@@ -152,6 +158,9 @@ def _run_empirical(model: LoadedModel, layers: tuple[str, ...], data: str, n: in
     info = {"model": model.name, "data": probe.name, "n_images": len(probe),
             "settings": settings.__dict__}
     write_run(out, results, info)
+    from unitscope.report.output_pages import rf_page
+
+    rf_page(out)
     summary: dict[str, dict[str, Any]] = {
         name: {"theoretical": r.theoretical.size if r.theoretical_defined else None, **r.summary(),
                "engine": r.engine}
@@ -164,4 +173,4 @@ def _run_empirical(model: LoadedModel, layers: tuple[str, ...], data: str, n: in
         emp = "-" if s["mean"] is None else f"{s['mean']:.1f} ± {s['std']:.1f}"
         theory = "-" if s["theoretical"] is None else s["theoretical"]
         click.echo(f"{name:<14}{theory!s:>12}{emp:>18}{s['units']:>7}  {s['engine'].split(':')[0]}")
-    click.echo(f"results in {out}/ (rf.json, rf.csv, rf.png, per-layer maps)")
+    click.echo(f"results in {out}/ (report.html, rf.json, rf.csv, rf.png, per-layer maps)")

@@ -7,12 +7,22 @@ from pathlib import Path
 
 import click
 
-from unitscope.cli.options import check_output_dir, check_positive, model_options, open_model, require_run
+from unitscope.cli.options import (
+    check_output_dir,
+    check_positive,
+    class_names_option,
+    model_options,
+    open_model,
+    require_run,
+)
+from unitscope.cli.prechecks import check_at_least, check_inputs, check_model_args, check_run_layers
+from unitscope.data import check_probe_spec
 from unitscope.defaults import FIT_N, FRESH_SEED, PICTURE_N
 
 
 @click.command("segment")
 @model_options
+@class_names_option
 @click.option("--run", "--run-dir", "run_dir", type=click.Path(path_type=Path), required=True,
               help="A finished dissection run of this model (unitscope dissect --out RUN); write --run-dir "
                    "under torchrun, whose own parser takes --run for its --run-path.")
@@ -41,28 +51,31 @@ from unitscope.defaults import FIT_N, FRESH_SEED, PICTURE_N
 @click.option("--pictures", type=int, default=16, show_default=True,
               help="Draw overlay PNGs for the first N images only (0: none; scores use every image).")
 @click.option("--overwrite", is_flag=True, help="Write into a non-empty --out.")
-def command(model_spec: str, weights: str | None, num_classes: int | None, device: str, run_dir: Path,
+def command(model_spec: str, weights: str | None, num_classes: int | None, device: str, class_names: str | None,
+            run_dir: Path,
             method: str, layers: tuple[str, ...], fit_n: int, fit_data: str | None, category: str,
             image: str | None, data: str | None, n: int | None, seed: int, baseline: str, baseline_seed: int | None,
             out: Path, batch_size: int, pictures: int, overwrite: bool) -> None:
     """Segment images with concept vectors (default) or detector units, beside the model's top-3 classes."""
     check_positive(batch_size=batch_size, n=n, fit_n=fit_n)
+    check_at_least("--pictures", pictures, 0)
     require_run(run_dir, "--run")
+    check_model_args(model_spec, weights, num_classes)
+    check_run_layers(run_dir, layers)
+    check_inputs(image, data, n)
+    if fit_data is not None:
+        check_probe_spec(fit_data)
+    check_output_dir(out, overwrite)
     from unitscope.analysis.inputs import open_inputs
     from unitscope.analysis.segment.run import run_segment
     from unitscope.dissection.result import DissectionResult
 
-    if pictures < 0:
-        from unitscope.errors import UsageError
-
-        raise UsageError(f"--pictures must be 0 or more, got {pictures}")
     run = DissectionResult.load(run_dir)
-    check_output_dir(out, overwrite)
     from unitscope.distributed import session
     from unitscope.staging import staged
 
     with session(device) as group:  # under torchrun each rank segments every world-th batch; rank 0 writes
-        model = open_model(model_spec, weights, num_classes, group.device)
+        model = open_model(model_spec, weights, num_classes, group.device, class_names)
         source = open_inputs(image, data, n, seed, run.record.image_size[0])
         with staged(out) if group.is_main else contextlib.nullcontext(None) as stage:
             if method == "vectors":

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from unitscope.cli.options import check_output_dir, check_positive
-from unitscope.defaults import PROBE_N, PROBE_SEED
+from unitscope.defaults import PROBE_N, PROBE_SEED, WORLD_SIZE
 from unitscope.errors import UsageError
 
 
@@ -33,9 +33,12 @@ KINDS: dict[str, str] = {"scenes": "sceneworld", "objects": "sceneworld-objects"
 @click.option("--kind", type=click.Choice(list(KINDS)), default=None, hidden=True)  # old spelling of --data
 @click.option("--n", "n", type=int, default=PROBE_N, show_default=True, help="Number of images.")
 @click.option("--seed", type=int, default=PROBE_SEED, show_default=True)
-@click.option("--size", type=int, default=112, show_default=True, help="Image side in pixels.")
-@click.option("--previews", type=int, default=100, show_default=True,
-              help="Images whose label PNGs also get a colour preview under OUT/preview/ (0: none).")
+@click.option("--size", type=int, default=WORLD_SIZE, show_default=True,
+              help="Image side in pixels (224 suits ImageNet-style networks; the SceneWorld nets resize to their "
+                   "own 112 px input).")
+@click.option("--previews", type=int, default=0, show_default=True,
+              help="Also write a colour preview of the first N images' label PNGs under OUT/preview/ (for looking "
+                   "at the labels; 0: none).")
 @click.option("--recolor", is_flag=True,
               help="The colour control: the same scenes with every object, region and part painted from one palette "
                    "shared by all classes (colour labels follow the paint; every other label is unchanged).")
@@ -69,5 +72,6 @@ def command(out_arg: Path | None, out: Path | None, data: str | None, kind: str 
     probe = SceneWorldProbe(n=n, seed=seed, size=size, kind=world_kind, recolor=recolor)
     write_broden(target, probe, overwrite=overwrite, previews=previews)
     what = f"recoloured {world_kind}" if recolor else world_kind
-    click.echo(f"wrote {n} {what} images with labels to {target} (Broden format; colour previews of "
-               f"{min(previews, n)} images' labels in {target / 'preview'})")
+    shown = (f"; colour previews of {min(previews, n)} images' labels in {target / 'preview'}" if previews
+             else "")
+    click.echo(f"wrote {n} {what} images of {size}×{size} px with labels to {target} (Broden format{shown})")

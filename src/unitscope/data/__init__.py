@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from unitscope.data.probe import ProbeSet
 from unitscope.defaults import PROBE_N
 from unitscope.errors import UsageError
+
+if TYPE_CHECKING:  # numpy stays out of the checks made before torch loads
+    from unitscope.data.probe import ProbeSet
 
 SCENEWORLD_SPECS: dict[str, dict[str, object]] = {
     "sceneworld": {"kind": "scenes"},
@@ -23,6 +26,23 @@ def probe_count(spec: str, n: int | None) -> int | None:
     return (PROBE_N if n is None else n) if spec in SCENEWORLD_SPECS else n
 
 
+def check_probe_spec(spec: str) -> None:
+    """``--data`` of a probe set: a SceneWorld name or an existing directory (cheap: checked before torch loads)."""
+    if spec in SCENEWORLD_SPECS:
+        return
+    path = Path(spec)
+    if not path.exists():
+        raise UsageError(f"--data {spec!r} is neither {', '.join(SCENEWORLD_SPECS)} nor an existing directory")
+    if not path.is_dir():
+        raise UsageError(f"--data {spec} is a file; give a Broden directory or an image folder")
+
+
+def check_class_folder(spec: str) -> None:
+    """``--data`` of labelled images: a SceneWorld name or a folder of class sub-folders (before torch loads)."""
+    if spec not in SCENEWORLD_SPECS and not Path(spec).is_dir():
+        raise UsageError(f"--data {spec!r} is neither {', '.join(SCENEWORLD_SPECS)} nor a folder of class sub-folders")
+
+
 def open_probe(spec: str, n: int | None = None, seed: int = 0, size: int = 112) -> ProbeSet:
     """Resolve ``--data``: a SceneWorld name, a Broden-format directory or a plain image folder.
 
@@ -36,13 +56,8 @@ def open_probe(spec: str, n: int | None = None, seed: int = 0, size: int = 112) 
 
         count = PROBE_N if n is None else n
         return SceneWorldProbe(n=count, seed=seed, size=size, **SCENEWORLD_SPECS[spec])  # type: ignore[arg-type]
+    check_probe_spec(spec)
     path = Path(spec)
-    if not path.exists():
-        raise UsageError(
-            f"--data {spec!r} is neither {', '.join(SCENEWORLD_SPECS)} nor an existing directory"
-        )
-    if not path.is_dir():
-        raise UsageError(f"--data {spec} is a file; give a Broden directory or an image folder")
     from unitscope.data.broden import BrodenProbe, is_broden_dir
 
     if is_broden_dir(path):

@@ -9,7 +9,8 @@ from typing import Protocol
 
 import numpy as np
 
-from unitscope.data import SCENEWORLD_SPECS
+from unitscope.data import SCENEWORLD_SPECS, check_class_folder
+from unitscope.data.class_names import no_class_names
 from unitscope.errors import UsageError
 
 
@@ -57,24 +58,25 @@ def class_remap(data_classes: Sequence[str], model_classes: Sequence[str], sourc
 
 
 def open_classification(
-    spec: str, model_classes: Sequence[str] | None, n: int = 1000, seed: int = 12345, size: int = 112
+    spec: str, model_classes: Sequence[str] | None, n: int = 1000, seed: int = 12345, size: int = 112,
+    command: str = "evaluate",
 ) -> ClassificationData:
-    """Resolve ``evaluate --data``: SceneWorld scenes/objects/background, or an image class folder."""
+    """Resolve ``evaluate --data``: SceneWorld scenes/objects/background, or an image class folder.
+
+    ``command`` names the command in the error for a model without class names.
+    """
     if n <= 0:
         raise UsageError(f"--n must be positive, got {n}")
     if not model_classes:
-        raise UsageError("the model has no class names; evaluate needs a model that knows its classes")
+        raise no_class_names(command)
     if spec in SCENEWORLD_SPECS:
         from unitscope.data.sceneworld import SceneWorldProbe
 
         probe = SceneWorldProbe(n=n, seed=seed, size=size, **SCENEWORLD_SPECS[spec])  # type: ignore[arg-type]
         remap = class_remap(probe.class_names, model_classes, f"--data {spec}")
         return ClassificationData(spec, _SceneWorldTargets(probe, remap), len(probe))
+    check_class_folder(spec)
     path = Path(spec)
-    if not path.is_dir():
-        raise UsageError(
-            f"--data {spec!r} is neither {', '.join(SCENEWORLD_SPECS)} nor a folder of class sub-folders"
-        )
     from unitscope.data.image_folder import ImageClassFolder
 
     folder = ImageClassFolder(path, list(model_classes))

@@ -29,15 +29,34 @@ def active_cells(quantile: float, images: int, shape: tuple[int, int, int]) -> f
     return quantile * images * shape[1] * shape[2]
 
 
-def small_probe_warning(quantile: float, images: int, shape: tuple[int, int, int], layer: str) -> str | None:
-    """A warning line when the probe set is too small for the layer, else None."""
+# The image side a small map most often comes from too-small images for: an ImageNet-style network's input.
+SUGGESTED_SIDE = 224
+
+
+def _images_needed(quantile: float, h: int, w: int) -> int:
+    return int(np.ceil(MIN_ACTIVE_CELLS / (quantile * h * w)))
+
+
+def small_probe_warning(quantile: float, images: int, shape: tuple[int, int, int], layer: str,
+                        image_side: int | None = None) -> str | None:
+    """A warning line when the probe set is too small for the layer, else None; it says what to change.
+
+    ``image_side``: the side the network saw the probe images at, when it takes them at their own size (then
+    larger images give larger maps, and the line suggests ``world --size 224`` below that size).
+    """
     cells = active_cells(quantile, images, shape)
     if cells >= MIN_ACTIVE_CELLS:
         return None
-    needed = int(np.ceil(MIN_ACTIVE_CELLS / (quantile * shape[1] * shape[2])))
-    return (f"warning: layer {layer}: each unit is active on only {cells:.0f} of its {shape[1]}x{shape[2]} map cells "
+    needed = _images_needed(quantile, shape[1], shape[2])
+    line = (f"warning: layer {layer}: each unit is active on only {cells:.0f} of its {shape[1]}x{shape[2]} map cells "
             f"over {images} images (below {MIN_ACTIVE_CELLS:.0f}); IoU labels are unreliable — use at least "
-            f"{needed} probe images")
+            f"{needed} probe images (--n {needed}; for an export, unitscope world --n {needed})")
+    if image_side is not None and image_side < SUGGESTED_SIDE:
+        scale = SUGGESTED_SIDE / image_side
+        h, w = max(1, round(shape[1] * scale)), max(1, round(shape[2] * scale))
+        line += (f", or larger images: unitscope world --size {SUGGESTED_SIDE} gives this layer about {h}x{w} "
+                 f"cells, where {_images_needed(quantile, h, w)} images suffice")
+    return line
 
 
 @dataclass(frozen=True)
@@ -45,6 +64,28 @@ class LayerConfidence:
     columns: pd.DataFrame  # p_value, q_value, significant, margin, stability per unit
     intervals: dict[str, object]  # bootstrap intervals of the layer's counts
     resampled: ResampledCounts | None = None  # detectors per category in each resample
+
+
+# What a page or a line shows where a run has no bootstrap interval (dissected with --bootstrap 0).
+NO_INTERVAL = "no interval (--bootstrap 0)"
+
+
+def interval_text(ci: object) -> str:
+    """``"a–b"`` for a recorded 95% interval ``[a, b]``; "" when there is none (``--bootstrap 0`` records NaNs,
+    which must never reach a page as ``nan–nan``)."""
+    if not isinstance(ci, list | tuple) or len(ci) != 2:
+        return ""
+    try:
+        low, high = float(ci[0]), float(ci[1])
+    except (TypeError, ValueError):
+        return ""
+    return f"{low:.0f}–{high:.0f}" if np.isfinite(low) and np.isfinite(high) else ""
+
+
+def ci_suffix(ci: object) -> str:
+    """``" [95% CI a–b]"`` for a line of text, or ``" (no interval: --bootstrap 0)"`` without one."""
+    text = interval_text(ci)
+    return f" [95% CI {text}]" if text else " (no interval: --bootstrap 0)"
 
 
 def _interval(values: np.ndarray) -> list[float]:
@@ -118,8 +159,7 @@ def control_text(control: object, layer: str) -> str:
     counts = control.get("layers", {}).get(layer) if isinstance(control, dict) else None
     if not isinstance(counts, dict):
         return ""
-    ci = counts.get("survive_ci")
-    interval = f" [95% CI {ci[0]:.0f}–{ci[1]:.0f}]" if isinstance(ci, list) and len(ci) == 2 else ""
+    interval = ci_suffix(counts.get("survive_ci"))
     return f"{counts.get('survive_control')} of {counts.get('detectors')} object/part detectors survive{interval}"
 
 
@@ -131,8 +171,7 @@ def confidence_lines(result: DissectionResult) -> str:
         total = layer.table.iloc[-1]
         if "iou_detectors" not in layer.table:
             continue
-        ci = layer.intervals.get("detectors_ci")
-        interval = f" [95% CI {ci[0]:.0f}–{ci[1]:.0f}]" if isinstance(ci, list) else ""
+        interval = ci_suffix(layer.intervals.get("detectors_ci"))
         line = (f"{name}: {int(total['detectors'])} significant detectors{interval} "
                 f"of {int(total['iou_detectors'])} with IoU alone")
         theirs = baseline.get("layers", {}).get(name)

@@ -125,6 +125,7 @@ class LayerRecord:
     intervals: dict[str, Any] = field(default_factory=dict)  # bootstrap intervals of the counts (issue 12)
     top_maps: str | None = None  # file in ``directory``: float32 [U, k, h, w] maps of the top images
     histogram: str | None = None  # file in ``directory``: int64 [U, bins] activation counts and the bin edges
+    depth: dict[str, int] = field(default_factory=dict)  # models.depth.layer_depth ({}: an older run)
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from unitscope.dissection.confidence import layer_confidence, small_probe_warnin
 from unitscope.dissection.engine import DissectionEngine, EngineOutcome, LayerStatistics
 from unitscope.dissection.labels import detector_table, label_units
 from unitscope.dissection.loader import resolve_workers
+from unitscope.dissection.naming import different_run, named_identity, named_only
 from unitscope.dissection.record import (
     DataSpec,
     LayerRecord,
@@ -44,28 +45,12 @@ from unitscope.dissection.settings import DissectSettings
 from unitscope.dissection.threads import available_cores, intra_op_threads, threads_beside
 from unitscope.distributed import Group, PeerFailure, session
 from unitscope.errors import UsageError
+from unitscope.models.depth import layer_depth
 from unitscope.models.layers import resolve_layer
 from unitscope.models.loading import LoadedModel, load_model
 from unitscope.models.precision import check_amp
 from unitscope.receptive.theory import alignment_geometry
 from unitscope.staging import lock_output, publish, staging_path
-
-
-def _same_path(spec: str | None) -> str | None:
-    """A spec naming an existing file or folder as its absolute path, so ``./d``, ``d`` and ``/abs/d`` agree."""
-    if spec is None:
-        return None
-    file_part, sep, rest = spec.partition(":") if spec.split(":", 1)[0].endswith(".py") else (spec, "", "")
-    path = Path(file_part)
-    return str(path.resolve()) + sep + rest if path.exists() else spec
-
-
-def _identity(model: ModelSpec, data: DataSpec, layers: Sequence[str], settings: DissectSettings) -> RunSpec:
-    """The run's spec as named, with paths absolute (so ``./d``, ``d`` and ``/abs/d`` are one run, reopenable
-    anywhere); :func:`_with_content` adds what the model and probe set hold."""
-    model = replace(model, spec=_same_path(model.spec) or model.spec, weights=_same_path(model.weights))
-    data = replace(data, data=_same_path(data.data) or data.data)
-    return RunSpec(model, data, tuple(layers), dict(settings.identity()))
 
 
 def _data_spec(data: str | ProbeSet, n: int | None, seed: int, size: int) -> DataSpec:
@@ -97,20 +82,9 @@ def _with_content(spec: RunSpec, model: LoadedModel, probe: ProbeSet) -> RunSpec
                    data=replace(spec.data, digest=held.digest, images=held.images), preprocessing=used)
 
 
-def _named_only(spec: RunSpec) -> RunSpec:
-    """``spec`` without what only loading the model and probe set tells (compared first, before loading)."""
-    return replace(spec, model=replace(spec.model, digest=None, module_class=None),
-                   data=replace(spec.data, digest=None, images=None), preprocessing={})
-
-
 def same_run(a: RunSpec, b: RunSpec) -> bool:
     """Whether two specs name the same run: the order of the layers is display only."""
     return not spec_differences(a, b)
-
-
-def _different_run(out_path: Path, differences: list[str]) -> UsageError:
-    return UsageError(f"{out_path} holds a different finished run ({'; '.join(differences[:3])}); "
-                      "choose another --out or pass --overwrite")
 
 
 def _sorted_layers(spec: RunSpec) -> RunSpec:
@@ -215,7 +189,7 @@ def _dissect(
     model_spec = ModelSpec(model if isinstance(model, str) else model.name, weights, num_classes, input_size,
                            tuple(mean) if mean else None, tuple(std) if std else None)
     data_spec = _data_spec(data, n, seed, size)
-    identity = _identity(model_spec, data_spec, layers, settings)
+    identity = named_identity(model_spec, data_spec, layers, settings)
     out_path = Path(out) if out is not None else None
     # The whole run (model loading, the shape probe, both passes, the tables) at pass 1's thread count: at
     # torch's default beside a loader worker, OpenMP threads spin at every barrier of the small operations
@@ -243,9 +217,9 @@ def _dissect_locked(
     finished: DissectionResult | None = None
     if out_path is not None and (out_path / "summary.json").is_file() and not overwrite:
         finished = DissectionResult.load(out_path)
-        named = spec_differences(_named_only(finished.record.spec), _named_only(identity))
+        named = spec_differences(named_only(finished.record.spec), named_only(identity))
         if named:  # told apart by name: no need to load anything
-            raise _different_run(out_path, named)
+            raise different_run(out_path, named)
     if (out_path is not None and out_path.exists() and not (out_path / "summary.json").is_file()
             and any(out_path.iterdir()) and not overwrite):
         raise UsageError(f"{out_path} exists and is not a dissection run; choose another --out")
@@ -264,15 +238,16 @@ def _dissect_locked(
     if finished is not None:
         differences = spec_differences(finished.record.spec, identity)
         if differences:
-            raise _different_run(out_path or Path(), differences)
+            raise different_run(out_path or Path(), differences)
         if progress:
             print(f"{out_path} is already complete for this command; nothing to recompute")
         return finished
     model_input = loaded.preprocess.input_size or probe.image_size
     geometry = alignment_geometry(loaded.module, model_input) if settings.upsample == "rf" else {}
     shapes = layer_shapes(loaded, paths, probe) if has_labels(probe) else {}  # no labels: no IoU to doubt
+    native = None if loaded.preprocess.input_size is not None else min(probe.image_size)  # larger images help
     warnings = [w for name, shape in shapes.items()
-                if (w := small_probe_warning(settings.quantile, len(probe), shape, name)) is not None]
+                if (w := small_probe_warning(settings.quantile, len(probe), shape, name, native)) is not None]
     for line in warnings:
         print(line, file=sys.stderr)
 
@@ -379,7 +354,8 @@ def _assemble(outcome: EngineOutcome, probe: ProbeSet, settings: DissectSettings
                     *cast(tuple[float | None, float | None], geometry.get(layer.path) or (None, None)),
                     intervals=layer.intervals,
                     top_maps=TOP_MAPS if layer.top_maps is not None else None,
-                    histogram=HISTOGRAM if layer.histogram is not None else None)
+                    histogram=HISTOGRAM if layer.histogram is not None else None,
+                    depth=layer_depth(model.module, layer.path))
         for name, layer in layers.items()
     )
     record = RunRecord(

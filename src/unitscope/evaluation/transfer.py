@@ -84,7 +84,7 @@ def open_transfer_splits(
     spec: str, n: int, seed: int, train_n: int, train_seed: int, size: int = 112
 ) -> tuple[LabelledImages, LabelledImages]:
     """(train, test) splits of ``--data`` as described in the module docstring."""
-    from unitscope.data import SCENEWORLD_SPECS
+    from unitscope.data import SCENEWORLD_SPECS, check_class_folder
 
     if n <= 0 or train_n <= 0:
         raise UsageError(f"--n and --train-n must be positive, got {n} and {train_n}")
@@ -92,9 +92,8 @@ def open_transfer_splits(
         if seed == train_seed:
             raise UsageError(f"--seed and --train-seed are both {seed}; give different seeds so the splits differ")
         return _sceneworld(spec, train_n, train_seed, size), _sceneworld(spec, n, seed, size)
+    check_class_folder(spec)
     path = Path(spec)
-    if not path.is_dir():
-        raise UsageError(f"--data {spec!r} is neither {', '.join(SCENEWORLD_SPECS)} nor a folder of class sub-folders")
     from unitscope.data.image_folder import ImageClassFolder, read_rgb
 
     classes = sorted(p.name for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))

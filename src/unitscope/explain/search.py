@@ -69,7 +69,7 @@ MAX_BEAM = 64  # formulas kept per step
 
 def check_search_size(length: int, beam: int) -> None:
     """Refuse a search that would not finish: per unit it scores about beam × (length - 1) × concepts × 4
-    formulas and caches |F ∩ c| for each of its beam × (length - 1) formulas (see the README's timings)."""
+    formulas and caches |F ∩ c| for each of its beam × (length - 1) formulas (timings: docs/beyond-the-paper.md)."""
     for option, value, most in (("--length", length, MAX_LENGTH), ("--beam", beam, MAX_BEAM)):
         if not 1 <= value <= most:
             raise UsageError(f"{option} {value} is outside 1-{most}; each unit's search scores about beam × "

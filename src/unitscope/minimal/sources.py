@@ -102,13 +102,14 @@ def open_source(
 ) -> MinimalSource | SceneWorldSource:
     """Resolve ``--data`` (see the module notes)."""
     from unitscope.data import SCENEWORLD_SPECS
+    from unitscope.data.class_names import no_class_names
     from unitscope.data.classification import class_remap, open_classification
 
     if spec not in SCENEWORLD_SPECS:
-        data = open_classification(spec, class_names, n=n, seed=seed, size=size)
+        data = open_classification(spec, class_names, n=n, seed=seed, size=size, command="minimal")
         return MinimalSource(data.name, data)  # type: ignore[arg-type]
     if not class_names:
-        raise UsageError("the model has no class names; minimal images of SceneWorld need the model's classes")
+        raise no_class_names("minimal")
     if n <= 0:
         raise UsageError(f"--n must be positive, got {n}")
     probe = SceneWorldProbe(n=n, seed=seed, size=size, **SCENEWORLD_SPECS[spec])  # type: ignore[arg-type]

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from unitscope.errors import UsageError
+from unitscope.models.catalog import missing_checkpoint
 
 
 def strip_dataparallel(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -27,7 +28,7 @@ def read_checkpoint(path: str | Path, trust: bool = False) -> dict[str, torch.Te
     """
     path = Path(path)
     if not path.is_file():
-        raise UsageError(f"checkpoint {path} does not exist; pass an existing file to --weights")
+        raise missing_checkpoint(path)
     try:
         with warnings.catch_warnings():  # torch's pickle-protocol warning would break the one-line error
             warnings.simplefilter("ignore", UserWarning)

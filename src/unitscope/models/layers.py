@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from difflib import get_close_matches
-
 from torch import nn
 
-from unitscope.errors import UsageError
+from unitscope.models.catalog import LayerNames, unknown_layer
 
 
 def paper_names(module: nn.Module) -> dict[str, str]:
@@ -68,9 +66,7 @@ def resolve_layer(module: nn.Module, name: str) -> str:
     aliases = paper_names(module)
     if name in aliases:
         return aliases[name]
-    close = get_close_matches(name, [*paths, *aliases], n=5, cutoff=0.4)
-    hint = f"closest: {', '.join(close)}" if close else f"layers include: {', '.join(paths[:8])}"
-    raise UsageError(f"unknown layer {name!r}; {hint}")
+    raise unknown_layer(name, LayerNames(tuple(paths), aliases))
 
 
 def display_name(module: nn.Module, path: str) -> str:

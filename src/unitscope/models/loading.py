@@ -18,6 +18,7 @@ from unitscope.models.builtin import (
     builtin_weights_path,
     read_sceneworld_checkpoint,
 )
+from unitscope.models.catalog import is_checkpoint_path, is_model_file, missing_model_file, unknown_model
 from unitscope.models.checkpoint import first_line, load_into, read_checkpoint
 from unitscope.models.precision import autocast
 from unitscope.models.preprocessing import Preprocessing
@@ -78,7 +79,7 @@ def load_model(
             load_into(loaded.module, read_checkpoint(weights, trust_checkpoint), weights)
     elif spec.endswith(".pt") and Path(spec).is_file() and (own := read_sceneworld_checkpoint(Path(spec))):
         loaded = _from_checkpoint(own, Path(spec).stem)
-    elif ":" in spec and spec.split(":", 1)[0].endswith(".py"):
+    elif is_model_file(spec):
         loaded = _load_callable(spec, weights, num_classes, trust_checkpoint)
     else:
         loaded = _load_torchvision(spec, weights, num_classes, trust_checkpoint)
@@ -100,7 +101,7 @@ def _load_callable(spec: str, weights: str | None, num_classes: int | None, trus
     file_part, func_name = spec.rsplit(":", 1)
     path = Path(file_part)
     if not path.is_file():
-        raise UsageError(f"model file {path} does not exist; give --model path/file.py:callable")
+        raise missing_model_file(path)
     module_spec = importlib.util.spec_from_file_location(f"unitscope_user_model_{path.stem}", path)
     if module_spec is None or module_spec.loader is None:
         raise UsageError(f"cannot import {path} as Python; give --model path/file.py:callable")
@@ -149,15 +150,8 @@ def _load_torchvision(spec: str, weights: str | None, num_classes: int | None, t
 
     available = torchvision.models.list_models(module=torchvision.models)
     if spec not in available:
-        from difflib import get_close_matches
-
-        close = get_close_matches(spec, [*available, *BUILTIN_MODELS], n=4)
-        hint = f" (did you mean {', '.join(close)}?)" if close else ""
-        raise UsageError(
-            f"unknown model {spec!r}{hint}; give a torchvision name, sceneworld-scene, sceneworld-object "
-            "or path/file.py:callable"
-        )
-    if weights and not Path(weights).exists() and not weights.endswith((".pth", ".pt", ".tar")):
+        raise unknown_model(spec, available)
+    if weights and not is_checkpoint_path(weights):
         return _load_torchvision_named_weights(spec, weights)
     kwargs = {"num_classes": num_classes} if num_classes else {}
     net = torchvision.models.get_model(spec, weights=None, **kwargs)

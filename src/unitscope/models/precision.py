@@ -4,7 +4,7 @@ Autocast runs matrix products and convolutions in the reduced type and keeps red
 softmax and normalisation in float32. The maps unitscope captures are widened back to float32
 (exactly: every bf16/fp16 value is a float32 value) before any statistic sees them, so only the
 network's own arithmetic changes: thresholds, IoU and labels move by the rounding of the forward pass
-(measured on SceneWorld in the README), never by the statistics.
+(measured on SceneWorld in docs/gpu.md), never by the statistics.
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from unitscope.dissection.confidence import interval_text
 from unitscope.dissection.result import DissectionResult
 from unitscope.report.html import image_data_uri, render_template, write_html
 
@@ -51,9 +52,8 @@ def _survivors(control: dict[str, Any] | None, layer: str) -> str | None:
     if not found:
         return None
     objects = found["categories"]["object"]
-    low, high = (found.get("survive_ci") or [float("nan"), float("nan")])[:2]
-    interval = "" if low != low else f"; object and part detectors surviving: {found['survive_control']} " \
-                                     f"[95% CI {low:.0f}–{high:.0f}]"
+    ci = interval_text(found.get("survive_ci"))
+    interval = f"; object and part detectors surviving: {found['survive_control']} [95% CI {ci}]" if ci else ""
     return f"{objects['survive_control']} of {objects['detectors']} object detectors survive{interval}"
 
 

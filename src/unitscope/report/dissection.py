@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from unitscope.data.probe import ProbeSet
+from unitscope.dissection.confidence import NO_INTERVAL, interval_text
 from unitscope.dissection.result import DissectionResult, LayerResult
 from unitscope.dissection.threads import available_cores, intra_op_threads, threads_for_small_ops
 from unitscope.errors import UsageError
@@ -46,7 +47,7 @@ from unitscope.report.unit_images import (
     layer_request,
     renderer_for,
 )
-from unitscope.report.unit_pages import LayerPages, unit_page_path
+from unitscope.report.unit_pages import LayerPages, confidence_texts, unit_page_path
 
 TEMPLATE = "dissection.html"
 TILES_PER_ROUND = 768  # tiles held at once while drawing a report on disk (~50 MB at 128 px)
@@ -137,7 +138,7 @@ def _card(row: pd.Series, unit: int, image: str, colors: dict[str, str], categor
     category = str(row.get("category", "") or "")
     found = _finite(row, "iou") if labelled else None
     iou = float("nan") if found is None else found
-    q_value, stability = _finite(row, "q_value"), _finite(row, "stability")
+    q_text, stability_text = confidence_texts(row) if labelled else ("", "")
     alternatives = [
         f"{c}: {row[f'{c}_label']} ({float(row[f'{c}_iou']):.3f})"
         for c in categories if f"{c}_label" in row.index and str(row[f"{c}_label"])
@@ -152,8 +153,8 @@ def _card(row: pd.Series, unit: int, image: str, colors: dict[str, str], categor
         "detector": bool(row.get("detector", False)) and labelled,
         # NetDissect would call it a detector, but its label is not significant at --fdr: marked on the card.
         "not_significant": bool(row.get("iou_detector", False)) and not bool(row.get("detector", False)),
-        "q_text": f"{q_value:.2g}" if labelled and q_value is not None else "",
-        "stability_text": f"{100 * stability:.0f}%" if labelled and stability is not None else "",
+        "q_text": q_text,
+        "stability_text": stability_text,
         "peak": peak,
         "peak_text": f"{peak:.3g}",
         "threshold_text": f"{float(row['threshold']):.3g}",
@@ -186,6 +187,9 @@ def region_sentence(renderer: RegionRenderer, quantile: object) -> str:
     if renderer.fallbacks:
         sentence += (f" Layers {', '.join(renderer.fallbacks)} show the upsampled activation instead: "
                      f"{next(iter(renderer.fallbacks.values()))}.")
+    if renderer.oversized:
+        sentence += (f" The receptive fields of {', '.join(renderer.oversized)} are larger than the image, so "
+                     "their regions cover most or all of it.")
     return sentence
 
 
@@ -201,13 +205,13 @@ def _layer_section(result: DissectionResult, name: str, cards: list[dict[str, ob
     detectors = int(layer.units["detector"].astype(bool).sum()) if labelled else 0
     iou_only = int(layer.units["iou_detector"].astype(bool).sum()) if labelled and "iou_detector" in layer.units \
         else None
-    ci = layer.intervals.get("detectors_ci")
     recorded = result.record.baseline
     baseline = recorded.get("layers", {}).get(name) if isinstance(recorded, dict) else None
     return {
         "control": control_summary(result, name),
         "iou_detectors": iou_only,
-        "detectors_ci": f"{ci[0]:.0f}–{ci[1]:.0f}" if isinstance(ci, list) else "",
+        "detectors_ci": interval_text(layer.intervals.get("detectors_ci"))
+        or (NO_INTERVAL if layer.intervals.get("resamples") == 0 else ""),
         "baseline": baseline["table"][-1] if baseline else None,
         "name": name,
         "anchor": "layer-" + "".join(ch if ch.isalnum() else "-" for ch in name),
@@ -234,7 +238,6 @@ def control_summary(result: DissectionResult, name: str) -> dict[str, object] | 
     counts = recorded.get("layers", {}).get(name) if isinstance(recorded, dict) else None
     if not isinstance(counts, dict):
         return None
-    ci = counts.get("survive_ci")
     objects = counts.get("categories", {}).get("object", {})
     found, kept = int(objects.get("detectors", 0)), int(objects.get("survive_control", 0))
     iou = result.record.setting("iou_threshold", 0.04)
@@ -255,7 +258,7 @@ def control_summary(result: DissectionResult, name: str) -> dict[str, object] | 
     return {
         "detectors": int(counts.get("detectors", 0)),
         "survive": int(counts.get("survive_control", 0)),
-        "ci": f"{ci[0]:.0f}–{ci[1]:.0f}" if isinstance(ci, list) and len(ci) == 2 else "",
+        "ci": interval_text(counts.get("survive_ci")),
         "random": theirs.get("survive_control") if isinstance(theirs, dict) else None,
         "sentence": sentence,
     }

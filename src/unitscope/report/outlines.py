@@ -17,12 +17,14 @@ from unitscope.errors import UsageError
 
 @dataclass(frozen=True)
 class OutlineStyle:
-    """How a region is drawn: outline colour, how much the outside is darkened, largest thumbnail side."""
+    """How a region is drawn: outline colour, how much the outside is darkened, largest thumbnail side, and
+    whether the boundary is outlined at all (the annotation tasks show the region masked only, as the paper)."""
 
     color: tuple[int, int, int] = (255, 214, 10)
     dim: float = 0.5
     shade: tuple[int, int, int] = (16, 20, 28)
     max_side: int = 128
+    outline: bool = True
 
     def validate(self) -> None:
         if not 0 <= self.dim <= 1:
@@ -93,6 +95,8 @@ def outline_packed(images: np.ndarray, dimmed: np.ndarray, masks: np.ndarray, st
     stacks of tiles than selecting among three-byte pixels."""
     masks = masks.astype(bool, copy=False)
     out = np.where(masks, images, dimmed)
+    if not style.outline:
+        return out
     inner, outer = region_boundaries(masks)
     out[outer] = pack_rgb(np.asarray(style.shade, np.uint8))
     out[inner] = pack_rgb(np.asarray(style.color, np.uint8))

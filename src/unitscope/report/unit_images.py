@@ -14,6 +14,7 @@ keeps the union of the receptive-field squares of the positions above the thresh
 from __future__ import annotations
 
 import logging
+import sys
 from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -117,8 +118,9 @@ class RegionRenderer:
 
     ``regions`` picks the rule (``"activation"`` or ``"field"``); ``field_sizes`` gives empirical field
     sides per layer name for ``"field"`` (other layers use their theoretical size). After :meth:`render`,
-    ``fields_used`` holds the square drawn per layer and ``fallbacks`` the layers drawn by the activation
-    rule instead because their receptive field is unknown, with why.
+    ``fields_used`` holds the square drawn per layer, ``fallbacks`` the layers drawn by the activation
+    rule instead because their receptive field is unknown, with why, and ``oversized`` the layers whose field
+    is as large as the image (every region is then nearly the whole image: one warning line says so).
     """
 
     def __init__(self, model: ModelSource, probe: ProbeSet, upsample: str, geometry: Geometry | None = None,
@@ -132,6 +134,7 @@ class RegionRenderer:
         self.field_sizes = dict(field_sizes or {})
         self.fields_used: dict[str, FieldUsed] = {}
         self.fallbacks: dict[str, str] = {}
+        self.oversized: dict[str, str] = {}
         self._theory: dict[tuple[int, int], dict[str, FieldGeometry]] = {}
         self._untraceable: str | None = None
         self._model = model
@@ -285,7 +288,20 @@ class RegionRenderer:
             empirical = self.field_sizes.get(name)
             self.fields_used[name] = (FieldUsed(float(geometry.size), "theoretical") if empirical is None
                                       else FieldUsed(float(empirical), "empirical"))
+            self._check_oversized(name, input_size)
         return geometry
+
+    def _check_oversized(self, name: str, input_size: tuple[int, int]) -> None:
+        """Warn once per layer when its field square is as large as the image: the region covers it all."""
+        used = self.fields_used[name]
+        if used.side < min(input_size):
+            return
+        self.oversized[name] = (
+            f"warning: layer {name}: its {used.source} receptive field ({used.side:.0f} px) is larger than the "
+            f"{input_size[0]}x{input_size[1]} px image, so --regions field marks most or all of each image "
+            "(little or no outline); use --regions activation, or --field-sizes from `unitscope rf --empirical`, or a "
+            "shallower layer")
+        print(self.oversized[name], file=sys.stderr)
 
     def _field(self, path: str, input_size: tuple[int, int]) -> tuple[float, float] | None:
         """The layer's receptive-field (stride, start), or None for plain bilinear upsampling."""

@@ -105,6 +105,22 @@ def _histogram_markup(counts: np.ndarray, edges: np.ndarray, row: Mapping[str, o
     return histogram_svg(counts, edges, float(row["threshold"]), peak, quantile)  # type: ignore[arg-type]
 
 
+def _finite(row: Mapping[str, object] | pd.Series, column: str) -> float | None:
+    """A number from a units table cell, None when absent or empty (units.csv keeps NaN as "")."""
+    try:
+        number = float(row.get(column))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return number if np.isfinite(number) else None
+
+
+def confidence_texts(row: Mapping[str, object] | pd.Series) -> tuple[str, str]:
+    """The q-value and label stability of a unit as the report's card and the unit's page both show them
+    ("" where the run recorded none)."""
+    q_value, stability = _finite(row, "q_value"), _finite(row, "stability")
+    return ("" if q_value is None else f"{q_value:.2g}", "" if stability is None else f"{100 * stability:.0f}%")
+
+
 def unit_sprite_path(layer: str, unit: int) -> str:
     """Where a unit's top images (outlined, side by side in one JPEG, see :mod:`unitscope.report.sprites`)
     live, relative to the run directory."""
@@ -217,12 +233,19 @@ class LayerPages:
         if histogram:
             (images_dir / "histogram.svg").write_text(histogram, encoding="utf-8")
         scores = [float(top.score) for top in rows]
+        label = str(row.get("label", "") or "")
+        q_text, stability_text = confidence_texts(row) if label else ("", "")
+        iou = _finite(row, "iou") if label else None
         context = {
             "layer": self.layer,
             "unit": unit,
-            "label": str(row.get("label", "") or ""),
+            "label": label,
             "category": str(row.get("category", "") or ""),
             "detector": bool(row.get("detector", False)),
+            "not_significant": bool(row.get("iou_detector", False)) and not bool(row.get("detector", False)),
+            "iou": "" if iou is None else f"{iou:.3f}",
+            "q_text": q_text,
+            "stability_text": stability_text,
             "threshold": f"{float(row['threshold']):.4g}",  # type: ignore[arg-type]
             "quantile": self.quantile,
             "concepts": [{"name": c.name, "category": c.category, "iou": f"{c.iou:.3f}", "margin": f"{c.margin:.3f}"}

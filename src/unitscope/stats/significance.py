@@ -1,6 +1,6 @@
 """How surprising is a unit's overlap with a concept? Null moments streamed in pass 2, p-values, BH.
 
-Null model, per image i (see the README, "How sure is a label?"):
+Null model, per image i (see docs/significance.md):
   * pixel concepts: the unit's active region (a_i pixels) is placed at random in the image, independently
     of the label (l_i pixels of n). The sampling unit is one cell of the layer's activation map (the mask is
     decided at that resolution, so its pixels are not independent): with K cells per image the intersection

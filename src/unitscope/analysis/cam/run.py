@@ -19,10 +19,11 @@ from unitscope.analysis.cam.localisation import ImageScore, LocalisationMeter, L
 from unitscope.analysis.cam.methods import CAM, CamResult, ChannelWeightedCAM, GradCAM
 from unitscope.analysis.cam.site import find_cam_site
 from unitscope.analysis.inputs import InputImage, InputSource
-from unitscope.analysis.overlay import blend_heatmap, save_panels
+from unitscope.analysis.overlay import blend_heatmap, foreground_panel, save_panels
 from unitscope.distributed import Group, batches_in_order
 from unitscope.errors import UsageError
 from unitscope.models.loading import LoadedModel
+from unitscope.report.output_pages import cam_page
 
 CAM_BASELINES: tuple[str, ...] = ("random", "none")
 
@@ -82,8 +83,11 @@ def class_index(model: LoadedModel, name: str | None) -> int | None:
         return int(name)
     close = get_close_matches(name, names, n=4)
     hint = f" (did you mean {', '.join(close)}?)" if close else ""
+    if not names:
+        raise UsageError(f"--class {name!r}: {model.name} has no class names, so give a class number, or the "
+                         "model's names with --class-names FILE")
     shown = ", ".join(names[:12]) + (" …" if len(names) > 12 else "")
-    raise UsageError(f"--class {name!r} is not a class of {model.name}{hint}; classes: {shown or 'unnamed'}")
+    raise UsageError(f"--class {name!r} is not a class of {model.name}{hint}; classes: {shown}")
 
 
 def build_cam(model: LoadedModel, example: torch.Tensor, layer: str | None, method: str) -> ChannelWeightedCAM:
@@ -161,6 +165,7 @@ def run_cam(model: LoadedModel, source: InputSource, out: Path | None, options: 
         summary = CamSummary(cam.name, cam.layer, rows, meters[0].result(), rule.describe(), baseline)
     if out is not None and group.is_main:
         (out / "cam.json").write_text(json.dumps({"model": model.name, **summary.to_dict()}, indent=2))
+        cam_page(out)
     return summary
 
 
@@ -186,7 +191,7 @@ def _one_image(model: LoadedModel, item: InputImage, heat: np.ndarray, target: i
         score = meters[0].update(_pooled(heat, mask.shape), mask)
         row.update({"mask": score.status, "object_share": score.object_share, "top_hit_rate": score.hit_rate,
                     "pointing": score.pointing})
-        panels.append((_caption(score, meters[0]), (mask * 255).astype(np.uint8)[..., None].repeat(3, axis=2)))
+        panels.append((_caption(score, meters[0]), foreground_panel(item.image, mask)))
         if random is not None:
             twin = meters[1].update(_pooled(random, mask.shape), mask)
             row.update({"random_top_hit_rate": twin.hit_rate, "random_pointing": twin.pointing})
@@ -205,7 +210,7 @@ def _pooled(heat: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
 
 def _caption(score: ImageScore, meter: LocalisationMeter) -> str:
     if score.status == "no-object":
-        return "no foreground object"
+        return "no foreground object: not scored"
     if score.status == "excluded":
         return f"foreground covers {score.object_share:.0%} (≥ {meter.max_mask_share:.0%}): excluded"
     return (f"foreground {score.object_share:.2f}: top {meter.top_fraction:.0%} hit {score.hit_rate:.2f}, "

@@ -13,7 +13,10 @@ from unitscope.dissection.result import layer_dirname
 
 DEFINITIONS: dict[str, str] = {
     "detectors": "units whose best concept (IoU >= the run's threshold) is in the category",
+    "share": "detectors / units in the layer: networks of different widths read side by side",
     "unique": "distinct concepts among those detectors",
+    "depth": "relative depth: the share of the network's convolutions the layer's output has passed through "
+             "(layers of different architectures are paired by it; see pairing)",
     "random_detectors": "detectors of the run's random twin (the same architecture re-initialised, dissected on the "
                         "same probe set with the same rules: dissect --baseline random)",
     "survive_control": "detectors whose label survives the colour control (units.csv survives_control)",
@@ -45,12 +48,19 @@ def _clean(value: object) -> object:
 def comparison_json(comparison: Comparison) -> dict[str, object]:
     """Everything of the comparison as plain JSON-ready data."""
     runs = {}
-    for side, name, run in zip(("a", "b"), comparison.names, comparison.runs, strict=True):
+    for side, name, run in zip(comparison.sides, comparison.names, comparison.runs, strict=True):
         runs[side] = {"name": name, "directory": str(run.run_dir or ""), "model": run.record.model,
                       "data": run.record.data, "n_images": run.record.n_images, "layers": list(run.layers)}
+    layers = []
+    for pair in comparison.pairs:
+        entry: dict[str, object] = {"label": pair.label, **dict(zip(comparison.sides, pair.layers, strict=True))}
+        if pair.depths:
+            entry["depths"] = dict(zip(comparison.sides, pair.depths, strict=True))
+        layers.append(entry)
     return _clean({
         "runs": runs,
-        "layers": [{"label": p.label, "a": p.a, "b": p.b} for p in comparison.pairs],
+        "pairing": comparison.pairing,
+        "layers": layers,
         "category": comparison.category,
         "categories": comparison.categories.to_dict(orient="records"),
         "objects": comparison.objects.to_dict(orient="records"),
@@ -72,7 +82,7 @@ def write_comparison(comparison: Comparison, out: Path) -> dict[str, Path]:
     categories_figure(comparison).savefig(figures["categories"])
     layer_figures: dict[str, tuple[str, str]] = {}
     for pair in comparison.pairs:
-        stem = layer_dirname(pair.a if pair.a == pair.b else f"{pair.a}-{pair.b}")
+        stem = layer_dirname(pair.a if len(set(pair.layers)) == 1 else "-".join(pair.layers))
         keys = (f"objects_{stem}", f"emergence_{stem}")
         figures[keys[0]] = out / f"{keys[0]}.png"
         figures[keys[1]] = out / f"{keys[1]}.png"

@@ -23,6 +23,7 @@ from unitscope.distributed import Group, batches_in_order
 from unitscope.errors import UsageError
 from unitscope.models.loading import LoadedModel
 from unitscope.palette import RGB
+from unitscope.report.output_pages import segment_page
 
 TOP_K = 3
 
@@ -104,6 +105,8 @@ def run_segment(
         metrics.update(random_column(meter, None, baseline, None, note))
     if metrics is not None and out is not None:
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    if out is not None:
+        segment_page(out)
     return SegmentSummary(predictions, metrics)
 
 

@@ -33,6 +33,7 @@ from unitscope.dissection.upsample import Upsampler
 from unitscope.distributed import Group
 from unitscope.errors import UsageError
 from unitscope.models.loading import LoadedModel
+from unitscope.report.output_pages import segment_page
 
 
 def feature_maps(model: LoadedModel, run: DissectionResult, layers: tuple[str, ...]) -> FeatureMaps:
@@ -155,6 +156,8 @@ def run_vector_segment(model: LoadedModel, run: DissectionResult, source: InputS
         metrics.update(random_column(meter, twin_meter, baseline, seed))
     if metrics is not None and out is not None:
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    if out is not None:
+        segment_page(out)
     return SegmentSummary(predictions, metrics)
 
 
