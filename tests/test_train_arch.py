@@ -12,7 +12,9 @@ from unitscope.data.sceneworld import OBJECT_CLASSES
 from unitscope.errors import UsageError
 from unitscope.models.architectures import ArchConfig, build_network, default_config
 from unitscope.models.builtin import BUILTIN_MODELS, FORMAT_V1, SceneWorldCheckpoint, builtin_weights_path
+from unitscope.models.catalog import BUILTIN_NAMES, check_model_name, known_layers
 from unitscope.models.digest import state_digest
+from unitscope.models.layer_table import layer_names_of
 from unitscope.models.loading import load_model
 from unitscope.models.sceneworld_net import SceneWorldNet, SceneWorldNetConfig
 from unitscope.training import train_sceneworld_net
@@ -124,3 +126,15 @@ def test_shipped_family_models_resolve_and_list_their_layers(name: str, capsys: 
     assert result.code == 0, result.err
     first_module = next(path for path, _ in loaded.module.named_children())
     assert first_module in result.out and "112×112 px input" in result.out
+
+
+@pytest.mark.parametrize("name", SHIPPED_ARCH_MODELS)
+def test_shipped_family_models_pass_the_checks_made_before_torch(name: str) -> None:
+    check_model_name(name)  # would raise "unknown model" before torch loads
+    assert known_layers(name) == layer_names_of(load_model(name).module)
+
+
+def test_the_builtin_names_are_the_shipped_files() -> None:
+    assert list(BUILTIN_MODELS) == list(BUILTIN_NAMES)
+    assert {"sceneworld-scene-resnet", "sceneworld-object-resnet"} <= set(SHIPPED_ARCH_MODELS)
+    assert all(builtin_weights_path(name).is_file() for name in BUILTIN_NAMES)

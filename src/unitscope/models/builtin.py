@@ -16,15 +16,10 @@ from torch import nn
 
 from unitscope.errors import UsageError
 from unitscope.models.architectures import NetConfig, build_network, config_from_dict
+from unitscope.models.catalog import BUILTIN_NAMES
 from unitscope.models.preprocessing import Preprocessing
 
-SHIPPED_ARCHITECTURES: tuple[str, ...] = ("resnet",)  # families with a trained pair beside the AlexNet one
-BUILTIN_MODELS: dict[str, str] = {
-    "sceneworld-scene": "sceneworld-scene.pt",
-    "sceneworld-object": "sceneworld-object.pt",
-    **{f"sceneworld-{task}-{arch}": f"sceneworld-{task}-{arch}.pt"
-       for arch in SHIPPED_ARCHITECTURES for task in ("scene", "object")},
-}
+BUILTIN_MODELS: dict[str, str] = {name: f"{name}.pt" for name in BUILTIN_NAMES}  # name → file in weights/
 FORMAT_V1 = "unitscope-sceneworld-net/1"  # AlexNet-shaped SceneWorldNet only, no "arch" key
 FORMAT = "unitscope-sceneworld-net/2"
 
