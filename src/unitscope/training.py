@@ -11,6 +11,8 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from unitscope.batching import batch_count, batch_ranges
+from unitscope.constraint_spec import parse_constraints
+from unitscope.constraints import build_constraints, whitened_layers
 from unitscope.models.builtin import SceneWorldCheckpoint
 from unitscope.models.preprocessing import Preprocessing
 from unitscope.models.sceneworld_net import SceneWorldNet, SceneWorldNetConfig
@@ -67,7 +69,10 @@ def train_sceneworld_net(config: TrainConfig, progress: bool = True) -> SceneWor
     render_seconds = time.perf_counter() - started
 
     preprocess = Preprocessing(input_size=(config.size, config.size))
-    net = SceneWorldNet(SceneWorldNetConfig(num_classes=len(class_names), input_size=config.size))
+    specs = parse_constraints(config.constraints)
+    net = SceneWorldNet(SceneWorldNetConfig(num_classes=len(class_names), input_size=config.size,
+                                            whitening=whitened_layers(specs)))
+    constraints = build_constraints(specs, net, config.seed, config.size, progress)
     optimizer = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = batch_count(config.n_train, config.batch_size)
     schedule = torch.optim.lr_scheduler.OneCycleLR(
@@ -85,10 +90,13 @@ def train_sceneworld_net(config: TrainConfig, progress: bool = True) -> SceneWor
             idx = order[part.start:part.stop]
             x = preprocess.to_tensor(_augment(train_x[idx], generator))
             loss = F.cross_entropy(net(x), train_y[idx], label_smoothing=0.1)
+            loss = loss + sum((p for c in constraints if (p := c.penalty()) is not None), torch.zeros(()))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()  # type: ignore[no-untyped-call]
             optimizer.step()
             schedule.step()
+            for constraint in constraints:
+                constraint.after_step(net, epoch * steps_per_epoch + step + 1)
             total_loss += loss.item()
             bar.set_postfix(loss=f"{total_loss / (step + 1):.3f}")
         val_acc = accuracy_on(net, preprocess, val_x, val_y)
@@ -103,6 +111,9 @@ def train_sceneworld_net(config: TrainConfig, progress: bool = True) -> SceneWor
         "render_seconds": round(render_seconds, 1),
         "total_seconds": round(time.perf_counter() - started, 1),
         "torch": str(torch.__version__),
+        "constraints": [c.describe() for c in constraints] or [{"constraint": "none"}],
     }
+    for constraint in constraints:
+        constraint.detach()
     state = {k: v.detach().clone() for k, v in net.state_dict().items()}
     return SceneWorldCheckpoint(net.config, state, tuple(class_names), config.task, preprocess, info)

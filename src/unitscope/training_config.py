@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from unitscope.constraint_spec import parse_constraints
 from unitscope.errors import UsageError
 
 TASK_KINDS: dict[str, str] = {"scene": "scenes", "object": "objects"}
@@ -24,8 +25,10 @@ class TrainConfig:
     seed: int = 0
     size: int = 112
     threads: int = 2
+    constraints: tuple[str, ...] = ()  # --constraint specs, canonical (constraint_spec.ConstraintSpec.text)
 
     def validate(self) -> None:
+        parse_constraints(self.constraints)
         if self.task not in TASK_KINDS:
             raise UsageError(f"unknown --task {self.task!r}; use scene or object")
         for field_name in ("n_train", "n_val", "epochs", "batch_size", "threads"):

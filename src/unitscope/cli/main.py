@@ -33,6 +33,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "unitscope.cli.annotate",
     "unitscope.cli.annotations",
     "unitscope.cli.ablate",
+    "unitscope.cli.study",
 )
 
 OUTPUT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM})

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from unitscope.constraint_spec import parse_constraints
 from unitscope.errors import UsageError
 from unitscope.training_config import TrainConfig
 
@@ -22,11 +23,15 @@ from unitscope.training_config import TrainConfig
 @click.option("--seed", type=int, default=TrainConfig.seed, show_default=True)
 @click.option("--threads", type=int, default=TrainConfig.threads, show_default=True)
 @click.option("--overwrite", is_flag=True, help="Replace an existing OUT file.")
+@click.option("--constraint", "constraints", multiple=True, metavar="NAME[:WEIGHT][@LAYER]",
+              help="Add a constraint (repeatable): whitening, filters, sparsity, or none (the control); "
+                   "see docs/constraints.md.")
 def command(task: str, out: Path, n_train: int, n_val: int, epochs: int, batch_size: int, lr: float,
-            seed: int, threads: int, overwrite: bool) -> None:
+            seed: int, threads: int, overwrite: bool, constraints: tuple[str, ...]) -> None:
     """Train the AlexNet-shaped SceneWorldNet on scenes or on objects."""
+    specs = tuple(spec.text() for spec in parse_constraints(constraints))
     config = TrainConfig(task=task, n_train=n_train, n_val=n_val, epochs=epochs, batch_size=batch_size,
-                         lr=lr, seed=seed, threads=threads)
+                         lr=lr, seed=seed, threads=threads, constraints=specs)
     config.validate()
     if out.exists() and not overwrite:
         raise UsageError(f"{out} exists; choose another --out or pass --overwrite")

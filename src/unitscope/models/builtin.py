@@ -11,6 +11,7 @@ import torch
 from unitscope.errors import UsageError
 from unitscope.models.preprocessing import Preprocessing
 from unitscope.models.sceneworld_net import SceneWorldNet, SceneWorldNetConfig
+from unitscope.models.whitening import BUFFER_PREFIX as WHITENING_BUFFERS
 
 BUILTIN_MODELS: dict[str, str] = {
     "sceneworld-scene": "sceneworld-scene.pt",
@@ -38,7 +39,7 @@ class SceneWorldCheckpoint:
             {
                 "format": "unitscope-sceneworld-net/1",
                 "config": self.config.to_dict(),
-                "state_dict": {k: v.half() if v.is_floating_point() else v for k, v in self.state_dict.items()},
+                "state_dict": {k: v.half() if _halved(k, v) else v for k, v in self.state_dict.items()},
                 "class_names": list(self.class_names),
                 "task": self.task,
                 "input_size": list(self.preprocess.input_size or ()),
@@ -72,6 +73,12 @@ class SceneWorldCheckpoint:
         net = SceneWorldNet(self.config)
         net.load_state_dict(self.state_dict)
         return net.eval()
+
+
+def _halved(key: str, value: torch.Tensor) -> bool:
+    """Floating tensors are stored as float16, except concept whitening's statistics and rotation, whose
+    eigendecomposition and orthogonality float16 would spoil."""
+    return value.is_floating_point() and not key.rpartition(".")[2].startswith(WHITENING_BUFFERS)
 
 
 def builtin_weights_path(name: str) -> Path:
