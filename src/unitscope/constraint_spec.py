@@ -14,7 +14,7 @@ from unitscope.errors import UsageError
 # The SceneWorldNet layers a constraint may sit at (models/sceneworld_net.PAPER_LAYERS' convolutional blocks
 # and, for sparsity, the fully connected ones; tests/test_constraints.py checks they exist).
 CONV_LAYERS: tuple[str, ...] = ("conv1", "conv2", "conv3", "conv4", "conv5")
-ACTIVATION_LAYERS: tuple[str, ...] = CONV_LAYERS + ("pool5", "fc6", "fc7")
+ACTIVATION_LAYERS: tuple[str, ...] = (*CONV_LAYERS, "pool5", "fc6", "fc7")
 
 
 @dataclass(frozen=True)

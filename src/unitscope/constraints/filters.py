@@ -6,8 +6,9 @@ per position ``μ``, ``T⁺_μ(i) = τ · max(1 − β‖i − μ‖₁ / n, −
 ``α = n² / (1 + n²)``. ``p(x | T) = exp(tr(x · T)) / Z_T`` with ``Z_T`` summed over the images of the mini-batch
 (the paper's set ``X``), and the filter's loss is the paper's ``Loss_f = −MI(X; T)``: the mutual information
 between the filter's maps and the templates, computed exactly over the batch, summed over the layer's
-filters (the paper's ``Loss = Σ_f Loss_f``). The paper's masking layer (the map multiplied by its peak's template in the forward pass) is not
-used: the loss alone, so the network's architecture, and every loader, stay unchanged.
+filters (the paper's ``Loss = Σ_f Loss_f``). The paper's masking layer (the map multiplied by its peak's
+template in the forward pass) is not used: the loss alone, so the network's architecture, and every loader,
+stay unchanged.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import torch
 
 from unitscope.constraints.base import Constraint
 
-CITATION = "Zhang, Wu & Zhu, CVPR 2018, Interpretable CNNs: Loss_f = -MI(X;T) over the mini-batch, without the mask layer"
+CITATION = ("Zhang, Wu & Zhu, CVPR 2018, Interpretable CNNs: Loss_f = -MI(X;T) over the mini-batch, summed over "
+            "filters, without the mask layer")
 BETA = 4.0
 
 

@@ -23,7 +23,8 @@ def zca_matrix(cov: torch.Tensor, eps: float) -> torch.Tensor:
     wide = cov.double()
     wide = (wide + wide.T) / 2 + eps * torch.eye(wide.shape[0], dtype=torch.float64, device=wide.device)
     values, vectors = torch.linalg.eigh(wide)
-    return (vectors * values.clamp_min(eps).rsqrt()) @ vectors.T
+    matrix: torch.Tensor = (vectors * values.clamp_min(eps).rsqrt()) @ vectors.T
+    return matrix
 
 
 class ConceptWhitening(nn.Module):
@@ -33,6 +34,11 @@ class ConceptWhitening(nn.Module):
     BatchNorm's) and updates the running estimates; eval mode uses the running ones. The rotation is not a
     parameter: the optimiser never touches it; ``rotate`` changes it by a Cayley transform.
     """
+
+    cw_mean: torch.Tensor
+    cw_cov: torch.Tensor
+    cw_rotation: torch.Tensor
+    cw_steps: torch.Tensor
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1) -> None:
         super().__init__()

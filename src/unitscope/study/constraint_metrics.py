@@ -42,10 +42,10 @@ def run_metrics(result: DissectionResult) -> dict[str, dict[str, Any]]:
         twin = baseline.get(layer.name, {})
         found[layer.name] = {
             "units": int(layer.units),
-            "detectors": int(len(detectors)),
+            "detectors": len(detectors),
             "detectors_ci": list((layer.intervals or {}).get("detectors_ci", [math.nan, math.nan])),
             "unique_objects": int(objects["label"].nunique()),
-            "object_detectors": int(len(objects)),
+            "object_detectors": len(objects),
             "survive": int(held.get("survive_control", 0)),
             "survive_ci": list(held.get("survive_ci", [math.nan, math.nan])),
             "object_survive": int(held.get("categories", {}).get("object", {}).get("survive_control", 0)),
