@@ -22,7 +22,8 @@ from unitscope.models.catalog import TORCHVISION_MODELS, TORCHVISION_VERSION, kn
 SCENEWORLD = "sceneworld, sceneworld-objects, sceneworld-background, sceneworld-recolored, sceneworld-objects-recolored"
 PROBE = ("import sys; from unitscope.cli.main import main\n"
          "try:\n    main(sys.argv[1:])\nexcept SystemExit as e:\n"
-         "    assert 'torch' not in sys.modules, 'torch was imported'\n    raise\n")
+         "    assert 'torch' not in sys.modules, 'torch was imported'\n"
+         "    assert 'numpy' not in sys.modules, 'numpy was imported'\n    raise\n")
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +50,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def blink(root: Path, *args: str) -> str:
     """Run ``unitscope ARGS`` in a new interpreter (cwd ``root``); the one stderr line (exit 2, no torch)."""
     done = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, text=True, cwd=root)
-    assert "torch was imported" not in done.stderr, done.stderr
+    assert "torch was imported" not in done.stderr and "numpy was imported" not in done.stderr, done.stderr
     assert done.returncode == 2, done.stderr
     lines = done.stderr.splitlines()
     assert len(lines) == 1, done.stderr

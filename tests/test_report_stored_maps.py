@@ -141,7 +141,7 @@ def test_unit_page_shows_k_images_five_concepts_and_the_histogram(run: tuple[Dis
             sprite = Image.open(tmp_path / "units" / name / str(unit) / "top.jpg")
             assert sprite.width == K * sprite.height  # the K top images in one row of square cells
             concepts = page.split("<h2>Top concepts</h2>", 1)[1].split("</table>", 1)[0]
-            assert concepts.count("<tr><td>") == 5
+            assert concepts.count("<tr><td") == 5  # one row per concept (the header row holds <th>)
             svg = (tmp_path / "units" / name / str(unit) / "histogram.svg").read_text()
             assert svg.startswith("<svg") and svg in page
             threshold = float(result.layers[name].units.loc[unit, "threshold"])

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from unitscope.data.probe import ProbeSet
 from unitscope.defaults import PROBE_N
 from unitscope.errors import UsageError
+
+if TYPE_CHECKING:  # numpy stays out of the checks made before torch loads
+    from unitscope.data.probe import ProbeSet
 
 SCENEWORLD_SPECS: dict[str, dict[str, object]] = {
     "sceneworld": {"kind": "scenes"},

@@ -19,11 +19,10 @@ from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Union, get_args, get_origin, get_type_hints
 
-import numpy as np
-
 from unitscope.errors import UsageError
 
-if TYPE_CHECKING:  # pandas loads with the first table read: reading summary.json alone stays quick
+if TYPE_CHECKING:  # pandas and numpy load with the first table or array read: summary.json alone stays quick
+    import numpy as np
     import pandas as pd
 
 Kind = Literal["int", "number", "number-or-nan", "bool", "str"]
@@ -198,6 +197,8 @@ class RunFiles:
     def array(self, path: Path, dtype: Literal["float", "int"], shape: tuple[int | None, ...],
               mmap: bool = False) -> np.ndarray:
         """A ``.npy`` file of the run with ``dtype`` values and ``shape`` (None: any length on that axis)."""
+        import numpy as np
+
         try:
             array: np.ndarray = np.load(path, allow_pickle=False, mmap_mode="r" if mmap else None)
         except FileNotFoundError:
@@ -209,6 +210,8 @@ class RunFiles:
     def npz_entry(self, path: Path, key: str, dtype: Literal["float", "int"], shape: tuple[int | None, ...]
                   ) -> np.ndarray:
         """Array ``key`` of a ``.npz`` file of the run, checked like :meth:`array`."""
+        import numpy as np
+
         try:
             with np.load(path, allow_pickle=False) as stored:
                 array: np.ndarray = stored[key]
@@ -222,6 +225,8 @@ class RunFiles:
 def check_array(array: np.ndarray, path: Path, dtype: Literal["float", "int"], shape: tuple[int | None, ...],
                 what: str = "") -> np.ndarray:
     """``array`` if it holds ``dtype`` values in ``shape``; else one error naming ``path``."""
+    import numpy as np
+
     wanted = np.floating if dtype == "float" else np.integer
     if not isinstance(array, np.ndarray) or not np.issubdtype(array.dtype, wanted):
         raise corrupt(path, f"{what}{getattr(array, 'dtype', type(array).__name__)} values, expected {dtype}")
@@ -234,6 +239,7 @@ def check_array(array: np.ndarray, path: Path, dtype: Literal["float", "int"], s
 
 def _column(values: pd.Series, kind: Kind, path: Path, name: str) -> pd.Series:
     """A column converted to ``kind``, or one error naming the file, the column and the first bad row."""
+    import numpy as np
     import pandas as pd
 
     if len(values) == 0:
@@ -274,6 +280,8 @@ def _first_line(err: BaseException) -> str:
 # ---------------------------------------------------------------- rows that must agree with the record
 def check_units(units: pd.DataFrame, path: Path, count: int) -> None:
     """units.csv: one row per unit 0 … count-1."""
+    import numpy as np
+
     numbers = units["unit"].to_numpy()
     if len(units) != count or not np.array_equal(np.sort(numbers), np.arange(count)):
         raise corrupt(path, f"{len(units)} rows for units {_span(numbers)}, the run records units 0-{count - 1}")
@@ -304,6 +312,8 @@ def check_concepts(frame: pd.DataFrame, path: Path, categories: Collection[str])
 
 def check_iou(iou: np.ndarray, path: Path) -> np.ndarray:
     """iou.npy: every value a finite IoU in [0, 1]."""
+    import numpy as np
+
     if iou.size and (not bool(np.isfinite(iou).all()) or float(iou.min()) < 0 or float(iou.max()) > 1 + 1e-6):
         raise corrupt(path, "values outside [0, 1]")
     return iou

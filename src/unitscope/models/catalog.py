@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import gzip
 import json
+import sys
 from dataclasses import dataclass
 from difflib import get_close_matches
-from importlib import metadata, resources
+from importlib import resources
 from pathlib import Path
 
 from unitscope.errors import UsageError
@@ -52,11 +53,15 @@ class LayerNames:
 
 
 def installed_torchvision() -> str | None:
-    """torchvision's version from its metadata (no import), or None when it is not installed."""
-    try:
-        return metadata.version("torchvision")
-    except metadata.PackageNotFoundError:
-        return None
+    """torchvision's version from the name of its ``.dist-info`` folder on ``sys.path`` (neither torchvision
+    nor ``importlib.metadata`` is imported: together they cost more than the check), or None."""
+    for entry in sys.path:
+        folder = Path(entry or ".")
+        if not folder.is_dir():
+            continue
+        for info in folder.glob("torchvision-*.dist-info"):
+            return info.name[len("torchvision-"):-len(".dist-info")]
+    return None
 
 
 def is_model_file(spec: str) -> bool:
