@@ -22,7 +22,8 @@ from unitscope.models.whitening import ConceptWhitening
 
 PROBE = ("import sys; from unitscope.cli.main import main\n"
          "try:\n    main(sys.argv[1:])\nexcept SystemExit as e:\n"
-         "    assert 'torch' not in sys.modules, 'torch was imported'\n    raise\n")
+         "    assert 'torch' not in sys.modules, 'torch was imported'\n"
+         "    assert 'numpy' not in sys.modules, 'numpy was imported'\n    raise\n")
 
 
 def correlated_batch(channels: int = 6, dtype: torch.dtype = torch.float64) -> torch.Tensor:
@@ -129,7 +130,7 @@ def test_parse_constraint() -> None:
 def test_constraint_errors_are_one_line_before_torch(tmp_path: object, spec: str, message: str) -> None:
     done = subprocess.run([sys.executable, "-c", PROBE, "train", "--task", "scene", "--out", "x.pt",
                            "--constraint", spec], capture_output=True, text=True, cwd=str(tmp_path))
-    assert "torch was imported" not in done.stderr, done.stderr
+    assert "torch was imported" not in done.stderr and "numpy was imported" not in done.stderr, done.stderr
     assert done.returncode == 2, done.stderr
     assert len(done.stderr.splitlines()) == 1
     assert done.stderr.startswith(message)

@@ -12,7 +12,7 @@ from test_one_look import assert_on_base
 from unitscope.errors import UsageError
 from unitscope.study.constraint_metrics import t_interval
 from unitscope.study.constraints import LAYERS, StudyRecipe, run_study
-from unitscope.study.constraints_page import goal, render_page, summarise, write_results
+from unitscope.study.constraints_page import collect_finished, goal, render_page, summarise, write_results
 
 
 def fake_run(arm: str, seed: int, top1: float, object_survive: int) -> dict[str, object]:
@@ -65,5 +65,8 @@ def test_a_finished_study_resumes_without_training(tmp_path: Path) -> None:
     found = run_study(recipe, tmp_path, progress=False)  # trains nothing: each (arm, seed) is finished
     assert [run["arm"] for run in found] == ["none", "sparsity"]
     assert not any((tmp_path / "models").iterdir())
+    assert collect_finished(tmp_path) == 2  # what --render-only gathers from a (partial) study folder
+    assert [run["arm"] for run in json.loads((tmp_path / "constraints.json").read_text())["runs"]] == ["none",
+                                                                                                    "sparsity"]
     with pytest.raises(UsageError, match="another recipe"):
         StudyRecipe(seeds=(0,), arms=("none", "sparsity"), epochs=1).check(tmp_path)

@@ -28,10 +28,12 @@ def constraints(out: Path, n_train: int, epochs: int, seeds: int, render_only: b
     from unitscope.cli.prechecks import check_at_least
 
     if render_only:
-        if not (out / "constraints.json").is_file():
+        if not (out / "constraints.json").is_file() and not (out / "metrics").is_dir():
             raise UsageError(f"{out} holds no constraints.json; run the study first (without --render-only)")
-        from unitscope.study.constraints_page import render_page
+        from unitscope.study.constraints_page import collect_finished, render_page
 
+        if (out / "metrics").is_dir():  # a study folder: gather what is finished so far (a partial study too)
+            click.echo(f"{collect_finished(out)} finished runs gathered into {out / 'constraints.json'}")
         click.echo(f"wrote {render_page(out)}")
         return
     check_at_least("--n-train", n_train, 1)

@@ -75,6 +75,20 @@ def write_results(folder: Path, recipe: StudyRecipe, runs: list[dict[str, Any]])
     return path
 
 
+def collect_finished(folder: Path) -> int:
+    """Rewrite ``constraints.json``/``.csv`` from the finished ``metrics/*.json`` of a study folder; how many."""
+    held = json.loads((folder / "study.json").read_text())
+    recipe = StudyRecipe(**{k: tuple(v) if isinstance(v, list) else v for k, v in held.items()})  # type: ignore[arg-type]
+    runs = []
+    for seed in recipe.seeds:
+        for arm in recipe.arms:
+            path = folder / "metrics" / f"{arm}-s{seed}.json"
+            if path.is_file():
+                runs.append(json.loads(path.read_text()))
+    write_results(folder, recipe, runs)
+    return len(runs)
+
+
 def _fmt(value: float, digits: int) -> str:
     return f"{value:.{digits}f}"
 
