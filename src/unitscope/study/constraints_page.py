@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -104,7 +105,7 @@ def scatter_svg(runs: list[dict[str, Any]], key: str, title: str) -> str:
     xs = [100 * run["fresh_top1"] for run in runs]
     ys = [float(run["layers"][GOAL_LAYER][key]) for run in runs]
     x0, x1 = min(xs) - 1, max(xs) + 1
-    y0, y1 = 0.0, max([*ys, 1.0]) * 1.15
+    y0, y1 = 0.0, float(max(4, math.ceil(max(ys) * 1.15)))
 
     def px(x: float) -> float:
         return float(pad + (x - x0) / (x1 - x0) * (width - 2 * pad))
@@ -112,7 +113,7 @@ def scatter_svg(runs: list[dict[str, Any]], key: str, title: str) -> str:
     def py(y: float) -> float:
         return float(height - pad - (y - y0) / (y1 - y0) * (height - 2 * pad))
 
-    parts = [f'<svg viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
+    parts = [f'<svg viewBox="0 0 {width} {height}" width="100%" style="max-width: {width}px" role="img" '
              f'aria-label="{title}" data-role="scatter">',
              f'<line x1="{pad}" y1="{height - pad}" x2="{width - pad}" y2="{height - pad}" stroke="#999"/>',
              f'<line x1="{pad}" y1="{pad}" x2="{pad}" y2="{height - pad}" stroke="#999"/>',
