@@ -122,14 +122,19 @@ def test_parse_constraint() -> None:
         parse_constraints(["none", "sparsity"])
 
 
-@pytest.mark.parametrize(("spec", "message"), [
-    ("bogus", "unitscope: error: unknown --constraint 'bogus'; use one of none, whitening, filters, sparsity"),
-    ("sparsity:-2", "unitscope: error: --constraint 'sparsity:-2': the weight must be a finite number ≥ 0, got -2"),
-    ("filters@conv7", "unitscope: error: --constraint 'filters@conv7': unknown layer 'conv7' for filters;"),
+TRAIN = ("train", "--task", "scene", "--out", "x.pt", "--constraint")
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    ((*TRAIN, "bogus"), "unitscope: error: unknown --constraint 'bogus'; use one of none, whitening, filters"),
+    ((*TRAIN, "sparsity:-2"),
+     "unitscope: error: --constraint 'sparsity:-2': the weight must be a finite number ≥ 0, got -2"),
+    ((*TRAIN, "filters@conv7"), "unitscope: error: --constraint 'filters@conv7': unknown layer 'conv7' for filters;"),
+    (("study", "constraints", "--out", "s", "--seeds", "0"), "unitscope: error: --seeds must be at least 1, got 0"),
+    (("study", "constraints", "--out", "s", "--render-only"), "unitscope: error: s holds no constraints.json"),
 ])
-def test_constraint_errors_are_one_line_before_torch(tmp_path: object, spec: str, message: str) -> None:
-    done = subprocess.run([sys.executable, "-c", PROBE, "train", "--task", "scene", "--out", "x.pt",
-                           "--constraint", spec], capture_output=True, text=True, cwd=str(tmp_path))
+def test_constraint_errors_are_one_line_before_torch(tmp_path: object, args: tuple[str, ...], message: str) -> None:
+    done = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, text=True, cwd=str(tmp_path))
     assert "torch was imported" not in done.stderr and "numpy was imported" not in done.stderr, done.stderr
     assert done.returncode == 2, done.stderr
     assert len(done.stderr.splitlines()) == 1
