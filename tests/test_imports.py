@@ -20,8 +20,8 @@ FLOORS: tuple[tuple[str, ...], ...] = (
     ("data", "stats", "capture", "layout", "models"),
     ("receptive", "perturb", "distributed"),
     ("dissection", "minimal", "rf", "evaluation", "training", "constraints"),
-    ("report", "analysis", "explain", "annotate", "ablation"),
-    ("api", "demo", "demo_steps", "study"),
+    ("report", "analysis", "explain", "annotate", "ablation", "see"),
+    ("api", "demo", "demo_steps", "serve", "study"),
     ("cli", "__init__", "__main__"),
 )
 

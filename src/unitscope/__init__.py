@@ -1,7 +1,7 @@
 """unitscope: find out what every unit of a convolutional network detects.
 
 One API shape (:mod:`unitscope.api`): ``dissect``, ``report``, ``receptive_fields``, ``minimal_images``,
-``compare``, ``segment``, ``cam``, ``explain``, ``ablate`` take a model spec string or an ``nn.Module`` and a
+``compare``, ``segment``, ``cam``, ``explain``, ``ablate``, ``see`` take a model spec string or an ``nn.Module`` and a
 probe spec or a ``ProbeSet``, and return typed results with pandas tables. Heavy modules (torch) load on first use, so
 ``import unitscope`` stays instant.
 """
@@ -13,7 +13,7 @@ from typing import Any
 from unitscope.errors import UsageError
 
 API: tuple[str, ...] = ("dissect", "report", "receptive_fields", "minimal_images", "compare", "segment", "cam",
-                        "explain", "ablate")
+                        "explain", "ablate", "see")
 __all__ = ["UsageError", *API]
 __version__ = "0.1.0"
 
