@@ -35,6 +35,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "unitscope.cli.annotations",
     "unitscope.cli.ablate",
     "unitscope.cli.see",
+    "unitscope.cli.study",
 )
 
 OUTPUT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM})
