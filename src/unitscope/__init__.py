@@ -13,7 +13,7 @@ from typing import Any
 from unitscope.errors import UsageError
 
 API: tuple[str, ...] = ("dissect", "report", "receptive_fields", "minimal_images", "compare", "segment", "cam",
-                        "explain", "ablate", "see")
+                        "explain", "ablate", "see", "study_emergence")
 __all__ = ["UsageError", *API]
 __version__ = "0.1.0"
 
