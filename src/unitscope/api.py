@@ -29,10 +29,9 @@ from unitscope.models.loading import LoadedModel, load_model
 from unitscope.models.preprocessing import Preprocessing
 from unitscope.report.run_report import report
 from unitscope.see.run import see  # the package is also callable as unitscope.see
-from unitscope.study.emergence import EmergenceStudy, study_emergence
 
-__all__ = ["EmergenceStudy", "ablate", "cam", "compare", "dissect", "explain", "minimal_images", "receptive_fields",
-           "report", "see", "segment", "study_emergence"]
+__all__ = ["ablate", "cam", "compare", "dissect", "explain", "minimal_images", "receptive_fields", "report",
+           "see", "segment"]
 
 ModelArg = str | nn.Module | LoadedModel
 ClassNamesArg = Sequence[str] | str | Path  # the names, or a file of them (a str is a path)

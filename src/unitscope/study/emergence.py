@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
     from unitscope.data.probe import ProbeSet
     from unitscope.dissection.result import DissectionResult
+    from unitscope.dissection.settings import DissectSettings
     from unitscope.models.loading import LoadedModel
 
 TASKS: tuple[str, ...] = ("scene", "object")
@@ -88,9 +89,12 @@ def run_name(arch: str, task: str) -> str:
 
 
 def dissect_net(net: StudyNet, recipe: EmergenceRecipe, folder: Path, probe: str | ProbeSet,
-                twin_from: DissectionResult | None, progress: bool, device: str, workers: int | str
+                twin_from: DissectionResult | None, progress: bool, device: str, base: DissectSettings | None = None
                 ) -> tuple[DissectionResult, dict[str, Any]]:
-    """Dissect one network at the layers nearest the recipe's depths (or reuse its finished run)."""
+    """Dissect one network at the layers nearest the recipe's depths (or reuse its finished run), with the
+    random twin, the colour control and the recipe's bootstrap (``base``: the other settings, default rules)."""
+    from dataclasses import replace
+
     from unitscope.dissection.run import dissect
     from unitscope.dissection.settings import DissectSettings
     from unitscope.models.loading import load_model
@@ -101,7 +105,7 @@ def dissect_net(net: StudyNet, recipe: EmergenceRecipe, folder: Path, probe: str
     size = loaded.preprocess.input_size or (112, 112)
     picked = pick_layers(loaded.module, (int(size[0]), int(size[1])), recipe.targets)
     layers = list(dict.fromkeys(p.path for p in picked))
-    settings = DissectSettings(baseline="random", control="recolored", bootstrap=recipe.bootstrap, workers=workers)
+    settings = replace(base or DissectSettings(), baseline="random", control="recolored", bootstrap=recipe.bootstrap)
     started = time.perf_counter()
     if progress:
         print(f"{run_name(net.arch, net.task)}: {loaded.name}, layers {', '.join(layers)}", flush=True)
@@ -117,8 +121,11 @@ def dissect_net(net: StudyNet, recipe: EmergenceRecipe, folder: Path, probe: str
 
 def run_study(recipe: EmergenceRecipe, folder: Path, nets: Sequence[StudyNet] | None = None,
               probe: str | ProbeSet | None = None, progress: bool = True, device: str = "cpu",
-              workers: int | str = "auto") -> dict[str, Any]:
-    """Dissect every network of the study not yet finished; the study's data (see ``emergence_page``)."""
+              settings: DissectSettings | None = None) -> dict[str, Any]:
+    """Dissect every network of the study not yet finished; the study's data (see ``emergence_page``).
+
+    ``nets`` and ``probe`` default to the shipped pairs of ``recipe.archs`` and ``recipe.data``; ``settings``:
+    the dissection's rules and batching (the twin, the control and the bootstrap are the study's)."""
     from unitscope.study.emergence_page import assemble
 
     recipe.check()
@@ -128,7 +135,7 @@ def run_study(recipe: EmergenceRecipe, folder: Path, nets: Sequence[StudyNet] | 
     scene_runs: dict[str, DissectionResult] = {}
     for net in sorted(chosen, key=lambda n: (n.task != "scene",)):  # scene nets first: their twins are reused
         result, entry = dissect_net(net, recipe, folder, probe if probe is not None else recipe.data,
-                                    scene_runs.get(net.arch), progress, device, workers)
+                                    scene_runs.get(net.arch), progress, device, settings)
         if net.task == "scene":
             scene_runs[net.arch] = result
         networks.append(entry)

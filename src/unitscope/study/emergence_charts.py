@@ -59,13 +59,12 @@ def claim_chart(data: dict[str, Any], path: Path) -> Path:
             if kept is not None:
                 ax.bar(x, kept, width * 0.6, color="white", edgecolor="black", hatch="///", linewidth=0.6,
                        label="surviving the colour control" if i == 0 and j == 0 else None)
-        d = claim["difference"]
-        ax.annotate(f"{d[0]:+.0f}", (i, 0), xytext=(0, -26), textcoords="offset points", ha="center", fontsize=8)
     ax.set_xticks(range(len(claims)))
-    ax.set_xticklabels([f"{_name(c['arch'])}\n{c['scene_layer']}" for c in claims], fontsize=8)
+    ax.set_xticklabels([f"{_name(c['arch'])} {c['scene_layer']}\nscene − object {c['difference'][0]:+.0f}"
+                        for c in claims], fontsize=8)
     ax.set_ylabel("object detectors")
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_title("Object detectors at the last stage (95% intervals; scene − object below)", fontsize=9)
+    ax.set_title("Object detectors at the last stage (95% intervals)", fontsize=9)
     ax.legend(fontsize=7, frameon=False)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

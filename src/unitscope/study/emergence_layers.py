@@ -14,7 +14,8 @@ last stage is 100 % in every family (for a CNN that is the depth module already 
   that subclasses ``nn.Sequential``), whose output is a
   spatial map of more than one cell with a known unit axis (:func:`unitscope.layout.probe_layers`), called
   once per forward pass (a shared module's place in module order misstates its depth), and that do not hold
-  the network's first counted layer (such a module is the whole extractor, not one of its layers).
+  the network's first counted layer together with another one (such a module is the whole extractor, as
+  VGG's ``features``, not one of its layers).
 - For each target the nearest candidate wins; on a tie the deeper (``compare``'s rule), then the outermost
   module (a block rather than its last sublayer: the same tensor under the block's name, e.g. AlexNet
   ``conv1`` rather than its ``conv1.2`` ReLU), then the later in module order (``pool1`` after ``conv1``).
@@ -100,7 +101,8 @@ def pick_layers(module: nn.Module, input_size: tuple[int, int], targets: Sequenc
     sequences = {name for name, sub in named if type(sub) in (nn.Sequential, nn.ModuleList)}  # not subclasses
     candidates = []
     for path in maps:
-        if path not in order or _top(path) not in allowed or first == path or first.startswith(path + "."):
+        inside = [name for name in counted if name == path or name.startswith(path + ".")]
+        if path not in order or _top(path) not in allowed or (first in inside and len(inside) > 1):
             continue
         parent = path.rpartition(".")[0]
         if parent and parent not in sequences:

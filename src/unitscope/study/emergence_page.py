@@ -204,7 +204,7 @@ def _count_ci(value: Any, interval: Any) -> str:
 def _diff(values: Any) -> str:
     if not values or values[0] is None or math.isnan(values[0]):
         return "—"
-    text = _ci(list(values))
+    text = _ci(list(values), signed=True)
     return f"{values[0]:+.0f} [{text}]" if text != "no interval" else f"{values[0]:+.0f}"
 
 
@@ -252,3 +252,29 @@ def render_page(folder: Path) -> Path:
     data = read_data(folder)
     charts = draw_charts(data, folder)
     return write_html(render_template("emergence.html", **page_context(data, charts)), folder / PAGE)
+
+
+SHIPPED = "results/emergence.json"  # inside the package: the headline of docs/data/emergence/emergence.json
+HEADLINE_KEYS = ("format", "recipe", "claims", "sentences", "seconds")
+
+
+def headline(data: dict[str, Any]) -> dict[str, Any]:
+    """What the package ships of a study's data (for the demo): recipe, claims, sentences and run time."""
+    return {key: data[key] for key in HEADLINE_KEYS if key in data}
+
+
+def write_headline(data: dict[str, Any], path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(_plain(headline(data)), indent=1) + "\n")
+    return path
+
+
+def shipped_result() -> dict[str, Any] | None:
+    """The study's committed result as shipped with the package (what the demo shows); None if absent."""
+    from importlib import resources
+
+    path = resources.files("unitscope.study").joinpath(SHIPPED)
+    if not path.is_file():
+        return None
+    data: dict[str, Any] = _nan(json.loads(path.read_text()))
+    return data
