@@ -209,3 +209,15 @@ def test_the_study_is_in_the_package_namespace() -> None:
     import unitscope
 
     assert unitscope.study_emergence is study_emergence and "study_emergence" in unitscope.__all__
+
+
+def test_the_package_ships_the_committed_results_headline() -> None:
+    """The demo shows what docs/data/emergence holds: the package's copy is that result's headline."""
+    from unitscope.study.emergence_page import _plain, headline, read_data, shipped_result
+
+    committed = read_data(Path(__file__).resolve().parents[1] / "docs" / "data" / "emergence")
+    shipped = shipped_result()
+    assert shipped is not None and shipped["claims"]
+    assert json.dumps(_plain(shipped)) == json.dumps(_plain(headline(committed)))
+    archs = {claim["arch"] for claim in shipped["claims"]}
+    assert archs == set(shipped["sentences"]) and "alexnet" in archs
