@@ -221,3 +221,21 @@ def test_the_package_ships_the_committed_results_headline() -> None:
     assert json.dumps(_plain(shipped)) == json.dumps(_plain(headline(committed)))
     archs = {claim["arch"] for claim in shipped["claims"]}
     assert archs == set(shipped["sentences"]) and "alexnet" in archs
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("--arch", "bogus"), "unitscope: error: --arch bogus has no shipped scene/object pair; use one of alexnet"),
+    (("--n", "1"), "unitscope: error: --n must be at least 2, got 1"),
+    (("--render-only",), "unitscope: error: s holds no emergence.json; run the study first"),
+])
+def test_cli_errors_are_one_line_before_torch(tmp_path: Path, args: tuple[str, ...], message: str) -> None:
+    import subprocess
+    import sys
+
+    from tests.test_constraints import PROBE
+
+    done = subprocess.run([sys.executable, "-c", PROBE, "study", "emergence", "--out", "s", *args],
+                          capture_output=True, text=True, cwd=str(tmp_path))
+    assert "torch was imported" not in done.stderr and "numpy was imported" not in done.stderr, done.stderr
+    assert done.returncode == 2 and len(done.stderr.splitlines()) == 1, done.stderr
+    assert done.stderr.startswith(message)
