@@ -181,6 +181,50 @@ def test_the_study_resumes_writes_its_table_and_page_and_re_renders_from_its_dat
     assert found.claims.iloc[0]["verdict"] == "holds"
 
 
+# ---------------------------------------------------------------- tiny nets of two architectures on SceneWorld
+def _tiny(arch: str, seed: int) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    if arch == "alexnet":
+        return SceneWorldNet(SceneWorldNetConfig(num_classes=3, widths=(4, 4, 6, 6, 8), fc_width=8, input_size=48))
+    return build_network(ArchConfig("resnet", 3, 48, {"widths": [4, 4, 6, 8], "blocks": [1, 1, 1, 1]}))
+
+
+def test_tiny_nets_of_two_architectures_pair_by_depth_and_their_differences_are_as_documented(
+        tmp_path: Path) -> None:
+    from unitscope.data.sceneworld import SceneWorldProbe
+    from unitscope.models.preprocessing import Preprocessing
+
+    nets = [StudyNet(arch, task, LoadedModel(_tiny(arch, seed).eval(), f"tiny-{arch}-{task}",
+                                             Preprocessing(input_size=(48, 48))))
+            for arch in ("alexnet", "resnet") for task, seed in (("scene", 1), ("object", 2))]
+    recipe = EmergenceRecipe(archs=("alexnet", "resnet"), n=8, bootstrap=30)
+    settings = DissectSettings(quantile=0.02, upsample="bilinear", batch_size=8, workers=0)
+    data = run_study(recipe, tmp_path, nets, SceneWorldProbe(8, size=48), progress=False, settings=settings)
+    layers = {(n["arch"], n["task"]): [(p["target"], p["layer"], p["depth"]) for p in n["layers"]]
+              for n in data["networks"]}
+    assert layers[("alexnet", "scene")] == layers[("alexnet", "object")] == [
+        (0.25, "pool1", 0.2), (0.5, "conv3", 0.6), (0.75, "conv4", 0.8), (1.0, "conv5", 1.0)]
+    assert layers[("resnet", "scene")] == [(0.25, "layer1", 0.25), (0.5, "layer2", 0.5), (0.75, "layer3", 0.75),
+                                           (1.0, "layer4", 1.0)]
+    claims = data["claims"]
+    assert [(c["arch"], c["scene_layer"]) for c in claims] == [
+        ("alexnet", "pool1"), ("alexnet", "conv3"), ("alexnet", "conv4"), ("alexnet", "conv5"),
+        ("resnet", "layer1"), ("resnet", "layer2"), ("resnet", "layer3"), ("resnet", "layer4")]
+    runs = {(arch, task): DissectionResult.load(tmp_path / "runs" / f"{arch}-{task}")
+            for arch in ("alexnet", "resnet") for task in ("scene", "object")}
+    for claim in claims:  # as documented: full-data difference; percentiles of the per-resample differences
+        scene = runs[(claim["arch"], "scene")].layers[claim["scene_layer"]]
+        objects = runs[(claim["arch"], "object")].layers[claim["object_layer"]]
+        count = {name: int(layer.table.set_index("category").loc["object", "detectors"])
+                 for name, layer in (("scene", scene), ("object", objects))}
+        assert (claim["scene"], claim["object"]) == (count["scene"], count["object"])
+        assert scene.resampled is not None and objects.resampled is not None
+        per_resample = scene.resampled.counts["object"] - objects.resampled.counts["object"]
+        assert len(per_resample) == 30
+        assert claim["difference"] == [count["scene"] - count["object"], *np.percentile(per_resample, [2.5, 97.5])]
+        assert claim["verdict"] == verdict(claim["difference"])
+
+
 # ---------------------------------------------------------------- the shipped pairs and the CLI
 def test_the_shipped_pairs_come_from_the_catalog() -> None:
     from unitscope.models.builtin import BUILTIN_MODELS
