@@ -26,7 +26,9 @@ from unitscope.analysis.segment.run import (
 )
 from unitscope.analysis.segment.scores import ConfusionMeter
 from unitscope.analysis.segment.twin import check_baseline, random_column, twin_seed
-from unitscope.analysis.segment.vectors import ConceptVectors, FeatureMaps, fit_concept_vectors
+from unitscope.analysis.segment.vector_cache import FOLDER as CACHE_FOLDER
+from unitscope.analysis.segment.vector_cache import cached_fit
+from unitscope.analysis.segment.vectors import ConceptVectors, FeatureMaps
 from unitscope.defaults import FIT_N
 from unitscope.dissection.result import DissectionResult
 from unitscope.dissection.upsample import Upsampler
@@ -100,7 +102,11 @@ def _fit(features: FeatureMaps, run: DissectionResult, chosen: tuple[str, ...], 
     except UsageError as err:
         raise UsageError(f"cannot reopen the run's probe set {name!r} to fit concept vectors ({err}); "
                          "pass --fit-data with a labelled probe set") from err
-    return fit_concept_vectors(features, chosen, probe, category, n=fit_n)
+    units = {layer.name: layer.units for layer in run.record.layers}
+    widths = tuple(units[name] for name in chosen) if all(name in units for name in chosen) else ()
+    # a layer whose folder is the cache's own name (unlikely) keeps the run folder free of the cache
+    where = None if any(layer.directory == CACHE_FOLDER for layer in run.record.layers) else run.run_dir
+    return cached_fit(features, where, chosen, widths, probe, category, fit_n)
 
 
 def segment_labels(features: FeatureMaps, vectors: ConceptVectors,
