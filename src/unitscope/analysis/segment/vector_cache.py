@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from unitscope.analysis.segment import vectors as fitting
 from unitscope.analysis.segment.vectors import ConceptVectors, FeatureMaps, fit_concept_vectors
 from unitscope.data.probe import ProbeSet
 from unitscope.errors import UsageError
@@ -39,7 +40,7 @@ ARRAYS = ("numbers", "weights", "bias", "mean", "std")
 
 def fit_settings() -> dict[str, object]:
     """The fit's own settings (its keyword defaults), so a changed default is another key."""
-    signature = inspect.signature(fit_concept_vectors)
+    signature = inspect.signature(fitting.fit_concept_vectors)
     return {name: p.default for name, p in signature.parameters.items()
             if p.default is not inspect.Parameter.empty and name not in ("category", "n")}
 

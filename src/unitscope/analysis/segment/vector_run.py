@@ -39,9 +39,14 @@ from unitscope.report.output_pages import segment_page
 
 
 def feature_maps(model: LoadedModel, run: DissectionResult, layers: tuple[str, ...]) -> FeatureMaps:
-    """Upsample every layer to the run's label size as the dissection did (``rf`` or ``bilinear``)."""
+    """Upsample every layer to the run's label size as the dissection did (``rf`` or ``bilinear``), with the
+    receptive-field geometry the run recorded (as ``report`` does); the model is traced, once, only for a
+    layer the record has none for."""
     _, label_size, input_size = _sizes(run)
     mode = str(run.record.setting("upsample", "rf"))
+    recorded = {layer.name: (layer.stride, layer.start) for layer in run.record.layers
+                if layer.stride is not None and layer.start is not None}
+    traced: dict[str, tuple[float, float]] | None = None
     paths, upsamplers = [], []
     for name in layers:
         if name not in run.layers:
@@ -49,10 +54,14 @@ def feature_maps(model: LoadedModel, run: DissectionResult, layers: tuple[str, .
         layer = run.layers[name]
         stride = start = None
         if mode == "rf":
-            from unitscope.receptive.theory import alignment_geometry
+            if name in recorded:
+                stride, start = recorded[name]
+            else:
+                from unitscope.receptive.theory import alignment_geometry
 
-            field = alignment_geometry(model.module, input_size).get(layer.path)
-            stride, start = field if field is not None else (None, None)
+                traced = traced if traced is not None else alignment_geometry(model.module, input_size)
+                field = traced.get(layer.path)
+                stride, start = field if field is not None else (None, None)
         paths.append(layer.path)
         upsamplers.append(Upsampler.build(mode, layer.shape[1:], label_size, input_size, stride, start))
     return FeatureMaps(model, tuple(paths), tuple(upsamplers))
