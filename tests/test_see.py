@@ -259,3 +259,16 @@ def test_see_equals_the_reference_computation(planted: tuple[str, Path, Path]) -
             assert [s.unit for s in box.units] == top
             assert [s.contribution for s in box.units] == pytest.approx([float(contribution[d]) for d in top], abs=1e-6)
         assert sight.top.index == int(logits[j].argmax())
+
+
+def test_batched_regions_equal_each_images_regions_on_random_maps() -> None:
+    """Many concepts touching each other (8-connectivity between equal values only), thin and diagonal runs."""
+    rng = np.random.default_rng(7)
+    coarse = rng.integers(0, 6, size=(6, 8, 8))
+    labels = np.kron(coarse, np.ones((2, 2), dtype=np.int64))[:, :15, :15] * (rng.random((6, 15, 15)) > 0.15)
+    for things, smallest in (({1, 2, 3, 4, 5}, 1), ({2, 5}, 3)):
+        batched = batch_regions(labels, things, smallest)
+        for image, found in zip(labels, batched, strict=True):
+            alone = regions(image, things, smallest)
+            assert [(r.number, r.box) for r in found] == [(r.number, r.box) for r in alone]
+            assert all(np.array_equal(a.mask, b.mask) for a, b in zip(found, alone, strict=True))
