@@ -20,7 +20,7 @@ FLOORS: tuple[tuple[str, ...], ...] = (
     ("receptive", "perturb", "distributed"),
     ("dissection", "minimal", "rf", "evaluation", "training"),
     ("report", "analysis", "explain", "annotate", "ablation", "see"),
-    ("api", "demo", "demo_steps"),
+    ("api", "demo", "demo_steps", "serve"),
     ("cli", "__init__", "__main__"),
 )
 

@@ -31,6 +31,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "unitscope.cli.report",
     "unitscope.cli.explain",
     "unitscope.cli.annotate",
+    "unitscope.cli.serve",
     "unitscope.cli.annotations",
     "unitscope.cli.ablate",
     "unitscope.cli.see",
