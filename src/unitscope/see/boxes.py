@@ -61,7 +61,7 @@ def batch_regions(labels: np.ndarray, things: Collection[int], min_pixels: int =
     kept = np.where(np.isin(labels, wanted), labels, 0)
     tiled = np.zeros((count, h + 1, w), dtype=np.int64)
     tiled[:, :h] = kept
-    components = label(tiled.reshape(count * (h + 1), w), background=0, connectivity=2)
+    components = label(tiled.reshape(count * (h + 1), w), background=0, connectivity=2)  # type: ignore[no-untyped-call]
     found: list[list[tuple[int, int, Region]]] = [[] for _ in range(count)]
     for k, where in enumerate(ndimage.find_objects(components), start=1):
         if where is None:
