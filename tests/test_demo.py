@@ -43,6 +43,9 @@ def test_small_demo_writes_the_story(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "colour control" in page and "object detectors survive" in page
     explained = summary["explain"]  # explain held out against random twins, its verdict on the page
     assert explained["units"] == 128 and explained["verdict"] and explained["verdict"] in html.unescape(page)
+    study = summary["study"]  # `study emergence` across architectures, from its shipped result (not recomputed)
+    assert study and 'data-role="study"' in page and (config.out / "study" / "claim.png").is_file()
+    assert study["sentences"] and all(s in html.unescape(page) for s in study["sentences"])
     assert {row["model"] for row in summary["accuracy"]} == {"sceneworld-scene", "sceneworld-object"}
     assert len(summary["transfer"]) == 4
     stamp = (config.out / "scene-net" / "summary.json").stat().st_mtime_ns

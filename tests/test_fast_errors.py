@@ -112,6 +112,16 @@ CASES: list[tuple[list[str], str]] = [
      "unitscope: error: full is not empty; choose another path or pass --overwrite"),
     (["segment", "--model", "resnet18", "--run", "run", "--layer", "9", "--data", "sceneworld", "--out", "x"],
      "unitscope: error: the run has no layer '9'; its layers are 0"),
+    # see
+    (["see", "--run", "nope", "--data", "sceneworld", "--out", "x"],
+     "unitscope: error: --run nope does not exist (no summary.json); give the --out directory of a finished "
+     "`unitscope dissect`"),
+    (["see", "--run", "run", "--data", "sceneworld", "--out", "full"],
+     "unitscope: error: full is not empty; choose another path or pass --overwrite"),
+    (["see", "--run", "run", "--image", "nope.png", "--out", "x"],
+     "unitscope: error: --image nope.png does not exist; give the path of a PNG or JPEG file"),
+    (["see", "--run", "run", "--layer", "9", "--data", "sceneworld", "--out", "x"],
+     "unitscope: error: the run has no layer '9'; its layers are 0"),
     # compare
     (["compare", "run", "nope", "--out", "x"],
      "unitscope: error: RUN_B nope does not exist (no summary.json); give the --out directory of a finished "

@@ -15,12 +15,13 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "unitscope"
 
 # Floors, lowest first: a module may import its own floor or lower ones only.
 FLOORS: tuple[tuple[str, ...], ...] = (
-    ("errors", "progress", "processes", "staging", "training_config", "batching", "palette", "defaults"),
+    ("errors", "progress", "processes", "staging", "training_config", "batching", "palette", "defaults",
+     "constraint_spec"),
     ("data", "stats", "capture", "layout", "models"),
     ("receptive", "perturb", "distributed"),
-    ("dissection", "minimal", "rf", "evaluation", "training"),
-    ("report", "analysis", "explain", "annotate", "ablation"),
-    ("api", "demo", "demo_steps"),
+    ("dissection", "minimal", "rf", "evaluation", "training", "constraints"),
+    ("report", "analysis", "explain", "annotate", "ablation", "see"),
+    ("api", "demo", "demo_steps", "serve", "study"),
     ("cli", "__init__", "__main__"),
 )
 

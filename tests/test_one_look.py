@@ -30,7 +30,8 @@ def assert_on_base(html: str) -> None:
 
 
 def test_every_template_extends_the_base() -> None:
-    templates = [p for folder in ("report/templates", "annotate/templates") for p in (SRC / folder).glob("*.html")]
+    templates = [p for folder in ("report/templates", "annotate/templates", "serve/templates")
+                 for p in (SRC / folder).glob("*.html")]
     assert len(templates) >= 9
     for path in templates:
         if path.name != "base.html":

@@ -28,9 +28,10 @@ from unitscope.explain.run import explain  # the package is also callable as uni
 from unitscope.models.loading import LoadedModel, load_model
 from unitscope.models.preprocessing import Preprocessing
 from unitscope.report.run_report import report
+from unitscope.see.run import see  # the package is also callable as unitscope.see
 
 __all__ = ["ablate", "cam", "compare", "dissect", "explain", "minimal_images", "receptive_fields", "report",
-           "segment"]
+           "see", "segment"]
 
 ModelArg = str | nn.Module | LoadedModel
 ClassNamesArg = Sequence[str] | str | Path  # the names, or a file of them (a str is a path)

@@ -100,3 +100,20 @@ def cam_line(report: dict[str, Any]) -> str:
             f"{number(score.get('lift'))} against {number(twin.get('lift'))} with random weights ({interval('lift')}); "
             f"pointing game {number(score.get('pointing'))} against {number(twin.get('pointing'))} "
             f"({interval('pointing')}); chance = object share {number(score.get('object_share'))}")
+
+
+def study_section(out: Path) -> dict[str, Any] | None:
+    """The emergence study's headline from its shipped result (``unitscope study emergence``, not recomputed):
+    the claim chart drawn into ``out/study/claim.png`` and one sentence per architecture; None if not shipped."""
+    from unitscope.study.emergence_charts import claim_chart
+    from unitscope.study.emergence_page import shipped_result
+
+    data = shipped_result()
+    if data is None or not data.get("claims"):
+        return None
+    folder = out / "study"
+    folder.mkdir(exist_ok=True)
+    chart = claim_chart(data, folder / "claim.png")
+    recipe = data["recipe"]
+    return {"chart": chart, "sentences": list(data["sentences"].values()), "n": recipe["n"],
+            "bootstrap": recipe["bootstrap"], "archs": list(recipe["archs"]), "seconds": data.get("seconds")}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import numpy as np
 import torch
@@ -12,9 +12,13 @@ from torch import nn
 from tqdm import tqdm
 
 from unitscope.batching import batch_count, batch_ranges
+from unitscope.constraint_spec import parse_constraints
+from unitscope.constraints import build_constraints, whitened_layers
+from unitscope.errors import UsageError
 from unitscope.models.architectures import build_network, default_config
 from unitscope.models.builtin import SceneWorldCheckpoint
 from unitscope.models.preprocessing import Preprocessing
+from unitscope.models.sceneworld_net import SceneWorldNetConfig
 from unitscope.training_config import TASK_KINDS, TrainConfig
 
 
@@ -72,8 +76,16 @@ def train_sceneworld_net(config: TrainConfig, progress: bool = True) -> SceneWor
     render_seconds = time.perf_counter() - started
 
     preprocess = Preprocessing(input_size=(config.size, config.size))
+    specs = parse_constraints(config.constraints)
     net_config = default_config(config.arch, len(class_names), config.size)
+    whitening = whitened_layers(specs)
+    if whitening:
+        if not isinstance(net_config, SceneWorldNetConfig):
+            raise UsageError(f"--constraint whitening is built into the AlexNet-shaped net only; drop it or use "
+                             f"--arch alexnet (got --arch {config.arch})")
+        net_config = replace(net_config, whitening=whitening)
     net = build_network(net_config)
+    constraints = build_constraints(specs, net, config.seed, config.size, progress)
     optimizer = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = batch_count(config.n_train, config.batch_size)
     schedule = torch.optim.lr_scheduler.OneCycleLR(
@@ -91,10 +103,13 @@ def train_sceneworld_net(config: TrainConfig, progress: bool = True) -> SceneWor
             idx = order[part.start:part.stop]
             x = preprocess.to_tensor(_augment(train_x[idx], generator))
             loss = F.cross_entropy(net(x), train_y[idx], label_smoothing=0.1)
+            loss = loss + sum((p for c in constraints if (p := c.penalty()) is not None), torch.zeros(()))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()  # type: ignore[no-untyped-call]
             optimizer.step()
             schedule.step()
+            for constraint in constraints:
+                constraint.after_step(net, epoch * steps_per_epoch + step + 1)
             total_loss += loss.item()
             bar.set_postfix(loss=f"{total_loss / (step + 1):.3f}")
         val_acc = accuracy_on(net, preprocess, val_x, val_y)
@@ -113,7 +128,10 @@ def train_sceneworld_net(config: TrainConfig, progress: bool = True) -> SceneWor
         "parameters": sum(p.numel() for p in net.parameters()),
         "optimizer": "AdamW, OneCycleLR (pct_start 0.2), label smoothing 0.1, flips and 4 px shifts",
         "torch": str(torch.__version__),
+        "constraints": [c.describe() for c in constraints] or [{"constraint": "none"}],
     }
+    for constraint in constraints:
+        constraint.detach()
     state = {k: v.detach().clone() for k, v in net.state_dict().items()}
     return SceneWorldCheckpoint(net_config, state, tuple(class_names), config.task, preprocess, info,
                                 arch=config.arch)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, fields, replace
 
+from unitscope.constraint_spec import parse_constraints
 from unitscope.errors import UsageError
 
 TASK_KINDS: dict[str, str] = {"scene": "scenes", "object": "objects"}
@@ -42,6 +43,7 @@ class TrainConfig:
     seed: int = 0
     size: int = 112
     threads: int = 2
+    constraints: tuple[str, ...] = ()  # --constraint specs, canonical (constraint_spec.ConstraintSpec.text)
 
     @classmethod
     def for_arch(cls, arch: str, **overrides: object) -> TrainConfig:
@@ -56,6 +58,7 @@ class TrainConfig:
         return replace(base, **{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
 
     def validate(self) -> None:
+        parse_constraints(self.constraints)
         if self.task not in TASK_KINDS:
             raise UsageError(f"unknown --task {self.task!r}; use scene or object")
         if self.arch not in ARCHITECTURES:

@@ -31,8 +31,11 @@ COMMAND_MODULES: tuple[str, ...] = (
     "unitscope.cli.report",
     "unitscope.cli.explain",
     "unitscope.cli.annotate",
+    "unitscope.cli.serve",
     "unitscope.cli.annotations",
     "unitscope.cli.ablate",
+    "unitscope.cli.see",
+    "unitscope.cli.study",
 )
 
 OUTPUT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM})

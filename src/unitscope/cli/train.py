@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from unitscope.constraint_spec import parse_constraints
 from unitscope.errors import UsageError
 from unitscope.training_config import ARCH_RECIPES, ARCHITECTURES, TrainConfig
 
@@ -29,15 +30,19 @@ _RECIPE = "default: the --arch recipe"
 @click.option("--seed", type=int, default=TrainConfig.seed, show_default=True)
 @click.option("--threads", type=int, default=TrainConfig.threads, show_default=True)
 @click.option("--overwrite", is_flag=True, help="Replace an existing OUT file.")
+@click.option("--constraint", "constraints", multiple=True, metavar="NAME[:WEIGHT][@LAYER]",
+              help="Add a constraint (repeatable): whitening, filters, sparsity, or none (the control); "
+                   "see docs/constraints.md.")
 def command(task: str, out: Path, arch: str, n_train: int | None, n_val: int, epochs: int | None,
             batch_size: int | None, lr: float | None, weight_decay: float | None, seed: int, threads: int,
-            overwrite: bool) -> None:
+            overwrite: bool, constraints: tuple[str, ...]) -> None:
     """Train one network family (--arch) on SceneWorld scenes or objects; the recipe is saved in OUT."""
     if arch not in ARCH_RECIPES:
         raise UsageError(f"unknown --arch {arch!r}; use one of {', '.join(ARCHITECTURES)}")
+    specs = tuple(spec.text() for spec in parse_constraints(constraints))
     config = TrainConfig.for_arch(arch, task=task, n_train=n_train, n_val=n_val, epochs=epochs,
                                   batch_size=batch_size, lr=lr, weight_decay=weight_decay, seed=seed,
-                                  threads=threads)
+                                  threads=threads, constraints=specs)
     config.validate()
     if out.exists() and not overwrite:
         raise UsageError(f"{out} exists; choose another --out or pass --overwrite")

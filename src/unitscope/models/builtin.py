@@ -18,6 +18,7 @@ from unitscope.errors import UsageError
 from unitscope.models.architectures import NetConfig, build_network, config_from_dict
 from unitscope.models.catalog import BUILTIN_NAMES
 from unitscope.models.preprocessing import Preprocessing
+from unitscope.models.whitening import BUFFER_PREFIX as WHITENING_BUFFERS
 
 BUILTIN_MODELS: dict[str, str] = {name: f"{name}.pt" for name in BUILTIN_NAMES}  # name → file in weights/
 FORMAT_V1 = "unitscope-sceneworld-net/1"  # AlexNet-shaped SceneWorldNet only, no "arch" key
@@ -46,7 +47,7 @@ class SceneWorldCheckpoint:
                 "format": FORMAT,
                 "arch": self.arch,
                 "config": self.config.to_dict(),
-                "state_dict": {k: v.half() if v.is_floating_point() else v for k, v in self.state_dict.items()},
+                "state_dict": {k: v.half() if _halved(k, v) else v for k, v in self.state_dict.items()},
                 "class_names": list(self.class_names),
                 "task": self.task,
                 "input_size": list(self.preprocess.input_size or ()),
@@ -86,6 +87,12 @@ class SceneWorldCheckpoint:
         net = build_network(self.config)
         net.load_state_dict(self.state_dict)
         return net.eval()
+
+
+def _halved(key: str, value: torch.Tensor) -> bool:
+    """Floating tensors are stored as float16, except concept whitening's statistics and rotation, whose
+    eigendecomposition and orthogonality float16 would spoil."""
+    return value.is_floating_point() and not key.rpartition(".")[2].startswith(WHITENING_BUFFERS)
 
 
 def builtin_weights_path(name: str) -> Path:

@@ -14,6 +14,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from unitscope.models.whitening import ConceptWhitening
+
 PAPER_LAYERS: tuple[str, ...] = (
     "conv1", "pool1", "conv2", "pool2", "conv3", "conv4", "conv5", "pool5", "fc6", "fc7", "fc8",
 )
@@ -27,6 +29,7 @@ class SceneWorldNetConfig:
     widths: tuple[int, int, int, int, int] = (24, 48, 96, 96, 128)
     fc_width: int = 256
     input_size: int = 112
+    whitening: tuple[str, ...] = ()  # layers whose BatchNorm is a ConceptWhitening (train --constraint whitening)
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -38,14 +41,16 @@ class SceneWorldNetConfig:
             widths=tuple(data["widths"]),
             fc_width=int(data["fc_width"]),
             input_size=int(data["input_size"]),
+            whitening=tuple(str(name) for name in data.get("whitening", ())),
         )
 
 
-def conv_block(c_in: int, c_out: int, kernel: int, stride: int, padding: int) -> nn.Sequential:
-    """Convolution, batch norm and an (out-of-place) ReLU: one paper-named layer."""
+def conv_block(c_in: int, c_out: int, kernel: int, stride: int, padding: int, whitened: bool = False
+               ) -> nn.Sequential:
+    """Convolution, batch norm (or concept whitening in its place) and a ReLU: one paper-named layer."""
     return nn.Sequential(
         nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=padding, bias=False),
-        nn.BatchNorm2d(c_out),
+        ConceptWhitening(c_out) if whitened else nn.BatchNorm2d(c_out),
         nn.ReLU(inplace=True),
     )
 
@@ -57,13 +62,14 @@ class SceneWorldNet(nn.Module):
         super().__init__()
         self.config = config
         w1, w2, w3, w4, w5 = config.widths
-        self.conv1 = conv_block(3, w1, 5, 2, 2)
+        cw = set(config.whitening)
+        self.conv1 = conv_block(3, w1, 5, 2, 2, "conv1" in cw)
         self.pool1 = nn.MaxPool2d(3, 2, 1)
-        self.conv2 = conv_block(w1, w2, 5, 1, 2)
+        self.conv2 = conv_block(w1, w2, 5, 1, 2, "conv2" in cw)
         self.pool2 = nn.MaxPool2d(3, 2, 1)
-        self.conv3 = conv_block(w2, w3, 3, 1, 1)
-        self.conv4 = conv_block(w3, w4, 3, 1, 1)
-        self.conv5 = conv_block(w4, w5, 3, 1, 1)
+        self.conv3 = conv_block(w2, w3, 3, 1, 1, "conv3" in cw)
+        self.conv4 = conv_block(w3, w4, 3, 1, 1, "conv4" in cw)
+        self.conv5 = conv_block(w4, w5, 3, 1, 1, "conv5" in cw)
         self.pool5 = nn.MaxPool2d(3, 2, 1)
         spatial = self._pool5_side(config.input_size)
         self.fc6 = nn.Sequential(

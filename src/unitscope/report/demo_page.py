@@ -163,8 +163,9 @@ def cam_summary(report: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 def write_demo_page(out: Path, summary: dict[str, Any], results: dict[str, DissectionResult],
-                    galleries: dict[str, list[Path]] | None = None) -> Path:
-    """Render ``out/index.html`` from the demo's numbers and the figures its steps wrote."""
+                    galleries: dict[str, list[Path]] | None = None, study: dict[str, Any] | None = None) -> Path:
+    """Render ``out/index.html`` from the demo's numbers and the figures its steps wrote; ``study``: the
+    emergence study's shipped headline (its chart and one sentence per architecture), when there is one."""
     transfer: dict[str, dict[str, Any]] = {}
     for row in summary["transfer"]:
         transfer.setdefault(row["features"], {})[row["task"]] = row["accuracy"]
@@ -196,6 +197,7 @@ def write_demo_page(out: Path, summary: dict[str, Any], results: dict[str, Disse
         galleries={name: [str(p.relative_to(out)) for p in paths if p.is_file()][:12]
                    for name, paths in (galleries or {}).items()},
         cam=cam_summary(summary.get("cam")),
+        study=dict(study, chart=_png(study["chart"])) if study else None,
         seconds=summary["seconds"],
         headline_layer=HEADLINE_LAYER,
     )

@@ -107,12 +107,22 @@ def segment_labels(features: FeatureMaps, vectors: ConceptVectors,
                    images: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Concept numbers [B, sh, sw] (0 = none) and class probabilities [B, K], from one forward pass."""
     logits, maps = features(images)
-    mean = torch.from_numpy(vectors.mean).to(maps.device)[None, :, None, None]
-    std = torch.from_numpy(vectors.std).to(maps.device)[None, :, None, None]
-    x = ((maps - mean) / std).permute(0, 2, 3, 1)
-    score = x @ torch.from_numpy(vectors.weights).to(maps.device).T + torch.from_numpy(vectors.bias).to(maps.device)
+    score = concept_scores(vectors, standardised(vectors, maps))
     labels = vectors.numbers[score.argmax(dim=-1).cpu().numpy()]
     return labels, torch.softmax(logits.double(), dim=1).cpu().numpy()
+
+
+def standardised(vectors: ConceptVectors, maps: torch.Tensor) -> torch.Tensor:
+    """Feature maps [B, D, sh, sw] standardised with the fit's mean and std, as the vectors read them."""
+    mean = torch.from_numpy(vectors.mean).to(maps.device)[None, :, None, None]
+    std = torch.from_numpy(vectors.std).to(maps.device)[None, :, None, None]
+    return (maps - mean) / std
+
+
+def concept_scores(vectors: ConceptVectors, x: torch.Tensor) -> torch.Tensor:
+    """Every concept's score per pixel [B, sh, sw, C+1] (``w_c·x + b_c``) from standardised maps ``x``."""
+    weights = torch.from_numpy(vectors.weights).to(x.device)
+    return x.permute(0, 2, 3, 1) @ weights.T + torch.from_numpy(vectors.bias).to(x.device)
 
 
 def run_vector_segment(model: LoadedModel, run: DissectionResult, source: InputSource, out: Path | None,

@@ -73,15 +73,20 @@ class FeatureMaps:
         with torch.no_grad(), ExitStack() as stack:
             recorders = [stack.enter_context(LayerRecorder(self.model.module, p)) for p in self.paths]
             logits = self.model.module(x)
-        maps = []
-        self.widths = tuple(int(r.activation.shape[1]) for r in recorders if r.activation is not None)
-        for recorder, upsampler in zip(recorders, self.upsamplers, strict=True):
-            if recorder.activation is None or recorder.activation.dim() != 4:
-                raise UsageError(f"layer {recorder.path} gave no [batch, units, h, w] maps; choose conv layers")
-            maps.append(upsampler(recorder.activation))
         if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
             raise UsageError("segment needs a classifier whose output is [batch, classes]; this model's is not")
-        return logits, torch.cat(maps, dim=1)
+        return logits, self.upsample([r.activation for r in recorders])
+
+    def upsample(self, activations: list[torch.Tensor | None]) -> torch.Tensor:
+        """The layers' maps (one per path, as recorded) upsampled and concatenated [B, D, sh, sw]; ``see``
+        records them in its own pass and hands them over here."""
+        maps = []
+        self.widths = tuple(int(a.shape[1]) for a in activations if a is not None)
+        for path, activation, upsampler in zip(self.paths, activations, self.upsamplers, strict=True):
+            if activation is None or activation.dim() != 4:
+                raise UsageError(f"layer {path} gave no [batch, units, h, w] maps; choose conv layers")
+            maps.append(upsampler(activation))
+        return torch.cat(maps, dim=1)
 
 
 def fit_concept_vectors(

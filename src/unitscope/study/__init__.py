@@ -1,0 +1,1 @@
+"""Studies: many trainings and dissections measured together (``unitscope study``); one module per study."""
