@@ -15,6 +15,9 @@ ARCHITECTURES: tuple[str, ...] = ("alexnet", "resnet", "vgg", "convnext", "vit",
 
 # Each family's recipe: the TrainConfig fields that differ from the defaults (the AlexNet pair's recipe).
 # Every family trains with AdamW, a one-cycle schedule, label smoothing 0.1, flips and 4 px shifts.
+# Measured (seed 0, --threads 1, last-epoch validation top-1 scene / object): resnet 0.932 / 0.944,
+# vgg 0.925 / 0.952; convnext's 8 epochs reach only 0.655 on scenes (still rising: it needs a longer
+# schedule); vit and swin are untried guesses.
 ARCH_RECIPES: dict[str, dict[str, float | int]] = {
     "alexnet": {},
     "resnet": {},
