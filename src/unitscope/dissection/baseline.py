@@ -32,7 +32,14 @@ from unitscope.models.loading import LoadedModel
 
 
 def random_baseline(model: LoadedModel, seed: int) -> LoadedModel:
-    """The same architecture with every parameter re-initialised from ``seed`` (batch-norm statistics reset)."""
+    """The same architecture with every parameter re-initialised from ``seed`` (batch-norm statistics reset).
+
+    Modules with ``reset_parameters`` (convolutions, linear and norm layers) use it, in module order, as
+    before; so AlexNet-, ResNet- and VGG-shaped twins are the same bit for bit as they always were.
+    Parameters a module owns without such a method (ConvNeXt's layer scales, ViT's class token and position
+    embedding, attention's input projection, Swin's relative-position tables) would otherwise keep their
+    trained values: :func:`_reinit_own` draws them afresh the way torchvision's constructors do.
+    """
     clone = copy.copy(model)
     clone.module = copy.deepcopy(model.module)
     with torch.random.fork_rng(devices=[]):
@@ -41,11 +48,41 @@ def random_baseline(model: LoadedModel, seed: int) -> LoadedModel:
             reset = getattr(module, "reset_parameters", None)
             if callable(reset):
                 reset()
+            else:
+                _reinit_own(module)
             running = getattr(module, "reset_running_stats", None)
             if callable(running):
                 running()
     clone.name = f"{model.name} (random weights, seed {seed})"
     return clone
+
+
+# torchvision's constructor-time value of ConvNeXt's per-channel layer scale (CNBlock's ``layer_scale``).
+_LAYER_SCALE = 1e-6
+
+
+def _reinit_own(module: torch.nn.Module) -> None:
+    """Re-draw the parameters ``module`` owns itself when it has no ``reset_parameters``.
+
+    torchvision's initialisations: attention's ``_reset_parameters`` (xavier input projection), ConvNeXt's
+    layer scale 1e-6, ViT's class token zeros and position embedding N(0, 0.02²), Swin's relative-position
+    bias table trunc_normal_(std=0.02); any other such tensor (a user's own module) the same,
+    the transformers' convention for free-standing parameters, so no trained value survives in the twin.
+    """
+    private_reset = getattr(module, "_reset_parameters", None)
+    if isinstance(module, torch.nn.MultiheadAttention) and callable(private_reset):
+        private_reset()
+        return
+    with torch.no_grad():
+        for name, param in module.named_parameters(recurse=False):
+            if name == "layer_scale":
+                param.fill_(_LAYER_SCALE)
+            elif name == "class_token":
+                param.zero_()
+            elif name == "pos_embedding":
+                param.normal_(0.0, 0.02)
+            else:  # relative_position_bias_table and anything else
+                torch.nn.init.trunc_normal_(param, std=0.02)
 
 
 def baseline_fingerprint(random_model: LoadedModel, paths: dict[str, str], probe: ProbeSet,
