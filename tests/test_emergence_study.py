@@ -265,6 +265,7 @@ def test_the_package_ships_the_committed_results_headline() -> None:
     assert json.dumps(_plain(shipped)) == json.dumps(_plain(headline(committed)))
     archs = {claim["arch"] for claim in shipped["claims"]}
     assert archs == set(shipped["sentences"]) and "alexnet" in archs
+    assert archs == set(shipped_architectures())  # every shipped pair is in the committed result
 
 
 @pytest.mark.parametrize(("args", "message"), [
