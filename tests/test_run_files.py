@@ -326,7 +326,8 @@ def test_every_reader_refuses_a_damaged_run(kind: str, command: str, run: Path, 
     out = str(tmp_path / "out")
     args = {"compare": ["compare", str(tmp_path / "other"), str(run), "--out", out],
             "explain": ["explain", "--run", str(run), "--layer", "0", "--out", out],
-            "segment": ["segment", "--model", "sceneworld-scene", "--run", str(run), "--out", out]}[command]
+            "segment": ["segment", "--model", "sceneworld-scene", "--run", str(run), "--data", "sceneworld",
+                        "--n", "2", "--out", out]}[command]
     assert_usage_error(run_cli(capsys, *args), fragment)
     assert not (tmp_path / "out").exists()
 

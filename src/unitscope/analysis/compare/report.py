@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from unitscope.analysis.compare.nulls import NOT_TESTED_CONTROL
 from unitscope.analysis.compare.plots import run_colour
 from unitscope.analysis.compare.runs import Comparison
 from unitscope.report.html import report_environment, write_html
@@ -57,7 +58,8 @@ detectors minus its twin's [95% interval over the same bootstrap resamples of th
 <td title="{{ s.vs_random }}">{{ s.random_detectors }}{% if s.random_detectors_ci %}
 <span class="small">[{{ s.random_detectors_ci }}]</span>{% endif %}{% if s.random_difference %}
 <span class="small">difference {{ s.random_difference }}</span>{% endif %}</td>
-<td>{{ s.survive_control }}{% if s.random_survive_control is number %}
+<td>{% if s.survive_control == not_tested %}<span class="small" title="{{ not_tested }}">n/a</span>
+{%- else %}{{ s.survive_control }}{% endif %}{% if s.random_survive_control is number %}
 <span class="small">(twin {{ s.random_survive_control }})</span>{% endif %}</td>{% endfor %}</tr>
 {% endfor %}</table>
 <img alt="categories per layer" src="{{ figures['categories'] }}">
@@ -95,7 +97,8 @@ layers too). Runs of different layer names are paired by it unless <code>--pair<
 the same rules; a run beats it only where the 95% bootstrap interval of its total lies wholly above the twin's
 (the record keeps no interval per category: there a count at or below the twin's does not beat it).</dd>
 <dt>survive colour control</dt><dd>detectors whose label still holds on the recoloured twin of the probe set
-(every object painted from one shared palette), so they are not colour filters.</dd>
+(every object painted from one shared palette), so they are not colour filters; n/a: the control re-measures
+object and part detectors only.</dd>
 <dt>pixel share</dt><dd>pixels labelled with the class over all pixels of the probe images where the category
 is annotated (coverage).</dd>
 <dt>image frequency</dt><dd>share of annotated probe images in which the class appears.</dd>
@@ -174,7 +177,7 @@ def render_report(comparison: Comparison, figures: dict[str, Path], layer_figure
     html = report_environment().overlay(trim_blocks=False, lstrip_blocks=False).from_string(TEMPLATE).render(
         names=comparison.names, runs=runs, notes=comparison.notes, pairing=comparison.pairing,
         categories=_category_rows(comparison.categories, sides),
-        verdicts=comparison.verdicts,
+        verdicts=comparison.verdicts, not_tested=NOT_TESTED_CONTROL,
         layers=layers, category=comparison.category, figures={k: data_uri(p) for k, p in figures.items()},
     )
     write_html(html, out)
