@@ -22,8 +22,8 @@ def test_small_demo_writes_the_story(tmp_path: Path, capsys: pytest.CaptureFixtu
     summary = run_demo(config)
     out = capsys.readouterr().out
     assert "detector units (unique concepts) per layer" in out and "transfer" in out
-    assert [line.split()[0] for line in out.splitlines() if line.startswith("[")][:11] == [
-        f"[{k}/11" for k in range(1, 12)]
+    assert [line.split()[0] for line in out.splitlines() if line.startswith("[")][:12] == [
+        f"[{k}/12" for k in range(1, 13)]
     page = (config.out / "index.html").read_text()
     assert "Object detectors emerge in a scene network" in page
     assert "bound method" not in page and "nan" not in re.sub(r"<[^>]+>", "", page).lower().split()
@@ -43,6 +43,16 @@ def test_small_demo_writes_the_story(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "colour control" in page and "object detectors survive" in page
     explained = summary["explain"]  # explain held out against random twins, its verdict on the page
     assert explained["units"] == 128 and explained["verdict"] and explained["verdict"] in html.unescape(page)
+    study = summary["study"]  # `study emergence` across architectures, from its shipped result (not recomputed)
+    assert study and 'data-role="study"' in page and (config.out / "study" / "claim.png").is_file()
+    assert study["sentences"] and all(s in html.unescape(page) for s in study["sentences"])
+    seen = summary["see"]  # the last section: two scenes through see, each with its page, strip and boxes' units
+    assert len(seen) == 2 and all(s["schema"] == "unitscope.see/sight" and s["passes"] == 1 for s in seen)
+    assert page.count('data-role="see"') == 2 and 'href="see/index.html"' in page
+    for s in seen:
+        assert (config.out / "see" / f"{s['name']}_strip.png").is_file() and f'href="see/{s["name"]}.html"' in page
+        assert s["scene"][0]["name"] in page and f"see {s['name']}: {s['scene'][0]['name']}" in out
+    assert list((config.out / "scene-net" / "vectors").glob("*.npz"))  # fitted once, kept in the run
     assert {row["model"] for row in summary["accuracy"]} == {"sceneworld-scene", "sceneworld-object"}
     assert len(summary["transfer"]) == 4
     stamp = (config.out / "scene-net" / "summary.json").stat().st_mtime_ns

@@ -13,11 +13,12 @@ from planted import PlantedProbe
 from sklearn.metrics import average_precision_score
 from test_analysis_planted import dissect_planted
 
+from unitscope.analysis.segment.vectors import ConceptVectors
 from unitscope.data.broden_export import write_broden
 from unitscope.errors import UsageError
 from unitscope.see import SeeOptions, SeeSystem, Sight, write_sight_page
 from unitscope.see.ap import average_precision, collect, mean_ap
-from unitscope.see.boxes import regions, scale_box
+from unitscope.see.boxes import batch_regions, regions, scale_box
 
 
 @pytest.fixture(scope="module")
@@ -177,3 +178,97 @@ def test_gradcam_backward_stops_at_the_cam_layer(planted: tuple[str, Path, Path]
     system.see(_images(2))
     assert all(p.grad is None and p.requires_grad for p in system.model.module.parameters())
     assert torch.is_grad_enabled()
+
+
+def _random_vectors(widths: tuple[int, ...], classes: int, seed: int = 0) -> ConceptVectors:
+    rng = np.random.default_rng(seed)
+    d = sum(widths)
+    return ConceptVectors(tuple(f"l{i}" for i in range(len(widths))), tuple(f"p{i}" for i in range(len(widths))),
+                          widths, np.arange(classes, dtype=np.int64), tuple(f"c{i}" for i in range(classes)),
+                          rng.normal(size=(classes, d)).astype(np.float32), rng.normal(size=classes).astype(np.float32),
+                          rng.normal(size=d).astype(np.float32), rng.uniform(0.5, 2, size=d).astype(np.float32), {})
+
+
+@pytest.mark.parametrize("mode", ["rf", "bilinear"])
+def test_projected_scores_equal_segments_upsample_then_score(mode: str) -> None:
+    """Projecting onto the concepts before upsampling gives segment's scores (upsample every unit, standardise,
+    w·x + b), its argmax, and each region's mean standardised feature, on two layers of different sizes."""
+    from unitscope.analysis.segment.vector_run import concept_scores, standardised
+    from unitscope.dissection.upsample import Upsampler
+    from unitscope.see.projection import ConceptProjection
+
+    label, image = (20, 24), (40, 48)
+    ups = [Upsampler.build(mode, (5, 6), label, image, 8.0, 3.5),
+           Upsampler.build(mode, (3, 3), label, image, 16.0, 7.5)]
+    vectors = _random_vectors((4, 3), 6)
+    generator = torch.Generator().manual_seed(1)
+    activations = [torch.rand(3, 4, 5, 6, generator=generator), torch.rand(3, 3, 3, 3, generator=generator)]
+    full = torch.cat([u(a) for u, a in zip(ups, activations, strict=True)], dim=1)  # segment's [B, D, sh, sw]
+    reference = concept_scores(vectors, standardised(vectors, full))
+    projection = ConceptProjection(vectors, ups, torch.device("cpu"))
+    scores = projection.scores(activations)
+    assert scores.shape == reference.shape == (3, *label, 6)
+    assert torch.allclose(scores, reference, atol=1e-4)
+    assert torch.equal(scores.permute(0, 3, 1, 2).max(dim=1).indices, reference.argmax(dim=-1))
+    masks = torch.zeros(2, *label, dtype=torch.bool)
+    masks[0, 2:9, 3:7] = True
+    masks[1, 10:20, 0:24:3] = True
+    images = torch.tensor([2, 0])
+    means = projection.region_means(activations, images, masks)
+    standard = standardised(vectors, full).double()
+    expected = torch.stack([standard[b][:, m].mean(dim=1) for b, m in zip(images.tolist(), masks, strict=True)])
+    assert torch.allclose(means, expected, atol=1e-5)
+
+
+def test_batched_regions_equal_each_images_regions() -> None:
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 4, size=(5, 12, 12))
+    labels[1, :, :] = 2  # the same pixels as image 2's: never one region across images
+    labels[2, :, :] = 2
+    batched = batch_regions(labels, things={1, 2, 3}, min_pixels=2)
+    for image, found in zip(labels, batched, strict=True):
+        alone = regions(image, things={1, 2, 3}, min_pixels=2)
+        assert [(r.number, r.box, r.pixels) for r in found] == [(r.number, r.box, r.pixels) for r in alone]
+        assert all(np.array_equal(a.mask, b.mask) for a, b in zip(found, alone, strict=True))
+    assert [(r.number, r.box) for r in batched[1]] == [(2, (0, 0, 12, 12))]
+
+
+def test_see_equals_the_reference_computation(planted: tuple[str, Path, Path]) -> None:
+    """The optimised pass gives what segment's route gives: upsample every unit, standardise, score, argmax, one
+    region at a time, softmax over the whole map, the region's mean standardised feature."""
+    from unitscope.analysis.segment.vector_run import concept_scores, standardised
+
+    system = _system(planted, batch_size=4)
+    images = _images(4)
+    sights = system.see(images)
+    logits, maps = system.features(images)
+    standard = standardised(system.vectors, maps)
+    scores = concept_scores(system.vectors, standard)
+    for j, sight in enumerate(sights):
+        labels = system.vectors.numbers[scores[j].argmax(dim=-1).numpy()]
+        assert np.array_equal(sight.segmentation, labels)
+        probability = torch.softmax(scores[j].double(), dim=-1)
+        found = regions(labels, system.things, 1)
+        assert [o.box for o in sight.objects] == [r.box for r in found]  # image and label sizes are equal here
+        for box, region in zip(sight.objects, found, strict=True):
+            k = int(np.flatnonzero(system.vectors.numbers == region.number)[0])
+            mask = torch.from_numpy(region.mask)
+            assert box.confidence == pytest.approx(float(probability[..., k][mask].mean()), abs=1e-6)
+            contribution = torch.from_numpy(system.vectors.weights[k]).double() * standard[j][:, mask].mean(1).double()
+            top = [int(d) for d in torch.argsort(contribution, descending=True)[:3] if contribution[d] > 0]
+            assert [s.unit for s in box.units] == top
+            assert [s.contribution for s in box.units] == pytest.approx([float(contribution[d]) for d in top], abs=1e-6)
+        assert sight.top.index == int(logits[j].argmax())
+
+
+def test_batched_regions_equal_each_images_regions_on_random_maps() -> None:
+    """Many concepts touching each other (8-connectivity between equal values only), thin and diagonal runs."""
+    rng = np.random.default_rng(7)
+    coarse = rng.integers(0, 6, size=(6, 8, 8))
+    labels = np.kron(coarse, np.ones((2, 2), dtype=np.int64))[:, :15, :15] * (rng.random((6, 15, 15)) > 0.15)
+    for things, smallest in (({1, 2, 3, 4, 5}, 1), ({2, 5}, 3)):
+        batched = batch_regions(labels, things, smallest)
+        for image, found in zip(labels, batched, strict=True):
+            alone = regions(image, things, smallest)
+            assert [(r.number, r.box) for r in found] == [(r.number, r.box) for r in alone]
+            assert all(np.array_equal(a.mask, b.mask) for a, b in zip(found, alone, strict=True))

@@ -11,7 +11,10 @@
    beside the random twin.
 7. Compositional explanations of the scene net's conv5, chosen on half the probe set, scored on the other
    half against random twins.
-8. One page, ``index.html``, that ties the findings together, every number beside its null.
+8. Two fresh scenes through ``see``: the scene, its objects boxed with the units behind each, the
+   segmentation and the CAM from one forward pass (``demo_steps.see_step``).
+9. One page, ``index.html``, that ties the findings together, every number beside its null, with the headline
+   of ``unitscope study emergence`` across architectures from its shipped result (not recomputed).
 Every step whose output is complete is skipped, so an interrupted demo resumes; ``demo-config.json`` says what
 settings the folder's outputs were made with, so a folder of other settings or other files is refused.
 """
@@ -214,7 +217,7 @@ def explain_scene_net(config: DemoConfig, run: DissectionResult) -> dict[str, ob
     return summary
 
 
-STEPS = 11
+STEPS = 12
 
 
 def step(number: int, text: str, started: float) -> None:
@@ -289,6 +292,12 @@ def run_demo(config: DemoConfig, overwrite: bool = False) -> dict[str, object]:
     interval = explained.get("gain_vs_random")
     if isinstance(interval, dict):
         print(interval.get("verdict", ""))
+    step(12, f"{demo_steps.SEE_SCENES} scenes through see: scene, objects and why in one forward pass", started)
+    seen = demo_steps.see_step(config.out, config.out / "scene-net", demo_steps.SEE_SCENES, config.eval_seed + 4,
+                               config.device)
+    for found in seen:
+        print(demo_steps.see_line(found["sight"]))
+    study = demo_steps.study_section(config.out)  # the shipped result of `unitscope study emergence`: no recomputing
     seconds = time.perf_counter() - started
     summary = {
         "accuracy": accuracy.to_dict(orient="records"),
@@ -301,12 +310,15 @@ def run_demo(config: DemoConfig, overwrite: bool = False) -> dict[str, object]:
                     for label, r in results.items()},
         "explain": {key: explained.get(key) for key in ("layer", "units", "units_significant", "verdict",
                                                          "mean_heldout_iou", "null", "gain_vs_random")},
+        "see": [found["sight"] for found in seen],
+        "study": {key: value for key, value in (study or {}).items() if key != "chart"} or None,
         "seconds": round(seconds, 1),
     }
     (config.out / "demo.json").write_text(json.dumps(summary, indent=2, default=str))
     from unitscope.report.demo_page import write_demo_page
 
-    page = write_demo_page(config.out, summary, results, {"minimal": minimal, "fields": fields, "cam": cams})
+    page = write_demo_page(config.out, summary, results, {"minimal": minimal, "fields": fields, "cam": cams,
+                                                               "see": [found["strip"] for found in seen]}, study)
     print(f"\nthe story in one page: {page}")
     print(f"demo finished in {seconds:.0f} s ({time.process_time():.0f} CPU s); each report shows the "
           f"{config.report_units} best units per layer: `unitscope report {config.out / 'scene-net'}` renders all")

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from unitscope.defaults import PROBE_N
 from unitscope.errors import UsageError
 
 
@@ -47,3 +48,34 @@ def constraints(out: Path, n_train: int, epochs: int, seeds: int, render_only: b
 
     write_results(out, recipe, found)
     click.echo(f"wrote {render_page(out)}")
+
+
+@command.command("emergence")
+@click.option("--out", type=click.Path(path_type=Path), required=True,
+              help="Study folder (runs/, emergence.json, emergence.csv, claim.csv, charts, index.html).")
+@click.option("--arch", "archs", multiple=True, metavar="ARCH",
+              help="Architecture to study (repeatable; default: every shipped scene/object pair).")
+@click.option("--n", type=int, default=PROBE_N, show_default=True, help="SceneWorld probe images.")
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N or auto.")
+@click.option("--render-only", is_flag=True,
+              help="Re-render the page, charts and tables from OUT/emergence.json (the committed data).")
+def emergence(out: Path, archs: tuple[str, ...], n: int, device: str, render_only: bool) -> None:
+    """Do object detectors emerge in other networks too? Dissect every shipped architecture's scene and object
+    nets and their random twin at four matching relative depths, with the colour control, and test the paper's
+    claim per architecture (docs/emergence.md)."""
+    from unitscope.cli.prechecks import check_at_least
+    from unitscope.study.emergence import check_archs
+
+    if render_only:
+        if not (out / "emergence.json").is_file():
+            raise UsageError(f"{out} holds no emergence.json; run the study first (without --render-only)")
+    else:
+        check_archs(archs)
+        check_at_least("--n", n, 2)
+    from unitscope.study.emergence import study_emergence
+
+    found = study_emergence(out, archs, n, render_only=render_only, device=device)
+    for text in found.sentences.values():
+        click.echo(text)
+    seconds = found.data.get("seconds")
+    click.echo(f"wrote {found.page}" + (f" (study {seconds:.0f} s)" if seconds and not render_only else ""))

@@ -97,9 +97,7 @@ def baseline_info(model: LoadedModel, paths: dict[str, str], probe: ProbeSet, se
         for name, layer in results.items()}
     for name, layer in results.items():
         if layer.resampled is not None:
-            layers[name]["resampled"] = {  # one short line per category: "3 1 0 2 …" (counts are small ints)
-                "draws": layer.resampled.draws,
-                "counts": {k: " ".join(str(int(v)) for v in c) for k, c in layer.resampled.counts.items()}}
+            layers[name]["resampled"] = layer.resampled.to_record()  # one short line of counts per category
     info = {"kind": "random", "seed": settings.baseline_seed, "layers": layers, "fingerprint": fingerprint}
     if control is not None:
         info["control"] = control(random_model, results, workdir / "control")
@@ -108,15 +106,7 @@ def baseline_info(model: LoadedModel, paths: dict[str, str], probe: ProbeSet, se
 
 def recorded_resamples(entry: object) -> ResampledCounts | None:
     """The twin's resampled counts of one recorded baseline layer; None when absent or malformed (older runs)."""
-    resampled = entry.get("resampled") if isinstance(entry, dict) else None
-    draws = resampled.get("draws") if isinstance(resampled, dict) else None
-    counts = resampled.get("counts") if isinstance(resampled, dict) else None
-    if not isinstance(draws, str) or not isinstance(counts, dict):
-        return None
-    if not all(isinstance(c, str) and all(v.isdigit() for v in c.split()) for c in counts.values()):
-        return None
-    return ResampledCounts(draws, {str(k): np.asarray([int(v) for v in c.split()], dtype=np.int64)
-                                   for k, c in counts.items()})
+    return ResampledCounts.from_record(entry.get("resampled") if isinstance(entry, dict) else None)
 
 
 def paired_difference(mine: ResampledCounts, theirs: ResampledCounts, observed: dict[str, int],

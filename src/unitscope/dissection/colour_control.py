@@ -20,7 +20,7 @@ import torch
 from unitscope.data.probe import ConceptTable, ProbeSet
 from unitscope.dissection.confidence import concept_q_values
 from unitscope.dissection.engine import DissectionEngine, LayerStatistics
-from unitscope.dissection.result import LayerResult
+from unitscope.dissection.result import LayerResult, ResampledCounts
 from unitscope.dissection.settings import DissectSettings
 from unitscope.errors import UsageError
 from unitscope.models.loading import LoadedModel
@@ -90,16 +90,22 @@ def survival(layer: LayerResult, twin: LayerStatistics, concepts: ConceptTable,
                            "survive_control": int((survives & (categories == c)).sum())} for c in CONTROLLED},
     }
     if settings.bootstrap and twin.evidence is not None and twin.overlap is not None and twin.iou is not None:
-        record["survive_ci"] = _survivors_interval(twin, concept, significant, settings)
+        record["survive_ci"], resampled = _survivors_interval(twin, concept, significant, settings, concepts)
+        if resampled is not None:
+            record["resampled"] = resampled.to_record()
     return record
 
 
 def _survivors_interval(twin: LayerStatistics, concept: np.ndarray, significant: np.ndarray,
-                        settings: DissectSettings) -> list[float]:
+                        settings: DissectSettings, concepts: ConceptTable
+                        ) -> tuple[list[float], ResampledCounts | None]:
     """95% interval of the survivors when the twin's images are resampled (the run's own resamples and seed):
-    each tested unit's concept is its only candidate, its significance on the twin the full-data one."""
+    each tested unit's concept is its only candidate, its significance on the twin the full-data one. Also
+    the survivors per resample, per tested category and in all (``total``): two runs dissected on the same
+    probe set pair them resample by resample (equal draw digests)."""
+    nan = [float("nan"), float("nan")]
     if twin.evidence is None or twin.overlap is None or twin.iou is None:
-        return [float("nan"), float("nan")]
+        return nan, None
     units, width = twin.iou.shape
     onehot = np.zeros((units, width))
     chosen = np.zeros((units, width), dtype=bool)
@@ -109,6 +115,9 @@ def _survivors_interval(twin: LayerStatistics, concept: np.ndarray, significant:
     outcome = bootstrap_labels(twin.evidence.counts, twin.overlap.label_category.cpu().numpy(), concept, onehot,
                                chosen, settings.iou_threshold, settings.bootstrap, candidates=1)
     if len(outcome.detectors) == 0:
-        return [float("nan"), float("nan")]
+        return nan, None
     low, high = np.percentile(outcome.detectors, [2.5, 97.5])
-    return [float(low), float(high)]
+    counts = {name: outcome.by_category[:, c] for c, name in enumerate(concepts.categories)
+              if name in CONTROLLED and c < outcome.by_category.shape[1]}
+    counts["total"] = np.asarray(outcome.detectors, dtype=np.int64)
+    return [float(low), float(high)], ResampledCounts(outcome.draws, counts) if outcome.draws else None

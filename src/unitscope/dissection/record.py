@@ -126,6 +126,7 @@ class LayerRecord:
     top_maps: str | None = None  # file in ``directory``: float32 [U, k, h, w] maps of the top images
     histogram: str | None = None  # file in ``directory``: int64 [U, bins] activation counts and the bin edges
     depth: dict[str, int] = field(default_factory=dict)  # models.depth.layer_depth ({}: an older run)
+    resampled: dict[str, Any] = field(default_factory=dict)  # ResampledCounts.to_record: detectors per resample
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,22 @@ class ResampledCounts:
     draws: str
     counts: dict[str, np.ndarray]  # category (and "total") -> int [R]
 
+    def to_record(self) -> dict[str, object]:
+        """As ``summary.json`` keeps it: the digest, and per category one short line "3 1 0 2 …" (small ints)."""
+        return {"draws": self.draws, "counts": {k: " ".join(str(int(v)) for v in c) for k, c in self.counts.items()}}
+
+    @classmethod
+    def from_record(cls, recorded: object) -> ResampledCounts | None:
+        """What :meth:`to_record` wrote; None when absent or malformed (a run recorded before it)."""
+        draws = recorded.get("draws") if isinstance(recorded, dict) else None
+        counts = recorded.get("counts") if isinstance(recorded, dict) else None
+        if not isinstance(draws, str) or not isinstance(counts, dict):
+            return None
+        if not all(isinstance(c, str) and all(v.isdigit() for v in c.split()) for c in counts.values()):
+            return None
+        return cls(draws, {str(k): np.asarray([int(v) for v in c.split()], dtype=np.int64)
+                           for k, c in counts.items()})
+
 
 @dataclass
 class LayerResult:
@@ -59,7 +75,7 @@ class LayerResult:
     intervals: dict[str, object] = field(default_factory=dict)  # bootstrap intervals of the layer's counts
     top_maps: np.ndarray | None = None
     histogram: np.ndarray | None = None
-    resampled: ResampledCounts | None = None  # in memory only: pairs the run with its random twin at dissect time
+    resampled: ResampledCounts | None = None  # pairs the run with its random twin, or two runs (LayerRecord.resampled)
 
 
 @dataclass
@@ -167,6 +183,7 @@ def _load_layer(files: RunFiles, info: LayerRecord, n_images: int, columns: int 
         intervals=dict(info.intervals),
         top_maps=_top_maps(files, info, ranks),
         histogram=_histogram(files, info),
+        resampled=ResampledCounts.from_record(info.resampled),
     )
 
 

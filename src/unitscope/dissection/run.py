@@ -355,7 +355,8 @@ def _assemble(outcome: EngineOutcome, probe: ProbeSet, settings: DissectSettings
                     intervals=layer.intervals,
                     top_maps=TOP_MAPS if layer.top_maps is not None else None,
                     histogram=HISTOGRAM if layer.histogram is not None else None,
-                    depth=layer_depth(model.module, layer.path))
+                    depth=layer_depth(model.module, layer.path),
+                    resampled=layer.resampled.to_record() if layer.resampled is not None else {})
         for name, layer in layers.items()
     )
     record = RunRecord(

@@ -16,7 +16,7 @@ from torch import nn
 DEPTH_KEYS: tuple[str, ...] = ("layers", "of", "position", "modules")
 
 
-def _counted(module: nn.Module) -> tuple[type[nn.Module], ...]:
+def counted_kinds(module: nn.Module) -> tuple[type[nn.Module], ...]:
     """The module types that make depth: convolutions, or weight layers in a network with fewer than two."""
     convolutions = sum(isinstance(m, nn.modules.conv._ConvNd) for m in module.modules())
     return (nn.modules.conv._ConvNd,) if convolutions >= 2 else (nn.modules.conv._ConvNd, nn.Linear)
@@ -26,7 +26,7 @@ def layer_depth(module: nn.Module, path: str) -> dict[str, int]:
     """``{"layers": k, "of": n, "position": p, "modules": m}`` for the submodule at ``path``: its output has
     passed through k of the network's n counted layers; it ends at place p of the m modules in registration
     order. Empty for a path the network does not hold."""
-    kinds = _counted(module)
+    kinds = counted_kinds(module)
     named = [(name, isinstance(m, kinds)) for name, m in module.named_modules() if name]
     ends = [i for i, (name, _) in enumerate(named) if name == path or name.startswith(path + ".")]
     if not ends:

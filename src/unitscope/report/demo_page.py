@@ -162,9 +162,29 @@ def cam_summary(report: dict[str, Any] | None) -> dict[str, Any] | None:
             "verdict": verdict}
 
 
+def seen_scenes(out: Path, sights: list[dict[str, Any]] | None) -> list[dict[str, str]]:
+    """The demo's scenes through ``see`` (their sights' JSON form): strip, page and a caption in words."""
+    shown = []
+    for sight in sights or []:
+        name = sight["name"]
+        if not (out / "see" / f"{name}_strip.png").is_file():
+            continue
+        top = sight["scene"][0]
+        boxes = []
+        for found in sight["objects"]:
+            unit = found["units"][0] if found["units"] else None
+            behind = f" (strongest unit {unit['layer']} {unit['unit']}: {unit['label'] or 'no label'})" if unit else ""
+            boxes.append(f"{found['concept']} {found['confidence']:.2f}{behind}")
+        caption = (f"{top['name']} ({top['probability']:.2f}); {len(boxes)} object(s) boxed"
+                   + (f": {'; '.join(boxes)}" if boxes else ""))
+        shown.append({"strip": f"see/{name}_strip.png", "page": f"see/{name}.html", "caption": caption})
+    return shown
+
+
 def write_demo_page(out: Path, summary: dict[str, Any], results: dict[str, DissectionResult],
-                    galleries: dict[str, list[Path]] | None = None) -> Path:
-    """Render ``out/index.html`` from the demo's numbers and the figures its steps wrote."""
+                    galleries: dict[str, list[Path]] | None = None, study: dict[str, Any] | None = None) -> Path:
+    """Render ``out/index.html`` from the demo's numbers and the figures its steps wrote; ``study``: the
+    emergence study's shipped headline (its chart and one sentence per architecture), when there is one."""
     transfer: dict[str, dict[str, Any]] = {}
     for row in summary["transfer"]:
         transfer.setdefault(row["features"], {})[row["task"]] = row["accuracy"]
@@ -196,6 +216,8 @@ def write_demo_page(out: Path, summary: dict[str, Any], results: dict[str, Disse
         galleries={name: [str(p.relative_to(out)) for p in paths if p.is_file()][:12]
                    for name, paths in (galleries or {}).items()},
         cam=cam_summary(summary.get("cam")),
+        study=dict(study, chart=_png(study["chart"])) if study else None,
+        seen=seen_scenes(out, summary.get("see")),
         seconds=summary["seconds"],
         headline_layer=HEADLINE_LAYER,
     )

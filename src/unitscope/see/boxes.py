@@ -49,6 +49,40 @@ def regions(labels: np.ndarray, things: Collection[int], min_pixels: int = MIN_P
     return found
 
 
+def batch_regions(labels: np.ndarray, things: Collection[int], min_pixels: int = MIN_PIXELS) -> list[list[Region]]:
+    """:func:`regions` of every image of a batch ``labels`` [B, h, w], in the same order, from one labelling of
+    the whole batch: the images are stacked with a row of background between them (so no region crosses
+    from one image to the next) and ``skimage.measure.label`` joins 8-connected pixels of equal value, every
+    concept at once, instead of one ``ndimage.label`` per concept."""
+    from skimage.measure import label
+
+    count, h, w = labels.shape
+    wanted = np.asarray(sorted(set(things) - {0}), dtype=np.int64)
+    kept = np.where(np.isin(labels, wanted), labels, 0)
+    tiled = np.zeros((count, h + 1, w), dtype=np.int64)
+    tiled[:, :h] = kept
+    components = label(tiled.reshape(count * (h + 1), w), background=0, connectivity=2)  # type: ignore[no-untyped-call]
+    found: list[list[tuple[int, int, Region]]] = [[] for _ in range(count)]
+    for k, where in enumerate(ndimage.find_objects(components), start=1):
+        if where is None:
+            continue
+        ys, xs = where
+        inside = components[ys, xs] == k
+        pixels = int(inside.sum())
+        if pixels < min_pixels:
+            continue
+        b, top = divmod(ys.start, h + 1)
+        first = int(np.argmax(inside.reshape(-1)))  # the region's first pixel in scan order
+        y0, x0 = top, xs.start
+        number = int(tiled.reshape(count * (h + 1), w)[ys.start + first // inside.shape[1],
+                                                          xs.start + first % inside.shape[1]])
+        mask = np.zeros((h, w), dtype=bool)
+        mask[y0:y0 + inside.shape[0], xs] = inside
+        scan = (y0 + first // inside.shape[1]) * w + xs.start + first % inside.shape[1]
+        found[b].append((number, scan, Region(number, (y0, x0, y0 + inside.shape[0], xs.stop), mask)))
+    return [[region for _, _, region in sorted(image, key=lambda t: (t[0], t[1]))] for image in found]
+
+
 def scale_box(box: tuple[int, int, int, int], label_size: tuple[int, int],
               image_size: tuple[int, int]) -> tuple[int, int, int, int]:
     """A box in label pixels as the image pixels it covers (label pixel i spans [i·s, (i+1)·s))."""

@@ -20,11 +20,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from unitscope.analysis.cam.methods import CAM, ChannelWeightedCAM, GradCAM, normalise_maps
-from unitscope.analysis.segment.vector_run import concept_scores, standardised
 from unitscope.analysis.segment.vectors import ConceptVectors, FeatureMaps
 from unitscope.capture import ForwardHook, LayerRecorder
 from unitscope.errors import UsageError
 from unitscope.models.loading import LoadedModel
+from unitscope.see.projection import ConceptProjection
 
 
 @dataclass(frozen=True)
@@ -50,11 +50,12 @@ class CamPlan:
 
 @dataclass(frozen=True)
 class PassResult:
-    """One batch: logits [B, K], standardised features x [B, D, sh, sw], concept scores [B, sh, sw, C+1],
-    the class explained per image [B], and its map in [0, 1] at the label resolution [B, sh, sw]."""
+    """One batch: logits [B, K], each vector layer's native maps [B, D_l, h, w] (``activations``), concept
+    scores [B, sh, sw, C+1], the class explained per image [B], and its map in [0, 1] at the label
+    resolution [B, sh, sw]."""
 
     logits: torch.Tensor
-    features: torch.Tensor
+    activations: list[torch.Tensor]
     scores: torch.Tensor
     targets: torch.Tensor
     heat: np.ndarray
@@ -97,6 +98,7 @@ class OnePass:
         self.vectors = vectors
         self.cam = cam
         self.method = cam.build(model.module)
+        self.projection = ConceptProjection(vectors, features.upsamplers, model.device)
 
     def __call__(self, x: torch.Tensor, label_size: tuple[int, int], targets: torch.Tensor | None = None) -> PassResult:
         """``targets``: the class each image's map explains (default its own top-1; the random twin is scored on
@@ -134,11 +136,13 @@ class OnePass:
                 activation, grad = cam_recorder.read(raw), None
             heat = self._heat(activation.float(), None if grad is None else grad.float(), targets,
                               (int(x.shape[-2]), int(x.shape[-1])), label_size)
-            maps = self.features.upsample([r.activation.float() if r.activation is not None else None
-                                           for r in recorders])
-            standard = standardised(self.vectors, maps)
-            scores = concept_scores(self.vectors, standard)
-        return PassResult(logits.detach().float(), standard, scores, targets, heat)
+            activations = []
+            for path, recorder in zip(self.features.paths, recorders, strict=True):
+                if recorder.activation is None or recorder.activation.dim() != 4:
+                    raise UsageError(f"layer {path} gave no [batch, units, h, w] maps; choose conv layers")
+                activations.append(recorder.activation.float())
+            scores = self.projection.scores(activations)
+        return PassResult(logits.detach().float(), activations, scores, targets, heat)
 
     def _heat(self, activation: torch.Tensor, gradient: torch.Tensor | None, targets: torch.Tensor,
               input_size: tuple[int, int], label_size: tuple[int, int]) -> np.ndarray:

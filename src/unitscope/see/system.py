@@ -24,7 +24,7 @@ from unitscope.dissection.reopen import Trust
 from unitscope.dissection.result import DissectionResult
 from unitscope.errors import UsageError
 from unitscope.models.loading import LoadedModel
-from unitscope.see.boxes import Region, regions, scale_box, thing_numbers
+from unitscope.see.boxes import Region, batch_regions, scale_box, thing_numbers
 from unitscope.see.onepass import CamPlan, OnePass, PassResult
 from unitscope.see.sight import ObjectBox, SceneGuess, Sight, Support
 
@@ -75,6 +75,8 @@ class SeeSystem:
         self.things = thing_numbers(objects, record.spec.data.data)
         self._numbers = torch.from_numpy(np.asarray(vectors.numbers, dtype=np.int64))
         self._units = _unit_labels(run, vectors)
+        self._column = {int(number): k for k, number in enumerate(vectors.numbers)}  # concept → row of weights
+        self._weights = torch.from_numpy(np.asarray(vectors.weights)).double()
 
     @classmethod
     def open(cls, run: str | Path, model: str | None = None, weights: str | None = None, device: str = "cpu",
@@ -140,36 +142,52 @@ class SeeSystem:
         chosen = None if targets is None else torch.as_tensor(list(targets), dtype=torch.long)
         result = self._pass(x, self.label_size, chosen)
         self.passes += 1
-        return [self._sight(result, j, names[j], sizes[j] if sizes else self.image_size) for j in range(len(arrays))]
+        return self._sights(result, names, sizes or [self.image_size] * len(arrays))
 
-    def _sight(self, result: PassResult, j: int, name: str, size: tuple[int, int]) -> Sight:
-        probabilities = torch.softmax(result.logits[j].double(), dim=0)
-        top = torch.topk(probabilities, min(TOP_CLASSES, probabilities.numel()))
-        scene = tuple(SceneGuess(int(k), self._class_name(int(k)), float(p))
-                      for p, k in zip(top.values.tolist(), top.indices.tolist(), strict=True))
-        scores = result.scores[j]  # [sh, sw, C+1]
-        best = scores.argmax(dim=-1)
-        labels = self._numbers[best.cpu()].numpy()
-        concept_probability = torch.softmax(scores.double(), dim=-1)
-        objects = tuple(self._object(region, concept_probability, result.features[j], size)
-                        for region in regions(labels, self.things, self.options.min_pixels))
-        present = {int(c) for c in np.unique(labels)} - {0}
-        concepts = {c: self.run.concepts[c].name for c in sorted(present) if c in self.run.concepts}
-        return Sight(name, size, scene, self.cam.method, self._layer_name(self.cam.layer), result.heat[j],
-                     labels, concepts, objects)
+    def _sights(self, result: PassResult, names: list[str], sizes: list[tuple[int, int]]) -> list[Sight]:
+        """The batch's sights: everything per pixel or per region is computed for the whole batch at once."""
+        probabilities = torch.softmax(result.logits.double(), dim=1)
+        top = torch.topk(probabilities, min(TOP_CLASSES, probabilities.shape[1]), dim=1)
+        tops = zip(top.values.tolist(), top.indices.tolist(), strict=True)
+        # the first best concept per pixel (as argmax), over the maps' own layout: max(dim) is the faster kernel
+        best = result.scores.permute(0, 3, 1, 2).max(dim=1).indices
+        labels = self._numbers[best.cpu()].numpy()  # [B, sh, sw]
+        found = batch_regions(labels, self.things, self.options.min_pixels)
+        objects = self._objects(result, found, sizes)
+        sights = []
+        for j, (values, indices) in enumerate(tops):
+            scene = tuple(SceneGuess(int(k), self._class_name(int(k)), float(p))
+                          for p, k in zip(values, indices, strict=True))
+            present = {int(c) for c in np.unique(labels[j])} - {0}
+            concepts = {c: self.run.concepts[c].name for c in sorted(present) if c in self.run.concepts}
+            sights.append(Sight(names[j], sizes[j], scene, self.cam.method, self._layer_name(self.cam.layer),
+                                result.heat[j], labels[j], concepts, tuple(objects[j])))
+        return sights
 
-    def _object(self, region: Region, probability: torch.Tensor, features: torch.Tensor,
-                size: tuple[int, int]) -> ObjectBox:
-        k = int(np.flatnonzero(self.vectors.numbers == region.number)[0])
-        mask = torch.from_numpy(region.mask).to(features.device)
-        confidence = float(probability[..., k][mask].mean())
-        mean_x = features[:, mask].mean(dim=1).double()  # [D]: the box's standardised features
-        contribution = torch.from_numpy(self.vectors.weights[k]).double().to(mean_x.device) * mean_x
-        order = torch.argsort(contribution, descending=True)[:UNITS_PER_OBJECT]
-        name = self.run.concepts[region.number].name
-        support = tuple(self._support(int(d), float(contribution[d]), name) for d in order if contribution[d] > 0)
-        return ObjectBox(name, region.number, scale_box(region.box, self.label_size, size), confidence,
-                         region.pixels, support)
+    def _objects(self, result: PassResult, found: list[list[Region]],
+                 sizes: list[tuple[int, int]]) -> list[list[ObjectBox]]:
+        """Every region of the batch as a box, with its confidence (the concept's mean softmax probability over
+        the region) and the units behind it (largest ``w_cu · x̄_u``, ``x̄`` the region's mean standardised
+        feature), in a few batched products instead of a loop over units."""
+        flat = [(j, region) for j, image in enumerate(found) for region in image]
+        boxes: list[list[ObjectBox]] = [[] for _ in found]
+        if not flat:
+            return boxes
+        device = result.scores.device
+        images = torch.as_tensor([j for j, _ in flat], dtype=torch.long, device=device)
+        columns = torch.as_tensor([self._column[r.number] for _, r in flat], dtype=torch.long, device=device)
+        masks = torch.from_numpy(np.stack([r.mask for _, r in flat])).to(device)  # [R, sh, sw]
+        confidence = _mean_probability(result.scores, images, masks, columns)
+        means = self._pass.projection.region_means(result.activations, images, masks)  # [R, D]
+        contribution = self._weights.to(device)[columns] * means
+        top = torch.topk(contribution, min(UNITS_PER_OBJECT, contribution.shape[1]), dim=1)
+        rows = zip(flat, confidence.tolist(), top.values.tolist(), top.indices.tolist(), strict=True)
+        for (j, region), conf, values, features in rows:
+            name = self.run.concepts[region.number].name
+            support = tuple(self._support(d, v, name) for v, d in zip(values, features, strict=True) if v > 0)
+            boxes[j].append(ObjectBox(name, region.number, scale_box(region.box, self.label_size, sizes[j]), conf,
+                                      region.pixels, support))
+        return boxes
 
     def _support(self, feature: int, contribution: float, concept: str) -> Support:
         layer, unit = _feature_unit(self.vectors, feature)
@@ -185,6 +203,17 @@ class SeeSystem:
             if layer.path == path:
                 return name
         return path
+
+
+def _mean_probability(scores: torch.Tensor, images: torch.Tensor, masks: torch.Tensor,
+                      columns: torch.Tensor) -> torch.Tensor:
+    """[R] each region's mean softmax probability (over the concepts, float64) of its own concept, computed
+    at the region's pixels only."""
+    region, y, x = masks.nonzero(as_tuple=True)
+    picked = scores[images[region], y, x].double()  # [P, C+1]: the scores at every region pixel
+    mine = picked.gather(1, columns[region][:, None])[:, 0] - torch.logsumexp(picked, dim=1)
+    total = torch.zeros(len(masks), dtype=torch.float64, device=scores.device).index_add_(0, region, mine.exp())
+    return total / torch.bincount(region, minlength=len(masks)).double()
 
 
 def _size_of(image: Image.Image | np.ndarray) -> tuple[int, int]:

@@ -26,7 +26,9 @@ from unitscope.analysis.segment.run import (
 )
 from unitscope.analysis.segment.scores import ConfusionMeter
 from unitscope.analysis.segment.twin import check_baseline, random_column, twin_seed
-from unitscope.analysis.segment.vectors import ConceptVectors, FeatureMaps, fit_concept_vectors
+from unitscope.analysis.segment.vector_cache import FOLDER as CACHE_FOLDER
+from unitscope.analysis.segment.vector_cache import cached_fit
+from unitscope.analysis.segment.vectors import ConceptVectors, FeatureMaps
 from unitscope.defaults import FIT_N
 from unitscope.dissection.result import DissectionResult
 from unitscope.dissection.upsample import Upsampler
@@ -37,9 +39,14 @@ from unitscope.report.output_pages import segment_page
 
 
 def feature_maps(model: LoadedModel, run: DissectionResult, layers: tuple[str, ...]) -> FeatureMaps:
-    """Upsample every layer to the run's label size as the dissection did (``rf`` or ``bilinear``)."""
+    """Upsample every layer to the run's label size as the dissection did (``rf`` or ``bilinear``), with the
+    receptive-field geometry the run recorded (as ``report`` does); the model is traced, once, only for a
+    layer the record has none for."""
     _, label_size, input_size = _sizes(run)
     mode = str(run.record.setting("upsample", "rf"))
+    recorded = {layer.name: (layer.stride, layer.start) for layer in run.record.layers
+                if layer.stride is not None and layer.start is not None}
+    traced: dict[str, tuple[float, float]] | None = None
     paths, upsamplers = [], []
     for name in layers:
         if name not in run.layers:
@@ -47,10 +54,14 @@ def feature_maps(model: LoadedModel, run: DissectionResult, layers: tuple[str, .
         layer = run.layers[name]
         stride = start = None
         if mode == "rf":
-            from unitscope.receptive.theory import alignment_geometry
+            if name in recorded:
+                stride, start = recorded[name]
+            else:
+                from unitscope.receptive.theory import alignment_geometry
 
-            field = alignment_geometry(model.module, input_size).get(layer.path)
-            stride, start = field if field is not None else (None, None)
+                traced = traced if traced is not None else alignment_geometry(model.module, input_size)
+                field = traced.get(layer.path)
+                stride, start = field if field is not None else (None, None)
         paths.append(layer.path)
         upsamplers.append(Upsampler.build(mode, layer.shape[1:], label_size, input_size, stride, start))
     return FeatureMaps(model, tuple(paths), tuple(upsamplers))
@@ -100,7 +111,11 @@ def _fit(features: FeatureMaps, run: DissectionResult, chosen: tuple[str, ...], 
     except UsageError as err:
         raise UsageError(f"cannot reopen the run's probe set {name!r} to fit concept vectors ({err}); "
                          "pass --fit-data with a labelled probe set") from err
-    return fit_concept_vectors(features, chosen, probe, category, n=fit_n)
+    units = {layer.name: layer.units for layer in run.record.layers}
+    widths = tuple(units[name] for name in chosen) if all(name in units for name in chosen) else ()
+    # a layer whose folder is the cache's own name (unlikely) keeps the run folder free of the cache
+    where = None if any(layer.directory == CACHE_FOLDER for layer in run.record.layers) else run.run_dir
+    return cached_fit(features, where, chosen, widths, probe, category, fit_n)
 
 
 def segment_labels(features: FeatureMaps, vectors: ConceptVectors,
