@@ -190,3 +190,13 @@ def test_training_is_deterministic_per_seed_and_records_the_constraint(
 
         found = dissect(str(path), ["conv5"], n=6, settings=DissectSettings(bootstrap=0, workers=0), progress=False)
         assert len(found.units["conv5"]) == 128  # dissected through the normal loader, under its usual name
+
+
+def test_constraints_need_the_alexnet_shape() -> None:
+    from unitscope.training import train_sceneworld_net
+    from unitscope.training_config import TrainConfig
+
+    config = TrainConfig(task="scene", arch="resnet", n_train=4, n_val=2, epochs=1, batch_size=4, threads=1,
+                         constraints=("sparsity:3@conv5",))
+    with pytest.raises(UsageError, match="train it with --arch alexnet"):
+        train_sceneworld_net(config, progress=False)

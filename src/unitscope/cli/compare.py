@@ -12,7 +12,6 @@ import click
 from unitscope.cli.options import check_output_dir, check_positive, require_run
 from unitscope.data import check_probe_spec
 from unitscope.errors import UsageError
-from unitscope.staging import staged
 
 if TYPE_CHECKING:
     from unitscope.analysis.compare.runs import Comparison
@@ -42,25 +41,10 @@ def command(runs: tuple[Path, ...], out: Path, pairs: tuple[str, ...], force: bo
     if data is not None:
         check_probe_spec(data)
     check_output_dir(out, overwrite)
-    from unitscope.analysis.compare.output import write_comparison
-    from unitscope.analysis.compare.probe_reopen import run_statistics
-    from unitscope.analysis.compare.runs import check_same_probe, compare_many, display_names, side_keys
-    from unitscope.dissection.result import DissectionResult
+    from unitscope.analysis.compare.from_runs import compare_run_folders
 
-    side_keys(len(runs))
-    results = tuple(DissectionResult.load(run) for run in runs)
-    check_same_probe(*results, force=force, names=display_names(*results))
-    known = tuple(results[0].concepts.categories)
-    if category not in known:
-        raise UsageError(f"--category {category!r} is not a category of {runs[0]}; choose one of {', '.join(known)}")
-    from unitscope.analysis.compare.pairing import pair_layers
-
-    pair_layers(results, display_names(*results), pairs)  # a wrong --pair or unknown depth: before the probe pass
-    stats, source = run_statistics(results[0], data, category, max_images, progress=True)
-    comparison = compare_many(results, stats, force, category, _foreground(results[0], data), pairs)
-    comparison.notes.insert(0, f"Probe statistics from {source}.")
-    with staged(out) as stage:
-        write_comparison(comparison, stage)
+    comparison = compare_run_folders(runs, out, pairs=pairs, force=force, data=data, max_images=max_images,
+                                     category=category)
     click.echo(comparison.pairing)
     _echo_counts(comparison)
     for row in comparison.correlations.itertuples():
@@ -105,13 +89,3 @@ def _echo_counts(comparison: Comparison) -> None:
             click.echo(f"  {name}: {category} detectors {row[f'vs_random_{s}']}; "
                        f"all detectors {total[f'vs_random_{s}']}")
 
-
-def _foreground(run: object, data: str | None) -> tuple[str, ...] | None:
-    """SceneWorld's objects proper (its background regions are object concepts too); None elsewhere."""
-    from unitscope.data import SCENEWORLD_SPECS
-
-    if (data or run.record.spec.data.data) not in SCENEWORLD_SPECS:  # type: ignore[attr-defined]
-        return None
-    from unitscope.data.sceneworld import OBJECT_CLASSES
-
-    return tuple(OBJECT_CLASSES)

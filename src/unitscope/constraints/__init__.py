@@ -14,6 +14,7 @@ from unitscope.constraints.base import Constraint
 from unitscope.constraints.filters import Filters
 from unitscope.constraints.sparsity import Sparsity
 from unitscope.constraints.whitening import Whitening
+from unitscope.errors import UsageError
 
 __all__ = ["Constraint", "build_constraints", "whitened_layers"]
 
@@ -27,7 +28,11 @@ def build_constraints(specs: tuple[ConstraintSpec, ...], net: nn.Module, seed: i
                       progress: bool = True) -> list[Constraint]:
     """Each active spec as a constraint attached to ``net`` (built with ``whitened_layers(specs)``)."""
     built: list[Constraint] = []
+    names = {name for name, _ in net.named_modules()}
     for spec in active(specs):
+        if spec.layer not in names:
+            raise UsageError(f"--constraint {spec.text()}: this network has no layer {spec.layer!r}; constraints "
+                             "name the AlexNet-shaped net's layers, so train it with --arch alexnet")
         constraint: Constraint
         if spec.name == "whitening":
             constraint = Whitening(spec, seed, size, progress)

@@ -26,6 +26,7 @@ from unitscope.data.probe import ProbeSet, has_labels
 from unitscope.dissection.baseline import baseline_info
 from unitscope.dissection.colour_control import Measure, control_info, control_twin
 from unitscope.dissection.confidence import layer_confidence, small_probe_warning
+from unitscope.dissection.disk import disk_problem, estimate
 from unitscope.dissection.engine import DissectionEngine, EngineOutcome, LayerStatistics
 from unitscope.dissection.labels import detector_table, label_units
 from unitscope.dissection.loader import resolve_workers
@@ -244,7 +245,9 @@ def _dissect_locked(
         return finished
     model_input = loaded.preprocess.input_size or probe.image_size
     geometry = alignment_geometry(loaded.module, model_input) if settings.upsample == "rf" else {}
-    shapes = layer_shapes(loaded, paths, probe) if has_labels(probe) else {}  # no labels: no IoU to doubt
+    # The shape probe, once: the disk estimate needs it; the small-probe warning only with labels (IoU to doubt).
+    probed = layer_shapes(loaded, paths, probe) if has_labels(probe) or out_path is not None else {}
+    shapes = probed if has_labels(probe) else {}
     native = None if loaded.preprocess.input_size is not None else min(probe.image_size)  # larger images help
     warnings = [w for name, shape in shapes.items()
                 if (w := small_probe_warning(settings.quantile, len(probe), shape, name, native)) is not None]
@@ -261,7 +264,9 @@ def _dissect_locked(
 
     staging = staging_path(out_path)
     config = _identity_json(_sorted_layers(identity))
-    problem = _prepare_staging(staging, config, overwrite, progress) if group.is_main else None
+    # Before anything is written: a run that cannot fit on its disk is refused in one line.
+    problem = (disk_problem(staging, estimate(probed, probe, settings), _staged_config(staging) == config)
+               or _prepare_staging(staging, config, overwrite, progress)) if group.is_main else None
     problem = group.broadcast(problem)
     if problem is not None:
         raise UsageError(problem)
@@ -334,6 +339,14 @@ def _prepare_staging(staging: Path, identity: dict[str, object], overwrite: bool
     staging.mkdir(parents=True, exist_ok=True)
     config_path.write_text(json.dumps(identity, indent=2))
     return None
+
+
+def _staged_config(staging: Path) -> object:
+    """The ``config.json`` of an interrupted run in ``staging`` (None: none, or unreadable)."""
+    try:
+        return json.loads((staging / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def _staged_differences(previous: object, identity: dict[str, object]) -> list[str]:

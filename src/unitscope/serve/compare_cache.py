@@ -75,25 +75,6 @@ class CompareCache:
 
 def write_comparison_pages(a: Path, b: Path, out: Path) -> None:
     """What ``unitscope compare A B --out OUT`` writes (object category, the runs' own probe set)."""
-    from unitscope.analysis.compare.output import write_comparison
-    from unitscope.analysis.compare.probe_reopen import run_statistics
-    from unitscope.analysis.compare.runs import check_same_probe, compare_many, display_names
-    from unitscope.data import SCENEWORLD_SPECS
-    from unitscope.dissection.result import DissectionResult
-    from unitscope.staging import staged
+    from unitscope.analysis.compare.from_runs import compare_run_folders
 
-    results = (DissectionResult.load(a), DissectionResult.load(b))
-    check_same_probe(*results, force=False, names=display_names(*results))
-    category = "object"
-    if category not in results[0].concepts.categories:
-        raise UsageError(f"{a} has no {category!r} concepts to compare")
-    stats, source = run_statistics(results[0], None, category, None, progress=False)
-    foreground = None
-    if results[0].record.spec.data.data in SCENEWORLD_SPECS:
-        from unitscope.data.sceneworld import OBJECT_CLASSES
-
-        foreground = tuple(OBJECT_CLASSES)
-    comparison = compare_many(results, stats, False, category, foreground, ())
-    comparison.notes.insert(0, f"Probe statistics from {source}.")
-    with staged(out) as stage:
-        write_comparison(comparison, stage)
+    compare_run_folders((a, b), out, progress=False)

@@ -158,11 +158,16 @@ def page_context(data: dict[str, Any]) -> dict[str, Any]:
                         f"{held['mean_iou']:.3f}", held["random_detectors"]])
     verdicts = []
     for v in data["goal"]:
-        gain = "∞" if v["gain"] == float("inf") else f"{100 * v['gain']:+.0f} %"
+        if v["control_object_survive"] > 0:
+            gain = f"{100 * v['gain']:+.0f} %"
+        else:
+            gain = "the control has none, so any survivor is a gain" if v["object_survive"] > 0 else "neither has any"
+        lost = 100 * v["top1_lost"]
+        cost = f"{lost:.1f} points of fresh top-1 lost" if lost >= 0 else f"{-lost:.1f} points of fresh top-1 gained"
         verdicts.append({"negative": not v["met"], "text": (
             f"{v['arm']}: conv5 object detectors surviving the colour control {v['object_survive']:.1f} against "
-            f"the control's {v['control_object_survive']:.1f} ({gain}), fresh top-1 {100 * v['top1_lost']:+.1f} "
-            f"points lost — {'meets' if v['met'] else 'does not meet'} the goal (≥ +30 % with ≤ 1 point lost)")})
+            f"the control's {v['control_object_survive']:.1f} ({gain}); {cost} — "
+            f"{'meets' if v['met'] else 'does not meet'} the goal (≥ +30 % with ≤ 1 point lost)")})
     legend = [(arm, COLOURS.get(arm, "#111")) for arm in summary]
     return {"recipe": recipe, "rows": rows, "per_run": per_run, "verdicts": verdicts, "legend": legend,
             "charts": [scatter_svg(runs, "object_survive", "conv5 object detectors surviving colour"),

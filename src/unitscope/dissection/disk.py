@@ -1,0 +1,97 @@
+"""The disk a dissection needs, estimated before any work, so a run that cannot fit is refused in one line.
+
+A run's bulk is pass 1's activation cache (float32 [n_images, units, h, w] per layer, in ``work/``) and the
+label cache beside it; each null (``--control recolored``, ``--baseline random``) runs its own engine in its
+own work folder under the same staging directory, which is kept until the run is published, so their caches
+add up. The estimate is an upper bound from the layers' shapes (the shape probe run before pass 1): a resumed
+run subtracts what its staging directory already holds, since those files are rewritten in place.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from unitscope.data.probe import ProbeSet, has_labels
+from unitscope.dissection.engine import TOP_MAPS_BYTES
+from unitscope.dissection.settings import DissectSettings
+from unitscope.stats.labels import LabelEncoder
+
+FILES_MARGIN = 1.10  # checkpoints, tables and the result files beside the caches, in proportion
+FILES_FLOOR = 64 * 2**10  # per layer: its checkpoint's and result's small tables
+
+
+def label_cache_bytes(n_images: int, pixels: int, categories: int, itemsize: int) -> int:
+    """Upper bound of the label cache: per image an 8-byte header, at most one [P] map and one whole-image
+    label (int32) per category, and C category flags (``label_cache.LabelCache`` records)."""
+    return n_images * (8 + categories * (pixels * itemsize + 4 + 1))
+
+
+def layer_files_bytes(shape: tuple[int, int, int], topk: int, categories: int) -> int:
+    """Per layer, besides its cache: top-k maps (kept up to TOP_MAPS_BYTES, in the checkpoint, its temporary
+    copy and the result) and the unit × category tables."""
+    units, h, w = shape
+    maps = 4 * units * topk * h * w
+    return 3 * (maps if maps <= TOP_MAPS_BYTES else 0) + 64 * units * max(categories, 1) + FILES_FLOOR
+
+
+def run_bytes(shapes: dict[str, tuple[int, int, int]], n_images: int, topk: int, categories: int,
+              label_bytes: int, engines: int) -> int:
+    """What the run writes at its peak: ``engines`` copies (the run and its nulls) of every layer's float32
+    cache, the label cache and the layers' files, times FILES_MARGIN."""
+    per_engine = label_bytes + sum(4 * n_images * u * h * w + layer_files_bytes((u, h, w), topk, categories)
+                                   for u, h, w in shapes.values())
+    return int(engines * per_engine * FILES_MARGIN)
+
+
+def estimate(shapes: dict[str, tuple[int, int, int]], probe: ProbeSet, settings: DissectSettings) -> int:
+    """The run's upper bound (:func:`run_bytes`) for ``probe`` with ``settings``' nulls and top-k."""
+    labels = categories = 0
+    if has_labels(probe):
+        encoder = LabelEncoder(probe.concepts, probe.label_size)
+        categories = len(encoder.categories)
+        itemsize = 2 if encoder.num_labels <= np.iinfo(np.int16).max else 4
+        labels = label_cache_bytes(len(probe), encoder.num_pixels, categories, itemsize)
+    engines = (2 if settings.control == "recolored" else 1) * (2 if settings.baseline == "random" else 1)
+    return run_bytes(shapes, len(probe), settings.topk, categories, labels, engines)
+
+
+def held_bytes(staging: Path) -> int:
+    """Bytes the files under ``staging`` already occupy on disk (a resumed run rewrites them in place)."""
+    total = 0
+    for root, _dirs, files in os.walk(staging):
+        for name in files:
+            try:
+                total += os.stat(os.path.join(root, name)).st_blocks * 512
+            except OSError:
+                continue
+    return total
+
+
+def mount_point(path: Path) -> Path:
+    """The filesystem's mount point that holds ``path`` (its nearest existing ancestor)."""
+    path = path.absolute()
+    while not path.exists():
+        path = path.parent
+    while not os.path.ismount(path) and path != path.parent:
+        path = path.parent
+    return path
+
+
+def _size(nbytes: int) -> str:
+    return f"{nbytes / 1e9:.1f} GB" if nbytes >= 10**8 else f"{nbytes / 1e6:.1f} MB"
+
+
+def disk_problem(staging: Path, needed: int, resumed: bool) -> str | None:
+    """Why a run whose estimate is ``needed`` (less what a resumed ``staging`` holds) cannot fit; None if it can."""
+    left = max(needed - (held_bytes(staging) if resumed and staging.exists() else 0), 0)
+    where = mount_point(staging)
+    free = shutil.disk_usage(where).free
+    if left <= free:
+        return None
+    return (f"this dissection needs about {_size(left)} for its activation cache and files but only "
+            f"{_size(free)} are free on {where}; free space, dissect fewer images (--n) or layers, "
+            "or choose another --out")
