@@ -36,7 +36,8 @@ TORCHVISION_MODELS: tuple[str, ...] = (
     "swin_v2_b", "swin_v2_s", "swin_v2_t", "vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19",
     "vgg19_bn", "vit_b_16", "vit_b_32", "vit_h_14", "vit_l_16", "vit_l_32", "wide_resnet101_2", "wide_resnet50_2",
 )
-SHIPPED_ARCHITECTURES: tuple[str, ...] = ("resnet", "vgg", "convnext")  # `train --arch` families shipped beside the AlexNet pair
+# `train --arch` families shipped beside the AlexNet pair
+SHIPPED_ARCHITECTURES: tuple[str, ...] = ("resnet", "vgg", "convnext")
 BUILTIN_NAMES: tuple[str, ...] = (  # builtin.BUILTIN_MODELS' keys: the AlexNet pair, then sceneworld-<task>-<arch>
     "sceneworld-scene", "sceneworld-object",
     *(f"sceneworld-{task}-{arch}" for arch in SHIPPED_ARCHITECTURES for task in ("scene", "object")),
