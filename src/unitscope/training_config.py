@@ -23,7 +23,7 @@ ARCH_RECIPES: dict[str, dict[str, float | int]] = {
     "resnet": {},
     "vgg": {"lr": 2e-3},
     "convnext": {"epochs": 12, "lr": 4e-3, "weight_decay": 0.05},
-    "vit": {"n_train": 12000, "epochs": 12, "lr": 1e-3, "weight_decay": 0.05},
+    "vit": {"n_train": 12000, "epochs": 7, "lr": 1e-3, "weight_decay": 0.05},
     "swin": {"epochs": 10, "lr": 1e-3, "weight_decay": 0.05},
 }
 
