@@ -156,6 +156,6 @@ def test_shipped_family_models_pass_the_checks_made_before_torch(name: str) -> N
 def test_the_builtin_names_are_the_shipped_files() -> None:
     assert list(BUILTIN_MODELS) == list(BUILTIN_NAMES)
     assert {"sceneworld-scene-resnet", "sceneworld-object-resnet", "sceneworld-scene-vgg",
-            "sceneworld-object-vgg", "sceneworld-scene-convnext",
-            "sceneworld-object-convnext"} <= set(SHIPPED_ARCH_MODELS)
+            "sceneworld-object-vgg", "sceneworld-scene-convnext", "sceneworld-object-convnext",
+            "sceneworld-scene-vit", "sceneworld-object-vit"} <= set(SHIPPED_ARCH_MODELS)
     assert all(builtin_weights_path(name).is_file() for name in BUILTIN_NAMES)
