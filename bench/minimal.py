@@ -58,11 +58,11 @@ def scene_setup(count: int) -> tuple[torch.nn.Module, Preprocessing, list[np.nda
 
 
 def timed(model: torch.nn.Module, preprocess: Preprocessing, image: np.ndarray, target: int,
-          args: argparse.Namespace, batch_size: int) -> tuple[float, tuple[int, ...], int]:
+          args: argparse.Namespace, batch_size: int, incremental: bool) -> tuple[float, tuple[int, ...], int]:
     """Seconds, removal sequence and number of candidates scored for one image."""
     start = time.perf_counter()
     result = minimal_image(model, image, target, preprocess, segments=args.segments, fill=args.fill,
-                           batch_size=batch_size, device=args.device)
+                           batch_size=batch_size, device=args.device, incremental=incremental)
     seconds = time.perf_counter() - start
     kept = result.segmentation.num_regions
     candidates = sum(kept - t for t in range(len(result.steps)))
@@ -89,12 +89,12 @@ def main() -> None:
             predicted = model(preprocess.batch(images, args.device)).argmax(1).tolist()
         keep = [i for i, (p, t) in enumerate(zip(predicted, targets, strict=True)) if p == t]
         images, targets = [images[i] for i in keep], [targets[i] for i in keep]
-    timed(model, preprocess, images[0], targets[0], args, 64)  # warm-up
+    timed(model, preprocess, images[0], targets[0], args, args.batch_size, True)  # warm-up
     batched = single = 0.0
     candidates = 0
     for image, target in zip(images, targets, strict=True):  # alternate, so load changes hit both alike
-        seconds_b, sequence_b, count = timed(model, preprocess, image, target, args, args.batch_size)
-        seconds_s, sequence_s, _ = timed(model, preprocess, image, target, args, 1)
+        seconds_b, sequence_b, count = timed(model, preprocess, image, target, args, args.batch_size, True)
+        seconds_s, sequence_s, _ = timed(model, preprocess, image, target, args, 1, False)
         if sequence_b != sequence_s:
             raise SystemExit("batched and one-at-a-time runs disagree; scoring depends on batch size")
         batched, single, candidates = batched + seconds_b, single + seconds_s, candidates + count
