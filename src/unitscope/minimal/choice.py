@@ -23,6 +23,7 @@ from unitscope.minimal.windows import WindowScorer
 # largest logit (at least 1). Float32 rounding differences measure ~1e-6 of that (tests/test_minimal_windows.py).
 LOGIT_TOLERANCE = 1e-4
 SLACK = 1e-12  # on -log p: what float64 softmax rounding can move it by
+RESYNC_EVERY = 8  # steps: at least this often the chosen candidate is scored whole and its activations cached
 
 
 def contenders(logits: torch.Tensor, target: int, tolerance: float = LOGIT_TOLERANCE) -> np.ndarray:
@@ -47,53 +48,6 @@ def within_tolerance(window: torch.Tensor, whole: torch.Tensor, tolerance: float
     return bool((window.double() - whole.double()).abs().max() <= tolerance * scale)
 
 
-class CompositeCandidates:
-    """Normalised pixels of a composite fill's candidates: kept regions from the image, others background.
-
-    Normalisation is per pixel (no resize), so a candidate's pixel is the normalised image's or the
-    normalised background's: the float the whole pass sees.
-    """
-
-    def __init__(self, image: torch.Tensor, background: torch.Tensor, labels: np.ndarray) -> None:
-        self.image = image  # [3, H, W]
-        self.background = background
-        self.labels = torch.from_numpy(np.ascontiguousarray(labels)).long().to(image.device)
-        self.boxes = region_boxes(labels).to(image.device)  # [K, 4]
-        self.current = image
-
-    def set_kept(self, kept: np.ndarray) -> None:
-        flags = torch.from_numpy(np.asarray(kept, dtype=bool)).to(self.image.device)
-        self.current = torch.where(flags[self.labels], self.image, self.background)
-
-    def patches(self, regions: torch.Tensor) -> Callable[[torch.Tensor, tuple[int, int], tuple[int, int]],
-                                                          torch.Tensor]:
-        """The ``patches`` argument of :meth:`WindowScorer.logits` for removing each of ``regions``."""
-
-        def crop(index: torch.Tensor, corner: tuple[int, int], size: tuple[int, int]) -> torch.Tensor:
-            rows = slice(corner[0], corner[0] + size[0])
-            cols = slice(corner[1], corner[1] + size[1])
-            removed = (self.labels[rows, cols][None] == regions[index][:, None, None])[:, None]
-            return torch.where(removed, self.background[None, :, rows, cols], self.current[None, :, rows, cols])
-
-        return crop
-
-
-def region_boxes(labels: np.ndarray) -> torch.Tensor:
-    """int64 [K, 4]: each region's bounding box (top, bottom, left, right; bottom and right exclusive)."""
-    count = int(labels.max()) + 1
-    rows = np.broadcast_to(np.arange(labels.shape[0])[:, None], labels.shape).ravel()
-    cols = np.broadcast_to(np.arange(labels.shape[1])[None, :], labels.shape).ravel()
-    flat = labels.ravel()
-    boxes = np.zeros((count, 4), dtype=np.int64)
-    boxes[:, 0] = labels.shape[0]
-    boxes[:, 2] = labels.shape[1]
-    np.minimum.at(boxes[:, 0], flat, rows)
-    np.maximum.at(boxes[:, 1], flat, rows + 1)
-    np.minimum.at(boxes[:, 2], flat, cols)
-    np.maximum.at(boxes[:, 3], flat, cols + 1)
-    return torch.from_numpy(boxes)
-
-
 Scores = Callable[[torch.Tensor], tuple[np.ndarray, np.ndarray]]
 
 
@@ -104,16 +58,16 @@ class WindowedSteps:
     logits into (probabilities of the target, predictions), exactly as the per-candidate loop does.
     """
 
-    def __init__(self, split: Split, pixels: CompositeCandidates, target: int, batch_size: int,
+    def __init__(self, split: Split, labels: np.ndarray, background: torch.Tensor, target: int, batch_size: int,
                  whole: Callable[[torch.Tensor], torch.Tensor], scores: Scores) -> None:
         self.split = split
-        self.scorer = WindowScorer(split, batch_size)
-        self.pixels = pixels
+        self.scorer = WindowScorer(split, labels, background, batch_size)
         self.target = target
         self.whole = whole
         self.scores = scores
         self.exact_split = False  # whether the split's whole pass is bit for bit the model's
         self.whole_passes = 0
+        self.steps = 0
 
     def start(self, x: torch.Tensor, logits: torch.Tensor) -> None:
         """Begin at the original image ``x`` [1, 3, H, W], whose model logits are ``logits``."""
@@ -137,16 +91,24 @@ class WindowedSteps:
             return self.whole(x)  # the model's own pass raises the error the user should see
         return logits
 
-    def choose(self, kept: np.ndarray, candidates: np.ndarray, inputs: Callable[[int], torch.Tensor]
+    def choose(self, candidates: np.ndarray, inputs: Callable[[int], torch.Tensor]
                ) -> tuple[int, float, int] | None:
         """(row of the best candidate, its probability, its prediction), or None when window logits stray
         beyond the tolerance (then the caller scores the step whole). ``inputs(row)`` gives a candidate's
-        network input [1, 3, H, W] as the per-candidate loop makes it."""
+        network input [1, 3, H, W] as the per-candidate loop makes it.
+
+        When one candidate is clearly best and its prediction clear, no whole pass is run (except every
+        ``RESYNC_EVERY`` steps): its probability is the window logits', and the next step starts from its
+        windows pasted into the cached activations.
+        """
+        self.steps += 1
         with torch.no_grad():
-            self.pixels.set_kept(kept)
-            regions = torch.from_numpy(candidates).to(self.pixels.boxes.device)
-            logits = self.scorer.logits(self.pixels.boxes[regions], self.pixels.patches(regions))
+            logits = self.scorer.logits(torch.from_numpy(candidates))
             rows = contenders(logits, self.target)
+            if len(rows) == 1 and self.steps % RESYNC_EVERY and clear_prediction(logits, int(rows[0])):
+                probs, preds = self.scores(logits[int(rows[0]):int(rows[0]) + 1])
+                self.scorer.adopt(int(candidates[rows[0]]))
+                return int(rows[0]), float(probs[0]), int(preds[0])
             x = [inputs(int(row)) for row in rows]
             scored = [self._whole(x[k], keep=len(rows) == 1) for k in range(len(rows))]
         whole = torch.cat([z for z, _ in scored])
@@ -160,3 +122,10 @@ class WindowedSteps:
                 acts = whole_pass(self.split, x[best])[0]
         self.scorer.set_current(acts)
         return int(rows[best]), float(probs[best]), int(preds[best])
+
+
+def clear_prediction(logits: torch.Tensor, row: int, tolerance: float = LOGIT_TOLERANCE) -> bool:
+    """Whether row ``row``'s top-1 class stays the same with every logit off by the tolerance."""
+    delta = tolerance * max(1.0, float(logits.abs().max()))
+    top = torch.topk(logits[row].double(), 2).values
+    return bool(top[0] - top[1] > 2 * delta)

@@ -23,7 +23,7 @@ from unitscope.errors import UsageError
 from unitscope.minimal.fills import CompositeFill, Fill, make_fill
 from unitscope.minimal.poisson import PoissonSolver
 from unitscope.minimal.segments import Segmentation, check_image, from_labels, segment_image
-from unitscope.minimal.choice import CompositeCandidates, WindowedSteps
+from unitscope.minimal.choice import WindowedSteps
 from unitscope.minimal.split import Split, split_model
 from unitscope.models.preprocessing import Preprocessing
 
@@ -189,7 +189,7 @@ def greedy_removal(fill: Fill, scorer: TargetScorer, segmentation: Segmentation,
         flags[np.arange(len(candidates)), candidates] = False
         choice = None
         if windows is not None:
-            choice = windows.choose(kept, candidates, lambda row: scorer.inputs(fill.render(flags[row : row + 1])))
+            choice = windows.choose(candidates, lambda row: scorer.inputs(fill.render(flags[row : row + 1])))
             if choice is None:
                 LOG.warning("window scores strayed beyond their tolerance; scoring this image whole from here")
                 windows = None
@@ -218,11 +218,11 @@ def windowed_steps(fill: Fill, scorer: TargetScorer, image: np.ndarray, split: S
     fill that changes more than the removed region, or preprocessing that is not per pixel."""
     if split is None or not isinstance(fill, CompositeFill) or not isinstance(scorer.preprocess, Preprocessing):
         return None
-    pixels = scorer.inputs(np.stack([fill.image, fill.background]))
+    pixels = scorer.inputs(fill.background[None])
     if tuple(pixels.shape[-2:]) != tuple(image.shape[:2]):  # resized: a pixel's value depends on its neighbours
         return None
-    candidates = CompositeCandidates(pixels[0], pixels[1], fill.labels)
-    return WindowedSteps(split, candidates, scorer.target, scorer.batch_size, scorer.logits, scorer.probabilities)
+    return WindowedSteps(split, fill.labels, pixels[0], scorer.target, scorer.batch_size, scorer.logits,
+                         scorer.probabilities)
 
 
 def minimal_image(

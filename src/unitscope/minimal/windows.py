@@ -2,14 +2,14 @@
 
 Every candidate of a step differs from the current image inside one region's box, so up to the trunk's
 end (:mod:`unitscope.minimal.split`) its activations differ from the current image's only inside a box
-that grows layer by layer (:func:`unitscope.perturb.incremental.changed_regions`). Early layers, whose
-maps are large and whose changed boxes are small, are computed in windows: candidates are grouped with
-their neighbours (:func:`groups`) and a group shares one window per activation, the hull of its members'
-boxes at one place, so a layer's input is a slice of the current image's padded activation with the
-group's windows pasted in (slices only, no per-copy gathers). From the first activation where changed
-boxes cover a good share of the map (``SWITCH_FRACTION``) on, windows save little and small convolutions
-run slowly, so every candidate's whole map is pasted together and the rest of the trunk and the head run
-as ordinary batches. Everything runs channels-last, which CPU convolutions run fastest on.
+that grows layer by layer (:func:`unitscope.perturb.incremental.changed_regions`). Each candidate keeps
+one window per activation, holding that box; candidates are grouped by the windows' sizes (a group
+shares the largest, each member at its own place), and a layer's input for a group is one gather from the
+current image's padded activation and the group's windows so far. Where boxes and groups stay the same
+from one step to the next (all but the removed region's group), the gather indices are reused: only the
+values change. The last activation's windows are gathered into whole maps, and the head (the classifier)
+runs on all candidates of the step in batches. Windows run channels-last, which CPU convolutions and
+pooling run fastest on.
 
 Values equal a whole forward pass's up to float rounding (a window's convolution adds the same products,
 perhaps in another order); :mod:`unitscope.minimal.choice` decides near ties with whole passes.
@@ -17,135 +17,293 @@ perhaps in another order); :mod:`unitscope.minimal.choice` decides near ties wit
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from dataclasses import dataclass, replace
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from unitscope.errors import UsageError
 from unitscope.minimal.split import Split
 from unitscope.perturb.incremental import changed_regions
 from unitscope.perturb.steps import Step, run_module
 
-SWITCH_FRACTION = 0.25  # mean share of a map that changed boxes cover, from which whole maps are computed
-BATCH_OVERHEAD_MACS = 2e7  # what one more window group costs on a CPU core (Python, kernel launches)
-Patches = Callable[[torch.Tensor, tuple[int, int], tuple[int, int]], torch.Tensor]
-CHANNELS_LAST = torch.channels_last
+GROUP_OVERHEAD_MACS = 6e7  # what one more group costs on a CPU core (Python, kernel launches), in multiply-adds
+
+
+@dataclass(frozen=True)
+class Layout:
+    """One group's windows: per activation the common size and each member's origin, and the gathers."""
+
+    sizes: list[tuple[int, int]]
+    origins: list[torch.Tensor]  # [n, 2] per activation
+    gathers: dict[tuple[int, int], torch.Tensor]  # (step, input) -> [n, rows, cols] rows of the table
+    final: torch.Tensor  # [n, H, W] rows of the table of the last activation
+    pixels: torch.Tensor  # [n, h, w] rows of cat(current pixels, background): the input windows
 
 
 class WindowScorer:
-    """Logits of copies of a current image that each differ from it inside one box."""
+    """Logits of copies of a current image that each remove one region, the region's box known."""
 
-    def __init__(self, split: Split, batch_size: int) -> None:
+    def __init__(self, split: Split, labels: np.ndarray, background: torch.Tensor, batch_size: int) -> None:
+        """``labels`` [H, W] name each pixel's region, ``background`` [3, H, W] is what a removed region shows
+        (network input); a copy is named by the region it removes."""
         self.split = split
+        self.labels = torch.from_numpy(np.ascontiguousarray(labels)).long().to(background.device)
+        self._background = background.permute(1, 2, 0).reshape(-1, background.shape[0])  # rows [H * W, 3]
+        boxes = region_boxes(labels).to(background.device)
         self.batch_size = batch_size
         steps = split.steps
+        self._steps = fused_steps(steps)
+        readers = [0] * (len(steps) + 1)
+        for step in steps:
+            for j in step.inputs:
+                readers[j] += 1
+        self._readers = readers
+        changed = changed_regions(steps, [(boxes[:, 0], boxes[:, 1]), (boxes[:, 2], boxes[:, 3])])
+        self._lo = [torch.stack([a[0], b[0]], 1) for a, b in changed]  # [K, 2] per activation
+        self._extent = [torch.stack([a[1] - a[0], b[1] - b[0]], 1).clamp(min=1) for a, b in changed]
+        self._groups = self._plan_groups()
+        self._layouts: dict[tuple[int, ...], Layout] = {}
+        self._tables: dict[tuple[int, int], torch.Tensor] = {}
         self._acts: list[torch.Tensor] = []
-        self._clean: dict[int, list[torch.Tensor]] = {}
-        self._costs = {s + 1: float(step.cost_per_position) for s, step in enumerate(steps)
-                       if step.cost_per_position > 1}
-        # activation a is a cut when no step after it reads an earlier activation
-        self._cuts = [all(j >= a for step in steps[a:] for j in step.inputs) for a in range(len(steps) + 1)]
+        self._pixels = None
+        self._runs = {}
+        self._sources = sorted({0, len(steps)} | {j for step in steps if not step.is_pointwise for j in step.inputs})
+
+    def _map_size(self, a: int) -> tuple[int, int]:
+        steps = self.split.steps
+        return steps[0].in_size if a == 0 else steps[a - 1].out_size
+
+    def _plan_groups(self) -> list[list[int]]:
+        """Regions in groups of alike window sizes: sorted by their windows' cost, cut where it costs least.
+
+        A group costs its size times the multiply-adds of its common windows plus ``GROUP_OVERHEAD_MACS``;
+        the cut minimising the total over the sorted order is found by dynamic programming.
+        """
+        weights = {s + 1: float(step.cost_per_position) for s, step in enumerate(self.split.steps)
+                   if step.cost_per_position > 1}
+        count = len(self._lo[0])
+        own = sum(w * self._extent[a].prod(dim=1).double() for a, w in weights.items()) if weights \
+            else torch.zeros(count, dtype=torch.float64)
+        order = torch.argsort(own, stable=True).tolist()
+        extents = {a: self._extent[a].tolist() for a in weights}
+        best = [0.0] + [float("inf")] * count
+        cut = [0] * (count + 1)
+        for start in range(count):
+            largest = {a: [1, 1] for a in weights}
+            for stop in range(start + 1, min(count, start + self.batch_size) + 1):
+                cost = 0.0
+                for a, w in weights.items():
+                    h, v = extents[a][order[stop - 1]]
+                    largest[a] = [max(largest[a][0], h), max(largest[a][1], v)]
+                    cost += w * largest[a][0] * largest[a][1]
+                total = best[start] + (stop - start) * cost + GROUP_OVERHEAD_MACS
+                if total < best[stop]:
+                    best[stop], cut[stop] = total, start
+        result: list[list[int]] = []
+        stop = count
+        while stop > 0:
+            result.append(sorted(order[cut[stop]:stop]))
+            stop = cut[stop]
+        return result[::-1]
 
     def set_current(self, acts: list[torch.Tensor]) -> None:
         """Cache the current image's activations (input first, each [1, C, h, w])."""
         self._acts = acts
-        self._clean = {}
+        self._tables = {}
+        self._pixels: torch.Tensor | None = None
+        self._runs: dict[tuple[int, ...], list[torch.Tensor]] = {}
 
-    def _padded(self, s: int) -> list[torch.Tensor]:
-        """Step ``s``'s clean inputs [1, C, Hp, Wp], padded as the layer pads (``-inf`` for max pooling)."""
-        if s not in self._clean:
+    def _table(self, s: int, k: int) -> torch.Tensor:
+        """Step ``s``'s ``k``-th clean input, padded as the layer pads, as rows [Hp * Wp, C]."""
+        if (s, k) not in self._tables:
             step = self.split.steps[s]
-            self._clean[s] = [_padded(step, self._acts[j]).contiguous(memory_format=CHANNELS_LAST)
-                              for j in step.inputs]
-        return self._clean[s]
+            clean = _padded(step, self._acts[step.inputs[k]])[0]
+            self._tables[s, k] = clean.permute(1, 2, 0).reshape(-1, clean.shape[0])
+        return self._tables[s, k]
 
-    def switch(self, per_layer: list[list[list[int]]]) -> int:
-        """The activation from which whole maps are computed: the first cut whose changed boxes cover on
-        average ``SWITCH_FRACTION`` of the map (the trunk's end if none does)."""
-        steps = self.split.steps
-        for a in range(len(steps) + 1):
-            if not self._cuts[a]:
-                continue
-            height, width = steps[0].in_size if a == 0 else steps[a - 1].out_size
-            share = sum((b[1] - b[0]) * (b[3] - b[2]) for b in per_layer[a]) / (len(per_layer[a]) * height * width)
-            if share >= SWITCH_FRACTION:
-                return a
-        return len(steps)
-
-    def logits(self, boxes: torch.Tensor, patches: Patches) -> torch.Tensor:
-        """Logits [N, classes] for copies changed inside ``boxes`` (int64 [N, 4]: top, bottom, left, right).
-
-        ``patches(index, corner, size)`` gives copies ``index``' normalised pixels [n, 3, rows, columns] in
-        the rectangle of that size at that (top, left) corner.
-        """
-        if len(boxes) == 0:
+    def logits(self, regions: torch.Tensor) -> torch.Tensor:
+        """Logits [N, classes] of the copies of the current image removing ``regions`` (int64 [N])."""
+        if len(regions) == 0:
             raise UsageError("no candidates to score; a greedy step needs at least one region kept")
-        steps = self.split.steps
-        layers = changed_regions(steps, [(boxes[:, 0], boxes[:, 1]), (boxes[:, 2], boxes[:, 3])])
-        per_layer = [torch.stack([a[0], a[1], b[0], b[1]], 1).tolist() for a, b in layers]  # [L + 1][N][4]
-        switch = self.switch(per_layer)
-        costs = {a: c for a, c in self._costs.items() if a <= switch}
-        order: list[int] = []
-        maps = []
-        for members in groups(per_layer, costs, self.batch_size):
-            index = torch.tensor(members, device=boxes.device)
-            hulls = [_hull([layer[m] for m in members]) for layer in per_layer[: switch + 1]]
-            maps.append(self._windows(index, hulls, patches))
-            order += members
+        wanted = set(regions.tolist())
+        row_of = {r: i for i, r in enumerate(regions.tolist())}
+        maps, order = [], []
+        for group in self._groups:
+            members = tuple(r for r in group if r in wanted)
+            if not members:
+                continue
+            index = torch.tensor([row_of[r] for r in members], device=regions.device)
+            maps.append(self._run(members))
+            order += index.tolist()
+        del index
         full = torch.cat(maps)
-        outs = [self._rest(full[start:start + self.batch_size], switch)
-                for start in range(0, len(full), self.batch_size)]
-        out = torch.cat(outs)
+        out = torch.cat([self.split.head(full[start:start + self.batch_size])
+                         for start in range(0, len(full), self.batch_size)])
         result = torch.empty_like(out)
         result[torch.tensor(order, device=out.device)] = out
         return result
 
-    def _windows(self, index: torch.Tensor, hulls: list[list[int]], patches: Patches) -> torch.Tensor:
-        """Activation ``len(hulls) - 1`` [n, C, h, w] of copies ``index``, their changes lying in ``hulls``."""
-        steps = self.split.steps
-        top, bottom, left, right = hulls[0]
-        windows = [patches(index, (top, left), (bottom - top, right - left))]
-        for s in range(len(hulls) - 1):
-            step = steps[s]
-            if step.is_pointwise:
-                windows.append(run_module(step.module, [windows[step.inputs[0]]]))
+    def adopt(self, region: int) -> None:
+        """Make the copy removing ``region`` (scored by the last :meth:`logits`) the current image: its
+        windows pasted into the cached activations that windows read (equal to a whole pass's up to
+        float rounding)."""
+        members = next(m for m in self._runs if region in m)
+        windows, layout, row = self._runs[members], self._layouts[members], members.index(region)
+        acts = list(self._acts)
+        for a in self._sources:
+            window = windows[a]
+            if window is None:
                 continue
-            inputs = [_input(step, clean, windows[j], hulls[j], hulls[s + 1])
-                      for clean, j in zip(self._padded(s), step.inputs, strict=True)]
-            windows.append(step.apply(inputs, None, False))
-        top, bottom, left, right = hulls[-1]
-        full = self._acts[len(hulls) - 1].expand(len(index), -1, -1, -1)
-        full = full.clone(memory_format=CHANNELS_LAST)  # a copy even where expand and layout change nothing
-        full[:, :, top:bottom, left:right] = windows[-1]
-        return full
+            (top, left), (rows, cols) = layout.origins[a][row].tolist(), layout.sizes[a]
+            acts[a] = acts[a].clone()
+            acts[a][0, :, top:top + rows, left:left + cols] = window[row].permute(2, 0, 1)
+        self.set_current(acts)
 
-    def _rest(self, x: torch.Tensor, switch: int) -> torch.Tensor:
-        """The trunk from activation ``switch`` (a cut) on, and the head, on whole maps ``x``."""
+    def _layout(self, members: tuple[int, ...]) -> Layout:
+        if members not in self._layouts:
+            self._layouts[members] = self._plan_layout(members)
+        return self._layouts[members]
+
+    def _plan_layout(self, members: tuple[int, ...]) -> Layout:
+        """Window sizes and origins per activation, and the gather indices, for these regions."""
         steps = self.split.steps
-        acts: dict[int, torch.Tensor] = {switch: x}
-        for s in range(switch, len(steps)):
-            acts[s + 1] = run_module(steps[s].module, [acts[j] for j in steps[s].inputs])
-        out: torch.Tensor = self.split.head(acts[len(steps)].contiguous())
-        return out
+        chosen = torch.tensor(members, device=self._lo[0].device)
+        sizes: list[tuple[int, int]] = []
+        origins: list[torch.Tensor] = []
+        for a in range(len(steps) + 1):
+            if a > 0 and steps[a - 1].is_pointwise:
+                sizes.append(sizes[steps[a - 1].inputs[0]])
+                origins.append(origins[steps[a - 1].inputs[0]])
+                continue
+            size = self._extent[a][chosen].amax(dim=0)
+            bound = torch.tensor(self._map_size(a), device=size.device) - size
+            sizes.append((int(size[0]), int(size[1])))
+            origins.append(torch.minimum(self._lo[a][chosen], bound).clamp(min=0))
+        gathers = {}
+        for s, step in enumerate(steps):
+            if step.is_pointwise:
+                continue
+            for k, j in enumerate(step.inputs):
+                padded = _padded_shape(step, self._map_size(j))
+                gathers[s, k] = _gather_index(origins[s + 1], sizes[s + 1], origins[j], sizes[j], step.gather_kernel,
+                                              step.stride, step.pad, padded)
+        whole = self._map_size(len(steps))
+        final = _gather_index(origins[-1], whole, origins[-1], sizes[-1], (1, 1), (1, 1), (0, 0), whole, whole=True)
+        height, width = self._map_size(0)
+        rows = origins[0][:, 0, None] + torch.arange(sizes[0][0], device=chosen.device)
+        cols = origins[0][:, 1, None] + torch.arange(sizes[0][1], device=chosen.device)
+        flat = rows[:, :, None] * width + cols[:, None, :]
+        removed = self.labels[rows[:, :, None], cols[:, None, :]] == chosen[:, None, None]
+        pixels = torch.where(removed, flat + height * width, flat)
+        return Layout(sizes, origins, gathers, final, pixels)
+
+    def _run(self, members: tuple[int, ...]) -> torch.Tensor:
+        """The last activation [n, C, H, W] of the copies removing ``members``."""
+        layout = self._layout(members)
+        if self._pixels is None:
+            current = self._acts[0][0]
+            self._pixels = torch.cat([current.permute(1, 2, 0).reshape(-1, current.shape[0]), self._background])
+        windows: list[torch.Tensor | None] = [self._pixels[layout.pixels]]
+        for s, step in enumerate(self._steps):
+            if step.is_pointwise:
+                source = windows[step.inputs[0]]
+                assert source is not None
+                if isinstance(step.module, nn.Identity):
+                    windows.append(source)
+                    continue
+                if self._readers[step.inputs[0]] == 1:  # nothing else reads it: in place is safe
+                    out = step.module(source.permute(0, 3, 1, 2))
+                else:
+                    out = run_module(step.module, [source.permute(0, 3, 1, 2)])
+            else:
+                inputs = []
+                for k, j in enumerate(step.inputs):
+                    window = windows[j]
+                    assert window is not None
+                    table = torch.cat([self._table(s, k), window.reshape(-1, window.shape[-1])])
+                    inputs.append(table[layout.gathers[s, k]].permute(0, 3, 1, 2))
+                out = step.apply(inputs, None, False)
+            windows.append(_nhwc(out))
+        self._runs[members] = windows
+        last = windows[-1]
+        assert last is not None
+        clean = self._acts[-1][0]
+        table = torch.cat([clean.permute(1, 2, 0).reshape(-1, clean.shape[0]), last.reshape(-1, last.shape[-1])])
+        return table[layout.final].permute(0, 3, 1, 2).contiguous()
 
 
-def _input(step: Step, clean: torch.Tensor, window: torch.Tensor, source: list[int], box: list[int]
-           ) -> torch.Tensor:
-    """The padded input [n, C, ...] that output window ``box`` reads: the clean slice with ``window`` (at
-    ``source`` in the unpadded input) pasted over it."""
-    kernel, stride, pad = step.gather_kernel, step.stride, step.pad
-    spans = [(box[2 * d] * stride[d], (box[2 * d + 1] - 1) * stride[d] + kernel[d]) for d in range(2)]
-    base = clean[:, :, spans[0][0]:spans[0][1], spans[1][0]:spans[1][1]]
-    base = base.expand(window.shape[0], -1, -1, -1).clone(memory_format=CHANNELS_LAST)
-    cuts = []
+def fused_steps(steps: tuple[Step, ...]) -> tuple[Step, ...]:
+    """The steps with each batch norm that alone reads a convolution folded into it (an identity left in
+    its place): one pass less over every window, the same values up to float rounding."""
+    readers: list[list[int]] = [[] for _ in range(len(steps) + 1)]
+    for s, step in enumerate(steps):
+        for j in step.inputs:
+            readers[j].append(s)
+    out = list(steps)
+    for s, step in enumerate(steps):
+        conv = step.module
+        if not isinstance(conv, nn.Conv2d) or len(readers[s + 1]) != 1:
+            continue
+        bn = steps[readers[s + 1][0]].module
+        if not isinstance(bn, nn.BatchNorm2d) or bn.running_mean is None or bn.running_var is None:
+            continue
+        scale = (bn.weight if bn.weight is not None else 1.0) / torch.sqrt(bn.running_var + bn.eps)
+        shift = (bn.bias if bn.bias is not None else 0.0) - bn.running_mean * scale
+        fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+                          conv.dilation, conv.groups, bias=True, device=conv.weight.device, dtype=conv.weight.dtype)
+        with torch.no_grad():
+            fused.weight.copy_(conv.weight * scale.reshape(-1, 1, 1, 1))
+            fused.bias.copy_(shift + (conv.bias * scale if conv.bias is not None else 0.0))
+        out[s] = replace(step, module=fused.eval().requires_grad_(False))
+        out[readers[s + 1][0]] = replace(steps[readers[s + 1][0]], module=nn.Identity())
+    return tuple(out)
+
+
+def _nhwc(x: torch.Tensor) -> torch.Tensor:
+    """[n, C, h, w] (any memory format) as a contiguous [n, h, w, C] tensor (free when channels-last)."""
+    return x.permute(0, 2, 3, 1).contiguous()
+
+
+def _gather_index(out_origin: torch.Tensor, out_size: tuple[int, int], in_origin: torch.Tensor,
+                  in_size: tuple[int, int], kernel: tuple[int, int], stride: tuple[int, int], pad: tuple[int, int],
+                  padded: tuple[int, int], whole: bool = False) -> torch.Tensor:
+    """Rows of ``cat(clean table, windows)`` that output windows read: [n, rows, cols].
+
+    Output window n starts at ``out_origin[n]`` and reads padded input positions from ``origin * stride``
+    on; those inside input window n (at ``in_origin[n]``, size ``in_size``) come from the window, the rest
+    from the clean table (the padded input, ``padded`` in size, row-major). ``whole``: the output is the
+    whole map.
+    """
+    n = len(in_origin)
+    device = in_origin.device
+    picks = []
     for d in range(2):
-        start = source[2 * d] + pad[d]  # the window's first position in padded coordinates
-        cuts.append((max(start, spans[d][0]), min(source[2 * d + 1] + pad[d], spans[d][1]), start, spans[d][0]))
-    (r0, r1, rs, rb), (c0, c1, cs, cb) = cuts
-    if r0 < r1 and c0 < c1:
-        base[:, :, r0 - rb:r1 - rb, c0 - cb:c1 - cb] = window[:, :, r0 - rs:r1 - rs, c0 - cs:c1 - cs]
-    return base
+        length = (out_size[d] - 1) * stride[d] + kernel[d]
+        start = torch.zeros(n, dtype=torch.long, device=device) if whole else out_origin[:, d] * stride[d]
+        positions = start[:, None] + torch.arange(length, device=device)
+        inner = positions - pad[d] - in_origin[:, d, None]
+        inside = (inner >= 0) & (inner < in_size[d])
+        picks.append((positions, inner.clamp(0, in_size[d] - 1), inside))
+    (rows, inner_rows, in_rows), (cols, inner_cols, in_cols) = picks
+    clean_rows = rows[:, :, None] * padded[1] + cols[:, None, :]
+    member = torch.arange(n, device=device)[:, None, None]
+    window_rows = padded[0] * padded[1] + (member * in_size[0] + inner_rows[:, :, None]) * in_size[1] \
+        + inner_cols[:, None, :]
+    return torch.where(in_rows[:, :, None] & in_cols[:, None, :], window_rows, clean_rows)
+
+
+def _padded_shape(step: Step, size: tuple[int, int]) -> tuple[int, int]:
+    """The size of a step's input once padded as the layer pads (see :func:`_padded`)."""
+    if step.kernel is None:
+        return size
+    out = []
+    for d in range(2):
+        trailing = (step.out_size[d] - 1) * step.stride[d] + step.kernel[d] - step.pad[d] - step.in_size[d]
+        out.append(size[d] + step.pad[d] + max(0, trailing))
+    return out[0], out[1]
 
 
 def _padded(step: Step, clean: torch.Tensor) -> torch.Tensor:
@@ -160,45 +318,17 @@ def _padded(step: Step, clean: torch.Tensor) -> torch.Tensor:
     return F.pad(clean, pads, value=pad_value)
 
 
-def _hull(boxes: list[list[int]]) -> list[int]:
-    """The smallest box (top, bottom, left, right) holding every box given; at least one position."""
-    top, left = min(b[0] for b in boxes), min(b[2] for b in boxes)
-    return [top, max(max(b[1] for b in boxes), top + 1), left, max(max(b[3] for b in boxes), left + 1)]
-
-
-def groups(per_layer: list[list[list[int]]], costs: dict[int, float], batch_size: int) -> list[list[int]]:
-    """Copies in groups of nearby boxes: a serpentine order over bands of rows, cut where it costs least.
-
-    ``per_layer[a][n]`` is copy n's changed box in activation a; ``costs[a]`` the multiply-adds per
-    position of the convolution writing activation a. A group costs its size times its hull windows'
-    multiply-adds, plus ``BATCH_OVERHEAD_MACS``; the cut minimising the total over the order is found by
-    dynamic programming (at most ``batch_size`` per group).
-    """
-    boxes = per_layer[0]
-    count = len(boxes)
-    height = max(b[1] for b in boxes)
-    bands = max(1, round((count / 3) ** 0.5))
-    centre = [((b[0] + b[1]) / 2, (b[2] + b[3]) / 2) for b in boxes]
-    band = [min(int(r / height * bands), bands - 1) for r, _ in centre]
-    order = sorted(range(count), key=lambda n: (band[n], centre[n][1] if band[n] % 2 == 0 else -centre[n][1]))
-    best = [0.0] + [float("inf")] * count
-    cut = [0] * (count + 1)
-    for start in range(count):
-        hull: dict[int, list[int]] = {}
-        for stop in range(start + 1, min(count, start + batch_size) + 1):
-            area = 0.0
-            for layer, weight in costs.items():
-                b = per_layer[layer][order[stop - 1]]
-                h = hull.get(layer, b)
-                h = [min(h[0], b[0]), max(h[1], b[1]), min(h[2], b[2]), max(h[3], b[3])]
-                hull[layer] = h
-                area += weight * max(1, h[1] - h[0]) * max(1, h[3] - h[2])
-            total = best[start] + (stop - start) * area + BATCH_OVERHEAD_MACS
-            if total < best[stop]:
-                best[stop], cut[stop] = total, start
-    result: list[list[int]] = []
-    stop = count
-    while stop > 0:
-        result.append(sorted(order[cut[stop]:stop]))
-        stop = cut[stop]
-    return result[::-1]
+def region_boxes(labels: np.ndarray) -> torch.Tensor:
+    """int64 [K, 4]: each region's bounding box (top, bottom, left, right; bottom and right exclusive)."""
+    count = int(labels.max()) + 1
+    rows = np.broadcast_to(np.arange(labels.shape[0])[:, None], labels.shape).ravel()
+    cols = np.broadcast_to(np.arange(labels.shape[1])[None, :], labels.shape).ravel()
+    flat = labels.ravel()
+    boxes = np.zeros((count, 4), dtype=np.int64)
+    boxes[:, 0] = labels.shape[0]
+    boxes[:, 2] = labels.shape[1]
+    np.minimum.at(boxes[:, 0], flat, rows)
+    np.maximum.at(boxes[:, 1], flat, rows + 1)
+    np.minimum.at(boxes[:, 2], flat, cols)
+    np.maximum.at(boxes[:, 3], flat, cols + 1)
+    return torch.from_numpy(boxes)
