@@ -23,7 +23,7 @@ from unitscope.minimal.windows import WindowScorer
 # largest logit (at least 1). Float32 rounding differences measure ~1e-6 of that (tests/test_minimal_windows.py).
 LOGIT_TOLERANCE = 1e-4
 SLACK = 1e-12  # on -log p: what float64 softmax rounding can move it by
-RESYNC_EVERY = 8  # steps: at least this often the chosen candidate is scored whole and its activations cached
+RESYNC_EVERY = 16  # steps: at least this often the chosen candidate is scored whole and its activations cached
 
 
 def contenders(logits: torch.Tensor, target: int, tolerance: float = LOGIT_TOLERANCE) -> np.ndarray:

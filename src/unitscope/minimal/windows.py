@@ -33,14 +33,41 @@ GROUP_OVERHEAD_MACS = 6e7  # what one more group costs on a CPU core (Python, ke
 
 
 @dataclass(frozen=True)
+class Gather:
+    """Rows [n, rows, cols] of ``cat(clean table of ``clean`` rows, n windows of ``block`` rows each)``."""
+
+    index: torch.Tensor
+    clean: int
+    block: int
+
+    def without(self, row: int) -> Gather:
+        """The same gather with member ``row`` left out (later members' windows move up a block)."""
+        keep = torch.arange(len(self.index), device=self.index.device) != row
+        index = self.index[keep]
+        moved = index >= self.clean + (row + 1) * self.block
+        return Gather(torch.where(moved, index - self.block, index), self.clean, self.block)
+
+    def __call__(self, table: torch.Tensor) -> torch.Tensor:
+        n, rows, cols = self.index.shape
+        return table.index_select(0, self.index.reshape(-1)).view(n, rows, cols, table.shape[1])
+
+
+@dataclass(frozen=True)
 class Layout:
     """One group's windows: per activation the common size and each member's origin, and the gathers."""
 
     sizes: list[tuple[int, int]]
     origins: list[torch.Tensor]  # [n, 2] per activation
-    gathers: dict[tuple[int, int], torch.Tensor]  # (step, input) -> [n, rows, cols] rows of the table
-    final: torch.Tensor  # [n, H, W] rows of the table of the last activation
-    pixels: torch.Tensor  # [n, h, w] rows of cat(current pixels, background): the input windows
+    gathers: dict[tuple[int, int], Gather]  # (step, input) -> that step's input windows
+    final: Gather  # the whole last activation of each member
+    pixels: Gather  # the input windows, from cat(current pixels, background)
+
+    def without(self, row: int) -> Layout:
+        """This layout with member ``row`` left out (window sizes kept)."""
+        keep = torch.arange(len(self.pixels.index), device=self.pixels.index.device) != row
+        return Layout(self.sizes, [o[keep] for o in self.origins],
+                      {key: g.without(row) for key, g in self.gathers.items()}, self.final.without(row),
+                      Gather(self.pixels.index[keep], self.pixels.clean, self.pixels.block))
 
 
 class WindowScorer:
@@ -77,17 +104,23 @@ class WindowScorer:
         return steps[0].in_size if a == 0 else steps[a - 1].out_size
 
     def _plan_groups(self) -> list[list[int]]:
-        """Regions in groups of alike window sizes: sorted by their windows' cost, cut where it costs least.
+        """Regions in groups of alike window sizes, cut where it costs least.
 
-        A group costs its size times the multiply-adds of its common windows plus ``GROUP_OVERHEAD_MACS``;
-        the cut minimising the total over the sorted order is found by dynamic programming.
+        Regions are sorted by their window's rows, then columns, in the layer where windows cost most, then
+        by their windows' total cost. A group costs its size times the multiply-adds of its common windows
+        plus ``GROUP_OVERHEAD_MACS``; the cut minimising the total over the order is found by dynamic
+        programming.
         """
         weights = {s + 1: float(step.cost_per_position) for s, step in enumerate(self.split.steps)
                    if step.cost_per_position > 1}
         count = len(self._lo[0])
-        own = sum(w * self._extent[a].prod(dim=1).double() for a, w in weights.items()) if weights \
-            else torch.zeros(count, dtype=torch.float64)
-        order = torch.argsort(own, stable=True).tolist()
+        if not weights:
+            return [list(range(start, min(count, start + self.batch_size)))
+                    for start in range(0, count, self.batch_size)]
+        cost = {a: w * self._extent[a].prod(dim=1).double() for a, w in weights.items()}
+        own = sum(cost.values())
+        costliest = self._extent[max(cost, key=lambda a: float(cost[a].sum()))].tolist()
+        order = sorted(range(count), key=lambda n: (costliest[n][0], costliest[n][1], float(own[n])))
         extents = {a: self._extent[a].tolist() for a in weights}
         best = [0.0] + [float("inf")] * count
         cut = [0] * (count + 1)
@@ -163,8 +196,14 @@ class WindowScorer:
         self.set_current(acts)
 
     def _layout(self, members: tuple[int, ...]) -> Layout:
+        """The group's layout, from the same group's last one with a member less where there is one."""
         if members not in self._layouts:
-            self._layouts[members] = self._plan_layout(members)
+            grown = next((m for m in self._layouts if len(m) == len(members) + 1 and set(members) < set(m)), None)
+            if grown is None:
+                self._layouts[members] = self._plan_layout(members)
+            else:
+                gone = next(r for r in grown if r not in members)
+                self._layouts[members] = self._layouts[grown].without(grown.index(gone))
         return self._layouts[members]
 
     def _plan_layout(self, members: tuple[int, ...]) -> Layout:
@@ -188,16 +227,18 @@ class WindowScorer:
                 continue
             for k, j in enumerate(step.inputs):
                 padded = _padded_shape(step, self._map_size(j))
-                gathers[s, k] = _gather_index(origins[s + 1], sizes[s + 1], origins[j], sizes[j], step.gather_kernel,
-                                              step.stride, step.pad, padded)
+                index = _gather_index(origins[s + 1], sizes[s + 1], origins[j], sizes[j], step.gather_kernel,
+                                      step.stride, step.pad, padded)
+                gathers[s, k] = Gather(index, padded[0] * padded[1], sizes[j][0] * sizes[j][1])
         whole = self._map_size(len(steps))
-        final = _gather_index(origins[-1], whole, origins[-1], sizes[-1], (1, 1), (1, 1), (0, 0), whole, whole=True)
+        index = _gather_index(origins[-1], whole, origins[-1], sizes[-1], (1, 1), (1, 1), (0, 0), whole, whole=True)
+        final = Gather(index, whole[0] * whole[1], sizes[-1][0] * sizes[-1][1])
         height, width = self._map_size(0)
         rows = origins[0][:, 0, None] + torch.arange(sizes[0][0], device=chosen.device)
         cols = origins[0][:, 1, None] + torch.arange(sizes[0][1], device=chosen.device)
         flat = rows[:, :, None] * width + cols[:, None, :]
         removed = self.labels[rows[:, :, None], cols[:, None, :]] == chosen[:, None, None]
-        pixels = torch.where(removed, flat + height * width, flat)
+        pixels = Gather(torch.where(removed, flat + height * width, flat), 2 * height * width, 0)
         return Layout(sizes, origins, gathers, final, pixels)
 
     def _run(self, members: tuple[int, ...]) -> torch.Tensor:
@@ -206,7 +247,7 @@ class WindowScorer:
         if self._pixels is None:
             current = self._acts[0][0]
             self._pixels = torch.cat([current.permute(1, 2, 0).reshape(-1, current.shape[0]), self._background])
-        windows: list[torch.Tensor | None] = [self._pixels[layout.pixels]]
+        windows: list[torch.Tensor | None] = [layout.pixels(self._pixels)]
         for s, step in enumerate(self._steps):
             if step.is_pointwise:
                 source = windows[step.inputs[0]]
@@ -224,7 +265,7 @@ class WindowScorer:
                     window = windows[j]
                     assert window is not None
                     table = torch.cat([self._table(s, k), window.reshape(-1, window.shape[-1])])
-                    inputs.append(table[layout.gathers[s, k]].permute(0, 3, 1, 2))
+                    inputs.append(layout.gathers[s, k](table).permute(0, 3, 1, 2))
                 out = step.apply(inputs, None, False)
             windows.append(_nhwc(out))
         self._runs[members] = windows
@@ -232,7 +273,7 @@ class WindowScorer:
         assert last is not None
         clean = self._acts[-1][0]
         table = torch.cat([clean.permute(1, 2, 0).reshape(-1, clean.shape[0]), last.reshape(-1, last.shape[-1])])
-        return table[layout.final].permute(0, 3, 1, 2).contiguous()
+        return layout.final(table).permute(0, 3, 1, 2).contiguous()
 
 
 def fused_steps(steps: tuple[Step, ...]) -> tuple[Step, ...]:
