@@ -58,10 +58,10 @@ class WindowedSteps:
     logits into (probabilities of the target, predictions), exactly as the per-candidate loop does.
     """
 
-    def __init__(self, split: Split, labels: np.ndarray, background: torch.Tensor, target: int, batch_size: int,
+    def __init__(self, split: Split, labels: np.ndarray, background: torch.Tensor, target: int,
                  whole: Callable[[torch.Tensor], torch.Tensor], scores: Scores) -> None:
         self.split = split
-        self.scorer = WindowScorer(split, labels, background, batch_size)
+        self.scorer = WindowScorer(split, labels, background)
         self.target = target
         self.whole = whole
         self.scores = scores

@@ -221,8 +221,7 @@ def windowed_steps(fill: Fill, scorer: TargetScorer, image: np.ndarray, split: S
     pixels = scorer.inputs(fill.background[None])
     if tuple(pixels.shape[-2:]) != tuple(image.shape[:2]):  # resized: a pixel's value depends on its neighbours
         return None
-    return WindowedSteps(split, fill.labels, pixels[0], scorer.target, scorer.batch_size, scorer.logits,
-                         scorer.probabilities)
+    return WindowedSteps(split, fill.labels, pixels[0], scorer.target, scorer.logits, scorer.probabilities)
 
 
 def minimal_image(

@@ -30,6 +30,7 @@ from unitscope.perturb.incremental import changed_regions
 from unitscope.perturb.steps import Step, run_module
 
 GROUP_OVERHEAD_MACS = 6e7  # what one more group costs on a CPU core (Python, kernel launches), in multiply-adds
+MAX_GROUP = 64  # copies per group; fixed, so that no value depends on the caller's batch size
 
 
 @dataclass(frozen=True)
@@ -73,14 +74,13 @@ class Layout:
 class WindowScorer:
     """Logits of copies of a current image that each remove one region, the region's box known."""
 
-    def __init__(self, split: Split, labels: np.ndarray, background: torch.Tensor, batch_size: int) -> None:
+    def __init__(self, split: Split, labels: np.ndarray, background: torch.Tensor) -> None:
         """``labels`` [H, W] name each pixel's region, ``background`` [3, H, W] is what a removed region shows
         (network input); a copy is named by the region it removes."""
         self.split = split
         self.labels = torch.from_numpy(np.ascontiguousarray(labels)).long().to(background.device)
         self._background = background.permute(1, 2, 0).reshape(-1, background.shape[0])  # rows [H * W, 3]
         boxes = region_boxes(labels).to(background.device)
-        self.batch_size = batch_size
         steps = split.steps
         self._steps = fused_steps(steps)
         readers = [0] * (len(steps) + 1)
@@ -115,8 +115,7 @@ class WindowScorer:
                    if step.cost_per_position > 1}
         count = len(self._lo[0])
         if not weights:
-            return [list(range(start, min(count, start + self.batch_size)))
-                    for start in range(0, count, self.batch_size)]
+            return [list(range(start, min(count, start + MAX_GROUP))) for start in range(0, count, MAX_GROUP)]
         cost = {a: w * self._extent[a].prod(dim=1).double() for a, w in weights.items()}
         own = sum(cost.values())
         costliest = self._extent[max(cost, key=lambda a: float(cost[a].sum()))].tolist()
@@ -126,7 +125,7 @@ class WindowScorer:
         cut = [0] * (count + 1)
         for start in range(count):
             largest = {a: [1, 1] for a in weights}
-            for stop in range(start + 1, min(count, start + self.batch_size) + 1):
+            for stop in range(start + 1, min(count, start + MAX_GROUP) + 1):
                 cost = 0.0
                 for a, w in weights.items():
                     h, v = extents[a][order[stop - 1]]
@@ -171,10 +170,8 @@ class WindowScorer:
             index = torch.tensor([row_of[r] for r in members], device=regions.device)
             maps.append(self._run(members))
             order += index.tolist()
-        del index
-        full = torch.cat(maps)
-        out = torch.cat([self.split.head(full[start:start + self.batch_size])
-                         for start in range(0, len(full), self.batch_size)])
+        full = torch.cat(maps)  # the head runs once per MAX_GROUP copies, whatever the caller's batch size
+        out = torch.cat([self.split.head(full[start:start + MAX_GROUP]) for start in range(0, len(full), MAX_GROUP)])
         result = torch.empty_like(out)
         result[torch.tensor(order, device=out.device)] = out
         return result
