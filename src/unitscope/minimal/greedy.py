@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Protocol
 
 import numpy as np
@@ -20,10 +21,10 @@ from torch import nn
 
 from unitscope.batching import batch_ranges
 from unitscope.errors import UsageError
+from unitscope.minimal.choice import WindowedSteps
 from unitscope.minimal.fills import CompositeFill, Fill, make_fill
 from unitscope.minimal.poisson import PoissonSolver
 from unitscope.minimal.segments import Segmentation, check_image, from_labels, segment_image
-from unitscope.minimal.choice import WindowedSteps
 from unitscope.minimal.split import Split, split_model
 from unitscope.models.preprocessing import Preprocessing
 
@@ -132,7 +133,7 @@ class TargetScorer:
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """The model's scores [C, classes] for one batch of inputs, checked."""
         with torch.no_grad():
-            logits = self.model(x).float()
+            logits: torch.Tensor = self.model(x).float()
         self.forward_passes += 1
         if logits.ndim != 2 or not 0 <= self.target < logits.shape[1]:
             raise UsageError(
@@ -189,7 +190,7 @@ def greedy_removal(fill: Fill, scorer: TargetScorer, segmentation: Segmentation,
         flags[np.arange(len(candidates)), candidates] = False
         choice = None
         if windows is not None:
-            choice = windows.choose(candidates, lambda row: scorer.inputs(fill.render(flags[row : row + 1])))
+            choice = windows.choose(candidates, partial(_input, scorer, fill, flags))
             if choice is None:
                 LOG.warning("window scores strayed beyond their tolerance; scoring this image whole from here")
                 windows = None
@@ -210,6 +211,11 @@ def greedy_removal(fill: Fill, scorer: TargetScorer, segmentation: Segmentation,
         kept[step.region] = False
     image = fill.render(kept[None])[0]
     return MinimalResult(segmentation, scorer.target, initial, tuple(steps), kept, image, stopped, fill)
+
+
+def _input(scorer: TargetScorer, fill: Fill, flags: np.ndarray, row: int) -> torch.Tensor:
+    """Candidate ``row``'s network input, made as the per-candidate loop makes it."""
+    return scorer.inputs(fill.render(flags[row : row + 1]))
 
 
 def windowed_steps(fill: Fill, scorer: TargetScorer, image: np.ndarray, split: Split | None

@@ -17,6 +17,7 @@ perhaps in another order); :mod:`unitscope.minimal.choice` decides near ties wit
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -95,8 +96,8 @@ class WindowScorer:
         self._layouts: dict[tuple[int, ...], Layout] = {}
         self._tables: dict[tuple[int, int], torch.Tensor] = {}
         self._acts: list[torch.Tensor] = []
-        self._pixels = None
-        self._runs = {}
+        self._pixels: torch.Tensor | None = None
+        self._runs: dict[tuple[int, ...], list[torch.Tensor]] = {}
         self._sources = sorted({0, len(steps)} | {j for step in steps if not step.is_pointwise for j in step.inputs})
 
     def _map_size(self, a: int) -> tuple[int, int]:
@@ -116,9 +117,9 @@ class WindowScorer:
         count = len(self._lo[0])
         if not weights:
             return [list(range(start, min(count, start + MAX_GROUP))) for start in range(0, count, MAX_GROUP)]
-        cost = {a: w * self._extent[a].prod(dim=1).double() for a, w in weights.items()}
-        own = sum(cost.values())
-        costliest = self._extent[max(cost, key=lambda a: float(cost[a].sum()))].tolist()
+        costs = {a: w * self._extent[a].prod(dim=1).double() for a, w in weights.items()}
+        own = torch.stack(list(costs.values())).sum(dim=0)
+        costliest = self._extent[max(costs, key=lambda a: float(costs[a].sum()))].tolist()
         order = sorted(range(count), key=lambda n: (costliest[n][0], costliest[n][1], float(own[n])))
         extents = {a: self._extent[a].tolist() for a in weights}
         best = [0.0] + [float("inf")] * count
@@ -126,12 +127,12 @@ class WindowScorer:
         for start in range(count):
             largest = {a: [1, 1] for a in weights}
             for stop in range(start + 1, min(count, start + MAX_GROUP) + 1):
-                cost = 0.0
+                each = 0.0
                 for a, w in weights.items():
                     h, v = extents[a][order[stop - 1]]
                     largest[a] = [max(largest[a][0], h), max(largest[a][1], v)]
-                    cost += w * largest[a][0] * largest[a][1]
-                total = best[start] + (stop - start) * cost + GROUP_OVERHEAD_MACS
+                    each += w * largest[a][0] * largest[a][1]
+                total = best[start] + (stop - start) * each + GROUP_OVERHEAD_MACS
                 if total < best[stop]:
                     best[stop], cut[stop] = total, start
         result: list[list[int]] = []
@@ -145,8 +146,8 @@ class WindowScorer:
         """Cache the current image's activations (input first, each [1, C, h, w])."""
         self._acts = acts
         self._tables = {}
-        self._pixels: torch.Tensor | None = None
-        self._runs: dict[tuple[int, ...], list[torch.Tensor]] = {}
+        self._pixels = None
+        self._runs = {}
 
     def _table(self, s: int, k: int) -> torch.Tensor:
         """Step ``s``'s ``k``-th clean input, padded as the layer pads, as rows [Hp * Wp, C]."""
@@ -244,11 +245,11 @@ class WindowScorer:
         if self._pixels is None:
             current = self._acts[0][0]
             self._pixels = torch.cat([current.permute(1, 2, 0).reshape(-1, current.shape[0]), self._background])
-        windows: list[torch.Tensor | None] = [layout.pixels(self._pixels)]
+        pixels: torch.Tensor = self._pixels
+        windows = [layout.pixels(pixels)]
         for s, step in enumerate(self._steps):
             if step.is_pointwise:
                 source = windows[step.inputs[0]]
-                assert source is not None
                 if isinstance(step.module, nn.Identity):
                     windows.append(source)
                     continue
@@ -260,14 +261,12 @@ class WindowScorer:
                 inputs = []
                 for k, j in enumerate(step.inputs):
                     window = windows[j]
-                    assert window is not None
                     table = torch.cat([self._table(s, k), window.reshape(-1, window.shape[-1])])
                     inputs.append(layout.gathers[s, k](table).permute(0, 3, 1, 2))
                 out = step.apply(inputs, None, False)
             windows.append(_nhwc(out))
         self._runs[members] = windows
         last = windows[-1]
-        assert last is not None
         clean = self._acts[-1][0]
         table = torch.cat([clean.permute(1, 2, 0).reshape(-1, clean.shape[0]), last.reshape(-1, last.shape[-1])])
         return layout.final(table).permute(0, 3, 1, 2).contiguous()
@@ -290,11 +289,10 @@ def fused_steps(steps: tuple[Step, ...]) -> tuple[Step, ...]:
             continue
         scale = (bn.weight if bn.weight is not None else 1.0) / torch.sqrt(bn.running_var + bn.eps)
         shift = (bn.bias if bn.bias is not None else 0.0) - bn.running_mean * scale
-        fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
-                          conv.dilation, conv.groups, bias=True, device=conv.weight.device, dtype=conv.weight.dtype)
+        fused = copy.deepcopy(conv)
         with torch.no_grad():
-            fused.weight.copy_(conv.weight * scale.reshape(-1, 1, 1, 1))
-            fused.bias.copy_(shift + (conv.bias * scale if conv.bias is not None else 0.0))
+            fused.weight = nn.Parameter(conv.weight * scale.reshape(-1, 1, 1, 1))
+            fused.bias = nn.Parameter(shift + (conv.bias * scale if conv.bias is not None else 0.0))
         out[s] = replace(step, module=fused.eval().requires_grad_(False))
         out[readers[s + 1][0]] = replace(steps[readers[s + 1][0]], module=nn.Identity())
     return tuple(out)
