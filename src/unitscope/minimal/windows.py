@@ -92,7 +92,7 @@ class WindowScorer:
         changed = changed_regions(steps, [(boxes[:, 0], boxes[:, 1]), (boxes[:, 2], boxes[:, 3])])
         self._lo = [torch.stack([a[0], b[0]], 1) for a, b in changed]  # [K, 2] per activation
         self._extent = [torch.stack([a[1] - a[0], b[1] - b[0]], 1).clamp(min=1) for a, b in changed]
-        self._groups = self._plan_groups()
+        self._groups = self._plan_groups(list(range(len(boxes))))
         self._layouts: dict[tuple[int, ...], Layout] = {}
         self._tables: dict[tuple[int, int], torch.Tensor] = {}
         self._acts: list[torch.Tensor] = []
@@ -104,8 +104,8 @@ class WindowScorer:
         steps = self.split.steps
         return steps[0].in_size if a == 0 else steps[a - 1].out_size
 
-    def _plan_groups(self) -> list[list[int]]:
-        """Regions in groups of alike window sizes, cut where it costs least.
+    def _plan_groups(self, regions: list[int]) -> list[list[int]]:
+        """``regions`` in groups of alike window sizes, cut where it costs least.
 
         Regions are sorted by their window's rows, then columns, in the layer where windows cost most, then
         by their windows' total cost. A group costs its size times the multiply-adds of its common windows
@@ -114,13 +114,13 @@ class WindowScorer:
         """
         weights = {s + 1: float(step.cost_per_position) for s, step in enumerate(self.split.steps)
                    if step.cost_per_position > 1}
-        count = len(self._lo[0])
+        count = len(regions)
         if not weights:
-            return [list(range(start, min(count, start + MAX_GROUP))) for start in range(0, count, MAX_GROUP)]
+            return [regions[start:start + MAX_GROUP] for start in range(0, count, MAX_GROUP)]
         costs = {a: w * self._extent[a].prod(dim=1).double() for a, w in weights.items()}
         own = torch.stack(list(costs.values())).sum(dim=0)
         costliest = self._extent[max(costs, key=lambda a: float(costs[a].sum()))].tolist()
-        order = sorted(range(count), key=lambda n: (costliest[n][0], costliest[n][1], float(own[n])))
+        order = sorted(regions, key=lambda n: (costliest[n][0], costliest[n][1], float(own[n])))
         extents = {a: self._extent[a].tolist() for a in weights}
         best = [0.0] + [float("inf")] * count
         cut = [0] * (count + 1)
