@@ -31,14 +31,14 @@ class CompositeFill:
     """Kept regions from the original, removed ones from a fixed background image."""
 
     def __init__(self, image: np.ndarray, segmentation: Segmentation, background: np.ndarray) -> None:
-        self._image = image
-        self._labels = segmentation.labels
-        self._background = background
+        self.image = image
+        self.labels = segmentation.labels
+        self.background = background
 
     def render(self, kept: np.ndarray) -> np.ndarray:
         """Images for kept flags [C, K] (bool): uint8 [C, H, W, 3]."""
-        pixel_kept = np.asarray(kept, dtype=bool)[:, self._labels]
-        return np.where(pixel_kept[..., None], self._image, self._background)
+        pixel_kept = np.asarray(kept, dtype=bool)[:, self.labels]
+        return np.where(pixel_kept[..., None], self.image, self.background)
 
 
 def mean_background(image: np.ndarray) -> np.ndarray:

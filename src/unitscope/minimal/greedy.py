@@ -9,8 +9,10 @@ image is classified correctly, the loop stops there, with nothing kept.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Protocol
 
 import numpy as np
@@ -19,9 +21,14 @@ from torch import nn
 
 from unitscope.batching import batch_ranges
 from unitscope.errors import UsageError
-from unitscope.minimal.fills import Fill, make_fill
+from unitscope.minimal.choice import WindowedSteps
+from unitscope.minimal.fills import CompositeFill, Fill, make_fill
 from unitscope.minimal.poisson import PoissonSolver
 from unitscope.minimal.segments import Segmentation, check_image, from_labels, segment_image
+from unitscope.minimal.split import Split, split_model
+from unitscope.models.preprocessing import Preprocessing
+
+LOG = logging.getLogger(__name__)
 
 MISCLASSIFIED = "misclassified"
 EXHAUSTED = "exhausted"
@@ -119,31 +126,52 @@ class TargetScorer:
         self.device = device
         self.forward_passes = 0
 
+    def inputs(self, images: np.ndarray) -> torch.Tensor:
+        """The network input for uint8 images [C, H, W, 3]."""
+        return self.preprocess.batch(list(images), self.device)
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """The model's scores [C, classes] for one batch of inputs, checked."""
+        with torch.no_grad():
+            logits: torch.Tensor = self.model(x).float()
+        self.forward_passes += 1
+        if logits.ndim != 2 or not 0 <= self.target < logits.shape[1]:
+            raise UsageError(
+                f"the model gives {tuple(logits.shape)} scores per batch, so class index {self.target} "
+                "does not exist; pick a class the model has (--label) or the matching --model"
+            )
+        if not torch.isfinite(logits).all():
+            raise UsageError("the model produced NaN or infinite scores; check the weights and --mean/--std")
+        return logits
+
+    def probabilities(self, logits: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """(probability of the target float64 [C], top-1 class int64 [C])."""
+        probs = torch.softmax(logits.double(), dim=1)[:, self.target].cpu().numpy()
+        return probs, logits.argmax(dim=1).cpu().numpy().astype(np.int64)
+
     def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(probability of the target float64 [C], top-1 class int64 [C]) for uint8 images [C, H, W, 3]."""
         probs, preds = [], []
         for part in batch_ranges(len(images), self.batch_size):
-            chunk = images[part.start : part.stop]
-            with torch.no_grad():
-                logits = self.model(self.preprocess.batch(list(chunk), self.device)).float()
-            self.forward_passes += 1
-            if logits.ndim != 2 or not 0 <= self.target < logits.shape[1]:
-                raise UsageError(
-                    f"the model gives {tuple(logits.shape)} scores per batch, so class index {self.target} "
-                    "does not exist; pick a class the model has (--label) or the matching --model"
-                )
-            if not torch.isfinite(logits).all():
-                raise UsageError("the model produced NaN or infinite scores; check the weights and --mean/--std")
-            probs.append(torch.softmax(logits.double(), dim=1)[:, self.target].cpu().numpy())
-            preds.append(logits.argmax(dim=1).cpu().numpy())
-        return np.concatenate(probs), np.concatenate(preds).astype(np.int64)
+            p, c = self.probabilities(self.logits(self.inputs(images[part.start : part.stop])))
+            probs.append(p)
+            preds.append(c)
+        return np.concatenate(probs), np.concatenate(preds)
 
 
-def greedy_removal(fill: Fill, scorer: TargetScorer, segmentation: Segmentation) -> MinimalResult:
-    """Run the greedy loop on an image already split into regions and given a fill."""
+def greedy_removal(fill: Fill, scorer: TargetScorer, segmentation: Segmentation,
+                   windows: WindowedSteps | None = None) -> MinimalResult:
+    """Run the greedy loop on an image already split into regions and given a fill.
+
+    With ``windows``, candidates are scored from the current image's cached activations and the near
+    best again by whole passes (:mod:`unitscope.minimal.choice`): the removals and scores of
+    ``batch_size=1`` without it.
+    """
     num_regions = segmentation.num_regions
     kept = np.ones(num_regions, dtype=bool)
-    probs, preds = scorer(fill.render(kept[None]))
+    original = scorer.inputs(fill.render(kept[None]))
+    logits = scorer.logits(original)
+    probs, preds = scorer.probabilities(logits)
     if preds[0] != scorer.target:
         raise MisclassifiedImageError(
             f"the model classifies the image as class {int(preds[0])}, not {scorer.target}; minimal images "
@@ -154,18 +182,28 @@ def greedy_removal(fill: Fill, scorer: TargetScorer, segmentation: Segmentation)
     initial = float(probs[0])
     steps: list[RemovalStep] = []
     stopped = EXHAUSTED
+    if windows is not None:
+        windows.start(original, logits)
     while kept.any():
         candidates = np.flatnonzero(kept)
         flags = np.repeat(kept[None], len(candidates), axis=0)
         flags[np.arange(len(candidates)), candidates] = False
-        probs = np.empty(len(candidates))
-        preds = np.empty(len(candidates), dtype=np.int64)
-        for indices in batch_ranges(len(candidates), scorer.batch_size):
-            part = slice(indices.start, indices.stop)
-            probs[part], preds[part] = scorer(fill.render(flags[part]))
-        best = int(np.argmax(probs))  # first maximum: lowest region number on ties
-        predicted = int(preds[best])
-        step = RemovalStep(int(candidates[best]), float(probs[best]), predicted, predicted == scorer.target)
+        choice = None
+        if windows is not None:
+            choice = windows.choose(candidates, partial(_input, scorer, fill, flags))
+            if choice is None:
+                LOG.warning("window scores strayed beyond their tolerance; scoring this image whole from here")
+                windows = None
+        if choice is None:
+            probs = np.empty(len(candidates))
+            preds = np.empty(len(candidates), dtype=np.int64)
+            for indices in batch_ranges(len(candidates), scorer.batch_size):
+                part = slice(indices.start, indices.stop)
+                probs[part], preds[part] = scorer(fill.render(flags[part]))
+            best = int(np.argmax(probs))  # first maximum: lowest region number on ties
+            choice = best, float(probs[best]), int(preds[best])
+        best, prob, predicted = choice
+        step = RemovalStep(int(candidates[best]), prob, predicted, predicted == scorer.target)
         steps.append(step)
         if not step.correct:
             stopped = MISCLASSIFIED
@@ -173,6 +211,23 @@ def greedy_removal(fill: Fill, scorer: TargetScorer, segmentation: Segmentation)
         kept[step.region] = False
     image = fill.render(kept[None])[0]
     return MinimalResult(segmentation, scorer.target, initial, tuple(steps), kept, image, stopped, fill)
+
+
+def _input(scorer: TargetScorer, fill: Fill, flags: np.ndarray, row: int) -> torch.Tensor:
+    """Candidate ``row``'s network input, made as the per-candidate loop makes it."""
+    return scorer.inputs(fill.render(flags[row : row + 1]))
+
+
+def windowed_steps(fill: Fill, scorer: TargetScorer, image: np.ndarray, split: Split | None
+                   ) -> WindowedSteps | None:
+    """The window engine for this image, or None when its candidates must be scored whole: no split, a
+    fill that changes more than the removed region, or preprocessing that is not per pixel."""
+    if split is None or not isinstance(fill, CompositeFill) or not isinstance(scorer.preprocess, Preprocessing):
+        return None
+    pixels = scorer.inputs(fill.background[None])
+    if tuple(pixels.shape[-2:]) != tuple(image.shape[:2]):  # resized: a pixel's value depends on its neighbours
+        return None
+    return WindowedSteps(split, fill.labels, pixels[0], scorer.target, scorer.logits, scorer.probabilities)
 
 
 def minimal_image(
@@ -186,11 +241,16 @@ def minimal_image(
     edges: bool = False,
     device: torch.device | str = "cpu",
     solver: PoissonSolver | None = None,
+    incremental: bool = True,
+    split: Split | None = None,
 ) -> MinimalResult:
     """The minimal image of ``image`` for class ``target``.
 
     ``segments`` is either about how many SLIC superpixels to make or a ready integer label map [H, W].
     ``solver`` lets many same-sized images share one Poisson factorisation (``fill="gradient"``).
+    ``incremental`` scores candidates from cached activations where the model, fill and preprocessing
+    allow (:mod:`unitscope.minimal.windows`), with results equal to one whole pass per candidate;
+    ``split`` (from :func:`~unitscope.minimal.windows.split_model`) saves tracing the model per image.
     """
     image = check_image(image)
     if isinstance(segments, np.ndarray):
@@ -200,4 +260,11 @@ def minimal_image(
     else:
         segmentation = segment_image(image, int(segments), edges=edges)
     scorer = TargetScorer(model, preprocess, target, batch_size, device)
-    return greedy_removal(make_fill(fill, image, segmentation, solver), scorer, segmentation)
+    filled = make_fill(fill, image, segmentation, solver)
+    windows = None
+    if incremental:
+        if split is None:
+            split, reason = split_model(scorer.model, image.shape[:2])
+            LOG.debug("minimal images of %s: %s", type(model).__name__, reason)
+        windows = windowed_steps(filled, scorer, image, split)
+    return greedy_removal(filled, scorer, segmentation, windows)

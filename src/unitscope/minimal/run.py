@@ -41,6 +41,7 @@ from unitscope.minimal.retention import (
 )
 from unitscope.minimal.segments import TooFewRegionsError
 from unitscope.minimal.sources import ImageSource, LabelledImage
+from unitscope.minimal.split import Split, split_model
 from unitscope.minimal.strip import result_strip
 from unitscope.models.loading import LoadedModel
 from unitscope.progress import progress_iter
@@ -144,6 +145,7 @@ class _Runner:
         self.stage = stage
         self.settings = settings
         self.solvers: dict[tuple[int, int], PoissonSolver] = {}
+        self.splits: dict[tuple[int, int], Split | None] = {}  # the window engine's cut, traced once per size
 
     def process(self, sample: LabelledImage) -> ImageRecord:
         ident = sample.ident
@@ -151,11 +153,14 @@ class _Runner:
         shape = sample.image.shape[:2]
         if self.settings.fill == "gradient" and shape not in self.solvers:
             self.solvers[shape] = PoissonSolver(*shape)
+        if shape not in self.splits:
+            self.splits[shape] = split_model(self.model.module.eval(), shape)[0]
         try:
             result = minimal_image(
                 self.model.module, sample.image, sample.target, self.model.preprocess,
                 segments=self.settings.n_segments, fill=self.settings.fill, batch_size=self.settings.batch_size,
                 edges=self.settings.edges, device=self.model.device, solver=self.solvers.get(shape),
+                incremental=self.splits[shape] is not None, split=self.splits[shape],
             )
         except MisclassifiedImageError as err:
             if self.strict:

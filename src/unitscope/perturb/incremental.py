@@ -112,7 +112,7 @@ class Regions:
         return torch.stack([self.needed[i][d][1] - self.needed[i][d][0] for d in range(2)], dim=1)
 
     def batches(self, steps: tuple[Step, ...], selected: int, batch_size: int,
-                overhead: float = BATCH_OVERHEAD) -> list[torch.Tensor]:
+                overhead: float = BATCH_OVERHEAD, step_overhead: float = STEP_OVERHEAD_MACS) -> list[torch.Tensor]:
         """Occluders that reach some unit, grouped into batches of alike window shapes.
 
         A batch's windows take the largest needed extent of its members, so members of different shapes
@@ -135,7 +135,7 @@ class Regions:
         keys = [shapes[:, k, d] for k in range(len(layers)) for d in (1, 0)]
         ordered: list[int] = [j for j in np.lexsort(keys).tolist() if reachable[j]]
         typical = float(np.median(own[reachable])) if reachable.any() else 0.0
-        extra = max(overhead * typical, STEP_OVERHEAD_MACS * len(steps))
+        extra = max(overhead * typical, step_overhead * len(steps))
         groups: list[list[int]] = []
         largest = np.zeros((len(layers), 2))
         cost = 0.0
@@ -163,15 +163,22 @@ def _layer_costs(steps: tuple[Step, ...], selected: int) -> dict[int, float]:
     return costs
 
 
-def plan_regions(steps: tuple[Step, ...], corners: torch.Tensor, patch: int, peaks: torch.Tensor,
-                 relevant: torch.Tensor) -> Regions:
-    """Changed and needed intervals of every occluder of one call (see the module docstring)."""
-    changed: list[list[Interval]] = [[(corners[:, d], corners[:, d] + patch) for d in range(2)]]
+def changed_regions(steps: tuple[Step, ...], boxes: list[Interval]) -> list[list[Interval]]:
+    """Per activation (input first) and axis, the positions that changed input rows/columns ``boxes`` can
+    change: a window layer's outputs whose window meets them; at a residual sum, the hull of both inputs'."""
+    changed: list[list[Interval]] = [boxes]
     for step in steps:
         if step.is_merge:
             changed.append([_hull([changed[j][d] for j in step.inputs]) for d in range(2)])
         else:
             changed.append([_forward(step, *changed[step.inputs[0]][d], d) for d in range(2)])
+    return changed
+
+
+def plan_regions(steps: tuple[Step, ...], corners: torch.Tensor, patch: int, peaks: torch.Tensor,
+                 relevant: torch.Tensor) -> Regions:
+    """Changed and needed intervals of every occluder of one call (see the module docstring)."""
+    changed = changed_regions(steps, [(corners[:, d], corners[:, d] + patch) for d in range(2)])
     last = changed[-1]
     inside = [(peaks[None, :, d] >= last[d][0][:, None]) & (peaks[None, :, d] < last[d][1][:, None])
               for d in range(2)]

@@ -115,10 +115,11 @@ def _minimal(system: SeeSystem, item: InputImage, sight: Sight, out: Path | None
     finally:
         handle.remove()
     kept, total = int(result.kept.sum()), int(result.segmentation.num_regions)
+    candidates = sum(total - t for t in range(len(result.steps)))  # most scored from cached activations
     found: dict[str, object] = {"regions_kept": kept, "regions": total, "stopped": result.stopped,
-                                "forward_passes": calls[0],
-                                "text": f"{kept} of {total} regions keep {sight.top.name}; this cost {calls[0]} "
-                                        "more forward passes (see itself: one per batch)"}
+                                "forward_passes": calls[0], "candidates": candidates,
+                                "text": f"{kept} of {total} regions keep {sight.top.name}; this scored {candidates} "
+                                        "candidate images (see itself: one forward pass per batch)"}
     if out is not None:
         Image.fromarray(result.image).save(out / f"{sight.name}_minimal.png")
         found["image"] = f"{sight.name}_minimal.png"

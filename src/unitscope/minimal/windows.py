@@ -1,0 +1,370 @@
+"""A greedy step's candidates scored from the current image's cached activations, recomputing windows.
+
+Every candidate of a step differs from the current image inside one region's box, so up to the trunk's
+end (:mod:`unitscope.minimal.split`) its activations differ from the current image's only inside a box
+that grows layer by layer (:func:`unitscope.perturb.incremental.changed_regions`). Each candidate keeps
+one window per activation, holding that box; candidates are grouped by the windows' sizes (a group
+shares the largest, each member at its own place), and a layer's input for a group is one gather from the
+current image's padded activation and the group's windows so far. Where boxes and groups stay the same
+from one step to the next (all but the removed region's group), the gather indices are reused: only the
+values change. The last activation's windows are gathered into whole maps, and the head (the classifier)
+runs on all candidates of the step in batches. Windows run channels-last, which CPU convolutions and
+pooling run fastest on.
+
+Values equal a whole forward pass's up to float rounding (a window's convolution adds the same products,
+perhaps in another order); :mod:`unitscope.minimal.choice` decides near ties with whole passes.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from unitscope.errors import UsageError
+from unitscope.minimal.split import Split
+from unitscope.perturb.incremental import changed_regions
+from unitscope.perturb.steps import Step, run_module
+
+GROUP_OVERHEAD_MACS = 6e7  # what one more group costs on a CPU core (Python, kernel launches), in multiply-adds
+MAX_GROUP = 64  # copies per group; fixed, so that no value depends on the caller's batch size
+
+
+@dataclass(frozen=True)
+class Gather:
+    """Rows [n, rows, cols] of ``cat(clean table of ``clean`` rows, n windows of ``block`` rows each)``."""
+
+    index: torch.Tensor
+    clean: int
+    block: int
+
+    def without(self, row: int) -> Gather:
+        """The same gather with member ``row`` left out (later members' windows move up a block)."""
+        keep = torch.arange(len(self.index), device=self.index.device) != row
+        index = self.index[keep]
+        moved = index >= self.clean + (row + 1) * self.block
+        return Gather(torch.where(moved, index - self.block, index), self.clean, self.block)
+
+    def __call__(self, table: torch.Tensor) -> torch.Tensor:
+        n, rows, cols = self.index.shape
+        return table.index_select(0, self.index.reshape(-1)).view(n, rows, cols, table.shape[1])
+
+
+@dataclass(frozen=True)
+class Layout:
+    """One group's windows: per activation the common size and each member's origin, and the gathers."""
+
+    sizes: list[tuple[int, int]]
+    origins: list[torch.Tensor]  # [n, 2] per activation
+    gathers: dict[tuple[int, int], Gather]  # (step, input) -> that step's input windows
+    final: Gather  # the whole last activation of each member
+    pixels: Gather  # the input windows, from cat(current pixels, background)
+
+    def without(self, row: int) -> Layout:
+        """This layout with member ``row`` left out (window sizes kept)."""
+        keep = torch.arange(len(self.pixels.index), device=self.pixels.index.device) != row
+        return Layout(self.sizes, [o[keep] for o in self.origins],
+                      {key: g.without(row) for key, g in self.gathers.items()}, self.final.without(row),
+                      Gather(self.pixels.index[keep], self.pixels.clean, self.pixels.block))
+
+
+class WindowScorer:
+    """Logits of copies of a current image that each remove one region, the region's box known."""
+
+    def __init__(self, split: Split, labels: np.ndarray, background: torch.Tensor) -> None:
+        """``labels`` [H, W] name each pixel's region, ``background`` [3, H, W] is what a removed region shows
+        (network input); a copy is named by the region it removes."""
+        self.split = split
+        self.labels = torch.from_numpy(np.ascontiguousarray(labels)).long().to(background.device)
+        self._background = background.permute(1, 2, 0).reshape(-1, background.shape[0])  # rows [H * W, 3]
+        boxes = region_boxes(labels).to(background.device)
+        steps = split.steps
+        self._steps = fused_steps(steps)
+        readers = [0] * (len(steps) + 1)
+        for step in steps:
+            for j in step.inputs:
+                readers[j] += 1
+        self._readers = readers
+        changed = changed_regions(steps, [(boxes[:, 0], boxes[:, 1]), (boxes[:, 2], boxes[:, 3])])
+        self._lo = [torch.stack([a[0], b[0]], 1) for a, b in changed]  # [K, 2] per activation
+        self._extent = [torch.stack([a[1] - a[0], b[1] - b[0]], 1).clamp(min=1) for a, b in changed]
+        self._groups = self._plan_groups(list(range(len(boxes))))
+        self._layouts: dict[tuple[int, ...], Layout] = {}
+        self._tables: dict[tuple[int, int], torch.Tensor] = {}
+        self._acts: list[torch.Tensor] = []
+        self._pixels: torch.Tensor | None = None
+        self._runs: dict[tuple[int, ...], list[torch.Tensor]] = {}
+        self._sources = sorted({0, len(steps)} | {j for step in steps if not step.is_pointwise for j in step.inputs})
+
+    def _map_size(self, a: int) -> tuple[int, int]:
+        steps = self.split.steps
+        return steps[0].in_size if a == 0 else steps[a - 1].out_size
+
+    def _plan_groups(self, regions: list[int]) -> list[list[int]]:
+        """``regions`` in groups of alike window sizes, cut where it costs least.
+
+        Regions are sorted by their window's rows, then columns, in the layer where windows cost most, then
+        by their windows' total cost. A group costs its size times the multiply-adds of its common windows
+        plus ``GROUP_OVERHEAD_MACS``; the cut minimising the total over the order is found by dynamic
+        programming.
+        """
+        weights = {s + 1: float(step.cost_per_position) for s, step in enumerate(self.split.steps)
+                   if step.cost_per_position > 1}
+        count = len(regions)
+        if not weights:
+            return [regions[start:start + MAX_GROUP] for start in range(0, count, MAX_GROUP)]
+        costs = {a: w * self._extent[a].prod(dim=1).double() for a, w in weights.items()}
+        own = torch.stack(list(costs.values())).sum(dim=0)
+        costliest = self._extent[max(costs, key=lambda a: float(costs[a].sum()))].tolist()
+        order = sorted(regions, key=lambda n: (costliest[n][0], costliest[n][1], float(own[n])))
+        extents = {a: self._extent[a].tolist() for a in weights}
+        best = [0.0] + [float("inf")] * count
+        cut = [0] * (count + 1)
+        for start in range(count):
+            largest = {a: [1, 1] for a in weights}
+            for stop in range(start + 1, min(count, start + MAX_GROUP) + 1):
+                each = 0.0
+                for a, w in weights.items():
+                    h, v = extents[a][order[stop - 1]]
+                    largest[a] = [max(largest[a][0], h), max(largest[a][1], v)]
+                    each += w * largest[a][0] * largest[a][1]
+                total = best[start] + (stop - start) * each + GROUP_OVERHEAD_MACS
+                if total < best[stop]:
+                    best[stop], cut[stop] = total, start
+        result: list[list[int]] = []
+        stop = count
+        while stop > 0:
+            result.append(sorted(order[cut[stop]:stop]))
+            stop = cut[stop]
+        return result[::-1]
+
+    def set_current(self, acts: list[torch.Tensor]) -> None:
+        """Cache the current image's activations (input first, each [1, C, h, w])."""
+        self._acts = acts
+        self._tables = {}
+        self._pixels = None
+        self._runs = {}
+
+    def _table(self, s: int, k: int) -> torch.Tensor:
+        """Step ``s``'s ``k``-th clean input, padded as the layer pads, as rows [Hp * Wp, C]."""
+        if (s, k) not in self._tables:
+            step = self.split.steps[s]
+            clean = _padded(step, self._acts[step.inputs[k]])[0]
+            self._tables[s, k] = clean.permute(1, 2, 0).reshape(-1, clean.shape[0])
+        return self._tables[s, k]
+
+    def logits(self, regions: torch.Tensor) -> torch.Tensor:
+        """Logits [N, classes] of the copies of the current image removing ``regions`` (int64 [N])."""
+        if len(regions) == 0:
+            raise UsageError("no candidates to score; a greedy step needs at least one region kept")
+        wanted = set(regions.tolist())
+        row_of = {r: i for i, r in enumerate(regions.tolist())}
+        maps, order = [], []
+        for group in self._groups:
+            members = tuple(r for r in group if r in wanted)
+            if not members:
+                continue
+            index = torch.tensor([row_of[r] for r in members], device=regions.device)
+            maps.append(self._run(members))
+            order += index.tolist()
+        full = torch.cat(maps)  # the head runs once per MAX_GROUP copies, whatever the caller's batch size
+        out = torch.cat([self.split.head(full[start:start + MAX_GROUP]) for start in range(0, len(full), MAX_GROUP)])
+        result = torch.empty_like(out)
+        result[torch.tensor(order, device=out.device)] = out
+        return result
+
+    def adopt(self, region: int) -> None:
+        """Make the copy removing ``region`` (scored by the last :meth:`logits`) the current image: its
+        windows pasted into the cached activations that windows read (equal to a whole pass's up to
+        float rounding)."""
+        members = next(m for m in self._runs if region in m)
+        windows, layout, row = self._runs[members], self._layouts[members], members.index(region)
+        acts = list(self._acts)
+        for a in self._sources:
+            window = windows[a]
+            if window is None:
+                continue
+            (top, left), (rows, cols) = layout.origins[a][row].tolist(), layout.sizes[a]
+            acts[a] = acts[a].clone()
+            acts[a][0, :, top:top + rows, left:left + cols] = window[row].permute(2, 0, 1)
+        self.set_current(acts)
+
+    def _layout(self, members: tuple[int, ...]) -> Layout:
+        """The group's layout, from the same group's last one with a member less where there is one."""
+        if members not in self._layouts:
+            grown = next((m for m in self._layouts if len(m) == len(members) + 1 and set(members) < set(m)), None)
+            if grown is None:
+                self._layouts[members] = self._plan_layout(members)
+            else:
+                gone = next(r for r in grown if r not in members)
+                self._layouts[members] = self._layouts[grown].without(grown.index(gone))
+        return self._layouts[members]
+
+    def _plan_layout(self, members: tuple[int, ...]) -> Layout:
+        """Window sizes and origins per activation, and the gather indices, for these regions."""
+        steps = self.split.steps
+        chosen = torch.tensor(members, device=self._lo[0].device)
+        sizes: list[tuple[int, int]] = []
+        origins: list[torch.Tensor] = []
+        for a in range(len(steps) + 1):
+            if a > 0 and steps[a - 1].is_pointwise:
+                sizes.append(sizes[steps[a - 1].inputs[0]])
+                origins.append(origins[steps[a - 1].inputs[0]])
+                continue
+            size = self._extent[a][chosen].amax(dim=0)
+            bound = torch.tensor(self._map_size(a), device=size.device) - size
+            sizes.append((int(size[0]), int(size[1])))
+            origins.append(torch.minimum(self._lo[a][chosen], bound).clamp(min=0))
+        gathers = {}
+        for s, step in enumerate(steps):
+            if step.is_pointwise:
+                continue
+            for k, j in enumerate(step.inputs):
+                padded = _padded_shape(step, self._map_size(j))
+                index = _gather_index(origins[s + 1], sizes[s + 1], origins[j], sizes[j], step.gather_kernel,
+                                      step.stride, step.pad, padded)
+                gathers[s, k] = Gather(index, padded[0] * padded[1], sizes[j][0] * sizes[j][1])
+        whole = self._map_size(len(steps))
+        index = _gather_index(origins[-1], whole, origins[-1], sizes[-1], (1, 1), (1, 1), (0, 0), whole, whole=True)
+        final = Gather(index, whole[0] * whole[1], sizes[-1][0] * sizes[-1][1])
+        height, width = self._map_size(0)
+        rows = origins[0][:, 0, None] + torch.arange(sizes[0][0], device=chosen.device)
+        cols = origins[0][:, 1, None] + torch.arange(sizes[0][1], device=chosen.device)
+        flat = rows[:, :, None] * width + cols[:, None, :]
+        removed = self.labels[rows[:, :, None], cols[:, None, :]] == chosen[:, None, None]
+        pixels = Gather(torch.where(removed, flat + height * width, flat), 2 * height * width, 0)
+        return Layout(sizes, origins, gathers, final, pixels)
+
+    def _run(self, members: tuple[int, ...]) -> torch.Tensor:
+        """The last activation [n, C, H, W] of the copies removing ``members``."""
+        layout = self._layout(members)
+        if self._pixels is None:
+            current = self._acts[0][0]
+            self._pixels = torch.cat([current.permute(1, 2, 0).reshape(-1, current.shape[0]), self._background])
+        pixels: torch.Tensor = self._pixels
+        windows = [layout.pixels(pixels)]
+        for s, step in enumerate(self._steps):
+            if step.is_pointwise:
+                source = windows[step.inputs[0]]
+                if isinstance(step.module, nn.Identity):
+                    windows.append(source)
+                    continue
+                if self._readers[step.inputs[0]] == 1:  # nothing else reads it: in place is safe
+                    out = step.module(source.permute(0, 3, 1, 2))
+                else:
+                    out = run_module(step.module, [source.permute(0, 3, 1, 2)])
+            else:
+                inputs = []
+                for k, j in enumerate(step.inputs):
+                    window = windows[j]
+                    table = torch.cat([self._table(s, k), window.reshape(-1, window.shape[-1])])
+                    inputs.append(layout.gathers[s, k](table).permute(0, 3, 1, 2))
+                out = step.apply(inputs, None, False)
+            windows.append(_nhwc(out))
+        self._runs[members] = windows
+        last = windows[-1]
+        clean = self._acts[-1][0]
+        table = torch.cat([clean.permute(1, 2, 0).reshape(-1, clean.shape[0]), last.reshape(-1, last.shape[-1])])
+        return layout.final(table).permute(0, 3, 1, 2).contiguous()
+
+
+def fused_steps(steps: tuple[Step, ...]) -> tuple[Step, ...]:
+    """The steps with each batch norm that alone reads a convolution folded into it (an identity left in
+    its place): one pass less over every window, the same values up to float rounding."""
+    readers: list[list[int]] = [[] for _ in range(len(steps) + 1)]
+    for s, step in enumerate(steps):
+        for j in step.inputs:
+            readers[j].append(s)
+    out = list(steps)
+    for s, step in enumerate(steps):
+        conv = step.module
+        if not isinstance(conv, nn.Conv2d) or len(readers[s + 1]) != 1:
+            continue
+        bn = steps[readers[s + 1][0]].module
+        if not isinstance(bn, nn.BatchNorm2d) or bn.running_mean is None or bn.running_var is None:
+            continue
+        scale = (bn.weight if bn.weight is not None else 1.0) / torch.sqrt(bn.running_var + bn.eps)
+        shift = (bn.bias if bn.bias is not None else 0.0) - bn.running_mean * scale
+        fused = copy.deepcopy(conv)
+        with torch.no_grad():
+            fused.weight = nn.Parameter(conv.weight * scale.reshape(-1, 1, 1, 1))
+            fused.bias = nn.Parameter(shift + (conv.bias * scale if conv.bias is not None else 0.0))
+        out[s] = replace(step, module=fused.eval().requires_grad_(False))
+        out[readers[s + 1][0]] = replace(steps[readers[s + 1][0]], module=nn.Identity())
+    return tuple(out)
+
+
+def _nhwc(x: torch.Tensor) -> torch.Tensor:
+    """[n, C, h, w] (any memory format) as a contiguous [n, h, w, C] tensor (free when channels-last)."""
+    return x.permute(0, 2, 3, 1).contiguous()
+
+
+def _gather_index(out_origin: torch.Tensor, out_size: tuple[int, int], in_origin: torch.Tensor,
+                  in_size: tuple[int, int], kernel: tuple[int, int], stride: tuple[int, int], pad: tuple[int, int],
+                  padded: tuple[int, int], whole: bool = False) -> torch.Tensor:
+    """Rows of ``cat(clean table, windows)`` that output windows read: [n, rows, cols].
+
+    Output window n starts at ``out_origin[n]`` and reads padded input positions from ``origin * stride``
+    on; those inside input window n (at ``in_origin[n]``, size ``in_size``) come from the window, the rest
+    from the clean table (the padded input, ``padded`` in size, row-major). ``whole``: the output is the
+    whole map.
+    """
+    n = len(in_origin)
+    device = in_origin.device
+    picks = []
+    for d in range(2):
+        length = (out_size[d] - 1) * stride[d] + kernel[d]
+        start = torch.zeros(n, dtype=torch.long, device=device) if whole else out_origin[:, d] * stride[d]
+        positions = start[:, None] + torch.arange(length, device=device)
+        inner = positions - pad[d] - in_origin[:, d, None]
+        inside = (inner >= 0) & (inner < in_size[d])
+        picks.append((positions, inner.clamp(0, in_size[d] - 1), inside))
+    (rows, inner_rows, in_rows), (cols, inner_cols, in_cols) = picks
+    clean_rows = rows[:, :, None] * padded[1] + cols[:, None, :]
+    member = torch.arange(n, device=device)[:, None, None]
+    window_rows = padded[0] * padded[1] + (member * in_size[0] + inner_rows[:, :, None]) * in_size[1] \
+        + inner_cols[:, None, :]
+    return torch.where(in_rows[:, :, None] & in_cols[:, None, :], window_rows, clean_rows)
+
+
+def _padded_shape(step: Step, size: tuple[int, int]) -> tuple[int, int]:
+    """The size of a step's input once padded as the layer pads (see :func:`_padded`)."""
+    if step.kernel is None:
+        return size
+    out = []
+    for d in range(2):
+        trailing = (step.out_size[d] - 1) * step.stride[d] + step.kernel[d] - step.pad[d] - step.in_size[d]
+        out.append(size[d] + step.pad[d] + max(0, trailing))
+    return out[0], out[1]
+
+
+def _padded(step: Step, clean: torch.Tensor) -> torch.Tensor:
+    """A step's clean input [1, C, Hp, Wp], padded as the layer pads (``-inf`` for max pooling)."""
+    if step.kernel is None:
+        return clean
+    pad_value = float("-inf") if isinstance(step.module, torch.nn.MaxPool2d) else 0.0
+    pads = []
+    for d in (1, 0):
+        trailing = (step.out_size[d] - 1) * step.stride[d] + step.kernel[d] - step.pad[d] - step.in_size[d]
+        pads += [step.pad[d], max(0, trailing)]
+    return F.pad(clean, pads, value=pad_value)
+
+
+def region_boxes(labels: np.ndarray) -> torch.Tensor:
+    """int64 [K, 4]: each region's bounding box (top, bottom, left, right; bottom and right exclusive)."""
+    count = int(labels.max()) + 1
+    rows = np.broadcast_to(np.arange(labels.shape[0])[:, None], labels.shape).ravel()
+    cols = np.broadcast_to(np.arange(labels.shape[1])[None, :], labels.shape).ravel()
+    flat = labels.ravel()
+    boxes = np.zeros((count, 4), dtype=np.int64)
+    boxes[:, 0] = labels.shape[0]
+    boxes[:, 2] = labels.shape[1]
+    np.minimum.at(boxes[:, 0], flat, rows)
+    np.maximum.at(boxes[:, 1], flat, rows + 1)
+    np.minimum.at(boxes[:, 2], flat, cols)
+    np.maximum.at(boxes[:, 3], flat, cols + 1)
+    return torch.from_numpy(boxes)
