@@ -111,17 +111,19 @@ def run_bare(model: str, weights: str, layer: str, data: str) -> None:
 
 def setup(work: Path, sizes: list[int], models: list[tuple[str, str]], image_size: int,
           env: dict[str, str]) -> tuple[dict[int, Path], dict[str, str]]:
-    """One export of the largest size, cut to each smaller size; a seeded random checkpoint per torchvision model."""
+    """One export (of the largest size, or a larger one already in ``work``), cut to each smaller size; a seeded random checkpoint per torchvision model."""
     largest = max(sizes)
-    full = work / f"broden-{largest}-{image_size}"
+    made = [d for d in work.glob(f"broden-*-{image_size}") if (d / "index.csv").is_file()
+            and not (d / "images").is_symlink() and int(d.name.split("-")[1]) >= largest]
+    full = min(made, key=lambda d: int(d.name.split("-")[1])) if made else work / f"broden-{largest}-{image_size}"
     if not (full / "index.csv").is_file():
         subprocess.run([sys.executable, __file__, "--child-cli", "world", "--out", str(full), "--n", str(largest),
                         "--size", str(image_size), "--seed", "0", "--overwrite"], env=env, check=True,
                        capture_output=True)
-    data = {largest: full}
+    data = {len((full / "index.csv").read_text().splitlines()) - 1: full}
     lines = (full / "index.csv").read_text().splitlines(keepends=True)
     for n in sizes:
-        if n == largest:
+        if n == len(lines) - 1:
             continue
         cut = work / f"broden-{n}-{image_size}"
         cut.mkdir(exist_ok=True)
