@@ -61,7 +61,7 @@ class _MetaInterpreter(fx.Interpreter):
         }
         return torch.func.functional_call(submodule, state, args, kwargs)
 
-    def call_function(self, target: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:  # type: ignore[override]
+    def call_function(self, target: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if target in _BROADCASTING and len(args) == 2 and not kwargs and all(isinstance(a, torch.Tensor) for a in args):
             # a residual sum: on meta tensors torch's Python reference would import torch._dynamo (see _output_shape)
             shape = _broadcast(tuple(args[0].shape), tuple(args[1].shape))
