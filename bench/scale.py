@@ -111,7 +111,8 @@ def run_bare(model: str, weights: str, layer: str, data: str) -> None:
 
 def setup(work: Path, sizes: list[int], models: list[tuple[str, str]], image_size: int,
           env: dict[str, str]) -> tuple[dict[int, Path], dict[str, str]]:
-    """One export (of the largest size, or a larger one already in ``work``), cut to each smaller size; a seeded random checkpoint per torchvision model."""
+    """One export (of the largest size, or a larger one already in ``work``) cut to each smaller size; a seeded
+    random checkpoint per torchvision model."""
     largest = max(sizes)
     made = [d for d in work.glob(f"broden-*-{image_size}") if (d / "index.csv").is_file()
             and not (d / "images").is_symlink() and int(d.name.split("-")[1]) >= largest]
