@@ -79,6 +79,7 @@ def test_auto_runs_lanes_on_a_multicore_cpu_and_worker_processes_elsewhere(monke
     assert plan_loading("auto", "cpu", cores=1) == loader.Loading(0, 1, 1)
     assert plan_loading("auto", "cuda", cores=16) == loader.Loading(4, 1, 12)  # the GPU runs the network
     assert plan_loading(2, "cpu", cores=2) == loader.Loading(2, 1, 1)  # an explicit count is processes
+    assert plan_loading("auto", "cpu", cores=2, ranks=2) == loader.Loading(1, 1, 1)  # torchrun: as before
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
     assert plan_loading("auto", "cpu", cores=2) == loader.Loading(0, 2, None)  # the user's threads win
 

@@ -142,7 +142,7 @@ class DissectionEngine:
         self.geometry = geometry
         self.progress = progress
         self.device = model.device
-        self.loading = plan_loading(settings.workers, self.device.type)
+        self.loading = plan_loading(settings.workers, self.device.type, ranks=self.group.world)
         self.workers = self.loading.processes
         labelled = has_labels(probe)
         self.encoder = LabelEncoder(probe.concepts, probe.label_size) if labelled else None

@@ -66,10 +66,11 @@ class Loading:
     threads: int | None  # intra-op threads of the forward pass (of each lane); None: the user's OMP_NUM_THREADS
 
 
-def plan_loading(workers: int | str, device_type: str, cores: int | None = None) -> Loading:
-    """``--workers`` on this machine: ``auto`` on a multi-core CPU runs lanes, else worker processes."""
+def plan_loading(workers: int | str, device_type: str, cores: int | None = None, ranks: int = 1) -> Loading:
+    """``--workers`` on this machine: ``auto`` on a multi-core CPU runs lanes, else worker processes (also under
+    torchrun, ``ranks`` > 1, where the ranks already share the cores)."""
     cores = available_cores() if cores is None else cores
-    if workers == "auto" and device_type == "cpu" and cores > 1:
+    if workers == "auto" and device_type == "cpu" and cores > 1 and ranks == 1:
         lanes = min(MAX_AUTO_LANES, cores)
         return Loading(0, lanes, threads_per_lane(lanes, cores))
     processes = resolve_workers(workers, cores)

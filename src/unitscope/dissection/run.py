@@ -195,7 +195,7 @@ def _dissect(
     # The whole run (model loading, the shape probe, both passes, the tables) at pass 1's thread count: at
     # torch's default beside a loader worker, OpenMP threads spin at every barrier of the small operations
     # outside the passes too (on 2 cores the shape probe cost 7x the CPU of one thread).
-    threads = intra_op_threads(plan_loading(settings.workers, resolve_device(device).type).threads)
+    threads = intra_op_threads(plan_loading(settings.workers, resolve_device(device).type, ranks=group.world).threads)
     if out_path is None or not group.is_main:
         with threads:
             return _dissect_locked(model, layers, data, out_path, identity, weights, num_classes, n, seed, size,

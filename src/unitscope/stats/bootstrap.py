@@ -25,7 +25,11 @@ _FIELDS = ("inter", "active", "label_area", "annotated")
 
 
 class ImageCounts:
-    """Sparse per-image counts: rows (image, unit, label, count), (image, unit, area), (image, label, area)."""
+    """Sparse per-image counts: rows (image, unit, label, count), (image, unit, area), (image, label, area).
+
+    Held as int32 (image indices, unit and label numbers and pixel counts all fit): these rows grow with the probe
+    set (AlexNet conv5: ~12 KB an image), and int64 doubled the memory a large run peaks at.
+    """
 
     def __init__(self, num_units: int, num_labels: int) -> None:
         self.num_units, self.num_labels = num_units, num_labels
@@ -49,24 +53,26 @@ class ImageCounts:
         glob = torch.from_numpy(np.asarray(images, dtype=np.int64)).to(device)
         inter = torch.cat(rows)
         inter[:, 0] = glob[inter[:, 0]]
-        self._parts["inter"].append(inter.cpu().numpy())
-        self._parts["active"].append(torch.stack([glob[image_of], unit_of, active], dim=1).cpu().numpy())
+        self._parts["inter"].append(inter.to(torch.int32).cpu().numpy())
+        active_rows = torch.stack([glob[image_of], unit_of, active], dim=1)
+        self._parts["active"].append(active_rows.to(torch.int32).cpu().numpy())
         lab = label_counts.to(device).clone()
         lab[:, 0] = 0
         if labels.image_numbers.numel() > 0:
             lab[labels.image_owner.to(device), labels.image_numbers.to(device) + 1] = labels.num_pixels
         b, lnum = torch.nonzero(lab, as_tuple=True)
-        self._parts["label_area"].append(torch.stack([glob[b], lnum - 1, lab[b, lnum]], dim=1).cpu().numpy())
-        ann = labels.annotated.cpu().numpy().astype(np.int64)
-        self._parts["annotated"].append(np.concatenate([np.asarray(images, np.int64)[:, None], ann], axis=1))
+        self._parts["label_area"].append(torch.stack([glob[b], lnum - 1, lab[b, lnum]], dim=1).to(torch.int32).cpu()
+                                         .numpy())
+        ann = labels.annotated.cpu().numpy().astype(np.int32)
+        self._parts["annotated"].append(np.concatenate([np.asarray(images, np.int32)[:, None], ann], axis=1))
 
     def table(self, name: str) -> np.ndarray:
         parts = self._parts[name]
         width = {"inter": 4, "active": 3, "label_area": 3}.get(name)
         if not parts:
-            return np.zeros((0, width or 1), dtype=np.int64)
+            return np.zeros((0, width or 1), dtype=np.int32)
         if len(parts) > 1:  # consolidate, so frequent checkpoints do not re-join every batch's part
-            self._parts[name] = [np.concatenate(parts).astype(np.int64, copy=False)]
+            self._parts[name] = [np.concatenate(parts)]  # int32 (an older checkpoint's int64 part: int64)
         return self._parts[name][0]
 
     def merge(self, other: ImageCounts) -> None:
@@ -74,7 +80,7 @@ class ImageCounts:
         if (other.num_units, other.num_labels) != (self.num_units, self.num_labels):
             raise StatsError("ImageCounts.merge needs a statistic of the same shape")
         for name in _FIELDS:
-            rows = np.concatenate([self.table(name), other.table(name)]).astype(np.int64, copy=False)
+            rows = np.concatenate([self.table(name), other.table(name)])
             order = np.argsort(rows[:, 0], kind="stable") if rows.size else np.zeros(0, np.int64)
             self._parts[name] = [rows[order]] if rows.size else []
 
