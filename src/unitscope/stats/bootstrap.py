@@ -66,6 +66,11 @@ class ImageCounts:
         ann = labels.annotated.cpu().numpy().astype(np.int32)
         self._parts["annotated"].append(np.concatenate([np.asarray(images, np.int32)[:, None], ann], axis=1))
 
+    def parts(self, name: str) -> list[np.ndarray]:
+        """The rows of table ``name`` as stored, in parts (their concatenation is ``table(name)``), uncopied."""
+        width = {"inter": 4, "active": 3, "label_area": 3}.get(name)
+        return [p.reshape(-1, width) if width else p for p in self._parts[name] if len(p)]
+
     def table(self, name: str) -> np.ndarray:
         parts = self._parts[name]
         width = {"inter": 4, "active": 3, "label_area": 3}.get(name)
@@ -146,20 +151,26 @@ def bootstrap_labels(counts: ImageCounts, label_category: np.ndarray, best: np.n
         matrix = sp.csr_matrix((values.astype(np.float64), (position[rows], column)), shape=(n, size))
         return np.asarray((matrix.T @ weights.T).T)  # [R, size]
 
-    inter = counts.table("inter")
-    s = slot[inter[:, 1], inter[:, 2]]
-    keep = s >= 0
-    inter_b = summed(inter[keep, 0], s[keep], inter[keep, 3], units * k)
-    act = counts.table("active")
+    # Part by part (as pass 2 stored them), so the peak memory is one part's, not the whole table's several times
+    # over: every sum is of whole numbers in float64 (exact below 2**53), so the parts add to the same bytes.
+    inter_b = np.zeros((resamples, units * k))
+    for inter in counts.parts("inter"):
+        s = slot[inter[:, 1], inter[:, 2]]
+        keep = s >= 0
+        inter_b += summed(inter[keep, 0], s[keep], inter[keep, 3], units * k)
     ann_by_image = np.zeros((n, annotated.shape[1] - 1))
     ann_by_image[position[annotated[:, 0]]] = annotated[:, 1:]
     cats = ann_by_image.shape[1]
-    rows = np.repeat(act[:, 0], cats)
-    cols = (act[:, 1][:, None] * cats + np.arange(cats)[None, :]).reshape(-1)
-    vals = (act[:, 2][:, None] * ann_by_image[position[act[:, 0]]]).reshape(-1)
-    area_b = summed(rows, cols, vals, units * cats).reshape(resamples, units, cats)
-    lab = counts.table("label_area")
-    lab_b = summed(lab[:, 0], lab[:, 1], lab[:, 2], width)
+    area_b = np.zeros((resamples, units * cats))
+    for act in counts.parts("active"):
+        rows = np.repeat(act[:, 0], cats)
+        cols = (act[:, 1][:, None] * cats + np.arange(cats)[None, :]).reshape(-1)
+        vals = (act[:, 2][:, None] * ann_by_image[position[act[:, 0]]]).reshape(-1)
+        area_b += summed(rows, cols, vals, units * cats)
+    area_b = area_b.reshape(resamples, units, cats)
+    lab_b = np.zeros((resamples, width))
+    for lab in counts.parts("label_area"):
+        lab_b += summed(lab[:, 0], lab[:, 1], lab[:, 2], width)
     labels_of = order  # [U, k]
     category = label_category[labels_of].clip(min=0)
     union = (area_b[:, np.arange(units)[:, None], category] + lab_b[:, labels_of]
