@@ -67,6 +67,18 @@ def test_vgg_layers_are_inside_features_never_the_whole_extractor() -> None:
     assert all(p[2] == 6 for p in picked)
 
 
+TINY_VIT = {"patch_size": 8, "num_layers": 6, "num_heads": 2, "hidden_dim": 8, "mlp_dim": 16}
+
+
+def test_vit_layers_are_its_encoder_blocks_read_as_token_grids() -> None:
+    net = build_network(ArchConfig("vit", 3, 48, TINY_VIT))
+    # Weight layers: conv_proj 1, then 3 per block (attention out_proj, the MLP's two Linears): blocks end at
+    # 4, 7, 10, 13, 16, 19. 25 % of 19 = 4.75 → 4; 50 % = 9.5 → 10 (the deeper of a tie); 75 % = 14.25 → 13;
+    # 100 %: encoder_layer_5, encoder.layers and encoder all end at 19: the outermost, encoder (its final ln).
+    assert _picked(net, 48) == [("encoder.layers.encoder_layer_0", 4, 19), ("encoder.layers.encoder_layer_2", 10, 19),
+                                ("encoder.layers.encoder_layer_3", 13, 19), ("encoder", 19, 19)]
+
+
 # ---------------------------------------------------------------- the paired difference, by hand
 def _metrics(detectors: int, survive: int, counts: str, survivors: str, draws: str = "d1") -> dict[str, object]:
     return {"categories": {"object": {"detectors": detectors, "survive": survive}},
@@ -223,6 +235,29 @@ def test_tiny_nets_of_two_architectures_pair_by_depth_and_their_differences_are_
         assert len(per_resample) == 30
         assert claim["difference"] == [count["scene"] - count["object"], *np.percentile(per_resample, [2.5, 97.5])]
         assert claim["verdict"] == verdict(claim["difference"])
+
+
+def test_a_tiny_vit_pair_is_dissected_on_its_token_grids_beside_its_twin(tmp_path: Path) -> None:
+    from unitscope.data.sceneworld import SceneWorldProbe
+    from unitscope.models.preprocessing import Preprocessing
+
+    def vit(seed: int) -> torch.nn.Module:
+        torch.manual_seed(seed)
+        return build_network(ArchConfig("vit", 3, 48, TINY_VIT)).eval()
+
+    nets = [StudyNet("vit", task, LoadedModel(vit(seed), f"tiny-vit-{task}", Preprocessing(input_size=(48, 48))))
+            for task, seed in (("scene", 1), ("object", 2))]
+    recipe = EmergenceRecipe(archs=("vit",), n=8, bootstrap=10, targets=(0.25, 1.0))
+    settings = DissectSettings(quantile=0.02, upsample="bilinear", batch_size=8, workers=0)
+    data = run_study(recipe, tmp_path, nets, SceneWorldProbe(8, size=48), progress=False, settings=settings)
+    for network in data["networks"]:
+        assert [p["layer"] for p in network["layers"]] == ["encoder.layers.encoder_layer_0", "encoder"]
+        assert network["units_by_layer"] == {"encoder.layers.encoder_layer_0": 8, "encoder": 8}  # hidden_dim
+    scene = DissectionResult.load(tmp_path / "runs" / "vit-scene")
+    assert scene.layers["encoder"].shape[0] == 8  # units: the token dimension, not the 1 + 36 tokens
+    assert [(c["arch"], c["scene_layer"], c["object_layer"]) for c in data["claims"]] == [
+        ("vit", "encoder.layers.encoder_layer_0", "encoder.layers.encoder_layer_0"), ("vit", "encoder", "encoder")]
+    assert all(c["twin"] is not None for c in data["claims"])
 
 
 # ---------------------------------------------------------------- the shipped pairs and the CLI

@@ -37,7 +37,7 @@ TORCHVISION_MODELS: tuple[str, ...] = (
     "vgg19_bn", "vit_b_16", "vit_b_32", "vit_h_14", "vit_l_16", "vit_l_32", "wide_resnet101_2", "wide_resnet50_2",
 )
 # `train --arch` families shipped beside the AlexNet pair
-SHIPPED_ARCHITECTURES: tuple[str, ...] = ("resnet", "vgg", "convnext")
+SHIPPED_ARCHITECTURES: tuple[str, ...] = ("resnet", "vgg", "convnext", "vit")
 BUILTIN_NAMES: tuple[str, ...] = (  # builtin.BUILTIN_MODELS' keys: the AlexNet pair, then sceneworld-<task>-<arch>
     "sceneworld-scene", "sceneworld-object",
     *(f"sceneworld-{task}-{arch}" for arch in SHIPPED_ARCHITECTURES for task in ("scene", "object")),

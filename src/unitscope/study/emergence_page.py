@@ -56,7 +56,12 @@ def _ci(values: list[float], signed: bool = False) -> str:
     if len(values) < 2 or any(v is None or math.isnan(v) for v in values):
         return "no interval"
     low, high = values[-2], values[-1]
-    return f"{low:+.0f} to {high:+.0f}" if signed else f"{low:.0f}–{high:.0f}"
+    return f"{_signed(low)} to {_signed(high)}" if signed else f"{low:.0f}–{high:.0f}"
+
+
+def _signed(value: float) -> str:
+    """A signed bound; one that rounds to zero keeps two decimals, so −0.02 does not read as "−0"."""
+    return f"{value:+.2f}" if 0 < abs(value) < 0.5 else f"{value:+.0f}"
 
 
 VERDICT_WORDS = {"holds": "the claim holds (the interval lies above 0)",
