@@ -1,7 +1,8 @@
 """The fast engine gives the bytes of a plain recomputation, whatever the batching and the loader workers.
 
 A fixed small run (SceneWorld scene net, conv4 + conv5, a Broden export of 24 SceneWorld scenes) is made with
-workers 0 and batch 32, and again with two loader workers and batch 7: ``units.csv`` (IoU, labels,
+workers 0 and batch 32, again with two loader workers and batch 7, and with three lanes (``--workers auto`` on
+3 CPU cores: threads that each read a batch and run the network) and batch 5: ``units.csv`` (IoU, labels,
 p-values, q-values, stability) and ``iou.npy`` must be the same bytes. Then the IoU is recomputed through a
 reference path that shares nothing with pass 2 but the dense upsampling matrices: every image and label map
 decoded afresh from the files, labels encoded by ``LabelBatch.from_samples``, masks from the dense
@@ -22,6 +23,8 @@ from unitscope.capture import LayerCapture
 from unitscope.data import open_probe
 from unitscope.data.broden import BrodenProbe
 from unitscope.data.broden_export import write_broden
+from unitscope.dissection import loader
+from unitscope.dissection.loader import plan_loading
 from unitscope.dissection.run import dissect
 from unitscope.dissection.settings import DissectSettings
 from unitscope.dissection.upsample import Upsampler
@@ -41,7 +44,7 @@ def broden(tmp_path_factory: pytest.TempPathFactory) -> Path:
                         progress=False)
 
 
-def _run(broden: Path, out: Path, batch_size: int, workers: int) -> Path:
+def _run(broden: Path, out: Path, batch_size: int, workers: int | str) -> Path:
     settings = DissectSettings(quantile=QUANTILE, batch_size=batch_size, workers=workers, bootstrap=50)
     dissect("sceneworld-scene", LAYERS, str(broden), out, settings=settings, progress=False)
     return out
@@ -73,9 +76,14 @@ def reference_iou(broden: Path, layer: str) -> np.ndarray:
     return overlap.iou().float().numpy()
 
 
-def test_batching_and_workers_give_the_same_bytes_and_the_reference_iou(broden: Path, tmp_path: Path) -> None:
+def test_batching_and_workers_give_the_same_bytes_and_the_reference_iou(
+    broden: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     plain = _files(_run(broden, tmp_path / "plain", batch_size=32, workers=0))
     assert _files(_run(broden, tmp_path / "workers", batch_size=7, workers=2)) == plain
+    monkeypatch.setattr(loader, "available_cores", lambda: 3)  # auto: three lanes, whatever this machine has
+    assert plan_loading("auto", "cpu").lanes == 3
+    assert _files(_run(broden, tmp_path / "lanes", batch_size=5, workers="auto")) == plain
     for layer in LAYERS:
         iou = np.load(tmp_path / "plain" / layer / "iou.npy")
         assert iou.max() > 0.01  # the run found overlaps worth comparing
@@ -100,4 +108,8 @@ def test_each_probe_file_is_read_once(broden: Path, tmp_path: Path, monkeypatch:
     monkeypatch.setattr(BrodenProbe, "load_labels", counted_labels)
     _run(broden, tmp_path / "once", batch_size=5, workers=0)
     # Image 0 is also read once before the run, for each layer's map size (the small-probe warning).
+    assert reads == Counter({0: 2, **{i: 1 for i in range(1, N)}})
+    reads.clear()
+    monkeypatch.setattr(loader, "available_cores", lambda: 2)
+    _run(broden, tmp_path / "lanes", batch_size=5, workers="auto")  # two lanes
     assert reads == Counter({0: 2, **{i: 1 for i in range(1, N)}})

@@ -78,6 +78,8 @@ def test_paired_difference_matches_brute_force(tmp_path: Path, monkeypatch: pyte
                      std=(1.0, 1.0, 1.0), settings=settings, progress=False)
     assert len(calls) == 2  # the run's layer, then its random twin's
     run_args, twin_args = calls
+    tables = [run_args[0].table(name) for name in ("inter", "active", "label_area", "annotated")]
+    assert {t.dtype for t in tables} == {np.dtype(np.int32)} and all(len(t) for t in tables)  # compact rows (#29)
     mine = _brute_force_counts(run_args, probe.concepts.categories)
     theirs = _brute_force_counts(twin_args, probe.concepts.categories)
     baseline = result.record.baseline

@@ -22,6 +22,7 @@ precision.
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Self
@@ -59,9 +60,10 @@ class LayerCapture:
         self.clone = clone
         self._targets = {name: modules[name] for name in self.layers}
         self._probed: dict[str, LayerLayout] | None = None  # set by the first run: layouts and calls
-        self._seen: dict[str, int] = {}
+        self._probing = threading.Lock()
+        # Per thread: what the pass running in it has captured, so threads may run passes at once (the engine's lanes).
+        self._pass = threading.local()
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
-        self._outputs: dict[str, torch.Tensor] = {}
 
     def __enter__(self) -> LayerCapture:
         for name, target in self._targets.items():
@@ -77,11 +79,13 @@ class LayerCapture:
 
     def _make_hook(self, name: str) -> Callable[[nn.Module, tuple[torch.Tensor, ...], torch.Tensor], None]:
         def hook(_module: nn.Module, _inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
-            if self._probed is None:  # the layout probe's own pass
+            seen: dict[str, int] | None = getattr(self._pass, "seen", None)
+            outputs: dict[str, torch.Tensor] | None = getattr(self._pass, "outputs", None)
+            if self._probed is None or seen is None or outputs is None:  # the layout probe's pass, or not ours
                 return
             layer = self._probed.get(name)
-            self._seen[name] = self._seen.get(name, 0) + 1
-            if layer is not None and self._seen[name] != layer.calls:
+            seen[name] = seen.get(name, 0) + 1
+            if layer is not None and seen[name] != layer.calls:
                 return  # called again later in this pass: the last call is the layer's output
             if not isinstance(output, torch.Tensor):
                 raise RuntimeError(f"layer {name} returns {type(output).__name__}, not a tensor; capture a "
@@ -89,10 +93,10 @@ class LayerCapture:
             # Clone: an in-place ReLU after this module would otherwise rewrite what we captured.
             grid = read_units(output.detach(), layer.layout if layer is not None else "other")
             if grid.dtype in (torch.bfloat16, torch.float16):
-                self._outputs[name] = grid.float()  # autocast's output, widened exactly (a copy)
+                outputs[name] = grid.float()  # autocast's output, widened exactly (a copy)
             else:
-                self._outputs[name] = grid.clone() if self.clone else grid
-            if self.stop_after_last and len(self._outputs) == len(self.layers):
+                outputs[name] = grid.clone() if self.clone else grid
+            if self.stop_after_last and len(outputs) == len(self.layers):
                 raise _StopForward
 
         return hook
@@ -100,16 +104,20 @@ class LayerCapture:
     def run(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """One forward pass; returns {layer path: output}. The first also probes the layouts (one image)."""
         if self._probed is None:
-            probed = probe_layers(self.module, x)
-            self._probed = {name: require_layout(probed, name) for name in self.layers if name in probed}
-        self._outputs = {}
-        self._seen = {}
-        with torch.no_grad(), contextlib.suppress(_StopForward):
-            self.module(x)
-        missing = [name for name in self.layers if name not in self._outputs]
+            with self._probing:  # one thread probes; the others wait for its layouts
+                if self._probed is None:
+                    probed = probe_layers(self.module, x)
+                    self._probed = {name: require_layout(probed, name) for name in self.layers if name in probed}
+        outputs: dict[str, torch.Tensor] = {}
+        self._pass.outputs, self._pass.seen = outputs, {}
+        try:
+            with torch.no_grad(), contextlib.suppress(_StopForward):
+                self.module(x)
+        finally:
+            self._pass.outputs = self._pass.seen = None
+        missing = [name for name in self.layers if name not in outputs]
         if missing:
             raise RuntimeError(f"layers {missing} did not run in the forward pass")
-        outputs, self._outputs = self._outputs, {}
         return outputs
 
 

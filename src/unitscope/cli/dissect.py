@@ -127,7 +127,8 @@ def _report_options(layers: tuple[str, ...], regions: str | None, field_sizes: P
                    "(docs/gpu.md: measured effect).")
 @click.option("--batch-size", type=int, default=32, show_default=True)
 @click.option("--workers", default="auto", show_default=True,
-              help="Data loading processes, or auto (worker processes when the machine has more than one core).")
+              help="Data loading processes, or auto (on a multi-core CPU: threads that each decode a batch and run "
+                   "the network on it; with a GPU: worker processes).")
 @click.option("--skip-bad", is_flag=True, help="Skip unreadable probe images (counted in summary.json).")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Run directory to write.")
 @click.option("--overwrite", is_flag=True, help="Replace a finished or interrupted run of another command.")

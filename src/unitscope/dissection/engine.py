@@ -31,11 +31,11 @@ from unitscope.capture import LayerCapture
 from unitscope.data.probe import ProbeSample, ProbeSet, has_labels
 from unitscope.dissection.cache import ActivationCache
 from unitscope.dissection.label_cache import LabelCache
-from unitscope.dissection.loader import LoadedBatch, iterate_batches, resolve_workers
+from unitscope.dissection.loader import LoadedBatch, iterate_batches, lane_batches, plan_loading
 from unitscope.dissection.run_files import check_cache_file, check_layer_shape, check_resume_state
 from unitscope.dissection.settings import DissectSettings
 from unitscope.dissection.sparse_masks import WindowedMasks
-from unitscope.dissection.threads import available_cores, intra_op_threads, threads_beside, threads_for_small_ops
+from unitscope.dissection.threads import available_cores, intra_op_threads, threads_for_small_ops
 from unitscope.dissection.upsample import Upsampler
 from unitscope.distributed import Group
 from unitscope.errors import UsageError
@@ -142,7 +142,8 @@ class DissectionEngine:
         self.geometry = geometry
         self.progress = progress
         self.device = model.device
-        self.workers = resolve_workers(settings.workers)
+        self.loading = plan_loading(settings.workers, self.device.type, ranks=self.group.world)
+        self.workers = self.loading.processes
         labelled = has_labels(probe)
         self.encoder = LabelEncoder(probe.concepts, probe.label_size) if labelled else None
         self.label_state: dict[str, Any] | None = None  # the label cache's state once pass 1 is done
@@ -231,16 +232,13 @@ class DissectionEngine:
         with (progress_bar(total=n, initial=start, desc="pass 1/2: activations", unit="img",
                            disable=not self.progress) as bar,
               LayerCapture(self.model.module, list(self.layers.values())) as capture,
-              intra_op_threads(threads_beside(self.workers, available_cores()))):
-            for batch in iterate_batches(self.probe, start, self.settings.batch_size, self.workers,
-                                         encoder=self.encoder if labels is not None else None):
+              intra_op_threads(self.loading.threads)):
+            for batch, outputs in self._forward_batches(capture, start, labels is not None):
                 good = self._accept(batch, skipped)
                 if labels is not None and good and batch.labels is not None:
                     encoded = dict(zip(batch.indices, batch.labels, strict=True))
                     labels.write([i for i, _ in good], [encoded[i] for i, _ in good])  # type: ignore[misc]
-                if good:
-                    with self.model.autocast():  # --amp: reduced-precision forward, float32 maps
-                        outputs = capture.run(self._input_batch([s for _, s in good]))
+                if good and outputs is not None:
                     indices = torch.tensor([i for i, _ in good], dtype=torch.int64)
                     for name, path in self.layers.items():
                         acts = outputs[path]
@@ -279,6 +277,26 @@ class DissectionEngine:
         if labels is not None:
             labels.close()
         return shapes, stats, skipped
+
+    def _forward_batches(self, capture: LayerCapture, start: int, encode: bool
+                         ) -> Iterator[tuple[LoadedBatch, dict[str, torch.Tensor] | None]]:
+        """Pass 1's batches from ``start`` in order, each with the captured layers of its readable samples (None:
+        none, or the batch is refused by ``_accept``), in lanes (``dissection/loader.py``) or one after another."""
+        encoder = self.encoder if encode else None
+
+        def forward(batch: LoadedBatch) -> dict[str, torch.Tensor] | None:
+            good = [s for s in batch.samples if s is not None]
+            if not good or batch.misfit is not None or (batch.errors and not self.settings.skip_bad):
+                return None
+            with self.model.autocast():  # --amp: reduced-precision forward, float32 maps
+                return capture.run(self._input_batch(good))
+
+        size = self.settings.batch_size
+        if self.loading.lanes > 1:
+            yield from lane_batches(self.probe, start, size, self.loading.lanes, forward, encoder)
+            return
+        for batch in iterate_batches(self.probe, start, size, self.workers, encoder=encoder):
+            yield batch, forward(batch)
 
     def _accept(self, batch: LoadedBatch, skipped: dict[int, str]) -> list[tuple[int, ProbeSample]]:
         """The batch's readable samples; unreadable ones are fatal unless --skip-bad."""

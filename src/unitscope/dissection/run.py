@@ -29,7 +29,7 @@ from unitscope.dissection.confidence import layer_confidence, small_probe_warnin
 from unitscope.dissection.disk import disk_problem, estimate
 from unitscope.dissection.engine import DissectionEngine, EngineOutcome, LayerStatistics
 from unitscope.dissection.labels import detector_table, label_units
-from unitscope.dissection.loader import resolve_workers
+from unitscope.dissection.loader import plan_loading
 from unitscope.dissection.naming import different_run, named_identity, named_only
 from unitscope.dissection.record import (
     DataSpec,
@@ -43,12 +43,12 @@ from unitscope.dissection.record import (
 )
 from unitscope.dissection.result import HISTOGRAM, TOP_MAPS, DissectionResult, LayerResult, layer_dirname
 from unitscope.dissection.settings import DissectSettings
-from unitscope.dissection.threads import available_cores, intra_op_threads, threads_beside
+from unitscope.dissection.threads import intra_op_threads
 from unitscope.distributed import Group, PeerFailure, session
 from unitscope.errors import UsageError
 from unitscope.models.depth import layer_depth
 from unitscope.models.layers import resolve_layer
-from unitscope.models.loading import LoadedModel, load_model
+from unitscope.models.loading import LoadedModel, load_model, resolve_device
 from unitscope.models.precision import check_amp
 from unitscope.receptive.theory import alignment_geometry
 from unitscope.staging import lock_output, publish, staging_path
@@ -195,7 +195,7 @@ def _dissect(
     # The whole run (model loading, the shape probe, both passes, the tables) at pass 1's thread count: at
     # torch's default beside a loader worker, OpenMP threads spin at every barrier of the small operations
     # outside the passes too (on 2 cores the shape probe cost 7x the CPU of one thread).
-    threads = intra_op_threads(threads_beside(resolve_workers(settings.workers), available_cores()))
+    threads = intra_op_threads(plan_loading(settings.workers, resolve_device(device).type, ranks=group.world).threads)
     if out_path is None or not group.is_main:
         with threads:
             return _dissect_locked(model, layers, data, out_path, identity, weights, num_classes, n, seed, size,

@@ -22,7 +22,7 @@ class DissectSettings:
     upsample: str = "rf"
     batch_size: int = 32
     skip_bad: bool = False
-    workers: int | str = "auto"  # loader processes, or "auto" (dissection/loader.py: resolve_workers)
+    workers: int | str = "auto"  # loader processes, or "auto" (dissection/loader.py: plan_loading)
     checkpoint_seconds: float = 20.0
     fdr: float = 0.05  # detectors must also be significant at this false discovery rate
     bootstrap: int = 200  # resamples of the probe images for label stability (0: none)

@@ -38,6 +38,13 @@ def threads_beside(workers: int, cores: int) -> int | None:
     return max(1, min(torch.get_num_threads(), cores - workers))
 
 
+def threads_per_lane(lanes: int, cores: int) -> int | None:
+    """Intra-op threads of each of ``lanes`` threads that run the network at once (None: the user chose)."""
+    if any(os.environ.get(name) for name in USER_THREAD_VARIABLES):
+        return None
+    return max(1, min(torch.get_num_threads(), cores // max(1, lanes)))
+
+
 def threads_for_small_ops(cores: int) -> int | None:
     """Intra-op threads for small operations: pass 2, the report's regions (None: the user chose)."""
     if any(os.environ.get(name) for name in USER_THREAD_VARIABLES):

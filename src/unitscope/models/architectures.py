@@ -15,15 +15,18 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from torch import nn
-from torchvision.models.convnext import CNBlockConfig, ConvNeXt
-from torchvision.models.resnet import BasicBlock, ResNet
-from torchvision.models.swin_transformer import SwinTransformer
-from torchvision.models.vgg import VGG, make_layers
-from torchvision.models.vision_transformer import VisionTransformer
 
 from unitscope.errors import UsageError
 from unitscope.models.sceneworld_net import SceneWorldNet, SceneWorldNetConfig
+from unitscope.models.torchvision_import import import_torchvision
 from unitscope.training_config import ARCHITECTURES
+
+import_torchvision()  # first, so that the imports below find torchvision imported without torch._dynamo (1.5 s)
+from torchvision.models.convnext import CNBlockConfig, ConvNeXt  # noqa: E402
+from torchvision.models.resnet import BasicBlock, ResNet  # noqa: E402
+from torchvision.models.swin_transformer import SwinTransformer  # noqa: E402
+from torchvision.models.vgg import VGG, make_layers  # noqa: E402
+from torchvision.models.vision_transformer import VisionTransformer  # noqa: E402
 
 # The settings each family is built with (JSON-able; stored in every checkpoint).
 DEFAULT_SETTINGS: dict[str, dict[str, Any]] = {

@@ -19,12 +19,14 @@ def strip_dataparallel(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torc
     return {".".join(p for p in key.split(".") if p != "module"): value for key, value in state_dict.items()}
 
 
-def read_checkpoint(path: str | Path, trust: bool = False) -> dict[str, torch.Tensor]:
+def read_checkpoint(path: str | Path, trust: bool = False, mmap: bool = False) -> dict[str, torch.Tensor]:
     """A state_dict from a bare state_dict or ``{'state_dict': …}``, read with ``weights_only=True``.
 
     A checkpoint from elsewhere can run arbitrary code if fully unpickled, so nothing else is tried
     unless ``trust`` (``--trust-checkpoint``): then legacy whole-model pickles (the old Places365
-    ``.pth.tar``, Python 2 era) are unpickled with ``encoding='latin1'``.
+    ``.pth.tar``, Python 2 era) are unpickled with ``encoding='latin1'``. ``mmap``: tensors mapped from the file
+    (read when first touched: a network that stops at an early layer never reads its classifier) where the
+    file's format allows it.
     """
     path = Path(path)
     if not path.is_file():
@@ -35,7 +37,7 @@ def read_checkpoint(path: str | Path, trust: bool = False) -> dict[str, torch.Te
             if trust:
                 loaded = torch.load(path, map_location="cpu", weights_only=False, encoding="latin1")
             else:
-                loaded = torch.load(path, map_location="cpu", weights_only=True)
+                loaded = _load_tensors(path, mmap)
     except Exception as err:  # a text file, a truncated zip, a pickle of Python objects: never run, only refused
         message = str(err)
         if not trust and ("GLOBAL" in message or "Unsupported" in message):
@@ -58,6 +60,16 @@ def read_checkpoint(path: str | Path, trust: bool = False) -> dict[str, torch.Te
     if not all(isinstance(k, str) for k in loaded):
         raise UsageError(f"{path} has state_dict keys that are not strings; pass a checkpoint saved with torch.save")
     return strip_dataparallel(loaded)
+
+
+def _load_tensors(path: Path, mmap: bool) -> object:
+    """``torch.load(weights_only=True)``, mapped from the file when ``mmap`` and the file is a zip checkpoint."""
+    if mmap:
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except Exception:  # a legacy (non-zip) file cannot be mapped: read whole below, whose error is the one told
+            pass
+    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def _unsafe_global(err: BaseException) -> str:

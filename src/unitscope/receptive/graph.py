@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import operator
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +21,8 @@ from torch import fx, nn
 from unitscope.errors import UsageError
 
 LOG = logging.getLogger(__name__)
+_BROADCASTING: frozenset[Any] = frozenset({operator.add, operator.iadd, operator.mul, operator.imul, torch.add,
+                                           torch.mul})
 
 
 @dataclass(frozen=True)
@@ -48,15 +51,91 @@ class _MetaInterpreter(fx.Interpreter):
 
     def call_module(self, target: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:  # type: ignore[override]
         submodule = self.fetch_attr(target)
+        if len(args) == 1 and not kwargs and isinstance(args[0], torch.Tensor):
+            shaped = _output_shape(submodule, args[0])
+            if shaped is not None:
+                return torch.empty(shaped, device="meta", dtype=args[0].dtype)
         state = {
             name: torch.empty_like(t, device="meta")
             for name, t in itertools.chain(submodule.named_parameters(), submodule.named_buffers())
         }
         return torch.func.functional_call(submodule, state, args, kwargs)
 
+    def call_function(self, target: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if target in _BROADCASTING and len(args) == 2 and not kwargs and all(isinstance(a, torch.Tensor) for a in args):
+            # a residual sum: on meta tensors torch's Python reference would import torch._dynamo (see _output_shape)
+            shape = _broadcast(tuple(args[0].shape), tuple(args[1].shape))
+            return torch.empty(shape, device="meta", dtype=torch.result_type(args[0], args[1]))
+        return super().call_function(target, args, kwargs)
+
     def get_attr(self, target: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:  # type: ignore[override]
         value = self.fetch_attr(target)
         return torch.empty_like(value, device="meta") if isinstance(value, torch.Tensor) else value
+
+
+def _output_shape(module: nn.Module, x: torch.Tensor) -> tuple[int, ...] | None:
+    """The output shape of a linear, convolution, normalisation or adaptive pooling layer on ``x``, said directly
+    (None: run the layer).
+
+    On meta tensors these layers go through torch's Python decompositions (addmm, native_batch_norm, mean), whose
+    first call imports torch._dynamo: 1.5 s of every dissection's start-up. A misfit raises as the layer would.
+    """
+    shape = tuple(x.shape)
+    if type(module) is nn.Linear:
+        if shape[-1:] != (module.in_features,):
+            raise RuntimeError(f"linear layer takes {module.in_features} features, got input {shape}")
+        return (*shape[:-1], module.out_features)
+    if isinstance(module, nn.modules.batchnorm._BatchNorm | nn.GroupNorm):
+        channels = module.num_features if isinstance(module, nn.modules.batchnorm._BatchNorm) else module.num_channels
+        if len(shape) < 2 or shape[1] != channels:
+            raise RuntimeError(f"{type(module).__name__} expects {channels} channels, got input {shape}")
+        return shape
+    if type(module) is nn.Conv2d and len(shape) == 4 and not isinstance(module.padding, str):
+        # meta convolution checks its sizes with torch._check, which imports sympy (0.4 s)
+        if shape[1] != module.in_channels:
+            raise RuntimeError(f"Conv2d expects {module.in_channels} channels, got input {shape}")
+        sides = [(n + 2 * p - d * (k - 1) - 1) // s + 1 for n, k, s, p, d in zip(
+            shape[2:], module.kernel_size, module.stride, module.padding, module.dilation, strict=True)]
+        if min(sides) < 1:
+            raise RuntimeError(f"Conv2d's kernel does not fit input {shape}")
+        return (shape[0], module.out_channels, *sides)
+    if isinstance(module, nn.MaxPool2d | nn.AvgPool2d) and len(shape) in (3, 4) and not getattr(
+            module, "return_indices", False):
+        pair = nn.modules.utils._pair
+        kernel, pad = pair(module.kernel_size), pair(module.padding)
+        stride = pair(module.stride if module.stride is not None else module.kernel_size)
+        dilation = pair(getattr(module, "dilation", 1))
+        sides = [_pooled_side(n, k, s, p, d, module.ceil_mode)
+                 for n, k, s, p, d in zip(shape[-2:], kernel, stride, pad, dilation, strict=True)]
+        if min(sides) < 1 or any(p > k // 2 for p, k in zip(pad, kernel, strict=True)):
+            raise RuntimeError(f"{type(module).__name__} does not fit input {shape}")
+        return (*shape[:-2], *sides)
+    if isinstance(module, nn.AdaptiveAvgPool2d | nn.AdaptiveMaxPool2d) and len(shape) in (3, 4) and not getattr(
+            module, "return_indices", False):
+        size = module.output_size if isinstance(module.output_size, tuple) else (module.output_size,) * 2
+        return (*shape[:-2], *(s if o is None else int(o) for o, s in zip(size, shape[-2:], strict=True)))
+    if type(module) is nn.LayerNorm:
+        if shape[len(shape) - len(module.normalized_shape):] != tuple(module.normalized_shape):
+            raise RuntimeError(f"LayerNorm over {tuple(module.normalized_shape)} got input {shape}")
+        return shape
+    return None
+
+
+def _broadcast(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...]:
+    """The broadcast of two shapes (torch.broadcast_shapes imports sympy)."""
+    n = max(len(a), len(b))
+    a, b = (1,) * (n - len(a)) + a, (1,) * (n - len(b)) + b
+    if any(x != y and 1 not in (x, y) for x, y in zip(a, b, strict=True)):
+        raise RuntimeError(f"shapes {a} and {b} do not broadcast")
+    return tuple(x if y == 1 else y for x, y in zip(a, b, strict=True))
+
+
+def _pooled_side(size: int, kernel: int, stride: int, pad: int, dilation: int, ceil_mode: bool) -> int:
+    """torch's pooling_output_shape for one side."""
+    out = (size + 2 * pad - dilation * (kernel - 1) - 1 + (stride - 1 if ceil_mode else 0)) // stride + 1
+    if ceil_mode and (out - 1) * stride >= size + pad:  # the last window must start inside the input
+        out -= 1
+    return out
 
 
 def _module_paths(node: fx.Node) -> Iterator[str]:

@@ -25,7 +25,11 @@ _FIELDS = ("inter", "active", "label_area", "annotated")
 
 
 class ImageCounts:
-    """Sparse per-image counts: rows (image, unit, label, count), (image, unit, area), (image, label, area)."""
+    """Sparse per-image counts: rows (image, unit, label, count), (image, unit, area), (image, label, area).
+
+    Held as int32 (image indices, unit and label numbers and pixel counts all fit): these rows grow with the probe
+    set (AlexNet conv5: ~12 KB an image), and int64 doubled the memory a large run peaks at.
+    """
 
     def __init__(self, num_units: int, num_labels: int) -> None:
         self.num_units, self.num_labels = num_units, num_labels
@@ -49,24 +53,31 @@ class ImageCounts:
         glob = torch.from_numpy(np.asarray(images, dtype=np.int64)).to(device)
         inter = torch.cat(rows)
         inter[:, 0] = glob[inter[:, 0]]
-        self._parts["inter"].append(inter.cpu().numpy())
-        self._parts["active"].append(torch.stack([glob[image_of], unit_of, active], dim=1).cpu().numpy())
+        self._parts["inter"].append(inter.to(torch.int32).cpu().numpy())
+        active_rows = torch.stack([glob[image_of], unit_of, active], dim=1)
+        self._parts["active"].append(active_rows.to(torch.int32).cpu().numpy())
         lab = label_counts.to(device).clone()
         lab[:, 0] = 0
         if labels.image_numbers.numel() > 0:
             lab[labels.image_owner.to(device), labels.image_numbers.to(device) + 1] = labels.num_pixels
         b, lnum = torch.nonzero(lab, as_tuple=True)
-        self._parts["label_area"].append(torch.stack([glob[b], lnum - 1, lab[b, lnum]], dim=1).cpu().numpy())
-        ann = labels.annotated.cpu().numpy().astype(np.int64)
-        self._parts["annotated"].append(np.concatenate([np.asarray(images, np.int64)[:, None], ann], axis=1))
+        self._parts["label_area"].append(torch.stack([glob[b], lnum - 1, lab[b, lnum]], dim=1).to(torch.int32).cpu()
+                                         .numpy())
+        ann = labels.annotated.cpu().numpy().astype(np.int32)
+        self._parts["annotated"].append(np.concatenate([np.asarray(images, np.int32)[:, None], ann], axis=1))
+
+    def parts(self, name: str) -> list[np.ndarray]:
+        """The rows of table ``name`` as stored, in parts (their concatenation is ``table(name)``), uncopied."""
+        width = {"inter": 4, "active": 3, "label_area": 3}.get(name)
+        return [p.reshape(-1, width) if width else p for p in self._parts[name] if len(p)]
 
     def table(self, name: str) -> np.ndarray:
         parts = self._parts[name]
         width = {"inter": 4, "active": 3, "label_area": 3}.get(name)
         if not parts:
-            return np.zeros((0, width or 1), dtype=np.int64)
+            return np.zeros((0, width or 1), dtype=np.int32)
         if len(parts) > 1:  # consolidate, so frequent checkpoints do not re-join every batch's part
-            self._parts[name] = [np.concatenate(parts).astype(np.int64, copy=False)]
+            self._parts[name] = [np.concatenate(parts)]  # int32 (an older checkpoint's int64 part: int64)
         return self._parts[name][0]
 
     def merge(self, other: ImageCounts) -> None:
@@ -74,7 +85,7 @@ class ImageCounts:
         if (other.num_units, other.num_labels) != (self.num_units, self.num_labels):
             raise StatsError("ImageCounts.merge needs a statistic of the same shape")
         for name in _FIELDS:
-            rows = np.concatenate([self.table(name), other.table(name)]).astype(np.int64, copy=False)
+            rows = np.concatenate([self.table(name), other.table(name)])
             order = np.argsort(rows[:, 0], kind="stable") if rows.size else np.zeros(0, np.int64)
             self._parts[name] = [rows[order]] if rows.size else []
 
@@ -140,20 +151,26 @@ def bootstrap_labels(counts: ImageCounts, label_category: np.ndarray, best: np.n
         matrix = sp.csr_matrix((values.astype(np.float64), (position[rows], column)), shape=(n, size))
         return np.asarray((matrix.T @ weights.T).T)  # [R, size]
 
-    inter = counts.table("inter")
-    s = slot[inter[:, 1], inter[:, 2]]
-    keep = s >= 0
-    inter_b = summed(inter[keep, 0], s[keep], inter[keep, 3], units * k)
-    act = counts.table("active")
+    # Part by part (as pass 2 stored them), so the peak memory is one part's, not the whole table's several times
+    # over: every sum is of whole numbers in float64 (exact below 2**53), so the parts add to the same bytes.
+    inter_b = np.zeros((resamples, units * k))
+    for inter in counts.parts("inter"):
+        s = slot[inter[:, 1], inter[:, 2]]
+        keep = s >= 0
+        inter_b += summed(inter[keep, 0], s[keep], inter[keep, 3], units * k)
     ann_by_image = np.zeros((n, annotated.shape[1] - 1))
     ann_by_image[position[annotated[:, 0]]] = annotated[:, 1:]
     cats = ann_by_image.shape[1]
-    rows = np.repeat(act[:, 0], cats)
-    cols = (act[:, 1][:, None] * cats + np.arange(cats)[None, :]).reshape(-1)
-    vals = (act[:, 2][:, None] * ann_by_image[position[act[:, 0]]]).reshape(-1)
-    area_b = summed(rows, cols, vals, units * cats).reshape(resamples, units, cats)
-    lab = counts.table("label_area")
-    lab_b = summed(lab[:, 0], lab[:, 1], lab[:, 2], width)
+    area_b = np.zeros((resamples, units * cats))
+    for act in counts.parts("active"):
+        rows = np.repeat(act[:, 0], cats)
+        cols = (act[:, 1][:, None] * cats + np.arange(cats)[None, :]).reshape(-1)
+        vals = (act[:, 2][:, None] * ann_by_image[position[act[:, 0]]]).reshape(-1)
+        area_b += summed(rows, cols, vals, units * cats)
+    area_b = area_b.reshape(resamples, units, cats)
+    lab_b = np.zeros((resamples, width))
+    for lab in counts.parts("label_area"):
+        lab_b += summed(lab[:, 0], lab[:, 1], lab[:, 2], width)
     labels_of = order  # [U, k]
     category = label_category[labels_of].clip(min=0)
     union = (area_b[:, np.arange(units)[:, None], category] + lab_b[:, labels_of]

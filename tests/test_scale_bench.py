@@ -1,0 +1,34 @@
+"""bench/scale.py stays runnable: at tiny sizes with the built-in net it measures both commands at every size,
+fits the per-image lines and ends with ``marginal: X.XX`` (#29)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from unitscope.data import open_probe
+from unitscope.data.broden_export import write_broden
+
+BENCH = Path(__file__).resolve().parents[1] / "bench" / "scale.py"
+
+
+@pytest.mark.slow  # five process starts: ~16 CPU s
+def test_scale_bench_dry_run_prints_rows_fits_and_the_marginal_line(tmp_path: Path) -> None:
+    # The export the bench would make with `unitscope world`, made here (one process start fewer); it is reused.
+    write_broden(tmp_path / "broden-4-32", open_probe("sceneworld", n=4, size=32), progress=False)
+    done = subprocess.run([sys.executable, str(BENCH), "--sizes", "2,4", "--models", "sceneworld-scene:conv5",
+                           "--image-size", "32", "--work", str(tmp_path)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.splitlines()
+    assert re.fullmatch(r"marginal: -?\d+\.\d\d", lines[-1]), lines[-1]
+    rows = [line.split() for line in lines if line.startswith("sceneworld-scene conv5 ") and len(line.split()) == 9]
+    assert [(r[2], r[3]) for r in rows] == [("bare", "2"), ("bare", "4"), ("dissect", "2"), ("dissect", "4")]
+    assert all(float(r[4]) > 0 and float(r[5]) > 0 and float(r[6]) > 0 for r in rows)  # wall, CPU, RSS measured
+    assert all(float(r[8]) > 0 for r in rows[2:])  # the run's folders took disk while it ran
+    assert sum("per image 2->4" in line and "intercept: dissect" in line for line in lines) == 2  # wall and CPU
+    assert (tmp_path / "broden-4-32" / "index.csv").is_file()
+    assert len((tmp_path / "broden-2-32" / "index.csv").read_text().splitlines()) == 3  # header + 2 rows
