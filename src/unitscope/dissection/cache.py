@@ -1,7 +1,24 @@
-"""An on-disk cache of one layer's activations, written and read with positional file I/O.
+"""An on-disk cache of one layer's activations: per image, only the cells pass 2 can need, appended.
 
-Plain ``pwrite``/``pread`` rather than a memory map: mapped pages would count toward the process's resident
-memory and grow with the probe set, while the page cache that file I/O uses does not.
+Pass 2 turns each map into the mask ``Upsampler(map) > T`` (T: the unit's final threshold). A label pixel
+interpolates at most 2x2 adjacent cells with non-negative weights summing to one, so it can be on only if
+one of its cells is above T, up to float rounding. Pass 1 does not know T yet, but it knows a lower bound
+``L <= T`` for each unit (the engine's ``cache_bound``: the smallest of the values its exact quantile keeps,
+the ``keep``-th largest seen so far, which the final ``keep``-th largest, and so T, can only exceed). A row
+keeps, per unit, the cells above ``L - margin`` ("hot": the margin covers rounding, as in ``sparse_masks``)
+and every cell next to a hot one (3x3: all cells that share an interpolation stencil with it); the other
+cells read back as the map's minimum, which is at or below ``L - margin``. So every pixel whose stencil
+holds a hot cell reads the very same cells, and every other pixel stays off both ways: pass 2's masks,
+and every count made from them, are the dense cache's bit for bit. Before the quantile keeps ``keep``
+values there is no bound, and those first rows are stored whole.
+
+Records have different sizes, so they are appended, and where each starts is part of pass 1's checkpoint,
+as for the label cache: a resumed run cuts the file back to the checkpoint's end. Positional file I/O,
+not a memory map, so resident memory does not grow with the probe set.
+
+Record of one row ([U, h, w], P = h*w): float32 ``fill[U]``; int32 ``count[U]``, the cells kept per unit;
+float32 values of the kept cells, unit by unit, row-major; the flat positions (uint8 when P <= 256, else
+uint16 or int32) of the kept cells of the units not kept whole (``count < P``).
 """
 
 from __future__ import annotations
@@ -11,6 +28,15 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
+import torch
+
+from unitscope.errors import UsageError
+
+_MISSING = -1
+# As sparse_masks: interpolated values are within a few float32 units in the last place of the exact ones.
+_ULPS: float = 16.0
+_UNIT_ROUNDOFF: float = 2.0**-24
+_TINY: float = 4 * torch.finfo(torch.float32).tiny
 
 
 def adjacent_runs(count: int, joins: Callable[[int], bool]) -> Iterator[tuple[int, int]]:
@@ -27,36 +53,130 @@ def adjacent_runs(count: int, joins: Callable[[int], bool]) -> Iterator[tuple[in
         start = end
 
 
+def kept_cells(maps: torch.Tensor, bound: torch.Tensor | None) -> torch.Tensor:
+    """bool [B, U, h, w]: the cells of float32 ``maps`` a row keeps for lower bounds ``bound`` [U] (None: all).
+
+    Hot cells lie above ``bound - margin``; a zero bound needs no margin (non-positive cells interpolate to a
+    non-positive value), which keeps the zeros of sparse ReLU maps out.
+    """
+    if bound is None:
+        return torch.ones(maps.shape, dtype=torch.bool)
+    limit = bound.to(torch.float32)[None, :]
+    magnitude = maps.abs().flatten(2).amax(dim=2)  # [B, U]
+    margin = _ULPS * _UNIT_ROUNDOFF * torch.maximum(magnitude, limit.abs()) + _TINY
+    margin = torch.where(limit == 0, torch.zeros_like(margin), margin)
+    hot = maps > (limit - margin)[:, :, None, None]
+    near = torch.nn.functional.max_pool2d(hot.flatten(0, 1)[:, None].to(torch.float32), 3, stride=1, padding=1)
+    return near.view(maps.shape) > 0
+
+
 class ActivationCache:
-    """Rows of float32 activations [units, h, w], one per probe image, in a flat file."""
+    """Rows of float32 activations [units, h, w], one per probe image, kept sparsely (module docstring)."""
 
     def __init__(self, path: Path, shape: tuple[int, int, int], n_rows: int, fresh: bool) -> None:
         self.path = path
         self.shape = shape
-        self.row_bytes = int(np.prod(shape)) * 4
-        self.n_rows = n_rows
-        flags = os.O_RDWR | (os.O_CREAT | os.O_TRUNC if fresh else 0)
-        self._fd = os.open(path, flags, 0o644)
-        if fresh:
-            os.ftruncate(self._fd, self.row_bytes * n_rows)
+        units, h, w = shape
+        self.pixels = h * w
+        self.position_dtype = np.dtype(np.uint8 if self.pixels <= 2**8 else
+                                       np.uint16 if self.pixels <= 2**16 else np.int32)
+        self.offsets = np.full(n_rows, _MISSING, dtype=np.int64)
+        self.sizes = np.zeros(n_rows, dtype=np.int64)
+        self.end = 0
+        self.bound_max = torch.full((units,), -torch.inf, dtype=torch.float32)  # largest bound any row used
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT | (os.O_TRUNC if fresh else 0), 0o644)
 
-    def write(self, rows: np.ndarray, values: np.ndarray) -> None:
-        """Store ``values[j]`` as row ``rows[j]``; consecutive rows go out in one call."""
-        data = np.ascontiguousarray(values, dtype=np.float32)
-        for start, end in adjacent_runs(len(rows), lambda j: bool(rows[j] == rows[j - 1] + 1)):
-            os.pwrite(self._fd, data[start:end].tobytes(), int(rows[start]) * self.row_bytes)
+    def resume(self, state: object) -> None:
+        """Continue from a checkpoint's ``state_dict`` (None: start empty), dropping rows written after it."""
+        if state is None:
+            self.offsets[:], self.sizes[:], self.end = _MISSING, 0, 0
+            self.bound_max.fill_(-torch.inf)
+        else:
+            got = state if isinstance(state, dict) else {}
+            offsets, sizes, end, bound = (got.get(k) for k in ("offsets", "sizes", "end", "bound_max"))
+            if (not isinstance(offsets, torch.Tensor) or not isinstance(sizes, torch.Tensor)
+                    or not isinstance(bound, torch.Tensor) or not isinstance(end, int)
+                    or offsets.shape != self.offsets.shape or sizes.shape != self.sizes.shape
+                    or bound.shape != self.bound_max.shape or os.fstat(self._fd).st_size < end):
+                raise UsageError(f"the activation cache {self.path} does not fit its checkpoint; "
+                                 "pass --overwrite to start afresh")
+            self.offsets, self.sizes, self.end = offsets.numpy().copy(), sizes.numpy().copy(), end
+            self.bound_max = bound.to(torch.float32).clone()
+        os.ftruncate(self._fd, self.end)
+
+    def state_dict(self) -> dict[str, object]:
+        return {"offsets": torch.from_numpy(self.offsets.copy()), "sizes": torch.from_numpy(self.sizes.copy()),
+                "end": self.end, "bound_max": self.bound_max.clone()}
+
+    def write(self, rows: np.ndarray, values: torch.Tensor | np.ndarray, bound: torch.Tensor | None = None) -> None:
+        """Append ``values[j]`` ([B, U, h, w]) as row ``rows[j]``, keeping the cells ``bound`` [U] allows."""
+        maps = torch.as_tensor(values).detach().to("cpu", torch.float32).contiguous()
+        if bound is not None:
+            bound = bound.detach().to("cpu", torch.float32)
+            self.bound_max = torch.maximum(self.bound_max, bound)
+        keep = kept_cells(maps, bound)
+        fills = maps.flatten(2).amin(dim=2).numpy()  # [B, U]
+        counts = keep.flatten(2).sum(dim=2).numpy()  # [B, U]
+        data, kept = maps.numpy().reshape(len(rows), -1), keep.numpy().reshape(len(rows), -1)
+        parts = []
+        for j, row in enumerate(rows):
+            if not counts[j].any():
+                values_j, where = np.empty(0, np.float32), np.empty(0, np.int64)
+            else:
+                values_j = data[j][kept[j]]
+                partial = kept[j].reshape(-1, self.pixels) & (counts[j] < self.pixels)[:, None]
+                where = np.flatnonzero(partial) % self.pixels
+            record = b"".join([fills[j].tobytes(), counts[j].astype(np.int32).tobytes(), values_j.tobytes(),
+                               where.astype(self.position_dtype).tobytes()])
+            self.offsets[row], self.sizes[row] = self.end, len(record)
+            self.end += len(record)
+            parts.append(record)
+        if parts:
+            blob = b"".join(parts)
+            os.pwrite(self._fd, blob, self.end - len(blob))
 
     def read(self, rows: np.ndarray) -> np.ndarray:
-        """Rows as float32 [len(rows), units, h, w]."""
+        """Rows as float32 [len(rows), units, h, w]: kept cells exact, the others at their map's minimum."""
         out = np.empty((len(rows), *self.shape), dtype=np.float32)
-        flat = out.reshape(len(rows), -1)
-        for start, end in adjacent_runs(len(rows), lambda j: bool(rows[j] == rows[j - 1] + 1)):
-            raw = os.pread(self._fd, (end - start) * self.row_bytes, int(rows[start]) * self.row_bytes)
-            flat[start:end] = np.frombuffer(raw, dtype=np.float32).reshape(end - start, -1)
+
+        def follows(j: int) -> bool:  # record j starts where record j - 1 ends in the file
+            return bool(self.offsets[rows[j]] == self.offsets[rows[j - 1]] + self.sizes[rows[j - 1]])
+
+        for start, end in adjacent_runs(len(rows), follows):
+            first = int(self.offsets[rows[start]])
+            if first == _MISSING:
+                raise UsageError(f"image {int(rows[start])} is missing from the activation cache {self.path}; "
+                                 "pass --overwrite to start afresh")
+            size = int(self.offsets[rows[end - 1]] + self.sizes[rows[end - 1]]) - first
+            raw = os.pread(self._fd, size, first)
+            place = 0
+            for j in range(start, end):
+                length = int(self.sizes[rows[j]])
+                self._decode(raw[place:place + length], out[j])
+                place += length
         return out
 
+    def _decode(self, raw: bytes, out: np.ndarray) -> None:
+        units, pixels = self.shape[0], self.pixels
+        flat = out.reshape(units, pixels)
+        counts = np.frombuffer(raw, np.int32, units, 4 * units)
+        total = int(counts.sum())
+        values = np.frombuffer(raw, np.float32, total, 8 * units)
+        if total == units * pixels:
+            flat[:] = values.reshape(units, pixels)
+            return
+        flat[:] = np.frombuffer(raw, np.float32, units)[:, None]
+        unit_of = np.repeat(np.arange(units), counts)
+        partial = (counts < pixels)[unit_of]
+        position = np.empty(total, dtype=np.int64)
+        position[partial] = np.frombuffer(raw, self.position_dtype, int(partial.sum()), 8 * units + 4 * total)
+        if not partial.all():
+            whole = ~partial
+            position[whole] = np.arange(total)[whole] - (np.cumsum(counts) - counts)[unit_of[whole]]
+        flat.reshape(-1)[unit_of * pixels + position] = values
+
     def flush(self) -> None:
-        """Make written rows durable before a checkpoint claims them."""
+        """Make appended records durable before a checkpoint claims them."""
         os.fsync(self._fd)
 
     def close(self) -> None:

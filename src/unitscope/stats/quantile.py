@@ -154,6 +154,13 @@ class TopQuantile:
         rows[unit, column] = picked
         return rows
 
+    def floor(self) -> torch.Tensor | None:
+        """[num_units]: each unit's smallest kept value once ``keep`` are kept (else None), a lower bound of
+        its final threshold: the final ``keep``-th largest value, at or below the threshold, can only be larger."""
+        if self._kept.shape[1] < self.keep:
+            return None
+        return self._kept.min(dim=1).values
+
     def merge(self, other: TopQuantile) -> None:
         """Fold in the state of another part of the probe set (disjoint images)."""
         check_kind(_KIND, other, TopQuantile, self)
