@@ -29,6 +29,7 @@ from unitscope.dissection.sparse_masks import WindowedMasks
 from unitscope.dissection.upsample import Upsampler
 from unitscope.models.layers import resolve_layer
 from unitscope.models.loading import load_model
+from unitscope.stats import TopQuantile
 
 LAYER = "conv5"
 N = 24
@@ -119,6 +120,25 @@ def test_resume_drops_the_rows_written_after_the_checkpoint(tmp_path: Path) -> N
     again.write(np.array([2, 3]), maps[2:], None)
     assert np.array_equal(again.read(np.array([2, 3])), maps[2:].numpy())
     again.close()
+
+
+@pytest.mark.parametrize("order", ["shuffled", "rising", "falling"])
+def test_the_quantile_floor_never_exceeds_the_final_threshold(order: str) -> None:
+    values = torch.randn(3, 600, generator=torch.Generator().manual_seed(3)).round(decimals=1)  # many ties
+    if order != "shuffled":
+        values = values.sort(dim=1, descending=order == "falling").values
+    quantile = TopQuantile(3, 0.05, 600)  # keep = 32
+    floors = []
+    for part in values.split(25, dim=1):
+        quantile.update(part)
+        floors.append(quantile.floor())
+    assert floors[0] is None and floors[1] is not None  # 25 values seen: fewer than keep; then 50
+    threshold = quantile.thresholds()
+    expected = torch.from_numpy(np.quantile(values.double().numpy(), 0.95, axis=1))
+    assert torch.equal(threshold, expected)
+    assert all(bool((floor.double() <= threshold).all()) for floor in floors[1:] if floor is not None)
+    if order == "falling":  # the largest values came first: the floor is the final keep-th largest at once
+        assert torch.equal(floors[1], values[:, 31])
 
 
 # ---------------------------------------------------------------------------------------------- end to end
