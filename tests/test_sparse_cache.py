@@ -51,8 +51,9 @@ def test_a_row_keeps_its_hot_cells_and_their_neighbours_by_hand(tmp_path: Path) 
     expected[0, 2:, 2:] = maps[0, 0, 2:, 2:]  # 12 and its neighbours inside the map
     expected[1, :2, :2] = maps[0, 1, :2, :2]  # 0.5 and its neighbours (zeros, which are the minimum anyway)
     assert torch.equal(back[0], expected)
-    # 2 units: fill and count (8 bytes each) + 4 + 4 kept values (4 bytes) + 8 positions (1 byte each)
-    assert cache.end == 2 * 8 + 8 * 4 + 8
+    # 2 units: fills (4 bytes each), counts (1 byte each, padded to 4) + 4 + 4 kept values (4 bytes each)
+    # + 8 positions (1 byte each)
+    assert cache.end == 2 * 4 + 4 + 8 * 4 + 8
     assert torch.equal(cache.bound_max, torch.tensor([11.5, 0.0]))
     cache.close()
 
@@ -62,7 +63,7 @@ def test_without_a_bound_rows_are_kept_whole(tmp_path: Path) -> None:
     cache = _cache(tmp_path, (2, 5, 6))
     cache.write(np.array([0, 1, 3]), maps, None)
     assert np.array_equal(cache.read(np.array([3, 0, 1])), maps[[2, 0, 1]].numpy())
-    assert cache.end == 3 * (2 * 8 + 4 * 2 * 30)  # no positions for units kept whole
+    assert cache.end == 3 * (2 * 4 + 4 + 4 * 2 * 30)  # no positions for units kept whole
     cache.close()
 
 

@@ -16,9 +16,10 @@ Records have different sizes, so they are appended, and where each starts is par
 as for the label cache: a resumed run cuts the file back to the checkpoint's end. Positional file I/O,
 not a memory map, so resident memory does not grow with the probe set.
 
-Record of one row ([U, h, w], P = h*w): float32 ``fill[U]``; int32 ``count[U]``, the cells kept per unit;
-float32 values of the kept cells, unit by unit, row-major; the flat positions (uint8 when P <= 256, else
-uint16 or int32) of the kept cells of the units not kept whole (``count < P``).
+Record of one row ([U, h, w], P = h*w): float32 ``fill[U]``; ``count[U]``, the cells kept per unit (uint8
+when P < 256, else uint16 or int32; padded to 4 bytes); float32 values of the kept cells, unit by unit,
+row-major; the flat positions (uint8 when P <= 256, else uint16 or int32) of the kept cells of the units
+not kept whole (``count < P``).
 """
 
 from __future__ import annotations
@@ -96,6 +97,8 @@ class ActivationCache:
         self.pixels = h * w
         self.position_dtype = np.dtype(np.uint8 if self.pixels <= 2**8 else
                                        np.uint16 if self.pixels <= 2**16 else np.int32)
+        self.count_dtype = np.dtype(np.uint8 if self.pixels < 2**8 else np.uint16 if self.pixels < 2**16 else np.int32)
+        self.counts_bytes = -(-units * self.count_dtype.itemsize // 4) * 4  # the values after them stay aligned
         self.offsets = np.full(n_rows, _MISSING, dtype=np.int64)
         self.sizes = np.zeros(n_rows, dtype=np.int64)
         self.end = 0
@@ -149,7 +152,9 @@ class ActivationCache:
         where_all = torch.nonzero(kept[partial].flatten(1))[:, 1].numpy().astype(self.position_dtype)
         value_ends = np.cumsum(np.bincount(image_of, sizes.numpy(), minlength=count)).astype(np.int64)
         where_ends = np.cumsum(np.bincount(image_of, (sizes * partial).numpy(), minlength=count)).astype(np.int64)
-        fills, counts_np = low.numpy(), counts.numpy()
+        fills = low.numpy()
+        counts_np = np.zeros((count, self.counts_bytes // self.count_dtype.itemsize), dtype=self.count_dtype)
+        counts_np[:, :units] = counts.numpy()
         parts = []
         for j, row in enumerate(rows):
             v0, w0 = (int(value_ends[j - 1]), int(where_ends[j - 1])) if j else (0, 0)
@@ -186,9 +191,9 @@ class ActivationCache:
     def _decode(self, raw: bytes, out: np.ndarray) -> None:
         units, pixels = self.shape[0], self.pixels
         flat = out.reshape(units, pixels)
-        counts = np.frombuffer(raw, np.int32, units, 4 * units)
+        counts = np.frombuffer(raw, self.count_dtype, units, 4 * units).astype(np.int64)
         total = int(counts.sum())
-        values = np.frombuffer(raw, np.float32, total, 8 * units)
+        values = np.frombuffer(raw, np.float32, total, 4 * units + self.counts_bytes)
         if total == units * pixels:
             flat[:] = values.reshape(units, pixels)
             return
@@ -196,7 +201,8 @@ class ActivationCache:
         unit_of = np.repeat(np.arange(units), counts)
         partial = (counts < pixels)[unit_of]
         position = np.empty(total, dtype=np.int64)
-        position[partial] = np.frombuffer(raw, self.position_dtype, int(partial.sum()), 8 * units + 4 * total)
+        position[partial] = np.frombuffer(raw, self.position_dtype, int(partial.sum()),
+                                          4 * units + self.counts_bytes + 4 * total)
         if not partial.all():
             whole = ~partial
             position[whole] = np.arange(total)[whole] - (np.cumsum(counts) - counts)[unit_of[whole]]

@@ -33,7 +33,7 @@ def activation_cache_bytes(n_images: int, shape: tuple[int, int, int], quantile:
 
     Image i is written with its units' bounds at the ``keep``-th largest value of the i * h * w seen so far,
     which about ``keep / (i h w)`` of its cells exceed (every cell while i h w <= keep); each hot cell is
-    counted with all its neighbours. Every record also holds 8 bytes per unit, a row at most the dense
+    counted with all its neighbours. Every record also holds up to 8 bytes per unit, a row at most the dense
     float32 map. A probe sorted by rising activation can come near that most.
     """
     units, h, w = shape
