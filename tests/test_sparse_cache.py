@@ -67,6 +67,21 @@ def test_without_a_bound_rows_are_kept_whole(tmp_path: Path) -> None:
     cache.close()
 
 
+def test_one_row_mixes_units_kept_whole_partly_and_not_at_all(tmp_path: Path) -> None:
+    maps = torch.randn(2, 3, 3, 5, generator=torch.Generator().manual_seed(1))
+    maps[:, 1, 0, 0] = 50.0  # unit 1: one hot cell in each image
+    cache = _cache(tmp_path, (3, 3, 5))
+    cache.write(np.array([1, 0]), maps, torch.tensor([-100.0, 10.0, 100.0]))
+    back = torch.from_numpy(cache.read(np.array([1, 0])))
+    assert torch.equal(back[:, 0], maps[:, 0])  # every cell hot: kept whole, no positions
+    assert torch.equal(back[:, 1, :2, :2], maps[:, 1, :2, :2])  # the hot cell and its neighbours
+    rest = maps[:, 1].flatten(1).amin(dim=1)[:, None]
+    assert torch.equal(back[:, 1, 2:].flatten(1), rest.expand(2, 5)) and torch.equal(back[:, 1, :, 2:].flatten(1),
+                                                                                    rest.expand(2, 9))
+    assert torch.equal(back[:, 2], maps[:, 2].flatten(1).amin(dim=1)[:, None, None].expand(2, 3, 5))
+    cache.close()
+
+
 def _tricky_maps(generator: torch.Generator, count: int, h: int, w: int, threshold: float) -> torch.Tensor:
     """Maps with cells exactly at the threshold, a float32 step either side of it, negatives and zeros."""
     scale = max(abs(threshold), 0.3)
