@@ -2,8 +2,9 @@
 
 Pass 1 runs the network once per image, capturing every requested layer in the same forward pass
 (stopping after the deepest), feeds the exact quantile, top-k (with the top images' maps, for the report)
-and histogram statistics, and appends each layer's activations to an on-disk cache (float32 rows, so
-memory does not grow with the probe set). Its loader workers decode each image and label map once and
+and histogram statistics, and appends each layer's activations to an on-disk cache (so memory does not
+grow with the probe set; sparse: only the cells that may reach the final threshold and their neighbours,
+below a bound from the quantile, ``cache.py``). Its loader workers decode each image and label map once and
 encode the labels, which go to an on-disk label cache.
 Pass 2 needs the thresholds, so it replays the cached maps — no second forward pass, no file of the probe
 set reopened — upsamples them to the label resolution and accumulates intersections and unions with the
