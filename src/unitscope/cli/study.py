@@ -21,9 +21,11 @@ def command() -> None:
 @click.option("--n-train", type=int, default=6000, show_default=True, help="Training images of every arm.")
 @click.option("--epochs", type=int, default=6, show_default=True, help="Epochs of every arm.")
 @click.option("--seeds", type=int, default=3, show_default=True, help="Seeds per arm (0, 1, …).")
+@click.option("--threads", type=int, default=2, show_default=True,
+              help="Torch threads of every training (the weights' bits depend on it; 1 on a busy 2-core machine).")
 @click.option("--render-only", is_flag=True,
               help="Re-render index.html from OUT/constraints.json (the committed data) without training.")
-def constraints(out: Path, n_train: int, epochs: int, seeds: int, render_only: bool) -> None:
+def constraints(out: Path, n_train: int, epochs: int, seeds: int, threads: int, render_only: bool) -> None:
     """Train the scene net with each constraint and without (the control), several seeds each, and measure
     fresh-image accuracy against interpretability (docs/constraints.md)."""
     from unitscope.cli.prechecks import check_at_least
@@ -40,9 +42,10 @@ def constraints(out: Path, n_train: int, epochs: int, seeds: int, render_only: b
     check_at_least("--n-train", n_train, 1)
     check_at_least("--epochs", epochs, 1)
     check_at_least("--seeds", seeds, 1)
+    check_at_least("--threads", threads, 1)
     from unitscope.study.constraints import StudyRecipe, run_study
 
-    recipe = StudyRecipe(seeds=tuple(range(seeds)), n_train=n_train, epochs=epochs)
+    recipe = StudyRecipe(seeds=tuple(range(seeds)), n_train=n_train, epochs=epochs, threads=threads)
     found = run_study(recipe, out)
     from unitscope.study.constraints_page import render_page, write_results
 

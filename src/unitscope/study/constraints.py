@@ -33,13 +33,14 @@ class StudyRecipe:
     epochs: int = 6
     probe_n: int = 500
     fresh_n: int = FRESH_N
+    threads: int = 2  # torch threads of every training (bits depend on it; 1 is faster on a busy 2-core machine)
 
     def check(self, folder: Path) -> None:
         """Write ``study.json`` or refuse a folder that holds another recipe."""
         path = folder / "study.json"
         mine = json.loads(json.dumps(asdict(self)))
         if path.is_file():
-            held = json.loads(path.read_text())
+            held = {"threads": 2, **json.loads(path.read_text())}  # folders from before --threads trained on 2
             if held != mine:
                 differ = ", ".join(k for k in mine if held.get(k) != mine[k])
                 raise UsageError(f"{folder} holds a study with another recipe ({differ}); "
@@ -60,7 +61,7 @@ def train_arm(recipe: StudyRecipe, arm: str, seed: int, path: Path, progress: bo
     if path.is_file():
         return
     config = TrainConfig(task="scene", n_train=recipe.n_train, n_val=recipe.n_val, epochs=recipe.epochs,
-                         seed=seed, constraints=(arm,) if arm == "none" else _canonical(arm))
+                         seed=seed, threads=recipe.threads, constraints=(arm,) if arm == "none" else _canonical(arm))
     checkpoint = train_sceneworld_net(config, progress=progress)
     partial = path.with_name(path.name + ".partial")
     checkpoint.save(partial)
@@ -114,7 +115,7 @@ def run_study(recipe: StudyRecipe, folder: Path, progress: bool = True) -> list[
 
     recipe.check(folder)
     (folder / "models").mkdir(exist_ok=True)
-    torch.set_num_threads(2)
+    torch.set_num_threads(recipe.threads)
     fresh = None
     found = []
     for seed in recipe.seeds:
