@@ -14,21 +14,40 @@ from planted import PlantedProbe, write_model
 
 from unitscope.data.broden_export import write_broden
 from unitscope.dissection import disk
-from unitscope.dissection.disk import held_bytes, label_cache_bytes, layer_files_bytes, run_bytes
+from unitscope.dissection.disk import (
+    activation_cache_bytes,
+    held_bytes,
+    label_cache_bytes,
+    layer_files_bytes,
+    run_bytes,
+)
 
 N = 40
 
 
 def test_estimate_by_hand() -> None:
-    # 10 images, one layer of 2 units at 3 x 4: 4 bytes * 10 * 2 * 12 = 960 bytes of cache.
+    # 10 images, one layer of 2 units at 3 x 4, quantile 0.3: so few that every row is kept whole, 8 bytes of
+    # fill and count per unit and 4 per cell: 10 * 2 * (8 + 4 * 12) = 1,120 bytes of cache.
+    assert activation_cache_bytes(10, (2, 3, 4), 0.3) == 1120
     files = layer_files_bytes((2, 3, 4), topk=5, categories=3)
     assert files == 3 * (4 * 2 * 5 * 12) + 64 * 2 * 3 + disk.FILES_FLOOR
     labels = label_cache_bytes(10, pixels=16, categories=3, itemsize=2)
     assert labels == 10 * (8 + 3 * (16 * 2 + 4 + 1))
-    once = run_bytes({"a": (2, 3, 4)}, 10, 5, 3, labels, engines=1)
-    assert once == int((960 + files + labels) * disk.FILES_MARGIN)
-    assert run_bytes({"a": (2, 3, 4)}, 10, 5, 3, labels, engines=4) == int(4 * (960 + files + labels)
-                                                                            * disk.FILES_MARGIN)
+    once = run_bytes({"a": (2, 3, 4)}, 10, 5, 3, labels, engines=1, quantile=0.3)
+    assert once == int((1120 + files + labels) * disk.FILES_MARGIN)
+    assert run_bytes({"a": (2, 3, 4)}, 10, 5, 3, labels, engines=4, quantile=0.3) == int(
+        4 * (1120 + files + labels) * disk.FILES_MARGIN)
+
+
+def test_sparse_cache_estimate_by_hand() -> None:
+    # 1,000 images of one unit at 10 x 10, quantile 0.01: keep = 1,002 of 100,000 values. Image i has about
+    # 1002 / (100 i) of its cells above the bound (all of them for i <= 10), each with 8 neighbours; a cell
+    # costs 4 bytes and a 1-byte position, a record 8 bytes.
+    harmonic = sum(1 / i for i in range(11, 1001))
+    hot = 10 + 10.02 * harmonic
+    expected = 1000 * 8 + 9 * hot * 100 * 5
+    assert activation_cache_bytes(1000, (1, 10, 10), 0.01) == pytest.approx(expected, abs=1)
+    assert expected < 0.65 * 1000 * 4 * 100  # well under the dense float32 cache
 
 
 def test_a_resumed_run_needs_only_what_is_left(tmp_path: Path) -> None:

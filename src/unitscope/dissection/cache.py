@@ -1,7 +1,25 @@
-"""An on-disk cache of one layer's activations, written and read with positional file I/O.
+"""An on-disk cache of one layer's activations: per image, only the cells pass 2 can need, appended.
 
-Plain ``pwrite``/``pread`` rather than a memory map: mapped pages would count toward the process's resident
-memory and grow with the probe set, while the page cache that file I/O uses does not.
+Pass 2 turns each map into the mask ``Upsampler(map) > T`` (T: the unit's final threshold). A label pixel
+interpolates at most 2x2 adjacent cells with non-negative weights summing to one, so it can be on only if
+one of its cells is above T, up to float rounding. Pass 1 does not know T yet, but it knows a lower bound
+``L <= T`` for each unit (the engine's ``cache_bound``: the smallest of the values its exact quantile keeps,
+the ``keep``-th largest seen so far, which the final ``keep``-th largest, and so T, can only exceed). A row
+keeps, per unit, the cells above ``L - margin`` ("hot": the margin covers rounding, as in ``sparse_masks``)
+and every cell next to a hot one (3x3: all cells that share an interpolation stencil with it); the other
+cells read back as the map's minimum, which is at or below ``L - margin``. So every pixel whose stencil
+holds a hot cell reads the very same cells, and every other pixel stays off both ways: pass 2's masks,
+and every count made from them, are the dense cache's bit for bit. Before the quantile keeps ``keep``
+values there is no bound, and those first rows are stored whole.
+
+Records have different sizes, so they are appended, and where each starts is part of pass 1's checkpoint,
+as for the label cache: a resumed run cuts the file back to the checkpoint's end. Positional file I/O,
+not a memory map, so resident memory does not grow with the probe set.
+
+Record of one row ([U, h, w], P = h*w): float32 ``fill[U]``; ``count[U]``, the cells kept per unit (uint8
+when P < 256, else uint16 or int32; padded to 4 bytes); float32 values of the kept cells, unit by unit,
+row-major; the flat positions (uint8 when P <= 256, else uint16 or int32) of the kept cells of the units
+not kept whole (``count < P``).
 """
 
 from __future__ import annotations
@@ -11,6 +29,15 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
+import torch
+
+from unitscope.errors import UsageError
+
+_MISSING = -1
+# As sparse_masks: interpolated values are within a few float32 units in the last place of the exact ones.
+_ULPS: float = 16.0
+_UNIT_ROUNDOFF: float = 2.0**-24
+_TINY: float = 4 * torch.finfo(torch.float32).tiny
 
 
 def adjacent_runs(count: int, joins: Callable[[int], bool]) -> Iterator[tuple[int, int]]:
@@ -27,36 +54,162 @@ def adjacent_runs(count: int, joins: Callable[[int], bool]) -> Iterator[tuple[in
         start = end
 
 
+def hot_limits(low: torch.Tensor, high: torch.Tensor, bound: torch.Tensor) -> torch.Tensor:
+    """[B, U]: cells above these are hot, for maps with extremes ``low``, ``high`` [B, U] and bounds [U].
+
+    ``bound - margin``: the margin covers the interpolation's rounding. A zero bound needs none (non-positive
+    cells interpolate to a non-positive value), which keeps the zeros of sparse ReLU maps out.
+    """
+    limit = bound.to(torch.float32)[None, :]
+    magnitude = torch.maximum(torch.maximum(low.abs(), high.abs()), limit.abs())
+    margin = torch.where(limit == 0, 0.0, _ULPS * _UNIT_ROUNDOFF * magnitude + _TINY)
+    return limit - margin
+
+
+def near_hot(maps: torch.Tensor, limits: torch.Tensor) -> torch.Tensor:
+    """bool [M, h, w]: cells of ``maps`` [M, h, w] with a cell above ``limits`` [M] among their 3x3 neighbours."""
+    hot = maps > limits[:, None, None]
+    rows = hot.clone()  # a 3x3 dilation, one axis at a time (several times cheaper than max_pool2d here)
+    rows[:, 1:] |= hot[:, :-1]
+    rows[:, :-1] |= hot[:, 1:]
+    near = rows.clone()
+    near[:, :, 1:] |= rows[:, :, :-1]
+    near[:, :, :-1] |= rows[:, :, 1:]
+    return near
+
+
+def kept_cells(maps: torch.Tensor, bound: torch.Tensor | None) -> torch.Tensor:
+    """bool [B, U, h, w]: the cells of float32 ``maps`` a row keeps for lower bounds ``bound`` [U] (None: all)."""
+    if bound is None:
+        return torch.ones(maps.shape, dtype=torch.bool)
+    low, high = torch.aminmax(maps.flatten(2), dim=2)
+    limits = hot_limits(low, high, bound)
+    return near_hot(maps.flatten(0, 1), limits.flatten()).view(maps.shape)
+
+
 class ActivationCache:
-    """Rows of float32 activations [units, h, w], one per probe image, in a flat file."""
+    """Rows of float32 activations [units, h, w], one per probe image, kept sparsely (module docstring)."""
 
     def __init__(self, path: Path, shape: tuple[int, int, int], n_rows: int, fresh: bool) -> None:
         self.path = path
         self.shape = shape
-        self.row_bytes = int(np.prod(shape)) * 4
-        self.n_rows = n_rows
-        flags = os.O_RDWR | (os.O_CREAT | os.O_TRUNC if fresh else 0)
-        self._fd = os.open(path, flags, 0o644)
-        if fresh:
-            os.ftruncate(self._fd, self.row_bytes * n_rows)
+        units, h, w = shape
+        self.pixels = h * w
+        self.position_dtype = np.dtype(np.uint8 if self.pixels <= 2**8 else
+                                       np.uint16 if self.pixels <= 2**16 else np.int32)
+        self.count_dtype = np.dtype(np.uint8 if self.pixels < 2**8 else np.uint16 if self.pixels < 2**16 else np.int32)
+        self.counts_bytes = -(-units * self.count_dtype.itemsize // 4) * 4  # the values after them stay aligned
+        self.offsets = np.full(n_rows, _MISSING, dtype=np.int64)
+        self.sizes = np.zeros(n_rows, dtype=np.int64)
+        self.end = 0
+        self.bound_max = torch.full((units,), -torch.inf, dtype=torch.float32)  # largest bound any row used
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT | (os.O_TRUNC if fresh else 0), 0o644)
 
-    def write(self, rows: np.ndarray, values: np.ndarray) -> None:
-        """Store ``values[j]`` as row ``rows[j]``; consecutive rows go out in one call."""
-        data = np.ascontiguousarray(values, dtype=np.float32)
-        for start, end in adjacent_runs(len(rows), lambda j: bool(rows[j] == rows[j - 1] + 1)):
-            os.pwrite(self._fd, data[start:end].tobytes(), int(rows[start]) * self.row_bytes)
+    def resume(self, state: object) -> None:
+        """Continue from a checkpoint's ``state_dict`` (None: start empty), dropping rows written after it."""
+        if state is None:
+            self.offsets[:], self.sizes[:], self.end = _MISSING, 0, 0
+            self.bound_max.fill_(-torch.inf)
+        else:
+            got = state if isinstance(state, dict) else {}
+            offsets, sizes, end, bound = (got.get(k) for k in ("offsets", "sizes", "end", "bound_max"))
+            if (not isinstance(offsets, torch.Tensor) or not isinstance(sizes, torch.Tensor)
+                    or not isinstance(bound, torch.Tensor) or not isinstance(end, int)
+                    or offsets.shape != self.offsets.shape or sizes.shape != self.sizes.shape
+                    or bound.shape != self.bound_max.shape or os.fstat(self._fd).st_size < end):
+                raise UsageError(f"the activation cache {self.path} does not fit its checkpoint; "
+                                 "pass --overwrite to start afresh")
+            self.offsets, self.sizes, self.end = offsets.numpy().copy(), sizes.numpy().copy(), end
+            self.bound_max = bound.to(torch.float32).clone()
+        os.ftruncate(self._fd, self.end)
+
+    def state_dict(self) -> dict[str, object]:
+        return {"offsets": torch.from_numpy(self.offsets.copy()), "sizes": torch.from_numpy(self.sizes.copy()),
+                "end": self.end, "bound_max": self.bound_max.clone()}
+
+    def write(self, rows: np.ndarray, values: torch.Tensor | np.ndarray, bound: torch.Tensor | None = None) -> None:
+        """Append ``values[j]`` ([B, U, h, w]) as row ``rows[j]``, keeping the cells ``bound`` [U] allows."""
+        maps = torch.as_tensor(values).detach().to("cpu", torch.float32).contiguous()
+        count, units = len(rows), self.shape[0]
+        low, high = torch.aminmax(maps.flatten(2), dim=2)  # [B, U]
+        if bound is None:
+            active = torch.ones(count, units, dtype=torch.bool)
+            chosen = maps.flatten(0, 1)
+            kept = torch.ones(chosen.shape, dtype=torch.bool)
+        else:
+            bound = bound.detach().to("cpu", torch.float32)
+            self.bound_max = torch.maximum(self.bound_max, bound)
+            limits = hot_limits(low, high, bound)
+            active = high > limits  # the maps with a hot cell: the others keep nothing
+            chosen = maps[active]
+            kept = near_hot(chosen, limits[active])
+        image_of = torch.nonzero(active)[:, 0].numpy()  # the active maps, row by row, unit by unit
+        sizes = kept.flatten(1).sum(dim=1)  # [M]
+        counts = torch.zeros(count, units, dtype=torch.int32)
+        counts[active] = sizes.to(torch.int32)
+        values_all = chosen[kept].numpy()
+        partial = sizes < self.pixels
+        where_all = torch.nonzero(kept[partial].flatten(1))[:, 1].numpy().astype(self.position_dtype)
+        value_ends = np.cumsum(np.bincount(image_of, sizes.numpy(), minlength=count)).astype(np.int64)
+        where_ends = np.cumsum(np.bincount(image_of, (sizes * partial).numpy(), minlength=count)).astype(np.int64)
+        fills = low.numpy()
+        counts_np = np.zeros((count, self.counts_bytes // self.count_dtype.itemsize), dtype=self.count_dtype)
+        counts_np[:, :units] = counts.numpy()
+        parts = []
+        for j, row in enumerate(rows):
+            v0, w0 = (int(value_ends[j - 1]), int(where_ends[j - 1])) if j else (0, 0)
+            record = b"".join([fills[j].tobytes(), counts_np[j].tobytes(), values_all[v0:int(value_ends[j])].tobytes(),
+                               where_all[w0:int(where_ends[j])].tobytes()])
+            self.offsets[row], self.sizes[row] = self.end, len(record)
+            self.end += len(record)
+            parts.append(record)
+        if parts:
+            blob = b"".join(parts)
+            os.pwrite(self._fd, blob, self.end - len(blob))
 
     def read(self, rows: np.ndarray) -> np.ndarray:
-        """Rows as float32 [len(rows), units, h, w]."""
+        """Rows as float32 [len(rows), units, h, w]: kept cells exact, the others at their map's minimum."""
         out = np.empty((len(rows), *self.shape), dtype=np.float32)
-        flat = out.reshape(len(rows), -1)
-        for start, end in adjacent_runs(len(rows), lambda j: bool(rows[j] == rows[j - 1] + 1)):
-            raw = os.pread(self._fd, (end - start) * self.row_bytes, int(rows[start]) * self.row_bytes)
-            flat[start:end] = np.frombuffer(raw, dtype=np.float32).reshape(end - start, -1)
+
+        def follows(j: int) -> bool:  # record j starts where record j - 1 ends in the file
+            return bool(self.offsets[rows[j]] == self.offsets[rows[j - 1]] + self.sizes[rows[j - 1]])
+
+        for start, end in adjacent_runs(len(rows), follows):
+            first = int(self.offsets[rows[start]])
+            if first == _MISSING:
+                raise UsageError(f"image {int(rows[start])} is missing from the activation cache {self.path}; "
+                                 "pass --overwrite to start afresh")
+            size = int(self.offsets[rows[end - 1]] + self.sizes[rows[end - 1]]) - first
+            raw = os.pread(self._fd, size, first)
+            place = 0
+            for j in range(start, end):
+                length = int(self.sizes[rows[j]])
+                self._decode(raw[place:place + length], out[j])
+                place += length
         return out
 
+    def _decode(self, raw: bytes, out: np.ndarray) -> None:
+        units, pixels = self.shape[0], self.pixels
+        flat = out.reshape(units, pixels)
+        counts = np.frombuffer(raw, self.count_dtype, units, 4 * units).astype(np.int64)
+        total = int(counts.sum())
+        values = np.frombuffer(raw, np.float32, total, 4 * units + self.counts_bytes)
+        if total == units * pixels:
+            flat[:] = values.reshape(units, pixels)
+            return
+        flat[:] = np.frombuffer(raw, np.float32, units)[:, None]
+        unit_of = np.repeat(np.arange(units), counts)
+        partial = (counts < pixels)[unit_of]
+        position = np.empty(total, dtype=np.int64)
+        position[partial] = np.frombuffer(raw, self.position_dtype, int(partial.sum()),
+                                          4 * units + self.counts_bytes + 4 * total)
+        if not partial.all():
+            whole = ~partial
+            position[whole] = np.arange(total)[whole] - (np.cumsum(counts) - counts)[unit_of[whole]]
+        flat.reshape(-1)[unit_of * pixels + position] = values
+
     def flush(self) -> None:
-        """Make written rows durable before a checkpoint claims them."""
+        """Make appended records durable before a checkpoint claims them."""
         os.fsync(self._fd)
 
     def close(self) -> None:

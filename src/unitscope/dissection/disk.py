@@ -1,10 +1,11 @@
 """The disk a dissection needs, estimated before any work, so a run that cannot fit is refused in one line.
 
-A run's bulk is pass 1's activation cache (float32 [n_images, units, h, w] per layer, in ``work/``) and the
-label cache beside it; each null (``--control recolored``, ``--baseline random``) runs its own engine in its
+A run's bulk is pass 1's activation cache (per layer, in ``work/``: of each image's float32 [units, h, w] map
+only the cells that may reach the final threshold and their neighbours, ``cache.py``) and the label cache
+beside it; each null (``--control recolored``, ``--baseline random``) runs its own engine in its
 own work folder under the same staging directory, which is kept until the run is published, so their caches
-add up. The estimate is an upper bound from the layers' shapes (the shape probe run before pass 1): a resumed
-run subtracts what its staging directory already holds, since those files are rewritten in place.
+add up. The estimate comes from the layers' shapes (the shape probe run before pass 1) and the quantile: a
+resumed run subtracts what its staging directory already holds, since those files are rewritten in place.
 """
 
 from __future__ import annotations
@@ -19,9 +20,30 @@ from unitscope.data.probe import ProbeSet, has_labels
 from unitscope.dissection.engine import TOP_MAPS_BYTES
 from unitscope.dissection.settings import DissectSettings
 from unitscope.stats.labels import LabelEncoder
+from unitscope.stats.quantile import keep_count
 
 FILES_MARGIN = 1.10  # checkpoints, tables and the result files beside the caches, in proportion
 FILES_FLOOR = 64 * 2**10  # per layer: its checkpoint's and result's small tables
+NEIGHBOURS = 9  # a hot cell keeps itself and up to 8 neighbours (hot cells cluster: measured about 3x fewer)
+
+
+def activation_cache_bytes(n_images: int, shape: tuple[int, int, int], quantile: float) -> int:
+    """Estimate of a layer's sparse activation cache (``cache.ActivationCache``), generous for a probe in no
+    particular order.
+
+    Image i is written with its units' bounds at the ``keep``-th largest value of the i * h * w seen so far,
+    which about ``keep / (i h w)`` of its cells exceed (every cell while i h w <= keep); each hot cell is
+    counted with all its neighbours. Every record also holds up to 8 bytes per unit, a row at most the dense
+    float32 map. A probe sorted by rising activation can come near that most.
+    """
+    units, h, w = shape
+    pixels = h * w
+    keep = keep_count(quantile, n_images * pixels)
+    hot = np.minimum(1.0, keep / (pixels * np.arange(1, n_images + 1, dtype=np.float64))).sum()
+    cells = min(float(n_images), NEIGHBOURS * hot) * pixels  # per unit
+    position = 1 if pixels <= 2**8 else 2 if pixels <= 2**16 else 4
+    most = n_images * units * (8 + 4 * pixels)
+    return min(most, int(n_images * units * 8 + units * cells * (4 + position)))
 
 
 def label_cache_bytes(n_images: int, pixels: int, categories: int, itemsize: int) -> int:
@@ -39,11 +61,11 @@ def layer_files_bytes(shape: tuple[int, int, int], topk: int, categories: int) -
 
 
 def run_bytes(shapes: dict[str, tuple[int, int, int]], n_images: int, topk: int, categories: int,
-              label_bytes: int, engines: int) -> int:
-    """What the run writes at its peak: ``engines`` copies (the run and its nulls) of every layer's float32
+              label_bytes: int, engines: int, quantile: float) -> int:
+    """What the run writes at its peak: ``engines`` copies (the run and its nulls) of every layer's activation
     cache, the label cache and the layers' files, times FILES_MARGIN."""
-    per_engine = label_bytes + sum(4 * n_images * u * h * w + layer_files_bytes((u, h, w), topk, categories)
-                                   for u, h, w in shapes.values())
+    per_engine = label_bytes + sum(activation_cache_bytes(n_images, shape, quantile)
+                                   + layer_files_bytes(shape, topk, categories) for shape in shapes.values())
     return int(engines * per_engine * FILES_MARGIN)
 
 
@@ -56,7 +78,7 @@ def estimate(shapes: dict[str, tuple[int, int, int]], probe: ProbeSet, settings:
         itemsize = 2 if encoder.num_labels <= np.iinfo(np.int16).max else 4
         labels = label_cache_bytes(len(probe), encoder.num_pixels, categories, itemsize)
     engines = (2 if settings.control == "recolored" else 1) * (2 if settings.baseline == "random" else 1)
-    return run_bytes(shapes, len(probe), settings.topk, categories, labels, engines)
+    return run_bytes(shapes, len(probe), settings.topk, categories, labels, engines, settings.quantile)
 
 
 def held_bytes(staging: Path) -> int:

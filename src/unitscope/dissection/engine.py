@@ -2,8 +2,9 @@
 
 Pass 1 runs the network once per image, capturing every requested layer in the same forward pass
 (stopping after the deepest), feeds the exact quantile, top-k (with the top images' maps, for the report)
-and histogram statistics, and appends each layer's activations to an on-disk cache (float32 rows, so
-memory does not grow with the probe set). Its loader workers decode each image and label map once and
+and histogram statistics, and appends each layer's activations to an on-disk cache (so memory does not
+grow with the probe set; sparse: only the cells that may reach the final threshold and their neighbours,
+below a bound from the quantile, ``cache.py``). Its loader workers decode each image and label map once and
 encode the labels, which go to an on-disk label cache.
 Pass 2 needs the thresholds, so it replays the cached maps — no second forward pass, no file of the probe
 set reopened — upsamples them to the label resolution and accumulates intersections and unions with the
@@ -117,6 +118,15 @@ def _atomic_save(obj: object, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def _check_bound(name: str, bound: torch.Tensor, threshold: torch.Tensor) -> None:
+    """The cache kept what pass 2 needs only if no row's bound exceeds its unit's final threshold."""
+    over = torch.nonzero(bound > threshold)
+    if len(over):
+        unit = int(over[0, 0])
+        raise RuntimeError(f"layer {name}, unit {unit}: the activation cache was written for a bound of "
+                           f"{float(bound[unit])!r}, above the threshold {float(threshold[unit])!r}")
+
+
 class DissectionEngine:
     """Runs both passes for a set of layers of one model on one probe set, in ``workdir``."""
 
@@ -147,13 +157,27 @@ class DissectionEngine:
         labelled = has_labels(probe)
         self.encoder = LabelEncoder(probe.concepts, probe.label_size) if labelled else None
         self.label_state: dict[str, Any] | None = None  # the label cache's state once pass 1 is done
+        self.cache_states: dict[str, object] = {}  # each layer's activation cache state at the last checkpoint
 
     # ------------------------------------------------------------------ pass 1
     def _cache_path(self, name: str) -> Path:
         return self.workdir / f"activations-{name.replace('/', '_')}.f32"
 
-    def _open_cache(self, name: str, shape: tuple[int, int, int], fresh: bool) -> ActivationCache:
-        return ActivationCache(self._cache_path(name), shape, len(self.probe), fresh)
+    def _open_cache(self, name: str, shape: tuple[int, int, int], state: object) -> ActivationCache:
+        """A layer's cache, resumed from its checkpointed ``state`` (None: a new, empty file)."""
+        cache = ActivationCache(self._cache_path(name), shape, len(self.probe), fresh=state is None)
+        try:
+            cache.resume(state)
+        except UsageError:
+            cache.close()
+            raise
+        return cache
+
+    def cache_bound(self, name: str, quantile: TopQuantile) -> torch.Tensor | None:
+        """[U] lower bounds of a layer's final thresholds, for the cache to keep only what may reach them."""
+        if self.fixed_thresholds is not None:
+            return self.fixed_thresholds[name].to(torch.float32)
+        return quantile.floor()
 
     def _open_labels(self, state: dict[str, Any] | None) -> LabelCache | None:
         """The label cache, resumed from ``state`` (None: empty); None without labels."""
@@ -203,24 +227,26 @@ class DissectionEngine:
                 stats[name][0].load_state_dict(saved["quantile"])
                 stats[name][1].load_state_dict(saved["topk"])
                 stats[name][2].load_state_dict(saved["histogram"])
-            check_cache_file(self._cache_path(name), 4 * int(np.prod(shapes[name])) * len(self.probe), state_path)
+                self.cache_states[name] = saved["cache"]
+                check_cache_file(self._cache_path(name), int(saved["cache"]["end"]), state_path)
         # A checkpoint of an older unitscope has no label cache: pass 2 then reads the labels from the probe.
         cached = start == 0 or "labels" in state
         self.label_state = state.get("labels") if cached else None
         n = len(self.probe)
         if start >= n:
             return shapes, stats, skipped
-        caches = {name: self._open_cache(name, shape, fresh=False) for name, shape in shapes.items()}
+        caches = {name: self._open_cache(name, shape, self.cache_states[name]) for name, shape in shapes.items()}
         labels = self._open_labels(self.label_state) if cached else None
 
         def checkpoint(next_index: int) -> None:
-            for cache in caches.values():
+            for name, cache in caches.items():
                 cache.flush()
+                self.cache_states[name] = cache.state_dict()
             if labels is not None:
                 labels.flush()
             saved_layers = {
                 name: {"shape": shapes[name], "quantile": q.state_dict(), "topk": t.state_dict(),
-                       "histogram": h.state_dict()}
+                       "histogram": h.state_dict(), "cache": self.cache_states[name]}
                 for name, (q, t, h) in stats.items()
             }
             saved: dict[str, Any] = {"next_index": next_index, "skipped": skipped, "layers": saved_layers}
@@ -255,7 +281,7 @@ class DissectionEngine:
                         if name not in stats:
                             shapes[name] = tuple(acts.shape[1:])  # type: ignore[assignment]
                             stats[name] = self._new_stats(name, shapes[name])
-                            caches[name] = self._open_cache(name, shapes[name], fresh=True)
+                            caches[name] = self._open_cache(name, shapes[name], None)
                         quantile, topk, histogram = stats[name]
                         cache = caches[name]
                         units = acts.shape[1]
@@ -264,7 +290,7 @@ class DissectionEngine:
                         scores, peaks = flat.max(dim=2)
                         topk.update(scores, indices.to(acts.device), peaks, flat if topk.map_pixels else None)
                         histogram.update(flat)
-                        cache.write(indices.numpy(), acts.float().cpu().numpy())
+                        cache.write(indices.numpy(), acts, self.cache_bound(name, quantile))
                 bar.update(len(batch.indices))
                 if time.monotonic() - last_save > self.settings.checkpoint_seconds:
                     checkpoint(batch.indices[-1] + 1)
@@ -339,7 +365,7 @@ class DissectionEngine:
             maskers[name] = WindowedMasks.build(Upsampler.build(
                 self.settings.upsample, shape[1:], label_size, input_size, stride, begin
             ).to(self.device))
-            caches[name] = self._open_cache(name, shape, fresh=False)
+            caches[name] = self._open_cache(name, shape, self.cache_states[name])
         n = len(self.probe)
         if start >= n:
             return overlaps, evidence
@@ -349,6 +375,8 @@ class DissectionEngine:
                           "evidence": {k: e.state_dict() for k, e in evidence.items()}}, state_path)
 
         limits = {name: t.to(self.device, torch.float32) for name, t in thresholds.items()}
+        for name, limit in limits.items():
+            _check_bound(name, caches[name].bound_max, limit.cpu())
         last_save = time.monotonic()
         with (progress_bar(total=n, initial=start, desc="pass 2/2: IoU", unit="img", disable=not self.progress) as bar,
               intra_op_threads(threads_for_small_ops(available_cores()))):

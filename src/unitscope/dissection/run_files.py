@@ -368,9 +368,10 @@ def check_layer_shape(shape: object, path: Path, name: str) -> tuple[int, int, i
 
 
 def check_cache_file(path: Path, expected: int, state: Path) -> None:
-    """An activation cache beside a checkpoint: present and of the size its rows take."""
+    """An activation cache beside a checkpoint: present and holding at least the rows it claims (rows appended
+    after the checkpoint are cut off on resume)."""
     size = path.stat().st_size if path.is_file() else None
-    if size != expected:
+    if size is None or size < expected:
         found = "missing" if size is None else f"{size:,} bytes"
-        raise UsageError(f"cannot resume from {state}: {path.name} is {found}, expected {expected:,} bytes; "
+        raise UsageError(f"cannot resume from {state}: {path.name} is {found}, expected {expected:,} bytes or more; "
                          "pass --overwrite to start afresh")

@@ -15,6 +15,7 @@ resting size above ``max_bytes``.
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Mapping
 
 import torch
@@ -98,6 +99,8 @@ class TopQuantile:
         self._kept = torch.empty(num_units, 0, dtype=dtype)
         self._pending: list[torch.Tensor] = []
         self._pending_count = 0
+        self._floor: torch.Tensor | None = None
+        self._floor_of: weakref.ref[torch.Tensor] | None = None  # the kept values the floor was taken from
 
     @property
     def device(self) -> torch.device:
@@ -153,6 +156,16 @@ class TopQuantile:
         rows = floor.expand(self.num_units, most).clone()
         rows[unit, column] = picked
         return rows
+
+    def floor(self) -> torch.Tensor | None:
+        """[num_units]: each unit's smallest kept value once ``keep`` are kept (else None), a lower bound of
+        its final threshold: the final ``keep``-th largest value, at or below the threshold, can only be larger."""
+        if self._kept.shape[1] < self.keep:
+            return None
+        source = self._floor_of() if self._floor_of is not None else None
+        if source is not self._kept or self._floor is None:  # recomputed only when the kept values changed
+            self._floor, self._floor_of = self._kept.min(dim=1).values, weakref.ref(self._kept)
+        return self._floor
 
     def merge(self, other: TopQuantile) -> None:
         """Fold in the state of another part of the probe set (disjoint images)."""
