@@ -89,6 +89,7 @@ class DiskPeak:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
+        self.peak = max(self.peak, folder_bytes(self.paths))  # a run shorter than one poll still counts its folder
 
 
 def run_bare(model: str, weights: str, layer: str, data: str) -> None:
