@@ -208,6 +208,14 @@ class ActivationCache:
             position[whole] = np.arange(total)[whole] - (np.cumsum(counts) - counts)[unit_of[whole]]
         flat.reshape(-1)[unit_of * pixels + position] = values
 
+    def check_covers(self, threshold: torch.Tensor, layer: str) -> None:
+        """The rows kept what pass 2 needs only if no row's bound exceeds its unit's final threshold."""
+        over = torch.nonzero(self.bound_max > threshold)
+        if len(over):
+            unit = int(over[0, 0])
+            raise RuntimeError(f"layer {layer}, unit {unit}: the activation cache was written for a bound of "
+                               f"{float(self.bound_max[unit])!r}, above the threshold {float(threshold[unit])!r}")
+
     def flush(self) -> None:
         """Make appended records durable before a checkpoint claims them."""
         os.fsync(self._fd)

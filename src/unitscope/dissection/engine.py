@@ -118,15 +118,6 @@ def _atomic_save(obj: object, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def _check_bound(name: str, bound: torch.Tensor, threshold: torch.Tensor) -> None:
-    """The cache kept what pass 2 needs only if no row's bound exceeds its unit's final threshold."""
-    over = torch.nonzero(bound > threshold)
-    if len(over):
-        unit = int(over[0, 0])
-        raise RuntimeError(f"layer {name}, unit {unit}: the activation cache was written for a bound of "
-                           f"{float(bound[unit])!r}, above the threshold {float(threshold[unit])!r}")
-
-
 class DissectionEngine:
     """Runs both passes for a set of layers of one model on one probe set, in ``workdir``."""
 
@@ -376,7 +367,7 @@ class DissectionEngine:
 
         limits = {name: t.to(self.device, torch.float32) for name, t in thresholds.items()}
         for name, limit in limits.items():
-            _check_bound(name, caches[name].bound_max, limit.cpu())
+            caches[name].check_covers(limit.cpu(), name)
         last_save = time.monotonic()
         with (progress_bar(total=n, initial=start, desc="pass 2/2: IoU", unit="img", disable=not self.progress) as bar,
               intra_op_threads(threads_for_small_ops(available_cores()))):
