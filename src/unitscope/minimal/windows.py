@@ -22,36 +22,16 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from unitscope.errors import UsageError
+from unitscope.minimal.gathers import Gather, gather_index, padded, padded_shape, region_boxes
 from unitscope.minimal.split import Split
 from unitscope.perturb.incremental import changed_regions
 from unitscope.perturb.steps import Step, run_module
 
 GROUP_OVERHEAD_MACS = 6e7  # what one more group costs on a CPU core (Python, kernel launches), in multiply-adds
 MAX_GROUP = 64  # copies per group; fixed, so that no value depends on the caller's batch size
-
-
-@dataclass(frozen=True)
-class Gather:
-    """Rows [n, rows, cols] of ``cat(clean table of ``clean`` rows, n windows of ``block`` rows each)``."""
-
-    index: torch.Tensor
-    clean: int
-    block: int
-
-    def without(self, row: int) -> Gather:
-        """The same gather with member ``row`` left out (later members' windows move up a block)."""
-        keep = torch.arange(len(self.index), device=self.index.device) != row
-        index = self.index[keep]
-        moved = index >= self.clean + (row + 1) * self.block
-        return Gather(torch.where(moved, index - self.block, index), self.clean, self.block)
-
-    def __call__(self, table: torch.Tensor) -> torch.Tensor:
-        n, rows, cols = self.index.shape
-        return table.index_select(0, self.index.reshape(-1)).view(n, rows, cols, table.shape[1])
 
 
 @dataclass(frozen=True)
@@ -153,7 +133,7 @@ class WindowScorer:
         """Step ``s``'s ``k``-th clean input, padded as the layer pads, as rows [Hp * Wp, C]."""
         if (s, k) not in self._tables:
             step = self.split.steps[s]
-            clean = _padded(step, self._acts[step.inputs[k]])[0]
+            clean = padded(step, self._acts[step.inputs[k]])[0]
             self._tables[s, k] = clean.permute(1, 2, 0).reshape(-1, clean.shape[0])
         return self._tables[s, k]
 
@@ -224,12 +204,12 @@ class WindowScorer:
             if step.is_pointwise:
                 continue
             for k, j in enumerate(step.inputs):
-                padded = _padded_shape(step, self._map_size(j))
-                index = _gather_index(origins[s + 1], sizes[s + 1], origins[j], sizes[j], step.gather_kernel,
-                                      step.stride, step.pad, padded)
-                gathers[s, k] = Gather(index, padded[0] * padded[1], sizes[j][0] * sizes[j][1])
+                shape = padded_shape(step, self._map_size(j))
+                index = gather_index(origins[s + 1], sizes[s + 1], origins[j], sizes[j], step.gather_kernel,
+                                     step.stride, step.pad, shape)
+                gathers[s, k] = Gather(index, shape[0] * shape[1], sizes[j][0] * sizes[j][1])
         whole = self._map_size(len(steps))
-        index = _gather_index(origins[-1], whole, origins[-1], sizes[-1], (1, 1), (1, 1), (0, 0), whole, whole=True)
+        index = gather_index(origins[-1], whole, origins[-1], sizes[-1], (1, 1), (1, 1), (0, 0), whole, whole=True)
         final = Gather(index, whole[0] * whole[1], sizes[-1][0] * sizes[-1][1])
         height, width = self._map_size(0)
         rows = origins[0][:, 0, None] + torch.arange(sizes[0][0], device=chosen.device)
@@ -303,68 +283,3 @@ def _nhwc(x: torch.Tensor) -> torch.Tensor:
     return x.permute(0, 2, 3, 1).contiguous()
 
 
-def _gather_index(out_origin: torch.Tensor, out_size: tuple[int, int], in_origin: torch.Tensor,
-                  in_size: tuple[int, int], kernel: tuple[int, int], stride: tuple[int, int], pad: tuple[int, int],
-                  padded: tuple[int, int], whole: bool = False) -> torch.Tensor:
-    """Rows of ``cat(clean table, windows)`` that output windows read: [n, rows, cols].
-
-    Output window n starts at ``out_origin[n]`` and reads padded input positions from ``origin * stride``
-    on; those inside input window n (at ``in_origin[n]``, size ``in_size``) come from the window, the rest
-    from the clean table (the padded input, ``padded`` in size, row-major). ``whole``: the output is the
-    whole map.
-    """
-    n = len(in_origin)
-    device = in_origin.device
-    picks = []
-    for d in range(2):
-        length = (out_size[d] - 1) * stride[d] + kernel[d]
-        start = torch.zeros(n, dtype=torch.long, device=device) if whole else out_origin[:, d] * stride[d]
-        positions = start[:, None] + torch.arange(length, device=device)
-        inner = positions - pad[d] - in_origin[:, d, None]
-        inside = (inner >= 0) & (inner < in_size[d])
-        picks.append((positions, inner.clamp(0, in_size[d] - 1), inside))
-    (rows, inner_rows, in_rows), (cols, inner_cols, in_cols) = picks
-    clean_rows = rows[:, :, None] * padded[1] + cols[:, None, :]
-    member = torch.arange(n, device=device)[:, None, None]
-    window_rows = padded[0] * padded[1] + (member * in_size[0] + inner_rows[:, :, None]) * in_size[1] \
-        + inner_cols[:, None, :]
-    return torch.where(in_rows[:, :, None] & in_cols[:, None, :], window_rows, clean_rows)
-
-
-def _padded_shape(step: Step, size: tuple[int, int]) -> tuple[int, int]:
-    """The size of a step's input once padded as the layer pads (see :func:`_padded`)."""
-    if step.kernel is None:
-        return size
-    out = []
-    for d in range(2):
-        trailing = (step.out_size[d] - 1) * step.stride[d] + step.kernel[d] - step.pad[d] - step.in_size[d]
-        out.append(size[d] + step.pad[d] + max(0, trailing))
-    return out[0], out[1]
-
-
-def _padded(step: Step, clean: torch.Tensor) -> torch.Tensor:
-    """A step's clean input [1, C, Hp, Wp], padded as the layer pads (``-inf`` for max pooling)."""
-    if step.kernel is None:
-        return clean
-    pad_value = float("-inf") if isinstance(step.module, torch.nn.MaxPool2d) else 0.0
-    pads = []
-    for d in (1, 0):
-        trailing = (step.out_size[d] - 1) * step.stride[d] + step.kernel[d] - step.pad[d] - step.in_size[d]
-        pads += [step.pad[d], max(0, trailing)]
-    return F.pad(clean, pads, value=pad_value)
-
-
-def region_boxes(labels: np.ndarray) -> torch.Tensor:
-    """int64 [K, 4]: each region's bounding box (top, bottom, left, right; bottom and right exclusive)."""
-    count = int(labels.max()) + 1
-    rows = np.broadcast_to(np.arange(labels.shape[0])[:, None], labels.shape).ravel()
-    cols = np.broadcast_to(np.arange(labels.shape[1])[None, :], labels.shape).ravel()
-    flat = labels.ravel()
-    boxes = np.zeros((count, 4), dtype=np.int64)
-    boxes[:, 0] = labels.shape[0]
-    boxes[:, 2] = labels.shape[1]
-    np.minimum.at(boxes[:, 0], flat, rows)
-    np.maximum.at(boxes[:, 1], flat, rows + 1)
-    np.minimum.at(boxes[:, 2], flat, cols)
-    np.maximum.at(boxes[:, 3], flat, cols + 1)
-    return torch.from_numpy(boxes)
