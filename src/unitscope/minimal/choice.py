@@ -120,7 +120,7 @@ class WindowedSteps:
         if acts is None:
             with torch.no_grad():
                 acts = whole_pass(self.split, x[best])[0]
-        self.scorer.set_current(acts)
+        self.scorer.set_current(acts, removed=int(candidates[rows[best]]))
         return int(rows[best]), float(probs[best]), int(preds[best])
 
 

@@ -37,32 +37,32 @@ class Gather:
         return table.index_select(0, self.index.reshape(-1)).view(n, rows, cols, table.shape[1])
 
 
-def gather_index(out_origin: torch.Tensor, out_size: tuple[int, int], in_origin: torch.Tensor,
-                  in_size: tuple[int, int], kernel: tuple[int, int], stride: tuple[int, int], pad: tuple[int, int],
-                  padded: tuple[int, int], whole: bool = False) -> torch.Tensor:
-    """Rows of ``cat(clean table, windows)`` that output windows read: [n, rows, cols].
+def gather_index(out_origin: np.ndarray, out_size: tuple[int, int], in_origin: np.ndarray,
+                 in_size: tuple[int, int], kernel: tuple[int, int], stride: tuple[int, int], pad: tuple[int, int],
+                 padded: tuple[int, int], whole: bool = False) -> np.ndarray:
+    """Rows of ``cat(clean table, windows)`` that output windows read: int64 [n, rows, cols].
 
     Output window n starts at ``out_origin[n]`` and reads padded input positions from ``origin * stride``
     on; those inside input window n (at ``in_origin[n]``, size ``in_size``) come from the window, the rest
     from the clean table (the padded input, ``padded`` in size, row-major). ``whole``: the output is the
-    whole map.
+    whole map. NumPy, not torch: these are small arrays, made once per layer and group of every step.
     """
     n = len(in_origin)
-    device = in_origin.device
     picks = []
     for d in range(2):
         length = (out_size[d] - 1) * stride[d] + kernel[d]
-        start = torch.zeros(n, dtype=torch.long, device=device) if whole else out_origin[:, d] * stride[d]
-        positions = start[:, None] + torch.arange(length, device=device)
+        start = np.zeros(n, dtype=np.int64) if whole else out_origin[:, d] * stride[d]
+        positions = start[:, None] + np.arange(length)
         inner = positions - pad[d] - in_origin[:, d, None]
         inside = (inner >= 0) & (inner < in_size[d])
-        picks.append((positions, inner.clamp(0, in_size[d] - 1), inside))
+        picks.append((positions, np.minimum(np.maximum(inner, 0), in_size[d] - 1), inside))
     (rows, inner_rows, in_rows), (cols, inner_cols, in_cols) = picks
     clean_rows = rows[:, :, None] * padded[1] + cols[:, None, :]
-    member = torch.arange(n, device=device)[:, None, None]
+    member = np.arange(n)[:, None, None]
     window_rows = padded[0] * padded[1] + (member * in_size[0] + inner_rows[:, :, None]) * in_size[1] \
         + inner_cols[:, None, :]
-    return torch.where(in_rows[:, :, None] & in_cols[:, None, :], window_rows, clean_rows)
+    index: np.ndarray = np.where(in_rows[:, :, None] & in_cols[:, None, :], window_rows, clean_rows)
+    return index
 
 
 def padded_shape(step: Step, size: tuple[int, int]) -> tuple[int, int]:

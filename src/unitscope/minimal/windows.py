@@ -39,7 +39,7 @@ class Layout:
     """One group's windows: per activation the common size and each member's origin, and the gathers."""
 
     sizes: list[tuple[int, int]]
-    origins: list[torch.Tensor]  # [n, 2] per activation
+    origins: list[np.ndarray]  # int64 [n, 2] per activation
     gathers: dict[tuple[int, int], Gather]  # (step, input) -> that step's input windows
     final: Gather  # the whole last activation of each member
     pixels: Gather  # the input windows, from cat(current pixels, background)
@@ -47,7 +47,7 @@ class Layout:
     def without(self, row: int) -> Layout:
         """This layout with member ``row`` left out (window sizes kept)."""
         keep = torch.arange(len(self.pixels.index), device=self.pixels.index.device) != row
-        return Layout(self.sizes, [o[keep] for o in self.origins],
+        return Layout(self.sizes, [o[keep.cpu().numpy()] for o in self.origins],
                       {key: g.without(row) for key, g in self.gathers.items()}, self.final.without(row),
                       Gather(self.pixels.index[keep], self.pixels.clean, self.pixels.block))
 
@@ -72,13 +72,18 @@ class WindowScorer:
         changed = changed_regions(steps, [(boxes[:, 0], boxes[:, 1]), (boxes[:, 2], boxes[:, 3])])
         self._lo = [torch.stack([a[0], b[0]], 1) for a, b in changed]  # [K, 2] per activation
         self._extent = [torch.stack([a[1] - a[0], b[1] - b[0]], 1).clamp(min=1) for a, b in changed]
+        self._boxes = [np.concatenate([lo.cpu().numpy(), (lo + extent).cpu().numpy()], axis=1)
+                       for lo, extent in zip(self._lo, self._extent, strict=True)]  # [K, 4] per activation
         self._groups = self._plan_groups(list(range(len(boxes))))
         self._layouts: dict[tuple[int, ...], Layout] = {}
         self._tables: dict[tuple[int, int], torch.Tensor] = {}
         self._acts: list[torch.Tensor] = []
         self._pixels: torch.Tensor | None = None
-        self._runs: dict[tuple[int, ...], list[torch.Tensor]] = {}
+        self._runs: dict[tuple[int, ...], list[torch.Tensor | None]] = {}  # the last logits' windows, read ones
+        self._removed: int | None = None  # the region removed since those windows were computed
         self._sources = sorted({0, len(steps)} | {j for step in steps if not step.is_pointwise for j in step.inputs})
+        self.reuse = True  # update the last step's windows where they can be (False: recompute every window)
+        self.recomputed = 0  # output positions times multiply-adds per position of window layers run, for tests
 
     def _map_size(self, a: int) -> tuple[int, int]:
         steps = self.split.steps
@@ -122,12 +127,19 @@ class WindowScorer:
             stop = cut[stop]
         return result[::-1]
 
-    def set_current(self, acts: list[torch.Tensor]) -> None:
-        """Cache the current image's activations (input first, each [1, C, h, w])."""
+    def set_current(self, acts: list[torch.Tensor], removed: int | None = None) -> None:
+        """Cache the current image's activations (input first, each [1, C, h, w]).
+
+        ``removed``: the current image is the last :meth:`logits` call's copy removing this region. Then
+        the windows that call computed stay right outside that region's boxes (the copies differ from the
+        new ones only there), and the next call updates them instead of recomputing them.
+        """
         self._acts = acts
         self._tables = {}
         self._pixels = None
-        self._runs = {}
+        if removed is None or self._removed is not None:  # not one removal after the windows: drop them
+            self._runs, removed = {}, None
+        self._removed = removed
 
     def _table(self, s: int, k: int) -> torch.Tensor:
         """Step ``s``'s ``k``-th clean input, padded as the layer pads, as rows [Hp * Wp, C]."""
@@ -144,13 +156,16 @@ class WindowScorer:
         wanted = set(regions.tolist())
         row_of = {r: i for i, r in enumerate(regions.tolist())}
         maps, order = [], []
+        runs: dict[tuple[int, ...], list[torch.Tensor | None]] = {}
         for group in self._groups:
             members = tuple(r for r in group if r in wanted)
             if not members:
                 continue
-            index = torch.tensor([row_of[r] for r in members], device=regions.device)
-            maps.append(self._run(members))
-            order += index.tolist()
+            stale = self._stale(members) if self.reuse else None
+            runs[members] = self._run(members) if stale is None else self._update(members, stale)
+            maps.append(self._final(members, runs[members]))
+            order += [row_of[r] for r in members]
+        self._runs, self._removed = runs, None
         full = torch.cat(maps)  # the head runs once per MAX_GROUP copies, whatever the caller's batch size
         out = torch.cat([self.split.head(full[start:start + MAX_GROUP]) for start in range(0, len(full), MAX_GROUP)])
         result = torch.empty_like(out)
@@ -171,7 +186,7 @@ class WindowScorer:
             (top, left), (rows, cols) = layout.origins[a][row].tolist(), layout.sizes[a]
             acts[a] = acts[a].clone()
             acts[a][0, :, top:top + rows, left:left + cols] = window[row].permute(2, 0, 1)
-        self.set_current(acts)
+        self.set_current(acts, removed=region)
 
     def _layout(self, members: tuple[int, ...]) -> Layout:
         """The group's layout, from the same group's last one with a member less where there is one."""
@@ -199,57 +214,160 @@ class WindowScorer:
             bound = torch.tensor(self._map_size(a), device=size.device) - size
             sizes.append((int(size[0]), int(size[1])))
             origins.append(torch.minimum(self._lo[a][chosen], bound).clamp(min=0))
+        at = [o.cpu().numpy() for o in origins]
         gathers = {}
         for s, step in enumerate(steps):
             if step.is_pointwise:
                 continue
             for k, j in enumerate(step.inputs):
                 shape = padded_shape(step, self._map_size(j))
-                index = gather_index(origins[s + 1], sizes[s + 1], origins[j], sizes[j], step.gather_kernel,
+                index = gather_index(at[s + 1], sizes[s + 1], at[j], sizes[j], step.gather_kernel,
                                      step.stride, step.pad, shape)
-                gathers[s, k] = Gather(index, shape[0] * shape[1], sizes[j][0] * sizes[j][1])
+                gathers[s, k] = Gather(self._index(index), shape[0] * shape[1], sizes[j][0] * sizes[j][1])
         whole = self._map_size(len(steps))
-        index = gather_index(origins[-1], whole, origins[-1], sizes[-1], (1, 1), (1, 1), (0, 0), whole, whole=True)
-        final = Gather(index, whole[0] * whole[1], sizes[-1][0] * sizes[-1][1])
+        index = gather_index(at[-1], whole, at[-1], sizes[-1], (1, 1), (1, 1), (0, 0), whole, whole=True)
+        final = Gather(self._index(index), whole[0] * whole[1], sizes[-1][0] * sizes[-1][1])
         height, width = self._map_size(0)
         rows = origins[0][:, 0, None] + torch.arange(sizes[0][0], device=chosen.device)
         cols = origins[0][:, 1, None] + torch.arange(sizes[0][1], device=chosen.device)
         flat = rows[:, :, None] * width + cols[:, None, :]
         removed = self.labels[rows[:, :, None], cols[:, None, :]] == chosen[:, None, None]
         pixels = Gather(torch.where(removed, flat + height * width, flat), 2 * height * width, 0)
-        return Layout(sizes, origins, gathers, final, pixels)
+        return Layout(sizes, at, gathers, final, pixels)
 
-    def _run(self, members: tuple[int, ...]) -> torch.Tensor:
-        """The last activation [n, C, H, W] of the copies removing ``members``."""
-        layout = self._layout(members)
+    def _index(self, index: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(index).to(self.labels.device)
+
+    def _current_pixels(self) -> torch.Tensor:
+        """Rows [2 * H * W, 3]: the current image's pixels, then the background's."""
         if self._pixels is None:
             current = self._acts[0][0]
             self._pixels = torch.cat([current.permute(1, 2, 0).reshape(-1, current.shape[0]), self._background])
-        pixels: torch.Tensor = self._pixels
-        windows = [layout.pixels(pixels)]
+        return self._pixels
+
+    def _pointwise(self, step: Step, source: torch.Tensor, j: int) -> torch.Tensor:
+        """A point-wise step on windows [n, h, w, C] of activation ``j`` (in place where nothing else reads it)."""
+        if isinstance(step.module, nn.Identity):
+            return source
+        if self._readers[j] == 1 and j not in self._sources:
+            return _nhwc(step.module(source.permute(0, 3, 1, 2)))
+        return _nhwc(run_module(step.module, [source.permute(0, 3, 1, 2)]))
+
+    def _run(self, members: tuple[int, ...]) -> list[torch.Tensor | None]:
+        """Every window [n, h, w, C] of the copies removing ``members``; None for activations no layer reads."""
+        layout = self._layout(members)
+        windows = [layout.pixels(self._current_pixels())]
         for s, step in enumerate(self._steps):
             if step.is_pointwise:
-                source = windows[step.inputs[0]]
-                if isinstance(step.module, nn.Identity):
-                    windows.append(source)
-                    continue
-                if self._readers[step.inputs[0]] == 1:  # nothing else reads it: in place is safe
-                    out = step.module(source.permute(0, 3, 1, 2))
-                else:
-                    out = run_module(step.module, [source.permute(0, 3, 1, 2)])
+                windows.append(self._pointwise(step, windows[step.inputs[0]], step.inputs[0]))
+                continue
+            inputs = []
+            for k, j in enumerate(step.inputs):
+                window = windows[j]
+                table = torch.cat([self._table(s, k), window.reshape(-1, window.shape[-1])])
+                inputs.append(layout.gathers[s, k](table).permute(0, 3, 1, 2))
+            windows.append(_nhwc(step.apply(inputs, None, False)))
+            self.recomputed += windows[-1].shape[:3].numel() * step.cost_per_position
+        return [w if a in self._sources else None for a, w in enumerate(windows)]
+
+    def _stale(self, members: tuple[int, ...]) -> list[torch.Tensor | None] | None:
+        """The last call's windows of these copies when they are one removal old, else None."""
+        removed = self._removed
+        if removed is None or removed in members:
+            return None
+        if members in self._runs:
+            return self._runs[members]
+        grown = tuple(sorted((*members, removed)))
+        if grown not in self._runs:
+            return None
+        keep = torch.tensor([row for row, r in enumerate(grown) if r != removed])
+        return [None if w is None else w.index_select(0, keep) for w in self._runs[grown]]
+
+    def _update(self, members: tuple[int, ...], windows: list[torch.Tensor | None]) -> list[torch.Tensor | None]:
+        """The windows of the copies removing ``members`` from the current image, from their windows one
+        removal ago (``windows``, updated in place).
+
+        The copy removing region s now differs from the one a step ago (which kept the region r just
+        removed) only by r's pixels, so in every activation only inside r's box (its changed region). Each
+        layer recomputes the part of each window that meets that box (one size per group, each member's
+        part inside its window), reading the layer below's windows, already updated, and the current
+        image's activations elsewhere; the rest of each window is kept. Layers where no window meets r's
+        box are skipped.
+        """
+        layout = self._layout(members)
+        removed = self._removed
+        if removed is None:
+            raise ValueError("no removal to update the windows for")
+        windows = list(windows)
+        windows[0] = layout.pixels(self._current_pixels())
+        fresh: list[torch.Tensor | None] = [windows[0]] + [None] * len(self._steps)
+        parts: list[tuple[np.ndarray, tuple[int, int]] | None] = [(layout.origins[0], layout.sizes[0])]
+        for s, step in enumerate(self._steps):
+            a = s + 1
+            source = fresh[step.inputs[0]]
+            if step.is_pointwise:
+                part = parts[step.inputs[0]]
+                out = None if source is None else self._pointwise(step, source, step.inputs[0])
             else:
-                inputs = []
-                for k, j in enumerate(step.inputs):
-                    window = windows[j]
-                    table = torch.cat([self._table(s, k), window.reshape(-1, window.shape[-1])])
-                    inputs.append(layout.gathers[s, k](table).permute(0, 3, 1, 2))
-                out = step.apply(inputs, None, False)
-            windows.append(_nhwc(out))
-        self._runs[members] = windows
+                part = self._part(a, layout, removed)
+                out = None if part is None else self._recompute(s, step, part, layout, windows)
+            parts.append(part)
+            fresh[a] = out
+            window = windows[a]
+            if out is not None and part is not None and window is not None:
+                _paste(window, out, part[0] - layout.origins[a])
+        return windows
+
+    def _part(self, a: int, layout: Layout, removed: int) -> tuple[np.ndarray, tuple[int, int]] | None:
+        """Where each member's window of activation ``a`` meets ``removed``'s box: origins [n, 2] and one
+        size covering every member's meeting, inside each window; None where no window meets it."""
+        origin = layout.origins[a]
+        end = origin + np.asarray(layout.sizes[a])
+        box = self._boxes[a][removed]
+        low = np.maximum(origin, box[:2])
+        extent = np.maximum(np.minimum(end, box[2:]) - low, 0).max(axis=0)
+        rows, cols = int(extent[0]), int(extent[1])
+        if rows == 0 or cols == 0:
+            return None
+        return np.minimum(low, end - extent), (rows, cols)
+
+    def _recompute(self, s: int, step: Step, part: tuple[np.ndarray, tuple[int, int]], layout: Layout,
+                   windows: list[torch.Tensor | None]) -> torch.Tensor:
+        """Step ``s``'s output [n, rows, cols, C] at ``part``, from the (updated) windows it reads."""
+        inputs = []
+        for k, j in enumerate(step.inputs):
+            window = windows[j]
+            if window is None:
+                raise ValueError(f"activation {j} is read but has no window")
+            shape = padded_shape(self.split.steps[s], self._map_size(j))
+            index = gather_index(part[0], part[1], layout.origins[j], layout.sizes[j], step.gather_kernel,
+                                 step.stride, step.pad, shape)
+            table = torch.cat([self._table(s, k), window.reshape(-1, window.shape[-1])])
+            inputs.append(Gather(self._index(index), shape[0] * shape[1], 0)(table).permute(0, 3, 1, 2))
+        out = _nhwc(step.apply(inputs, None, False))
+        self.recomputed += out.shape[:3].numel() * step.cost_per_position
+        return out
+
+    def _final(self, members: tuple[int, ...], windows: list[torch.Tensor | None]) -> torch.Tensor:
+        """The last activation [n, C, H, W] of the copies removing ``members``: the current image's, their
+        windows pasted in."""
         last = windows[-1]
+        if last is None:
+            raise ValueError("the last activation has no window")
         clean = self._acts[-1][0]
         table = torch.cat([clean.permute(1, 2, 0).reshape(-1, clean.shape[0]), last.reshape(-1, last.shape[-1])])
-        return layout.final(table).permute(0, 3, 1, 2).contiguous()
+        return self._layout(members).final(table).permute(0, 3, 1, 2).contiguous()
+
+
+def _paste(window: torch.Tensor, part: torch.Tensor, offset: np.ndarray) -> None:
+    """Write ``part`` [n, h, w, C] into ``window`` [n, rows, cols, C], member i's at ``offset[i]`` (rows, cols)."""
+    n, rows, cols, channels = window.shape
+    height, width = part.shape[1], part.shape[2]
+    r = offset[:, 0, None] + np.arange(height)
+    c = offset[:, 1, None] + np.arange(width)
+    flat = (np.arange(n)[:, None, None] * rows + r[:, :, None]) * cols + c[:, None, :]
+    index = torch.from_numpy(flat.reshape(-1)).to(window.device)
+    window.view(-1, channels).index_copy_(0, index, part.reshape(-1, channels))
 
 
 def fused_steps(steps: tuple[Step, ...]) -> tuple[Step, ...]:
