@@ -1,14 +1,15 @@
-"""Where a window layer's input windows come from: gather indices into a padded activation and windows.
+"""Where a window layer's input comes from: rows of one table holding a padded activation and windows.
 
-A window of a layer's output reads, per position, a patch of the padded input; positions inside the
-copy's own input window come from that window, the rest from the current image's activation (the same
-for every copy). :func:`gather_index` names those rows once, so a layer's input for many copies is one
-``index_select``.
+Each copy of the current image (one region removed) keeps, per activation, a window over its own box
+(the positions where its activation can differ from the current image's), stored row-major in a table
+after the current image's padded activation: ``[clean rows | every copy's window | one spare row]``. A
+window layer's output at some positions of a copy reads, per position, a patch of the padded input: inside
+the copy's box from its window, elsewhere from the clean rows. :func:`read_index` names those rows, so a
+layer's input for many copies is one ``index_select``; :func:`write_index` names where outputs go back.
+The index arithmetic is NumPy: small arrays, made per layer and batch of every greedy step.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -16,57 +17,63 @@ import torch.nn.functional as F
 
 from unitscope.perturb.steps import Step
 
-
-@dataclass(frozen=True)
-class Gather:
-    """Rows [n, rows, cols] of ``cat(clean table of ``clean`` rows, n windows of ``block`` rows each)``."""
-
-    index: torch.Tensor
-    clean: int
-    block: int
-
-    def without(self, row: int) -> Gather:
-        """The same gather with member ``row`` left out (later members' windows move up a block)."""
-        keep = torch.arange(len(self.index), device=self.index.device) != row
-        index = self.index[keep]
-        moved = index >= self.clean + (row + 1) * self.block
-        return Gather(torch.where(moved, index - self.block, index), self.clean, self.block)
-
-    def __call__(self, table: torch.Tensor) -> torch.Tensor:
-        n, rows, cols = self.index.shape
-        return table.index_select(0, self.index.reshape(-1)).view(n, rows, cols, table.shape[1])
+Box = np.ndarray  # int64 [n, 4]: top, left, bottom, right (bottom and right exclusive), map coordinates
 
 
-def gather_index(out_origin: np.ndarray, out_size: tuple[int, int], in_origin: np.ndarray,
-                 in_size: tuple[int, int], kernel: tuple[int, int], stride: tuple[int, int], pad: tuple[int, int],
-                 padded: tuple[int, int], whole: bool = False) -> np.ndarray:
-    """Rows of ``cat(clean table, windows)`` that output windows read: int64 [n, rows, cols].
-
-    Output window n starts at ``out_origin[n]`` and reads padded input positions from ``origin * stride``
-    on; those inside input window n (at ``in_origin[n]``, size ``in_size``) come from the window, the rest
-    from the clean table (the padded input, ``padded`` in size, row-major). ``whole``: the output is the
-    whole map. NumPy, not torch: these are small arrays, made once per layer and group of every step.
-    """
-    n = len(in_origin)
+def read_index(origin: np.ndarray, size: tuple[int, int], boxes: Box, starts: np.ndarray, kernel: tuple[int, int],
+               stride: tuple[int, int], pad: tuple[int, int], padded: tuple[int, int]) -> np.ndarray:
+    """Table rows [n, rows, cols] that outputs ``size`` at ``origin`` [n, 2] read: padded input positions from
+    ``origin * stride`` on, from copy i's window (box ``boxes[i]``, first row ``starts[i]``) inside its box,
+    from the clean rows (the padded input, ``padded`` in size, row-major) elsewhere."""
     picks = []
     for d in range(2):
-        length = (out_size[d] - 1) * stride[d] + kernel[d]
-        start = np.zeros(n, dtype=np.int64) if whole else out_origin[:, d] * stride[d]
-        positions = start[:, None] + np.arange(length)
-        inner = positions - pad[d] - in_origin[:, d, None]
-        inside = (inner >= 0) & (inner < in_size[d])
-        picks.append((positions, np.minimum(np.maximum(inner, 0), in_size[d] - 1), inside))
+        positions = origin[:, d, None] * stride[d] + np.arange((size[d] - 1) * stride[d] + kernel[d])
+        at = positions - pad[d]
+        inside = (at >= boxes[:, d, None]) & (at < boxes[:, d + 2, None])
+        inner = np.minimum(np.maximum(at - boxes[:, d, None], 0), (boxes[:, d + 2] - boxes[:, d] - 1)[:, None])
+        picks.append((positions, inner, inside))
     (rows, inner_rows, in_rows), (cols, inner_cols, in_cols) = picks
-    clean_rows = rows[:, :, None] * padded[1] + cols[:, None, :]
-    member = np.arange(n)[:, None, None]
-    window_rows = padded[0] * padded[1] + (member * in_size[0] + inner_rows[:, :, None]) * in_size[1] \
-        + inner_cols[:, None, :]
-    index: np.ndarray = np.where(in_rows[:, :, None] & in_cols[:, None, :], window_rows, clean_rows)
+    clean = rows[:, :, None] * padded[1] + cols[:, None, :]
+    width = (boxes[:, 3] - boxes[:, 1])[:, None, None]
+    window = starts[:, None, None] + inner_rows[:, :, None] * width + inner_cols[:, None, :]
+    index: np.ndarray = np.where(in_rows[:, :, None] & in_cols[:, None, :], window, clean)
     return index
 
 
+def write_index(origin: np.ndarray, size: tuple[int, int], boxes: Box, starts: np.ndarray, spare: int
+                ) -> np.ndarray:
+    """Table rows [n * rows * cols] where outputs ``size`` at ``origin`` [n, 2] belong: copy i's window row
+    inside its box, row ``spare`` (never read) outside it."""
+    rows = origin[:, 0, None] + np.arange(size[0]) - boxes[:, 0, None]
+    cols = origin[:, 1, None] + np.arange(size[1]) - boxes[:, 1, None]
+    height, width = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    inside = ((rows >= 0) & (rows < height[:, None]))[:, :, None] & ((cols >= 0) & (cols < width[:, None]))[:, None, :]
+    index = starts[:, None, None] + rows[:, :, None] * width[:, None, None] + cols[:, None, :]
+    out: np.ndarray = np.where(inside, index, spare).reshape(-1)
+    return out
+
+
+def cut(rows: np.ndarray, extent: np.ndarray, weight: float, overhead: float, splits: int) -> list[np.ndarray]:
+    """``rows`` (sorted by ``extent[:, 0]``, descending) in batches that share the largest extent: cut in
+    two where that saves more than ``overhead`` (multiply-adds: ``weight`` per position), each half again
+    while ``splits`` lasts."""
+    e = extent[rows]
+    count = len(rows)
+    if splits == 0 or count < 2:
+        return [rows]
+    before = np.maximum.accumulate(e[:, 1])[:-1]  # widest of the first k
+    after = np.maximum.accumulate(e[::-1, 1])[::-1][1:]  # widest of the rest
+    k = np.arange(1, count)
+    cost = (k * e[0, 0] * before + (count - k) * e[1:, 0] * after) * weight + overhead
+    best = int(np.argmin(cost))
+    if cost[best] >= count * e[0, 0] * e[:, 1].max() * weight:
+        return [rows]
+    return cut(rows[:best + 1], extent, weight, overhead, splits - 1) + \
+        cut(rows[best + 1:], extent, weight, overhead, splits - 1)
+
+
 def padded_shape(step: Step, size: tuple[int, int]) -> tuple[int, int]:
-    """The size of a step's input once padded as the layer pads (see :func:`_padded`)."""
+    """The size of a step's input once padded as the layer pads (see :func:`padded`)."""
     if step.kernel is None:
         return size
     out = []
