@@ -54,22 +54,28 @@ def write_index(origin: np.ndarray, size: tuple[int, int], boxes: Box, starts: n
 
 
 def cut(rows: np.ndarray, extent: np.ndarray, weight: float, overhead: float, splits: int) -> list[np.ndarray]:
-    """``rows`` (sorted by ``extent[:, 0]``, descending) in batches that share the largest extent: cut in
-    two where that saves more than ``overhead`` (multiply-adds: ``weight`` per position), each half again
-    while ``splits`` lasts."""
-    e = extent[rows]
+    """``rows`` in batches that each share their largest extent (``extent[rows]``: [n, 2]): sorted by rows or
+    by columns, whichever cuts better, and cut in two where that saves more than ``overhead`` multiply-adds
+    (``weight`` per position); each half again while ``splits`` lasts."""
     count = len(rows)
+    e = extent[rows]
+    whole = count * float(e[:, 0].max()) * float(e[:, 1].max()) * weight
     if splits == 0 or count < 2:
         return [rows]
-    before = np.maximum.accumulate(e[:, 1])[:-1]  # widest of the first k
-    after = np.maximum.accumulate(e[::-1, 1])[::-1][1:]  # widest of the rest
+    best, order, at = whole, rows, 0
     k = np.arange(1, count)
-    cost = (k * e[0, 0] * before + (count - k) * e[1:, 0] * after) * weight + overhead
-    best = int(np.argmin(cost))
-    if cost[best] >= count * e[0, 0] * e[:, 1].max() * weight:
+    for d in range(2):
+        sort = np.lexsort((-e[:, 1 - d], -e[:, d]))
+        s = e[sort]
+        before = np.maximum.accumulate(s[:, 1 - d])[:-1]  # the other extent's largest among the first k
+        after = np.maximum.accumulate(s[::-1, 1 - d])[::-1][1:]  # among the rest
+        cost = (k * s[0, d] * before + (count - k) * s[1:, d] * after) * weight + overhead
+        i = int(np.argmin(cost))
+        if cost[i] < best:
+            best, order, at = float(cost[i]), rows[sort], i + 1
+    if at == 0:
         return [rows]
-    return cut(rows[:best + 1], extent, weight, overhead, splits - 1) + \
-        cut(rows[best + 1:], extent, weight, overhead, splits - 1)
+    return cut(order[:at], extent, weight, overhead, splits - 1) + cut(order[at:], extent, weight, overhead, splits - 1)
 
 
 def padded_shape(step: Step, size: tuple[int, int]) -> tuple[int, int]:

@@ -190,7 +190,6 @@ class WindowScorer:
         live = np.flatnonzero(extent.min(axis=1) > 0)
         if len(live) == 0:
             return []
-        live = live[np.lexsort((-extent[live, 1], -extent[live, 0]))]
         weight = float(self._steps[a - 1].cost_per_position) if a > 0 else 1.0
         limit = np.asarray(self._map_size(a))
         batches = []
