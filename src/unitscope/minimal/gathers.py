@@ -60,7 +60,7 @@ def cut(rows: np.ndarray, extent: np.ndarray, weight: float, overhead: float, sp
     count = len(rows)
     e = extent[rows]
     whole = count * float(e[:, 0].max()) * float(e[:, 1].max()) * weight
-    if splits == 0 or count < 2:
+    if splits == 0 or count < 2 or whole <= overhead:  # no cut can save more than a batch costs
         return [rows]
     best, order, at = whole, rows, 0
     k = np.arange(1, count)
