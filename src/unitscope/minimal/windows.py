@@ -83,7 +83,8 @@ class WindowScorer:
         self._pixels: torch.Tensor | None = None
         self._valid = np.zeros(len(raw), dtype=bool)  # copies whose windows the last call computed
         self._removed: int | None = None  # the region removed since then (their windows are stale inside its boxes)
-        self._fresh_clean = False
+        self._fresh_clean = False  # whether the tables' clean rows hold the current image
+        self._pasted: int | None = None  # the region whose boxes alone the tables' clean rows lack
         self.reuse = True  # keep windows from one step to the next (False: recompute every box)
         self.recomputed = 0  # output positions times multiply-adds per position run by window layers, for tests
 
@@ -99,17 +100,34 @@ class WindowScorer:
         the next call updates them there instead of recomputing them.
         """
         self._acts = acts
-        self._fresh_clean = False
+        self._fresh_clean, self._pasted = False, None
         if removed is None or self._removed is not None or not self.reuse:  # not one removal after: drop them
             self._valid[:] = False
             removed = None
         self._removed = removed
 
     def _refresh(self) -> None:
-        """Write the current image's (padded) activations into the clean rows of every table."""
+        """Write the current image's (padded) activations into the clean rows of every table (after
+        :meth:`adopt`, only inside the boxes it pasted)."""
         if self._fresh_clean:
             return
         steps = self.split.steps
+        if self._pasted is not None and self._pixels is not None:
+            for a, readers in enumerate(self._tables_of):
+                top, left, bottom, right = (int(v) for v in self._boxes[a][self._pasted])
+                window = self._acts[a][0, :, top:bottom, left:right].permute(1, 2, 0)
+                for s, k in readers:
+                    step = None if s < 0 else steps[s]
+                    y, x = (0, 0) if step is None or step.kernel is None else step.pad
+                    width = (self._map_size(a) if step is None else padded_shape(step, self._map_size(a)))[1]
+                    clean = self._tables[s, k][:self._clean_rows[s, k]].view(-1, width, window.shape[-1])
+                    clean[top + y:bottom + y, left + x:right + x] = window
+            top, left, bottom, right = (int(v) for v in self._boxes[0][self._pasted])
+            height, width = self._map_size(0)
+            pixels = self._pixels[:height * width].view(height, width, -1)
+            pixels[top:bottom, left:right] = self._acts[0][0, :, top:bottom, left:right].permute(1, 2, 0)
+            self._fresh_clean = True
+            return
         for a, readers in enumerate(self._tables_of):
             for s, k in readers:
                 clean = self._acts[a][0] if s < 0 else padded(steps[s], self._acts[a])[0]
@@ -150,7 +168,10 @@ class WindowScorer:
             window = table[start:start + (bottom - top) * (right - left)].view(bottom - top, right - left, -1)
             acts[a] = acts[a].clone()
             acts[a][0, :, top:bottom, left:right] = window.permute(2, 0, 1)
+        tables_current = self._fresh_clean
         self.set_current(acts, removed=region)
+        if tables_current:
+            self._pasted = region  # the tables' clean rows differ from the new image only inside its boxes
 
     def _update(self, wanted: np.ndarray) -> None:
         """Bring the windows of the copies removing ``wanted`` up to date with the current image.
