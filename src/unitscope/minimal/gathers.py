@@ -78,17 +78,6 @@ def cut(rows: np.ndarray, extent: np.ndarray, weight: float, overhead: float, sp
     return cut(order[:at], extent, weight, overhead, splits - 1) + cut(order[at:], extent, weight, overhead, splits - 1)
 
 
-def padded_shape(step: Step, size: tuple[int, int]) -> tuple[int, int]:
-    """The size of a step's input once padded as the layer pads (see :func:`padded`)."""
-    if step.kernel is None:
-        return size
-    out = []
-    for d in range(2):
-        trailing = (step.out_size[d] - 1) * step.stride[d] + step.kernel[d] - step.pad[d] - step.in_size[d]
-        out.append(size[d] + step.pad[d] + max(0, trailing))
-    return out[0], out[1]
-
-
 def padded(step: Step, clean: torch.Tensor) -> torch.Tensor:
     """A step's clean input [1, C, Hp, Wp], padded as the layer pads (``-inf`` for max pooling)."""
     if step.kernel is None:

@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from unitscope.errors import UsageError
-from unitscope.minimal.gathers import cut, padded, padded_shape, read_index, region_boxes, write_index
+from unitscope.minimal.gathers import cut, padded, read_index, region_boxes, write_index
 from unitscope.minimal.split import Split
 from unitscope.perturb.incremental import changed_regions
 from unitscope.perturb.steps import Step, run_module
@@ -79,6 +79,7 @@ class WindowScorer:
         self._tables_of[last].append((-1, 0))
         self._tables: dict[tuple[int, int], torch.Tensor] = {}
         self._clean_rows: dict[tuple[int, int], int] = {}
+        self._shapes: dict[tuple[int, int], tuple[int, int]] = {}  # each table's clean rows as a (padded) map
         self._acts: list[torch.Tensor] = []
         self._pixels: torch.Tensor | None = None
         self._valid = np.zeros(len(raw), dtype=bool)  # copies whose windows the last call computed
@@ -119,8 +120,7 @@ class WindowScorer:
                 for s, k in readers:
                     step = None if s < 0 else steps[s]
                     y, x = (0, 0) if step is None or step.kernel is None else step.pad
-                    width = (self._map_size(a) if step is None else padded_shape(step, self._map_size(a)))[1]
-                    clean = self._tables[s, k][:self._clean_rows[s, k]].view(-1, width, window.shape[-1])
+                    clean = self._tables[s, k][:self._clean_rows[s, k]].view(*self._shapes[s, k], -1)
                     clean[top + y:bottom + y, left + x:right + x] = window
             top, left, bottom, right = (int(v) for v in self._boxes[0][self._pasted])
             height, width = self._map_size(0)
@@ -135,6 +135,7 @@ class WindowScorer:
                 if (s, k) not in self._tables:
                     table = torch.empty(height * width + int(self._areas[a].sum()) + 1, channels, device=self.device)
                     self._tables[s, k], self._clean_rows[s, k] = table, height * width
+                    self._shapes[s, k] = (height, width)
                 self._tables[s, k][:height * width].view(height, width, channels).copy_(clean.permute(1, 2, 0))
         current = self._acts[0][0]
         self._pixels = torch.cat([current.permute(1, 2, 0).reshape(-1, current.shape[0]), self._background])
@@ -238,7 +239,7 @@ class WindowScorer:
         s, step = a - 1, self._steps[a - 1]
         inputs = []
         for k, j in enumerate(step.inputs):
-            table, shape = self._tables[s, k], padded_shape(self.split.steps[s], self._map_size(j))
+            table, shape = self._tables[s, k], self._shapes[s, k]
             starts = self._clean_rows[s, k] + self._starts[j][regions]
             index = read_index(origin, size, self._boxes[j][regions], starts, step.gather_kernel, step.stride,
                                step.pad, shape)
