@@ -117,3 +117,23 @@ def test_stale_windows_where_boxes_meet_would_be_caught(monkeypatch: pytest.Monk
         whole, regions = _whole(model, image, labels, kept)
         window = scorer.logits(torch.from_numpy(regions))
     assert _off(window, whole) > 10 * LOGIT_TOLERANCE  # measured ~4e-3
+
+
+def test_reuse_only_saves_work() -> None:
+    """The same removals with windows kept and with every box recomputed: equal logits, less work kept."""
+    results = []
+    for reuse in (True, False):
+        _, image, labels, scorer = _setup("residual")
+        scorer.reuse = reuse
+        kept = np.ones(16, dtype=bool)
+        logits = []
+        with torch.no_grad():
+            scorer.set_current(_current(scorer, image, labels, kept))
+            for region in (9, 10, 5):
+                logits.append(scorer.logits(torch.from_numpy(np.flatnonzero(kept))))
+                scorer.adopt(region)
+                kept[region] = False
+        results.append((torch.cat(logits), scorer.recomputed))
+    (kept_logits, kept_work), (whole_logits, whole_work) = results
+    assert _off(kept_logits, whole_logits) < LOGIT_TOLERANCE / 10
+    assert kept_work < whole_work
