@@ -16,6 +16,7 @@ from unitscope.data.broden_export import write_broden
 from unitscope.dissection import disk
 from unitscope.dissection.disk import (
     activation_cache_bytes,
+    evidence_bytes,
     held_bytes,
     label_cache_bytes,
     layer_files_bytes,
@@ -33,10 +34,15 @@ def test_estimate_by_hand() -> None:
     assert files == 3 * (4 * 2 * 5 * 12) + 64 * 2 * 3 + disk.FILES_FLOOR
     labels = label_cache_bytes(10, pixels=16, categories=3, itemsize=2)
     assert labels == 10 * (8 + 3 * (16 * 2 + 4 + 1))
+    # per-image counts: per (image, unit) a 12-byte area row and 4 label rows of 16 bytes
+    evidence = evidence_bytes(10, 2)
+    assert evidence == 10 * 2 * (12 + 4 * 16)
     once = run_bytes({"a": (2, 3, 4)}, 10, 5, 3, labels, engines=1, quantile=0.3)
-    assert once == int((1120 + files + labels) * disk.FILES_MARGIN)
+    assert once == int((1120 + files + evidence + labels) * disk.FILES_MARGIN)
     assert run_bytes({"a": (2, 3, 4)}, 10, 5, 3, labels, engines=4, quantile=0.3) == int(
-        4 * (1120 + files + labels) * disk.FILES_MARGIN)
+        4 * (1120 + files + evidence + labels) * disk.FILES_MARGIN)
+    assert run_bytes({"a": (2, 3, 4)}, 10, 5, 0, 0, engines=1, quantile=0.3) == int(  # no labels: no counts
+        (1120 + layer_files_bytes((2, 3, 4), topk=5, categories=0)) * disk.FILES_MARGIN)
 
 
 def test_sparse_cache_estimate_by_hand() -> None:

@@ -68,7 +68,9 @@ def test_paired_difference_matches_brute_force(tmp_path: Path, monkeypatch: pyte
     original = confidence.bootstrap_labels
 
     def spy(*args: Any) -> Any:
-        calls.append(args)
+        kept = ImageCounts(args[0].num_units, args[0].num_labels)  # the run's rows are in its work folder, which
+        kept.load_state_dict(args[0].export_state())  # goes when the run ends: keep them for the oracle
+        calls.append((kept, *args[1:]))
         return original(*args)
 
     monkeypatch.setattr(confidence, "bootstrap_labels", spy)

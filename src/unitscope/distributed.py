@@ -39,6 +39,7 @@ from unitscope.batching import batch_count, batch_ranges
 from unitscope.data.probe import ConceptTable, ProbeSample, ProbeSet
 from unitscope.errors import UsageError
 from unitscope.stats import ConceptOverlap, TopImages, TopQuantile
+from unitscope.stats.bootstrap import ImageCounts
 from unitscope.stats.evidence import LabelEvidence
 from unitscope.stats.histogram import ActivationHistogram
 
@@ -229,16 +230,17 @@ class Group:
         """Significance moments and per-image counts of every rank, merged in rank order (rank 0 keeps them)."""
         if not self.active or mine is None:
             return mine
-        parts = self.all_gather(mine.state_dict())
+        parts = self.all_gather(mine.export_state())  # per-image rows in memory (a rank's spill files are its own)
         merged = LabelEvidence.__new__(LabelEvidence)
         merged.num_units = mine.num_units
-        merged.moments, merged.counts = mine.moments, mine.counts
+        merged.moments = mine.moments
+        merged.counts = ImageCounts(mine.counts.num_units, mine.counts.num_labels)  # in memory: work folders go
         merged.load_state_dict(parts[0])
         for state in parts[1:]:
             other = LabelEvidence.__new__(LabelEvidence)
             other.num_units = mine.num_units
             other.moments = copy.deepcopy(mine.moments)
-            other.counts = copy.deepcopy(mine.counts)
+            other.counts = ImageCounts(mine.counts.num_units, mine.counts.num_labels)  # in memory
             other.load_state_dict(state)
             merged.merge(other)
         return merged

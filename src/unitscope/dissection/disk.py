@@ -1,11 +1,12 @@
 """The disk a dissection needs, estimated before any work, so a run that cannot fit is refused in one line.
 
-A run's bulk is pass 1's activation cache (per layer, in ``work/``: of each image's float32 [units, h, w] map
-only the cells that may reach the final threshold and their neighbours, ``cache.py``) and the label cache
-beside it; each null (``--control recolored``, ``--baseline random``) runs its own engine in its
-own work folder under the same staging directory, which is kept until the run is published, so their caches
-add up. The estimate comes from the layers' shapes (the shape probe run before pass 1) and the quantile: a
-resumed run subtracts what its staging directory already holds, since those files are rewritten in place.
+A run's bulk is pass 1's activation cache (per layer, in ``work/``: of each image's float32 [units, h, w] map only
+the cells that may reach the final threshold and their neighbours, ``cache.py``), the label cache beside it and
+pass 2's per-image counts (per layer, for the bootstrap); each null (``--control recolored``, ``--baseline
+random``) runs its own engine in its own work folder under the same staging directory, which is kept until the run
+is published, so their caches add up. The estimate comes from the layers' shapes (the shape probe run before pass
+1) and the quantile: a resumed run subtracts what its staging directory already holds, since those files are
+rewritten in place.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from unitscope.stats.quantile import keep_count
 FILES_MARGIN = 1.10  # checkpoints, tables and the result files beside the caches, in proportion
 FILES_FLOOR = 64 * 2**10  # per layer: its checkpoint's and result's small tables
 NEIGHBOURS = 9  # a hot cell keeps itself and up to 8 neighbours (hot cells cluster: measured about 3x fewer)
+LABELS_PER_MASK = 4  # labels a unit's mask meets in an image, for the per-image counts (measured about 2.6)
 
 
 def activation_cache_bytes(n_images: int, shape: tuple[int, int, int], quantile: float) -> int:
@@ -52,6 +54,13 @@ def label_cache_bytes(n_images: int, pixels: int, categories: int, itemsize: int
     return n_images * (8 + categories * (pixels * itemsize + 4 + 1))
 
 
+def evidence_bytes(n_images: int, units: int) -> int:
+    """Per layer, the per-image counts pass 2 writes for the bootstrap (``stats.bootstrap.ImageCounts`` spill
+    files): per (image, unit) an active-area row (3 int32) and a row (4 int32) per label its mask meets,
+    LABELS_PER_MASK of them (AlexNet conv5 on SceneWorld: ~12 KB an image against this 19.5 KB)."""
+    return n_images * units * (12 + 16 * LABELS_PER_MASK)
+
+
 def layer_files_bytes(shape: tuple[int, int, int], topk: int, categories: int) -> int:
     """Per layer, besides its cache: top-k maps (kept up to TOP_MAPS_BYTES, in the checkpoint, its temporary
     copy and the result) and the unit × category tables."""
@@ -63,9 +72,11 @@ def layer_files_bytes(shape: tuple[int, int, int], topk: int, categories: int) -
 def run_bytes(shapes: dict[str, tuple[int, int, int]], n_images: int, topk: int, categories: int,
               label_bytes: int, engines: int, quantile: float) -> int:
     """What the run writes at its peak: ``engines`` copies (the run and its nulls) of every layer's activation
-    cache, the label cache and the layers' files, times FILES_MARGIN."""
+    cache, the label cache, the layers' per-image counts (a probe with labels) and files, times FILES_MARGIN."""
     per_engine = label_bytes + sum(activation_cache_bytes(n_images, shape, quantile)
-                                   + layer_files_bytes(shape, topk, categories) for shape in shapes.values())
+                                   + layer_files_bytes(shape, topk, categories)
+                                   + (evidence_bytes(n_images, shape[0]) if categories else 0)
+                                   for shape in shapes.values())
     return int(engines * per_engine * FILES_MARGIN)
 
 

@@ -344,7 +344,8 @@ class DissectionEngine:
             shape = shapes[name]
             overlap = ConceptOverlap(shape[0], self.probe.concepts)
             evidence[name] = LabelEvidence(shape[0], overlap.num_labels, len(overlap.categories), shape[1] * shape[2],
-                                           label_size[0] * label_size[1], grid=(shape[1], shape[2]))
+                                           label_size[0] * label_size[1], grid=(shape[1], shape[2]),
+                                           spill=self.workdir / f"evidence-{name.replace('/', '_')}")
             with _resuming(state_path):
                 for stat, section in ((overlap, "layers"), (evidence[name], "evidence")):
                     saved = state.get(section, {}).get(name)
@@ -392,6 +393,8 @@ class DissectionEngine:
         checkpoint(n)
         for cache in caches.values():
             cache.close()
+        for kept in evidence.values():
+            kept.counts.close()
         return overlaps, evidence
 
     def _label_batches(self, start: int, skipped: dict[int, str]) -> Iterator[tuple[list[int], np.ndarray, LabelBatch]]:

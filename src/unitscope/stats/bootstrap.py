@@ -9,8 +9,10 @@ replay of activations — to give IoU, labels and detector counts of every resam
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import scipy.sparse as sp
@@ -22,18 +24,53 @@ from unitscope.stats.labels import LabelBatch
 
 _KIND = "ImageCounts"
 _FIELDS = ("inter", "active", "label_area", "annotated")
+_WIDTH = {"inter": 4, "active": 3, "label_area": 3}  # the tables that grow with units x images: spillable
+CHUNK_ROWS = 1 << 18  # rows handed out at a time (4 MB of "inter"): what reading the tables costs in memory
+IMAGES_AT_ONCE = 1024  # images whose resample weights are widened to float64 at once (R x 1024 x 8 bytes)
 
 
 class ImageCounts:
     """Sparse per-image counts: rows (image, unit, label, count), (image, unit, area), (image, label, area).
 
     Held as int32 (image indices, unit and label numbers and pixel counts all fit): these rows grow with the probe
-    set (AlexNet conv5: ~12 KB an image), and int64 doubled the memory a large run peaks at.
+    set (AlexNet conv5: ~12 KB an image, ~0.8 GB over Broden). Given ``spill``, a folder, the three large tables
+    are appended to files there instead of memory (``<field>.i32``, raw little-endian int32 rows), so a run's
+    memory does not grow with its probe set; :meth:`state_dict` then records only their row counts (a checkpoint
+    stays small) and :meth:`load_state_dict` cuts the files back to them (a resumed run rewrites what followed).
     """
 
-    def __init__(self, num_units: int, num_labels: int) -> None:
+    def __init__(self, num_units: int, num_labels: int, spill: Path | None = None) -> None:
         self.num_units, self.num_labels = num_units, num_labels
+        self.spill = spill
         self._parts: dict[str, list[np.ndarray]] = {name: [] for name in _FIELDS}
+        self._rows = dict.fromkeys(_WIDTH, 0)  # rows in each spill file
+        self._files: dict[str, BinaryIO] = {}
+
+    def _spilled(self, name: str) -> bool:
+        return self.spill is not None and name in _WIDTH
+
+    def _path(self, name: str) -> Path:
+        if self.spill is None:
+            raise StatsError("ImageCounts has no spill folder")
+        return self.spill / f"{name}.i32"
+
+    def _append(self, name: str, rows: np.ndarray) -> None:
+        if not self._spilled(name):
+            self._parts[name].append(rows)
+            return
+        if name not in self._files:  # first write since opening or resuming: drop whatever followed the rows kept
+            self._path(name).parent.mkdir(parents=True, exist_ok=True)
+            handle = open(self._path(name), "a+b")  # noqa: SIM115 - kept open across batches, closed by close()
+            handle.truncate(self._rows[name] * _WIDTH[name] * 4)
+            self._files[name] = handle
+        self._files[name].write(np.ascontiguousarray(rows, dtype="<i4").tobytes())
+        self._rows[name] += len(rows)
+
+    def close(self) -> None:
+        """Flush and close the spill files (reading them, or another write, reopens what it needs)."""
+        for handle in self._files.values():
+            handle.close()
+        self._files.clear()
 
     def update(self, counts: MaskCounts, image_of: torch.Tensor, unit_of: torch.Tensor, labels: LabelBatch,
                images: np.ndarray, label_counts: torch.Tensor) -> None:
@@ -53,32 +90,72 @@ class ImageCounts:
         glob = torch.from_numpy(np.asarray(images, dtype=np.int64)).to(device)
         inter = torch.cat(rows)
         inter[:, 0] = glob[inter[:, 0]]
-        self._parts["inter"].append(inter.to(torch.int32).cpu().numpy())
+        self._append("inter", inter.to(torch.int32).cpu().numpy())
         active_rows = torch.stack([glob[image_of], unit_of, active], dim=1)
-        self._parts["active"].append(active_rows.to(torch.int32).cpu().numpy())
+        self._append("active", active_rows.to(torch.int32).cpu().numpy())
         lab = label_counts.to(device).clone()
         lab[:, 0] = 0
         if labels.image_numbers.numel() > 0:
             lab[labels.image_owner.to(device), labels.image_numbers.to(device) + 1] = labels.num_pixels
         b, lnum = torch.nonzero(lab, as_tuple=True)
-        self._parts["label_area"].append(torch.stack([glob[b], lnum - 1, lab[b, lnum]], dim=1).to(torch.int32).cpu()
-                                         .numpy())
+        self._append("label_area", torch.stack([glob[b], lnum - 1, lab[b, lnum]], dim=1).to(torch.int32).cpu()
+                     .numpy())
         ann = labels.annotated.cpu().numpy().astype(np.int32)
-        self._parts["annotated"].append(np.concatenate([np.asarray(images, np.int32)[:, None], ann], axis=1))
+        self._append("annotated", np.concatenate([np.asarray(images, np.int32)[:, None], ann], axis=1))
 
-    def parts(self, name: str) -> list[np.ndarray]:
-        """The rows of table ``name`` as stored, in parts (their concatenation is ``table(name)``), uncopied."""
-        width = {"inter": 4, "active": 3, "label_area": 3}.get(name)
-        return [p.reshape(-1, width) if width else p for p in self._parts[name] if len(p)]
+    def parts(self, name: str) -> Iterator[np.ndarray]:
+        """The rows of table ``name`` in order (their concatenation is ``table(name)``), at most CHUNK_ROWS at a
+        time: read from the spill file part by part, or views of the parts in memory."""
+        width = _WIDTH.get(name)
+        if self._spilled(name) and width is not None:
+            if name in self._files:
+                self._files[name].flush()
+            total = self._rows[name]
+            if total == 0:
+                return
+            try:
+                with open(self._path(name), "rb") as handle:
+                    for start in range(0, total, CHUNK_ROWS):
+                        count = min(CHUNK_ROWS, total - start) * width
+                        part = np.fromfile(handle, dtype="<i4", count=count)
+                        if part.size != count:
+                            raise StatsError(f"{self._path(name)} holds fewer rows than recorded; rerun the "
+                                             "dissection from the start (--overwrite)")
+                        yield part.astype(np.int32, copy=False).reshape(-1, width)
+            except FileNotFoundError as error:
+                raise StatsError(f"{self._path(name)} is gone (the run's work folder was removed); per-image "
+                                 "counts are read while the run is assembled") from error
+            return
+        for part in self._parts[name]:
+            part = part.reshape(-1, width) if width else part
+            for start in range(0, len(part), CHUNK_ROWS):
+                yield part[start:start + CHUNK_ROWS]
 
     def table(self, name: str) -> np.ndarray:
+        """The whole table ``name`` in memory (small tables; tests and merges: the bootstrap reads :meth:`parts`)."""
+        width = _WIDTH.get(name)
+        if self._spilled(name):
+            chunks = list(self.parts(name))
+            return np.concatenate(chunks) if chunks else np.zeros((0, width or 1), dtype=np.int32)
         parts = self._parts[name]
-        width = {"inter": 4, "active": 3, "label_area": 3}.get(name)
         if not parts:
             return np.zeros((0, width or 1), dtype=np.int32)
         if len(parts) > 1:  # consolidate, so frequent checkpoints do not re-join every batch's part
             self._parts[name] = [np.concatenate(parts)]  # int32 (an older checkpoint's int64 part: int64)
         return self._parts[name][0]
+
+    def _replace(self, name: str, rows: np.ndarray) -> None:
+        """Table ``name`` becomes ``rows`` (in memory, or rewritten in its spill file)."""
+        if self._spilled(name):
+            if name in self._files:
+                self._files.pop(name).close()
+            self._rows[name] = 0
+            if len(rows):
+                self._append(name, rows)
+            else:
+                self._append(name, np.zeros((0, _WIDTH[name]), np.int32))
+            return
+        self._parts[name] = [rows] if len(rows) else []
 
     def merge(self, other: ImageCounts) -> None:
         """Add another disjoint part of the probe set; rows stay in image order (stable within an image)."""
@@ -87,21 +164,50 @@ class ImageCounts:
         for name in _FIELDS:
             rows = np.concatenate([self.table(name), other.table(name)])
             order = np.argsort(rows[:, 0], kind="stable") if rows.size else np.zeros(0, np.int64)
-            self._parts[name] = [rows[order]] if rows.size else []
+            self._replace(name, rows[order])
 
     def state_dict(self) -> dict[str, StateValue]:
+        """The tables; of a spilled table only its row count (``<field>_rows``): the rows are in its file."""
+        state: dict[str, StateValue] = {"num_units": self.num_units, "num_labels": self.num_labels}
+        for name in _FIELDS:
+            if self._spilled(name):
+                if name in self._files:
+                    self._files[name].flush()
+                state[f"{name}_rows"] = self._rows[name]
+            else:
+                state[name] = torch.from_numpy(self.table(name))
+        return state
+
+    def export_state(self) -> dict[str, StateValue]:
+        """Every table in memory (what another process can load: ranks merging their shards)."""
         return {"num_units": self.num_units, "num_labels": self.num_labels,
                 **{name: torch.from_numpy(self.table(name)) for name in _FIELDS}}
 
     def load_state_dict(self, state: Mapping[str, StateValue]) -> None:
-        require_keys(_KIND, state, ["num_units", "num_labels", *_FIELDS])
+        require_keys(_KIND, state, ["num_units", "num_labels"])
         if (state["num_units"], state["num_labels"]) != (self.num_units, self.num_labels):
             raise StatsError("ImageCounts state is of another layer; load an unmodified state_dict")
         for name in _FIELDS:
-            value = state[name]
-            if not isinstance(value, torch.Tensor):
-                raise StatsError(f"ImageCounts state entry {name!r} is not a tensor")
-            self._parts[name] = [value.numpy()] if value.numel() else []
+            value, rows = state.get(name), state.get(f"{name}_rows")
+            if isinstance(value, torch.Tensor):
+                self._replace(name, value.numpy())
+            elif isinstance(rows, int) and self._spilled(name) and rows >= 0:
+                self._check_spill(name, rows)
+            else:
+                raise StatsError(f"ImageCounts state entry {name!r} is missing or not a tensor"
+                                 + (" (its rows are in a spill file this statistic was not given)"
+                                    if rows is not None else ""))
+
+    def _check_spill(self, name: str, rows: int) -> None:
+        """Resume from a state that recorded ``rows`` rows of ``name`` in its spill file."""
+        path = self._path(name)
+        held = path.stat().st_size // (4 * _WIDTH[name]) if path.is_file() else 0
+        if held < rows:
+            raise StatsError(f"{path} holds {held} rows where the checkpoint recorded {rows}; rerun the "
+                             "dissection from the start (--overwrite)")
+        if name in self._files:
+            self._files.pop(name).close()
+        self._rows[name] = rows  # the next write cuts the file back to these rows
 
 
 @dataclass(frozen=True)
@@ -119,6 +225,23 @@ class BootstrapOutcome:
 def draws_digest(draws: np.ndarray) -> str:
     """A short digest of a resample matrix [R, N]: two layers' (or networks') counts pair only when equal."""
     return hashlib.sha256(np.ascontiguousarray(draws, dtype=np.int64).tobytes()).hexdigest()[:16]
+
+
+def resample_weights(n: int, resamples: int, seed: int) -> tuple[np.ndarray, str]:
+    """How often each of ``n`` images is drawn in each resample [R, N] (uint16; int32 when one is drawn more),
+    and the digest of the draws (:func:`draws_digest` of the [R, N] positions), drawn one resample at a time:
+    the same numbers as drawing the whole matrix at once, without holding its 8 bytes per draw."""
+    rng = np.random.default_rng(seed)
+    weights = np.zeros((resamples, n), dtype=np.uint16)
+    digest = hashlib.sha256()
+    for r in range(resamples):
+        drawn = rng.integers(0, n, size=n)
+        digest.update(np.ascontiguousarray(drawn, dtype=np.int64).tobytes())
+        times = np.bincount(drawn, minlength=n)
+        if times.max() > np.iinfo(weights.dtype).max:
+            weights = weights.astype(np.int32)
+        weights[r] = times
+    return weights, digest.hexdigest()[:16]
 
 
 def bootstrap_labels(counts: ImageCounts, label_category: np.ndarray, best: np.ndarray, iou: np.ndarray,
@@ -143,16 +266,25 @@ def bootstrap_labels(counts: ImageCounts, label_category: np.ndarray, best: np.n
     order = np.sort(order, axis=1)
     slot = np.full((units, width), -1)
     slot[np.arange(units)[:, None], order] = np.arange(units)[:, None] * k + np.arange(k)
-    rng = np.random.default_rng(seed)
-    draws = rng.integers(0, n, size=(resamples, n))  # the same for every network dissected on one probe set
-    weights = np.stack([np.bincount(d, minlength=n) for d in draws]).astype(np.float64)  # [R, N]
+    weights, digest = resample_weights(n, resamples, seed)  # the same for every network on one probe set
 
     def summed(rows: np.ndarray, column: np.ndarray, values: np.ndarray, size: int) -> np.ndarray:
-        matrix = sp.csr_matrix((values.astype(np.float64), (position[rows], column)), shape=(n, size))
-        return np.asarray((matrix.T @ weights.T).T)  # [R, size]
+        """[R, size]: each resample's sum of ``values`` at ``column`` over its images (rows of one part)."""
+        out = np.zeros((resamples, size))
+        where = position[rows]
+        by_image = np.argsort(where, kind="stable")
+        ranked = where[by_image]
+        firsts = np.flatnonzero(np.r_[True, ranked[1:] != ranked[:-1]]) if len(ranked) else ranked
+        for piece in np.split(by_image, firsts[IMAGES_AT_ONCE::IMAGES_AT_ONCE]):  # IMAGES_AT_ONCE images each
+            images, local = np.unique(where[piece], return_inverse=True)
+            matrix = sp.csr_matrix((values[piece].astype(np.float64), (local, column[piece])),
+                                   shape=(len(images), size))
+            out += np.asarray((matrix.T @ weights[:, images].T.astype(np.float64)).T)
+        return out
 
-    # Part by part (as pass 2 stored them), so the peak memory is one part's, not the whole table's several times
-    # over: every sum is of whole numbers in float64 (exact below 2**53), so the parts add to the same bytes.
+    # Part by part (CHUNK_ROWS rows read at a time) and a few images' weights at a time, so the peak memory does
+    # not grow with the probe set: every sum is of whole numbers in float64 (exact below 2**53), so the parts
+    # and pieces add to the same bytes in any order.
     inter_b = np.zeros((resamples, units * k))
     for inter in counts.parts("inter"):
         s = slot[inter[:, 1], inter[:, 2]]
@@ -187,4 +319,4 @@ def bootstrap_labels(counts: ImageCounts, label_category: np.ndarray, best: np.n
     by_category = np.stack([(is_detector & (chosen_category == c)).sum(axis=1) for c in range(cats)], axis=1) \
         if cats else np.zeros((resamples, 0), np.int64)
     return BootstrapOutcome(stability, is_detector.sum(axis=1), unique, is_iou.sum(axis=1),
-                            by_category.astype(np.int64), draws_digest(draws))
+                            by_category.astype(np.int64), digest)

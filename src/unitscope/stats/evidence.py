@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -18,11 +19,11 @@ class LabelEvidence:
     """Null moments (for p-values) and sparse per-image counts (for the bootstrap) of one layer."""
 
     def __init__(self, num_units: int, num_labels: int, num_categories: int, cells: int, pixels: int,
-                 grid: tuple[int, int] | None = None) -> None:
+                 grid: tuple[int, int] | None = None, spill: Path | None = None) -> None:
         self.num_units = num_units
         grid = grid if grid is not None and grid[0] * grid[1] == cells and cells >= 2 else None
         self.moments = NullMoments(num_units, num_labels, num_categories, max(cells, 2), pixels, grid)
-        self.counts = ImageCounts(num_units, num_labels)
+        self.counts = ImageCounts(num_units, num_labels, spill)  # spill: the per-image rows go to files there
 
     def update(self, masks: MaskPixels, image_of: torch.Tensor, unit_of: torch.Tensor, labels: LabelBatch,
                images: np.ndarray, counts: MaskCounts | None = None) -> None:
@@ -40,7 +41,12 @@ class LabelEvidence:
         self.counts.merge(other.counts)
 
     def state_dict(self) -> dict[str, StateValue]:
+        """For a checkpoint: spilled per-image rows are recorded by their counts (ImageCounts.state_dict)."""
         return {"moments": self.moments.state_dict(), "counts": self.counts.state_dict()}  # type: ignore[dict-item]
+
+    def export_state(self) -> dict[str, StateValue]:
+        """Everything in memory, per-image rows included: what another process (a rank merging) can load."""
+        return {"moments": self.moments.state_dict(), "counts": self.counts.export_state()}  # type: ignore[dict-item]
 
     def load_state_dict(self, state: Mapping[str, StateValue]) -> None:
         moments, counts = state.get("moments"), state.get("counts")
