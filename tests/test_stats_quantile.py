@@ -173,3 +173,27 @@ def test_fewer_values_than_planned_when_count_is_given(q: float) -> None:
         stat.thresholds(count=872)
     expected = np.quantile(values.astype(np.float64), 1 - q, axis=1)
     np.testing.assert_array_equal(stat.thresholds(count=fed).numpy(), expected)
+
+
+@pytest.mark.parametrize("ties", [True, False])
+def test_reducing_a_few_units_at_a_time_keeps_the_same_values(ties: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    n = 2000
+    values = random_values(seed=3 + ties, units=5, n=n, ties=ties)
+    whole = TopQuantile(5, 0.05, n)
+    feed(whole, values, random_sizes(seed=1, n=n))
+    from unitscope.stats import quantile
+
+    monkeypatch.setattr(quantile, "REDUCE_BYTES", 1)  # one unit per block
+    rows: list[int] = []
+    topk = torch.Tensor.topk
+
+    def counted(self: torch.Tensor, *args: object, **kwargs: object) -> object:
+        rows.append(self.shape[0])
+        return topk(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(torch.Tensor, "topk", counted)
+    blocked = TopQuantile(5, 0.05, n)
+    feed(blocked, values, random_sizes(seed=1, n=n))
+    assert len(rows) >= 2 * 5 and set(rows) == {1}  # reduced several times, a unit at a time
+    assert torch.equal(blocked.state_dict()["values"], whole.state_dict()["values"])  # type: ignore[arg-type]
+    np.testing.assert_array_equal(blocked.thresholds().numpy(), np.quantile(values.astype(np.float64), 0.95, axis=1))

@@ -9,6 +9,7 @@ replay of activations — to give IoU, labels and detector counts of every resam
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -171,8 +172,9 @@ class ImageCounts:
         state: dict[str, StateValue] = {"num_units": self.num_units, "num_labels": self.num_labels}
         for name in _FIELDS:
             if self._spilled(name):
-                if name in self._files:
+                if name in self._files:  # on disk before a checkpoint says so (as the activation cache)
                     self._files[name].flush()
+                    os.fsync(self._files[name].fileno())
                 state[f"{name}_rows"] = self._rows[name]
             else:
                 state[name] = torch.from_numpy(self.table(name))

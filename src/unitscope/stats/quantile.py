@@ -8,8 +8,8 @@ batch size and any order of merged parts.
 
 Memory: ``num_units * keep * itemsize`` bytes at rest, ``keep = min(N, ceil(q*N)+2)``; new values are
 buffered and cut back to ``keep`` once the buffer exceeds ``keep``, so a reduction briefly holds about
-three times that plus one batch (and ``torch.topk``'s int64 indices). The constructor refuses a
-resting size above ``max_bytes``.
+three times that plus one batch, of which a block of units at a time is joined (with ``torch.topk``'s int64
+indices). The constructor refuses a resting size above ``max_bytes``.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from unitscope.stats._state import (
 )
 
 DEFAULT_MAX_BYTES: int = 2 * 1024**3
+REDUCE_BYTES = 8 * 2**20  # joined values reduced at once (then topk's indices, twice that)
 _KIND = "TopQuantile"
 
 
@@ -255,13 +256,24 @@ class TopQuantile:
             self._reduce()
 
     def _reduce(self) -> None:
-        """Cut kept + pending back to the ``keep`` largest values of each unit."""
+        """Cut kept + pending back to the ``keep`` largest values of each unit.
+
+        A few units at a time (REDUCE_BYTES of joined values each), so the reduction's joined copy and
+        ``topk``'s int64 indices are a block's, not every unit's: a large probe's buffers grow with it, these
+        need not. Each unit's multiset of largest values is the same either way."""
         if not self._pending:
             return
-        merged = torch.cat([self._kept, *self._pending], dim=1)
-        if merged.shape[1] > self.keep:
-            merged = merged.topk(self.keep, dim=1, sorted=False).values
-        self._kept = merged
+        width = self._kept.shape[1] + self._pending_count
+        if width <= self.keep:
+            self._kept = torch.cat([self._kept, *self._pending], dim=1)
+        else:
+            kept = torch.empty(self.num_units, self.keep, dtype=self.dtype, device=self.device)
+            block = max(1, REDUCE_BYTES // (width * torch.finfo(self.dtype).bits // 8))
+            for start in range(0, self.num_units, block):
+                rows = slice(start, start + block)
+                joined = torch.cat([self._kept[rows], *(part[rows] for part in self._pending)], dim=1)
+                kept[rows] = joined.topk(self.keep, dim=1, sorted=False).values
+            self._kept = kept
         self._pending = []
         self._pending_count = 0
 
