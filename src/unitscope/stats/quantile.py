@@ -280,5 +280,10 @@ class TopQuantile:
     def _canonical(self) -> torch.Tensor:
         """The kept values sorted descending: the same tensor for any batching or merge order."""
         self._reduce()
-        self._kept = self._kept.sort(dim=1, descending=True).values
+        kept = torch.empty_like(self._kept)
+        block = max(1, REDUCE_BYTES // max(1, self._kept.shape[1] * self._kept.element_size()))
+        for start in range(0, self.num_units, block):  # a block of units at a time, as _reduce
+            rows = slice(start, start + block)
+            kept[rows] = self._kept[rows].sort(dim=1, descending=True).values
+        self._kept = kept
         return self._kept
