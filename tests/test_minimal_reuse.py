@@ -7,26 +7,19 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from test_minimal_windows import SIZE, _candidates, _scene_net, picture, tiny
+from test_minimal_windows import _candidates, window_setup
 from torch import nn
 
 from unitscope.minimal.choice import LOGIT_TOLERANCE
 from unitscope.minimal.fills import make_fill
 from unitscope.minimal.segments import from_labels
-from unitscope.minimal.split import split_model, whole_pass
+from unitscope.minimal.split import whole_pass
 from unitscope.minimal.windows import WindowScorer
 from unitscope.models.preprocessing import Preprocessing
 
 
 def _setup(name: str) -> tuple[nn.Module, np.ndarray, np.ndarray, WindowScorer]:
-    model = _scene_net() if name == "scene" else tiny(name)
-    size = 48 if name == "scene" else SIZE
-    image, labels = picture(3)
-    if name == "scene":
-        image, labels = np.kron(image, np.ones((2, 2, 1), dtype=np.uint8)), np.kron(labels, np.ones((2, 2), int))
-    split, _ = split_model(model, (size, size))
-    assert split is not None
-    background = Preprocessing().batch([make_fill("mean", image, from_labels(labels)).background])[0]  # type: ignore[attr-defined]
+    model, image, labels, split, background = window_setup(name)
     return model, image, labels, WindowScorer(split, labels, background)
 
 
@@ -67,12 +60,19 @@ def test_windows_kept_across_removals_give_whole_pass_logits(name: str) -> None:
             kept[region] = False
 
 
-def test_copies_whose_boxes_miss_the_removed_region_recompute_nothing() -> None:
+def _chain_scored_once() -> tuple[nn.Module, np.ndarray, np.ndarray, WindowScorer, np.ndarray]:
+    """The chain net's scorer after every copy of the whole picture was scored once (their windows kept)."""
     model, image, labels, scorer = _setup("chain")
     kept = np.ones(16, dtype=bool)
     with torch.no_grad():
         scorer.set_current(_current(scorer, image, labels, kept))
         scorer.logits(torch.arange(16))
+    return model, image, labels, scorer, kept
+
+
+def test_copies_whose_boxes_miss_the_removed_region_recompute_nothing() -> None:
+    model, image, labels, scorer, kept = _chain_scored_once()
+    with torch.no_grad():
         scorer.adopt(0)  # the top left corner
         kept[0] = False
         whole, regions = _whole(model, image, labels, kept)
@@ -90,11 +90,8 @@ def test_copies_whose_boxes_miss_the_removed_region_recompute_nothing() -> None:
 
 
 def test_windows_two_removals_old_are_recomputed() -> None:
-    model, image, labels, scorer = _setup("chain")
-    kept = np.ones(16, dtype=bool)
+    model, image, labels, scorer, kept = _chain_scored_once()
     with torch.no_grad():
-        scorer.set_current(_current(scorer, image, labels, kept))
-        scorer.logits(torch.arange(16))
         kept[[5, 6]] = False  # two regions go before the next call: both steps' windows are stale
         scorer.set_current(_current(scorer, image, labels, kept), removed=5)
         scorer.set_current(_current(scorer, image, labels, kept), removed=6)

@@ -16,7 +16,7 @@ from unitscope.minimal.choice import LOGIT_TOLERANCE, clear_prediction, contende
 from unitscope.minimal.fills import make_fill
 from unitscope.minimal.greedy import TargetScorer, windowed_steps
 from unitscope.minimal.segments import from_labels
-from unitscope.minimal.split import split_model, whole_pass
+from unitscope.minimal.split import Split, split_model, whole_pass
 from unitscope.minimal.windows import WindowScorer, fused_steps
 from unitscope.models.preprocessing import Preprocessing
 from unitscope.models.sceneworld_net import SceneWorldNet, SceneWorldNetConfig
@@ -147,8 +147,9 @@ def _scene_net() -> nn.Module:
     return _randomise_batch_norms(SceneWorldNet(SceneWorldNetConfig(num_classes=6, input_size=48)), 1)
 
 
-@pytest.mark.parametrize("name", ["chain", "residual", "scene"])
-def test_window_logits_match_whole_passes(name: str) -> None:
+def window_setup(name: str) -> tuple[nn.Module, np.ndarray, np.ndarray, Split, torch.Tensor]:
+    """Net ``name`` (a tiny one, or the scene net at 48 px), a picture of 16 regions at its size, the net's
+    split and the mean fill's preprocessed background."""
     model = _scene_net() if name == "scene" else tiny(name)
     size = 48 if name == "scene" else SIZE
     image, labels = picture(3)
@@ -156,8 +157,14 @@ def test_window_logits_match_whole_passes(name: str) -> None:
         image, labels = np.kron(image, np.ones((2, 2, 1), dtype=np.uint8)), np.kron(labels, np.ones((2, 2), int))
     split, _ = split_model(model, (size, size))
     assert split is not None
+    background = Preprocessing().batch([make_fill("mean", image, from_labels(labels)).background])[0]  # type: ignore[attr-defined]
+    return model, image, labels, split, background
+
+
+@pytest.mark.parametrize("name", ["chain", "residual", "scene"])
+def test_window_logits_match_whole_passes(name: str) -> None:
+    model, image, labels, split, background = window_setup(name)
     preprocess = Preprocessing()
-    background = preprocess.batch([make_fill("mean", image, from_labels(labels)).background])[0]  # type: ignore[attr-defined]
     scorer = WindowScorer(split, labels, background)
     kept = np.ones(16, dtype=bool)
     kept[[5, 6]] = False  # the current image already lacks two regions
