@@ -151,10 +151,7 @@ class ImageCounts:
             if name in self._files:
                 self._files.pop(name).close()
             self._rows[name] = 0
-            if len(rows):
-                self._append(name, rows)
-            else:
-                self._append(name, np.zeros((0, _WIDTH[name]), np.int32))
+            self._append(name, rows)  # opens the file cut to no rows, then writes these
             return
         self._parts[name] = [rows] if len(rows) else []
 
