@@ -219,7 +219,7 @@ def main() -> None:
                 ms = raw[model][kind][n]
                 print(f"{model + ' ' + layer:<24}{kind:<9}{n:>7}{_median(ms, 'wall'):9.2f}{_median(ms, 'cpu'):9.2f}"
                       f"{max(m['rss'] for m in ms):8.0f}{max(m['rss_workers'] for m in ms):9.0f}"
-                      f"{max(m['disk'] for m in ms) if kind == 'dissect' else float('nan'):9.0f}")
+                      f"{max(m['disk'] for m in ms) if kind == 'dissect' else float('nan'):9.1f}")
         ratios = []
         for key in ("wall", "cpu"):
             lines = {}

@@ -28,7 +28,7 @@ def test_scale_bench_dry_run_prints_rows_fits_and_the_marginal_line(tmp_path: Pa
     rows = [line.split() for line in lines if line.startswith("sceneworld-scene conv5 ") and len(line.split()) == 9]
     assert [(r[2], r[3]) for r in rows] == [("bare", "2"), ("bare", "4"), ("dissect", "2"), ("dissect", "4")]
     assert all(float(r[4]) > 0 and float(r[5]) > 0 and float(r[6]) > 0 for r in rows)  # wall, CPU, RSS measured
-    assert all(float(r[8]) > 0 for r in rows[2:])  # the run's folders took disk while it ran
+    assert all(float(r[8]) > 0 for r in rows[2:]), done.stdout[-3000:]  # the run's folders took disk while it ran
     assert sum("per image 2->4" in line and "intercept: dissect" in line for line in lines) == 2  # wall and CPU
     assert (tmp_path / "broden-4-32" / "index.csv").is_file()
     assert len((tmp_path / "broden-2-32" / "index.csv").read_text().splitlines()) == 3  # header + 2 rows
