@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import weakref
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 import torch
 
@@ -268,22 +268,24 @@ class TopQuantile:
             self._kept = torch.cat([self._kept, *self._pending], dim=1)
         else:
             kept = torch.empty(self.num_units, self.keep, dtype=self.dtype, device=self.device)
-            block = max(1, REDUCE_BYTES // (width * torch.finfo(self.dtype).bits // 8))
-            for start in range(0, self.num_units, block):
-                rows = slice(start, start + block)
+            for rows in self._unit_blocks(width):
                 joined = torch.cat([self._kept[rows], *(part[rows] for part in self._pending)], dim=1)
                 kept[rows] = joined.topk(self.keep, dim=1, sorted=False).values
             self._kept = kept
         self._pending = []
         self._pending_count = 0
 
+    def _unit_blocks(self, width: int) -> Iterator[slice]:
+        """Rows of units whose ``width`` values each come to about REDUCE_BYTES together (one unit at least)."""
+        block = max(1, REDUCE_BYTES // max(1, width * torch.finfo(self.dtype).bits // 8))
+        for start in range(0, self.num_units, block):
+            yield slice(start, start + block)
+
     def _canonical(self) -> torch.Tensor:
         """The kept values sorted descending: the same tensor for any batching or merge order."""
         self._reduce()
         kept = torch.empty_like(self._kept)
-        block = max(1, REDUCE_BYTES // max(1, self._kept.shape[1] * self._kept.element_size()))
-        for start in range(0, self.num_units, block):  # a block of units at a time, as _reduce
-            rows = slice(start, start + block)
+        for rows in self._unit_blocks(self._kept.shape[1]):  # a block of units at a time, as _reduce
             kept[rows] = self._kept[rows].sort(dim=1, descending=True).values
         self._kept = kept
         return self._kept
