@@ -200,10 +200,11 @@ def _run(data: Path, out: Path, monkeypatch: pytest.MonkeyPatch, dense: bool = F
     write, close = engine.ActivationCache.write, engine.ActivationCache.close
 
     def watched_write(self: ActivationCache, rows: np.ndarray, values: torch.Tensor,
-                      bound: torch.Tensor | None = None) -> None:
+                      bound: torch.Tensor | None = None,
+                      extremes: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
         seen["rows"] = int(seen["rows"]) + len(rows)  # type: ignore[call-overload]
         seen["bounded"] = int(seen["bounded"]) + (len(rows) if bound is not None else 0)  # type: ignore[call-overload]
-        write(self, rows, values, None if dense else bound)
+        write(self, rows, values, None if dense else bound, extremes)
 
     def watched_close(self: ActivationCache) -> None:
         seen["end"] = max(int(seen["end"]), self.end)  # type: ignore[call-overload]
@@ -237,8 +238,9 @@ def test_resume_in_the_middle_of_pass_one_gives_the_same_bytes(orders: dict[str,
     calls = {"n": 0}
 
     def interrupted(self: ActivationCache, rows: np.ndarray, values: torch.Tensor,
-                    bound: torch.Tensor | None = None) -> None:
-        write(self, rows, values, bound)  # the rows reach the file, the checkpoint after them never comes
+                    bound: torch.Tensor | None = None,
+                    extremes: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
+        write(self, rows, values, bound, extremes)  # the rows reach the file, the checkpoint after them never comes
         calls["n"] += 1
         if calls["n"] == 3:
             raise KeyboardInterrupt

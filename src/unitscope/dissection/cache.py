@@ -127,14 +127,17 @@ class ActivationCache:
         return {"offsets": torch.from_numpy(self.offsets.copy()), "sizes": torch.from_numpy(self.sizes.copy()),
                 "end": self.end, "bound_max": self.bound_max.clone()}
 
-    def write(self, rows: np.ndarray, values: torch.Tensor | np.ndarray, bound: torch.Tensor | None = None) -> None:
-        """Append ``values[j]`` ([B, U, h, w]) as row ``rows[j]``, keeping the cells ``bound`` [U] allows."""
-        maps = torch.as_tensor(values).detach().to("cpu", torch.float32).contiguous()
+    def write(self, rows: np.ndarray, values: torch.Tensor | np.ndarray, bound: torch.Tensor | None = None,
+              extremes: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
+        """Append ``values[j]`` ([B, U, h, w], any layout) as row ``rows[j]``, keeping the cells ``bound`` [U]
+        allows; ``extremes``: each map's (min, max) [B, U] when the caller has them."""
+        maps = torch.as_tensor(values).detach().to("cpu", torch.float32)
         count, units = len(rows), self.shape[0]
-        low, high = torch.aminmax(maps.flatten(2), dim=2)  # [B, U]
+        low, high = (torch.aminmax(maps.flatten(2), dim=2) if extremes is None  # [B, U]
+                     else (extremes[0].to("cpu", torch.float32), extremes[1].to("cpu", torch.float32)))
         if bound is None:
             active = torch.ones(count, units, dtype=torch.bool)
-            chosen = maps.flatten(0, 1)
+            chosen = maps.reshape(count * units, *self.shape[1:])
             kept = torch.ones(chosen.shape, dtype=torch.bool)
         else:
             bound = bound.detach().to("cpu", torch.float32)

@@ -19,7 +19,7 @@ worker processes (the network does not run on the cores), about a quarter of the
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import TypeVar
@@ -42,6 +42,7 @@ PREFETCH_PER_WORKER = 2
 MAX_AUTO_LANES = 4  # on more cores each lane's forward pass gets several intra-op threads
 
 T = TypeVar("T")
+A = TypeVar("A")
 
 # index, sample (None: unreadable), its encoded labels, why it is unreadable, labels that do not fit
 Item = tuple[int, ProbeSample | None, SampleLabels | None, str | None, str | None]
@@ -149,23 +150,15 @@ def read_batch(dataset: _SampleDataset, indices: list[int]) -> LoadedBatch:
     return _collate([dataset[i] for i in indices])
 
 
-def lane_batches(
-    probe: ProbeSet, start: int, batch_size: int, lanes: int, work: Callable[[LoadedBatch], T],
-    encoder: LabelEncoder | None = None,
-) -> Iterator[tuple[LoadedBatch, T]]:
-    """Batches covering ``[start, len(probe))`` in order, each with ``work(batch)``, read and worked on by
-    ``lanes`` threads at once (at most ``lanes + 1`` batches in flight, so memory does not grow)."""
-    dataset = _SampleDataset(probe, False, encoder)
-
-    def job(indices: list[int]) -> tuple[LoadedBatch, T]:
-        batch = read_batch(dataset, indices)
-        return batch, work(batch)
-
-    pending: deque[Future[tuple[LoadedBatch, T]]] = deque()
-    with ThreadPoolExecutor(lanes, thread_name_prefix="unitscope-lane") as pool:
+def in_order(items: Iterable[A], job: Callable[[A], T], lanes: int, prefix: str = "unitscope-lane") -> Iterator[T]:
+    """``job(item)`` for every item, run by ``lanes`` threads at once and yielded in the items' order (at most
+    ``lanes + 1`` jobs in flight, so memory does not grow). Whatever the consumer does with a result runs on
+    its own thread, one result after another, so sums folded there are the same bytes as a sequential run."""
+    pending: deque[Future[T]] = deque()
+    with ThreadPoolExecutor(lanes, thread_name_prefix=prefix) as pool:
         try:
-            for part in batch_ranges(len(probe), batch_size, start):
-                pending.append(pool.submit(job, list(part)))
+            for item in items:
+                pending.append(pool.submit(job, item))
                 if len(pending) > lanes:
                     yield pending.popleft().result()
             while pending:
@@ -173,3 +166,18 @@ def lane_batches(
         finally:  # stopped early (an error, or the consumer gave up): drop what has not started
             for future in pending:
                 future.cancel()
+
+
+def lane_batches(
+    probe: ProbeSet, start: int, batch_size: int, lanes: int, work: Callable[[LoadedBatch], T],
+    encoder: LabelEncoder | None = None,
+) -> Iterator[tuple[LoadedBatch, T]]:
+    """Batches covering ``[start, len(probe))`` in order, each with ``work(batch)``, read and worked on by
+    ``lanes`` threads at once (:func:`in_order`)."""
+    dataset = _SampleDataset(probe, False, encoder)
+
+    def job(indices: list[int]) -> tuple[LoadedBatch, T]:
+        batch = read_batch(dataset, indices)
+        return batch, work(batch)
+
+    yield from in_order((list(part) for part in batch_ranges(len(probe), batch_size, start)), job, lanes)

@@ -12,7 +12,7 @@ from unitscope.stats._state import StateValue, StatsError
 from unitscope.stats.bootstrap import ImageCounts
 from unitscope.stats.iou import MaskCounts, MaskPixels
 from unitscope.stats.labels import LabelBatch
-from unitscope.stats.significance import NullMoments, image_areas
+from unitscope.stats.significance import ClumpPart, NullMoments, image_areas
 
 
 class LabelEvidence:
@@ -26,13 +26,14 @@ class LabelEvidence:
         self.counts = ImageCounts(num_units, num_labels, spill)  # spill: the per-image rows go to files there
 
     def update(self, masks: MaskPixels, image_of: torch.Tensor, unit_of: torch.Tensor, labels: LabelBatch,
-               images: np.ndarray, counts: MaskCounts | None = None) -> None:
+               images: np.ndarray, counts: MaskCounts | None = None, clumps: list[ClumpPart] | None = None) -> None:
         """Count one batch of pass 2 (the same on pixels ConceptOverlap counted); ``counts``: their label
-        counts as ConceptOverlap.update_counts got them (built here when not given)."""
+        counts as ConceptOverlap.update_counts got them (built here when not given); ``clumps``: the masks'
+        ``NullMoments.clump_parts`` (measured here when not given)."""
         counts = MaskCounts.build(masks, image_of, labels) if counts is None else counts
         label_counts = labels.label_counts
         areas, label_areas = image_areas(counts.active, image_of, unit_of, label_counts, self.num_units)
-        self.moments.update(areas, label_areas, labels, masks, unit_of)
+        self.moments.update(areas, label_areas, labels, masks, unit_of, clumps)
         self.counts.update(counts, image_of, unit_of, labels, images, label_counts)
 
     def merge(self, other: LabelEvidence) -> None:

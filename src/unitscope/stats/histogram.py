@@ -98,9 +98,12 @@ class ActivationHistogram:
         if self._raw_values + per_unit > _INT32_ROOM:
             self._fold()
         self._raw_values += per_unit
-        bits = values.detach().to(torch.float32).contiguous().view(torch.int32).flatten(2)
+        bits = values.detach().to(torch.float32).flatten(2).view(torch.int32)  # [B, U, P]
         offsets = torch.arange(self.num_units, dtype=torch.int32, device=bits.device) * _CODES + _CODES // 2
-        codes = (bits >> _SHIFT).add_(offsets.view(1, -1, 1)).view(-1)
+        if bits.transpose(1, 2).is_contiguous():  # channels-last maps: counted in memory order, no copy
+            codes = (bits.transpose(1, 2) >> _SHIFT).add_(offsets.view(1, 1, -1)).view(-1)
+        else:
+            codes = (bits.contiguous() >> _SHIFT).add_(offsets.view(1, -1, 1)).view(-1)
         self._raw.view(-1).index_add_(0, codes, torch.ones(1, dtype=torch.int32, device=bits.device)
                                       .expand(codes.numel()))
 

@@ -35,6 +35,8 @@ from unitscope.stats.labels import LabelBatch
 _KIND = "NullMoments"
 _SUMS = ("mean", "var", "area_sum", "area_sq", "images", "image_label_images", "unit_map", "label_map", "count",
          "spread", "near")
+# Per chunk of masks: their units, and each mask's autocovariance at lag 0 and summed within CLUMP_RADIUS.
+ClumpPart = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 CLUMP_RADIUS = 2  # cells: the window in which a mask's autocovariance counts toward its clump size
 _CHUNK = 4096  # masks per step of the clump measurement ([chunk, h·w] float32 each)
 
@@ -76,11 +78,13 @@ class NullMoments:
         self.near = torch.zeros(num_units, dtype=torch.float64)
 
     def update(self, areas: torch.Tensor, label_areas: torch.Tensor, labels: LabelBatch,
-               masks: MaskPixels | None = None, unit_of: torch.Tensor | None = None) -> None:
+               masks: MaskPixels | None = None, unit_of: torch.Tensor | None = None,
+               clumps: list[ClumpPart] | None = None) -> None:
         """Fold in one batch: ``areas`` [B, U] active pixels, ``label_areas`` [B, L] pixel-label areas.
 
         ``masks`` and ``unit_of`` (the on pixels of the batch's masks and each mask's unit) feed the
         position maps of the permutation mean; without them only the within-image mean is kept.
+        ``clumps``: ``clump_parts(masks, unit_of)`` when another thread already measured them.
         """
         device = areas.device
         if self.mean.device != device:
@@ -96,8 +100,9 @@ class NullMoments:
             # float32 below 2**24 images) without a dense [U, P] count and its float32 copy per batch.
             self.unit_map.view(-1).index_add_(0, keys, torch.ones(1, dtype=torch.float32, device=device)
                                               .expand(keys.numel()))
-            if self.grid is not None:
-                self._add_clumping(masks, unit_of.to(device))
+            for units, spread, near in self.clump_parts(masks, unit_of) if clumps is None else clumps:
+                self.spread.index_add_(0, units.to(device), spread.to(device))
+                self.near.index_add_(0, units.to(device), near.to(device))
         self.label_map += labels.position_counts.to(device)
         self.mean += areas.T @ label_areas / n
         self.var += (areas * (n - areas)).T @ (label_areas * (n - label_areas)) / (n * n * (self.cells - 1))
@@ -109,15 +114,19 @@ class NullMoments:
             numbers = labels.image_numbers.to(device)
             self.image_label_images.index_add_(0, numbers, torch.ones_like(numbers, dtype=torch.float64))
 
-    def _add_clumping(self, masks: MaskPixels, unit_of: torch.Tensor) -> None:
-        """Fold each mask's autocovariance on the cell grid (lag 0, and lags within CLUMP_RADIUS) into its unit."""
+    def clump_parts(self, masks: MaskPixels, unit_of: torch.Tensor) -> list[ClumpPart]:
+        """Each mask's autocovariance on the cell grid (lag 0, and lags within CLUMP_RADIUS) with its unit, a
+        chunk of masks at a time: what ``update`` folds into the units' sums. Reads no state but the grid, so
+        a lane can measure a batch while the statistics fold the one before (the same bytes, folded in order)."""
         if self.grid is None:
-            return
+            return []
         h, w = self.grid
         sh, sw = masks.size
         k = h * w
-        index, pixel = masks.index.to(unit_of.device), masks.pixel.to(unit_of.device)
+        unit_of = unit_of.to(masks.index.device)
+        index, pixel = masks.index, masks.pixel
         cell = (pixel // sw) * h // sh * w + (pixel % sw) * w // sw  # the map cell each on pixel falls in
+        parts: list[ClumpPart] = []
         for first in range(0, masks.count, _CHUNK):
             count = min(_CHUNK, masks.count - first)
             keep = (index >= first) & (index < first + count)
@@ -135,9 +144,8 @@ class NullMoments:
                     a = m[:, :h - dy, max(0, -dx):w - max(0, dx)]
                     b = m[:, dy:, max(0, dx):w - max(0, -dx)]
                     near += 2 * (a * b).sum(dim=(1, 2))
-            units = unit_of[first:first + count]
-            self.spread.index_add_(0, units, spread)
-            self.near.index_add_(0, units, near)
+            parts.append((unit_of[first:first + count], spread, near))
+        return parts
 
     def clump_sizes(self) -> torch.Tensor:
         """Each unit's clump size c ≥ 1 in cells (1 where unmeasured): K/c independent sites per image."""
