@@ -114,6 +114,14 @@ class NullMoments:
             numbers = labels.image_numbers.to(device)
             self.image_label_images.index_add_(0, numbers, torch.ones_like(numbers, dtype=torch.float64))
 
+    def _cell_of(self, size: tuple[int, int], device: torch.device) -> torch.Tensor:
+        """int64 [sh * sw]: the cell of the activation grid each label pixel falls in (a lookup, not a division
+        per on pixel)."""
+        h, w = self.grid or (1, 1)
+        sh, sw = size
+        pixel = torch.arange(sh * sw, device=device)
+        return (pixel // sw) * h // sh * w + (pixel % sw) * w // sw
+
     def clump_parts(self, masks: MaskPixels, unit_of: torch.Tensor) -> list[ClumpPart]:
         """Each mask's autocovariance on the cell grid (lag 0, and lags within CLUMP_RADIUS) with its unit, a
         chunk of masks at a time: what ``update`` folds into the units' sums. Reads no state but the grid, so
@@ -121,11 +129,10 @@ class NullMoments:
         if self.grid is None:
             return []
         h, w = self.grid
-        sh, sw = masks.size
         k = h * w
         unit_of = unit_of.to(masks.index.device)
         index, pixel = masks.index, masks.pixel
-        cell = (pixel // sw) * h // sh * w + (pixel % sw) * w // sw  # the map cell each on pixel falls in
+        cell = self._cell_of(masks.size, pixel.device).index_select(0, pixel)  # the map cell of each on pixel
         parts: list[ClumpPart] = []
         for first in range(0, masks.count, _CHUNK):
             count = min(_CHUNK, masks.count - first)
