@@ -204,7 +204,9 @@ def test_kill_minus_nine_in_pass_two_then_rerun_gives_identical_files(
     monkeypatch.setattr(DissectionEngine, "_input_batch", counted)
     rerun = run_cli(capsys, *common, "--out", str(out))  # the same command again
     assert rerun.code == 0, rerun.err
-    assert starts == [20]  # pass 2 resumed after the 5 batches of 4 images it had counted
+    # Pass 2 resumed after the batches it had counted and checkpointed: the killed process had taken 5 batches
+    # of 4 images from the label reader, of which the last ones (measured ahead in a lane) may not have folded.
+    assert len(starts) == 1 and 0 < starts[0] <= 20 and starts[0] % 4 == 0, starts
     assert forwarded == []  # and pass 1, finished before the kill, ran no forward pass again
     for name in ("iou.npy", "top_images.csv", "units.csv"):
         assert (out / "0" / name).read_bytes() == (tmp_path / "whole" / "0" / name).read_bytes(), name
