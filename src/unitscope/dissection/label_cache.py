@@ -24,6 +24,7 @@ from unitscope.errors import UsageError
 from unitscope.stats.labels import SampleLabels
 
 _MISSING = -1
+_PIECES_PER_WRITE = 1024  # IOV_MAX on Linux: buffers one pwritev may take
 
 
 class LabelCache:
@@ -61,16 +62,21 @@ class LabelCache:
         return bool((self.offsets[rows] != _MISSING).all())
 
     def write(self, rows: list[int], labels: list[SampleLabels]) -> None:
-        """Append the labels of ``rows`` (in one write)."""
-        parts = []
+        """Append the labels of ``rows`` (one vectored write: the records' pieces are not joined in memory)."""
+        pieces: list[np.ndarray] = []
+        start = self.end
         for row, sample in zip(rows, labels, strict=True):
             record = self._encode(sample)
-            self.offsets[row], self.sizes[row] = self.end, len(record)
-            self.end += len(record)
-            parts.append(record)
-        if parts:
-            data = b"".join(parts)
-            os.pwrite(self._fd, data, self.end - len(data))
+            size = sum(piece.nbytes for piece in record)
+            self.offsets[row], self.sizes[row] = self.end, size
+            self.end += size
+            pieces.extend(record)
+        for first in range(0, len(pieces), _PIECES_PER_WRITE):
+            group = pieces[first:first + _PIECES_PER_WRITE]
+            written = os.pwritev(self._fd, group, start)
+            if written != sum(piece.nbytes for piece in group):
+                raise OSError(f"short write to the label cache {self.path}")
+            start += written
 
     def read(self, rows: np.ndarray) -> list[SampleLabels]:
         """The labels of ``rows`` (each stored), one read per run of consecutive records."""
@@ -100,12 +106,14 @@ class LabelCache:
     def close(self) -> None:
         os.close(self._fd)
 
-    def _encode(self, sample: SampleLabels) -> bytes:
+    def _encode(self, sample: SampleLabels) -> list[np.ndarray]:
+        """One record's pieces, in file order: (k, m) int32, the table, the whole-image labels, the categories."""
         k, m = len(sample.table), len(sample.whole)
         if sample.table.shape[1:] != (self.pixels,) or sample.annotated.shape != (self.categories,):
             raise UsageError(f"labels of shape {sample.table.shape} do not fit the label cache {self.path}")
-        return b"".join([np.array([k, m], np.int32).tobytes(), sample.table.astype(self.dtype).tobytes(),
-                         sample.whole.astype(np.int32).tobytes(), sample.annotated.astype(np.uint8).tobytes()])
+        return [np.array([k, m], np.int32), np.ascontiguousarray(sample.table, dtype=self.dtype),
+                np.ascontiguousarray(sample.whole, dtype=np.int32),
+                np.ascontiguousarray(sample.annotated, dtype=np.uint8)]
 
     def _decode(self, raw: bytes) -> SampleLabels:
         k, m = (int(v) for v in np.frombuffer(raw, np.int32, 2))

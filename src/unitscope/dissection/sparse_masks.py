@@ -144,10 +144,14 @@ class WindowedMasks:
         cell_rows = torch.stack([rows.first.index_select(0, tile_row), rows.second.index_select(0, tile_row)], dim=1)
         cell_cols = torch.stack([cols.first.index_select(0, tile_col), cols.second.index_select(0, tile_col)], dim=1)
         cells = torch.take(maps, (tile_map[:, None, None] * h + cell_rows[:, :, None]) * w + cell_cols[:, None, :])
-        # Same order as the dense product, rows @ (maps @ cols.T). Past a tile's end the weights are NaN,
-        # so those values compare False.
-        across = torch.bmm(cells, cols.weights.index_select(0, tile_col).transpose(1, 2))  # [K, 2, Tc]
-        values = torch.bmm(rows.weights.index_select(0, tile_row), across)  # [K, Tr, Tc]
+        # Same order as the dense product, rows @ (maps @ cols.T), each 2-tap sum written out (a batched product
+        # of 2x2 matrices costs several times more); its rounding may differ from the dense product's by a few
+        # units in the last place, which the slack below covers. Past a tile's end the weights are NaN, so those
+        # values compare False.
+        across_w = cols.weights.index_select(0, tile_col)  # [K, Tc, 2]
+        across = cells[:, :, :1] * across_w[:, None, :, 0] + cells[:, :, 1:] * across_w[:, None, :, 1]  # [K, 2, Tc]
+        down_w = rows.weights.index_select(0, tile_row)  # [K, Tr, 2]
+        values = down_w[:, :, :1] * across[:, None, 0] + down_w[:, :, 1:] * across[:, None, 1]  # [K, Tr, Tc]
         slack = _ULPS * _UNIT_ROUNDOFF * cells.abs().flatten(1).amax(dim=1) + _TINY  # [K]
         limit_of = limit.index_select(0, tile_map)
         on = values > (limit_of + slack)[:, None, None]  # surely on in the dense product too

@@ -272,7 +272,7 @@ def _pixel_table(
     # Concepts of the table that are no whole-image label here; numbers out of range read the False at the end.
     wanted = np.append(lookup, False)
     wanted[list(whole)] = False
-    valid = wanted[np.clip(flat, 0, len(lookup))]
+    valid = np.take(wanted, flat, mode="clip")  # negatives read lookup[0] (no concept), too large the False
     for k in range(1, len(flat)):  # a label in several maps at one pixel counts once
         valid[k] &= ~((flat[:k] == flat[k]) & valid[:k]).any(axis=0)
-    return np.where(valid, flat, -1).astype(np.int32)
+    return np.where(valid, flat, -1).astype(np.int32, copy=False)
