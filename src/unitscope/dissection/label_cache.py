@@ -63,14 +63,14 @@ class LabelCache:
 
     def write(self, rows: list[int], labels: list[SampleLabels]) -> None:
         """Append the labels of ``rows`` (one vectored write: the records' pieces are not joined in memory)."""
-        pieces: list[np.ndarray] = []
+        pieces: list[memoryview] = []
         start = self.end
         for row, sample in zip(rows, labels, strict=True):
             record = self._encode(sample)
             size = sum(piece.nbytes for piece in record)
             self.offsets[row], self.sizes[row] = self.end, size
             self.end += size
-            pieces.extend(record)
+            pieces.extend(piece.data for piece in record)  # contiguous: each a memoryview of its bytes
         for first in range(0, len(pieces), _PIECES_PER_WRITE):
             group = pieces[first:first + _PIECES_PER_WRITE]
             written = os.pwritev(self._fd, group, start)
