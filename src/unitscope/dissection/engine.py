@@ -211,7 +211,7 @@ class DissectionEngine:
             )
 
     def _input_batch(self, samples: list[ProbeSample]) -> torch.Tensor:
-        self._check_one_size(samples)
+        """The network's input for samples of one size (``_check_one_size``)."""
         return self.model.preprocess.batch([s.image for s in samples], self.device)
 
     def _new_stats(self, name: str, shape: tuple[int, int, int]) -> LayerStats:
@@ -399,6 +399,7 @@ class DissectionEngine:
         limits = {name: t.to(self.device, torch.float32) for name, t in thresholds.items()}
         for name, limit in limits.items():
             caches[name].check_covers(limit.cpu(), name)
+
         def masks_of(batch: tuple[list[int], np.ndarray, LabelBatch]) -> PreparedBatch:
             """What pass 2 folds from one batch, measured apart from the sums (reads no statistics)."""
             indices, rows, labels = batch
