@@ -33,6 +33,7 @@ from unitscope.data.probe import ProbeSample, ProbeSet, has_labels
 from unitscope.dissection.cache import ActivationCache
 from unitscope.dissection.label_cache import LabelCache
 from unitscope.dissection.loader import LoadedBatch, in_order, iterate_batches, lane_batches, plan_loading
+from unitscope.dissection.pass_two import PassTwoMasks
 from unitscope.dissection.run_files import check_cache_file, check_layer_shape, check_resume_state
 from unitscope.dissection.settings import DissectSettings
 from unitscope.dissection.sparse_masks import WindowedMasks
@@ -45,9 +46,7 @@ from unitscope.progress import progress_bar
 from unitscope.stats import ConceptOverlap, LabelBatch, StatsError, TopImages, TopQuantile
 from unitscope.stats.evidence import LabelEvidence
 from unitscope.stats.histogram import ActivationHistogram
-from unitscope.stats.iou import MaskCounts, MaskPixels
 from unitscope.stats.labels import LabelEncoder
-from unitscope.stats.significance import ClumpPart
 
 LOG = logging.getLogger(__name__)
 LayerShape = tuple[int, int, int]  # units, h, w
@@ -68,20 +67,6 @@ def top_map_pixels(name: str, shape: LayerShape, k: int) -> int:
     LOG.warning("layer %s: its top-%d maps would take %.0f MiB (over %.0f MiB), so they are not kept; "
                 "the report reruns the network on its top images", name, k, size / 2**20, TOP_MAPS_BYTES / 2**20)
     return 0
-
-
-@dataclass
-class LayerMasks:
-    """One layer's pass-2 masks of a batch and what is measured from them before they are counted."""
-
-    image_of: torch.Tensor
-    unit_of: torch.Tensor
-    pixels: MaskPixels
-    counts: MaskCounts
-    clumps: list[ClumpPart]
-
-
-PreparedBatch = tuple[list[int], np.ndarray, LabelBatch, dict[str, LayerMasks]]
 
 
 @dataclass
@@ -400,30 +385,13 @@ class DissectionEngine:
         for name, limit in limits.items():
             caches[name].check_covers(limit.cpu(), name)
 
-        def masks_of(batch: tuple[list[int], np.ndarray, LabelBatch]) -> PreparedBatch:
-            """What pass 2 folds from one batch, measured apart from the sums (reads no statistics)."""
-            indices, rows, labels = batch
-            layers: dict[str, LayerMasks] = {}
-            if len(rows):
-                _ = labels.label_counts, labels.position_counts  # built here, not where the sums fold
-                for name in overlaps:
-                    acts = torch.from_numpy(caches[name].read(rows)).to(self.device)
-                    threshold = limits[name]
-                    # Upsampling interpolates (a convex combination), so only the (image, unit) maps that
-                    # reach the threshold can have pixels on, and only near their cells that reach it;
-                    # WindowedMasks finds just those on pixels, equal bit for bit to Upsampler(maps) > threshold.
-                    image_of, unit_of = maskers[name].active_pairs(acts, threshold)
-                    pixels = maskers[name].pixels(acts[image_of, unit_of], threshold[unit_of])
-                    counts = MaskCounts.build(pixels, image_of, labels)  # one label lookup for both
-                    layers[name] = LayerMasks(image_of, unit_of, pixels, counts,
-                                              evidence[name].moments.clump_parts(pixels, unit_of))
-            return indices, rows, labels, layers
-
+        measure = PassTwoMasks(caches, maskers, limits, {name: e.moments for name, e in evidence.items()},
+                               self.device)
         last_save = time.monotonic()
         lanes = max(1, self.loading.lanes)  # at least one thread measures the next batch while this one folds
         with (progress_bar(total=n, initial=start, desc="pass 2/2: IoU", unit="img", disable=not self.progress) as bar,
               intra_op_threads(threads_for_small_ops(available_cores()))):
-            for indices, rows, labels, layers in in_order(self._label_batches(start, skipped), masks_of, lanes):
+            for indices, rows, labels, layers in in_order(self._label_batches(start, skipped), measure, lanes):
                 if len(rows):
                     global_rows = self.group.global_indices(torch.from_numpy(rows)).numpy()  # bootstrap keys
                     for name, got in layers.items():
