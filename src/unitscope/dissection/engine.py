@@ -272,7 +272,7 @@ class DissectionEngine:
                                 "dissect a convolutional or pooling layer"
                             )
                         flat = acts.flatten(2)  # a view, whatever the layout (channels-last maps too)
-                        scores, peaks = flat.max(dim=2)
+                        scores = flat.amax(dim=2)  # without indices: several times faster than max
                         low = flat.amin(dim=2)  # with the maxima, the extremes the cache needs
                         # max and min propagate NaN and reach any infinity: the per-map extremes tell whether
                         # every activation is finite without a pass over them all.
@@ -289,7 +289,8 @@ class DissectionEngine:
                         cache = caches[name]
                         units = acts.shape[1]
                         quantile.update(acts.transpose(0, 1).reshape(units, -1))
-                        topk.update(scores, indices.to(acts.device), peaks, flat if topk.map_pixels else None)
+                        topk.update(scores, indices.to(acts.device), topk.candidate_peaks(flat, scores),
+                                    flat if topk.map_pixels else None)
                         histogram.update(flat)
                         cache.write(indices.numpy(), acts, self.cache_bound(name, quantile), (low, scores))
                 bar.update(len(batch.indices))

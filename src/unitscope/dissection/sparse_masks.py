@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import torch
 
 from unitscope.dissection.upsample import Upsampler
+from unitscope.stats._select import flat_nonzero, greater
 from unitscope.stats.iou import MaskPixels
 
 # Tolerances in float32 units in the last place; the analysis above needs about 11.
@@ -116,7 +117,8 @@ class WindowedMasks:
     def active_pairs(self, activations: torch.Tensor, thresholds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(image, unit) indices of the maps of ``activations`` [B, U, h, w] whose masks may be non-empty."""
         acts = activations.float()
-        low, high = torch.aminmax(acts.flatten(2), dim=2)  # [B, U]
+        flat = acts.flatten(2)
+        low, high = flat.amin(dim=2), flat.amax(dim=2)  # [B, U]; on the CPU ~7x faster than one aminmax
         limit = thresholds.to(acts.device, torch.float32)
         hot = high > limit - _margin(torch.maximum(high.abs(), low.abs()), limit)
         image_of, unit_of = torch.nonzero(hot, as_tuple=True)
@@ -135,11 +137,14 @@ class WindowedMasks:
             raise ValueError(f"maps {tuple(maps.shape)} and thresholds {tuple(thresholds.shape)} do not fit "
                              f"an upsampler of {self.feature_size[0]}x{self.feature_size[1]} maps")
         limit = thresholds.to(maps.device, torch.float32)
-        hot = maps > (limit - _margin(maps.abs().flatten(1).amax(dim=1), limit))[:, None, None]
+        hot = greater(maps, (limit - _margin(maps.abs().flatten(1).amax(dim=1), limit))[:, None, None])
         rows, cols = self.rows, self.cols
         # Hot cells read by each tile, counted by a 0/1 product (exact: small integers); > 0 is "any is hot".
         readers = torch.matmul(torch.matmul(rows.uses, hot.to(torch.float32)), cols.uses.T)  # [M, tiles, tiles]
-        tile_map, tile_row, tile_col = torch.nonzero(readers > 0, as_tuple=True)
+        down, across_tiles = readers.shape[1], readers.shape[2]
+        which = flat_nonzero(readers > 0)  # the tiles with a hot cell, mask by mask
+        tile_map, tile = which // (down * across_tiles), which % (down * across_tiles)
+        tile_row, tile_col = tile // across_tiles, tile % across_tiles
         # The 2x2 cells of each tile: cells[:, k, l] = map[first/second row k, first/second col l].
         cell_rows = torch.stack([rows.first.index_select(0, tile_row), rows.second.index_select(0, tile_row)], dim=1)
         cell_cols = torch.stack([cols.first.index_select(0, tile_col), cols.second.index_select(0, tile_col)], dim=1)
@@ -154,8 +159,8 @@ class WindowedMasks:
         values = down_w[:, :, :1] * across[:, None, 0] + down_w[:, :, 1:] * across[:, None, 1]  # [K, Tr, Tc]
         slack = _ULPS * _UNIT_ROUNDOFF * cells.abs().flatten(1).amax(dim=1) + _TINY  # [K]
         limit_of = limit.index_select(0, tile_map)
-        on = values > (limit_of + slack)[:, None, None]  # surely on in the dense product too
-        maybe = values > (limit_of - slack)[:, None, None]
+        on = greater(values, (limit_of + slack)[:, None, None])  # surely on in the dense product too
+        maybe = greater(values, (limit_of - slack)[:, None, None])
         per_tile = on.shape[1] * on.shape[2]
         within = (torch.arange(on.shape[1], device=maps.device)[:, None] * sw
                   + torch.arange(on.shape[2], device=maps.device)[None, :]).view(-1)
@@ -167,9 +172,9 @@ class WindowedMasks:
             place = within.index_select(0, flat - tile * per_tile)
             return tile_map.index_select(0, tile), first_pixel.index_select(0, tile) + place
 
-        index, pixel = locate(torch.nonzero(on.view(-1))[:, 0])
-        if not torch.equal(on, maybe):  # near-ties (rare): ask the dense product itself about these pixels
-            unsure = torch.nonzero((on ^ maybe).view(-1))[:, 0]
+        index, pixel = locate(flat_nonzero(on))
+        unsure = flat_nonzero(on ^ maybe)
+        if len(unsure):  # near-ties (rare): ask the dense product itself about these pixels
             unsure_map, unsure_pixel = locate(unsure)
             redo, which = torch.unique(unsure_map, return_inverse=True)
             dense = self.upsampler(maps[redo]).flatten(1)  # [R, sh*sw]

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import torch
 
 from unitscope.data.probe import ConceptTable
+from unitscope.stats._select import flat_nonzero, masked, take_rows
 from unitscope.stats._state import (
     StateValue,
     StatsError,
@@ -117,21 +118,21 @@ class MaskCounts:
         active = torch.bincount(index, minlength=masks.count)
         table = labels.pixel_table
         width = labels.num_labels + 1
-        found = table.reshape(len(labels) * labels.num_pixels, table.shape[2]).index_select(
-            0, image_of.index_select(0, index) * labels.num_pixels + pixel)  # [n, K], -1: no label
+        found = take_rows(table.reshape(len(labels) * labels.num_pixels, table.shape[2]),
+                          image_of.index_select(0, index) * labels.num_pixels + pixel)  # [n, K], -1: no label
         # Key (mask, 1 + label) so that no label (-1) falls in column 0, dropped after counting; int32 keys
         # when they fit (half the memory traffic, the same counts), int64 from here on.
         small = masks.count * width <= torch.iinfo(torch.int32).max
         keys = ((index.to(torch.int32) if small else index)[:, None] * width + 1 + found).view(-1)
         if masks.count * width <= 4 * keys.numel():  # dense counting only when the table is not mostly empty
             counts = torch.bincount(keys, minlength=masks.count * width)
-            keys = torch.nonzero(counts)[:, 0]
+            keys = flat_nonzero(counts)
             counts = counts.index_select(0, keys)
         else:
             keys, counts = torch.unique(keys, return_counts=True)
             keys = keys.to(torch.int64)
         keep = keys % width != 0
-        keys, counts = keys[keep], counts[keep]
+        keys, counts = masked(keys, keep), masked(counts, keep)
         return cls(active, keys // width, keys % width - 1, counts)
 
 

@@ -20,6 +20,7 @@ from collections.abc import Iterator, Mapping
 
 import torch
 
+from unitscope.stats._select import greater, masked, row_counts
 from unitscope.stats._state import (
     StateValue,
     StatsError,
@@ -145,15 +146,16 @@ class TopQuantile:
         floor) cannot change that unit's multiset of largest values. So only values above the floor
         are buffered, each unit's row padded with copies of its floor, which are equally inert.
         """
-        if self._kept.shape[1] < self.keep:
+        lowest = self.floor()  # None until keep values are kept
+        if lowest is None:
             return values.clone()
-        floor = self._kept.min(dim=1, keepdim=True).values
-        above = values > floor
-        counts = above.sum(dim=1)
+        floor = lowest[:, None]
+        above = greater(values, floor)
+        counts = row_counts(above)
         most = int(counts.max())
         if most * 2 > values.shape[1]:
             return values.clone()
-        picked = values[above]  # row-major: unit 0's values first
+        picked = masked(values, above)  # row-major: unit 0's values first
         unit = torch.repeat_interleave(torch.arange(self.num_units, device=values.device), counts)
         column = torch.arange(picked.shape[0], device=values.device) - (counts.cumsum(0) - counts)[unit]
         rows = floor.expand(self.num_units, most).clone()

@@ -136,10 +136,13 @@ class NullMoments:
         parts: list[ClumpPart] = []
         for first in range(0, masks.count, _CHUNK):
             count = min(_CHUNK, masks.count - first)
-            keep = (index >= first) & (index < first + count)
+            if count == masks.count:  # one chunk holds every mask: no selection
+                keys = index * k + cell
+            else:
+                keep = (index >= first) & (index < first + count)
+                keys = (index[keep] - first) * k + cell[keep]
             grid = torch.zeros(count * k, dtype=torch.float32, device=unit_of.device)
-            grid.index_add_(0, (index[keep] - first) * k + cell[keep],
-                            torch.ones(1, dtype=torch.float32, device=unit_of.device).expand(int(keep.sum())))
+            grid.index_add_(0, keys, torch.ones(1, dtype=torch.float32, device=unit_of.device).expand(len(keys)))
             m = grid.view(count, h, w).double()
             m = m - m.mean(dim=(1, 2), keepdim=True)  # centred: scattered masks add ~0 at every lag
             spread = (m * m).sum(dim=(1, 2))

@@ -110,6 +110,19 @@ class TopImages:
         )
         self.count += batch
 
+    def candidate_peaks(self, maps: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        """[B, U] int64: the flat argmax of each map [B, U, P] whose score [B, U] is at or above its unit's k-th
+        kept score (it may enter the top k), 0 for the others, which ``update`` cannot keep. One argmax per
+        candidate instead of one per map: once k images are kept, a batch has few candidates."""
+        if self._scores.shape[1] < self.k or self._scores.device != scores.device:
+            return maps.argmax(dim=2)
+        bar = self._scores[:, -1].to(scores.dtype)
+        image, unit = torch.nonzero(scores >= bar[None, :], as_tuple=True)
+        peaks = torch.zeros(scores.shape, dtype=torch.int64, device=scores.device)
+        if len(image):
+            peaks[image, unit] = maps[image, unit].argmax(dim=1)
+        return peaks
+
     def merge(self, other: TopImages) -> None:
         """Fold in the top images of another part of the probe set (disjoint images)."""
         check_kind(_KIND, other, TopImages, self)
