@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from unitscope.dissection.upsample import Upsampler
@@ -149,14 +150,10 @@ class WindowedMasks:
         cell_rows = torch.stack([rows.first.index_select(0, tile_row), rows.second.index_select(0, tile_row)], dim=1)
         cell_cols = torch.stack([cols.first.index_select(0, tile_col), cols.second.index_select(0, tile_col)], dim=1)
         cells = torch.take(maps, (tile_map[:, None, None] * h + cell_rows[:, :, None]) * w + cell_cols[:, None, :])
-        # Same order as the dense product, rows @ (maps @ cols.T), each 2-tap sum written out (a batched product
-        # of 2x2 matrices costs several times more); its rounding may differ from the dense product's by a few
-        # units in the last place, which the slack below covers. Past a tile's end the weights are NaN, so those
-        # values compare False.
-        across_w = cols.weights.index_select(0, tile_col)  # [K, Tc, 2]
-        across = cells[:, :, :1] * across_w[:, None, :, 0] + cells[:, :, 1:] * across_w[:, None, :, 1]  # [K, 2, Tc]
-        down_w = rows.weights.index_select(0, tile_row)  # [K, Tr, 2]
-        values = down_w[:, :, :1] * across[:, None, 0] + down_w[:, :, 1:] * across[:, None, 1]  # [K, Tr, Tc]
+        # rows @ (maps @ cols.T) tile by tile, as products of the 2x2 cells with each tile's 2-tap weights; its
+        # rounding may differ from the dense product's by a few units in the last place, which the slack below
+        # covers. Past a tile's end the weights are NaN, so those values compare False.
+        values = _interpolate(cells, cols.weights.index_select(0, tile_col), rows.weights.index_select(0, tile_row))
         slack = _ULPS * _UNIT_ROUNDOFF * cells.abs().flatten(1).amax(dim=1) + _TINY  # [K]
         limit_of = limit.index_select(0, tile_map)
         on = greater(values, (limit_of + slack)[:, None, None])  # surely on in the dense product too
@@ -182,6 +179,16 @@ class WindowedMasks:
             index = torch.cat([index, unsure_map[also]])
             pixel = torch.cat([pixel, unsure_pixel[also]])
         return MaskPixels(index, pixel, count, (sh, sw))
+
+
+def _interpolate(cells: torch.Tensor, across: torch.Tensor, down: torch.Tensor) -> torch.Tensor:
+    """[K, Tr, Tc] ``down @ cells @ across.T`` for 2x2 ``cells`` [K, 2, 2], weights ``across`` [K, Tc, 2] and
+    ``down`` [K, Tr, 2]. On the CPU numpy's stacked matmul is ~15x faster than torch's elementwise sums or
+    ``bmm`` on these tiny matrices; its rounding (fused or not) stays within the slack the caller allows."""
+    if cells.device.type == "cpu":
+        inner = np.matmul(cells.numpy(), across.numpy().transpose(0, 2, 1))  # [K, 2, Tc]
+        return torch.from_numpy(np.matmul(down.numpy(), inner))
+    return torch.matmul(down, torch.matmul(cells, across.transpose(1, 2)))
 
 
 def _margin(magnitude: torch.Tensor, thresholds: torch.Tensor) -> torch.Tensor:

@@ -122,14 +122,13 @@ class LabelBatch:
         return torch.bincount((table + offsets).view(-1), minlength=len(self) * width).view(len(self), width)
 
     @cached_property
-    def position_counts(self) -> torch.Tensor:
-        """float32 [L, P]: in how many of the batch's images each label is present at each pixel."""
+    def position_keys(self) -> torch.Tensor:
+        """[B * P * K] ``(1 + label) * P + pixel`` of every table entry (no label: row 0), int32 when that fits:
+        where ``NullMoments`` adds a 1 to count, per pixel position, the images each label is present in."""
         dtype = _key_dtype((self.num_labels + 1) * self.num_pixels)
-        table = self.pixel_table.to(dtype)  # -1 (no label) lands in row 0, dropped
-        keys = (table + 1) * self.num_pixels + torch.arange(self.num_pixels, device=table.device, dtype=dtype)[
-            None, :, None]
-        counts = torch.bincount(keys.view(-1), minlength=(self.num_labels + 1) * self.num_pixels)
-        return counts.view(self.num_labels + 1, self.num_pixels)[1:].to(torch.float32)
+        pixel = torch.arange(self.num_pixels, device=self.pixel_table.device, dtype=dtype)
+        return torch.add((self.num_pixels + pixel)[None, :, None], self.pixel_table.to(dtype),
+                         alpha=self.num_pixels).view(-1)
 
     def to(self, device: torch.device | str) -> LabelBatch:
         """The same labels on another device."""

@@ -64,7 +64,8 @@ class NullMoments:
         # Per pixel position, summed over images: how often each unit is on, and each label present. Their
         # product over N is the mean intersection when masks are scored against another image's labels.
         self.unit_map = torch.zeros(num_units, pixels, dtype=torch.float32)
-        self.label_map = torch.zeros(num_labels, pixels, dtype=torch.float32)
+        # Row 0 takes the table entries with no label, so a batch's entries add in without a selection.
+        self._label_rows = torch.zeros(num_labels + 1, pixels, dtype=torch.float32)
         self.count = torch.zeros(1, dtype=torch.float64)
         self.num_units, self.num_labels, self.num_categories, self.cells = num_units, num_labels, num_categories, cells
         self.mean = torch.zeros(num_units, num_labels, dtype=torch.float64)
@@ -76,6 +77,15 @@ class NullMoments:
         # Per unit, summed over its masks on the cell grid: the autocovariance at lag 0 and within CLUMP_RADIUS.
         self.spread = torch.zeros(num_units, dtype=torch.float64)
         self.near = torch.zeros(num_units, dtype=torch.float64)
+
+    @property
+    def label_map(self) -> torch.Tensor:
+        """float32 [L, P]: in how many images each label is present at each pixel position."""
+        return self._label_rows[1:]
+
+    @label_map.setter
+    def label_map(self, value: torch.Tensor) -> None:
+        self._label_rows = torch.cat([torch.zeros_like(value[:1]), value])
 
     def update(self, areas: torch.Tensor, label_areas: torch.Tensor, labels: LabelBatch,
                masks: MaskPixels | None = None, unit_of: torch.Tensor | None = None,
@@ -103,7 +113,9 @@ class NullMoments:
             for units, spread, near in self.clump_parts(masks, unit_of) if clumps is None else clumps:
                 self.spread.index_add_(0, units.to(device), spread.to(device))
                 self.near.index_add_(0, units.to(device), near.to(device))
-        self.label_map += labels.position_counts.to(device)
+        keys = labels.position_keys.to(device)  # one whole 1.0 per entry, exact in float32 as unit_map's
+        self._label_rows.view(-1).index_add_(0, keys, torch.ones(1, dtype=torch.float32, device=device)
+                                             .expand(keys.numel()))
         self.mean += areas.T @ label_areas / n
         self.var += (areas * (n - areas)).T @ (label_areas * (n - label_areas)) / (n * n * (self.cells - 1))
         annotated = labels.annotated.to(device, torch.float64)
