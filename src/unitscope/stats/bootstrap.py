@@ -292,13 +292,12 @@ def bootstrap_labels(counts: ImageCounts, label_category: np.ndarray, best: np.n
     ann_by_image = np.zeros((n, annotated.shape[1] - 1))
     ann_by_image[position[annotated[:, 0]]] = annotated[:, 1:]
     cats = ann_by_image.shape[1]
-    area_b = np.zeros((resamples, units * cats))
+    area_b = np.zeros((resamples, units, cats))
     for act in counts.parts("active"):
-        rows = np.repeat(act[:, 0], cats)
-        cols = (act[:, 1][:, None] * cats + np.arange(cats)[None, :]).reshape(-1)
-        vals = (act[:, 2][:, None] * ann_by_image[position[act[:, 0]]]).reshape(-1)
-        area_b += summed(rows, cols, vals, units * cats)
-    area_b = area_b.reshape(resamples, units, cats)
+        annotated_in = ann_by_image[position[act[:, 0]]]  # [rows, C]: whether each row's image has category c
+        for c in range(cats):  # one category at a time: the part's rows once each, not C copies of them at once
+            has = annotated_in[:, c] != 0
+            area_b[:, :, c] += summed(act[has, 0], act[has, 1], act[has, 2] * annotated_in[has, c], units)
     lab_b = np.zeros((resamples, width))
     for lab in counts.parts("label_area"):
         lab_b += summed(lab[:, 0], lab[:, 1], lab[:, 2], width)
