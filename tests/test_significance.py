@@ -19,6 +19,7 @@ from unitscope.dissection.run import dissect
 from unitscope.dissection.settings import DissectSettings
 from unitscope.errors import UsageError
 from unitscope.report.run_report import render_report
+from unitscope.stats._state import StatsError
 from unitscope.stats.labels import LabelBatch
 from unitscope.stats.significance import NullMoments, benjamini_hochberg, p_values
 
@@ -237,3 +238,48 @@ def test_position_maps_and_label_counts_match_brute_force() -> None:
     assert torch.equal(stat.label_map, torch.from_numpy(2 * present.sum(axis=0).astype(np.float32)))  # row: label
     assert torch.equal(labels.label_counts[:, 1:], torch.from_numpy(present.sum(axis=2)))  # column 0: no label
     assert int(image_of.max()) == 4
+
+
+@pytest.mark.parametrize("numpy", [True, False])
+def test_label_runs_give_the_per_image_and_per_position_counts_of_every_entry(numpy: bool) -> None:
+    """Label counts and position maps from the runs of equal labels (numpy's path and torch's, which other
+    devices take) equal the counts of every table entry, on piecewise-constant and on noisy tables."""
+    from unitscope.stats.labels import label_runs, run_label_counts, run_position_edges
+
+    rng = np.random.default_rng(5)
+    num_labels, pixels = 9, 30
+    blocky = np.repeat(rng.integers(-1, num_labels, (4, 6, 3)), 5, axis=1)  # runs of 5 along the pixels
+    noisy = rng.integers(-1, num_labels, (3, pixels, 2))
+    for entries in (blocky, noisy, np.zeros((2, pixels, 0), np.int64), rng.integers(-1, 3, (2, 1, 2))):
+        table = torch.from_numpy(entries.astype(np.int32))
+        batch, width = len(entries), entries.shape[1]
+        runs = label_runs(table, numpy=numpy)
+        counts = run_label_counts(runs, batch, num_labels, width, numpy=numpy)
+        expected = np.stack([np.bincount(e.reshape(-1) + 1, minlength=num_labels + 1) for e in entries])
+        assert counts.dtype == torch.int64 and np.array_equal(counts.numpy(), expected.reshape(batch, -1))
+        begins, ends = run_position_edges(runs, num_labels, width, numpy=numpy)
+        edges = torch.zeros((num_labels + 1) * width, dtype=torch.int64)
+        edges.index_add_(0, begins.long(), torch.ones_like(begins, dtype=torch.int64))
+        edges.index_add_(0, ends.long(), -torch.ones_like(ends, dtype=torch.int64))
+        held = edges.view(num_labels + 1, width).cumsum(dim=1)
+        brute = np.zeros((num_labels + 1, width), dtype=np.int64)  # [1 + label, pixel]: entries summed
+        for b, p, k in np.ndindex(*entries.shape):
+            brute[entries[b, p, k] + 1, p] += 1
+        assert np.array_equal(held.numpy(), brute)
+
+
+def test_label_map_merges_restores_and_refuses_what_no_count_can_be() -> None:
+    maps = [np.array([[1, 1], [2, 0]]), np.array([[0, 1], [1, 1]])]
+    stat = NullMoments(1, 3, 2, cells=4, pixels=4)
+    stat.update(torch.ones(2, 1, dtype=torch.float64), torch.zeros(2, 3, dtype=torch.float64), _labels(maps, [0, 0]))
+    assert stat.label_map.tolist() == [[0, 0, 0, 0], [1, 2, 1, 1], [0, 0, 1, 0]]  # row: label number
+    twice = NullMoments(1, 3, 2, cells=4, pixels=4)
+    twice.load_state_dict(stat.state_dict())
+    twice.merge(stat)
+    assert torch.equal(twice.label_map, 2 * stat.label_map)
+    for bad in (0.5, -1.0, float("nan")):
+        state = stat.state_dict()
+        state["label_map"] = state["label_map"].clone()
+        state["label_map"][0, 2] = bad
+        with pytest.raises(StatsError, match="whole image counts"):
+            NullMoments(1, 3, 2, cells=4, pixels=4).load_state_dict(state)

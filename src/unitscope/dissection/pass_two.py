@@ -50,7 +50,7 @@ class PassTwoMasks:
         indices, rows, labels = batch
         layers: dict[str, LayerMasks] = {}
         if len(rows):
-            _ = labels.label_counts, labels.position_keys  # built here, not where the sums fold
+            _ = labels.label_counts, labels.position_edges  # built here, not where the sums fold
             for name, cache in self.caches.items():
                 acts = torch.from_numpy(cache.read(rows)).to(self.device)
                 threshold = self.thresholds[name]

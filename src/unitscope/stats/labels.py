@@ -113,22 +113,23 @@ class LabelBatch:
         return tuple(regions), torch.cat([empty, *numbers]), torch.cat([empty, *areas])
 
     @cached_property
-    def label_counts(self) -> torch.Tensor:
-        """int64 [B, L + 1]: pixels of each label number per image (column 0: none); built once per batch."""
-        width = self.num_labels + 1
-        dtype = _key_dtype(len(self) * width)
-        table = self.pixel_table.to(dtype)
-        offsets = (torch.arange(len(self), device=table.device, dtype=dtype) * width + 1)[:, None, None]
-        return torch.bincount((table + offsets).view(-1), minlength=len(self) * width).view(len(self), width)
+    def _runs(self) -> LabelRuns:
+        return label_runs(self.pixel_table, numpy=self.device.type == "cpu")
 
     @cached_property
-    def position_keys(self) -> torch.Tensor:
-        """[B * P * K] ``(1 + label) * P + pixel`` of every table entry (no label: row 0), int32 when that fits:
-        where ``NullMoments`` adds a 1 to count, per pixel position, the images each label is present in."""
-        dtype = _key_dtype((self.num_labels + 1) * self.num_pixels)
-        pixel = torch.arange(self.num_pixels, device=self.pixel_table.device, dtype=dtype)
-        return torch.add((self.num_pixels + pixel)[None, :, None], self.pixel_table.to(dtype),
-                         alpha=self.num_pixels).view(-1)
+    def label_counts(self) -> torch.Tensor:
+        """int64 [B, L + 1]: pixels of each label number per image (column 0: none); built once per batch."""
+        return run_label_counts(self._runs, len(self), self.num_labels, self.num_pixels,
+                                numpy=self.device.type == "cpu")
+
+    @cached_property
+    def position_edges(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys ``(1 + label) * P + pixel`` (no label: row 0) of where each run of a label begins along a map
+        (first) and where the run before it ends (second: at the pixel after its last), int32 when that fits.
+
+        Summed over a batch into an [L + 1, P] table, +1 per begin and -1 per end, the running sum along the
+        pixels counts the images holding each label at each position (``NullMoments.label_map``)."""
+        return run_position_edges(self._runs, self.num_labels, self.num_pixels, numpy=self.device.type == "cpu")
 
     def to(self, device: torch.device | str) -> LabelBatch:
         """The same labels on another device."""
@@ -286,3 +287,78 @@ def _pixel_table(
     for k in range(1, len(flat)):  # a label in several maps at one pixel counts once
         valid[k] &= ~((flat[:k] == flat[k]) & valid[:k]).any(axis=0)
     return np.where(valid, flat, -1).astype(np.int32, copy=False)
+
+
+@dataclass(frozen=True)
+class LabelRuns:
+    """The runs of equal labels along the pixels of each stacked map of a batch (``pixel_table[b, :, k]``).
+
+    Label maps are piecewise constant, so a batch has ~30 times fewer runs than table entries, and every
+    per-pixel count the sums need follows from where runs begin, one entry per run. Per run: ``image``,
+    first ``pixel`` and ``label`` (int64); ``after``: bool, whether it ends a run before it (pixel > 0);
+    ``before``: the label of the run it ends, one per True of ``after``.
+    """
+
+    image: torch.Tensor
+    pixel: torch.Tensor
+    label: torch.Tensor
+    after: torch.Tensor
+    before: torch.Tensor
+
+
+def label_runs(table: torch.Tensor, numpy: bool) -> LabelRuns:
+    """The runs of ``table`` [B, P, K]; ``numpy`` (CPU tensors only): several times torch's CPU speed for the
+    compare and the selections, the same values."""
+    _, pixels, depth = table.shape
+    if depth == 0:  # no maps: no runs
+        none = torch.zeros(0, dtype=torch.int64, device=table.device)
+        return LabelRuns(none, none, none, none.bool(), none)
+    if numpy:
+        entries = table.numpy()
+        begins = np.empty(entries.shape, dtype=bool)
+        begins[:, :1] = True
+        np.not_equal(entries[:, 1:], entries[:, :-1], out=begins[:, 1:])
+        at = np.flatnonzero(begins)
+        pixel = at // depth % pixels
+        after = pixel > 0
+        flat = entries.reshape(-1)
+        parts = (at // (pixels * depth), pixel, flat[at].astype(np.int64), after,
+                 flat[at[after] - depth].astype(np.int64))
+        return LabelRuns(*(torch.from_numpy(part) for part in parts))
+    begins_t = torch.ones(table.shape, dtype=torch.bool, device=table.device)
+    begins_t[:, 1:] = table[:, 1:] != table[:, :-1]
+    at_t = torch.nonzero(begins_t.view(-1))[:, 0]
+    pixel_t = at_t // depth % pixels
+    after_t = pixel_t > 0
+    flat_t = table.reshape(-1)
+    return LabelRuns(at_t // (pixels * depth), pixel_t, flat_t[at_t].to(torch.int64), after_t,
+                     flat_t[at_t[after_t] - depth].to(torch.int64))
+
+
+def run_label_counts(runs: LabelRuns, batch: int, num_labels: int, pixels: int, numpy: bool) -> torch.Tensor:
+    """int64 [B, L + 1], ``LabelBatch.label_counts`` from the runs: a run beginning at pixel p adds the P - p
+    pixels to its map's end, and the next run takes off what lies beyond its own beginning."""
+    width = num_labels + 1
+    to_end = pixels - runs.pixel
+    if numpy:  # a weighted bincount: whole numbers, exact in float64
+        image, label, after, before, reach = (t.numpy() for t in (runs.image, runs.label, runs.after, runs.before,
+                                                                  to_end))
+        counts = np.bincount(image * width + 1 + label, weights=reach, minlength=batch * width) - np.bincount(
+            image[after] * width + 1 + before, weights=reach[after], minlength=batch * width)
+        return torch.from_numpy(counts.astype(np.int64).reshape(batch, width))
+    flat = torch.zeros(batch * width, dtype=torch.int64, device=runs.image.device)
+    flat.index_add_(0, runs.image * width + 1 + runs.label, to_end)
+    flat.index_add_(0, runs.image[runs.after] * width + 1 + runs.before, -to_end[runs.after])
+    return flat.view(batch, width)
+
+
+def run_position_edges(runs: LabelRuns, num_labels: int, pixels: int, numpy: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """``LabelBatch.position_edges`` from the runs."""
+    dtype = _key_dtype((num_labels + 1) * pixels)
+    if numpy:
+        pixel, label, after, before = (t.numpy() for t in (runs.pixel, runs.label, runs.after, runs.before))
+        width = np.int32 if dtype == torch.int32 else np.int64
+        return (torch.from_numpy(((1 + label) * pixels + pixel).astype(width)),
+                torch.from_numpy(((1 + before) * pixels + pixel[after]).astype(width)))
+    begins = (1 + runs.label) * pixels + runs.pixel
+    return begins.to(dtype), ((1 + runs.before) * pixels + runs.pixel[runs.after]).to(dtype)

@@ -64,8 +64,9 @@ class NullMoments:
         # Per pixel position, summed over images: how often each unit is on, and each label present. Their
         # product over N is the mean intersection when masks are scored against another image's labels.
         self.unit_map = torch.zeros(num_units, pixels, dtype=torch.float32)
-        # Row 0 takes the table entries with no label, so a batch's entries add in without a selection.
-        self._label_rows = torch.zeros(num_labels + 1, pixels, dtype=torch.float32)
+        # label_map as its differences along the pixels: +1 where a run of a label begins in a map, -1 where it
+        # ends (LabelBatch.position_edges), ~30 times fewer entries than pixels. Row 0 takes the runs of no label.
+        self._label_edges = torch.zeros(num_labels + 1, pixels, dtype=torch.int32)
         self.count = torch.zeros(1, dtype=torch.float64)
         self.num_units, self.num_labels, self.num_categories, self.cells = num_units, num_labels, num_categories, cells
         self.mean = torch.zeros(num_units, num_labels, dtype=torch.float64)
@@ -80,12 +81,18 @@ class NullMoments:
 
     @property
     def label_map(self) -> torch.Tensor:
-        """float32 [L, P]: in how many images each label is present at each pixel position."""
-        return self._label_rows[1:]
+        """float32 [L, P]: in how many images each label is present at each pixel position (a new tensor)."""
+        return torch.cumsum(self._label_edges[1:], dim=1, dtype=torch.int32).to(torch.float32)
 
     @label_map.setter
     def label_map(self, value: torch.Tensor) -> None:
-        self._label_rows = torch.cat([torch.zeros_like(value[:1]), value])
+        counts = value.to(torch.float64)
+        if counts.dim() != 2 or not bool(torch.isfinite(counts).all()) or bool((counts < 0).any()) or \
+                not torch.equal(counts, counts.round()) or bool((counts >= 2**31).any()):
+            raise StatsError("NullMoments label_map must hold whole image counts in [0, 2**31)")
+        edges = torch.zeros(counts.shape[0] + 1, counts.shape[1], dtype=torch.int32, device=counts.device)
+        edges[1:] = torch.diff(counts, dim=1, prepend=torch.zeros_like(counts[:, :1])).to(torch.int32)
+        self._label_edges = edges
 
     def update(self, areas: torch.Tensor, label_areas: torch.Tensor, labels: LabelBatch,
                masks: MaskPixels | None = None, unit_of: torch.Tensor | None = None,
@@ -113,9 +120,10 @@ class NullMoments:
             for units, spread, near in self.clump_parts(masks, unit_of) if clumps is None else clumps:
                 self.spread.index_add_(0, units.to(device), spread.to(device))
                 self.near.index_add_(0, units.to(device), near.to(device))
-        keys = labels.position_keys.to(device)  # one whole 1.0 per entry, exact in float32 as unit_map's
-        self._label_rows.view(-1).index_add_(0, keys, torch.ones(1, dtype=torch.float32, device=device)
-                                             .expand(keys.numel()))
+        begins, ends = (keys.to(device) for keys in labels.position_edges)
+        edges = self._label_edges.view(-1)
+        edges.index_add_(0, begins, torch.ones(1, dtype=torch.int32, device=device).expand(begins.numel()))
+        edges.index_add_(0, ends, torch.full((1,), -1, dtype=torch.int32, device=device).expand(ends.numel()))
         self.mean += areas.T @ label_areas / n
         self.var += (areas * (n - areas)).T @ (label_areas * (n - label_areas)) / (n * n * (self.cells - 1))
         annotated = labels.annotated.to(device, torch.float64)
@@ -181,7 +189,10 @@ class NullMoments:
                 self.num_units, self.num_labels, self.num_categories, self.cells, self.pixels):
             raise StatsError("NullMoments.merge needs a statistic of the same shape")
         for name in _SUMS:
-            getattr(self, name).add_(getattr(other, name).to(self.mean.device))
+            if name == "label_map":  # held as its differences, which add as the counts do
+                self._label_edges += other._label_edges.to(self._label_edges.device)
+            else:
+                getattr(self, name).add_(getattr(other, name).to(self.mean.device))
 
     def moments(self, label_category: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         """Null mean and variance [U, L] of the total intersection (pixel and whole-image parts)."""
