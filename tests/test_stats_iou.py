@@ -259,3 +259,32 @@ def test_mask_counts_match_brute_force(density: float) -> None:
     got = list(zip(counts.mask.tolist(), counts.label.tolist(), counts.count.tolist(), strict=True))
     assert got == expected
     assert counts.mask.dtype == counts.label.dtype == torch.int64
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_label_encoder_table_matches_a_pixel_by_pixel_reading(seed: int) -> None:
+    """The run-wise encoder against the rule read pixel by pixel: a concept number once per pixel (a repeat in
+    a later map is -1), whole-image labels and numbers outside the table never in the table."""
+    from unitscope.stats.labels import LabelEncoder
+
+    rng = np.random.default_rng(seed)
+    names = ("object", "part", "scene")
+    concepts = ConceptTable(tuple(Concept(n, f"c{n}", names[n % 3]) for n in range(1, 9) if n != 4), names)
+    encoder = LabelEncoder(concepts, (4, 6))
+    for index in range(12):
+        blocky = np.repeat(rng.integers(-2, 11, (3, 4, 2)), 3, axis=2)  # runs, and labels shared between maps
+        maps = {"object": blocky[:2], "part": blocky[2:] if index % 2 else rng.integers(0, 4, (1, 4, 6))}
+        whole = {"scene": (3,)} if index % 3 == 0 else {}
+        sample = ProbeSample(index, np.zeros((4, 6, 3), np.uint8), maps, whole)
+        encoded = encoder.encode(sample)
+        stacked = np.concatenate([m.reshape(len(m), 24) for m in maps.values()])
+        expected = np.full(stacked.shape, -1)
+        for p in range(24):
+            seen: set[int] = set()
+            for k, number in enumerate(stacked[:, p]):
+                if number in (1, 2, 3, 5, 6, 7, 8) and number not in seen and not (whole and number == 3):
+                    expected[k, p] = number
+                    seen.add(int(number))
+        assert np.array_equal(encoded.table, expected)
+        present = {int(n) for n in expected[expected > 0]} | ({3} if whole else set())
+        assert encoded.annotated.tolist() == [name in {names[n % 3] for n in present} for name in names]

@@ -165,6 +165,10 @@ class WindowedMasks:
 
         def locate(flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             """Mask and pixel of positions in the flattened [K, Tr, Tc] values."""
+            if flat.device.type == "cpu":  # numpy's division by a constant and gathers: ~3x torch's on the CPU
+                tile_np, place_np = np.divmod(flat.numpy(), per_tile)
+                return (torch.from_numpy(tile_map.numpy()[tile_np]),
+                        torch.from_numpy(first_pixel.numpy()[tile_np] + within.numpy()[place_np]))
             tile = torch.div(flat, per_tile, rounding_mode="floor")
             place = within.index_select(0, flat - tile * per_tile)
             return tile_map.index_select(0, tile), first_pixel.index_select(0, tile) + place
@@ -173,12 +177,25 @@ class WindowedMasks:
         unsure = flat_nonzero(on ^ maybe)
         if len(unsure):  # near-ties (rare): ask the dense product itself about these pixels
             unsure_map, unsure_pixel = locate(unsure)
-            redo, which = torch.unique(unsure_map, return_inverse=True)
+            redo, which = _unique(unsure_map, count)
             dense = self.upsampler(maps[redo]).flatten(1)  # [R, sh*sw]
             also = dense[which, unsure_pixel] > limit[unsure_map]
             index = torch.cat([index, unsure_map[also]])
             pixel = torch.cat([pixel, unsure_pixel[also]])
         return MaskPixels(index, pixel, count, (sh, sw))
+
+
+def _unique(values: torch.Tensor, bound: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``torch.unique(values, return_inverse=True)`` for integers in [0, bound): a presence table and its running
+    count, not a sort (torch's sorted unique was a fifth of this module's CPU time)."""
+    if values.device.type == "cpu":
+        present = np.zeros(bound, dtype=bool)
+        present[values.numpy()] = True
+        rank = np.cumsum(present) - 1
+        return torch.from_numpy(np.flatnonzero(present)), torch.from_numpy(rank[values.numpy()])
+    present_t = torch.zeros(bound, dtype=torch.bool, device=values.device)
+    present_t[values] = True
+    return torch.nonzero(present_t)[:, 0], (torch.cumsum(present_t, 0) - 1)[values]
 
 
 def _interpolate(cells: torch.Tensor, across: torch.Tensor, down: torch.Tensor) -> torch.Tensor:

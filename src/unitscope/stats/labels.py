@@ -220,9 +220,8 @@ class LabelEncoder:
         whole = sorted(
             {int(n) for labels in sample.image_labels.values() for n in labels if _known(self.lookup, int(n))}
         )
-        rows = _pixel_table(sample, self.label_size, self.lookup, whole)
-        firsts = _run_starts(rows.reshape(-1))  # label maps are piecewise constant: ~30 times fewer values
-        numbers = np.concatenate([firsts[firsts >= 0].astype(np.int64), np.asarray(whole, np.int64)])
+        rows, labelled = _pixel_table(sample, self.label_size, self.lookup, whole)
+        numbers = np.concatenate([labelled.astype(np.int64), np.asarray(whole, np.int64)])
         present = np.flatnonzero(np.bincount(numbers, minlength=1))  # the labels present (no sort needed)
         annotated = np.zeros(len(self.categories) + 1, dtype=bool)  # last: no category, dropped
         annotated[self.primary[present]] = True
@@ -241,16 +240,6 @@ def primary_category_index(concepts: ConceptTable) -> np.ndarray:
     return table
 
 
-def _run_starts(values: np.ndarray) -> np.ndarray:
-    """The first value of each run of equal values in ``values`` (1-D): every distinct value is among them."""
-    if not values.size:
-        return values
-    starts = np.empty(values.size, dtype=bool)
-    starts[0] = True
-    np.not_equal(values[1:], values[:-1], out=starts[1:])
-    return values[starts]
-
-
 def _known(lookup: np.ndarray, number: int) -> bool:
     return 0 < number < len(lookup) and bool(lookup[number])
 
@@ -261,8 +250,13 @@ def _long(values: np.ndarray, device: torch.device | str) -> torch.Tensor:
 
 def _pixel_table(
     sample: ProbeSample, size: tuple[int, int], lookup: np.ndarray, whole: Sequence[int]
-) -> np.ndarray:
-    """int32 [k, P]: the concept labels of one sample's k stacked maps, -1 for none or a repeat."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """int32 [k, P]: the concept labels of one sample's k stacked maps, -1 for none or a repeat; and the label
+    numbers of its runs (every pixel label present, some more than once).
+
+    Label maps are piecewise constant, so the work is done per run of equal values along each map (~30 times
+    fewer than pixels) and the table is the runs repeated out; a pixel-by-pixel pass is needed only where two
+    maps hold the same label."""
     pixels = size[0] * size[1]
     stacks = []
     for category, maps in sample.pixel_labels.items():
@@ -276,17 +270,29 @@ def _pixel_table(
             )
         stacks.append(arr.reshape(arr.shape[0], pixels))
     if not stacks:
-        return np.zeros((0, pixels), dtype=np.int32)
+        return np.zeros((0, pixels), dtype=np.int32), np.zeros(0, dtype=np.int32)
     flat = np.concatenate(stacks, axis=0)
     if not np.issubdtype(flat.dtype, np.integer):
         flat = flat.astype(np.int64)
+    begins = np.empty(flat.shape, dtype=bool)
+    begins[:, 0] = True  # each map begins a run
+    np.not_equal(flat[:, 1:], flat[:, :-1], out=begins[:, 1:])
+    at = np.flatnonzero(begins)
+    values = flat.reshape(-1)[at]
     # Concepts of the table that are no whole-image label here; numbers out of range read the False at the end.
     wanted = np.append(lookup, False)
     wanted[list(whole)] = False
-    valid = np.take(wanted, flat, mode="clip")  # negatives read lookup[0] (no concept), too large the False
+    valid = np.take(wanted, values, mode="clip")  # negatives read lookup[0] (no concept), too large the False
+    lengths = np.diff(at, append=flat.size)
+    labelled = values[valid].astype(np.int32)
+    held = np.zeros((len(flat), len(wanted)), dtype=bool)  # [map, label]: where the same label is in two maps
+    held[at[valid] // pixels, labelled] = True
+    if len(flat) < 2 or not bool((np.count_nonzero(held, axis=0) > 1).any()):
+        return np.repeat(np.where(valid, values, -1).astype(np.int32), lengths).reshape(flat.shape), labelled
+    every = np.repeat(valid, lengths).reshape(flat.shape)
     for k in range(1, len(flat)):  # a label in several maps at one pixel counts once
-        valid[k] &= ~((flat[:k] == flat[k]) & valid[:k]).any(axis=0)
-    return np.where(valid, flat, -1).astype(np.int32, copy=False)
+        every[k] &= ~((flat[:k] == flat[k]) & every[:k]).any(axis=0)
+    return np.where(every, flat, -1).astype(np.int32, copy=False), labelled
 
 
 @dataclass(frozen=True)
