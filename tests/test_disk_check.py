@@ -33,7 +33,7 @@ def test_estimate_by_hand() -> None:
     files = layer_files_bytes((2, 3, 4), topk=5, categories=3)
     assert files == 3 * (4 * 2 * 5 * 12) + 64 * 2 * 3 + disk.FILES_FLOOR
     labels = label_cache_bytes(10, pixels=16, categories=3, itemsize=2)
-    assert labels == 10 * (8 + 3 * (16 * 2 + 4 + 1))
+    assert labels == 10 * (12 + 3 * (16 * 2 + 4 + 1))
     # per-image counts: per (image, unit) a 12-byte area row and 4 label rows of 16 bytes
     evidence = evidence_bytes(10, 2)
     assert evidence == 10 * 2 * (12 + 4 * 16)

@@ -49,9 +49,9 @@ def activation_cache_bytes(n_images: int, shape: tuple[int, int, int], quantile:
 
 
 def label_cache_bytes(n_images: int, pixels: int, categories: int, itemsize: int) -> int:
-    """Upper bound of the label cache: per image an 8-byte header, at most one [P] map and one whole-image
-    label (int32) per category, and C category flags (``label_cache.LabelCache`` records)."""
-    return n_images * (8 + categories * (pixels * itemsize + 4 + 1))
+    """Upper bound of the label cache: per image a 12-byte header, at most one [P] map (stored whole at worst)
+    and one whole-image label (int32) per category, and C category flags (``label_cache.LabelCache`` records)."""
+    return n_images * (12 + categories * (pixels * itemsize + 4 + 1))
 
 
 def evidence_bytes(n_images: int, units: int) -> int:
