@@ -27,9 +27,12 @@ Derived, per model (medians over reps of each size, then straight lines through 
   costs before its first image (imports, model, shape probe, tables); and that intercept minus bare's (bare's
   process pays the same imports and model loading), the dissection's own fixed cost.
 
-Last line: ``marginal: X.XX``, the larger of the wall and CPU marginal ratios (500 -> 2,000) for AlexNet conv5
-(goal <= 1.15). ``--sizes`` and ``--models`` shrink the run (the tests run it at tiny sizes with the built-in
-``sceneworld-scene`` net).
+Also printed: each round's own ratio (its bare and dissect runs at both sizes, minutes apart, share the
+machine's state; this machine's speed drifts by ~10 % within half an hour) and their median.
+
+Last line: ``marginal: X.XX``, the larger of the wall and CPU marginal ratios (500 -> 2,000, medians over rounds)
+for AlexNet conv5 (goal <= 1.15). ``--sizes`` and ``--models`` shrink the run (the tests run it at tiny sizes
+with the built-in ``sceneworld-scene`` net).
 
     nice -n -10 python bench/scale.py --work /tmp/scale [--sizes 500,2000,8000] [--reps 1] [--json raw.json]
 """
@@ -229,10 +232,15 @@ def main() -> None:
                 lines[kind] = (two, *line_fit([float(n) for n in sizes], ys))
             (b2, bs, bi), (d2, ds, di) = lines["bare"], lines["dissect"]
             ratios.append(d2 / b2)
+            paired = [((raw[model]["dissect"][sizes[1]][r][key] - raw[model]["dissect"][sizes[0]][r][key])
+                       / (raw[model]["bare"][sizes[1]][r][key] - raw[model]["bare"][sizes[0]][r][key]))
+                      for r in range(args.reps)]
             print(f"{model + ' ' + layer:<24}{key:<5} per image {sizes[0]}->{sizes[1]}: dissect {1000 * d2:.2f} ms, "
                   f"bare {1000 * b2:.2f} ms, marginal {d2 / b2:.2f}; fit over {len(sizes)} sizes: "
                   f"{1000 * ds:.2f} vs {1000 * bs:.2f} ms ({ds / bs:.2f}); intercept: dissect {di:.2f} s, "
                   f"bare {bi:.2f} s, dissect - bare {di - bi:.2f} s")
+            print(f"{model + ' ' + layer:<24}{key:<5} each round's own ratio {sizes[0]}->{sizes[1]} (its four runs "
+                  f"within minutes): {', '.join(f'{r:.2f}' for r in paired)}; median {statistics.median(paired):.2f}")
         rss = [max(m["rss"] for m in raw[model]["dissect"][n]) for n in sizes]
         print(f"{model + ' ' + layer:<24}peak RSS {sizes[0]} -> {sizes[-1]} images: {rss[0]:.0f} -> {rss[-1]:.0f} MB "
               f"({rss[-1] / rss[0]:.2f}x)")
