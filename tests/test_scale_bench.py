@@ -32,3 +32,21 @@ def test_scale_bench_dry_run_prints_rows_fits_and_the_marginal_line(tmp_path: Pa
     assert sum("per image 2->4" in line and "intercept: dissect" in line for line in lines) == 2  # wall and CPU
     assert (tmp_path / "broden-4-32" / "index.csv").is_file()
     assert len((tmp_path / "broden-2-32" / "index.csv").read_text().splitlines()) == 3  # header + 2 rows
+
+
+SHARE = BENCH.with_name("statistics_share.py")
+
+
+@pytest.mark.slow  # one process: ~10 CPU s
+def test_statistics_share_bench_times_every_step_and_prints_the_share(tmp_path: Path) -> None:
+    write_broden(tmp_path / "broden-64-32", open_probe("sceneworld", n=64, size=32), progress=False)
+    done = subprocess.run([sys.executable, str(SHARE), "--work", str(tmp_path), "--images", "64", "--image-size",
+                           "32", "--model", "sceneworld-scene", "--layer", "conv5", "--batches", "2", "--rounds", "1"],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.splitlines()
+    share = re.fullmatch(r"statistics share: (\d+\.\d\d)", lines[-1])
+    assert share and float(share[1]) > 1.0, lines[-1]
+    steps = [line.split(None, 1) for line in lines if re.match(r"\s+\d+\.\d{3}\s+pass [12]: ", line)]
+    assert len(steps) == 14 and all(float(ms) >= 0 for ms, _ in steps), done.stdout
+    assert "decode" in lines[1] and "forward" in lines[1] and "statistics" in lines[1]

@@ -10,7 +10,7 @@ the activation cache, so resident memory does not grow with the probe set.
 Record: int32 ``k, m, r``; the table [k, P], read row by row, as ``r`` runs of equal labels (int32 lengths,
 then the labels as int16, int32 when a label number needs it) or, where runs would not be smaller (``r`` =
 -1), whole; ``m`` int32 whole-image labels; C uint8 category flags. Label maps are piecewise constant: a
-SceneWorld record is ~12 KB as runs against ~100 KB whole, so the cache writes, stores and reads a tenth.
+SceneWorld record is ~11 KB as runs against ~100 KB whole, so the cache writes, stores and reads a tenth.
 Caches of an earlier format (``k, m`` and the table whole) resume in that format.
 """
 
