@@ -24,7 +24,7 @@ import torch
 
 from unitscope.dissection.cache import adjacent_runs
 from unitscope.errors import UsageError
-from unitscope.stats.labels import SampleLabels
+from unitscope.stats.labels import SampleLabels, run_starts
 
 _MISSING = -1
 _FORMAT = 2  # run-length records; format 1 (no run count, every table whole) is read and continued as such
@@ -129,10 +129,7 @@ class LabelCache:
         if self.format == 1:
             return [np.array([k, m], np.int32), np.ascontiguousarray(sample.table, dtype=self.dtype), *tail]
         flat = sample.table.reshape(-1)
-        begins = np.empty(flat.size, dtype=bool)
-        begins[:1] = True
-        np.not_equal(flat[1:], flat[:-1], out=begins[1:])
-        at = np.flatnonzero(begins)
+        at = run_starts(flat[None])  # runs of the whole table, read row by row
         if at.size * (4 + self.dtype.itemsize) >= flat.size * self.dtype.itemsize:
             return [np.array([k, m, _WHOLE], np.int32), np.ascontiguousarray(sample.table, dtype=self.dtype), *tail]
         lengths = np.diff(at, append=flat.size).astype(np.int32)

@@ -274,10 +274,7 @@ def _pixel_table(
     flat = np.concatenate(stacks, axis=0)
     if not np.issubdtype(flat.dtype, np.integer):
         flat = flat.astype(np.int64)
-    begins = np.empty(flat.shape, dtype=bool)
-    begins[:, 0] = True  # each map begins a run
-    np.not_equal(flat[:, 1:], flat[:, :-1], out=begins[:, 1:])
-    at = np.flatnonzero(begins)
+    at = run_starts(flat)  # each map begins a run
     values = flat.reshape(-1)[at]
     # Concepts of the table that are no whole-image label here; numbers out of range read the False at the end.
     wanted = np.append(lookup, False)
@@ -293,6 +290,15 @@ def _pixel_table(
     for k in range(1, len(flat)):  # a label in several maps at one pixel counts once
         every[k] &= ~((flat[:k] == flat[k]) & every[:k]).any(axis=0)
     return np.where(every, flat, -1).astype(np.int32, copy=False), labelled
+
+
+def run_starts(values: np.ndarray) -> np.ndarray:
+    """int64 flat positions in ``values`` [N, L, ...] where a run of equal values along axis 1 begins (position 0
+    of each line along it included): label maps are piecewise constant, so there are few."""
+    begins = np.empty(values.shape, dtype=bool)
+    begins[:, :1] = True
+    np.not_equal(values[:, 1:], values[:, :-1], out=begins[:, 1:])
+    return np.flatnonzero(begins)
 
 
 @dataclass(frozen=True)
@@ -321,10 +327,7 @@ def label_runs(table: torch.Tensor, numpy: bool) -> LabelRuns:
         return LabelRuns(none, none, none, none.bool(), none)
     if numpy:
         entries = table.numpy()
-        begins = np.empty(entries.shape, dtype=bool)
-        begins[:, :1] = True
-        np.not_equal(entries[:, 1:], entries[:, :-1], out=begins[:, 1:])
-        at = np.flatnonzero(begins)
+        at = run_starts(entries)
         pixel = at // depth % pixels
         after = pixel > 0
         flat = entries.reshape(-1)
