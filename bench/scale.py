@@ -167,6 +167,35 @@ def _median(ms: list[dict[str, float]], key: str) -> float:
     return statistics.median(m[key] for m in ms)
 
 
+def phase_seconds(summary: Path) -> dict[str, float]:
+    """``phase:NAME:wall`` and ``phase:NAME:cpu`` seconds from a run's ``summary.json`` (none if it has none)."""
+    try:
+        phases = json.loads(summary.read_text()).get("phases", {})
+    except (OSError, ValueError):
+        return {}
+    return {f"phase:{name}:{key}": float(spent[key]) for name, spent in phases.items() for key in ("wall", "cpu")}
+
+
+def print_phases(label: str, raw: dict[str, dict[int, list[dict[str, float]]]], sizes: list[int]) -> None:
+    """Where a further image's CPU goes: each phase's slope (the run's own clocks, medians over rounds) between
+    the two smallest sizes, beside the bare pass's whole slope; the rest is what no phase holds (start-up)."""
+    first = raw["dissect"][sizes[0]]
+    names = [key.split(":")[1] for key in first[0] if key.startswith("phase:") and key.endswith(":cpu")]
+    if not names:
+        return
+
+    def slope(kind: str, key: str) -> float:
+        ys = [_median(raw[kind][n], key) for n in sizes[:2]]
+        return 1000 * (ys[1] - ys[0]) / (sizes[1] - sizes[0])
+
+    parts = {name: slope("dissect", f"phase:{name}:cpu") for name in names}
+    total, bare = slope("dissect", "cpu"), slope("bare", "cpu")
+    shown = ", ".join(f"{name} {ms:.2f}" for name, ms in parts.items())
+    print(f"{label:<24}CPU ms per further image {sizes[0]}->{sizes[1]} by phase: {shown}, rest "
+          f"{total - sum(parts.values()):.2f} (dissect {total:.2f}, bare {bare:.2f}; pass 1 / bare "
+          f"{parts.get('pass 1', float('nan')) / bare:.2f})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="500,2000,8000", help="comma-separated probe sizes (at least two)")
@@ -205,6 +234,8 @@ def main() -> None:
                     with DiskPeak([partial, out]) as disk:
                         m = timed(argv, env)
                     m["disk"] = disk.peak / 2**20
+                    if kind == "dissect":
+                        m.update(phase_seconds(out / "summary.json"))
                     raw[model][kind][n].append(m)
                     shutil.rmtree(out, ignore_errors=True)
                     print(f"rep {rep + 1} {n:>6} {model:>9} {kind:<8} wall {m['wall']:7.2f} s  cpu {m['cpu']:7.2f} s  "
@@ -241,6 +272,7 @@ def main() -> None:
                   f"bare {bi:.2f} s, dissect - bare {di - bi:.2f} s")
             print(f"{model + ' ' + layer:<24}{key:<5} each round's own ratio {sizes[0]}->{sizes[1]} (its four runs "
                   f"within minutes): {', '.join(f'{r:.2f}' for r in paired)}; median {statistics.median(paired):.2f}")
+        print_phases(model + " " + layer, raw[model], sizes)
         rss = [max(m["rss"] for m in raw[model]["dissect"][n]) for n in sizes]
         print(f"{model + ' ' + layer:<24}peak RSS {sizes[0]} -> {sizes[-1]} images: {rss[0]:.0f} -> {rss[-1]:.0f} MB "
               f"({rss[-1] / rss[0]:.2f}x)")

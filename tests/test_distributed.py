@@ -126,6 +126,7 @@ def _same(a: Path, b: Path) -> None:
 def _same_summary(a: Path, b: Path) -> None:
     mine, theirs = (json.loads((run / "summary.json").read_text()) for run in (a, b))
     assert isinstance(mine.pop("seconds"), float) and isinstance(theirs.pop("seconds"), float)
+    assert set(mine.pop("phases")) == set(theirs.pop("phases"))  # the same phases, each its own time
     assert (mine.pop("location"), theirs.pop("location")) == (str(a.resolve()), str(b.resolve()))
     assert mine == theirs
 

@@ -63,7 +63,8 @@ def hand_result(layers: dict[str, LayerResult]) -> DissectionResult:
     spec = RunSpec(ModelSpec("identity"), DataSpec("planted", 4), tuple(layers),
                    {"quantile": 0.3, "iou_threshold": 0.04, "upsample": "bilinear", "topk": 2})
     record = RunRecord(spec, "identity", "planted", 4, (16, 16), (16, 16), (16, 16), seconds=1.5,
-                       categories=CONCEPTS.categories, skipped={"3": "image 3 is corrupt"})
+                       categories=CONCEPTS.categories, skipped={"3": "image 3 is corrupt"},
+                       phases={"pass 1": {"wall": 1.25, "cpu": 2.5}, "<pass 2>": {"wall": 0.2, "cpu": 0.3}})
     return DissectionResult(layers, CONCEPTS, record)
 
 
@@ -122,7 +123,8 @@ def test_page_shows_settings_skips_and_escapes_labels() -> None:
     assert "&lt;sofa &amp; chair&gt;" in html and "<sofa" not in html
     assert card_labels(html, "layer-0") == ["&lt;sofa &amp; chair&gt;", "red"]
     assert "2 of 3 units shown" in html and "image 3 is corrupt" in html
-    for fact in ("identity", "planted", "top 0.3", "bilinear", "1.5 s"):
+    for fact in ("identity", "planted", "top 0.3", "bilinear", "1.5 s", "pass 1 1.2 s (CPU 2.5 s)",
+                 "&lt;pass 2&gt; 0.2 s (CPU 0.3 s)"):  # the phase clocks, escaped like any text of the run
         assert fact in html
     assert html.count('src="data:image/jpeg;base64,') == 2 and html.count('src="data:image/png;base64,') == 1
 

@@ -30,6 +30,9 @@ def test_scale_bench_dry_run_prints_rows_fits_and_the_marginal_line(tmp_path: Pa
     assert all(float(r[4]) > 0 and float(r[5]) > 0 and float(r[6]) > 0 for r in rows)  # wall, CPU, RSS measured
     assert all(float(r[8]) > 0 for r in rows[2:]), done.stdout[-3000:]  # the run's folders took disk while it ran
     assert sum("per image 2->4" in line and "intercept: dissect" in line for line in lines) == 2  # wall and CPU
+    # The run's own phase clocks (summary.json) split the further image's CPU: both passes and the rest.
+    split = [line for line in lines if "CPU ms per further image 2->4 by phase:" in line]
+    assert len(split) == 1 and all(f"{name} " in split[0] for name in ("pass 1", "pass 2", "tables", "rest")), split
     assert (tmp_path / "broden-4-32" / "index.csv").is_file()
     assert len((tmp_path / "broden-2-32" / "index.csv").read_text().splitlines()) == 3  # header + 2 rows
 

@@ -20,7 +20,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ from unitscope.dissection.cache import ActivationCache
 from unitscope.dissection.label_cache import LabelCache
 from unitscope.dissection.loader import LoadedBatch, in_order, iterate_batches, lane_batches, plan_loading
 from unitscope.dissection.pass_two import PassTwoMasks
+from unitscope.dissection.phases import PhaseTimes
 from unitscope.dissection.run_files import check_cache_file, check_layer_shape, check_resume_state
 from unitscope.dissection.settings import DissectSettings
 from unitscope.dissection.sparse_masks import WindowedMasks
@@ -92,6 +93,7 @@ class EngineOutcome:
     layers: list[LayerStatistics]
     skipped: dict[int, str]
     seconds: float
+    phases: PhaseTimes = field(default_factory=PhaseTimes)  # wall and CPU of pass 1, the thresholds, pass 2
 
 
 def _load_state(path: Path) -> object:
@@ -443,13 +445,31 @@ class DissectionEngine:
     # ------------------------------------------------------------------ both
     def run(self) -> EngineOutcome:
         started = time.perf_counter()
+        phases = PhaseTimes()
         self.workdir.mkdir(parents=True, exist_ok=True)
-        shapes, stats, skipped = self._pass_one()
+        with phases.measure("pass 1"):
+            shapes, stats, skipped = self._pass_one()
         group = self.group
-        stats = {k: (group.merge_quantile(q), group.merge_topk(t), group.merge_histogram(h))
-                 for k, (q, t, h) in stats.items()}
-        all_skipped = group.merge_skipped(skipped)
-        counted = self._total_images() - len(all_skipped)
+        with phases.measure("thresholds"):
+            stats = {k: (group.merge_quantile(q), group.merge_topk(t), group.merge_histogram(h))
+                     for k, (q, t, h) in stats.items()}
+            all_skipped = group.merge_skipped(skipped)
+            results, thresholds = self._pass_one_results(shapes, stats, self._total_images() - len(all_skipped))
+        if has_labels(self.probe):
+            with phases.measure("pass 2"):
+                overlaps, evidence = self._pass_two(shapes, thresholds, skipped)
+            for name, overlap in overlaps.items():
+                overlap = group.merge_overlap(overlap)
+                results[name].iou = overlap.iou().cpu()
+                results[name].overlap = overlap
+                results[name].evidence = group.merge_evidence(evidence[name])
+        return EngineOutcome(list(results.values()), all_skipped, time.perf_counter() - started, phases)
+
+    def _pass_one_results(
+        self, shapes: dict[str, LayerShape], stats: dict[str, LayerStats],
+        counted: int,
+    ) -> tuple[dict[str, LayerStatistics], dict[str, torch.Tensor]]:
+        """Each layer's statistics from pass 1 (thresholds, top images, histogram) and its thresholds."""
         results: dict[str, LayerStatistics] = {}
         thresholds: dict[str, torch.Tensor] = {}
         for name, path in self.layers.items():
@@ -465,11 +485,4 @@ class DissectionEngine:
                                             scores.cpu(), peaks.cpu(), None, None, histogram=histogram,
                                             top_maps=None if maps is None else maps.cpu().view(*indices.shape,
                                                                                                 *shape[1:]))
-        if has_labels(self.probe):
-            overlaps, evidence = self._pass_two(shapes, thresholds, skipped)
-            for name, overlap in overlaps.items():
-                overlap = group.merge_overlap(overlap)
-                results[name].iou = overlap.iou().cpu()
-                results[name].overlap = overlap
-                results[name].evidence = group.merge_evidence(evidence[name])
-        return EngineOutcome(list(results.values()), all_skipped, time.perf_counter() - started)
+        return results, thresholds

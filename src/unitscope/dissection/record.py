@@ -147,6 +147,7 @@ class RunRecord:
     class_names: tuple[str, ...] | None = None
     skipped: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
+    phases: dict[str, Any] = field(default_factory=dict)  # {phase: {"wall": s, "cpu": s}} (dissection/phases.py)
     versions: dict[str, str] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()  # e.g. a probe set too small for a layer (issue 12)
     baseline: dict[str, Any] | None = None  # detector counts of the random-weight baseline (issue 12)

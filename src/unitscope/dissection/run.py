@@ -258,8 +258,11 @@ def _dissect_locked(
     if out_path is None:
         with tempfile.TemporaryDirectory(prefix="unitscope-") as tmp:
             outcome = DissectionEngine(loaded, paths, mine, settings, Path(tmp), geometry.get, progress, group).run()
-            result = _assemble(outcome, probe, settings, identity, loaded, None, geometry, warnings)
-            _add_nulls(result, loaded, paths, probe, twin, settings, Path(tmp), geometry, progress, reuse_baseline)
+            with outcome.phases.measure("tables"):
+                result = _assemble(outcome, probe, settings, identity, loaded, None, geometry, warnings)
+            with outcome.phases.measure("nulls"):
+                _add_nulls(result, loaded, paths, probe, twin, settings, Path(tmp), geometry, progress, reuse_baseline)
+            result.record = replace(result.record, phases=outcome.phases.record())
             return result
 
     staging = staging_path(out_path)
@@ -282,8 +285,11 @@ def _dissect_locked(
             group.barrier()  # rank 0 has published the run: a next command of this rank may read it
             return assembled
         group.barrier()
-        result = _assemble(outcome, probe, settings, identity, loaded, out_path, geometry, warnings)
-        _add_nulls(result, loaded, paths, probe, twin, settings, staging, geometry, progress, reuse_baseline)
+        with outcome.phases.measure("tables"):
+            result = _assemble(outcome, probe, settings, identity, loaded, out_path, geometry, warnings)
+        with outcome.phases.measure("nulls"):
+            _add_nulls(result, loaded, paths, probe, twin, settings, staging, geometry, progress, reuse_baseline)
+        result.record = replace(result.record, phases=outcome.phases.record())
         result_dir = staging / "result"
         if result_dir.exists():
             shutil.rmtree(result_dir)
