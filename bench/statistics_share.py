@@ -13,7 +13,10 @@ process at one intra-op thread, each step timed on the thread clock, the least o
   those images' own quantile.
 
 Last line: ``statistics share: X.XX`` = (decode + forward + statistics) / (decode + forward), the marginal ratio
-a dissection would have if running its lanes and folding thread cost nothing beyond their work.
+a dissection would have if running its lanes and folding thread cost nothing beyond their work. It is a lower
+bound: the least of several rounds over the same images (warm caches and allocator), one thread with nothing
+beside it. What a run really spends per phase is in its own ``summary.json`` (``phases``), which
+``bench/scale.py`` turns into CPU per further image (AlexNet conv5: pass 2 1.32 ms an image there, 1.11 here).
 
     python bench/statistics_share.py --work DIR [--model alexnet --layer conv5] [--batches 8] [--rounds 5]
         [--images 2000] [--image-size 224]

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from planted import PlantedProbe, write_model
 
-from unitscope.dissection.phases import PhaseTimes, phases_text, process_cpu_seconds
+from unitscope.dissection.phases import PhaseTimes, phase_lines, process_cpu_seconds
 from unitscope.dissection.record import read_record
 from unitscope.dissection.run import dissect
 from unitscope.dissection.settings import DissectSettings
@@ -32,7 +32,7 @@ def test_a_phase_counts_its_cpu_and_wall_and_adds_when_measured_again() -> None:
         _spin(0.1)
     record = phases.record()
     assert list(record) == ["busy", "idle"]
-    assert 0.29 <= record["busy"]["cpu"] and 0.29 <= record["busy"]["wall"]
+    assert record["busy"]["cpu"] >= 0.29 and record["busy"]["wall"] >= 0.29
     assert record["idle"]["wall"] >= 0.19 and record["idle"]["cpu"] < 0.1  # sleeping costs no CPU
 
 
@@ -54,12 +54,12 @@ def test_process_cpu_counts_other_threads() -> None:
     assert process_cpu_seconds() - before >= 0.18
 
 
-def test_phases_text_shows_real_phases_and_drops_edited_entries() -> None:
+def test_phase_lines_shows_real_phases_and_drops_edited_entries() -> None:
     phases = {"pass 1": {"wall": 12.34, "cpu": 20.0}, "tiny": {"wall": 0.01, "cpu": 0.0},
               "negative": {"wall": -1, "cpu": 1}, "text": {"wall": "1", "cpu": 1}, "nan": {"wall": float("nan"),
               "cpu": 1.0}, "flag": {"wall": True, "cpu": 1.0}, "list": [1, 2], "pass 2": {"wall": 2, "cpu": 3}}
-    assert phases_text(phases) == "pass 1 12.3 s (CPU 20.0 s) · pass 2 2.0 s (CPU 3.0 s)"
-    assert phases_text(["pass 1"]) == "" and phases_text(None) == ""
+    assert phase_lines(phases) == ["pass 1 12.3 s (CPU 20.0 s)", "pass 2 2.0 s (CPU 3.0 s)"]
+    assert phase_lines(["pass 1"]) == [] and phase_lines(None) == []
 
 
 def test_a_dissection_records_its_phases(tmp_path: Path) -> None:

@@ -46,14 +46,14 @@ class PhaseTimes:
         return {name: {key: round(value, 2) for key, value in spent.items()} for name, spent in self._seconds.items()}
 
 
-def phases_text(phases: object) -> str:
-    """``pass 1 17.1 s (CPU 33.0 s) · pass 2 …`` for a report: the phases that took at least 0.05 s of wall.
+def phase_lines(phases: object) -> list[str]:
+    """``["pass 1 17.1 s (CPU 33.0 s)", …]`` for a report: the phases that took at least 0.05 s of wall.
 
     ``phases`` comes from a ``summary.json`` that may have been edited: entries that are not a name with
     finite, non-negative ``wall`` and ``cpu`` seconds are left out rather than trusted.
     """
     if not isinstance(phases, dict):
-        return ""
+        return []
     shown = []
     for name, spent in phases.items():
         if not isinstance(name, str) or not isinstance(spent, dict):
@@ -64,4 +64,4 @@ def phases_text(phases: object) -> str:
             continue
         if wall >= 0.05:  # type: ignore[operator]
             shown.append(f"{name[:40]} {wall:.1f} s (CPU {cpu:.1f} s)")
-    return " · ".join(shown)
+    return shown

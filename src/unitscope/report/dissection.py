@@ -22,7 +22,7 @@ import pandas as pd
 
 from unitscope.data.probe import ProbeSet
 from unitscope.dissection.confidence import NO_INTERVAL, interval_text
-from unitscope.dissection.phases import phases_text
+from unitscope.dissection.phases import phase_lines
 from unitscope.dissection.result import DissectionResult, LayerResult
 from unitscope.dissection.threads import available_cores, intra_op_threads, threads_for_small_ops
 from unitscope.errors import UsageError
@@ -283,7 +283,7 @@ def _header(result: DissectionResult, probe: ProbeSet) -> dict[str, object]:
         "upsample": settings.get("upsample", "–"),
         "topk": settings.get("topk", "–"),
         "seconds": record.seconds,
-        "phases": phases_text(record.phases),
+        "phases": phase_lines(record.phases),
         "skipped_count": len(skipped),
         "skipped": [{"index": k, "message": v} for k, v in list(skipped.items())[:MAX_SKIPPED_LISTED]],
         "skipped_more": max(0, len(skipped) - MAX_SKIPPED_LISTED),
