@@ -20,7 +20,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -93,7 +93,7 @@ class EngineOutcome:
     layers: list[LayerStatistics]
     skipped: dict[int, str]
     seconds: float
-    phases: PhaseTimes = field(default_factory=PhaseTimes)  # wall and CPU of pass 1, the thresholds, pass 2
+    phases: PhaseTimes  # wall and CPU of pass 1, the thresholds, pass 2 (the run adds the tables and nulls)
 
 
 def _load_state(path: Path) -> object:

@@ -258,12 +258,8 @@ def _dissect_locked(
     if out_path is None:
         with tempfile.TemporaryDirectory(prefix="unitscope-") as tmp:
             outcome = DissectionEngine(loaded, paths, mine, settings, Path(tmp), geometry.get, progress, group).run()
-            with outcome.phases.measure("tables"):
-                result = _assemble(outcome, probe, settings, identity, loaded, None, geometry, warnings)
-            with outcome.phases.measure("nulls"):
-                _add_nulls(result, loaded, paths, probe, twin, settings, Path(tmp), geometry, progress, reuse_baseline)
-            result.record = replace(result.record, phases=outcome.phases.record())
-            return result
+            return _finish(outcome, probe, settings, identity, loaded, None, geometry, warnings, paths, twin,
+                           Path(tmp), progress, reuse_baseline)
 
     staging = staging_path(out_path)
     config = _identity_json(_sorted_layers(identity))
@@ -285,11 +281,8 @@ def _dissect_locked(
             group.barrier()  # rank 0 has published the run: a next command of this rank may read it
             return assembled
         group.barrier()
-        with outcome.phases.measure("tables"):
-            result = _assemble(outcome, probe, settings, identity, loaded, out_path, geometry, warnings)
-        with outcome.phases.measure("nulls"):
-            _add_nulls(result, loaded, paths, probe, twin, settings, staging, geometry, progress, reuse_baseline)
-        result.record = replace(result.record, phases=outcome.phases.record())
+        result = _finish(outcome, probe, settings, identity, loaded, out_path, geometry, warnings, paths, twin,
+                         staging, progress, reuse_baseline)
         result_dir = staging / "result"
         if result_dir.exists():
             shutil.rmtree(result_dir)
@@ -303,6 +296,19 @@ def _dissect_locked(
     shutil.rmtree(staging)
     group.barrier()  # the other ranks wait for the published run
     result.run_dir = out_path
+    return result
+
+
+def _finish(outcome: EngineOutcome, probe: ProbeSet, settings: DissectSettings, spec: RunSpec, model: LoadedModel,
+            run_dir: Path | None, geometry: dict[str, tuple[float, float]], warnings: list[str],
+            paths: dict[str, str], twin: ProbeSet | None, work: Path, progress: bool,
+            reuse_baseline: DissectionResult | None) -> DissectionResult:
+    """The engine's outcome as a result with its tables, its nulls and the run's phase clocks."""
+    with outcome.phases.measure("tables"):
+        result = _assemble(outcome, probe, settings, spec, model, run_dir, geometry, warnings)
+    with outcome.phases.measure("nulls"):
+        _add_nulls(result, model, paths, probe, twin, settings, work, geometry, progress, reuse_baseline)
+    result.record = replace(result.record, phases=outcome.phases.record())
     return result
 
 
