@@ -4,7 +4,7 @@ A run's total seconds cannot say where a slow run spends its time, and a profile
 The phases (pass 1, the thresholds between the passes, pass 2, the result tables and nulls) are timed from
 outside their work: wall on a monotonic clock, CPU as the user + system seconds of the whole process (every
 thread: loading lanes, pass 2's lanes) and of the loader worker processes it has waited for. A resumed run
-reports the phases of the command that finished it.
+reports the phases of the command that finished it; under torchrun, those of rank 0's process.
 """
 
 from __future__ import annotations
