@@ -16,7 +16,7 @@ Last line: ``statistics share: X.XX`` = (decode + forward + statistics) / (decod
 a dissection would have if running its lanes and folding thread cost nothing beyond their work. It is a lower
 bound: the least of several rounds over the same images (warm caches and allocator), one thread with nothing
 beside it. What a run really spends per phase is in its own ``summary.json`` (``phases``), which
-``bench/scale.py`` turns into CPU per further image (AlexNet conv5: pass 2 1.32 ms an image there, 1.11 here).
+``bench/scale.py`` turns into CPU per further image (docs/performance.md, runs L and M, compares the two).
 
     python bench/statistics_share.py --work DIR [--model alexnet --layer conv5] [--batches 8] [--rounds 5]
         [--images 2000] [--image-size 224]

@@ -46,6 +46,13 @@ class PhaseTimes:
         return {name: {key: round(value, 2) for key, value in spent.items()} for name, spent in self._seconds.items()}
 
 
+def _seconds(value: object) -> float | None:
+    """``value`` as seconds if it is a finite, non-negative number (not a bool), else None."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < float("inf"):
+        return None
+    return float(value)
+
+
 def phase_lines(phases: object) -> list[str]:
     """``["pass 1 17.1 s (CPU 33.0 s)", …]`` for a report: the phases that took at least 0.05 s of wall.
 
@@ -58,10 +65,7 @@ def phase_lines(phases: object) -> list[str]:
     for name, spent in phases.items():
         if not isinstance(name, str) or not isinstance(spent, dict):
             continue
-        wall, cpu = spent.get("wall"), spent.get("cpu")
-        if not all(isinstance(v, int | float) and not isinstance(v, bool) and 0 <= v < float("inf")
-                   for v in (wall, cpu)):
-            continue
-        if wall >= 0.05:  # type: ignore[operator]
+        wall, cpu = _seconds(spent.get("wall")), _seconds(spent.get("cpu"))
+        if wall is not None and cpu is not None and wall >= 0.05:
             shown.append(f"{name[:40]} {wall:.1f} s (CPU {cpu:.1f} s)")
     return shown
